@@ -1,0 +1,153 @@
+//! `seam plugin ...`: run and measure packs without a running host.
+
+use crate::model::{Change, ChangeKind, Field, RecordRef, System};
+use crate::runtime::{CacheOutcome, Grants, NoRecords, RecordSource, Runtime, RuntimeConfig, StaticRecords};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Map one change (JSON) with a pack and print the actions (JSON).
+    Run(RunArgs),
+    /// Measure a pack: compile, cached load, instantiate, and per-call time for a 10-field event.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The pack's component (.wasm).
+    pub pack: PathBuf,
+    /// The change to map, as JSON (see `seam::model::Change`).
+    #[arg(long)]
+    pub change: PathBuf,
+    /// Records lookups may read, as JSON `{"records": [{"system", "object", "id", "fields": {...}}]}`.
+    #[arg(long)]
+    pub records: Option<PathBuf>,
+    /// What the pack may look up, as JSON `[{"system", "object", "fields": [...]}]`.
+    #[arg(long)]
+    pub grants: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    pub pack: PathBuf,
+    /// Calls to time.
+    #[arg(long, default_value_t = 5000)]
+    pub calls: u32,
+}
+
+pub async fn run(cmd: PluginCommand) -> Result<()> {
+    match cmd {
+        PluginCommand::Run(args) => run_one(args).await,
+        PluginCommand::Bench(args) => bench(args).await,
+    }
+}
+
+async fn run_one(args: RunArgs) -> Result<()> {
+    let wasm = super::read_pack(&args.pack)?;
+    let change: Change = super::read_json(&args.change, "change")?;
+    let grants: Grants = args.grants.as_deref().map(|p| super::read_json(p, "grants")).transpose()?.unwrap_or_default();
+    let records: Arc<dyn RecordSource> = match &args.records {
+        Some(p) => Arc::new(super::read_json::<StaticRecords>(p, "records")?),
+        None => Arc::new(NoRecords),
+    };
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let plugin = runtime.load(&super::pack_name(&args.pack), "local", &wasm, grants).await?;
+    let actions = plugin.map(&change, records).await?;
+    println!("{}", serde_json::to_string_pretty(&actions)?);
+    Ok(())
+}
+
+/// A Case update touching ten fields: the per-call figure the foundation issue asks for.
+pub fn ten_field_case_change(n: u64) -> Change {
+    let fields = vec![
+        Field::new("Subject", format!("Checkout API returns 502 (#{n})").as_str()),
+        Field::new("Description", "Since 09:12 UTC every third checkout call fails with 502 from the payment gateway."),
+        Field::new("Priority", "High"),
+        Field::new("Status", "New"),
+        Field::new("Origin", "Web"),
+        Field::new("Type", "Problem"),
+        Field::new("Reason", "Performance"),
+        Field::new("SuppliedEmail", "ops@acme.example"),
+        Field::new("SuppliedName", "Acme Operations"),
+        Field::new("AccountId", "001000000000001AAA"),
+    ];
+    Change {
+        event_id: format!("bench-{n}"),
+        kind: ChangeKind::Updated,
+        source: RecordRef { system: System::Salesforce, object: "Case".into(), id: "500000000000001AAA".into() },
+        changed: fields.clone(),
+        snapshot: fields,
+        origin_user: "005000000000001AAA".into(),
+        linked: Some(RecordRef { system: System::Servicenow, object: "incident".into(), id: "0123456789abcdef0123456789abcdef".into() }),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+async fn bench(args: BenchArgs) -> Result<()> {
+    let wasm = super::read_pack(&args.pack)?;
+    let name = super::pack_name(&args.pack);
+    let cache_dir = tempdir()?;
+    println!("pack {} ({} bytes)", args.pack.display(), wasm.len());
+
+    // Cold compile, then a fresh runtime loading the same bytes from the disk cache.
+    let config = RuntimeConfig { cache_dir: Some(cache_dir.clone()), ..RuntimeConfig::default() };
+    let cold = Runtime::new(config.clone())?;
+    let started = Instant::now();
+    let plugin = cold.load(&name, "bench", &wasm, Grants::default()).await?;
+    let compile = match plugin.load_outcome() {
+        CacheOutcome::Compiled(d) => d,
+        other => anyhow::bail!("expected a cold compile, got {other:?}"),
+    };
+    println!("compile (Cranelift, cold)      {:>12}   load total {}", ms(compile), ms(started.elapsed()));
+    let warm = Runtime::new(config)?;
+    let started = Instant::now();
+    let plugin = warm.load(&name, "bench", &wasm, Grants::default()).await?;
+    println!("load from disk cache           {:>12}   ({:?})", ms(started.elapsed()), plugin.load_outcome());
+    std::fs::remove_dir_all(&cache_dir).ok();
+
+    let records: Arc<dyn RecordSource> = Arc::new(NoRecords);
+    // Warm up: page in the pool slots and code.
+    for n in 0..50 {
+        plugin.map(&ten_field_case_change(n), records.clone()).await?;
+    }
+    let mut instantiate = Vec::with_capacity(args.calls as usize);
+    let mut call = Vec::with_capacity(args.calls as usize);
+    let started = Instant::now();
+    for n in 0..args.calls as u64 {
+        let (result, timing) = plugin.map_timed(&ten_field_case_change(n), records.clone()).await;
+        let actions = result.context("the bench call failed")?;
+        anyhow::ensure!(!actions.is_empty(), "the pack returned no actions for a 10-field Case change");
+        instantiate.push(timing.instantiate);
+        call.push(timing.call);
+    }
+    let wall = started.elapsed();
+    let total: Vec<Duration> = instantiate.iter().zip(&call).map(|(a, b)| *a + *b).collect();
+    for (label, samples) in [("instantiate", &mut instantiate), ("map-change (10 fields)", &mut call), ("instantiate + map-change", &mut total.clone())] {
+        samples.sort();
+        let p = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        println!("{label:<30} p50 {:>10}   p99 {:>10}", us(p(0.5)), us(p(0.99)));
+    }
+    println!(
+        "{} calls in {} on one task: {:.0} events/s",
+        args.calls,
+        ms(wall),
+        args.calls as f64 / wall.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("seam-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}

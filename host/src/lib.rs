@@ -1,0 +1,7 @@
+//! seam keeps a Salesforce Case and a ServiceNow Incident describing the same
+//! customer event truthfully in both systems. Per-customer logic runs as
+//! sandboxed WebAssembly components (rule packs) implementing `seam:sync`.
+
+pub mod cli;
+pub mod model;
+pub mod runtime;

@@ -1,0 +1,42 @@
+use clap::{Parser, Subcommand};
+use seam::cli;
+
+#[derive(Parser)]
+#[command(name = "seam", version, about = "Keeps Salesforce Cases and ServiceNow Incidents truthful in both systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Case ⇄ Incident story end to end, no credentials needed.
+    Demo(cli::demo::DemoArgs),
+    /// Work with rule packs (WebAssembly components).
+    #[command(subcommand)]
+    Plugin(cli::plugin::PluginCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEAM_LOG").unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("starting the async runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => cli::demo::run(args).await,
+            Command::Plugin(cmd) => cli::plugin::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The host's own vocabulary for changes and actions.
+//!
+//! Every `seam:sync` WIT version converts to and from these types, so the
+//! engine, journal and connectors never depend on one plugin API version.
+//! They are also the JSON form used by `seam plugin run` and test fixtures.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Salesforce,
+    Servicenow,
+    Slack,
+}
+
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            System::Salesforce => "salesforce",
+            System::Servicenow => "servicenow",
+            System::Slack => "slack",
+        })
+    }
+}
+
+impl std::str::FromStr for System {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "salesforce" | "sf" | "sfdc" => Ok(System::Salesforce),
+            "servicenow" | "snow" | "sn" => Ok(System::Servicenow),
+            "slack" => Ok(System::Slack),
+            other => anyhow::bail!("unknown system {other:?}: expected salesforce, servicenow or slack"),
+        }
+    }
+}
+
+/// A field value. JSON `null`, strings, numbers and booleans map one to one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Text(String),
+}
+
+impl Value {
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Text(s.to_string())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Field {
+    pub name: String,
+    pub value: Value,
+}
+
+impl Field {
+    pub fn new(name: impl Into<String>, value: impl Into<Value>) -> Self {
+        Field { name: name.into(), value: value.into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RecordRef {
+    pub system: System,
+    pub object: String,
+    pub id: String,
+}
+
+impl fmt::Display for RecordRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.system, self.object, self.id)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// What happened to one record, normalized from whatever notification carried it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub event_id: String,
+    pub kind: ChangeKind,
+    pub source: RecordRef,
+    #[serde(default)]
+    pub changed: Vec<Field>,
+    #[serde(default)]
+    pub snapshot: Vec<Field>,
+    #[serde(default)]
+    pub origin_user: String,
+    #[serde(default)]
+    pub linked: Option<RecordRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "record")]
+pub enum Target {
+    Linked,
+    Source,
+    Explicit(RecordRef),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JournalKind {
+    WorkNote,
+    Comment,
+}
+
+/// What a pack asks the host to do. Serialized as `{"update": {...}}` etc.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Update { target: Target, fields: Vec<Field> },
+    AppendJournal { target: Target, kind: JournalKind, text: String },
+    Create { system: System, object: String, fields: Vec<Field>, link_to_source: bool },
+    PostSlack { channel: String, create_channel: bool, text: String },
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Text(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Linked => f.write_str("linked record"),
+            Target::Source => f.write_str("source record"),
+            Target::Explicit(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |fields: &[Field]| fields.iter().map(|x| format!("{} = {}", x.name, x.value)).collect::<Vec<_>>().join(", ");
+        match self {
+            Action::Update { target, fields } => write!(f, "update {target}: {}", list(fields)),
+            Action::AppendJournal { target, kind, text } => write!(f, "append {kind:?} to {target}: {text:?}"),
+            Action::Create { system, object, fields, link_to_source } => {
+                write!(f, "create {system} {object}{}: {}", if *link_to_source { " (linked)" } else { "" }, list(fields))
+            }
+            Action::PostSlack { channel, create_channel, text } => {
+                write!(f, "post to Slack #{channel}{}: {text:?}", if *create_channel { " (create)" } else { "" })
+            }
+        }
+    }
+}

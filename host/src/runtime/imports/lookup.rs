@@ -1,0 +1,123 @@
+//! `seam:sync/lookup`: capability-scoped reads of records in either system.
+//!
+//! A pack reads only the objects and fields its grants name; the host does the
+//! I/O through a [`RecordSource`] (the tenant's connectors, or fixtures).
+
+use crate::model::{Field, RecordRef, System, Value};
+use crate::runtime::bindings::v0_1_0::seam::sync::lookup as v0_1_0;
+use crate::runtime::state::PluginState;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum LookupFailure {
+    #[error("not granted: {0}")]
+    NotGranted(String),
+    #[error("record not found")]
+    NotFound,
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where lookups are answered from.
+pub trait RecordSource: Send + Sync {
+    fn get<'a>(&'a self, record: &'a RecordRef, fields: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>>;
+}
+
+/// No records anywhere: every lookup is `unavailable`.
+pub struct NoRecords;
+
+impl RecordSource for NoRecords {
+    fn get<'a>(&'a self, record: &'a RecordRef, _: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>> {
+        Box::pin(async move { Err(LookupFailure::Unavailable(format!("no record source is configured to read {record}"))) })
+    }
+}
+
+/// Records held in memory: fixtures, the demo, `seam plugin run --records`.
+#[derive(Default, Clone, Debug, Serialize, Deserialize)]
+pub struct StaticRecords {
+    pub records: Vec<StaticRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StaticRecord {
+    #[serde(flatten)]
+    pub record: RecordRef,
+    pub fields: HashMap<String, Value>,
+}
+
+impl RecordSource for StaticRecords {
+    fn get<'a>(&'a self, record: &'a RecordRef, fields: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>> {
+        Box::pin(async move {
+            let found = self.records.iter().find(|r| &r.record == record).ok_or(LookupFailure::NotFound)?;
+            Ok(fields
+                .iter()
+                .map(|name| Field::new(name.clone(), found.fields.get(name).cloned().unwrap_or(Value::Null)))
+                .collect())
+        })
+    }
+}
+
+/// One thing a pack may read: an object in a system, and which of its fields (`*` = all).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub system: System,
+    pub object: String,
+    pub fields: Vec<String>,
+}
+
+/// Everything a pack may read. Empty: nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Grants(pub Vec<Grant>);
+
+impl Grants {
+    pub fn check(&self, record: &RecordRef, fields: &[String]) -> Result<(), LookupFailure> {
+        let Some(grant) = self.0.iter().find(|g| g.system == record.system && g.object.eq_ignore_ascii_case(&record.object)) else {
+            return Err(LookupFailure::NotGranted(format!("the pack has no grant to read {} {}", record.system, record.object)));
+        };
+        if grant.fields.iter().any(|f| f == "*") {
+            return Ok(());
+        }
+        let denied: Vec<&str> = fields.iter().filter(|f| !grant.fields.contains(f)).map(String::as_str).collect();
+        if denied.is_empty() {
+            Ok(())
+        } else {
+            Err(LookupFailure::NotGranted(format!(
+                "the pack may not read {} of {} {}",
+                denied.join(", "),
+                record.system,
+                record.object
+            )))
+        }
+    }
+}
+
+/// Grant check, then the read; an unreachable system is remembered so the call counts as transient.
+pub(crate) async fn get(state: &mut PluginState, record: RecordRef, fields: Vec<String>) -> Result<Vec<Field>, LookupFailure> {
+    state.grants.check(&record, &fields)?;
+    let result = state.records.get(&record, &fields).await;
+    if let Err(LookupFailure::Unavailable(why)) = &result {
+        state.lookup_unavailable = Some(why.clone());
+    }
+    result
+}
+
+impl v0_1_0::Host for PluginState {
+    async fn get(
+        &mut self,
+        record: v0_1_0::RecordRef,
+        fields: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<v0_1_0::Field>, v0_1_0::LookupError>> {
+        Ok(match get(self, record.into(), fields).await {
+            Ok(found) => Ok(found.iter().map(Into::into).collect()),
+            Err(LookupFailure::NotGranted(why)) => Err(v0_1_0::LookupError::NotGranted(why)),
+            Err(LookupFailure::NotFound) => Err(v0_1_0::LookupError::NotFound),
+            Err(LookupFailure::Unavailable(why)) => Err(v0_1_0::LookupError::Unavailable(why)),
+        })
+    }
+}

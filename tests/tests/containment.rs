@@ -1,0 +1,258 @@
+//! A pack that traps, loops, eats memory or pokes at the sandbox only ever
+//! fails its own call; the host keeps serving.
+
+use seam::model::{Action, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
+use seam::runtime::{CacheOutcome, Grant, Grants, NoRecords, Plugin, PluginError, RecordSource, Runtime, RuntimeConfig, StaticRecord, StaticRecords};
+use seam_tests::{pack_bytes, CASE_INCIDENT, FUTURE_API, MISBEHAVE};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn config() -> RuntimeConfig {
+    RuntimeConfig { call_budget: Duration::from_millis(300), memory_limit: 16 << 20, ..RuntimeConfig::default() }
+}
+
+async fn misbehave(runtime: &Runtime, grants: Grants) -> Plugin {
+    runtime.load("misbehave", "test", &pack_bytes(MISBEHAVE), grants).await.unwrap()
+}
+
+fn ask(mode: &str, extra: &[(&str, &str)]) -> Change {
+    let mut fields = vec![Field::new("mode", mode)];
+    fields.extend(extra.iter().map(|(k, v)| Field::new(*k, *v)));
+    Change {
+        event_id: format!("ask-{mode}"),
+        kind: ChangeKind::Updated,
+        source: RecordRef { system: System::Salesforce, object: "Case".into(), id: "500000000000001AAA".into() },
+        changed: fields.clone(),
+        snapshot: fields,
+        origin_user: "tester".into(),
+        linked: Some(RecordRef { system: System::Servicenow, object: "incident".into(), id: "0".repeat(32) }),
+    }
+}
+
+fn none() -> Arc<dyn RecordSource> {
+    Arc::new(NoRecords)
+}
+
+/// The plugin still answers a well-behaved call correctly.
+async fn still_serving(plugin: &Plugin) {
+    let actions = plugin.map(&ask("echo", &[("Subject", "hello")]), none()).await.expect("a normal call after a failure");
+    assert_eq!(
+        actions,
+        vec![Action::Update { target: Target::Linked, fields: vec![Field::new("mode", "echo"), Field::new("Subject", "hello")] }]
+    );
+}
+
+fn only_note(actions: &[Action]) -> &str {
+    match actions {
+        [Action::AppendJournal { kind: JournalKind::WorkNote, text, .. }] => text,
+        other => panic!("expected one work note, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_pack_traps_with_its_panic_message() {
+    let runtime = Runtime::new(config()).unwrap();
+    let plugin = misbehave(&runtime, Grants::default()).await;
+    match plugin.map(&ask("panic", &[]), none()).await {
+        Err(e @ PluginError::Trap { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("misbehave was asked to panic"), "{text}");
+            assert!(text.contains("misbehave@test"), "{text}");
+            assert!(!e.is_transient());
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    still_serving(&plugin).await;
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_the_budget() {
+    let runtime = Runtime::new(config()).unwrap();
+    let plugin = misbehave(&runtime, Grants::default()).await;
+    let started = Instant::now();
+    let result = plugin.map(&ask("loop", &[]), none()).await;
+    let took = started.elapsed();
+    assert!(matches!(result, Err(PluginError::Timeout { budget, .. }) if budget == Duration::from_millis(300)), "{result:?}");
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "stopped after {took:?}");
+    still_serving(&plugin).await;
+}
+
+/// One worker thread: if the looping guest held it, nothing else could run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_looping_pack_does_not_hold_the_executor() {
+    let runtime = Runtime::new(RuntimeConfig { call_budget: Duration::from_secs(3), ..config() }).unwrap();
+    let plugin = Arc::new(misbehave(&runtime, Grants::default()).await);
+    let looping = tokio::spawn({
+        let plugin = plugin.clone();
+        async move { plugin.map(&ask("loop", &[]), none()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    for _ in 0..20 {
+        still_serving(&plugin).await;
+    }
+    let took = started.elapsed();
+    assert!(!looping.is_finished(), "the loop should still be running");
+    assert!(took < Duration::from_secs(1), "20 calls beside a looping guest took {took:?}");
+    assert!(matches!(looping.await.unwrap(), Err(PluginError::Timeout { .. })));
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_stopped_at_its_limit() {
+    let runtime = Runtime::new(config()).unwrap();
+    let plugin = misbehave(&runtime, Grants::default()).await;
+    match plugin.map(&ask("oom", &[]), none()).await {
+        Err(e @ PluginError::OutOfMemory { limit, wanted, .. }) => {
+            assert_eq!(limit, 16 << 20);
+            assert!(wanted > limit, "{e}");
+        }
+        other => panic!("expected out-of-memory, got {other:?}"),
+    }
+    still_serving(&plugin).await;
+}
+
+#[tokio::test]
+async fn unbounded_recursion_traps_on_stack_overflow() {
+    let runtime = Runtime::new(config()).unwrap();
+    let plugin = misbehave(&runtime, Grants::default()).await;
+    match plugin.map(&ask("recurse", &[]), none()).await {
+        Err(PluginError::Trap { message, .. }) => assert!(message.contains("stack"), "{message}"),
+        other => panic!("expected a stack-overflow trap, got {other:?}"),
+    }
+    still_serving(&plugin).await;
+}
+
+#[tokio::test]
+async fn a_rejection_is_permanent_and_carries_the_reason() {
+    let runtime = Runtime::new(config()).unwrap();
+    let plugin = misbehave(&runtime, Grants::default()).await;
+    match plugin.map(&ask("reject", &[]), none()).await {
+        Err(e @ PluginError::Rejected { .. }) => {
+            assert!(e.to_string().contains("rejected on purpose"));
+            assert!(!e.is_transient());
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn packs_have_no_filesystem_and_no_network() {
+    let runtime = Runtime::new(config()).unwrap();
+    let plugin = misbehave(&runtime, Grants::default()).await;
+    let actions = plugin.map(&ask("read-file", &[]), none()).await.unwrap();
+    assert!(only_note(&actions).starts_with("file error"), "{actions:?}");
+
+    // A real listener on loopback that the guest must not reach.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let actions = plugin.map(&ask("connect", &[("port", &port)]), none()).await.unwrap();
+    assert!(only_note(&actions).starts_with("network error"), "{actions:?}");
+}
+
+#[tokio::test]
+async fn a_log_flood_is_cut_off_and_the_call_completes() {
+    let runtime = Runtime::new(config()).unwrap();
+    let plugin = misbehave(&runtime, Grants::default()).await;
+    let actions = plugin.map(&ask("log-flood", &[]), none()).await.unwrap();
+    assert_eq!(only_note(&actions), "flooded");
+}
+
+fn account_records() -> Arc<dyn RecordSource> {
+    Arc::new(StaticRecords {
+        records: vec![StaticRecord {
+            record: RecordRef { system: System::Salesforce, object: "Account".into(), id: "001000000000001AAA".into() },
+            fields: [("Name".to_string(), Value::from("Acme")), ("AnnualRevenue".to_string(), Value::Number(5e7))].into(),
+        }],
+    })
+}
+
+#[tokio::test]
+async fn lookups_read_only_what_the_pack_was_granted() {
+    let runtime = Runtime::new(config()).unwrap();
+    let grants = Grants(vec![Grant { system: System::Salesforce, object: "Account".into(), fields: vec!["AnnualRevenue".into()] }]);
+    let plugin = misbehave(&runtime, grants).await;
+    let id = ("id", "001000000000001AAA");
+
+    let actions = plugin.map(&ask("lookup", &[id, ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
+    assert_eq!(actions, vec![Action::Update { target: Target::Linked, fields: vec![Field { name: "AnnualRevenue".into(), value: Value::Number(5e7) }] }]);
+
+    let actions = plugin.map(&ask("lookup", &[id, ("fields", "AnnualRevenue,Name")]), account_records()).await.unwrap();
+    assert_eq!(only_note(&actions), "not granted: the pack may not read Name of salesforce Account");
+
+    let actions = plugin.map(&ask("lookup", &[id, ("object", "Contact")]), account_records()).await.unwrap();
+    assert_eq!(only_note(&actions), "not granted: the pack has no grant to read salesforce Contact");
+
+    let actions = plugin.map(&ask("lookup", &[("id", "001000000000002AAA"), ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
+    assert_eq!(only_note(&actions), "not found");
+}
+
+#[tokio::test]
+async fn an_unreachable_lookup_makes_the_failure_transient() {
+    let runtime = Runtime::new(config()).unwrap();
+    let grants = Grants(vec![Grant { system: System::Salesforce, object: "Account".into(), fields: vec!["*".into()] }]);
+    let plugin = misbehave(&runtime, grants).await;
+    match plugin.map(&ask("lookup", &[("id", "001000000000001AAA")]), none()).await {
+        Err(e @ PluginError::LookupUnavailable { .. }) => assert!(e.is_transient(), "{e}"),
+        other => panic!("expected a transient lookup failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn more_calls_than_pool_slots_wait_instead_of_failing() {
+    let runtime = Runtime::new(RuntimeConfig { concurrent_calls: 2, ..config() }).unwrap();
+    let plugin = Arc::new(misbehave(&runtime, Grants::default()).await);
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let plugin = plugin.clone();
+            tokio::spawn(async move { plugin.map(&ask("echo", &[("n", "1")]), none()).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_pack_for_an_unserved_api_version_is_refused() {
+    let runtime = Runtime::new(config()).unwrap();
+    let err = runtime.load("future-api", "9.0.0", &pack_bytes(FUTURE_API), Grants::default()).await.err().expect("must be refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("seam:sync@9.0.0") && text.contains("this host serves seam:sync@0.1.0"), "{text}");
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_a_component_are_refused_clearly() {
+    let runtime = Runtime::new(config()).unwrap();
+    let err = runtime.load("junk", "0", b"definitely not wasm", Grants::default()).await.err().expect("must be refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("loading pack junk@0") && text.contains("wasm32-wasip2"), "{text}");
+}
+
+#[tokio::test]
+async fn compiled_packs_are_cached_by_hash_on_disk_and_in_memory() {
+    let dir = std::env::temp_dir().join(format!("seam-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = RuntimeConfig { cache_dir: Some(dir.clone()), ..config() };
+    let wasm = pack_bytes(CASE_INCIDENT);
+
+    let first = Runtime::new(config.clone()).unwrap();
+    let a = first.load("case-incident", "1", &wasm, Grants::default()).await.unwrap();
+    assert!(matches!(a.load_outcome(), CacheOutcome::Compiled(_)), "{:?}", a.load_outcome());
+    let b = first.load("case-incident", "1", &wasm, Grants::default()).await.unwrap();
+    assert_eq!(b.load_outcome(), CacheOutcome::Memory);
+
+    let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].file_name().unwrap().to_string_lossy().starts_with(&a.meta().sha256));
+
+    // A restarted host loads it from disk; a corrupted entry is recompiled, not trusted.
+    let second = Runtime::new(config.clone()).unwrap();
+    let c = second.load("case-incident", "1", &wasm, Grants::default()).await.unwrap();
+    assert!(matches!(c.load_outcome(), CacheOutcome::Disk(_)), "{:?}", c.load_outcome());
+    std::fs::write(&entries[0], b"garbage").unwrap();
+    let third = Runtime::new(config).unwrap();
+    let d = third.load("case-incident", "1", &wasm, Grants::default()).await.unwrap();
+    assert!(matches!(d.load_outcome(), CacheOutcome::Compiled(_)), "{:?}", d.load_outcome());
+    assert!(d.map(&ask("echo", &[]), none()).await.is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
