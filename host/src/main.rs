@@ -12,6 +12,8 @@ struct Cli {
 enum Command {
     /// Run the Case ⇄ Incident story end to end, no credentials needed.
     Demo(cli::demo::DemoArgs),
+    /// Run the Salesforce, ServiceNow and Slack emulators on loopback until stopped.
+    Sim(cli::sim::SimArgs),
     /// Work with rule packs (WebAssembly components).
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
@@ -30,6 +32,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Demo(args) => cli::demo::run(args).await,
             Command::Plugin(cmd) => cli::plugin::run(cmd).await,
+            Command::Sim(args) => cli::sim::run(args).await,
         }
     });
     match result {

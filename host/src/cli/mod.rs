@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod plugin;
+pub mod sim;
 
 use anyhow::{Context, Result};
 use std::path::Path;

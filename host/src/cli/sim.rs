@@ -1,0 +1,110 @@
+//! `seam sim`: run the Salesforce, ServiceNow and Slack emulators until stopped.
+
+use crate::sim::faults::{self, Faults};
+use crate::sim::notify::NotifyTarget;
+use crate::sim::{Sim, SimConfig};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct SimArgs {
+    /// Where the emulators keep their database, certificate and sim.json.
+    #[arg(long, default_value = ".seam/sim")]
+    pub state: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub salesforce_port: u16,
+    #[arg(long, default_value_t = 0)]
+    pub servicenow_port: u16,
+    #[arg(long, default_value_t = 0)]
+    pub slack_port: u16,
+    /// Inject a fault: `salesforce.rate_limit=0.2`, `servicenow.server_error_next=3`,
+    /// `slack.latency_ms=200`, `salesforce.drop_notifications=0.1` (repeatable).
+    #[arg(long = "fault", value_name = "EMULATOR.KEY=VALUE")]
+    pub faults: Vec<String>,
+    /// Push change notifications: `salesforce=https://host/intake/salesforce` (repeatable).
+    #[arg(long = "notify", value_name = "EMULATOR=URL")]
+    pub notify: Vec<String>,
+    /// HMAC secret for an emulator's notifications: `servicenow=s3cret` (repeatable).
+    #[arg(long = "notify-secret", value_name = "EMULATOR=SECRET")]
+    pub notify_secrets: Vec<String>,
+}
+
+const EMULATORS: &[&str] = &["salesforce", "servicenow", "slack"];
+
+fn emulator_name(name: &str) -> Result<String> {
+    if EMULATORS.contains(&name) {
+        Ok(name.to_string())
+    } else {
+        bail!("unknown emulator {name:?}: expected one of {}", EMULATORS.join(", "))
+    }
+}
+
+/// Turn the command line into a simulator configuration.
+pub fn config(args: &SimArgs) -> Result<SimConfig> {
+    let mut config = SimConfig::new(args.state.clone());
+    config.salesforce_port = args.salesforce_port;
+    config.servicenow_port = args.servicenow_port;
+    config.slack_port = args.slack_port;
+    for setting in &args.faults {
+        let (key, value) = setting.split_once('=').with_context(|| format!("--fault {setting}: expected EMULATOR.KEY=VALUE"))?;
+        let (emulator, key) = key.split_once('.').with_context(|| format!("--fault {setting}: expected EMULATOR.KEY=VALUE"))?;
+        let emulator = emulator_name(emulator)?;
+        let index = match config.faults.iter().position(|(n, _)| *n == emulator) {
+            Some(i) => i,
+            None => {
+                config.faults.push((emulator.clone(), Faults::default()));
+                config.faults.len() - 1
+            }
+        };
+        faults::apply_setting(&mut config.faults[index].1, key, value).with_context(|| format!("--fault {setting}"))?;
+    }
+    for setting in &args.notify {
+        let (emulator, url) = setting.split_once('=').with_context(|| format!("--notify {setting}: expected EMULATOR=URL"))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--notify {setting}: the URL must start with http:// or https://");
+        }
+        config.notify.push((emulator_name(emulator)?, NotifyTarget { url: url.to_string(), secret: None }));
+    }
+    for setting in &args.notify_secrets {
+        let (emulator, secret) = setting.split_once('=').with_context(|| format!("--notify-secret {setting}: expected EMULATOR=SECRET"))?;
+        let target = config
+            .notify
+            .iter_mut()
+            .find(|(n, _)| n == emulator)
+            .with_context(|| format!("--notify-secret {emulator}: give --notify {emulator}=URL too"))?;
+        target.1.secret = Some(secret.to_string());
+    }
+    Ok(config)
+}
+
+pub async fn run(args: SimArgs) -> Result<()> {
+    let sim = Sim::start(config(&args)?).await?;
+    print_banner(&sim);
+    wait_for_stop().await;
+    eprintln!("stopping the emulators");
+    sim.shutdown();
+    Ok(())
+}
+
+pub fn print_banner(sim: &Sim) {
+    let info = sim.info();
+    println!("salesforce  {}   user {} / {} (token {})", info["salesforce"]["url"].as_str().unwrap_or(""), info["salesforce"]["username"].as_str().unwrap_or(""), info["salesforce"]["password"].as_str().unwrap_or(""), info["salesforce"]["security_token"].as_str().unwrap_or(""));
+    println!("servicenow  {}   user {} / {}", info["servicenow"]["url"].as_str().unwrap_or(""), info["servicenow"]["username"].as_str().unwrap_or(""), info["servicenow"]["password"].as_str().unwrap_or(""));
+    println!("slack       {}   token {}", info["slack"]["url"].as_str().unwrap_or(""), info["slack"]["token"].as_str().unwrap_or(""));
+    println!("CA certificate: {}   (export REQUESTS_CA_BUNDLE / SSL_CERT_FILE to trust it)", sim.ca_pem.display());
+    println!("connection details: {}", sim.info_file.display());
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,96 @@
+//! Fault injection, per emulator: rate limiting, server errors, latency and
+//! dropped notifications, set by `seam sim --fault` or `PUT /__admin/faults`.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Probability (0..1) that an API request is refused as rate-limited.
+    pub rate_limit: f64,
+    /// Refuse the next N API requests as rate-limited (deterministic, for tests).
+    pub rate_limit_next: u32,
+    /// Probability (0..1) that an API request fails with 503.
+    pub server_error: f64,
+    /// Fail the next N API requests with 503.
+    pub server_error_next: u32,
+    /// Added to every API request, in milliseconds.
+    pub latency_ms: u64,
+    /// Probability (0..1) that a change notification is never sent.
+    pub drop_notifications: f64,
+    /// Never send the next N change notifications.
+    pub drop_notifications_next: u32,
+    /// Seconds a rate-limited client is told to wait.
+    pub retry_after_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    RateLimited { retry_after: u64 },
+    ServerError,
+}
+
+#[derive(Default)]
+pub struct FaultSwitch {
+    faults: Mutex<Faults>,
+}
+
+fn roll(p: f64) -> bool {
+    p > 0.0 && rand::random::<f64>() < p
+}
+
+impl FaultSwitch {
+    pub fn get(&self) -> Faults {
+        self.faults.lock().unwrap().clone()
+    }
+
+    pub fn set(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+    }
+
+    pub fn latency(&self) -> Option<Duration> {
+        let ms = self.faults.lock().unwrap().latency_ms;
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// Decide this API request's fate.
+    pub fn request(&self) -> Option<Fault> {
+        let mut f = self.faults.lock().unwrap();
+        let retry_after = f.retry_after_secs.max(1);
+        if f.rate_limit_next > 0 {
+            f.rate_limit_next -= 1;
+            return Some(Fault::RateLimited { retry_after });
+        }
+        if f.server_error_next > 0 {
+            f.server_error_next -= 1;
+            return Some(Fault::ServerError);
+        }
+        if roll(f.rate_limit) {
+            return Some(Fault::RateLimited { retry_after });
+        }
+        roll(f.server_error).then_some(Fault::ServerError)
+    }
+
+    /// Should this change notification be dropped?
+    pub fn drop_notification(&self) -> bool {
+        let mut f = self.faults.lock().unwrap();
+        if f.drop_notifications_next > 0 {
+            f.drop_notifications_next -= 1;
+            return true;
+        }
+        roll(f.drop_notifications)
+    }
+}
+
+/// Parse `--fault salesforce.rate_limit=0.2` style settings onto `faults`.
+pub fn apply_setting(faults: &mut Faults, key: &str, value: &str) -> anyhow::Result<()> {
+    let mut json = serde_json::to_value(&*faults)?;
+    let slot = json
+        .get_mut(key)
+        .ok_or_else(|| anyhow::anyhow!("unknown fault {key:?}; known: rate_limit, rate_limit_next, server_error, server_error_next, latency_ms, drop_notifications, drop_notifications_next, retry_after_secs"))?;
+    *slot = serde_json::from_str(value).map_err(|_| anyhow::anyhow!("fault {key} needs a number, got {value:?}"))?;
+    *faults = serde_json::from_value(json).map_err(|e| anyhow::anyhow!("fault {key}={value}: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Change notifications pushed to the engine the way the real systems push
+//! them: Salesforce Outbound Messages (SOAP, retried until `<Ack>true</Ack>`,
+//! up to 100 per message) and ServiceNow business-rule JSON posts (HMAC-signed).
+//!
+//! Every notification is a row in SQLite before anything is sent, delivered
+//! in order per emulator, and retried with exponential backoff until the
+//! receiver acknowledges it, across simulator restarts too.
+
+use super::faults::FaultSwitch;
+use super::store::Store;
+use hmac::{Hmac, Mac};
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where notifications go.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotifyTarget {
+    pub url: String,
+    /// HMAC-SHA256 key for the `X-Seam-Signature` header (JSON notifications).
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// How a batch of payloads becomes one HTTP request, and what counts as an ack.
+pub enum Format {
+    /// Salesforce Outbound Message: payloads are `<Notification>` elements.
+    SalesforceSoap { organization_id: String, partner_url: String },
+    /// One JSON object per request.
+    Json,
+}
+
+pub struct Notifier {
+    emulator: &'static str,
+    store: Arc<Store>,
+    faults: Arc<FaultSwitch>,
+    format: Format,
+    client: reqwest::Client,
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NotifyStats {
+    pub pending: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub failed_attempts: u64,
+    pub last_error: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// 100 ms, doubling, at most 10 s between attempts.
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_millis((100u64 << attempts.min(7)).min(10_000))
+}
+
+impl Notifier {
+    pub fn new(emulator: &'static str, store: Arc<Store>, faults: Arc<FaultSwitch>, format: Format, ca_pem: &[u8]) -> anyhow::Result<Self> {
+        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        // The engine's intake may itself sit behind this simulator's certificate.
+        if let Ok(ca) = reqwest::Certificate::from_pem(ca_pem) {
+            client = client.add_root_certificate(ca);
+        }
+        Ok(Notifier { emulator, store, faults, format, client: client.build()?, wake: tokio::sync::Notify::new() })
+    }
+
+    fn setting_key(&self) -> String {
+        format!("notify.{}", self.emulator)
+    }
+
+    pub fn target(&self) -> Option<NotifyTarget> {
+        self.store.setting(&self.setting_key()).and_then(|s| serde_json::from_str(&s).ok())
+    }
+
+    pub fn set_target(&self, target: Option<&NotifyTarget>) -> anyhow::Result<()> {
+        let value = match target {
+            Some(t) => serde_json::to_string(t)?,
+            None => "null".to_string(),
+        };
+        self.store.set_setting(&self.setting_key(), &value)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queue one notification, unless no target is configured or a fault drops it.
+    pub fn enqueue(&self, payload: String) -> anyhow::Result<()> {
+        let Some(target) = self.target() else { return Ok(()) };
+        if self.faults.drop_notification() {
+            self.store.next(&format!("notify.{}.dropped", self.emulator))?;
+            tracing::info!(emulator = self.emulator, "fault injection: dropped a change notification");
+            return Ok(());
+        }
+        self.store.with_db(|db| {
+            db.execute("INSERT INTO notifications (emulator, url, payload) VALUES (?1, ?2, ?3)", params![self.emulator, target.url, payload])
+        })?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub fn stats(&self) -> NotifyStats {
+        let (pending, delivered, failed, last_error) = self
+            .store
+            .with_db(|db| {
+                db.query_row(
+                    "SELECT COALESCE(SUM(delivered_at_ms IS NULL), 0), COALESCE(SUM(delivered_at_ms IS NOT NULL), 0), COALESCE(SUM(attempts), 0),
+                            (SELECT last_error FROM notifications WHERE emulator = ?1 AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1)
+                     FROM notifications WHERE emulator = ?1",
+                    params![self.emulator],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<String>>(3)?)),
+                )
+            })
+            .unwrap_or((0, 0, 0, None));
+        NotifyStats {
+            pending: pending as u64,
+            delivered: delivered as u64,
+            dropped: self.store.counter(&format!("notify.{}.dropped", self.emulator)),
+            failed_attempts: failed as u64,
+            last_error,
+        }
+    }
+
+    fn batch_max(&self) -> usize {
+        match self.format {
+            Format::SalesforceSoap { .. } => 100,
+            Format::Json => 1,
+        }
+    }
+
+    /// Deliver forever: the oldest pending notifications first, in order.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let due = self.next_batch();
+            let batch = match due {
+                Ok(Some(Batch::Ready(batch))) => batch,
+                Ok(Some(Batch::Wait(ms))) => {
+                    let _ = tokio::time::timeout(Duration::from_millis(ms), self.wake.notified()).await;
+                    continue;
+                }
+                Ok(None) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(emulator = self.emulator, "reading the notification queue: {e:#}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let result = self.send(&batch).await;
+            let ids: Vec<i64> = batch.rows.iter().map(|r| r.0).collect();
+            let recorded = self.store.with_db(|db| {
+                for id in &ids {
+                    match &result {
+                        Ok(()) => db.execute("UPDATE notifications SET delivered_at_ms = ?2, last_error = NULL WHERE id = ?1", params![id, now_ms()])?,
+                        Err(e) => db.execute(
+                            "UPDATE notifications SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1",
+                            params![id, now_ms() + backoff(batch.attempts).as_millis() as i64, e],
+                        )?,
+                    };
+                }
+                Ok(())
+            });
+            if let Err(e) = recorded {
+                tracing::error!(emulator = self.emulator, "recording a delivery: {e:#}");
+            }
+            if let Err(e) = result {
+                tracing::debug!(emulator = self.emulator, url = %batch.url, "notification not acknowledged, will retry: {e}");
+            }
+        }
+    }
+
+    fn next_batch(&self) -> anyhow::Result<Option<Batch>> {
+        let head = self.store.with_db(|db| {
+            db.query_row(
+                "SELECT url, attempts, next_at_ms FROM notifications WHERE emulator = ?1 AND delivered_at_ms IS NULL ORDER BY id LIMIT 1",
+                params![self.emulator],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+        })?;
+        let Some((url, attempts, next_at)) = head else { return Ok(None) };
+        let wait = next_at - now_ms();
+        if wait > 0 {
+            return Ok(Some(Batch::Wait(wait as u64)));
+        }
+        let rows = self.store.with_db(|db| {
+            let mut stmt = db.prepare(
+                "SELECT id, payload FROM notifications WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![self.emulator, url, self.batch_max() as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(Some(Batch::Ready(Ready { url, attempts, rows })))
+    }
+
+    async fn send(&self, batch: &Ready) -> Result<(), String> {
+        let target = self.target();
+        let secret = target.as_ref().filter(|t| t.url == batch.url).and_then(|t| t.secret.clone());
+        let payloads: Vec<&str> = batch.rows.iter().map(|r| r.1.as_str()).collect();
+        let (content_type, body) = match &self.format {
+            Format::SalesforceSoap { organization_id, partner_url } => {
+                ("text/xml; charset=utf-8", super::salesforce::soap::outbound_message(organization_id, partner_url, &payloads))
+            }
+            Format::Json => ("application/json", payloads.join("")),
+        };
+        let mut request = self.client.post(&batch.url).header("Content-Type", content_type);
+        if let Some(secret) = secret {
+            request = request.header("X-Seam-Signature", sign(&secret, body.as_bytes()));
+        }
+        if let Format::SalesforceSoap { .. } = self.format {
+            request = request.header("SOAPAction", "\"\"");
+        }
+        let response = request.body(body).send().await.map_err(|e| format!("POST {}: {e}", batch.url))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let acked = match self.format {
+            Format::SalesforceSoap { .. } => status.is_success() && text.to_ascii_lowercase().contains("<ack>true</ack>"),
+            Format::Json => status.is_success(),
+        };
+        if acked {
+            Ok(())
+        } else {
+            Err(format!("{} answered {status}: {}", batch.url, text.chars().take(300).collect::<String>()))
+        }
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256 of body>`, the signature the engine's intake checks.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+enum Batch {
+    Ready(Ready),
+    Wait(u64),
+}
+
+struct Ready {
+    url: String,
+    attempts: u32,
+    rows: Vec<(i64, String)>,
+}

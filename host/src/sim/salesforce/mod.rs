@@ -1,0 +1,761 @@
+//! The Salesforce emulator: OAuth and SOAP login, the REST API's sObject
+//! endpoints, SOQL queries, sObject Collections, limits, and Outbound
+//! Messages on Case and Account changes.
+
+pub mod ids;
+pub mod schema;
+pub mod soap;
+pub mod soql;
+
+use super::credentials::*;
+use super::faults::Fault;
+use super::Emulator;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use schema::{ObjectDef, SfError};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub const EMULATOR: &str = "salesforce";
+pub const API_VERSION: &str = "59.0";
+pub const ORG_ID: &str = "00D5g000004SEAMEAW";
+/// Daily API request allowance reported in `Sforce-Limit-Info` and `/limits`.
+pub const DAILY_API_LIMIT: u64 = 15_000_000;
+const QUERY_BATCH: usize = 2000;
+const COLLECTION_MAX: usize = 200;
+
+type Ctx = State<Arc<Emulator>>;
+
+pub fn fault_response(fault: Fault) -> Response {
+    match fault {
+        // Salesforce refuses over-limit requests with 403 REQUEST_LIMIT_EXCEEDED.
+        Fault::RateLimited { retry_after } => {
+            let mut r = errors(StatusCode::FORBIDDEN, &[SfError::new("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]);
+            r.headers_mut().insert("Retry-After", HeaderValue::from(retry_after));
+            r
+        }
+        Fault::ServerError => errors(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &[SfError::new("SERVER_UNAVAILABLE", "Server temporarily unavailable. Please try again later.")],
+        ),
+    }
+}
+
+fn errors(status: StatusCode, errs: &[SfError]) -> Response {
+    (status, Json(Value::Array(errs.iter().map(SfError::rest_json).collect()))).into_response()
+}
+
+fn error(status: StatusCode, e: SfError) -> Response {
+    errors(status, &[e])
+}
+
+fn now() -> String {
+    schema::format_datetime(chrono::Utc::now())
+}
+
+fn sobject_url(object: &str, id: &str) -> String {
+    format!("/services/data/v{API_VERSION}/sobjects/{object}/{id}")
+}
+
+pub fn seed(emulator: &Emulator) -> anyhow::Result<()> {
+    let store = &emulator.store;
+    if store.get(EMULATOR, "User", &integration_user()).is_some() {
+        return Ok(());
+    }
+    for (n, username, name) in [(1, SF_USERNAME, "Seam Integration"), (2, "jane.agent@acme.example", "Jane Agent")] {
+        let id = ids::make("005", n);
+        store.next("sf.id.005")?;
+        let mut r = Map::new();
+        r.insert("Id".into(), json!(id));
+        r.insert("Username".into(), json!(username));
+        r.insert("Name".into(), json!(name));
+        r.insert("Email".into(), json!(username));
+        r.insert("IsActive".into(), json!(true));
+        r.insert("IsDeleted".into(), json!(false));
+        let t = now();
+        for f in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
+            r.insert(f.into(), json!(t));
+        }
+        r.insert("CreatedById".into(), json!(ids::make("005", 1)));
+        r.insert("LastModifiedById".into(), json!(ids::make("005", 1)));
+        store.put(EMULATOR, "User", &id, r)?;
+    }
+    Ok(())
+}
+
+fn integration_user() -> String {
+    ids::make("005", 1)
+}
+
+pub fn router(emulator: Arc<Emulator>) -> Router {
+    let data = Router::new()
+        .route("/", get(resources))
+        .route("/sobjects", get(describe_global))
+        .route("/sobjects/", get(describe_global))
+        .route("/sobjects/{object}", get(describe_object).post(create))
+        .route("/sobjects/{object}/", get(describe_object).post(create))
+        .route("/sobjects/{object}/describe", get(describe_object))
+        .route("/sobjects/{object}/describe/", get(describe_object))
+        .route("/sobjects/{object}/{id}", get(read).patch(update).delete(delete))
+        .route("/sobjects/{object}/{field}/{value}", get(read_by_external_id).patch(upsert))
+        .route("/query", get(query))
+        .route("/query/", get(query))
+        .route("/queryAll", get(query))
+        .route("/queryAll/", get(query))
+        .route("/query/{cursor}", get(query_more))
+        .route("/composite/sobjects", post(collection_create).patch(collection_update).delete(collection_delete))
+        .route("/limits", get(limits))
+        .route("/limits/", get(limits))
+        .layer(axum::middleware::from_fn_with_state(emulator.clone(), authenticate));
+    Router::new()
+        .route("/services/oauth2/token", post(oauth_token))
+        .route("/services/Soap/u/{version}", post(soap_login))
+        .route("/services/data", get(versions))
+        .route("/services/data/", get(versions))
+        .nest("/services/data/{version}", data)
+        .with_state(emulator)
+}
+
+/// Every REST call needs a session from `/services/oauth2/token` or SOAP login,
+/// and answers with `Sforce-Limit-Info`.
+async fn authenticate(State(e): Ctx, Path(params): Path<HashMap<String, String>>, mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let version = params.get("version").map(String::as_str).unwrap_or("");
+    if !version.starts_with('v') || version[1..].parse::<f64>().is_err() {
+        return error(StatusCode::NOT_FOUND, SfError::new("NOT_FOUND", "The requested resource does not exist"));
+    }
+    let token = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("OAuth ")))
+        .map(str::trim)
+        .unwrap_or("");
+    let Some(user) = e.store.setting(&format!("sf.session.{token}")) else {
+        return error(StatusCode::UNAUTHORIZED, SfError::new("INVALID_SESSION_ID", "Session expired or invalid"));
+    };
+    request.extensions_mut().insert(SessionUser(user));
+    let mut response = next.run(request).await;
+    let usage = format!("api-usage={}/{DAILY_API_LIMIT}", e.requests());
+    response.headers_mut().insert("Sforce-Limit-Info", HeaderValue::from_str(&usage).unwrap());
+    response
+}
+
+#[derive(Clone)]
+struct SessionUser(String);
+
+fn new_session(e: &Emulator) -> String {
+    let token = format!("{ORG_ID}!{}", hex::encode(rand::random::<[u8; 24]>()));
+    let _ = e.store.set_setting(&format!("sf.session.{token}"), &integration_user());
+    token
+}
+
+async fn oauth_token(State(e): Ctx, body: axum::body::Bytes) -> Response {
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
+    let client_ok = form.get("client_id").map(String::as_str) == Some(SF_CLIENT_ID)
+        && form.get("client_secret").map(String::as_str) == Some(SF_CLIENT_SECRET);
+    let fail = |code: &str, description: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": code, "error_description": description}))).into_response();
+    match grant {
+        "password" => {
+            let password = form.get("password").cloned().unwrap_or_default();
+            let good_password = password == SF_PASSWORD || password == format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}");
+            if !client_ok {
+                return fail("invalid_client_id", "client identifier invalid");
+            }
+            if form.get("username").map(String::as_str) != Some(SF_USERNAME) || !good_password {
+                return fail("invalid_grant", "authentication failure");
+            }
+        }
+        "client_credentials" if client_ok => {}
+        "client_credentials" => return fail("invalid_client", "invalid client credentials"),
+        "" => return fail("unsupported_grant_type", "grant type not supported"),
+        _ => return fail("unsupported_grant_type", "grant type not supported"),
+    }
+    let token = new_session(&e);
+    Json(json!({
+        "access_token": token,
+        "instance_url": e.base_url,
+        "id": format!("{}/id/{ORG_ID}/{}", e.base_url, integration_user()),
+        "token_type": "Bearer",
+        "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
+        "signature": hex::encode(rand::random::<[u8; 16]>()),
+    }))
+    .into_response()
+}
+
+async fn soap_login(State(e): Ctx, Path(version): Path<String>, body: String) -> Response {
+    let xml = |status: StatusCode, body: String| (status, [("Content-Type", "text/xml; charset=utf-8")], body).into_response();
+    match soap::parse_login(&body) {
+        Ok((username, password)) if username == SF_USERNAME && (password == format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}") || password == SF_PASSWORD) => {
+            let session = new_session(&e);
+            let server_url = format!("{}/services/Soap/u/{version}/{ORG_ID}", e.base_url);
+            xml(StatusCode::OK, soap::login_response(&session, &server_url, &integration_user(), ORG_ID, &username))
+        }
+        Ok(_) => xml(StatusCode::INTERNAL_SERVER_ERROR, soap::login_fault()),
+        Err(why) => xml(StatusCode::BAD_REQUEST, format!("<error>{}</error>", quick_xml::escape::escape(why.as_str()))),
+    }
+}
+
+async fn versions() -> Json<Value> {
+    Json(json!([{ "label": "Winter '24", "url": format!("/services/data/v{API_VERSION}"), "version": API_VERSION }]))
+}
+
+async fn resources() -> Json<Value> {
+    let base = format!("/services/data/v{API_VERSION}");
+    Json(json!({
+        "sobjects": format!("{base}/sobjects"),
+        "query": format!("{base}/query"),
+        "queryAll": format!("{base}/queryAll"),
+        "composite": format!("{base}/composite"),
+        "limits": format!("{base}/limits"),
+    }))
+}
+
+async fn describe_global() -> Json<Value> {
+    let objects: Vec<Value> = schema::all()
+        .iter()
+        .map(|o| json!({ "name": o.name, "keyPrefix": o.prefix, "createable": o.name != "User", "updateable": o.name != "User", "queryable": true }))
+        .collect();
+    Json(json!({ "encoding": "UTF-8", "maxBatchSize": COLLECTION_MAX, "sobjects": objects }))
+}
+
+fn object_or_404(name: &str) -> Result<&'static ObjectDef, Response> {
+    schema::object(name).ok_or_else(|| error(StatusCode::NOT_FOUND, schema::unknown_object(name)))
+}
+
+async fn describe_object(Path(params): Path<HashMap<String, String>>) -> Response {
+    let obj = or_respond!(object_or_404(&params["object"]));
+    let fields: Vec<Value> = obj
+        .fields
+        .iter()
+        .map(|f| {
+            let (ty, picklist, refs): (&str, &[&str], &[&str]) = match &f.ty {
+                schema::FieldType::Id => ("id", &[], &[]),
+                schema::FieldType::Text(_) => ("string", &[], &[]),
+                schema::FieldType::TextArea(_) => ("textarea", &[], &[]),
+                schema::FieldType::Picklist { values, .. } => ("picklist", values, &[]),
+                schema::FieldType::Reference(to) => ("reference", &[], to),
+                schema::FieldType::Number => ("double", &[], &[]),
+                schema::FieldType::Boolean => ("boolean", &[], &[]),
+                schema::FieldType::DateTime => ("datetime", &[], &[]),
+                schema::FieldType::Date => ("date", &[], &[]),
+                schema::FieldType::Email => ("email", &[], &[]),
+                schema::FieldType::AutoNumber => ("string", &[], &[]),
+            };
+            json!({
+                "name": f.name, "type": ty, "createable": f.writable, "updateable": f.writable,
+                "nillable": !f.required, "externalId": f.external_id,
+                "picklistValues": picklist.iter().map(|v| json!({"value": v, "label": v, "active": true})).collect::<Vec<_>>(),
+                "referenceTo": refs,
+            })
+        })
+        .collect();
+    Json(json!({ "name": obj.name, "keyPrefix": obj.prefix, "fields": fields })).into_response()
+}
+
+/// A stored record as the REST API returns it, optionally only some fields.
+fn render(obj: &ObjectDef, record: &Map<String, Value>, fields: Option<&[String]>) -> Value {
+    let mut out = Map::new();
+    let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
+    out.insert("attributes".into(), json!({ "type": obj.name, "url": sobject_url(obj.name, id) }));
+    match fields {
+        Some(list) => {
+            for name in list {
+                if let Some(def) = obj.field(name) {
+                    out.insert(def.name.to_string(), record.get(def.name).cloned().unwrap_or(Value::Null));
+                }
+            }
+        }
+        None => {
+            for def in &obj.fields {
+                out.insert(def.name.to_string(), record.get(def.name).cloned().unwrap_or(Value::Null));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Validate and prepare a new record (not yet stored).
+fn prepare_create(e: &Emulator, obj: &'static ObjectDef, input: &Map<String, Value>, user: &str) -> Result<(String, Map<String, Value>), SfError> {
+    if obj.name == "User" {
+        return Err(SfError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "Users are read-only in the emulator"));
+    }
+    let values = schema::validate(obj, input, None, &e.store)?;
+    let n = e.store.next(&format!("sf.id.{}", obj.prefix)).map_err(internal)?;
+    let id = ids::make(obj.prefix, n);
+    let mut record = Map::new();
+    for def in &obj.fields {
+        record.insert(def.name.to_string(), Value::Null);
+    }
+    record.extend(values);
+    let t = now();
+    record.insert("Id".into(), json!(id));
+    record.insert("IsDeleted".into(), json!(false));
+    for f in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
+        record.insert(f.into(), json!(t));
+    }
+    record.insert("CreatedById".into(), json!(user));
+    record.insert("LastModifiedById".into(), json!(user));
+    if obj.field("OwnerId").is_some() && record.get("OwnerId").is_none_or(Value::is_null) {
+        record.insert("OwnerId".into(), json!(user));
+    }
+    if obj.name == "Case" {
+        let number = e.store.next("sf.casenumber").map_err(internal)?;
+        record.insert("CaseNumber".into(), json!(format!("{:08}", 1000 + number)));
+    }
+    derive(obj, &mut record, None);
+    check_unique(e, obj, &record)?;
+    Ok((id, record))
+}
+
+/// Validate and prepare an update of `existing`.
+fn prepare_update(e: &Emulator, obj: &'static ObjectDef, existing: &Map<String, Value>, input: &Map<String, Value>, user: &str) -> Result<Map<String, Value>, SfError> {
+    if obj.name == "User" {
+        return Err(SfError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "Users are read-only in the emulator"));
+    }
+    let values = schema::validate(obj, input, Some(existing), &e.store)?;
+    let mut record = existing.clone();
+    record.extend(values);
+    let t = now();
+    record.insert("LastModifiedDate".into(), json!(t));
+    record.insert("SystemModstamp".into(), json!(t));
+    record.insert("LastModifiedById".into(), json!(user));
+    derive(obj, &mut record, Some(existing));
+    check_unique(e, obj, &record)?;
+    Ok(record)
+}
+
+/// Formula-like fields Salesforce maintains itself.
+fn derive(obj: &ObjectDef, record: &mut Map<String, Value>, before: Option<&Map<String, Value>>) {
+    if obj.name == "Case" {
+        let closed = record.get("Status").and_then(Value::as_str) == Some("Closed");
+        let was_closed = before.and_then(|b| b.get("IsClosed")).and_then(Value::as_bool).unwrap_or(false);
+        record.insert("IsClosed".into(), json!(closed));
+        if closed && !was_closed {
+            record.insert("ClosedDate".into(), json!(now()));
+        } else if !closed {
+            record.insert("ClosedDate".into(), Value::Null);
+        }
+    }
+}
+
+fn check_unique(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>) -> Result<(), SfError> {
+    let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
+    for def in obj.fields.iter().filter(|d| d.external_id) {
+        let Some(value) = record.get(def.name).and_then(Value::as_str) else { continue };
+        let clash = e.store.scan(EMULATOR, obj.name, |r| {
+            r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value)) && r.get("Id").and_then(Value::as_str) != Some(id)
+        });
+        if let Some(other) = clash.first() {
+            let other_id = other.get("Id").and_then(Value::as_str).unwrap_or_default();
+            return Err(SfError::on("DUPLICATE_VALUE", format!("duplicate value found: {} duplicates value on record with id: {other_id}", def.name), def.name));
+        }
+    }
+    Ok(())
+}
+
+fn internal(e: anyhow::Error) -> SfError {
+    SfError::new("UNKNOWN_EXCEPTION", format!("An unexpected error occurred: {e:#}"))
+}
+
+/// Queue an Outbound Message for a created or updated record.
+fn notify(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>) {
+    if !obj.notifies {
+        return;
+    }
+    let Some(notifier) = &e.notifier else { return };
+    let result = e.store.next("sf.id.04l").and_then(|n| notifier.enqueue(soap::notification(&ids::make("04l", n), obj.name, record)));
+    if let Err(err) = result {
+        tracing::error!("queueing an outbound message: {err:#}");
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, SfError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(SfError::new("JSON_PARSER_ERROR", "The request body must be a JSON object")),
+        Err(e) => Err(SfError::new("JSON_PARSER_ERROR", format!("Unexpected character: {e}"))),
+    }
+}
+
+fn status_for(e: &SfError) -> StatusCode {
+    match e.code {
+        "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "UNKNOWN_EXCEPTION" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn create(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let obj = or_respond!(object_or_404(&params["object"]));
+    let result = parse_body(&body).and_then(|input| prepare_create(&e, obj, &input, &user));
+    match result {
+        Ok((id, record)) => {
+            if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
+            }
+            notify(&e, obj, &record);
+            (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [] }))).into_response()
+        }
+        Err(err) => error(status_for(&err), err),
+    }
+}
+
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, SfError::new("NOT_FOUND", "The requested resource does not exist"))
+}
+
+/// Resolve a 15/18-character id of this object to its stored record.
+fn find(e: &Emulator, obj: &ObjectDef, raw_id: &str) -> Result<(String, Map<String, Value>), Response> {
+    let id = ids::normalize(raw_id)
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, SfError::new("MALFORMED_ID", format!("{} ID: id value of incorrect type: {raw_id}", obj.name))))?;
+    e.store.get(EMULATOR, obj.name, &id).map(|r| (id, r)).ok_or_else(not_found)
+}
+
+async fn read(State(e): Ctx, Path(params): Path<HashMap<String, String>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let obj = or_respond!(object_or_404(&params["object"]));
+    let (_, record) = or_respond!(find(&e, obj, &params["id"]));
+    let fields: Option<Vec<String>> = q.get("fields").map(|f| f.split(',').map(|s| s.trim().to_string()).collect());
+    if let Some(list) = &fields {
+        if let Some(bad) = list.iter().find(|f| obj.field(f).is_none()) {
+            return error(StatusCode::BAD_REQUEST, SfError::new("INVALID_FIELD", format!("No such column '{bad}' on sobject of type {}", obj.name)));
+        }
+    }
+    Json(render(obj, &record, fields.as_deref())).into_response()
+}
+
+async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let obj = or_respond!(object_or_404(&params["object"]));
+    let (id, existing) = or_respond!(find(&e, obj, &params["id"]));
+    match parse_body(&body).and_then(|input| prepare_update(&e, obj, &existing, &input, &user)) {
+        Ok(record) => {
+            if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
+            }
+            notify(&e, obj, &record);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(err) => error(status_for(&err), err),
+    }
+}
+
+async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>) -> Response {
+    let obj = or_respond!(object_or_404(&params["object"]));
+    let (id, _) = or_respond!(find(&e, obj, &params["id"]));
+    match e.store.delete(EMULATOR, obj.name, &id) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, internal(err)),
+    }
+}
+
+fn external_id_field<'a>(obj: &'a ObjectDef, field: &str) -> Result<&'a schema::FieldDef, Response> {
+    obj.field(field)
+        .filter(|d| d.external_id || d.name == "Id")
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, SfError::new("NOT_FOUND", format!("Provided external ID field does not exist or is not accessible: {field}"))))
+}
+
+async fn read_by_external_id(State(e): Ctx, Path(params): Path<HashMap<String, String>>) -> Response {
+    let obj = or_respond!(object_or_404(&params["object"]));
+    let def = or_respond!(external_id_field(obj, &params["field"]));
+    let value = &params["value"];
+    let found = e.store.scan(EMULATOR, obj.name, |r| r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value)));
+    match found.as_slice() {
+        [] => not_found(),
+        [one] => Json(render(obj, one, None)).into_response(),
+        many => (StatusCode::MULTIPLE_CHOICES, Json(json!(many.iter().map(|r| sobject_url(obj.name, r["Id"].as_str().unwrap_or_default())).collect::<Vec<_>>()))).into_response(),
+    }
+}
+
+async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let obj = or_respond!(object_or_404(&params["object"]));
+    let def = or_respond!(external_id_field(obj, &params["field"]));
+    let value = params["value"].clone();
+    let mut input = match parse_body(&body) {
+        Ok(m) => m,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err),
+    };
+    let found = e.store.scan(EMULATOR, obj.name, |r| r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(&value)));
+    match found.as_slice() {
+        [] => {
+            input.insert(def.name.to_string(), json!(value));
+            match prepare_create(&e, obj, &input, &user) {
+                Ok((id, record)) => {
+                    if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
+                    }
+                    notify(&e, obj, &record);
+                    (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [], "created": true }))).into_response()
+                }
+                Err(err) => error(status_for(&err), err),
+            }
+        }
+        [existing] => {
+            let id = existing["Id"].as_str().unwrap_or_default().to_string();
+            match prepare_update(&e, obj, existing, &input, &user) {
+                Ok(record) => {
+                    if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
+                    }
+                    notify(&e, obj, &record);
+                    (StatusCode::OK, Json(json!({ "id": id, "success": true, "errors": [], "created": false }))).into_response()
+                }
+                Err(err) => error(status_for(&err), err),
+            }
+        }
+        many => (StatusCode::MULTIPLE_CHOICES, Json(json!(many.iter().map(|r| sobject_url(obj.name, r["Id"].as_str().unwrap_or_default())).collect::<Vec<_>>()))).into_response(),
+    }
+}
+
+/// Cursor id → (batch size, rows not yet returned).
+type Cursors = Mutex<HashMap<String, (usize, Vec<Value>)>>;
+
+/// Remaining rows of queries answered in batches.
+fn cursors() -> &'static Cursors {
+    static CURSORS: OnceLock<Cursors> = OnceLock::new();
+    CURSORS.get_or_init(Default::default)
+}
+
+fn page(total: usize, mut rows: Vec<Value>, batch: usize) -> Value {
+    if rows.len() <= batch {
+        return json!({ "totalSize": total, "done": true, "records": rows });
+    }
+    let rest = rows.split_off(batch);
+    let cursor = format!("01g5g0000{}", hex::encode(rand::random::<[u8; 5]>()));
+    let next = format!("/services/data/v{API_VERSION}/query/{cursor}-{batch}");
+    cursors().lock().unwrap().insert(cursor, (batch, rest));
+    json!({ "totalSize": total, "done": false, "nextRecordsUrl": next, "records": rows })
+}
+
+async fn query(State(e): Ctx, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+    let Some(soql) = q.get("q") else {
+        return error(StatusCode::BAD_REQUEST, SfError::new("MALFORMED_QUERY", "A query string has to be specified"));
+    };
+    let batch = headers
+        .get("Sforce-Query-Options")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("batchSize="))
+        .and_then(|n| n.parse::<usize>().ok())
+        .map(|n| n.clamp(200, QUERY_BATCH))
+        .unwrap_or(QUERY_BATCH);
+    match run_query(&e, soql) {
+        Ok((total, rows)) => Json(page(total, rows, batch)).into_response(),
+        Err(err) => error(StatusCode::BAD_REQUEST, err),
+    }
+}
+
+async fn query_more(Path(params): Path<HashMap<String, String>>) -> Response {
+    let cursor = params["cursor"].split('-').next().unwrap_or_default().to_string();
+    let Some((batch, rows)) = cursors().lock().unwrap().remove(&cursor) else {
+        return error(StatusCode::BAD_REQUEST, SfError::new("INVALID_QUERY_LOCATOR", "invalid query locator"));
+    };
+    let total = rows.len();
+    let mut body = page(total, rows, batch);
+    // totalSize stays the size of the whole result; the cursor only knows what is left.
+    body["totalSize"] = json!(total);
+    Json(body).into_response()
+}
+
+/// Run a SOQL query; returns the total count and the rendered rows.
+fn run_query(e: &Emulator, soql: &str) -> Result<(usize, Vec<Value>), SfError> {
+    let q = soql::parse(soql)?;
+    let obj = q.object;
+    // Relationships the query walks (`Account.Name`): attach the parent records.
+    let mut rels: Vec<&str> = q.fields.iter().chain(q.order.iter().map(|o| &o.field)).filter_map(|f| f.split_once('.').map(|(r, _)| r)).collect();
+    let soql_lower = soql.to_lowercase();
+    for def in obj.fields.iter().filter(|d| matches!(d.ty, schema::FieldType::Reference(_))) {
+        if let Some(rel) = def.name.strip_suffix("Id") {
+            if soql_lower.contains(&format!("{}.", rel.to_lowercase())) {
+                rels.push(rel);
+            }
+        }
+    }
+    rels.sort();
+    rels.dedup();
+    let mut rows = e.store.scan(EMULATOR, obj.name, |_| true);
+    for row in rows.iter_mut() {
+        for rel in &rels {
+            let parent = obj.relationship(rel).and_then(|def| row.get(def.name).and_then(Value::as_str).map(str::to_string)).and_then(|pid| {
+                schema::object_by_prefix(&pid).and_then(|pobj| e.store.get(EMULATOR, pobj.name, &pid).map(|p| (pobj, p)))
+            });
+            row.insert(rel.to_string(), parent.map(|(pobj, p)| render(pobj, &p, None)).unwrap_or(Value::Null));
+        }
+    }
+    let mut rows: Vec<Map<String, Value>> = rows.into_iter().filter(|r| q.filter.as_ref().is_none_or(|c| soql::matches(c, r))).collect();
+    if q.count {
+        return Ok((rows.len(), vec![]));
+    }
+    rows.sort_by(|a, b| soql::order(&q.order, a, b));
+    let total_before_limit = rows.len();
+    let rows: Vec<Map<String, Value>> = rows.into_iter().skip(q.offset).take(q.limit.unwrap_or(usize::MAX)).collect();
+    let total = rows.len().min(total_before_limit);
+    let rendered = rows.iter().map(|r| project(obj, r, &q.fields)).collect();
+    Ok((total, rendered))
+}
+
+fn project(obj: &ObjectDef, record: &Map<String, Value>, fields: &[String]) -> Value {
+    let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
+    let mut out = Map::new();
+    out.insert("attributes".into(), json!({ "type": obj.name, "url": sobject_url(obj.name, id) }));
+    for field in fields {
+        match field.split_once('.') {
+            None => {
+                out.insert(field.clone(), record.get(field).cloned().unwrap_or(Value::Null));
+            }
+            Some((rel, inner)) => {
+                let parent = record.get(rel).and_then(Value::as_object);
+                let slot = out.entry(rel.to_string()).or_insert(Value::Null);
+                if let Some(parent) = parent {
+                    if slot.is_null() {
+                        *slot = json!({ "attributes": parent.get("attributes").cloned().unwrap_or(Value::Null) });
+                    }
+                    slot[inner] = parent.get(inner).cloned().unwrap_or(Value::Null);
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+async fn limits(State(e): Ctx) -> Json<Value> {
+    let used = e.requests();
+    Json(json!({
+        "DailyApiRequests": { "Max": DAILY_API_LIMIT, "Remaining": DAILY_API_LIMIT.saturating_sub(used) },
+        "DataStorageMB": { "Max": 1024, "Remaining": 1024 },
+        "DailyAsyncApexExecutions": { "Max": 250000, "Remaining": 250000 },
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct CollectionBody {
+    #[serde(rename = "allOrNone", default)]
+    all_or_none: bool,
+    records: Vec<Value>,
+}
+
+fn collection_result(id: Option<&str>, outcome: &Result<(), SfError>) -> Value {
+    match outcome {
+        Ok(()) => json!({ "id": id, "success": true, "errors": [] }),
+        Err(e) => json!({ "id": id, "success": false, "errors": [e.collection_json()] }),
+    }
+}
+
+fn rolled_back() -> SfError {
+    SfError::new("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were valid and the request was using AllOrNone header")
+}
+
+fn parse_collection(body: &[u8]) -> Result<CollectionBody, Response> {
+    let parsed: CollectionBody = serde_json::from_slice(body)
+        .map_err(|err| error(StatusCode::BAD_REQUEST, SfError::new("JSON_PARSER_ERROR", format!("expected {{\"allOrNone\": bool, \"records\": [...]}}: {err}"))))?;
+    if parsed.records.len() > COLLECTION_MAX {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            SfError::new("EXCEEDED_ID_LIMIT", format!("record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn record_type(record: &Value) -> Result<&'static ObjectDef, SfError> {
+    let name = record.pointer("/attributes/type").and_then(Value::as_str).ok_or_else(|| SfError::new("INVALID_TYPE", "Must specify a type in attributes"))?;
+    schema::object(name).ok_or_else(|| SfError::new("INVALID_TYPE", format!("sObject type '{name}' is not supported.")))
+}
+
+/// Apply prepared writes: all or none if asked, otherwise the good ones.
+/// One collection record ready to store, or why it cannot be (with its id when known).
+type Prepared = Result<(&'static ObjectDef, String, Map<String, Value>), (Option<String>, SfError)>;
+
+fn finish_collection(e: &Emulator, all_or_none: bool, creating: bool, prepared: Vec<Prepared>) -> Response {
+    let any_failed = prepared.iter().any(Result::is_err);
+    let mut results = Vec::new();
+    let mut writes = Vec::new();
+    for p in &prepared {
+        match p {
+            Ok((obj, id, record)) if !(all_or_none && any_failed) => {
+                writes.push((obj.name.to_string(), id.clone(), record.clone()));
+                results.push(collection_result(Some(id), &Ok(())));
+            }
+            // Rolled back: an update names its record, a create has none.
+            Ok((_, id, _)) => results.push(collection_result(Some(id.as_str()).filter(|_| !creating), &Err(rolled_back()))),
+            Err((id, err)) => results.push(collection_result(id.as_deref(), &Err(err.clone()))),
+        }
+    }
+    if let Err(err) = e.store.put_all(EMULATOR, writes) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
+    }
+    for (obj, _, record) in prepared.iter().flatten() {
+        if !(all_or_none && any_failed) {
+            notify(e, obj, record);
+        }
+    }
+    Json(Value::Array(results)).into_response()
+}
+
+async fn collection_create(State(e): Ctx, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let parsed = or_respond!(parse_collection(&body));
+    let prepared = parsed
+        .records
+        .iter()
+        .map(|record| {
+            let obj = record_type(record).map_err(|err| (None, err))?;
+            let input = record.as_object().cloned().unwrap_or_default();
+            if input.contains_key("Id") {
+                return Err((None, SfError::new("INVALID_FIELD", "cannot specify Id in an insert call")));
+            }
+            prepare_create(&e, obj, &input, &user).map(|(id, r)| (obj, id, r)).map_err(|err| (None, err))
+        })
+        .collect();
+    finish_collection(&e, parsed.all_or_none, true, prepared)
+}
+
+async fn collection_update(State(e): Ctx, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let parsed = or_respond!(parse_collection(&body));
+    let prepared = parsed
+        .records
+        .iter()
+        .map(|record| {
+            let obj = record_type(record).map_err(|err| (None, err))?;
+            let mut input = record.as_object().cloned().unwrap_or_default();
+            let raw_id = input.remove("Id").and_then(|v| v.as_str().map(str::to_string)).ok_or_else(|| (None, SfError::new("MISSING_ARGUMENT", "Id not specified in an update call")))?;
+            let id = ids::normalize(&raw_id).ok_or_else(|| (Some(raw_id.clone()), SfError::new("MALFORMED_ID", format!("invalid id: {raw_id}"))))?;
+            let existing = e.store.get(EMULATOR, obj.name, &id).ok_or_else(|| (Some(id.clone()), SfError::new("ENTITY_IS_DELETED", "entity is deleted")))?;
+            prepare_update(&e, obj, &existing, &input, &user).map(|r| (obj, id.clone(), r)).map_err(|err| (Some(id), err))
+        })
+        .collect();
+    finish_collection(&e, parsed.all_or_none, false, prepared)
+}
+
+async fn collection_delete(State(e): Ctx, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(list) = q.get("ids") else {
+        return error(StatusCode::BAD_REQUEST, SfError::new("MISSING_ARGUMENT", "ids parameter required"));
+    };
+    let all_or_none = q.get("allOrNone").is_some_and(|v| v == "true");
+    let targets: Vec<(String, Option<(&'static ObjectDef, String)>)> = list
+        .split(',')
+        .map(|raw| {
+            let found = ids::normalize(raw.trim()).and_then(|id| schema::object_by_prefix(&id).filter(|o| e.store.get(EMULATOR, o.name, &id).is_some()).map(|o| (o, id)));
+            (raw.trim().to_string(), found)
+        })
+        .collect();
+    if targets.len() > COLLECTION_MAX {
+        return error(StatusCode::BAD_REQUEST, SfError::new("EXCEEDED_ID_LIMIT", format!("record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")));
+    }
+    let any_missing = targets.iter().any(|(_, t)| t.is_none());
+    let mut results = Vec::new();
+    for (raw, target) in &targets {
+        match target {
+            Some((obj, id)) if !(all_or_none && any_missing) => {
+                if let Err(err) = e.store.delete(EMULATOR, obj.name, id) {
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
+                }
+                results.push(json!({ "id": id, "success": true, "errors": [] }));
+            }
+            Some((_, id)) => results.push(json!({ "id": id, "success": false, "errors": [rolled_back().collection_json()] })),
+            None => results.push(json!({ "id": raw, "success": false, "errors": [SfError::new("ENTITY_IS_DELETED", "entity is deleted").collection_json()] })),
+        }
+    }
+    Json(Value::Array(results)).into_response()
+}

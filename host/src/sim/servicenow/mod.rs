@@ -1,0 +1,682 @@
+//! The ServiceNow emulator: the Table API (`/api/now/table/{table}`), the
+//! Batch and Attachment APIs pysnc uses, OAuth (`/oauth_token.do`), and a
+//! business-rule style JSON notification on every incident insert, update
+//! and delete.
+
+pub mod query;
+pub mod tables;
+
+use super::credentials::*;
+use super::faults::Fault;
+use super::store::Record;
+use super::Emulator;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tables::{Kind, Table};
+use tower::ServiceExt;
+
+pub const EMULATOR: &str = "servicenow";
+const DEFAULT_LIMIT: usize = 10_000;
+
+type Ctx = State<Arc<Emulator>>;
+
+fn failure(status: StatusCode, message: &str, detail: Option<&str>) -> Response {
+    (status, Json(json!({ "error": { "message": message, "detail": detail }, "status": "failure" }))).into_response()
+}
+
+pub fn fault_response(fault: Fault) -> Response {
+    match fault {
+        Fault::RateLimited { retry_after } => {
+            let mut r = failure(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded", Some("The rate limit for this user has been exceeded. Try again later."));
+            r.headers_mut().insert("Retry-After", HeaderValue::from(retry_after));
+            r
+        }
+        Fault::ServerError => failure(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", Some("The instance is temporarily unavailable")),
+    }
+}
+
+fn sys_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+fn text(v: &str) -> Value {
+    Value::String(v.to_string())
+}
+
+pub fn seed(e: &Emulator) -> anyhow::Result<()> {
+    if e.store.count(EMULATOR, "sys_user") > 0 {
+        return Ok(());
+    }
+    let t = tables::now();
+    let put = |table: &str, fields: &[(&str, &str)]| -> anyhow::Result<String> {
+        let id = sys_id();
+        let mut r = Record::new();
+        r.insert("sys_id".into(), text(&id));
+        for (k, v) in fields {
+            r.insert(k.to_string(), text(v));
+        }
+        for (k, v) in [("sys_created_on", t.as_str()), ("sys_updated_on", &t), ("sys_created_by", "system"), ("sys_updated_by", "system"), ("sys_mod_count", "0"), ("sys_class_name", table)] {
+            r.insert(k.into(), text(v));
+        }
+        e.store.put(EMULATOR, table, &id, r)?;
+        Ok(id)
+    };
+    put("sys_user", &[("user_name", SN_USERNAME), ("name", "Seam Integration"), ("first_name", "Seam"), ("last_name", "Integration"), ("email", "seam@servicenow.example"), ("active", "true")])?;
+    put("sys_user", &[("user_name", "beth.anglin"), ("name", "Beth Anglin"), ("first_name", "Beth"), ("last_name", "Anglin"), ("email", "beth.anglin@example.com"), ("active", "true")])?;
+    put("sys_user", &[("user_name", "david.loo"), ("name", "David Loo"), ("first_name", "David"), ("last_name", "Loo"), ("email", "david.loo@example.com"), ("active", "true")])?;
+    put("sys_user_group", &[("name", "Service Desk"), ("description", "First line")])?;
+    put("sys_user_group", &[("name", "Network"), ("description", "Network operations")])?;
+    Ok(())
+}
+
+pub fn router(emulator: Arc<Emulator>) -> Router {
+    let api = Router::new()
+        .route("/api/now/table/{table}", get(list).post(insert))
+        .route("/api/now/table/{table}/{sys_id}", get(read).put(update).patch(update).delete(delete))
+        .route("/api/now/v1/table/{table}", get(list).post(insert))
+        .route("/api/now/v1/table/{table}/{sys_id}", get(read).put(update).patch(update).delete(delete))
+        .route("/api/now/attachment", get(attachment_list))
+        .route("/api/now/v1/attachment", get(attachment_list))
+        .route("/api/now/attachment/file", post(attachment_upload))
+        .route("/api/now/v1/attachment/file", post(attachment_upload))
+        .route("/api/now/attachment/{sys_id}", get(attachment_meta).delete(attachment_delete))
+        .route("/api/now/v1/attachment/{sys_id}", get(attachment_meta).delete(attachment_delete))
+        .route("/api/now/attachment/{sys_id}/file", get(attachment_file))
+        .route("/api/now/v1/attachment/{sys_id}/file", get(attachment_file))
+        .layer(axum::middleware::from_fn_with_state(emulator.clone(), authenticate))
+        .with_state(emulator.clone());
+    // The batch API replays each inner request through the same routes.
+    let inner = api.clone();
+    Router::new()
+        .route("/oauth_token.do", post(oauth_token))
+        .with_state(emulator)
+        .merge(api)
+        .route("/api/now/v1/batch", post(move |headers: HeaderMap, body: Bytes| batch(inner.clone(), headers, body)))
+}
+
+#[derive(Clone)]
+struct User(String);
+
+async fn authenticate(State(e): Ctx, mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let header = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let user = if let Some(basic) = header.strip_prefix("Basic ") {
+        base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|pair| pair == &format!("{SN_USERNAME}:{SN_PASSWORD}"))
+            .map(|_| SN_USERNAME.to_string())
+    } else if let Some(token) = header.strip_prefix("Bearer ") {
+        e.store.setting(&format!("sn.token.{}", token.trim()))
+    } else {
+        None
+    };
+    let Some(user) = user else {
+        return failure(StatusCode::UNAUTHORIZED, "User Not Authenticated", Some("Required to provide Auth information"));
+    };
+    request.extensions_mut().insert(User(user));
+    next.run(request).await
+}
+
+async fn oauth_token(State(e): Ctx, body: Bytes) -> Response {
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let ok = form.get("grant_type").map(String::as_str) == Some("password")
+        && form.get("username").map(String::as_str) == Some(SN_USERNAME)
+        && form.get("password").map(String::as_str) == Some(SN_PASSWORD);
+    if !ok {
+        return (StatusCode::UNAUTHORIZED, Json(json!({ "error_description": "access_denied", "error": "server_error" }))).into_response();
+    }
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    let _ = e.store.set_setting(&format!("sn.token.{token}"), SN_USERNAME);
+    Json(json!({ "access_token": token, "refresh_token": hex::encode(rand::random::<[u8; 24]>()), "scope": "useraccount", "token_type": "Bearer", "expires_in": 1799 })).into_response()
+}
+
+fn table_or_400(name: &str) -> Result<&'static Table, Response> {
+    tables::find(name).ok_or_else(|| failure(StatusCode::BAD_REQUEST, &format!("Invalid table {name}"), None))
+}
+
+fn no_record() -> Response {
+    failure(StatusCode::NOT_FOUND, "No Record found", Some("Record doesn't exist or ACL restricts the record retrieval"))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Display {
+    Value,
+    Text,
+    Both,
+}
+
+struct Params {
+    display: Display,
+    exclude_link: bool,
+    fields: Option<Vec<String>>,
+}
+
+impl Params {
+    fn from(q: &HashMap<String, String>) -> Self {
+        Params {
+            display: match q.get("sysparm_display_value").map(String::as_str) {
+                Some("true") => Display::Text,
+                Some("all") => Display::Both,
+                _ => Display::Value,
+            },
+            exclude_link: q.get("sysparm_exclude_reference_link").is_some_and(|v| v == "true"),
+            fields: q.get("sysparm_fields").filter(|f| !f.is_empty()).map(|f| f.split(',').map(|s| s.trim().to_string()).collect()),
+        }
+    }
+}
+
+fn raw<'a>(record: &'a Record, field: &str) -> &'a str {
+    record.get(field).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A field's value, following one reference for dotted names (`company.name`).
+fn value_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> String {
+    match field.split_once('.') {
+        None => raw(record, field).to_string(),
+        Some((reference, rest)) => match table.column(reference).map(|c| &c.kind) {
+            Some(Kind::Reference(target)) => {
+                let id = raw(record, reference);
+                match (tables::find(target), e.store.get(EMULATOR, target, id)) {
+                    (Some(t), Some(r)) => value_of(e, t, &r, rest),
+                    _ => String::new(),
+                }
+            }
+            _ => String::new(),
+        },
+    }
+}
+
+/// What the UI would show for a field.
+fn display_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> String {
+    let value = raw(record, field);
+    match table.column(field).map(|c| &c.kind) {
+        Some(Kind::Choice(choices)) => choices.iter().find(|(v, _)| *v == value).map(|(_, l)| l.to_string()).unwrap_or_else(|| value.to_string()),
+        Some(Kind::Reference(target)) if !value.is_empty() => match (tables::find(target), e.store.get(EMULATOR, target, value)) {
+            (Some(t), Some(r)) => raw(&r, t.display).to_string(),
+            _ => String::new(),
+        },
+        Some(Kind::Journal) => journal_text(e, table.name, raw(record, "sys_id"), field),
+        _ => value.to_string(),
+    }
+}
+
+/// A journal field's history, newest first, as ServiceNow displays it.
+fn journal_text(e: &Emulator, table: &str, id: &str, element: &str) -> String {
+    let mut entries = e.store.scan(EMULATOR, "sys_journal_field", |j| raw(j, "element_id") == id && raw(j, "name") == table && raw(j, "element") == element);
+    entries.sort_by(|a, b| raw(b, "sys_created_on").cmp(raw(a, "sys_created_on")).then(raw(b, "sys_mod_seq").cmp(raw(a, "sys_mod_seq"))));
+    let label = if element == "work_notes" { "Work notes" } else { "Additional comments" };
+    entries
+        .iter()
+        .map(|j| format!("{} - {} ({label})\n{}\n\n", raw(j, "sys_created_on"), raw(j, "sys_created_by"), raw(j, "value")))
+        .collect()
+}
+
+fn render(e: &Emulator, table: &Table, record: &Record, p: &Params) -> Value {
+    let mut out = Map::new();
+    let names: Vec<String> = match &p.fields {
+        Some(f) => f.clone(),
+        None => table.columns.iter().map(|c| c.name.to_string()).collect(),
+    };
+    for name in names {
+        let value = if name.contains('.') { value_of(e, table, record, &name) } else { raw(record, &name).to_string() };
+        let kind = table.column(&name).map(|c| &c.kind);
+        let link = match kind {
+            Some(Kind::Reference(target)) if !value.is_empty() && !p.exclude_link => Some(format!("{}/api/now/table/{target}/{value}", e.base_url)),
+            _ => None,
+        };
+        let shown = if name.contains('.') { value.clone() } else { display_of(e, table, record, &name) };
+        let rendered = match (p.display, link) {
+            (Display::Value, None) => Value::String(value),
+            (Display::Value, Some(link)) => json!({ "link": link, "value": value }),
+            (Display::Text, None) => Value::String(shown),
+            (Display::Text, Some(link)) => json!({ "link": link, "display_value": shown }),
+            (Display::Both, None) => json!({ "display_value": shown, "value": value }),
+            (Display::Both, Some(link)) => json!({ "display_value": shown, "link": link, "value": value }),
+        };
+        out.insert(name, rendered);
+    }
+    Value::Object(out)
+}
+
+async fn list(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<String, String>>, uri: axum::http::Uri) -> Response {
+    let table = or_respond!(table_or_400(&table));
+    let encoded = match query::parse(q.get("sysparm_query").map(String::as_str).unwrap_or("")) {
+        Ok(eq) => eq,
+        Err(why) => return failure(StatusCode::BAD_REQUEST, "Invalid query", Some(&why)),
+    };
+    let limit = q.get("sysparm_limit").and_then(|v| v.parse::<usize>().ok()).unwrap_or(DEFAULT_LIMIT);
+    let offset = q.get("sysparm_offset").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let params = Params::from(&q);
+    let mut rows = e.store.scan(EMULATOR, table.name, |r| encoded.matches(|f| value_of(&e, table, r, f)));
+    rows.sort_by(|a, b| encoded.compare(|f| value_of(&e, table, a, f), |f| value_of(&e, table, b, f)));
+    let total = rows.len();
+    let result: Vec<Value> = rows.iter().skip(offset).take(limit).map(|r| render(&e, table, r, &params)).collect();
+    let mut response = Json(json!({ "result": result })).into_response();
+    let headers = response.headers_mut();
+    headers.insert("X-Total-Count", HeaderValue::from(total));
+    if q.get("sysparm_suppress_pagination_header").is_none_or(|v| v != "true") && limit > 0 {
+        let link = |off: usize, rel: &str| {
+            let mut qq = q.clone();
+            qq.insert("sysparm_offset".into(), off.to_string());
+            qq.insert("sysparm_limit".into(), limit.to_string());
+            format!("<{}{}?{}>;rel=\"{rel}\"", e.base_url, uri.path(), serde_urlencoded::to_string(&qq).unwrap_or_default())
+        };
+        let mut links = vec![link(0, "first")];
+        if offset > 0 {
+            links.push(link(offset.saturating_sub(limit), "prev"));
+        }
+        if offset + limit < total {
+            links.push(link(offset + limit, "next"));
+        }
+        links.push(link(total.saturating_sub(1) / limit * limit, "last"));
+        if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
+            headers.insert("Link", v);
+        }
+    }
+    response
+}
+
+async fn read(State(e): Ctx, Path((table, id)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let table = or_respond!(table_or_400(&table));
+    match e.store.get(EMULATOR, table.name, &id) {
+        Some(record) => Json(json!({ "result": render(&e, table, &record, &Params::from(&q)) })).into_response(),
+        None => no_record(),
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(failure(StatusCode::BAD_REQUEST, "Exception while reading request", Some("The payload is not valid JSON."))),
+    }
+}
+
+/// A body value as ServiceNow stores it: text. `{"value": ..}` objects (as pysnc may send) unwrap.
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o.get("value").map(as_text).unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+struct Written {
+    record: Record,
+    changed: Vec<String>,
+    previous: Map<String, Value>,
+    journal: Vec<(String, String)>,
+}
+
+/// Apply a write to a record, with the business rules the platform runs.
+fn apply(e: &Emulator, table: &Table, existing: Option<&Record>, body: &Map<String, Value>, user: &str) -> Result<Written, Response> {
+    let mut record = existing.cloned().unwrap_or_default();
+    let mut journal = Vec::new();
+    for (name, value) in body {
+        let Some(column) = table.column(name) else { continue }; // unknown fields are ignored, as the platform does
+        if name.starts_with("sys_") || name == "number" {
+            continue;
+        }
+        let mut v = as_text(value);
+        match &column.kind {
+            Kind::Journal => {
+                if !v.trim().is_empty() {
+                    journal.push((name.clone(), v));
+                }
+                continue;
+            }
+            Kind::Reference(target) if !v.is_empty() && e.store.get(EMULATOR, target, &v).is_none() => {
+                // Display values are accepted for references: "Beth Anglin" → her sys_id.
+                if let Some(t) = tables::find(target) {
+                    if let Some(found) = e.store.scan(EMULATOR, target, |r| raw(r, t.display).eq_ignore_ascii_case(&v)).first() {
+                        v = raw(found, "sys_id").to_string();
+                    }
+                }
+            }
+            Kind::Choice(choices) => {
+                if let Some((value, _)) = choices.iter().find(|(val, label)| *val != v && label.eq_ignore_ascii_case(&v)) {
+                    v = value.to_string();
+                }
+            }
+            Kind::Bool => v = (v == "true" || v == "1").to_string(),
+            _ => {}
+        }
+        record.insert(name.clone(), Value::String(v));
+    }
+
+    let t = tables::now();
+    if existing.is_none() {
+        let id = body.get("sys_id").map(as_text).filter(|s| s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit())).unwrap_or_else(sys_id);
+        record.insert("sys_id".into(), text(&id));
+        record.insert("sys_created_on".into(), text(&t));
+        record.insert("sys_created_by".into(), text(user));
+        record.insert("sys_mod_count".into(), text("0"));
+        record.insert("sys_class_name".into(), text(table.name));
+        if let Some(prefix) = table.number_prefix {
+            let n = e.store.next(&format!("sn.number.{}", table.name)).map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))?;
+            record.insert("number".into(), text(&format!("{prefix}{:07}", 10_000 + n)));
+        }
+        if table.name == "incident" {
+            for (k, v) in [("state", "1"), ("impact", "3"), ("urgency", "3"), ("active", "true")] {
+                if raw(&record, k).is_empty() {
+                    record.insert(k.into(), text(v));
+                }
+            }
+            record.insert("opened_at".into(), text(&t));
+            if raw(&record, "opened_by").is_empty() {
+                record.insert("opened_by".into(), text(&user_sys_id(e, user)));
+            }
+        }
+    } else {
+        let count = raw(&record, "sys_mod_count").parse::<u64>().unwrap_or(0) + 1;
+        record.insert("sys_mod_count".into(), text(&count.to_string()));
+    }
+    record.insert("sys_updated_on".into(), text(&t));
+    record.insert("sys_updated_by".into(), text(user));
+
+    if table.name == "incident" {
+        incident_rules(e, &mut record, existing, user, &t)?;
+    }
+
+    let before = existing.cloned().unwrap_or_default();
+    let changed: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !n.starts_with("sys_") && raw(&record, n) != raw(&before, n))
+        .map(str::to_string)
+        .chain(journal.iter().map(|(el, _)| el.clone()))
+        .collect();
+    let previous = changed.iter().filter(|n| before.contains_key(n.as_str())).map(|n| (n.clone(), before[n.as_str()].clone())).collect();
+    Ok(Written { record, changed, previous, journal })
+}
+
+fn user_sys_id(e: &Emulator, user_name: &str) -> String {
+    e.store.scan(EMULATOR, "sys_user", |r| raw(r, "user_name") == user_name).first().map(|r| raw(r, "sys_id").to_string()).unwrap_or_default()
+}
+
+/// Priority from the matrix; resolution needs a code and notes (the data policy); timestamps on state changes.
+fn incident_rules(e: &Emulator, record: &mut Record, existing: Option<&Record>, user: &str, t: &str) -> Result<(), Response> {
+    let p = tables::priority(raw(record, "impact"), raw(record, "urgency"));
+    record.insert("priority".into(), text(p));
+    let state = raw(record, "state").to_string();
+    let old_state = existing.map(|r| raw(r, "state").to_string()).unwrap_or_default();
+    if matches!(state.as_str(), "6" | "7") && state != old_state {
+        let mut missing = Vec::new();
+        if raw(record, "close_code").is_empty() {
+            missing.push("Resolution code");
+        }
+        if raw(record, "close_notes").is_empty() {
+            missing.push("Resolution notes");
+        }
+        if !missing.is_empty() {
+            let detail = format!("Data Policy Exception: \n{}", missing.iter().map(|m| format!(" {m} is mandatory\n")).collect::<String>());
+            return Err(failure(StatusCode::FORBIDDEN, "Operation Failed", Some(&detail)));
+        }
+    }
+    record.insert("active".into(), text(if matches!(state.as_str(), "6" | "7" | "8") { "false" } else { "true" }));
+    if state == "6" && old_state != "6" {
+        record.insert("resolved_at".into(), text(t));
+        record.insert("resolved_by".into(), text(&user_sys_id(e, user)));
+    }
+    if state == "7" && old_state != "7" {
+        record.insert("closed_at".into(), text(t));
+    }
+    Ok(())
+}
+
+/// Store a write, its journal entries and its notification together.
+fn commit(e: &Emulator, table: &Table, operation: &str, w: &Written) -> Result<(), Response> {
+    let id = raw(&w.record, "sys_id").to_string();
+    let mut writes = vec![(table.name.to_string(), id.clone(), w.record.clone())];
+    for (n, (element, value)) in w.journal.iter().enumerate() {
+        let jid = sys_id();
+        let mut j = Record::new();
+        for (k, v) in [
+            ("sys_id", jid.as_str()),
+            ("element_id", &id),
+            ("name", table.name),
+            ("element", element),
+            ("value", value),
+            ("sys_created_on", raw(&w.record, "sys_updated_on")),
+            ("sys_created_by", raw(&w.record, "sys_updated_by")),
+            ("sys_class_name", "sys_journal_field"),
+        ] {
+            j.insert(k.into(), text(v));
+        }
+        j.insert("sys_mod_seq".into(), text(&format!("{}-{n:04}", raw(&w.record, "sys_mod_count"))));
+        writes.push(("sys_journal_field".into(), jid, j));
+    }
+    e.store.put_all(EMULATOR, writes).map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))?;
+    if table.notifies && (!w.changed.is_empty() || operation != "update") {
+        notify(e, table, operation, &w.record, &w.changed, &w.previous, &w.journal);
+    }
+    Ok(())
+}
+
+/// The business rule's outbound JSON: what changed, the whole record, display values and journal text.
+fn notify(e: &Emulator, table: &Table, operation: &str, record: &Record, changed: &[String], previous: &Map<String, Value>, journal: &[(String, String)]) {
+    let Some(notifier) = &e.notifier else { return };
+    let displays: Map<String, Value> = table
+        .columns
+        .iter()
+        .filter(|c| matches!(c.kind, Kind::Reference(_) | Kind::Choice(_)))
+        .map(|c| (c.name.to_string(), Value::String(display_of(e, table, record, c.name))))
+        .collect();
+    let mut current = record.clone();
+    current.retain(|k, _| !k.starts_with("sys_mod_seq"));
+    let payload = json!({
+        "event_id": format!("{}:{}:{}", raw(record, "sys_id"), if operation == "delete" { "delete" } else { raw(record, "sys_mod_count") }, operation),
+        "table": table.name,
+        "sys_id": raw(record, "sys_id"),
+        "operation": operation,
+        "sys_mod_count": raw(record, "sys_mod_count"),
+        "sys_updated_on": raw(record, "sys_updated_on"),
+        "sys_updated_by": raw(record, "sys_updated_by"),
+        "changed": changed,
+        "current": current,
+        "display_values": displays,
+        "previous": previous,
+        "journal": journal.iter().map(|(el, v)| json!({ "element": el, "value": v })).collect::<Vec<_>>(),
+    });
+    if let Err(err) = notifier.enqueue(payload.to_string()) {
+        tracing::error!("queueing a ServiceNow notification: {err:#}");
+    }
+}
+
+async fn insert(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<String, String>>, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
+    let table = or_respond!(table_or_400(&table));
+    let body = or_respond!(parse_body(&body));
+    let written = or_respond!(apply(&e, table, None, &body, &user).and_then(|w| commit(&e, table, "insert", &w).map(|()| w)));
+    (StatusCode::CREATED, Json(json!({ "result": render(&e, table, &written.record, &Params::from(&q)) }))).into_response()
+}
+
+async fn update(State(e): Ctx, Path((table, id)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
+    let table = or_respond!(table_or_400(&table));
+    let Some(existing) = e.store.get(EMULATOR, table.name, &id) else { return no_record() };
+    let body = or_respond!(parse_body(&body));
+    let written = or_respond!(apply(&e, table, Some(&existing), &body, &user));
+    // A write that changes nothing is not an update: no mod count, no notification.
+    let result = if written.changed.is_empty() { existing } else {
+        if let Err(r) = commit(&e, table, "update", &written) {
+            return r;
+        }
+        written.record
+    };
+    Json(json!({ "result": render(&e, table, &result, &Params::from(&q)) })).into_response()
+}
+
+async fn delete(State(e): Ctx, Path((table, id)): Path<(String, String)>) -> Response {
+    let table = or_respond!(table_or_400(&table));
+    match e.store.delete(EMULATOR, table.name, &id) {
+        Ok(Some(record)) => {
+            if table.notifies {
+                notify(&e, table, "delete", &record, &[], &Map::new(), &[]);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(None) => no_record(),
+        Err(err) => failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None),
+    }
+}
+
+fn attachment_json(e: &Emulator, r: &Record) -> Value {
+    let mut out: Map<String, Value> = r.iter().filter(|(k, _)| k.as_str() != "_data").map(|(k, v)| (k.clone(), v.clone())).collect();
+    out.insert("download_link".into(), json!(format!("{}/api/now/attachment/{}/file", e.base_url, raw(r, "sys_id"))));
+    Value::Object(out)
+}
+
+async fn attachment_upload(State(e): Ctx, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
+    let (Some(file_name), Some(table_name), Some(table_sys_id)) = (q.get("file_name"), q.get("table_name"), q.get("table_sys_id")) else {
+        return failure(StatusCode::BAD_REQUEST, "Missing required parameter", Some("file_name, table_name and table_sys_id are required"));
+    };
+    if e.store.get(EMULATOR, table_name, table_sys_id).is_none() {
+        return failure(StatusCode::BAD_REQUEST, "Invalid table or record", Some(&format!("{table_name} {table_sys_id} does not exist")));
+    }
+    let id = sys_id();
+    let t = tables::now();
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
+    let mut r = Record::new();
+    for (k, v) in [
+        ("sys_id", id.as_str()),
+        ("file_name", file_name),
+        ("table_name", table_name),
+        ("table_sys_id", table_sys_id),
+        ("content_type", content_type),
+        ("size_bytes", &body.len().to_string()),
+        ("sys_created_on", &t),
+        ("sys_updated_on", &t),
+        ("sys_created_by", &user),
+        ("sys_updated_by", &user),
+        ("sys_mod_count", "0"),
+    ] {
+        r.insert(k.into(), text(v));
+    }
+    r.insert("_data".into(), text(&base64::engine::general_purpose::STANDARD.encode(&body)));
+    if let Err(err) = e.store.put(EMULATOR, "sys_attachment", &id, r.clone()) {
+        return failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None);
+    }
+    let location = format!("{}/api/now/attachment/{id}", e.base_url);
+    (StatusCode::CREATED, [("Location", location)], Json(json!({ "result": attachment_json(&e, &r) }))).into_response()
+}
+
+async fn attachment_list(State(e): Ctx, Query(q): Query<HashMap<String, String>>) -> Response {
+    let table = tables::find("sys_attachment").expect("sys_attachment is a known table");
+    let encoded = match query::parse(q.get("sysparm_query").map(String::as_str).unwrap_or("")) {
+        Ok(eq) => eq,
+        Err(why) => return failure(StatusCode::BAD_REQUEST, "Invalid query", Some(&why)),
+    };
+    let rows = e.store.scan(EMULATOR, "sys_attachment", |r| encoded.matches(|f| value_of(&e, table, r, f)));
+    let mut response = Json(json!({ "result": rows.iter().map(|r| attachment_json(&e, r)).collect::<Vec<_>>() })).into_response();
+    response.headers_mut().insert("X-Total-Count", HeaderValue::from(rows.len()));
+    response
+}
+
+async fn attachment_meta(State(e): Ctx, Path(id): Path<String>) -> Response {
+    match e.store.get(EMULATOR, "sys_attachment", &id) {
+        Some(r) => Json(json!({ "result": attachment_json(&e, &r) })).into_response(),
+        None => no_record(),
+    }
+}
+
+async fn attachment_file(State(e): Ctx, Path(id): Path<String>) -> Response {
+    let Some(r) = e.store.get(EMULATOR, "sys_attachment", &id) else { return no_record() };
+    let bytes = base64::engine::general_purpose::STANDARD.decode(raw(&r, "_data")).unwrap_or_default();
+    ([("Content-Type", raw(&r, "content_type").to_string())], bytes).into_response()
+}
+
+async fn attachment_delete(State(e): Ctx, Path(id): Path<String>) -> Response {
+    match e.store.delete(EMULATOR, "sys_attachment", &id) {
+        Ok(Some(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(None) => no_record(),
+        Err(err) => failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BatchRequest {
+    batch_request_id: Value,
+    rest_requests: Vec<InnerRequest>,
+}
+
+#[derive(serde::Deserialize)]
+struct InnerRequest {
+    id: String,
+    method: String,
+    url: String,
+    #[serde(default)]
+    headers: Vec<NameValue>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct NameValue {
+    name: String,
+    value: String,
+}
+
+/// `/api/now/v1/batch`: run each inner request (base64 bodies) and report each result.
+async fn batch(inner: Router, headers: HeaderMap, body: Bytes) -> Response {
+    let request: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, "Exception while reading request", Some(&format!("not a batch request: {err}"))),
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut serviced = Vec::new();
+    let mut unserviced = Vec::new();
+    for r in request.rest_requests {
+        let Ok(method) = Method::from_bytes(r.method.as_bytes()) else {
+            unserviced.push(json!({ "id": r.id }));
+            continue;
+        };
+        let mut builder = axum::http::Request::builder().method(method).uri(&r.url);
+        for h in &r.headers {
+            builder = builder.header(&h.name, &h.value);
+        }
+        // The batch's own credentials apply to every inner request.
+        if let Some(auth) = headers.get("authorization") {
+            builder = builder.header("authorization", auth);
+        }
+        let inner_body = r.body.as_deref().map(|b| b64.decode(b).unwrap_or_default()).unwrap_or_default();
+        let Ok(req) = builder.body(axum::body::Body::from(inner_body)) else {
+            unserviced.push(json!({ "id": r.id }));
+            continue;
+        };
+        let started = std::time::Instant::now();
+        let response = match inner.clone().oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        };
+        let status = response.status();
+        let response_headers: Vec<NameValue> = response
+            .headers()
+            .iter()
+            .map(|(k, v)| NameValue { name: k.to_string(), value: v.to_str().unwrap_or_default().to_string() })
+            .collect();
+        let bytes = axum::body::to_bytes(response.into_body(), 64 << 20).await.unwrap_or_default();
+        serviced.push(json!({
+            "id": r.id,
+            "status_code": status.as_u16(),
+            "status_text": status.canonical_reason().unwrap_or(""),
+            "headers": response_headers,
+            "body": b64.encode(&bytes),
+            "execution_time": started.elapsed().as_millis() as u64,
+        }));
+    }
+    Json(json!({
+        "batch_request_id": request.batch_request_id.as_str().map(str::to_string).unwrap_or_else(|| request.batch_request_id.to_string()),
+        "serviced_requests": serviced,
+        "unserviced_requests": unserviced,
+    }))
+    .into_response()
+}

@@ -1,0 +1,155 @@
+//! The tables the ServiceNow emulator knows: their columns, choices,
+//! references and display fields.
+
+pub enum Kind {
+    Text,
+    Choice(&'static [(&'static str, &'static str)]),
+    Reference(&'static str),
+    /// Write-only in the record; each write appends a `sys_journal_field` row.
+    Journal,
+    DateTime,
+    Bool,
+    Integer,
+}
+
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+pub struct Table {
+    pub name: &'static str,
+    pub columns: Vec<Column>,
+    /// The column shown as the record's display value (by references to it).
+    pub display: &'static str,
+    /// `INC` for incidents: numbers INC0010001, INC0010002, ...
+    pub number_prefix: Option<&'static str>,
+    /// Inserts and updates fire the business-rule notification.
+    pub notifies: bool,
+}
+
+pub const STATES: &[(&str, &str)] = &[("1", "New"), ("2", "In Progress"), ("3", "On Hold"), ("6", "Resolved"), ("7", "Closed"), ("8", "Canceled")];
+pub const IMPACT: &[(&str, &str)] = &[("1", "1 - High"), ("2", "2 - Medium"), ("3", "3 - Low")];
+pub const PRIORITY: &[(&str, &str)] = &[("1", "1 - Critical"), ("2", "2 - High"), ("3", "3 - Moderate"), ("4", "4 - Low"), ("5", "5 - Planning")];
+pub const CLOSE_CODES: &[(&str, &str)] = &[
+    ("Solved (Work Around)", "Solved (Work Around)"),
+    ("Solved (Permanently)", "Solved (Permanently)"),
+    ("Solved Remotely (Work Around)", "Solved Remotely (Work Around)"),
+    ("Solved Remotely (Permanently)", "Solved Remotely (Permanently)"),
+    ("Not Solved (Not Reproducible)", "Not Solved (Not Reproducible)"),
+    ("Not Solved (Too Costly)", "Not Solved (Too Costly)"),
+    ("Closed/Resolved by Caller", "Closed/Resolved by Caller"),
+];
+
+/// ServiceNow's default priority lookup: impact × urgency.
+pub fn priority(impact: &str, urgency: &str) -> &'static str {
+    match (impact, urgency) {
+        ("1", "1") => "1",
+        ("1", "2") | ("2", "1") => "2",
+        ("1", "3") | ("2", "2") | ("3", "1") => "3",
+        ("2", "3") | ("3", "2") => "4",
+        _ => "5",
+    }
+}
+
+fn col(name: &'static str, kind: Kind) -> Column {
+    Column { name, kind }
+}
+
+fn system_columns() -> Vec<Column> {
+    vec![
+        col("sys_id", Kind::Text),
+        col("sys_created_on", Kind::DateTime),
+        col("sys_created_by", Kind::Text),
+        col("sys_updated_on", Kind::DateTime),
+        col("sys_updated_by", Kind::Text),
+        col("sys_mod_count", Kind::Integer),
+        col("sys_class_name", Kind::Text),
+    ]
+}
+
+fn table(name: &'static str, display: &'static str, number_prefix: Option<&'static str>, notifies: bool, columns: Vec<Column>) -> Table {
+    let mut all = system_columns();
+    all.extend(columns);
+    Table { name, columns: all, display, number_prefix, notifies }
+}
+
+pub fn tables() -> &'static [Table] {
+    static TABLES: std::sync::OnceLock<Vec<Table>> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        vec![
+            table("incident", "number", Some("INC"), true, vec![
+                col("number", Kind::Text),
+                col("short_description", Kind::Text),
+                col("description", Kind::Text),
+                col("state", Kind::Choice(STATES)),
+                col("impact", Kind::Choice(IMPACT)),
+                col("urgency", Kind::Choice(IMPACT)),
+                col("priority", Kind::Choice(PRIORITY)),
+                col("category", Kind::Text),
+                col("subcategory", Kind::Text),
+                col("caller_id", Kind::Reference("sys_user")),
+                col("assigned_to", Kind::Reference("sys_user")),
+                col("assignment_group", Kind::Reference("sys_user_group")),
+                col("company", Kind::Reference("core_company")),
+                col("cmdb_ci", Kind::Reference("cmdb_ci")),
+                col("correlation_id", Kind::Text),
+                col("correlation_display", Kind::Text),
+                col("close_code", Kind::Choice(CLOSE_CODES)),
+                col("close_notes", Kind::Text),
+                col("work_notes", Kind::Journal),
+                col("comments", Kind::Journal),
+                col("active", Kind::Bool),
+                col("opened_at", Kind::DateTime),
+                col("opened_by", Kind::Reference("sys_user")),
+                col("resolved_at", Kind::DateTime),
+                col("resolved_by", Kind::Reference("sys_user")),
+                col("closed_at", Kind::DateTime),
+            ]),
+            table("sys_user", "name", None, false, vec![
+                col("user_name", Kind::Text),
+                col("name", Kind::Text),
+                col("first_name", Kind::Text),
+                col("last_name", Kind::Text),
+                col("email", Kind::Text),
+                col("active", Kind::Bool),
+            ]),
+            table("sys_user_group", "name", None, false, vec![col("name", Kind::Text), col("description", Kind::Text)]),
+            table("core_company", "name", None, false, vec![
+                col("name", Kind::Text),
+                // The stable customer key shared with Salesforce (Account.External_Id__c).
+                col("u_sf_external_id", Kind::Text),
+                col("customer", Kind::Bool),
+            ]),
+            table("cmdb_ci", "name", None, false, vec![col("name", Kind::Text), col("company", Kind::Reference("core_company"))]),
+            table("sys_journal_field", "value", None, false, vec![
+                col("element_id", Kind::Text),
+                col("name", Kind::Text),
+                col("element", Kind::Text),
+                col("value", Kind::Text),
+            ]),
+            table("sys_attachment", "file_name", None, false, vec![
+                col("file_name", Kind::Text),
+                col("table_name", Kind::Text),
+                col("table_sys_id", Kind::Text),
+                col("content_type", Kind::Text),
+                col("size_bytes", Kind::Integer),
+            ]),
+        ]
+    })
+}
+
+pub fn find(name: &str) -> Option<&'static Table> {
+    tables().iter().find(|t| t.name == name)
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// ServiceNow's timestamp format, UTC.
+pub fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}

@@ -1,0 +1,153 @@
+//! The emulators' state: records as JSON objects, counters and settings,
+//! held in memory for fast queries and written through to SQLite so a
+//! restarted `seam sim` comes back with everything it had.
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+pub type Record = Map<String, Value>;
+
+pub struct Store {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    db: Connection,
+    /// (emulator, object) → id → record. BTreeMap keeps ids in creation order
+    /// for emulators whose ids grow (Salesforce) and stable otherwise.
+    tables: HashMap<(String, String), BTreeMap<String, Record>>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Connection::open(path).with_context(|| format!("opening the simulator database {}", path.display()))?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS records (
+                 emulator TEXT NOT NULL, object TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,
+                 PRIMARY KEY (emulator, object, id));
+             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS notifications (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, emulator TEXT NOT NULL, url TEXT NOT NULL,
+                 payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL DEFAULT 0,
+                 delivered_at_ms INTEGER, last_error TEXT);
+             CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (delivered_at_ms, emulator, id);",
+        )
+        .context("creating the simulator schema")?;
+        let mut tables: HashMap<(String, String), BTreeMap<String, Record>> = HashMap::new();
+        {
+            let mut stmt = db.prepare("SELECT emulator, object, id, data FROM records")?;
+            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)))?;
+            for row in rows {
+                let (emulator, object, id, data) = row?;
+                let record: Record = serde_json::from_str(&data).with_context(|| format!("corrupt record {emulator}/{object}/{id}"))?;
+                tables.entry((emulator, object)).or_default().insert(id, record);
+            }
+        }
+        Ok(Store { inner: Mutex::new(Inner { db, tables }) })
+    }
+
+    pub fn get(&self, emulator: &str, object: &str, id: &str) -> Option<Record> {
+        let inner = self.inner.lock().unwrap();
+        inner.tables.get(&(emulator.to_string(), object.to_string()))?.get(id).cloned()
+    }
+
+    /// Insert or replace a whole record.
+    pub fn put(&self, emulator: &str, object: &str, id: &str, record: Record) -> Result<()> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.db.execute(
+            "INSERT INTO records (emulator, object, id, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (emulator, object, id) DO UPDATE SET data = excluded.data",
+            params![emulator, object, id, serde_json::to_string(&record)?],
+        )?;
+        inner.tables.entry((emulator.to_string(), object.to_string())).or_default().insert(id.to_string(), record);
+        Ok(())
+    }
+
+    /// Several puts in one transaction: all land or none.
+    pub fn put_all(&self, emulator: &str, records: Vec<(String, String, Record)>) -> Result<()> {
+        let mut inner = self.inner.lock().unwrap();
+        let tx = inner.db.transaction()?;
+        for (object, id, record) in &records {
+            tx.execute(
+                "INSERT INTO records (emulator, object, id, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (emulator, object, id) DO UPDATE SET data = excluded.data",
+                params![emulator, object, id, serde_json::to_string(record)?],
+            )?;
+        }
+        tx.commit()?;
+        for (object, id, record) in records {
+            inner.tables.entry((emulator.to_string(), object)).or_default().insert(id, record);
+        }
+        Ok(())
+    }
+
+    pub fn delete(&self, emulator: &str, object: &str, id: &str) -> Result<Option<Record>> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.db.execute("DELETE FROM records WHERE emulator = ?1 AND object = ?2 AND id = ?3", params![emulator, object, id])?;
+        Ok(inner.tables.get_mut(&(emulator.to_string(), object.to_string())).and_then(|t| t.remove(id)))
+    }
+
+    /// Every record of an object that `keep` accepts, cloned out of the lock.
+    pub fn scan(&self, emulator: &str, object: &str, mut keep: impl FnMut(&Record) -> bool) -> Vec<Record> {
+        let inner = self.inner.lock().unwrap();
+        match inner.tables.get(&(emulator.to_string(), object.to_string())) {
+            Some(table) => table.values().filter(|r| keep(r)).cloned().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn count(&self, emulator: &str, object: &str) -> usize {
+        let inner = self.inner.lock().unwrap();
+        inner.tables.get(&(emulator.to_string(), object.to_string())).map_or(0, |t| t.len())
+    }
+
+    /// The next value of a named counter (1, 2, 3, ...), durable.
+    pub fn next(&self, counter: &str) -> Result<u64> {
+        let inner = self.inner.lock().unwrap();
+        let value: i64 = inner.db.query_row(
+            "INSERT INTO counters (name, value) VALUES (?1, 1)
+             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+            params![counter],
+            |row| row.get(0),
+        )?;
+        Ok(value as u64)
+    }
+
+    pub fn counter(&self, counter: &str) -> u64 {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .db
+            .query_row("SELECT value FROM counters WHERE name = ?1", params![counter], |row| row.get::<_, i64>(0))
+            .optional()
+            .ok()
+            .flatten()
+            .unwrap_or(0) as u64
+    }
+
+    pub fn setting(&self, name: &str) -> Option<String> {
+        let inner = self.inner.lock().unwrap();
+        inner.db.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |row| row.get(0)).optional().ok().flatten()
+    }
+
+    pub fn set_setting(&self, name: &str, value: &str) -> Result<()> {
+        let inner = self.inner.lock().unwrap();
+        inner.db.execute(
+            "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![name, value],
+        )?;
+        Ok(())
+    }
+
+    /// Run `f` on the database connection (the notification queue uses it).
+    pub fn with_db<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let inner = self.inner.lock().unwrap();
+        Ok(f(&inner.db)?)
+    }
+}

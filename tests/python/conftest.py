@@ -1,0 +1,88 @@
+"""Starts `seam sim` for the tests and tells them where everything is."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SEAM = os.environ.get("SEAM_BIN", str(ROOT / "target" / "release" / "seam"))
+
+
+class Sim:
+    def __init__(self, state, *extra):
+        self.state = pathlib.Path(state)
+        self.extra = list(extra)
+        self.proc = None
+        self.info = None
+
+    def start(self):
+        info_file = self.state / "sim.json"
+        if info_file.exists():
+            info_file.unlink()
+        log = open(self.state.parent / f"{self.state.name}.log", "ab")
+        self.proc = subprocess.Popen([SEAM, "sim", "--state", str(self.state), *self.extra], stdout=log, stderr=log)
+        deadline = time.time() + 30
+        while not info_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"seam sim exited with {self.proc.returncode}; see {log.name}")
+            if time.time() > deadline:
+                raise RuntimeError("seam sim did not write sim.json within 30 s")
+            time.sleep(0.05)
+        time.sleep(0.05)
+        self.info = json.loads(info_file.read_text())
+        # Every client library here trusts the simulator's CA through these.
+        os.environ["REQUESTS_CA_BUNDLE"] = self.info["ca_pem"]
+        os.environ["SSL_CERT_FILE"] = self.info["ca_pem"]
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def ports(self):
+        """The ports in use, so a restart can come back on the same ones."""
+        from urllib.parse import urlparse
+        return [
+            "--salesforce-port", str(urlparse(self.info["salesforce"]["url"]).port),
+            "--servicenow-port", str(urlparse(self.info["servicenow"]["url"]).port),
+            "--slack-port", str(urlparse(self.info["slack"]["url"]).port),
+        ]
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory):
+    s = Sim(tmp_path_factory.mktemp("sim") / "state").start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def fresh_sim(tmp_path):
+    """A simulator of a test's own, for tests that restart it or inject faults."""
+    sims = []
+
+    def make(*extra):
+        s = Sim(tmp_path / "state", *extra).start()
+        sims.append(s)
+        return s
+
+    yield make
+    for s in sims:
+        s.stop()
+
+
+def admin(base_url, path, method="GET", body=None):
+    """Call an emulator's /__admin endpoint."""
+    import requests
+    r = requests.request(method, f"{base_url.rstrip('/').removesuffix('/api')}/__admin/{path}", json=body, timeout=10)
+    r.raise_for_status()
+    return r.json() if r.content else None
