@@ -3,6 +3,8 @@
 //! sandboxed WebAssembly components (rule packs) implementing `seam:sync`.
 
 pub mod cli;
+pub mod connectors;
+pub mod engine;
 pub mod model;
 pub mod runtime;
 pub mod sim;

@@ -139,6 +139,19 @@ async fn incident_state_assignee_and_resolution_flow_back_to_the_case() {
 }
 
 #[tokio::test]
+async fn the_assignee_is_carried_by_name_when_the_display_value_is_known() {
+    let mut c = change(ChangeKind::Updated, incident(), Some(case()), &[("assigned_to", "681ccaf9c0a8016400b98a06818d57c7")], &[("number", "INC0010002")]);
+    c.snapshot.push(Field::new("assigned_to.display", "Beth Anglin"));
+    assert_eq!(
+        map(&c).await.unwrap(),
+        vec![
+            Action::Update { target: Target::Linked, fields: fields(&[("ServiceNow_Assignee__c", "Beth Anglin")]) },
+            Action::AppendJournal { target: Target::Linked, kind: JournalKind::Comment, text: "INC0010002 is assigned to Beth Anglin.".into() },
+        ]
+    );
+}
+
+#[tokio::test]
 async fn incident_fields_the_case_does_not_mirror_are_not_written() {
     // Work notes and short_description changes on the incident stay in ServiceNow.
     let c = change(ChangeKind::Updated, incident(), Some(case()), &[("work_notes", "checked logs"), ("short_description", "x")], &[]);

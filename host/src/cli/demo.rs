@@ -1,9 +1,19 @@
-//! `seam demo`: the Case ⇄ Incident story, told through the default pack.
+//! `seam demo`: the Case ⇄ Incident story on the embedded emulators, no
+//! credentials needed. People edit records through the real APIs; each
+//! change is read back, mapped by the default pack, and carried across.
 
-use crate::model::{Change, ChangeKind, Field, RecordRef, System};
-use crate::runtime::{Grants, NoRecords, RecordSource, Runtime, RuntimeConfig};
-use anyhow::Result;
+use crate::connectors::salesforce::{self, Salesforce};
+use crate::connectors::servicenow::{self, ServiceNow};
+use crate::connectors::slack::Slack;
+use crate::connectors::RetryPolicy;
+use crate::engine::apply::Systems;
+use crate::engine::normalize;
+use crate::model::{Change, ChangeKind};
+use crate::runtime::{Grants, NoRecords, Plugin, Runtime, RuntimeConfig};
+use crate::sim::{credentials as cred, Sim, SimConfig};
+use anyhow::{Context, Result};
 use clap::Args;
+use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,63 +22,134 @@ pub struct DemoArgs {
     /// The mapping pack to run.
     #[arg(long, default_value = "target/wasm32-wasip2/plugin/case_incident.wasm")]
     pub pack: PathBuf,
+    /// Where the emulators keep their state (a fresh temporary directory by default).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
 }
 
-fn case() -> RecordRef {
-    RecordRef { system: System::Salesforce, object: "Case".into(), id: "5005g00000ABCDeAAF".into() }
-}
-fn incident() -> RecordRef {
-    RecordRef { system: System::Servicenow, object: "incident".into(), id: "9d385017c611228701d22104cc95c371".into() }
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
 }
 
-fn change(n: u32, source: RecordRef, kind: ChangeKind, changed: Vec<Field>, rest: Vec<Field>, user: &str) -> Change {
-    let linked = match source.system {
-        System::Salesforce if n > 1 => Some(incident()),
-        System::Servicenow => Some(case()),
-        _ => None,
-    };
-    let mut snapshot = rest;
-    snapshot.extend(changed.iter().cloned());
-    Change { event_id: format!("demo-{n}"), kind, source, changed, snapshot, origin_user: user.into(), linked }
+struct Demo {
+    systems: Systems,
+    plugin: Plugin,
+    step: u32,
+}
+
+impl Demo {
+    /// Map one change with the pack and carry the actions across.
+    async fn sync(&mut self, change: Change) -> Result<()> {
+        self.step += 1;
+        let (result, timing) = self.plugin.map_timed(&change, Arc::new(NoRecords)).await;
+        let actions = result?;
+        println!("    pack {} → {} action(s) in {:.0} µs", self.plugin.meta(), actions.len(), (timing.instantiate + timing.call).as_secs_f64() * 1e6);
+        for action in &actions {
+            println!("      {action}");
+        }
+        let writes = self.systems.apply(&change, &actions).await.context("carrying the actions across")?;
+        for write in writes {
+            let fields: Vec<String> = write.fields.iter().map(|f| format!("{}={}", f.name, f.value)).collect();
+            println!("    ✓ {} {} {}: {}", write.operation, write.record.system, write.record.object, fields.join(", "));
+        }
+        println!();
+        Ok(())
+    }
+
+    async fn case_changed(&mut self, id: &str, kind: ChangeKind, changed: Option<&[&str]>) -> Result<()> {
+        let record = self.systems.salesforce.get("Case", id).await?;
+        let change = normalize::salesforce(&format!("demo-{}", self.step), kind, "Case", &record, changed);
+        self.sync(change).await
+    }
+
+    async fn incident_changed(&mut self, id: &str, changed: &[&str]) -> Result<()> {
+        let record = self.systems.servicenow.get("incident", id).await?;
+        let change = normalize::servicenow(&format!("demo-{}", self.step), ChangeKind::Updated, "incident", &record, Some(changed));
+        self.sync(change).await
+    }
 }
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     let wasm = super::read_pack(&args.pack)?;
+    let temporary = args.state.is_none();
+    let state = args.state.unwrap_or_else(|| std::env::temp_dir().join(format!("seam-demo-{}", std::process::id())));
+    let sim = Sim::start(SimConfig::new(state.clone())).await?;
+    println!("Emulators (state in {}):", state.display());
+    super::sim::print_banner(&sim);
+
+    let ca = Some(sim.ca_pem.as_path());
+    let policy = RetryPolicy::default();
+    let sf = Salesforce::connect(
+        salesforce::Credentials {
+            login_url: sim.salesforce.base_url.clone(),
+            client_id: cred::SF_CLIENT_ID.into(),
+            client_secret: cred::SF_CLIENT_SECRET.into(),
+            username: cred::SF_USERNAME.into(),
+            password: format!("{}{}", cred::SF_PASSWORD, cred::SF_SECURITY_TOKEN),
+        },
+        ca,
+        policy.clone(),
+    )
+    .await?;
+    let sn = ServiceNow::new(
+        servicenow::Credentials { instance_url: sim.servicenow.base_url.clone(), username: cred::SN_USERNAME.into(), password: cred::SN_PASSWORD.into() },
+        ca,
+        policy.clone(),
+    )?;
+    let slack = Slack::new(&format!("{}/api/", sim.slack.base_url), cred::SLACK_TOKEN, ca, policy)?;
+
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let plugin = runtime.load(&super::pack_name(&args.pack), "demo", &wasm, Grants::default()).await?;
-    println!("loaded {} ({}, {:?}, sha256 {}…)\n", plugin.meta(), plugin.api(), plugin.load_outcome(), &plugin.meta().sha256[..12]);
+    println!("\nLoaded pack {} ({}, {:?})\n", plugin.meta(), plugin.api(), plugin.load_outcome());
+    let mut demo = Demo { systems: Systems { salesforce: sf, servicenow: sn, slack: Some(slack) }, plugin, step: 0 };
+    let (sf, sn) = (&demo.systems.salesforce, &demo.systems.servicenow);
 
-    let f = |name: &str, value: &str| Field::new(name, value);
-    let case_base = || vec![f("CaseNumber", "00001026"), f("Status", "New"), f("AccountId", "0015g00000XYZ12AAB")];
-    let inc_base = || vec![f("number", "INC0010001"), f("correlation_id", case().id.as_str())];
-    let story = [
-        ("A customer raises a Case in Salesforce", change(
-            1, case(), ChangeKind::Created,
-            vec![f("Subject", "Checkout API returns 502"), f("Description", "Every third checkout call fails since 09:12 UTC."), f("Priority", "High")],
-            case_base(), "jane.agent@acme.example")),
-        ("The agent raises the customer priority", change(
-            2, case(), ChangeKind::Updated, vec![f("Priority", "Critical")],
-            case_base(), "jane.agent@acme.example")),
-        ("ServiceNow picks the incident up", change(
-            3, incident(), ChangeKind::Updated, vec![f("state", "2"), f("assigned_to", "Beth Anglin")],
-            inc_base(), "beth.anglin")),
-        ("ServiceNow resolves it", change(
-            4, incident(), ChangeKind::Updated, vec![f("state", "6"), f("close_notes", "Rolled back gateway config 4.2.1.")],
-            inc_base(), "beth.anglin")),
-    ];
+    println!("▶ The customer exists in both systems under one stable key, ACME-001");
+    let account = sf.create("Account", &obj(json!({ "Name": "Acme Corporation", "External_Id__c": "ACME-001", "AnnualRevenue": 5.0e7, "Tier__c": "Gold" }))).await?;
+    sn.insert("core_company", &obj(json!({ "name": "ACME Corp (EMEA)", "u_sf_external_id": "ACME-001", "customer": "true" }))).await?;
+    println!("    Salesforce Account {account}; ServiceNow company 'ACME Corp (EMEA)' (a different name: matching is by key)\n");
 
-    let records: Arc<dyn RecordSource> = Arc::new(NoRecords);
-    for (title, change) in story {
-        let (result, timing) = plugin.map_timed(&change, records.clone()).await;
-        println!("▶ {title}: {} {} {:?}", change.source.system, change.source.object, change.kind);
-        for field in &change.changed {
-            println!("    {} = {}", field.name, field.value);
-        }
-        for action in result? {
-            println!("  → {action}");
-        }
-        println!("    ({:.0} µs instantiate, {:.0} µs map)\n", timing.instantiate.as_secs_f64() * 1e6, timing.call.as_secs_f64() * 1e6);
+    println!("▶ Jane raises a Case in Salesforce");
+    let case = sf
+        .create("Case", &obj(json!({ "Subject": "Checkout API returns 502", "Description": "Every third checkout call fails since 09:12 UTC.", "Priority": "High", "Origin": "Web", "AccountId": account })))
+        .await?;
+    demo.case_changed(&case, ChangeKind::Created, None).await?;
+    let incident = demo.systems.salesforce.get("Case", &case).await?[normalize::CASE_INCIDENT_FIELD].as_str().unwrap_or_default().to_string();
+
+    println!("▶ Jane raises the customer priority to Critical");
+    demo.systems.salesforce.update("Case", &case, &obj(json!({ "Priority": "Critical" }))).await?;
+    demo.case_changed(&case, ChangeKind::Updated, Some(&["Priority"])).await?;
+
+    println!("▶ Beth picks the incident up in ServiceNow");
+    demo.systems.servicenow.update("incident", &incident, &obj(json!({ "state": "2", "assigned_to": "Beth Anglin", "work_notes": "Gateway 4.2.1 rolled out at 09:10." }))).await?;
+    demo.incident_changed(&incident, &["state", "assigned_to", "work_notes"]).await?;
+
+    println!("▶ Beth resolves it");
+    demo.systems
+        .servicenow
+        .update("incident", &incident, &obj(json!({ "state": "6", "close_code": "Solved (Permanently)", "close_notes": "Rolled back gateway config 4.2.1." })))
+        .await?;
+    demo.incident_changed(&incident, &["state", "close_code", "close_notes"]).await?;
+
+    let (sf, sn) = (&demo.systems.salesforce, &demo.systems.servicenow);
+    let case_now = sf.get("Case", &case).await?;
+    let inc_now = sn.get("incident", &incident).await?;
+    let v = |r: &Map<String, Value>, f: &str| r.get(f).map(|x| x.get("display_value").unwrap_or(x).to_string()).unwrap_or_default();
+    println!("Where things stand, read back from the emulators:");
+    println!("  Case {} {}: Status={} Priority={} Incident={} Assignee={}", v(&case_now, "CaseNumber"), case, v(&case_now, "Status"), v(&case_now, "Priority"), v(&case_now, "ServiceNow_Number__c"), v(&case_now, "ServiceNow_Assignee__c"));
+    println!("  Incident {} {}: state={} priority={} company={} correlation_id={}", v(&inc_now, "number"), incident, v(&inc_now, "state"), v(&inc_now, "priority"), v(&inc_now, "company"), v(&inc_now, "correlation_id"));
+    for comment in sf.query(&format!("SELECT CommentBody, IsPublished FROM CaseComment WHERE ParentId = '{case}'")).await? {
+        println!("  Case comment: {}", comment["CommentBody"]);
     }
-    println!("The emulated Salesforce / ServiceNow round trip arrives with the emulators and the sync engine.");
+    println!(
+        "\nAPI calls made by seam and the demo's people: Salesforce {}, ServiceNow {}.",
+        sf.http().calls(),
+        sn.http().calls()
+    );
+    println!("(Webhook intake, the durable journal and echo suppression arrive with the sync engine.)");
+    sim.shutdown();
+    if temporary {
+        let _ = std::fs::remove_dir_all(&state);
+    }
     Ok(())
 }

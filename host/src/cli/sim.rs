@@ -28,6 +28,9 @@ pub struct SimArgs {
     /// HMAC secret for an emulator's notifications: `servicenow=s3cret` (repeatable).
     #[arg(long = "notify-secret", value_name = "EMULATOR=SECRET")]
     pub notify_secrets: Vec<String>,
+    /// Notification form: `salesforce=json` sends change events instead of Outbound Messages.
+    #[arg(long = "notify-format", value_name = "EMULATOR=soap|json")]
+    pub notify_formats: Vec<String>,
 }
 
 const EMULATORS: &[&str] = &["salesforce", "servicenow", "slack"];
@@ -64,16 +67,22 @@ pub fn config(args: &SimArgs) -> Result<SimConfig> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("--notify {setting}: the URL must start with http:// or https://");
         }
-        config.notify.push((emulator_name(emulator)?, NotifyTarget { url: url.to_string(), secret: None }));
+        config.notify.push((emulator_name(emulator)?, NotifyTarget { url: url.to_string(), secret: None, format: None }));
     }
-    for setting in &args.notify_secrets {
-        let (emulator, secret) = setting.split_once('=').with_context(|| format!("--notify-secret {setting}: expected EMULATOR=SECRET"))?;
-        let target = config
-            .notify
-            .iter_mut()
-            .find(|(n, _)| n == emulator)
-            .with_context(|| format!("--notify-secret {emulator}: give --notify {emulator}=URL too"))?;
-        target.1.secret = Some(secret.to_string());
+    for (flag, settings) in [("--notify-secret", &args.notify_secrets), ("--notify-format", &args.notify_formats)] {
+        for setting in settings {
+            let (emulator, value) = setting.split_once('=').with_context(|| format!("{flag} {setting}: expected EMULATOR=VALUE"))?;
+            let (_, target) = config
+                .notify
+                .iter_mut()
+                .find(|(n, _)| n == emulator)
+                .with_context(|| format!("{flag} {emulator}: give --notify {emulator}=URL too"))?;
+            if flag == "--notify-secret" {
+                target.secret = Some(value.to_string());
+            } else {
+                target.format = Some(serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| anyhow::anyhow!("{flag} {setting}: expected soap or json"))?);
+            }
+        }
     }
     Ok(config)
 }

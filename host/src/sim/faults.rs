@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::time::Duration;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Probability (0..1) that an API request is refused as rate-limited.
@@ -24,6 +24,21 @@ pub struct Faults {
     pub drop_notifications_next: u32,
     /// Seconds a rate-limited client is told to wait.
     pub retry_after_secs: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            rate_limit: 0.0,
+            rate_limit_next: 0,
+            server_error: 0.0,
+            server_error_next: 0,
+            latency_ms: 0,
+            drop_notifications: 0.0,
+            drop_notifications_next: 0,
+            retry_after_secs: 1,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,7 +73,7 @@ impl FaultSwitch {
     /// Decide this API request's fate.
     pub fn request(&self) -> Option<Fault> {
         let mut f = self.faults.lock().unwrap();
-        let retry_after = f.retry_after_secs.max(1);
+        let retry_after = f.retry_after_secs;
         if f.rate_limit_next > 0 {
             f.rate_limit_next -= 1;
             return Some(Fault::RateLimited { retry_after });

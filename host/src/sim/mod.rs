@@ -137,13 +137,13 @@ impl Sim {
             salesforce::EMULATOR,
             store.clone(),
             sf_faults.clone(),
-            notify::Format::SalesforceSoap {
+            Some(notify::SoapSender {
                 organization_id: salesforce::ORG_ID.into(),
                 partner_url: format!("{sf_url}/services/Soap/u/{}/{}", salesforce::API_VERSION, salesforce::ORG_ID),
-            },
+            }),
             &ca_pem,
         )?);
-        let sn_notifier = Arc::new(Notifier::new(servicenow::EMULATOR, store.clone(), sn_faults.clone(), notify::Format::Json, &ca_pem)?);
+        let sn_notifier = Arc::new(Notifier::new(servicenow::EMULATOR, store.clone(), sn_faults.clone(), None, &ca_pem)?);
         for (name, target) in &config.notify {
             match name.as_str() {
                 salesforce::EMULATOR => sf_notifier.set_target(Some(target))?,
@@ -260,10 +260,10 @@ fn admin_router(emulator: Arc<Emulator>) -> Router {
                     match serde_json::from_slice::<NotifyTarget>(&body) {
                         Ok(t) if t.url.starts_with("http://") || t.url.starts_with("https://") => match notifier.set_target(Some(&t)) {
                             Ok(()) => Json(t).into_response(),
-                            Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+                            Err(err) => bad_request(err.to_string()),
                         },
                         Ok(t) => bad_request(format!("notification url must be http(s)://, got {:?}", t.url)),
-                        Err(err) => bad_request(format!("expected {{\"url\": ..., \"secret\": ...}}: {err}")),
+                        Err(err) => bad_request(format!("expected {{\"url\": ..., \"secret\": ..., \"format\": \"soap\"|\"json\"}}: {err}")),
                     }
                 })
                 .delete(|State(e): State<Arc<Emulator>>| async move {

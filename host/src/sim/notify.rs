@@ -15,28 +15,54 @@ use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where notifications go.
+/// Where notifications go, and in which form.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NotifyTarget {
     pub url: String,
-    /// HMAC-SHA256 key for the `X-Seam-Signature` header (JSON notifications).
+    /// HMAC-SHA256 key for the `X-Seam-Signature` header.
     #[serde(default)]
     pub secret: Option<String>,
+    /// `soap` (Salesforce Outbound Messages, Salesforce's default) or `json`
+    /// (Salesforce change events; ServiceNow's only form).
+    #[serde(default)]
+    pub format: Option<Format>,
 }
 
-/// How a batch of payloads becomes one HTTP request, and what counts as an ack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// Salesforce Outbound Message: payloads are `<Notification>` elements.
-    SalesforceSoap { organization_id: String, partner_url: String },
-    /// One JSON object per request.
+    /// Outbound Message: payloads are `<Notification>` elements, up to 100 per SOAP envelope, acknowledged with `<Ack>true</Ack>`.
+    Soap,
+    /// One JSON object per request, acknowledged by any 2xx.
     Json,
+}
+
+impl Format {
+    fn as_str(self) -> &'static str {
+        match self {
+            Format::Soap => "soap",
+            Format::Json => "json",
+        }
+    }
+    fn parse(s: &str) -> Format {
+        if s == "soap" { Format::Soap } else { Format::Json }
+    }
+}
+
+/// What an Outbound Message envelope says about its sender.
+pub struct SoapSender {
+    pub organization_id: String,
+    pub partner_url: String,
 }
 
 pub struct Notifier {
     emulator: &'static str,
     store: Arc<Store>,
     faults: Arc<FaultSwitch>,
-    format: Format,
+    /// The form used when a target names none.
+    default_format: Format,
+    soap: Option<SoapSender>,
     client: reqwest::Client,
     wake: tokio::sync::Notify,
 }
@@ -60,13 +86,14 @@ fn backoff(attempts: u32) -> Duration {
 }
 
 impl Notifier {
-    pub fn new(emulator: &'static str, store: Arc<Store>, faults: Arc<FaultSwitch>, format: Format, ca_pem: &[u8]) -> anyhow::Result<Self> {
+    pub fn new(emulator: &'static str, store: Arc<Store>, faults: Arc<FaultSwitch>, soap: Option<SoapSender>, ca_pem: &[u8]) -> anyhow::Result<Self> {
         let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
         // The engine's intake may itself sit behind this simulator's certificate.
         if let Ok(ca) = reqwest::Certificate::from_pem(ca_pem) {
             client = client.add_root_certificate(ca);
         }
-        Ok(Notifier { emulator, store, faults, format, client: client.build()?, wake: tokio::sync::Notify::new() })
+        let default_format = if soap.is_some() { Format::Soap } else { Format::Json };
+        Ok(Notifier { emulator, store, faults, default_format, soap, client: client.build()?, wake: tokio::sync::Notify::new() })
     }
 
     fn setting_key(&self) -> String {
@@ -77,7 +104,15 @@ impl Notifier {
         self.store.setting(&self.setting_key()).and_then(|s| serde_json::from_str(&s).ok())
     }
 
+    /// The form notifications take now: the target's choice, else the emulator's default.
+    pub fn format(&self) -> Option<Format> {
+        self.target().map(|t| t.format.unwrap_or(self.default_format))
+    }
+
     pub fn set_target(&self, target: Option<&NotifyTarget>) -> anyhow::Result<()> {
+        if let Some(Format::Soap) = target.and_then(|t| t.format) {
+            anyhow::ensure!(self.soap.is_some(), "{} cannot send SOAP notifications; use format json", self.emulator);
+        }
         let value = match target {
             Some(t) => serde_json::to_string(t)?,
             None => "null".to_string(),
@@ -87,16 +122,21 @@ impl Notifier {
         Ok(())
     }
 
-    /// Queue one notification, unless no target is configured or a fault drops it.
-    pub fn enqueue(&self, payload: String) -> anyhow::Result<()> {
+    /// Queue one notification, built by `payload` in the target's form, unless
+    /// no target is configured or a fault drops it.
+    pub fn enqueue(&self, payload: impl FnOnce(Format) -> String) -> anyhow::Result<()> {
         let Some(target) = self.target() else { return Ok(()) };
+        let format = target.format.unwrap_or(self.default_format);
         if self.faults.drop_notification() {
             self.store.next(&format!("notify.{}.dropped", self.emulator))?;
             tracing::info!(emulator = self.emulator, "fault injection: dropped a change notification");
             return Ok(());
         }
         self.store.with_db(|db| {
-            db.execute("INSERT INTO notifications (emulator, url, payload) VALUES (?1, ?2, ?3)", params![self.emulator, target.url, payload])
+            db.execute(
+                "INSERT INTO notifications (emulator, url, format, payload) VALUES (?1, ?2, ?3, ?4)",
+                params![self.emulator, target.url, format.as_str(), payload(format)],
+            )
         })?;
         self.wake.notify_one();
         Ok(())
@@ -121,13 +161,6 @@ impl Notifier {
             dropped: self.store.counter(&format!("notify.{}.dropped", self.emulator)),
             failed_attempts: failed as u64,
             last_error,
-        }
-    }
-
-    fn batch_max(&self) -> usize {
-        match self.format {
-            Format::SalesforceSoap { .. } => 100,
-            Format::Json => 1,
         }
     }
 
@@ -177,50 +210,55 @@ impl Notifier {
     fn next_batch(&self) -> anyhow::Result<Option<Batch>> {
         let head = self.store.with_db(|db| {
             db.query_row(
-                "SELECT url, attempts, next_at_ms FROM notifications WHERE emulator = ?1 AND delivered_at_ms IS NULL ORDER BY id LIMIT 1",
+                "SELECT url, format, attempts, next_at_ms FROM notifications WHERE emulator = ?1 AND delivered_at_ms IS NULL ORDER BY id LIMIT 1",
                 params![self.emulator],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?)),
+                |r| Ok((r.get::<_, String>(0)?, Format::parse(&r.get::<_, String>(1)?), r.get::<_, u32>(2)?, r.get::<_, i64>(3)?)),
             )
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
         })?;
-        let Some((url, attempts, next_at)) = head else { return Ok(None) };
+        let Some((url, format, attempts, next_at)) = head else { return Ok(None) };
         let wait = next_at - now_ms();
         if wait > 0 {
             return Ok(Some(Batch::Wait(wait as u64)));
         }
+        // Salesforce packs up to 100 notifications into one Outbound Message; JSON goes one by one.
+        let batch_max = match format {
+            Format::Soap => 100,
+            Format::Json => 1,
+        };
         let rows = self.store.with_db(|db| {
             let mut stmt = db.prepare(
-                "SELECT id, payload FROM notifications WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, payload FROM notifications WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT ?4",
             )?;
-            let rows = stmt.query_map(params![self.emulator, url, self.batch_max() as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map(params![self.emulator, url, format.as_str(), batch_max], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
-        Ok(Some(Batch::Ready(Ready { url, attempts, rows })))
+        Ok(Some(Batch::Ready(Ready { url, format, attempts, rows })))
     }
 
     async fn send(&self, batch: &Ready) -> Result<(), String> {
         let target = self.target();
         let secret = target.as_ref().filter(|t| t.url == batch.url).and_then(|t| t.secret.clone());
         let payloads: Vec<&str> = batch.rows.iter().map(|r| r.1.as_str()).collect();
-        let (content_type, body) = match &self.format {
-            Format::SalesforceSoap { organization_id, partner_url } => {
-                ("text/xml; charset=utf-8", super::salesforce::soap::outbound_message(organization_id, partner_url, &payloads))
+        let (content_type, body) = match (batch.format, &self.soap) {
+            (Format::Soap, Some(sender)) => {
+                ("text/xml; charset=utf-8", super::salesforce::soap::outbound_message(&sender.organization_id, &sender.partner_url, &payloads))
             }
-            Format::Json => ("application/json", payloads.join("")),
+            _ => ("application/json", payloads.join("")),
         };
         let mut request = self.client.post(&batch.url).header("Content-Type", content_type);
         if let Some(secret) = secret {
             request = request.header("X-Seam-Signature", sign(&secret, body.as_bytes()));
         }
-        if let Format::SalesforceSoap { .. } = self.format {
+        if batch.format == Format::Soap {
             request = request.header("SOAPAction", "\"\"");
         }
         let response = request.body(body).send().await.map_err(|e| format!("POST {}: {e}", batch.url))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let acked = match self.format {
-            Format::SalesforceSoap { .. } => status.is_success() && text.to_ascii_lowercase().contains("<ack>true</ack>"),
+        let acked = match batch.format {
+            Format::Soap => status.is_success() && text.to_ascii_lowercase().contains("<ack>true</ack>"),
             Format::Json => status.is_success(),
         };
         if acked {
@@ -245,6 +283,7 @@ enum Batch {
 
 struct Ready {
     url: String,
+    format: Format,
     attempts: u32,
     rows: Vec<(i64, String)>,
 }

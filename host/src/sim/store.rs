@@ -34,7 +34,7 @@ impl Store {
              CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS notifications (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT, emulator TEXT NOT NULL, url TEXT NOT NULL,
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, emulator TEXT NOT NULL, url TEXT NOT NULL, format TEXT NOT NULL,
                  payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL DEFAULT 0,
                  delivered_at_ms INTEGER, last_error TEXT);
              CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (delivered_at_ms, emulator, id);",

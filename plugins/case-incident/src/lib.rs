@@ -83,6 +83,8 @@ fn incident_to_case(change: &Change) -> Result<Vec<Action>, String> {
         }
     }
     if let Some(assignee) = change.changed_value("assigned_to") {
+        // The name, not the sys_id, when the host has the display value.
+        let assignee = change.get("assigned_to.display").unwrap_or(assignee);
         fields.push(field("ServiceNow_Assignee__c", assignee.clone()));
         if let Some(name) = assignee.as_text().filter(|n| !n.is_empty()) {
             actions.push(Action::comment_linked(format!("{number} is assigned to {name}.")));

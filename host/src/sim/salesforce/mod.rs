@@ -362,16 +362,63 @@ fn internal(e: anyhow::Error) -> SfError {
     SfError::new("UNKNOWN_EXCEPTION", format!("An unexpected error occurred: {e:#}"))
 }
 
-/// Queue an Outbound Message for a created or updated record.
-fn notify(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>) {
-    if !obj.notifies {
+#[derive(Clone, Copy, PartialEq)]
+enum ChangeType {
+    Create,
+    Update,
+    Delete,
+}
+
+/// Announce a change to the configured target: an Outbound Message (creates
+/// and updates, as Salesforce sends them) or a change event (with the
+/// changed fields and the committing user, deletes included).
+fn notify(e: &Emulator, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, user: &str) {
+    let Some(notifier) = &e.notifier else { return };
+    if !obj.notifies || (change == ChangeType::Delete && notifier.format() == Some(super::notify::Format::Soap)) {
         return;
     }
-    let Some(notifier) = &e.notifier else { return };
-    let result = e.store.next("sf.id.04l").and_then(|n| notifier.enqueue(soap::notification(&ids::make("04l", n), obj.name, record)));
+    let sequence = match e.store.next("sf.notification") {
+        Ok(n) => n,
+        Err(err) => return tracing::error!("numbering a notification: {err:#}"),
+    };
+    let result = notifier.enqueue(|format| match format {
+        super::notify::Format::Soap => soap::notification(&ids::make("04l", sequence), obj.name, record),
+        super::notify::Format::Json => change_event(obj, change, record, before, user, sequence).to_string(),
+    });
     if let Err(err) = result {
-        tracing::error!("queueing an outbound message: {err:#}");
+        tracing::error!("queueing a notification: {err:#}");
     }
+}
+
+/// A Change Data Capture event as a webhook body: the header, then the changed fields' new values.
+fn change_event(obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, user: &str, sequence: u64) -> Value {
+    let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
+    let changed: Vec<&str> = match change {
+        ChangeType::Delete => vec![],
+        ChangeType::Create => record.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.as_str()).collect(),
+        ChangeType::Update => record.iter().filter(|(k, v)| before.and_then(|b| b.get(k.as_str())) != Some(*v)).map(|(k, _)| k.as_str()).collect(),
+    };
+    let mut payload = Map::new();
+    payload.insert(
+        "ChangeEventHeader".into(),
+        json!({
+            "entityName": obj.name,
+            "recordIds": [id],
+            "changeType": match change { ChangeType::Create => "CREATE", ChangeType::Update => "UPDATE", ChangeType::Delete => "DELETE" },
+            "changeOrigin": format!("com/salesforce/api/rest/{API_VERSION}"),
+            "transactionKey": hex::encode(rand::random::<[u8; 16]>()),
+            "sequenceNumber": 1,
+            "commitTimestamp": chrono::Utc::now().timestamp_millis(),
+            "commitNumber": sequence,
+            "commitUser": user,
+            "changedFields": if change == ChangeType::Update { changed.clone() } else { vec![] },
+            "nulledFields": changed.iter().filter(|k| record.get(**k).is_some_and(Value::is_null)).collect::<Vec<_>>(),
+        }),
+    );
+    for name in &changed {
+        payload.insert(name.to_string(), record[*name].clone());
+    }
+    json!({ "schema": "seam-change-event-1", "event": { "replayId": sequence }, "payload": payload })
 }
 
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, SfError> {
@@ -398,7 +445,7 @@ async fn create(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
             if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
             }
-            notify(&e, obj, &record);
+            notify(&e, obj, ChangeType::Create, &record, None, &user);
             (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [] }))).into_response()
         }
         Err(err) => error(status_for(&err), err),
@@ -436,18 +483,21 @@ async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
             if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
             }
-            notify(&e, obj, &record);
+            notify(&e, obj, ChangeType::Update, &record, Some(&existing), &user);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(err) => error(status_for(&err), err),
     }
 }
 
-async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>) -> Response {
+async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>) -> Response {
     let obj = or_respond!(object_or_404(&params["object"]));
-    let (id, _) = or_respond!(find(&e, obj, &params["id"]));
+    let (id, record) = or_respond!(find(&e, obj, &params["id"]));
     match e.store.delete(EMULATOR, obj.name, &id) {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => {
+            notify(&e, obj, ChangeType::Delete, &record, None, &user);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, internal(err)),
     }
 }
@@ -487,7 +537,7 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
                     if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
                     }
-                    notify(&e, obj, &record);
+                    notify(&e, obj, ChangeType::Create, &record, None, &user);
                     (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [], "created": true }))).into_response()
                 }
                 Err(err) => error(status_for(&err), err),
@@ -500,7 +550,7 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
                     if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
                     }
-                    notify(&e, obj, &record);
+                    notify(&e, obj, ChangeType::Update, &record, Some(existing), &user);
                     (StatusCode::OK, Json(json!({ "id": id, "success": true, "errors": [], "created": false }))).into_response()
                 }
                 Err(err) => error(status_for(&err), err),
@@ -668,7 +718,14 @@ fn record_type(record: &Value) -> Result<&'static ObjectDef, SfError> {
 /// One collection record ready to store, or why it cannot be (with its id when known).
 type Prepared = Result<(&'static ObjectDef, String, Map<String, Value>), (Option<String>, SfError)>;
 
-fn finish_collection(e: &Emulator, all_or_none: bool, creating: bool, prepared: Vec<Prepared>) -> Response {
+fn finish_collection(e: &Emulator, all_or_none: bool, creating: bool, prepared: Vec<Prepared>, user: &str) -> Response {
+    // What updated records looked like before, for change events.
+    let befores: HashMap<String, Map<String, Value>> = prepared
+        .iter()
+        .flatten()
+        .filter(|_| !creating)
+        .filter_map(|(obj, id, _)| e.store.get(EMULATOR, obj.name, id).map(|r| (id.clone(), r)))
+        .collect();
     let any_failed = prepared.iter().any(Result::is_err);
     let mut results = Vec::new();
     let mut writes = Vec::new();
@@ -686,9 +743,11 @@ fn finish_collection(e: &Emulator, all_or_none: bool, creating: bool, prepared: 
     if let Err(err) = e.store.put_all(EMULATOR, writes) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
     }
-    for (obj, _, record) in prepared.iter().flatten() {
+    for (obj, id, record) in prepared.iter().flatten() {
         if !(all_or_none && any_failed) {
-            notify(e, obj, record);
+            let before = befores.get(id);
+            let change = if creating { ChangeType::Create } else { ChangeType::Update };
+            notify(e, obj, change, record, before, user);
         }
     }
     Json(Value::Array(results)).into_response()
@@ -708,7 +767,7 @@ async fn collection_create(State(e): Ctx, axum::Extension(SessionUser(user)): ax
             prepare_create(&e, obj, &input, &user).map(|(id, r)| (obj, id, r)).map_err(|err| (None, err))
         })
         .collect();
-    finish_collection(&e, parsed.all_or_none, true, prepared)
+    finish_collection(&e, parsed.all_or_none, true, prepared, &user)
 }
 
 async fn collection_update(State(e): Ctx, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
@@ -725,7 +784,7 @@ async fn collection_update(State(e): Ctx, axum::Extension(SessionUser(user)): ax
             prepare_update(&e, obj, &existing, &input, &user).map(|r| (obj, id.clone(), r)).map_err(|err| (Some(id), err))
         })
         .collect();
-    finish_collection(&e, parsed.all_or_none, false, prepared)
+    finish_collection(&e, parsed.all_or_none, false, prepared, &user)
 }
 
 async fn collection_delete(State(e): Ctx, Query(q): Query<HashMap<String, String>>) -> Response {

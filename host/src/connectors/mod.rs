@@ -1,0 +1,157 @@
+//! Clients for the systems seam writes to: the Salesforce REST API, the
+//! ServiceNow Table API and the Slack Web API.
+//!
+//! Every call goes through [`Http::send`], which retries what is worth
+//! retrying (429, 5xx, Salesforce's REQUEST_LIMIT_EXCEEDED, connection
+//! errors) with exponential backoff and jitter, honouring `Retry-After`, and
+//! reports the rest as permanent with the system's own error text.
+
+pub mod salesforce;
+pub mod servicenow;
+pub mod slack;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// Still failing after every retry; trying again later may work.
+    #[error("{system} unavailable after {attempts} attempts: {message}")]
+    Unavailable { system: &'static str, attempts: u32, message: String },
+    /// The system refused the request; repeating it will not help.
+    #[error("{system} refused the request ({status}): {message}")]
+    Refused { system: &'static str, status: u16, message: String },
+}
+
+impl ConnectorError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ConnectorError::Unavailable { .. })
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ConnectorError>;
+
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 6, base: Duration::from_millis(100), max: Duration::from_secs(10) }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a random wait up to base·2ⁿ (capped), and never less than
+    /// the server's `Retry-After`.
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let ceiling = self.base.saturating_mul(1 << attempt.min(16)).min(self.max);
+        let jittered = ceiling.mul_f64(rand::random::<f64>());
+        retry_after.map_or(jittered, |asked| asked.max(jittered))
+    }
+}
+
+/// An HTTP client for one system, with its retry policy and a call counter.
+#[derive(Clone)]
+pub struct Http {
+    pub system: &'static str,
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    calls: Arc<AtomicU64>,
+}
+
+impl Http {
+    pub fn new(system: &'static str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30)).use_rustls_tls();
+        if let Some(path) = ca_pem {
+            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("reading the CA certificate {}: {e}", path.display()))?;
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        Ok(Http { system, client: builder.build()?, policy, calls: Arc::new(AtomicU64::new(0)) })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// API calls sent so far, retries included.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Send, retrying transient failures. `build` makes a fresh request per attempt.
+    /// Returns the first response that is not a transient failure.
+    pub async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<Response> {
+        let mut last = String::new();
+        for attempt in 0..self.policy.attempts {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let retry_after = match build(&self.client).send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        last = format!("{status}: {}", truncate(&response.text().await.unwrap_or_default()));
+                        retry_after
+                    } else if status == StatusCode::FORBIDDEN {
+                        // Salesforce says "over the limit" with a 403 and an error code.
+                        let body = response.text().await.unwrap_or_default();
+                        if !body.contains("REQUEST_LIMIT_EXCEEDED") {
+                            return Err(ConnectorError::Refused { system: self.system, status: 403, message: truncate(&body) });
+                        }
+                        last = format!("403 REQUEST_LIMIT_EXCEEDED: {}", truncate(&body));
+                        retry_after
+                    } else {
+                        return Ok(response);
+                    }
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    None
+                }
+            };
+            if attempt + 1 < self.policy.attempts {
+                let wait = self.policy.delay(attempt, retry_after);
+                tracing::debug!(system = self.system, attempt, ?wait, "retrying: {last}");
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(ConnectorError::Unavailable { system: self.system, attempts: self.policy.attempts, message: last })
+    }
+
+    /// A response that must be a success, else a permanent error with the body.
+    pub async fn expect_success(&self, response: Response) -> Result<Response> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(ConnectorError::Refused { system: self.system, status: status.as_u16(), message: truncate(&body) })
+    }
+
+    pub async fn json(&self, response: Response) -> Result<serde_json::Value> {
+        let response = self.expect_success(response).await?;
+        response.json().await.map_err(|e| ConnectorError::Unavailable { system: self.system, attempts: 1, message: format!("unreadable response: {e}") })
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= 500 {
+        return s.to_string();
+    }
+    let mut end = 500;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

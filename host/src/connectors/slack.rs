@@ -1,0 +1,57 @@
+//! Slack Web API client: create (or reuse) a channel, post to it.
+
+use super::{ConnectorError, Http, Result, RetryPolicy};
+use serde_json::{json, Value};
+use std::path::Path;
+
+pub struct Slack {
+    http: Http,
+    base_url: String,
+    token: String,
+}
+
+impl Slack {
+    /// `base_url` ends in `/api/`, as slack-sdk's does.
+    pub fn new(base_url: &str, token: &str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
+        Ok(Slack { http: Http::new("slack", ca_pem, policy)?, base_url: format!("{}/", base_url.trim_end_matches('/')), token: token.to_string() })
+    }
+
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
+    async fn call(&self, method: &str, body: Value) -> Result<Value> {
+        let url = format!("{}{method}", self.base_url);
+        let response = self.http.send(|client| client.post(&url).bearer_auth(&self.token).json(&body)).await?;
+        let body = self.http.json(response).await?;
+        if body["ok"] == json!(true) {
+            Ok(body)
+        } else {
+            Err(ConnectorError::Refused { system: "slack", status: 200, message: body["error"].as_str().unwrap_or("unknown error").to_string() })
+        }
+    }
+
+    /// The id of channel `name`, creating it if it does not exist yet.
+    pub async fn ensure_channel(&self, name: &str) -> Result<String> {
+        match self.call("conversations.create", json!({ "name": name })).await {
+            Ok(body) => Ok(body["channel"]["id"].as_str().unwrap_or_default().to_string()),
+            Err(ConnectorError::Refused { message, .. }) if message == "name_taken" => {
+                let body = self.call("conversations.list", json!({})).await?;
+                body["channels"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["name"] == json!(name))
+                    .and_then(|c| c["id"].as_str().map(str::to_string))
+                    .ok_or(ConnectorError::Refused { system: "slack", status: 200, message: format!("channel {name} is taken but not listed") })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Post `text`; returns the message timestamp.
+    pub async fn post(&self, channel: &str, text: &str) -> Result<String> {
+        let body = self.call("chat.postMessage", json!({ "channel": channel, "text": text })).await?;
+        Ok(body["ts"].as_str().unwrap_or_default().to_string())
+    }
+}

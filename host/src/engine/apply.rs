@@ -1,0 +1,260 @@
+//! Carry a pack's actions into the systems, in order.
+//!
+//! Besides the writes themselves this is where the host keeps its promises
+//! about links and identity: a linked create writes the correlation into
+//! both records, and the customer is matched on the stable key
+//! (Account.External_Id__c ⇄ core_company.u_sf_external_id), never a name.
+
+use super::normalize::{self, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD};
+use crate::connectors::salesforce::Salesforce;
+use crate::connectors::servicenow::ServiceNow;
+use crate::connectors::slack::Slack;
+use crate::connectors::ConnectorError;
+use crate::model::{Action, Change, Field, JournalKind, RecordRef, System, Target, Value};
+use serde_json::{Map, Value as Json};
+
+/// The tenant's connections.
+pub struct Systems {
+    pub salesforce: Salesforce,
+    pub servicenow: ServiceNow,
+    pub slack: Option<Slack>,
+}
+
+/// One write made in a system, for the audit trail.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Write {
+    pub record: RecordRef,
+    pub operation: &'static str,
+    pub fields: Vec<Field>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    #[error("action {0} needs a linked record, and {1} has none")]
+    NoLink(String, RecordRef),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl ApplyError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApplyError::Connector(e) if e.is_transient())
+    }
+}
+
+/// What the placeholders in action text can refer to.
+struct Context<'a> {
+    change: &'a Change,
+    linked: Option<RecordRef>,
+    linked_number: Option<String>,
+}
+
+impl Systems {
+    /// A link a person can open.
+    pub fn url(&self, record: &RecordRef) -> String {
+        match record.system {
+            System::Salesforce => format!("{}/lightning/r/{}/{}/view", self.salesforce.instance_url(), record.object, record.id),
+            System::Servicenow => format!("{}/nav_to.do?uri={}.do%3Fsys_id%3D{}", self.servicenow.instance_url(), record.object, record.id),
+            System::Slack => record.id.clone(),
+        }
+    }
+
+    fn expand(&self, text: &str, ctx: &Context) -> String {
+        if !text.contains("{{") {
+            return text.to_string();
+        }
+        let mut out = text.replace("{{source.id}}", &ctx.change.source.id).replace("{{source.url}}", &self.url(&ctx.change.source));
+        if let Some(linked) = &ctx.linked {
+            out = out.replace("{{linked.id}}", &linked.id).replace("{{linked.url}}", &self.url(linked));
+        }
+        out.replace("{{linked.number}}", ctx.linked_number.as_deref().unwrap_or(""))
+    }
+
+    fn fields_json(&self, fields: &[Field], ctx: &Context) -> Map<String, Json> {
+        fields
+            .iter()
+            .map(|f| {
+                let value = match &f.value {
+                    Value::Text(s) => Json::String(self.expand(s, ctx)),
+                    other => normalize::json(other),
+                };
+                (f.name.clone(), value)
+            })
+            .collect()
+    }
+
+    fn target(&self, target: &Target, ctx: &Context, action: &str) -> Result<RecordRef, ApplyError> {
+        match target {
+            Target::Source => Ok(ctx.change.source.clone()),
+            Target::Explicit(r) => Ok(r.clone()),
+            Target::Linked => ctx.linked.clone().ok_or_else(|| ApplyError::NoLink(action.to_string(), ctx.change.source.clone())),
+        }
+    }
+
+    async fn update(&self, record: &RecordRef, fields: &Map<String, Json>) -> Result<(), ApplyError> {
+        match record.system {
+            System::Salesforce => self.salesforce.update(&record.object, &record.id, fields).await?,
+            System::Servicenow => drop(self.servicenow.update(&record.object, &record.id, fields).await?),
+            System::Slack => return Err(ApplyError::Unsupported("Slack messages cannot be updated".into())),
+        }
+        Ok(())
+    }
+
+    /// Run `actions` for `change`; returns every write made, in order.
+    pub async fn apply(&self, change: &Change, actions: &[Action]) -> Result<Vec<Write>, ApplyError> {
+        let mut ctx = Context { change, linked: change.linked.clone(), linked_number: None };
+        let mut writes = Vec::new();
+        for action in actions {
+            match action {
+                Action::Update { target, fields } => {
+                    let record = self.target(target, &ctx, "update")?;
+                    let body = self.fields_json(fields, &ctx);
+                    self.update(&record, &body).await?;
+                    writes.push(Write { record, operation: "update", fields: to_fields(&body) });
+                }
+                Action::AppendJournal { target, kind, text } => {
+                    let record = self.target(target, &ctx, "append-journal")?;
+                    let text = self.expand(text, &ctx);
+                    writes.push(self.journal(&record, *kind, &text).await?);
+                }
+                Action::Create { system, object, fields, link_to_source } => {
+                    let body = self.fields_json(fields, &ctx);
+                    let (created, number, mut made) = self.create(change, *system, object, body, *link_to_source).await?;
+                    if *link_to_source {
+                        ctx.linked = Some(created);
+                        ctx.linked_number = number;
+                    }
+                    writes.append(&mut made);
+                }
+                Action::PostSlack { channel, create_channel, text } => {
+                    let slack = self.slack.as_ref().ok_or_else(|| ApplyError::Unsupported("the pack posts to Slack, but no Slack connection is configured".into()))?;
+                    let channel_id = if *create_channel { slack.ensure_channel(channel).await? } else { channel.clone() };
+                    let text = self.expand(text, &ctx);
+                    let ts = slack.post(&channel_id, &text).await?;
+                    writes.push(Write {
+                        record: RecordRef { system: System::Slack, object: "message".into(), id: format!("{channel_id}/{ts}") },
+                        operation: "post",
+                        fields: vec![Field::new("text", text.as_str())],
+                    });
+                }
+            }
+        }
+        Ok(writes)
+    }
+
+    async fn journal(&self, record: &RecordRef, kind: JournalKind, text: &str) -> Result<Write, ApplyError> {
+        match record.system {
+            System::Servicenow => {
+                let element = if kind == JournalKind::WorkNote { "work_notes" } else { "comments" };
+                let body = Map::from_iter([(element.to_string(), Json::String(text.to_string()))]);
+                self.servicenow.update(&record.object, &record.id, &body).await?;
+                Ok(Write { record: record.clone(), operation: "journal", fields: to_fields(&body) })
+            }
+            System::Salesforce if record.object == "Case" => {
+                let body = Map::from_iter([
+                    ("ParentId".to_string(), Json::String(record.id.clone())),
+                    ("CommentBody".to_string(), Json::String(text.to_string())),
+                    ("IsPublished".to_string(), Json::Bool(kind == JournalKind::Comment)),
+                ]);
+                let id = self.salesforce.create("CaseComment", &body).await?;
+                Ok(Write { record: RecordRef { system: System::Salesforce, object: "CaseComment".into(), id }, operation: "create", fields: to_fields(&body) })
+            }
+            _ => Err(ApplyError::Unsupported(format!("{} has no journal seam can append to", record))),
+        }
+    }
+
+    /// Create a record; for a linked create, stamp the correlation into both records and match the customer.
+    async fn create(&self, change: &Change, system: System, object: &str, mut body: Map<String, Json>, link: bool) -> Result<(RecordRef, Option<String>, Vec<Write>), ApplyError> {
+        let source = &change.source;
+        let mut writes = Vec::new();
+        match (system, link, source.system) {
+            (System::Servicenow, true, System::Salesforce) => {
+                body.insert("correlation_id".into(), Json::String(source.id.clone()));
+                body.insert("correlation_display".into(), Json::String(format!("Salesforce {}", source.object)));
+                if let Some(company) = self.company_for_case(change).await? {
+                    body.entry("company").or_insert(Json::String(company));
+                }
+                let created = self.servicenow.insert(object, &body).await?;
+                let id = created.get("sys_id").and_then(Json::as_str).unwrap_or_default().to_string();
+                let number = created.get("number").and_then(Json::as_str).map(str::to_string);
+                let record = RecordRef { system, object: object.into(), id: id.clone() };
+                writes.push(Write { record: record.clone(), operation: "create", fields: to_fields(&body) });
+                let back = Map::from_iter([
+                    (CASE_INCIDENT_FIELD.to_string(), Json::String(id)),
+                    (CASE_INCIDENT_NUMBER_FIELD.to_string(), number.clone().map_or(Json::Null, Json::String)),
+                ]);
+                self.salesforce.update(&source.object, &source.id, &back).await?;
+                writes.push(Write { record: source.clone(), operation: "update", fields: to_fields(&back) });
+                Ok((record, number, writes))
+            }
+            (System::Salesforce, true, System::Servicenow) => {
+                body.insert(CASE_INCIDENT_FIELD.into(), Json::String(source.id.clone()));
+                if let Some(number) = change.snapshot.iter().find(|f| f.name == "number").and_then(|f| f.value.as_text()) {
+                    body.insert(CASE_INCIDENT_NUMBER_FIELD.into(), Json::String(number.to_string()));
+                }
+                if let Some(account) = self.account_for_incident(change).await? {
+                    body.entry("AccountId").or_insert(Json::String(account));
+                }
+                let id = self.salesforce.create(object, &body).await?;
+                let record = RecordRef { system, object: object.into(), id: id.clone() };
+                writes.push(Write { record: record.clone(), operation: "create", fields: to_fields(&body) });
+                let back = Map::from_iter([("correlation_id".to_string(), Json::String(id)), ("correlation_display".to_string(), Json::String(format!("Salesforce {object}")))]);
+                self.servicenow.update(&source.object, &source.id, &back).await?;
+                writes.push(Write { record: source.clone(), operation: "update", fields: to_fields(&back) });
+                Ok((record, None, writes))
+            }
+            (_, true, _) => Err(ApplyError::Unsupported(format!("seam links Salesforce records with ServiceNow records; cannot link {source} to a new {system} {object}"))),
+            (System::Salesforce, false, _) => {
+                let id = self.salesforce.create(object, &body).await?;
+                let record = RecordRef { system, object: object.into(), id };
+                writes.push(Write { record: record.clone(), operation: "create", fields: to_fields(&body) });
+                Ok((record, None, writes))
+            }
+            (System::Servicenow, false, _) => {
+                let created = self.servicenow.insert(object, &body).await?;
+                let record = RecordRef { system, object: object.into(), id: created.get("sys_id").and_then(Json::as_str).unwrap_or_default().into() };
+                writes.push(Write { record: record.clone(), operation: "create", fields: to_fields(&body) });
+                Ok((record, created.get("number").and_then(Json::as_str).map(str::to_string), writes))
+            }
+            (System::Slack, false, _) => Err(ApplyError::Unsupported("create Slack channels with post-slack and create-channel".into())),
+        }
+    }
+
+    /// The ServiceNow company of the Case's Account, matched on the stable external id.
+    async fn company_for_case(&self, change: &Change) -> Result<Option<String>, ApplyError> {
+        let Some(account_id) = change.snapshot.iter().find(|f| f.name == "AccountId").and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let account = self.salesforce.get("Account", account_id).await?;
+        let Some(key) = account.get("External_Id__c").and_then(Json::as_str).filter(|s| !s.is_empty()) else {
+            tracing::warn!(account = account_id, "the Case's Account has no External_Id__c; the incident gets no company");
+            return Ok(None);
+        };
+        let companies = self.servicenow.query("core_company", &format!("u_sf_external_id={key}"), 2).await?;
+        match companies.as_slice() {
+            [one] => Ok(one.get("sys_id").and_then(Json::as_str).map(str::to_string)),
+            [] => {
+                tracing::warn!(external_id = key, "no ServiceNow company has this u_sf_external_id; the incident gets no company");
+                Ok(None)
+            }
+            _ => Err(ApplyError::Unsupported(format!("more than one ServiceNow company has u_sf_external_id={key}; fix the duplicates"))),
+        }
+    }
+
+    /// The Salesforce Account of the incident's company, matched on the stable external id.
+    async fn account_for_incident(&self, change: &Change) -> Result<Option<String>, ApplyError> {
+        let Some(company) = change.snapshot.iter().find(|f| f.name == "company").and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let rows = self.servicenow.query("core_company", &format!("sys_id={company}"), 1).await?;
+        let Some(key) = rows.first().and_then(|r| r.get("u_sf_external_id")).and_then(Json::as_str).filter(|s| !s.is_empty()) else { return Ok(None) };
+        let accounts = self.salesforce.query(&format!("SELECT Id FROM Account WHERE External_Id__c = '{}'", key.replace('\'', "\\'"))).await?;
+        Ok(accounts.first().and_then(|a| a.get("Id")).and_then(Json::as_str).map(str::to_string))
+    }
+}
+
+fn to_fields(body: &Map<String, Json>) -> Vec<Field> {
+    body.iter().filter_map(|(k, v)| normalize::value(v).map(|v| Field { name: k.clone(), value: v })).collect()
+}

@@ -1,0 +1,96 @@
+//! Records as the systems return them → the host's [`Change`].
+//!
+//! Links are read from the records themselves (DESIGN: "rebuildable from
+//! the systems"): a Case names its incident in `ServiceNow_Incident__c`, an
+//! incident names its Case in `correlation_id`. ServiceNow reference and
+//! choice fields also appear as `<field>.display` with their display value.
+
+use crate::model::{Change, ChangeKind, Field, RecordRef, System, Value};
+use serde_json::{Map, Value as Json};
+
+/// The Case field holding the linked incident's sys_id.
+pub const CASE_INCIDENT_FIELD: &str = "ServiceNow_Incident__c";
+/// The Case field holding the linked incident's number.
+pub const CASE_INCIDENT_NUMBER_FIELD: &str = "ServiceNow_Number__c";
+
+pub fn value(json: &Json) -> Option<Value> {
+    match json {
+        Json::Null => Some(Value::Null),
+        Json::Bool(b) => Some(Value::Bool(*b)),
+        Json::Number(n) => n.as_f64().map(Value::Number),
+        Json::String(s) => Some(Value::Text(s.clone())),
+        _ => None,
+    }
+}
+
+pub fn json(value: &Value) -> Json {
+    match value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Number(n) => serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number),
+        Value::Text(s) => Json::String(s.clone()),
+    }
+}
+
+fn pick(snapshot: &[Field], changed: Option<&[&str]>) -> Vec<Field> {
+    match changed {
+        Some(names) => snapshot.iter().filter(|f| names.contains(&f.name.as_str())).cloned().collect(),
+        None => snapshot.iter().filter(|f| f.value != Value::Null).cloned().collect(),
+    }
+}
+
+/// A Salesforce record (REST JSON) as a change; `changed` = None means every set field.
+pub fn salesforce(event_id: &str, kind: ChangeKind, object: &str, record: &Map<String, Json>, changed: Option<&[&str]>) -> Change {
+    let snapshot: Vec<Field> = record
+        .iter()
+        .filter(|(k, _)| k.as_str() != "attributes")
+        .filter_map(|(k, v)| value(v).map(|v| Field { name: k.clone(), value: v }))
+        .collect();
+    let text = |name: &str| record.get(name).and_then(Json::as_str).filter(|s| !s.is_empty());
+    let linked = (object == "Case").then(|| text(CASE_INCIDENT_FIELD)).flatten().map(|id| RecordRef { system: System::Servicenow, object: "incident".into(), id: id.into() });
+    Change {
+        event_id: event_id.to_string(),
+        kind,
+        source: RecordRef { system: System::Salesforce, object: object.to_string(), id: text("Id").unwrap_or_default().to_string() },
+        changed: pick(&snapshot, changed),
+        snapshot,
+        origin_user: text("LastModifiedById").unwrap_or_default().to_string(),
+        linked,
+    }
+}
+
+/// A ServiceNow record, plain or `sysparm_display_value=all` form, as a change.
+pub fn servicenow(event_id: &str, kind: ChangeKind, table: &str, record: &Map<String, Json>, changed: Option<&[&str]>) -> Change {
+    let mut snapshot = Vec::new();
+    for (name, v) in record {
+        match v {
+            Json::Object(pair) => {
+                let raw = pair.get("value").and_then(Json::as_str).unwrap_or_default();
+                snapshot.push(Field::new(name.clone(), raw));
+                let shown = pair.get("display_value").and_then(Json::as_str).unwrap_or_default();
+                if shown != raw && !shown.is_empty() {
+                    snapshot.push(Field::new(format!("{name}.display"), shown));
+                }
+            }
+            other => {
+                if let Some(v) = value(other) {
+                    snapshot.push(Field { name: name.clone(), value: v });
+                }
+            }
+        }
+    }
+    let text = |name: &str| snapshot.iter().find(|f| f.name == name).and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()).map(str::to_string);
+    // correlation_id holds the Case id when the incident came from Salesforce.
+    let linked = text("correlation_id").filter(|id| id.starts_with("500")).map(|id| RecordRef { system: System::Salesforce, object: "Case".into(), id });
+    let changed = changed.map(|names| names.iter().flat_map(|n| [n.to_string(), format!("{n}.display")]).collect::<Vec<_>>());
+    let changed_refs: Option<Vec<&str>> = changed.as_ref().map(|v| v.iter().map(String::as_str).collect());
+    Change {
+        event_id: event_id.to_string(),
+        kind,
+        source: RecordRef { system: System::Servicenow, object: table.to_string(), id: text("sys_id").unwrap_or_default() },
+        changed: pick(&snapshot, changed_refs.as_deref()),
+        origin_user: text("sys_updated_by").unwrap_or_default(),
+        linked,
+        snapshot,
+    }
+}

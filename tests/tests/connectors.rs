@@ -1,0 +1,140 @@
+//! The connectors and the action applier against the emulators, in process:
+//! retries that converge, refusals that do not retry, links and identity.
+
+use seam::connectors::salesforce::{self, Salesforce};
+use seam::connectors::servicenow::{self, ServiceNow};
+use seam::connectors::slack::Slack;
+use seam::connectors::{ConnectorError, RetryPolicy};
+use seam::engine::apply::{ApplyError, Systems};
+use seam::engine::normalize;
+use seam::model::{Action, ChangeKind, Field, System, Target};
+use seam::sim::faults::Faults;
+use seam::sim::{credentials as cred, Sim, SimConfig};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy { attempts: 5, base: Duration::from_millis(5), max: Duration::from_millis(50) }
+}
+
+async fn start(name: &str) -> (Sim, Systems) {
+    let dir = std::env::temp_dir().join(format!("seam-connectors-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sim = Sim::start(SimConfig::new(dir)).await.unwrap();
+    let ca = Some(sim.ca_pem.as_path());
+    let salesforce = Salesforce::connect(
+        salesforce::Credentials {
+            login_url: sim.salesforce.base_url.clone(),
+            client_id: cred::SF_CLIENT_ID.into(),
+            client_secret: cred::SF_CLIENT_SECRET.into(),
+            username: cred::SF_USERNAME.into(),
+            password: format!("{}{}", cred::SF_PASSWORD, cred::SF_SECURITY_TOKEN),
+        },
+        ca,
+        quick(),
+    )
+    .await
+    .unwrap();
+    let servicenow = ServiceNow::new(
+        servicenow::Credentials { instance_url: sim.servicenow.base_url.clone(), username: cred::SN_USERNAME.into(), password: cred::SN_PASSWORD.into() },
+        ca,
+        quick(),
+    )
+    .unwrap();
+    let slack = Slack::new(&format!("{}/api/", sim.slack.base_url), cred::SLACK_TOKEN, ca, quick()).unwrap();
+    (sim, Systems { salesforce, servicenow, slack: Some(slack) })
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_until_they_clear() {
+    let (sim, systems) = start("retry").await;
+    sim.salesforce.faults.set(Faults { rate_limit_next: 2, retry_after_secs: 0, ..Faults::default() });
+    sim.servicenow.faults.set(Faults { rate_limit_next: 1, server_error_next: 1, ..Faults::default() });
+    let sf_before = systems.salesforce.http().calls();
+    let id = systems.salesforce.create("Case", &obj(json!({ "Subject": "retried" }))).await.unwrap();
+    assert_eq!(systems.salesforce.http().calls() - sf_before, 3, "two REQUEST_LIMIT_EXCEEDED refusals, then success");
+    assert_eq!(systems.salesforce.get("Case", &id).await.unwrap()["Subject"], "retried");
+
+    let inc = systems.servicenow.insert("incident", &obj(json!({ "short_description": "retried" }))).await.unwrap();
+    assert_eq!(systems.servicenow.http().calls(), 3, "a 429 and a 503, then success");
+    assert!(inc["number"].as_str().unwrap().starts_with("INC"));
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_system_that_stays_down_is_reported_unavailable_and_transient() {
+    let (sim, systems) = start("down").await;
+    sim.servicenow.faults.set(Faults { server_error: 1.0, ..Faults::default() });
+    let err = systems.servicenow.insert("incident", &obj(json!({ "short_description": "x" }))).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Unavailable { attempts: 5, .. }), "{err}");
+    assert!(err.is_transient());
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_refusal_is_permanent_carries_the_systems_words_and_is_not_retried() {
+    let (sim, systems) = start("refused").await;
+    let before = systems.salesforce.http().calls();
+    let err = systems.salesforce.create("Case", &obj(json!({ "Priority": "Whenever" }))).await.unwrap_err();
+    assert_eq!(systems.salesforce.http().calls() - before, 1);
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"), "{err}");
+
+    let inc = systems.servicenow.insert("incident", &obj(json!({ "short_description": "x" }))).await.unwrap();
+    let id = inc["sys_id"].as_str().unwrap();
+    let err = systems.servicenow.update("incident", id, &obj(json!({ "state": "6" }))).await.unwrap_err();
+    assert!(matches!(err, ConnectorError::Refused { status: 403, .. }) && err.to_string().contains("Data Policy Exception"), "{err}");
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_linked_create_correlates_both_records_and_matches_the_customer_by_key() {
+    let (sim, systems) = start("link").await;
+    let (sf, sn) = (&systems.salesforce, &systems.servicenow);
+    let account = sf.create("Account", &obj(json!({ "Name": "Acme Corporation", "External_Id__c": "ACME-001" }))).await.unwrap();
+    // Same display name, different key: must not be picked.
+    sn.insert("core_company", &obj(json!({ "name": "Acme Corporation", "u_sf_external_id": "OTHER-9" }))).await.unwrap();
+    let company = sn.insert("core_company", &obj(json!({ "name": "ACME Corp (EMEA)", "u_sf_external_id": "ACME-001" }))).await.unwrap();
+    let case = sf.create("Case", &obj(json!({ "Subject": "Checkout fails", "AccountId": account }))).await.unwrap();
+    let change = normalize::salesforce("e1", ChangeKind::Created, "Case", &sf.get("Case", &case).await.unwrap(), None);
+    assert!(change.linked.is_none());
+
+    let actions = vec![
+        Action::Create { system: System::Servicenow, object: "incident".into(), fields: vec![Field::new("short_description", "Checkout fails")], link_to_source: true },
+        Action::PostSlack { channel: "acme-sev1".into(), create_channel: true, text: "{{linked.number}}: {{linked.url}} for {{source.url}}".into() },
+    ];
+    let writes = systems.apply(&change, &actions).await.unwrap();
+    assert_eq!(writes.len(), 3, "{writes:?}");
+
+    let case_now = sf.get("Case", &case).await.unwrap();
+    let incident_id = case_now[normalize::CASE_INCIDENT_FIELD].as_str().unwrap().to_string();
+    let incident = sn.get("incident", &incident_id).await.unwrap();
+    assert_eq!(incident["correlation_id"]["value"], case.as_str());
+    assert_eq!(incident["company"]["value"], company["sys_id"]);
+    assert_eq!(case_now[normalize::CASE_INCIDENT_NUMBER_FIELD], incident["number"]["value"]);
+
+    // The records alone rebuild the link, both ways.
+    let back = normalize::servicenow("e2", ChangeKind::Updated, "incident", &incident, Some(&["state"]));
+    assert_eq!(back.linked.as_ref().map(|l| l.id.as_str()), Some(case.as_str()));
+    let forth = normalize::salesforce("e3", ChangeKind::Updated, "Case", &case_now, Some(&["Subject"]));
+    assert_eq!(forth.linked.as_ref().map(|l| l.id.as_str()), Some(incident_id.as_str()));
+
+    let text = writes[2].fields[0].value.as_text().unwrap();
+    let number = incident["number"]["value"].as_str().unwrap();
+    assert!(text.starts_with(&format!("{number}: ")) && text.contains(&incident_id) && text.contains(&case), "placeholders filled: {text}");
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn an_update_of_the_linked_record_without_a_link_is_an_error_not_a_guess() {
+    let (sim, systems) = start("nolink").await;
+    let case = systems.salesforce.create("Case", &obj(json!({ "Subject": "alone" }))).await.unwrap();
+    let change = normalize::salesforce("e1", ChangeKind::Updated, "Case", &systems.salesforce.get("Case", &case).await.unwrap(), Some(&["Subject"]));
+    let err = systems.apply(&change, &[Action::Update { target: Target::Linked, fields: vec![Field::new("short_description", "x")] }]).await.unwrap_err();
+    assert!(matches!(err, ApplyError::NoLink(..)) && !err.is_transient(), "{err}");
+    sim.shutdown();
+}
