@@ -1,15 +1,12 @@
 //! The connectors and the action applier against the emulators, in process:
 //! retries that converge, refusals that do not retry, links and identity.
 
-use seam::connectors::salesforce::{self, Salesforce};
-use seam::connectors::servicenow::{self, ServiceNow};
-use seam::connectors::slack::Slack;
 use seam::connectors::{ConnectorError, RetryPolicy};
 use seam::engine::apply::{ApplyError, Systems};
 use seam::engine::normalize;
 use seam::model::{Action, ChangeKind, Field, System, Target};
 use seam::sim::faults::Faults;
-use seam::sim::{credentials as cred, Sim, SimConfig};
+use seam::sim::{Sim, SimConfig};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -25,28 +22,8 @@ async fn start(name: &str) -> (Sim, Systems) {
     let dir = std::env::temp_dir().join(format!("seam-connectors-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let sim = Sim::start(SimConfig::new(dir)).await.unwrap();
-    let ca = Some(sim.ca_pem.as_path());
-    let salesforce = Salesforce::connect(
-        salesforce::Credentials {
-            login_url: sim.salesforce.base_url.clone(),
-            client_id: cred::SF_CLIENT_ID.into(),
-            client_secret: cred::SF_CLIENT_SECRET.into(),
-            username: cred::SF_USERNAME.into(),
-            password: format!("{}{}", cred::SF_PASSWORD, cred::SF_SECURITY_TOKEN),
-        },
-        ca,
-        quick(),
-    )
-    .await
-    .unwrap();
-    let servicenow = ServiceNow::new(
-        servicenow::Credentials { instance_url: sim.servicenow.base_url.clone(), username: cred::SN_USERNAME.into(), password: cred::SN_PASSWORD.into() },
-        ca,
-        quick(),
-    )
-    .unwrap();
-    let slack = Slack::new(&format!("{}/api/", sim.slack.base_url), cred::SLACK_TOKEN, ca, quick()).unwrap();
-    (sim, Systems { salesforce, servicenow, slack: Some(slack) })
+    let systems = sim.systems(quick()).await.unwrap();
+    (sim, systems)
 }
 
 #[tokio::test]

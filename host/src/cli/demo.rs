@@ -2,15 +2,12 @@
 //! credentials needed. People edit records through the real APIs; each
 //! change is read back, mapped by the default pack, and carried across.
 
-use crate::connectors::salesforce::{self, Salesforce};
-use crate::connectors::servicenow::{self, ServiceNow};
-use crate::connectors::slack::Slack;
 use crate::connectors::RetryPolicy;
 use crate::engine::apply::Systems;
 use crate::engine::normalize;
 use crate::model::{Change, ChangeKind};
 use crate::runtime::{Grants, NoRecords, Plugin, Runtime, RuntimeConfig};
-use crate::sim::{credentials as cred, Sim, SimConfig};
+use crate::sim::{Sim, SimConfig};
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{json, Map, Value};
@@ -77,31 +74,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("Emulators (state in {}):", state.display());
     super::sim::print_banner(&sim);
 
-    let ca = Some(sim.ca_pem.as_path());
-    let policy = RetryPolicy::default();
-    let sf = Salesforce::connect(
-        salesforce::Credentials {
-            login_url: sim.salesforce.base_url.clone(),
-            client_id: cred::SF_CLIENT_ID.into(),
-            client_secret: cred::SF_CLIENT_SECRET.into(),
-            username: cred::SF_USERNAME.into(),
-            password: format!("{}{}", cred::SF_PASSWORD, cred::SF_SECURITY_TOKEN),
-        },
-        ca,
-        policy.clone(),
-    )
-    .await?;
-    let sn = ServiceNow::new(
-        servicenow::Credentials { instance_url: sim.servicenow.base_url.clone(), username: cred::SN_USERNAME.into(), password: cred::SN_PASSWORD.into() },
-        ca,
-        policy.clone(),
-    )?;
-    let slack = Slack::new(&format!("{}/api/", sim.slack.base_url), cred::SLACK_TOKEN, ca, policy)?;
+    let systems = sim.systems(RetryPolicy::default()).await?;
 
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let plugin = runtime.load(&super::pack_name(&args.pack), "demo", &wasm, Grants::default()).await?;
     println!("\nLoaded pack {} ({}, {:?})\n", plugin.meta(), plugin.api(), plugin.load_outcome());
-    let mut demo = Demo { systems: Systems { salesforce: sf, servicenow: sn, slack: Some(slack) }, plugin, step: 0 };
+    let mut demo = Demo { systems, plugin, step: 0 };
     let (sf, sn) = (&demo.systems.salesforce, &demo.systems.servicenow);
 
     println!("▶ The customer exists in both systems under one stable key, ACME-001");

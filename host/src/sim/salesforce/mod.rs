@@ -614,15 +614,7 @@ fn run_query(e: &Emulator, soql: &str) -> Result<(usize, Vec<Value>), SfError> {
     let q = soql::parse(soql)?;
     let obj = q.object;
     // Relationships the query walks (`Account.Name`): attach the parent records.
-    let mut rels: Vec<&str> = q.fields.iter().chain(q.order.iter().map(|o| &o.field)).filter_map(|f| f.split_once('.').map(|(r, _)| r)).collect();
-    let soql_lower = soql.to_lowercase();
-    for def in obj.fields.iter().filter(|d| matches!(d.ty, schema::FieldType::Reference(_))) {
-        if let Some(rel) = def.name.strip_suffix("Id") {
-            if soql_lower.contains(&format!("{}.", rel.to_lowercase())) {
-                rels.push(rel);
-            }
-        }
-    }
+    let mut rels: Vec<String> = q.fields_read().iter().filter_map(|f| f.split_once('.')).map(|(rel, _)| rel.to_string()).collect();
     rels.sort();
     rels.dedup();
     let mut rows = e.store.scan(EMULATOR, obj.name, |_| true);
@@ -715,39 +707,41 @@ fn record_type(record: &Value) -> Result<&'static ObjectDef, SfError> {
 }
 
 /// Apply prepared writes: all or none if asked, otherwise the good ones.
-/// One collection record ready to store, or why it cannot be (with its id when known).
-type Prepared = Result<(&'static ObjectDef, String, Map<String, Value>), (Option<String>, SfError)>;
+/// One collection record ready to store.
+struct PreparedWrite {
+    obj: &'static ObjectDef,
+    id: String,
+    record: Map<String, Value>,
+    /// The stored record an update replaces; `None` for a create.
+    before: Option<Map<String, Value>>,
+}
 
-fn finish_collection(e: &Emulator, all_or_none: bool, creating: bool, prepared: Vec<Prepared>, user: &str) -> Response {
-    // What updated records looked like before, for change events.
-    let befores: HashMap<String, Map<String, Value>> = prepared
-        .iter()
-        .flatten()
-        .filter(|_| !creating)
-        .filter_map(|(obj, id, _)| e.store.get(EMULATOR, obj.name, id).map(|r| (id.clone(), r)))
-        .collect();
-    let any_failed = prepared.iter().any(Result::is_err);
+/// A record ready to store, or why it cannot be (with its id when known).
+type Prepared = Result<PreparedWrite, (Option<String>, SfError)>;
+
+/// Apply prepared writes: all or none if asked, otherwise the good ones.
+fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, user: &str) -> Response {
+    let rolled_back_all = all_or_none && prepared.iter().any(Result::is_err);
     let mut results = Vec::new();
     let mut writes = Vec::new();
     for p in &prepared {
         match p {
-            Ok((obj, id, record)) if !(all_or_none && any_failed) => {
-                writes.push((obj.name.to_string(), id.clone(), record.clone()));
-                results.push(collection_result(Some(id), &Ok(())));
+            Ok(w) if !rolled_back_all => {
+                writes.push((w.obj.name.to_string(), w.id.clone(), w.record.clone()));
+                results.push(collection_result(Some(&w.id), &Ok(())));
             }
             // Rolled back: an update names its record, a create has none.
-            Ok((_, id, _)) => results.push(collection_result(Some(id.as_str()).filter(|_| !creating), &Err(rolled_back()))),
+            Ok(w) => results.push(collection_result(w.before.as_ref().map(|_| w.id.as_str()), &Err(rolled_back()))),
             Err((id, err)) => results.push(collection_result(id.as_deref(), &Err(err.clone()))),
         }
     }
     if let Err(err) = e.store.put_all(EMULATOR, writes) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
     }
-    for (obj, id, record) in prepared.iter().flatten() {
-        if !(all_or_none && any_failed) {
-            let before = befores.get(id);
-            let change = if creating { ChangeType::Create } else { ChangeType::Update };
-            notify(e, obj, change, record, before, user);
+    if !rolled_back_all {
+        for w in prepared.iter().flatten() {
+            let change = if w.before.is_some() { ChangeType::Update } else { ChangeType::Create };
+            notify(e, w.obj, change, &w.record, w.before.as_ref(), user);
         }
     }
     Json(Value::Array(results)).into_response()
@@ -764,10 +758,11 @@ async fn collection_create(State(e): Ctx, axum::Extension(SessionUser(user)): ax
             if input.contains_key("Id") {
                 return Err((None, SfError::new("INVALID_FIELD", "cannot specify Id in an insert call")));
             }
-            prepare_create(&e, obj, &input, &user).map(|(id, r)| (obj, id, r)).map_err(|err| (None, err))
+            let (id, record) = prepare_create(&e, obj, &input, &user).map_err(|err| (None, err))?;
+            Ok(PreparedWrite { obj, id, record, before: None })
         })
         .collect();
-    finish_collection(&e, parsed.all_or_none, true, prepared, &user)
+    finish_collection(&e, parsed.all_or_none, prepared, &user)
 }
 
 async fn collection_update(State(e): Ctx, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
@@ -781,10 +776,11 @@ async fn collection_update(State(e): Ctx, axum::Extension(SessionUser(user)): ax
             let raw_id = input.remove("Id").and_then(|v| v.as_str().map(str::to_string)).ok_or_else(|| (None, SfError::new("MISSING_ARGUMENT", "Id not specified in an update call")))?;
             let id = ids::normalize(&raw_id).ok_or_else(|| (Some(raw_id.clone()), SfError::new("MALFORMED_ID", format!("invalid id: {raw_id}"))))?;
             let existing = e.store.get(EMULATOR, obj.name, &id).ok_or_else(|| (Some(id.clone()), SfError::new("ENTITY_IS_DELETED", "entity is deleted")))?;
-            prepare_update(&e, obj, &existing, &input, &user).map(|r| (obj, id.clone(), r)).map_err(|err| (Some(id), err))
+            let record = prepare_update(&e, obj, &existing, &input, &user).map_err(|err| (Some(id.clone()), err))?;
+            Ok(PreparedWrite { obj, id, record, before: Some(existing) })
         })
         .collect();
-    finish_collection(&e, parsed.all_or_none, false, prepared, &user)
+    finish_collection(&e, parsed.all_or_none, prepared, &user)
 }
 
 async fn collection_delete(State(e): Ctx, Query(q): Query<HashMap<String, String>>) -> Response {

@@ -387,6 +387,27 @@ pub fn parse(q: &str) -> Result<Query, SfError> {
     Ok(Query { object, fields, count, filter, order, limit, offset })
 }
 
+impl Query {
+    /// Every field the query reads: selected, filtered on, ordered by.
+    pub fn fields_read(&self) -> Vec<&str> {
+        fn walk<'a>(cond: &'a Cond, out: &mut Vec<&'a str>) {
+            match cond {
+                Cond::Cmp { field, .. } | Cond::In { field, .. } => out.push(field),
+                Cond::And(a, b) | Cond::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Cond::Not(c) => walk(c, out),
+            }
+        }
+        let mut out: Vec<&str> = self.fields.iter().chain(self.order.iter().map(|o| &o.field)).map(String::as_str).collect();
+        if let Some(cond) = &self.filter {
+            walk(cond, &mut out);
+        }
+        out
+    }
+}
+
 fn check_fields(obj: &ObjectDef, cond: &Cond) -> Result<(), SfError> {
     match cond {
         Cond::Cmp { field, .. } | Cond::In { field, .. } => resolve_field(obj, field).map(|_| ()),
