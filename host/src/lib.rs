@@ -5,6 +5,9 @@
 pub mod cli;
 pub mod connectors;
 pub mod engine;
+pub mod intake;
 pub mod model;
 pub mod runtime;
 pub mod sim;
+pub mod store;
+pub mod xml;

@@ -16,21 +16,12 @@ pub fn parse_login(body: &str) -> Result<(String, String), String> {
             Ok(Event::Start(e)) => current = Some((String::from_utf8_lossy(e.local_name().as_ref()).to_string(), String::new())),
             Ok(Event::Text(t)) => {
                 if let Some((_, text)) = current.as_mut() {
-                    text.push_str(&t.decode().map_err(|e| e.to_string())?);
+                    text.push_str(&crate::xml::text(&t)?);
                 }
             }
             Ok(Event::GeneralRef(r)) => {
                 if let Some((_, text)) = current.as_mut() {
-                    let resolved = match r.resolve_char_ref().map_err(|e| e.to_string())? {
-                        Some(c) => c.to_string(),
-                        None => {
-                            let name = r.decode().map_err(|e| e.to_string())?;
-                            quick_xml::escape::resolve_predefined_entity(&name)
-                                .ok_or_else(|| format!("unknown entity &{name}; in the SOAP request"))?
-                                .to_string()
-                        }
-                    };
-                    text.push_str(&resolved);
+                    text.push_str(&crate::xml::reference(&r)?);
                 }
             }
             Ok(Event::End(_)) => match current.take() {

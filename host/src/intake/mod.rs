@@ -1,0 +1,153 @@
+//! Intake: the HTTP endpoints the systems push change notifications to.
+//!
+//! Each request is authenticated, parsed and normalized to [`Change`]s, and
+//! written to the journal in one transaction before it is acknowledged, so
+//! an acknowledged notification is never lost and a redelivered one is
+//! stored once. Bad, unsigned, oversized or malformed input gets a 4xx that
+//! says why, and nothing is stored.
+//!
+//! | route | source | authenticated by |
+//! |---|---|---|
+//! | `POST /intake/{tenant}/salesforce/outbound` | Outbound Messages (SOAP) | OrganizationId + `?token=` in the configured URL (Salesforce cannot sign them) |
+//! | `POST /intake/{tenant}/salesforce/events` | change events (JSON) | `X-Seam-Signature: sha256=HMAC(body)` |
+//! | `POST /intake/{tenant}/servicenow` | business-rule notifications (JSON) | `X-Seam-Signature: sha256=HMAC(body)` |
+
+pub mod salesforce;
+pub mod servicenow;
+
+use crate::model::Change;
+use crate::store::{Journal, Recorded};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Largest notification accepted. Salesforce sends at most 100 records per Outbound Message.
+pub const DEFAULT_MAX_BODY: usize = 4 << 20;
+
+/// What one tenant's notifications must prove.
+#[derive(Clone, Debug)]
+pub struct TenantIntake {
+    /// The Salesforce org whose Outbound Messages are accepted.
+    pub salesforce_org_id: String,
+    /// The `token` query parameter the Outbound Message endpoint URL carries.
+    pub salesforce_token: String,
+    /// HMAC key of Salesforce change events.
+    pub salesforce_secret: String,
+    /// HMAC key of ServiceNow notifications.
+    pub servicenow_secret: String,
+}
+
+pub struct Intake {
+    pub journal: Arc<Journal>,
+    pub tenants: HashMap<String, TenantIntake>,
+}
+
+/// A rejected notification: the status and the reason, sent back as is.
+#[derive(Debug)]
+pub struct Rejection(pub StatusCode, pub String);
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        tracing::warn!(status = %self.0, "intake refused a notification: {}", self.1);
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn reject(status: StatusCode, why: impl Into<String>) -> Rejection {
+    Rejection(status, why.into())
+}
+
+pub fn router(intake: Arc<Intake>, max_body: usize) -> Router {
+    Router::new()
+        .route("/intake/{tenant}/salesforce/outbound", post(salesforce_outbound))
+        .route("/intake/{tenant}/salesforce/events", post(salesforce_events))
+        .route("/intake/{tenant}/servicenow", post(servicenow_notification))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(intake)
+}
+
+impl Intake {
+    fn tenant(&self, name: &str) -> Result<&TenantIntake, Rejection> {
+        self.tenants.get(name).ok_or_else(|| reject(StatusCode::NOT_FOUND, format!("no tenant named {name:?} is configured")))
+    }
+
+    /// Journal the changes; the caller acknowledges only after this returns Ok.
+    fn record(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<(usize, usize), Rejection> {
+        let recorded = self
+            .journal
+            .record_all(tenant, &events)
+            .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, format!("the journal could not store the notification, send it again: {e:#}")))?;
+        let new = recorded.iter().filter(|r| matches!(r, Recorded::New(_))).count();
+        Ok((new, recorded.len() - new))
+    }
+}
+
+/// Check `X-Seam-Signature: sha256=<hex>` against the body, in constant time.
+fn verify_signature(headers: &HeaderMap, secret: &str, body: &[u8]) -> Result<(), Rejection> {
+    let header = headers
+        .get("x-seam-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "unsigned: the X-Seam-Signature header is missing"))?;
+    let hex_sig = header.strip_prefix("sha256=").ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature must be sha256=<hex>"))?;
+    let signature = hex::decode(hex_sig).map_err(|_| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature is not hex"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.verify_slice(&signature).map_err(|_| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature does not match the body; check the shared secret"))
+}
+
+async fn salesforce_outbound(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
+    let result = (|| {
+        let config = intake.tenant(&tenant)?;
+        let token_ok = q.get("token").is_some_and(|t| subtle_eq(t.as_bytes(), config.salesforce_token.as_bytes()));
+        if !token_ok {
+            return Err(reject(StatusCode::UNAUTHORIZED, "the Outbound Message URL must carry the tenant's ?token="));
+        }
+        let message = salesforce::parse_outbound(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
+        if message.organization_id != config.salesforce_org_id {
+            return Err(reject(StatusCode::FORBIDDEN, format!("Outbound Message from org {}, but tenant {tenant} is org {}", message.organization_id, config.salesforce_org_id)));
+        }
+        intake.record(&tenant, message.changes)
+    })();
+    match result {
+        // Ack only now: the changes are in the journal.
+        Ok(_) => ([("Content-Type", "text/xml; charset=utf-8")], salesforce::ACK).into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+fn accepted((new, duplicates): (usize, usize)) -> Response {
+    (StatusCode::ACCEPTED, Json(json!({ "accepted": new, "duplicates": duplicates }))).into_response()
+}
+
+async fn salesforce_events(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = (|| {
+        let config = intake.tenant(&tenant)?;
+        verify_signature(&headers, &config.salesforce_secret, &body)?;
+        let changes = salesforce::parse_change_event(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
+        intake.record(&tenant, changes)
+    })();
+    result.map_or_else(IntoResponse::into_response, accepted)
+}
+
+async fn servicenow_notification(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = (|| {
+        let config = intake.tenant(&tenant)?;
+        verify_signature(&headers, &config.servicenow_secret, &body)?;
+        let change = servicenow::parse(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
+        intake.record(&tenant, vec![change])
+    })();
+    result.map_or_else(IntoResponse::into_response, accepted)
+}
+
+/// Constant-time equality for secrets.
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,184 @@
+//! Salesforce notifications: Outbound Messages (SOAP) and change events (JSON).
+
+use crate::engine::normalize;
+use crate::model::{Change, ChangeKind};
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use serde_json::{Map, Value};
+
+/// The acknowledgement Salesforce waits for; without it, it sends the message again.
+pub const ACK: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"#;
+
+pub struct OutboundMessage {
+    pub organization_id: String,
+    /// (event key, change) per `<Notification>`.
+    pub changes: Vec<(String, Change)>,
+}
+
+fn attribute(e: &BytesStart, local: &str) -> Option<String> {
+    e.attributes().flatten().find(|a| a.key.local_name().as_ref() == local.as_bytes()).and_then(|a| a.unescape_value().ok()).map(|v| v.into_owned())
+}
+
+/// An Outbound Message field value: SOAP carries text; booleans are the one type worth restoring.
+fn field_value(text: String) -> Value {
+    match text.as_str() {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => Value::String(text),
+    }
+}
+
+#[derive(Default)]
+struct Notification {
+    id: String,
+    object: String,
+    fields: Map<String, Value>,
+}
+
+pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the Outbound Message is not UTF-8".to_string())?;
+    let mut reader = Reader::from_str(text);
+    let mut path: Vec<String> = Vec::new();
+    let mut organization_id = None;
+    let mut notifications: Vec<Notification> = Vec::new();
+    let mut buffer = String::new();
+    loop {
+        let event = reader.read_event().map_err(|e| format!("malformed Outbound Message at byte {}: {e}", reader.buffer_position()))?;
+        match event {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                match name.as_str() {
+                    "Notification" => notifications.push(Notification::default()),
+                    "sObject" => {
+                        let ty = attribute(&e, "type").ok_or("an sObject has no xsi:type")?;
+                        let current = notifications.last_mut().ok_or("an sObject outside a Notification")?;
+                        current.object = ty.rsplit(':').next().unwrap_or_default().to_string();
+                    }
+                    _ => {}
+                }
+                path.push(name);
+                buffer.clear();
+            }
+            // `<sf:Field xsi:nil="true"/>` inside an sObject is an explicit null.
+            Event::Empty(e) if path.last().map(String::as_str) == Some("sObject") => {
+                if let Some(n) = notifications.last_mut() {
+                    n.fields.insert(String::from_utf8_lossy(e.local_name().as_ref()).into_owned(), Value::Null);
+                }
+            }
+            Event::Text(t) => buffer.push_str(&crate::xml::text(&t)?),
+            Event::GeneralRef(r) => buffer.push_str(&crate::xml::reference(&r)?),
+            Event::End(_) => {
+                let name = path.pop().unwrap_or_default();
+                let parent = path.last().map(String::as_str);
+                match (parent, name.as_str()) {
+                    (Some("notifications"), "OrganizationId") => organization_id = Some(buffer.trim().to_string()),
+                    (Some("Notification"), "Id") => {
+                        if let Some(n) = notifications.last_mut() {
+                            n.id = buffer.trim().to_string();
+                        }
+                    }
+                    (Some("sObject"), field) => {
+                        if let Some(n) = notifications.last_mut() {
+                            n.fields.insert(field.to_string(), field_value(std::mem::take(&mut buffer)));
+                        }
+                    }
+                    _ => {}
+                }
+                buffer.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let organization_id = organization_id.ok_or("not an Outbound Message: no OrganizationId")?;
+    if notifications.is_empty() {
+        return Err("the Outbound Message carries no Notification".into());
+    }
+    let mut changes = Vec::new();
+    for n in notifications {
+        if n.id.is_empty() || n.object.is_empty() || !n.fields.contains_key("Id") {
+            return Err("a Notification lacks its Id, its sObject type or the record Id".into());
+        }
+        // An Outbound Message carries the whole record, not what changed; the engine diffs it against the shadow.
+        let created = n.fields.get("CreatedDate").is_some() && n.fields.get("CreatedDate") == n.fields.get("LastModifiedDate");
+        let kind = if created { ChangeKind::Created } else { ChangeKind::Updated };
+        let key = format!("sf-om:{}", n.id);
+        changes.push((key.clone(), normalize::salesforce(&key, kind, &n.object, &n.fields, None)));
+    }
+    Ok(OutboundMessage { organization_id, changes })
+}
+
+/// A change event (`{"event": {"replayId"}, "payload": {"ChangeEventHeader": {...}, fields...}}`); one change per record id.
+pub fn parse_change_event(body: &[u8]) -> Result<Vec<(String, Change)>, String> {
+    let event: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let payload = event.get("payload").and_then(Value::as_object).ok_or("not a change event: no payload object")?;
+    let header = payload.get("ChangeEventHeader").and_then(Value::as_object).ok_or("not a change event: no payload.ChangeEventHeader")?;
+    let replay = event.pointer("/event/replayId").map(|v| v.to_string()).ok_or("the change event has no event.replayId")?;
+    let object = header.get("entityName").and_then(Value::as_str).ok_or("ChangeEventHeader.entityName is missing")?;
+    let kind = match header.get("changeType").and_then(Value::as_str) {
+        Some("CREATE") | Some("UNDELETE") => ChangeKind::Created,
+        Some("UPDATE") => ChangeKind::Updated,
+        Some("DELETE") => ChangeKind::Deleted,
+        other => return Err(format!("unknown changeType {other:?}")),
+    };
+    let ids: Vec<&str> = header.get("recordIds").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    if ids.is_empty() {
+        return Err("ChangeEventHeader.recordIds is empty".into());
+    }
+    let changed: Option<Vec<&str>> = (kind == ChangeKind::Updated)
+        .then(|| header.get("changedFields").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default());
+    let user = header.get("commitUser").and_then(Value::as_str).unwrap_or_default();
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let mut fields: Map<String, Value> = payload.iter().filter(|(k, _)| k.as_str() != "ChangeEventHeader").map(|(k, v)| (k.clone(), v.clone())).collect();
+            fields.insert("Id".into(), Value::String(id.to_string()));
+            fields.insert("LastModifiedById".into(), Value::String(user.to_string()));
+            let key = format!("sf-ce:{replay}:{id}");
+            let mut change = normalize::salesforce(&key, kind, object, &fields, changed.as_deref());
+            change.origin_user = user.to_string();
+            (key, change)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Value as V;
+
+    #[test]
+    fn reads_nulls_entities_and_ids_of_an_outbound_message() {
+        let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+ <soapenv:Body>
+  <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
+   <OrganizationId>00D000000000001AAA</OrganizationId>
+   <ActionId>04k000000000001AAA</ActionId>
+   <Notification>
+    <Id>04l000000000001AAA</Id>
+    <sObject xsi:type="sf:Case" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">
+     <sf:Id>500000000000001AAA</sf:Id>
+     <sf:Subject>Checkout &amp; payments &lt;down&gt;</sf:Subject>
+     <sf:Description xsi:nil="true"/>
+     <sf:IsClosed>false</sf:IsClosed>
+     <sf:CreatedDate>2024-05-01T10:00:00.000Z</sf:CreatedDate>
+     <sf:LastModifiedDate>2024-05-01T10:05:00.000Z</sf:LastModifiedDate>
+    </sObject>
+   </Notification>
+  </notifications>
+ </soapenv:Body>
+</soapenv:Envelope>"#;
+        let m = parse_outbound(body.as_bytes()).unwrap();
+        assert_eq!(m.organization_id, "00D000000000001AAA");
+        let (key, change) = &m.changes[0];
+        assert_eq!(key, "sf-om:04l000000000001AAA");
+        assert_eq!(change.source.id, "500000000000001AAA");
+        assert_eq!(change.kind, ChangeKind::Updated);
+        let get = |n: &str| change.snapshot.iter().find(|f| f.name == n).map(|f| f.value.clone());
+        assert_eq!(get("Subject"), Some(V::from("Checkout & payments <down>")));
+        assert_eq!(get("Description"), Some(V::Null));
+        assert_eq!(get("IsClosed"), Some(V::Bool(false)));
+        assert!(parse_outbound(b"<notifications/>").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! Intake: the emulators push notifications to seam's endpoints; each is
+//! authenticated, journaled once, and acknowledged only once stored.
+
+use seam::connectors::RetryPolicy;
+use seam::intake::{self, Intake, TenantIntake};
+use seam::model::{ChangeKind, Value};
+use seam::sim::notify::{Format, NotifyTarget};
+use seam::sim::{salesforce::ORG_ID, Sim, SimConfig};
+use seam::store::Journal;
+use serde_json::{json, Map};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TENANT: &str = "acme";
+
+fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap()
+}
+
+struct Setup {
+    sim: Sim,
+    journal: Arc<Journal>,
+    base: String,
+}
+
+async fn setup(name: &str) -> Setup {
+    let dir = std::env::temp_dir().join(format!("seam-intake-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
+    let tenant = TenantIntake {
+        salesforce_org_id: ORG_ID.into(),
+        salesforce_token: "om-token".into(),
+        salesforce_secret: "sf-secret".into(),
+        servicenow_secret: "sn-secret".into(),
+    };
+    let intake = Arc::new(Intake { journal: journal.clone(), tenants: HashMap::from([(TENANT.to_string(), tenant)]) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, intake::router(intake, 64 * 1024)).await.unwrap() });
+
+    let mut config = SimConfig::new(dir.join("sim"));
+    config.notify = vec![
+        ("salesforce".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/salesforce/outbound?token=om-token"), secret: None, format: None }),
+        ("servicenow".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/servicenow"), secret: Some("sn-secret".into()), format: None }),
+    ];
+    Setup { sim: Sim::start(config).await.unwrap(), journal, base }
+}
+
+async fn wait_for(journal: &Journal, n: u64) {
+    let started = Instant::now();
+    while journal.count(TENANT).unwrap() < n {
+        assert!(started.elapsed() < Duration::from_secs(10), "expected {n} journal entries, have {}", journal.count(TENANT).unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    seam::sim::notify::sign(secret, body)
+}
+
+#[tokio::test]
+async fn notifications_from_both_systems_are_journaled_and_acknowledged() {
+    let s = setup("flow").await;
+    let systems = s.sim.systems(RetryPolicy::default()).await.unwrap();
+    let case = systems.salesforce.create("Case", &obj(json!({ "Subject": "Checkout fails", "Priority": "High" }))).await.unwrap();
+    wait_for(&s.journal, 1).await;
+    systems.salesforce.update("Case", &case, &obj(json!({ "Priority": "Critical" }))).await.unwrap();
+    wait_for(&s.journal, 2).await;
+
+    let inc = systems.servicenow.insert("incident", &obj(json!({ "short_description": "Checkout fails", "correlation_id": case }))).await.unwrap();
+    let inc_id = inc["sys_id"].as_str().unwrap();
+    systems.servicenow.update("incident", inc_id, &obj(json!({ "state": "2", "assigned_to": "Beth Anglin", "work_notes": "looking" }))).await.unwrap();
+    wait_for(&s.journal, 4).await;
+
+    let entries = s.journal.entries(TENANT).unwrap();
+    let (created, updated) = (&entries[0].change, &entries[1].change);
+    assert!(entries[0].event_key.starts_with("sf-om:04l"));
+    assert_eq!((created.kind, created.source.id.as_str()), (ChangeKind::Created, case.as_str()));
+    assert_eq!(updated.kind, ChangeKind::Updated);
+    assert!(updated.snapshot.iter().any(|f| f.name == "Priority" && f.value == Value::from("Critical")));
+    assert!(updated.snapshot.iter().any(|f| f.name == "IsClosed" && f.value == Value::Bool(false)), "SOAP booleans come back as booleans");
+
+    let sn_update = &entries[3].change;
+    assert!(entries[3].event_key.starts_with("sn:"));
+    assert_eq!(sn_update.linked.as_ref().map(|l| l.id.as_str()), Some(case.as_str()));
+    let changed: HashMap<&str, &Value> = sn_update.changed.iter().map(|f| (f.name.as_str(), &f.value)).collect();
+    assert_eq!(changed["state"], &Value::from("2"));
+    assert_eq!(changed["assigned_to.display"], &Value::from("Beth Anglin"));
+    assert_eq!(changed["work_notes"], &Value::from("looking"));
+
+    // Every delivery was acknowledged at the first try: nothing left for the emulators to retry.
+    for notifier in [&s.sim.salesforce.notifier, &s.sim.servicenow.notifier] {
+        let notifier = notifier.as_ref().unwrap();
+        let started = Instant::now();
+        while notifier.stats().pending > 0 && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stats = notifier.stats();
+        assert_eq!((stats.pending, stats.failed_attempts), (0, 0), "{stats:?}");
+    }
+    s.sim.shutdown();
+}
+
+#[tokio::test]
+async fn salesforce_change_events_are_journaled_per_record() {
+    let s = setup("events").await;
+    let target = NotifyTarget { url: format!("{}/intake/{TENANT}/salesforce/events", s.base), secret: Some("sf-secret".into()), format: Some(Format::Json) };
+    s.sim.salesforce.notifier.as_ref().unwrap().set_target(Some(&target)).unwrap();
+    let systems = s.sim.systems(RetryPolicy::default()).await.unwrap();
+    let case = systems.salesforce.create("Case", &obj(json!({ "Subject": "events" }))).await.unwrap();
+    systems.salesforce.update("Case", &case, &obj(json!({ "Subject": "events, edited" }))).await.unwrap();
+    wait_for(&s.journal, 2).await;
+    let entries = s.journal.entries(TENANT).unwrap();
+    assert!(entries[1].event_key.starts_with("sf-ce:"));
+    let update = &entries[1].change;
+    assert_eq!(update.kind, ChangeKind::Updated);
+    assert!(update.origin_user.starts_with("005"));
+    let names: Vec<&str> = update.changed.iter().map(|f| f.name.as_str()).collect();
+    assert!(names.contains(&"Subject") && !names.contains(&"Priority"), "{names:?}");
+    s.sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_redelivered_notification_is_stored_once() {
+    let s = setup("dupes").await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/intake/{TENANT}/servicenow", s.base);
+    let body = json!({
+        "event_id": "abc:1:update", "table": "incident", "sys_id": "a".repeat(32), "operation": "update",
+        "changed": ["state"], "current": { "sys_id": "a".repeat(32), "state": "2" }, "display_values": { "state": "In Progress" }, "journal": [],
+    })
+    .to_string();
+    for expected in [json!({ "accepted": 1, "duplicates": 0 }), json!({ "accepted": 0, "duplicates": 1 })] {
+        let r = client.post(&url).header("X-Seam-Signature", sign("sn-secret", body.as_bytes())).body(body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap(), expected);
+    }
+    assert_eq!(s.journal.count(TENANT).unwrap(), 1);
+    s.sim.shutdown();
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
+    let s = setup("rejects").await;
+    let client = reqwest::Client::new();
+    let sn = format!("{}/intake/{TENANT}/servicenow", s.base);
+    let good = json!({ "event_id": "x:1:insert", "table": "incident", "sys_id": "b".repeat(32), "operation": "insert", "changed": [], "current": { "sys_id": "b".repeat(32) } }).to_string();
+    let post = |url: String, body: String, signature: Option<String>| {
+        let client = client.clone();
+        async move {
+            let mut r = client.post(url).body(body);
+            if let Some(sig) = signature {
+                r = r.header("X-Seam-Signature", sig);
+            }
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let cases = [
+        ("unsigned", post(sn.clone(), good.clone(), None).await, 401, "unsigned"),
+        ("wrong key", post(sn.clone(), good.clone(), Some(sign("guess", good.as_bytes()))).await, 401, "does not match"),
+        ("tampered", post(sn.clone(), good.replace("insert", "delete"), Some(sign("sn-secret", good.as_bytes()))).await, 401, "does not match"),
+        ("not JSON", post(sn.clone(), "{oops".into(), Some(sign("sn-secret", b"{oops"))).await, 400, "not JSON"),
+        ("bad operation", {
+            let b = good.replace("insert", "merge");
+            post(sn.clone(), b.clone(), Some(sign("sn-secret", b.as_bytes()))).await
+        }, 400, "unknown operation"),
+        ("oversized", {
+            let b = "x".repeat(100 * 1024);
+            post(sn.clone(), b.clone(), Some(sign("sn-secret", b.as_bytes()))).await
+        }, 413, ""),
+        ("unknown tenant", post(format!("{}/intake/nobody/servicenow", s.base), good.clone(), Some(sign("sn-secret", good.as_bytes()))).await, 404, "no tenant"),
+        ("SOAP without token", post(format!("{}/intake/{TENANT}/salesforce/outbound", s.base), "<x/>".into(), None).await, 401, "token"),
+        ("SOAP garbage", post(format!("{}/intake/{TENANT}/salesforce/outbound?token=om-token", s.base), "<x>".into(), None).await, 400, ""),
+        ("SOAP from another org", {
+            let b = seam::sim::salesforce::soap::outbound_message("00D000000000OTHER", "https://x", &[&seam::sim::salesforce::soap::notification("04l1", "Case", &obj(json!({ "Id": "500000000000001AAA" })))]);
+            post(format!("{}/intake/{TENANT}/salesforce/outbound?token=om-token", s.base), b, None).await
+        }, 403, "org"),
+        ("change event unsigned", post(format!("{}/intake/{TENANT}/salesforce/events", s.base), "{}".into(), None).await, 401, "unsigned"),
+    ];
+    for (what, (status, body), want_status, want_text) in cases {
+        assert_eq!(status, want_status, "{what}: {body}");
+        assert!(body.contains(want_text), "{what}: {body}");
+    }
+    assert_eq!(s.journal.count(TENANT).unwrap(), 0, "nothing was stored");
+    s.sim.shutdown();
+}
