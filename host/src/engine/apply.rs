@@ -25,7 +25,22 @@ pub struct Systems {
 pub struct Write {
     pub record: RecordRef,
     pub operation: &'static str,
+    /// What seam sent.
     pub fields: Vec<Field>,
+    /// What the record is now known to hold: the whole record when the system
+    /// returns it (ServiceNow does), else what was sent. This feeds the shadow,
+    /// so the write's own echo is recognised.
+    pub observed: Vec<Field>,
+}
+
+impl Write {
+    fn sent(record: RecordRef, operation: &'static str, body: &Map<String, Json>) -> Self {
+        let fields = to_fields(body);
+        Write { record, operation, observed: fields.clone(), fields }
+    }
+    fn returned(record: RecordRef, operation: &'static str, body: &Map<String, Json>, result: &Map<String, Json>) -> Self {
+        Write { record, operation, fields: to_fields(body), observed: to_fields(result) }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +51,18 @@ pub enum ApplyError {
     NoLink(String, RecordRef),
     #[error("{0}")]
     Unsupported(String),
+    /// Progress could not be recorded; the event is retried (creates are found, not repeated).
+    #[error("recording progress: {0}")]
+    Progress(String),
 }
 
 impl ApplyError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, ApplyError::Connector(e) if e.is_transient())
+        match self {
+            ApplyError::Connector(e) => e.is_transient(),
+            ApplyError::Progress(_) => true,
+            ApplyError::NoLink(..) | ApplyError::Unsupported(_) => false,
+        }
     }
 }
 
@@ -93,26 +115,44 @@ impl Systems {
         }
     }
 
-    async fn update(&self, record: &RecordRef, fields: &Map<String, Json>) -> Result<(), ApplyError> {
+    /// Update a record; public so the engine can restore a field a person changed on the side that does not own it.
+    pub async fn update(&self, record: RecordRef, fields: &Map<String, Json>) -> Result<Write, ApplyError> {
         match record.system {
-            System::Salesforce => self.salesforce.update(&record.object, &record.id, fields).await?,
-            System::Servicenow => drop(self.servicenow.update(&record.object, &record.id, fields).await?),
-            System::Slack => return Err(ApplyError::Unsupported("Slack messages cannot be updated".into())),
+            System::Salesforce => {
+                self.salesforce.update(&record.object, &record.id, fields).await?;
+                Ok(Write::sent(record, "update", fields))
+            }
+            System::Servicenow => {
+                let result = self.servicenow.update(&record.object, &record.id, fields).await?;
+                Ok(Write::returned(record, "update", fields, &result))
+            }
+            System::Slack => Err(ApplyError::Unsupported("Slack messages cannot be updated".into())),
         }
-        Ok(())
     }
 
     /// Run `actions` for `change`; returns every write made, in order.
     pub async fn apply(&self, change: &Change, actions: &[Action]) -> Result<Vec<Write>, ApplyError> {
+        self.apply_resuming(change, actions, 0, |_, _| Ok(())).await
+    }
+
+    /// Run `actions[start..]`, calling `done(n, linked)` after each one (n = actions
+    /// finished so far) so the caller can persist progress and resume after a
+    /// failure instead of repeating what already happened.
+    pub async fn apply_resuming(
+        &self,
+        change: &Change,
+        actions: &[Action],
+        start: usize,
+        mut done: impl FnMut(usize, Option<&RecordRef>) -> anyhow::Result<()>,
+    ) -> Result<Vec<Write>, ApplyError> {
         let mut ctx = Context { change, linked: change.linked.clone(), linked_number: None };
         let mut writes = Vec::new();
-        for action in actions {
+        for (n, action) in actions.iter().enumerate().skip(start) {
             match action {
                 Action::Update { target, fields } => {
                     let record = self.target(target, &ctx, "update")?;
                     let body = self.fields_json(fields, &ctx);
-                    self.update(&record, &body).await?;
-                    writes.push(Write { record, operation: "update", fields: to_fields(&body) });
+                    writes.push(self.update(record, &body).await?);
                 }
                 Action::AppendJournal { target, kind, text } => {
                     let record = self.target(target, &ctx, "append-journal")?;
@@ -133,13 +173,11 @@ impl Systems {
                     let channel_id = if *create_channel { slack.ensure_channel(channel).await? } else { channel.clone() };
                     let text = self.expand(text, &ctx);
                     let ts = slack.post(&channel_id, &text).await?;
-                    writes.push(Write {
-                        record: RecordRef { system: System::Slack, object: "message".into(), id: format!("{channel_id}/{ts}") },
-                        operation: "post",
-                        fields: vec![Field::new("text", text.as_str())],
-                    });
+                    let record = RecordRef { system: System::Slack, object: "message".into(), id: format!("{channel_id}/{ts}") };
+                    writes.push(Write::sent(record, "post", &Map::from_iter([("text".to_string(), Json::String(text))])));
                 }
             }
+            done(n + 1, ctx.linked.as_ref()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
         }
         Ok(writes)
     }
@@ -149,8 +187,12 @@ impl Systems {
             System::Servicenow => {
                 let element = if kind == JournalKind::WorkNote { "work_notes" } else { "comments" };
                 let body = Map::from_iter([(element.to_string(), Json::String(text.to_string()))]);
-                self.servicenow.update(&record.object, &record.id, &body).await?;
-                Ok(Write { record: record.clone(), operation: "journal", fields: to_fields(&body) })
+                let result = self.servicenow.update(&record.object, &record.id, &body).await?;
+                // The journal field reads back empty; what seam appended is what its echo will carry.
+                let mut write = Write::returned(record.clone(), "journal", &body, &result);
+                write.observed.retain(|f| f.name != element);
+                write.observed.push(Field::new(element, text));
+                Ok(write)
             }
             System::Salesforce if record.object == "Case" => {
                 let body = Map::from_iter([
@@ -159,7 +201,7 @@ impl Systems {
                     ("IsPublished".to_string(), Json::Bool(kind == JournalKind::Comment)),
                 ]);
                 let id = self.salesforce.create("CaseComment", &body).await?;
-                Ok(Write { record: RecordRef { system: System::Salesforce, object: "CaseComment".into(), id }, operation: "create", fields: to_fields(&body) })
+                Ok(Write::sent(RecordRef { system: System::Salesforce, object: "CaseComment".into(), id }, "create", &body))
             }
             _ => Err(ApplyError::Unsupported(format!("{} has no journal seam can append to", record))),
         }
@@ -180,13 +222,12 @@ impl Systems {
                 let id = created.get("sys_id").and_then(Json::as_str).unwrap_or_default().to_string();
                 let number = created.get("number").and_then(Json::as_str).map(str::to_string);
                 let record = RecordRef { system, object: object.into(), id: id.clone() };
-                writes.push(Write { record: record.clone(), operation: "create", fields: to_fields(&body) });
+                writes.push(Write::returned(record.clone(), "create", &body, &created));
                 let back = Map::from_iter([
                     (CASE_INCIDENT_FIELD.to_string(), Json::String(id)),
                     (CASE_INCIDENT_NUMBER_FIELD.to_string(), number.clone().map_or(Json::Null, Json::String)),
                 ]);
-                self.salesforce.update(&source.object, &source.id, &back).await?;
-                writes.push(Write { record: source.clone(), operation: "update", fields: to_fields(&back) });
+                writes.push(self.update(source.clone(), &back).await?);
                 Ok((record, number, writes))
             }
             (System::Salesforce, true, System::Servicenow) => {
@@ -199,23 +240,22 @@ impl Systems {
                 }
                 let id = self.salesforce.create(object, &body).await?;
                 let record = RecordRef { system, object: object.into(), id: id.clone() };
-                writes.push(Write { record: record.clone(), operation: "create", fields: to_fields(&body) });
+                writes.push(Write::sent(record.clone(), "create", &body));
                 let back = Map::from_iter([("correlation_id".to_string(), Json::String(id)), ("correlation_display".to_string(), Json::String(format!("Salesforce {object}")))]);
-                self.servicenow.update(&source.object, &source.id, &back).await?;
-                writes.push(Write { record: source.clone(), operation: "update", fields: to_fields(&back) });
+                writes.push(self.update(source.clone(), &back).await?);
                 Ok((record, None, writes))
             }
             (_, true, _) => Err(ApplyError::Unsupported(format!("seam links Salesforce records with ServiceNow records; cannot link {source} to a new {system} {object}"))),
             (System::Salesforce, false, _) => {
                 let id = self.salesforce.create(object, &body).await?;
                 let record = RecordRef { system, object: object.into(), id };
-                writes.push(Write { record: record.clone(), operation: "create", fields: to_fields(&body) });
+                writes.push(Write::sent(record.clone(), "create", &body));
                 Ok((record, None, writes))
             }
             (System::Servicenow, false, _) => {
                 let created = self.servicenow.insert(object, &body).await?;
                 let record = RecordRef { system, object: object.into(), id: created.get("sys_id").and_then(Json::as_str).unwrap_or_default().into() };
-                writes.push(Write { record: record.clone(), operation: "create", fields: to_fields(&body) });
+                writes.push(Write::returned(record.clone(), "create", &body, &created));
                 Ok((record, created.get("number").and_then(Json::as_str).map(str::to_string), writes))
             }
             (System::Slack, false, _) => Err(ApplyError::Unsupported("create Slack channels with post-slack and create-channel".into())),

@@ -4,3 +4,5 @@
 
 pub mod apply;
 pub mod normalize;
+pub mod ownership;
+pub mod processor;

@@ -2,7 +2,7 @@
 //! acknowledged. The event key is unique, so a notification delivered twice
 //! is stored, and processed, once.
 
-use crate::model::Change;
+use crate::model::{Change, RecordRef, Value};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -50,8 +50,26 @@ impl Journal {
                  received_at_ms INTEGER NOT NULL,
                  status TEXT NOT NULL DEFAULT 'pending',
                  attempts INTEGER NOT NULL DEFAULT 0,
+                 next_at_ms INTEGER NOT NULL DEFAULT 0,
                  last_error TEXT,
+                 -- actions already carried out, so a retry resumes instead of repeating them
+                 progress INTEGER NOT NULL DEFAULT 0,
+                 progress_linked TEXT,
                  UNIQUE (tenant, event_key));
+             -- Last values synced per record field: what seam wrote or already carried across.
+             CREATE TABLE IF NOT EXISTS shadow (
+                 tenant TEXT NOT NULL, system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
+                 field TEXT NOT NULL, value TEXT NOT NULL,
+                 PRIMARY KEY (tenant, system, object, record_id, field));
+             CREATE TABLE IF NOT EXISTS links (
+                 tenant TEXT NOT NULL, case_id TEXT NOT NULL, incident_id TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
+                 PRIMARY KEY (tenant, case_id), UNIQUE (tenant, incident_id));
+             CREATE TABLE IF NOT EXISTS audit (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, tenant TEXT NOT NULL,
+                 event_key TEXT NOT NULL, plugin TEXT NOT NULL,
+                 system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
+                 field TEXT NOT NULL, old_value TEXT, new_value TEXT, reason TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS audit_by_record ON audit (tenant, system, object, record_id, field, id);
              CREATE INDEX IF NOT EXISTS events_by_record ON events (tenant, system, object, record_id, id);
              CREATE INDEX IF NOT EXISTS events_pending ON events (status, id);",
         )
@@ -101,5 +119,185 @@ impl Journal {
             Ok(Entry { id, tenant, event_key, change, status })
         })
         .collect()
+    }
+}
+
+/// One audited write: which field of which record changed, from what to what, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRow {
+    pub record: RecordRef,
+    pub field: String,
+    pub old: Option<Value>,
+    pub new: Value,
+    /// `sync`, `revert` (an ownership violation undone), `link`.
+    pub reason: String,
+}
+
+/// What a processed event leaves behind, committed with its status in one transaction.
+#[derive(Default, Debug)]
+pub struct Outcome {
+    /// Field values now known to be in sync, per record.
+    pub shadow: Vec<(RecordRef, String, Value)>,
+    pub audit: Vec<AuditRow>,
+    /// (Case id, incident sys_id)
+    pub links: Vec<(String, String)>,
+}
+
+fn encode(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// An event ready to process, with what earlier attempts left behind.
+#[derive(Clone, Debug)]
+pub struct Due {
+    pub entry: Entry,
+    pub attempts: u32,
+    /// Actions already carried out by an earlier attempt.
+    pub progress: usize,
+    /// The linked record an earlier attempt created, if any.
+    pub linked: Option<RecordRef>,
+}
+
+/// One row of the audit trail, as `audit_of` returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    pub event_key: String,
+    pub plugin: String,
+    pub old: Option<Value>,
+    pub new: Value,
+    pub reason: String,
+}
+
+impl Journal {
+    /// The oldest event that is due, in journal order (which keeps each record's events in order).
+    pub fn next_due(&self, tenant: &str) -> Result<Option<Due>> {
+        let db = self.db.lock().unwrap();
+        let row = db
+            .query_row(
+                "SELECT id, tenant, event_key, change, status, attempts, next_at_ms, progress, progress_linked FROM events
+                 WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT 1",
+                params![tenant],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, u32>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, i64>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((id, tenant, event_key, change, status, attempts, next_at, progress, linked)) = row else { return Ok(None) };
+        if next_at > chrono::Utc::now().timestamp_millis() {
+            return Ok(None);
+        }
+        let change = serde_json::from_str(&change).with_context(|| format!("journal event {id} is unreadable"))?;
+        let linked = linked.and_then(|l| serde_json::from_str(&l).ok());
+        Ok(Some(Due { entry: Entry { id, tenant, event_key, change, status }, attempts, progress: progress as usize, linked }))
+    }
+
+    /// Remember that the first `progress` actions of an event are done.
+    pub fn set_progress(&self, id: i64, progress: usize, linked: Option<&RecordRef>) -> Result<()> {
+        let db = self.db.lock().unwrap();
+        db.execute(
+            "UPDATE events SET progress = ?2, progress_linked = ?3 WHERE id = ?1",
+            params![id, progress as i64, linked.map(|l| serde_json::to_string(l).unwrap_or_default())],
+        )?;
+        Ok(())
+    }
+
+    /// A transient failure: try again after `delay`.
+    pub fn retry_later(&self, id: i64, error: &str, delay: std::time::Duration) -> Result<()> {
+        let db = self.db.lock().unwrap();
+        let at = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
+        db.execute("UPDATE events SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1", params![id, at, error])?;
+        Ok(())
+    }
+
+    /// A permanent failure: the event waits in the dead-letter queue.
+    pub fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
+        let db = self.db.lock().unwrap();
+        db.execute("UPDATE events SET status = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1", params![id, error])?;
+        Ok(())
+    }
+
+    /// Close an event with everything it changed, atomically.
+    pub fn finish(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, status: &str, outcome: &Outcome) -> Result<()> {
+        let mut db = self.db.lock().unwrap();
+        let tx = db.transaction()?;
+        let now = chrono::Utc::now().timestamp_millis();
+        for (record, field, value) in &outcome.shadow {
+            tx.execute(
+                "INSERT INTO shadow (tenant, system, object, record_id, field, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tenant, system, object, record_id, field) DO UPDATE SET value = excluded.value",
+                params![tenant, record.system.to_string(), record.object, record.id, field, encode(value)],
+            )?;
+        }
+        for a in &outcome.audit {
+            tx.execute(
+                "INSERT INTO audit (at_ms, tenant, event_key, plugin, system, object, record_id, field, old_value, new_value, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![now, tenant, event_key, plugin, a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason],
+            )?;
+        }
+        for (case_id, incident_id) in &outcome.links {
+            tx.execute(
+                "INSERT INTO links (tenant, case_id, incident_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![tenant, case_id, incident_id, now],
+            )?;
+        }
+        tx.execute("UPDATE events SET status = ?2, last_error = NULL WHERE id = ?1", params![id, status])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The shadow of one record: field → last synced value.
+    pub fn shadow(&self, tenant: &str, record: &RecordRef) -> Result<std::collections::HashMap<String, Value>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare("SELECT field, value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4")?;
+        let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (field, value) = r?;
+            Ok((field, serde_json::from_str(&value).unwrap_or(Value::Null)))
+        })
+        .collect()
+    }
+
+    /// The incident linked to a Case, or the Case linked to an incident, from the local link table.
+    pub fn link_of(&self, tenant: &str, record: &RecordRef) -> Result<Option<String>> {
+        let db = self.db.lock().unwrap();
+        let sql = match record.system {
+            crate::model::System::Salesforce => "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2",
+            _ => "SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
+        };
+        Ok(db.query_row(sql, params![tenant, record.id], |r| r.get(0)).optional()?)
+    }
+
+    /// Audit rows for one field of one record, oldest first.
+    pub fn audit_of(&self, tenant: &str, record: &RecordRef, field: &str) -> Result<Vec<AuditEntry>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare(
+            "SELECT event_key, plugin, old_value, new_value, reason FROM audit
+             WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, field], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+        })?;
+        rows.map(|r| {
+            let (event_key, plugin, old, new, reason) = r?;
+            Ok(AuditEntry { event_key, plugin, old: old.and_then(|o| serde_json::from_str(&o).ok()), new: serde_json::from_str(&new).unwrap_or(Value::Null), reason })
+        })
+        .collect()
+    }
+
+    /// Count events by status.
+    pub fn status_count(&self, tenant: &str, status: &str) -> Result<u64> {
+        let db = self.db.lock().unwrap();
+        Ok(db.query_row("SELECT COUNT(*) FROM events WHERE tenant = ?1 AND status = ?2", params![tenant, status], |r| r.get::<_, i64>(0))? as u64)
     }
 }

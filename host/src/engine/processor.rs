@@ -1,0 +1,256 @@
+//! Works through the journal, one event at a time in journal order (so each
+//! record's events stay in order):
+//!
+//! echo filter (shadow) → ownership gate (revert + audit) → pack → action
+//! check → apply (resumable) → shadow, audit, links and status committed together.
+//!
+//! Transient failures (a system unavailable, a lookup that could not be
+//! made) are retried with backoff; permanent ones (a pack that traps or
+//! refuses, a write the system rejects, an action the ownership map forbids)
+//! go to the dead-letter queue.
+
+use super::apply::{ApplyError, Systems, Write};
+use super::normalize;
+use super::ownership::{self, Ownership};
+use crate::model::{Action, Change, ChangeKind, Field, RecordRef, System, Target, Value};
+use crate::runtime::{NoRecords, Plugin, PluginError};
+use crate::store::journal::{AuditRow, Outcome};
+use crate::store::Journal;
+use anyhow::Result;
+use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What happened to one event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Processed {
+    /// Nothing new: seam's own write coming back, or a no-op.
+    Echo,
+    /// Carried across; the number of writes made.
+    Synced { writes: usize, reverted: usize },
+    Retry(String),
+    DeadLetter(String),
+}
+
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub processed: AtomicU64,
+    pub echoes: AtomicU64,
+    pub writes: AtomicU64,
+    pub reverts: AtomicU64,
+    pub retries: AtomicU64,
+    pub dead_letters: AtomicU64,
+}
+
+pub struct Processor {
+    pub tenant: String,
+    pub journal: Arc<Journal>,
+    pub systems: Arc<Systems>,
+    pub plugin: Arc<Plugin>,
+    pub ownership: Ownership,
+    pub counters: Counters,
+}
+
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_millis((200u64 << attempts.min(8)).min(30_000))
+}
+
+impl Processor {
+    /// Process the next due event, if any.
+    pub async fn process_next(&self) -> Result<Option<Processed>> {
+        let Some(due) = self.journal.next_due(&self.tenant)? else { return Ok(None) };
+        let (entry, attempts) = (&due.entry, due.attempts);
+        let outcome = self.process(&entry.change, &entry.event_key, entry.id, due.progress, due.linked.clone()).await;
+        let plugin = self.plugin.meta().to_string();
+        let result = match outcome {
+            Ok((processed, out)) => {
+                let status = if processed == Processed::Echo { "echo" } else { "done" };
+                self.journal.finish(&self.tenant, entry.id, &entry.event_key, &plugin, status, &out)?;
+                processed
+            }
+            Err(Failure::Transient(why)) => {
+                self.journal.retry_later(entry.id, &why, backoff(attempts))?;
+                Processed::Retry(why)
+            }
+            Err(Failure::Permanent(why)) => {
+                self.journal.dead_letter(entry.id, &why)?;
+                tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
+                Processed::DeadLetter(why)
+            }
+        };
+        let c = &self.counters;
+        c.processed.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Processed::Echo => c.echoes.fetch_add(1, Ordering::Relaxed),
+            Processed::Synced { writes, reverted } => {
+                c.reverts.fetch_add(*reverted as u64, Ordering::Relaxed);
+                c.writes.fetch_add(*writes as u64, Ordering::Relaxed)
+            }
+            Processed::Retry(_) => c.retries.fetch_add(1, Ordering::Relaxed),
+            Processed::DeadLetter(_) => c.dead_letters.fetch_add(1, Ordering::Relaxed),
+        };
+        Ok(Some(result))
+    }
+
+    /// Process until nothing is due.
+    pub async fn drain(&self) -> Result<Vec<Processed>> {
+        let mut all = Vec::new();
+        while let Some(p) = self.process_next().await? {
+            all.push(p);
+        }
+        Ok(all)
+    }
+
+    async fn process(&self, original: &Change, key: &str, id: i64, progress: usize, progress_linked: Option<RecordRef>) -> Result<(Processed, Outcome), Failure> {
+        let mut change = original.clone();
+        let source = change.source.clone();
+        if change.linked.is_none() {
+            change.linked = self.local_link(&source).map_err(Failure::transient)?;
+        }
+        if progress_linked.is_some() {
+            change.linked = progress_linked;
+        }
+        let shadow = self.journal.shadow(&self.tenant, &source).map_err(Failure::transient)?;
+        let mut out = Outcome::default();
+
+        // Echo filter: only fields whose value differs from the last synced one
+        // are news. Display values (`assigned_to.display`) follow their field.
+        let news: Vec<Field> = if change.kind == ChangeKind::Deleted {
+            vec![]
+        } else {
+            change
+                .changed
+                .iter()
+                .filter(|f| !f.name.ends_with(".display") && !ownership::system_managed(source.system, &f.name) && shadow.get(&f.name) != Some(&f.value))
+                .cloned()
+                .collect()
+        };
+        if news.is_empty() && change.kind != ChangeKind::Deleted && progress == 0 {
+            return Ok((Processed::Echo, out));
+        }
+
+        // Ownership gate: a person changed a field the other side owns → put it back.
+        let (violations, allowed): (Vec<Field>, Vec<Field>) = news.into_iter().partition(|f| self.ownership.owner(source.system, &source.object, &f.name) != source.system);
+        let mut reverted = 0;
+        let restorable: Map<String, Json> = violations
+            .iter()
+            .filter(|f| !f.name.ends_with(".display"))
+            .filter_map(|f| shadow.get(&f.name).map(|v| (f.name.clone(), normalize::json(v))))
+            .collect();
+        if !restorable.is_empty() && progress == 0 {
+            self.systems.update(source.clone(), &restorable).await.map_err(Failure::from_apply)?;
+            for f in violations.iter().filter(|f| restorable.contains_key(&f.name)) {
+                reverted += 1;
+                out.audit.push(AuditRow { record: source.clone(), field: f.name.clone(), old: Some(f.value.clone()), new: shadow[&f.name].clone(), reason: "revert: owned by the other system".into() });
+            }
+        }
+        for f in &allowed {
+            out.shadow.push((source.clone(), f.name.clone(), f.value.clone()));
+        }
+        let displays: Vec<Field> = change
+            .changed
+            .iter()
+            .filter(|d| d.name.strip_suffix(".display").is_some_and(|raw| allowed.iter().any(|f| f.name == raw)))
+            .cloned()
+            .collect();
+        change.changed = allowed.into_iter().chain(displays).collect();
+        if change.changed.iter().all(|f| f.name.ends_with(".display")) && change.kind != ChangeKind::Deleted {
+            return Ok((Processed::Synced { writes: reverted, reverted }, out));
+        }
+
+        // The pack.
+        let actions = match self.plugin.map(&change, Arc::new(NoRecords)).await {
+            Ok(actions) => actions,
+            Err(e @ PluginError::LookupUnavailable { .. }) => return Err(Failure::Transient(e.to_string())),
+            Err(e) => return Err(Failure::Permanent(e.to_string())),
+        };
+        self.check(&change, &actions).map_err(Failure::Permanent)?;
+
+        // Carry it across, remembering progress after each action.
+        let journal = self.journal.clone();
+        let writes = self
+            .systems
+            .apply_resuming(&change, &actions, progress, |n, linked| journal.set_progress(id, n, linked))
+            .await
+            .map_err(Failure::from_apply)?;
+
+        let target_shadows: HashMap<RecordRef, HashMap<String, Value>> = writes
+            .iter()
+            .map(|w| &w.record)
+            .filter_map(|r| self.journal.shadow(&self.tenant, r).ok().map(|s| (r.clone(), s)))
+            .collect();
+        for w in &writes {
+            self.record_write(w, target_shadows.get(&w.record), &mut out);
+        }
+        tracing::info!(tenant = %self.tenant, event = key, writes = writes.len(), "synced {}", source);
+        Ok((Processed::Synced { writes: writes.len() + reverted, reverted }, out))
+    }
+
+    fn record_write(&self, w: &Write, before: Option<&HashMap<String, Value>>, out: &mut Outcome) {
+        for f in &w.fields {
+            out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old: before.and_then(|b| b.get(&f.name)).cloned(), new: f.value.clone(), reason: "sync".into() });
+        }
+        for f in &w.observed {
+            out.shadow.push((w.record.clone(), f.name.clone(), f.value.clone()));
+        }
+        if w.operation == "update" && w.record.system == System::Salesforce {
+            if let Some(incident) = w.fields.iter().find(|f| f.name == normalize::CASE_INCIDENT_FIELD).and_then(|f| f.value.as_text()) {
+                out.links.push((w.record.id.clone(), incident.to_string()));
+            }
+        }
+        if w.operation == "update" && w.record.system == System::Servicenow {
+            if let Some(case) = w.fields.iter().find(|f| f.name == "correlation_id").and_then(|f| f.value.as_text()) {
+                out.links.push((case.to_string(), w.record.id.clone()));
+            }
+        }
+    }
+
+    fn local_link(&self, source: &RecordRef) -> Result<Option<RecordRef>> {
+        Ok(self.journal.link_of(&self.tenant, source)?.map(|id| match source.system {
+            System::Salesforce => RecordRef { system: System::Servicenow, object: "incident".into(), id },
+            _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
+        }))
+    }
+
+    /// A pack may only write, on a linked record, fields the target system does not own.
+    fn check(&self, change: &Change, actions: &[Action]) -> std::result::Result<(), String> {
+        for action in actions {
+            let (system, object, fields) = match action {
+                Action::Update { target: Target::Linked, fields } => match &change.linked {
+                    Some(l) => (l.system, l.object.as_str(), fields),
+                    None => continue,
+                },
+                Action::Create { system, object, fields, link_to_source: true } => (*system, object.as_str(), fields),
+                _ => continue,
+            };
+            if let Some(f) = fields.iter().find(|f| self.ownership.owner(system, object, &f.name) == system) {
+                return Err(format!(
+                    "plugin {} tried to write {system} {object}.{}, which {system} owns; a pack may only write mirrored fields",
+                    self.plugin.meta(),
+                    f.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Failure {
+    Transient(String),
+    Permanent(String),
+}
+
+impl Failure {
+    fn transient(e: anyhow::Error) -> Self {
+        Failure::Transient(format!("{e:#}"))
+    }
+    fn from_apply(e: ApplyError) -> Self {
+        if e.is_transient() {
+            Failure::Transient(e.to_string())
+        } else {
+            Failure::Permanent(e.to_string())
+        }
+    }
+}

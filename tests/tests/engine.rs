@@ -1,0 +1,149 @@
+//! The sync engine end to end on the emulators: notifications → intake →
+//! journal → processor → writes, with echo suppression and ownership.
+
+use seam::connectors::RetryPolicy;
+use seam::engine::apply::Systems;
+use seam::engine::ownership::Ownership;
+use seam::engine::processor::{Counters, Processor};
+use seam::intake::{self, Intake, TenantIntake};
+use seam::model::{RecordRef, System, Value};
+use seam::runtime::{Grants, Runtime, RuntimeConfig};
+use seam::sim::notify::NotifyTarget;
+use seam::sim::{salesforce::ORG_ID, Sim, SimConfig};
+use seam::store::Journal;
+use seam_tests::{pack_bytes, CASE_INCIDENT};
+use serde_json::{json, Map};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TENANT: &str = "acme";
+
+fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap()
+}
+
+struct Harness {
+    sim: Sim,
+    journal: Arc<Journal>,
+    processor: Processor,
+    systems: Arc<Systems>,
+}
+
+async fn harness(name: &str) -> Harness {
+    let dir = std::env::temp_dir().join(format!("seam-engine-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
+    let tenant = TenantIntake { salesforce_org_id: ORG_ID.into(), salesforce_token: "t".into(), salesforce_secret: "s".into(), servicenow_secret: "n".into() };
+    let intake = Arc::new(Intake { journal: journal.clone(), tenants: HashMap::from([(TENANT.to_string(), tenant)]) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, intake::router(intake, 1 << 20)).await.unwrap() });
+    let mut config = SimConfig::new(dir.join("sim"));
+    config.notify = vec![
+        ("salesforce".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/salesforce/outbound?token=t"), secret: None, format: None }),
+        ("servicenow".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/servicenow"), secret: Some("n".into()), format: None }),
+    ];
+    let sim = Sim::start(config).await.unwrap();
+    let systems = Arc::new(sim.systems(RetryPolicy { attempts: 4, base: Duration::from_millis(20), max: Duration::from_millis(200) }).await.unwrap());
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let plugin = Arc::new(runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap());
+    let processor = Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: Ownership::default(), counters: Counters::default() };
+    Harness { sim, journal, processor, systems }
+}
+
+impl Harness {
+    /// Deliver and process until the emulators have nothing left to send and the journal nothing left to do.
+    async fn settle(&self) {
+        let started = Instant::now();
+        let mut quiet_since = Instant::now();
+        let mut last = (u64::MAX, u64::MAX);
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(20), "the engine did not settle");
+            self.processor.drain().await.unwrap();
+            let pending = self.sim.salesforce.notifier.as_ref().unwrap().stats().pending + self.sim.servicenow.notifier.as_ref().unwrap().stats().pending;
+            let now = (self.journal.count(TENANT).unwrap(), pending);
+            if now != last || pending > 0 {
+                last = now;
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() > Duration::from_millis(300) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn writes(&self) -> u64 {
+        self.processor.counters.writes.load(Ordering::Relaxed)
+    }
+}
+
+#[tokio::test]
+async fn the_whole_story_with_echo_suppression_and_ownership() {
+    let h = harness("story").await;
+    let (sf, sn) = (&h.systems.salesforce, &h.systems.servicenow);
+    let account = sf.create("Account", &obj(json!({ "Name": "Acme Corporation", "External_Id__c": "ACME-001" }))).await.unwrap();
+    let company = sn.insert("core_company", &obj(json!({ "name": "ACME Corp (EMEA)", "u_sf_external_id": "ACME-001" }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.writes(), 0, "an Account alone is not carried anywhere");
+
+    // A customer raises a Case: an incident opens, correlated both ways, customer matched by key.
+    let case = sf.create("Case", &obj(json!({ "Subject": "Checkout API returns 502", "Priority": "High", "AccountId": account }))).await.unwrap();
+    h.settle().await;
+    let case_now = sf.get("Case", &case).await.unwrap();
+    let incident = case_now["ServiceNow_Incident__c"].as_str().expect("the Case names its incident").to_string();
+    let inc = sn.get("incident", &incident).await.unwrap();
+    assert_eq!(inc["correlation_id"]["value"], case.as_str());
+    assert_eq!(inc["company"]["value"], company["sys_id"]);
+    assert_eq!(inc["short_description"]["value"], "Checkout API returns 502");
+    assert_eq!(inc["priority"]["value"], "2");
+    let writes_after_open = h.writes();
+    assert_eq!(writes_after_open, 2, "create the incident, stamp the Case");
+
+    // One human change → exactly one cross-system write; its echo is dropped.
+    let echoes = h.processor.counters.echoes.load(Ordering::Relaxed);
+    sf.update("Case", &case, &obj(json!({ "Priority": "Critical" }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.writes() - writes_after_open, 1);
+    assert!(h.processor.counters.echoes.load(Ordering::Relaxed) > echoes, "the incident's update notification came back and was recognised");
+    assert_eq!(sn.get("incident", &incident).await.unwrap()["priority"]["value"], "1");
+
+    // ServiceNow's side flows back: state, assignee, resolution.
+    let before = h.writes();
+    sn.update("incident", &incident, &obj(json!({ "state": "2", "assigned_to": "Beth Anglin" }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.writes() - before, 2, "update the Case, add one comment");
+    let case_now = sf.get("Case", &case).await.unwrap();
+    assert_eq!((case_now["Status"].as_str(), case_now["ServiceNow_Assignee__c"].as_str()), (Some("Working"), Some("Beth Anglin")));
+    sn.update("incident", &incident, &obj(json!({ "state": "6", "close_code": "Solved (Permanently)", "close_notes": "Rolled back gateway config." }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Closed");
+    let comments: Vec<String> = sf
+        .query(&format!("SELECT CommentBody FROM CaseComment WHERE ParentId = '{case}'"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c["CommentBody"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(comments.len(), 2, "{comments:?}");
+    assert!(comments[1].contains("Rolled back gateway config."));
+
+    // A person edits the read-only mirror of the incident state on the Case: it is put back.
+    let before = h.writes();
+    sf.update("Case", &case, &obj(json!({ "Status": "New" }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Closed");
+    assert_eq!(h.processor.counters.reverts.load(Ordering::Relaxed), 1);
+    assert_eq!(h.writes() - before, 1, "only the revert; nothing reached ServiceNow");
+    assert_eq!(sn.get("incident", &incident).await.unwrap()["state"]["value"], "6");
+
+    // Why did the incident's impact change? The audit answers.
+    let audit = h.journal.audit_of(TENANT, &RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() }, "impact").unwrap();
+    let values: Vec<(&str, Value)> = audit.iter().map(|a| (a.plugin.as_str(), a.new.clone())).collect();
+    assert_eq!(values, vec![("case-incident@1.0.0", Value::from("1")), ("case-incident@1.0.0", Value::from("1"))]);
+    let revert = h.journal.audit_of(TENANT, &RecordRef { system: System::Salesforce, object: "Case".into(), id: case.clone() }, "Status").unwrap();
+    assert!(revert.last().unwrap().reason.starts_with("revert"), "{revert:?}");
+    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
+    h.sim.shutdown();
+}
