@@ -14,6 +14,8 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Run the Salesforce, ServiceNow and Slack emulators on loopback until stopped.
     Sim(cli::sim::SimArgs),
+    /// The dead-letter queue: events that failed for good.
+    Dlq(cli::dlq::DlqArgs),
     /// Work with rule packs (WebAssembly components).
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
@@ -33,6 +35,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => cli::demo::run(args).await,
             Command::Plugin(cmd) => cli::plugin::run(cmd).await,
             Command::Sim(args) => cli::sim::run(args).await,
+            Command::Dlq(args) => cli::dlq::run(args),
         }
     });
     match result {

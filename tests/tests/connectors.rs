@@ -115,3 +115,21 @@ async fn an_update_of_the_linked_record_without_a_link_is_an_error_not_a_guess()
     assert!(matches!(err, ApplyError::NoLink(..)) && !err.is_transient(), "{err}");
     sim.shutdown();
 }
+
+#[tokio::test]
+async fn repeating_a_linked_create_finds_the_first_record_instead_of_making_another() {
+    let (sim, systems) = start("idempotent").await;
+    let (sf, sn) = (&systems.salesforce, &systems.servicenow);
+    let case = sf.create("Case", &obj(json!({ "Subject": "once" }))).await.unwrap();
+    let change = normalize::salesforce("e1", ChangeKind::Created, "Case", &sf.get("Case", &case).await.unwrap(), None);
+    let create = [Action::Create { system: System::Servicenow, object: "incident".into(), fields: vec![Field::new("short_description", "once")], link_to_source: true }];
+    // As if the first attempt's progress was lost in a crash: the same action runs twice.
+    let first = systems.apply(&change, &create).await.unwrap();
+    let second = systems.apply(&change, &create).await.unwrap();
+    assert_eq!(first.iter().filter(|w| w.operation == "create").count(), 1);
+    assert_eq!(second.iter().filter(|w| w.operation == "create").count(), 0, "{second:?}");
+    let incidents = sn.query("incident", &format!("correlation_id={case}"), 10).await.unwrap();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(sf.get("Case", &case).await.unwrap()[normalize::CASE_INCIDENT_FIELD], incidents[0]["sys_id"]);
+    sim.shutdown();
+}

@@ -32,6 +32,10 @@ struct Harness {
 }
 
 async fn harness(name: &str) -> Harness {
+    harness_with(name, Ownership::default()).await
+}
+
+async fn harness_with(name: &str, ownership: Ownership) -> Harness {
     let dir = std::env::temp_dir().join(format!("seam-engine-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
@@ -49,7 +53,7 @@ async fn harness(name: &str) -> Harness {
     let systems = Arc::new(sim.systems(RetryPolicy { attempts: 4, base: Duration::from_millis(20), max: Duration::from_millis(200) }).await.unwrap());
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let plugin = Arc::new(runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap());
-    let processor = Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: Ownership::default(), counters: Counters::default() };
+    let processor = Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), plugin, ownership, counters: Counters::default() };
     Harness { sim, journal, processor, systems }
 }
 
@@ -62,7 +66,10 @@ impl Harness {
         loop {
             assert!(started.elapsed() < Duration::from_secs(20), "the engine did not settle");
             self.processor.drain().await.unwrap();
-            let pending = self.sim.salesforce.notifier.as_ref().unwrap().stats().pending + self.sim.servicenow.notifier.as_ref().unwrap().stats().pending;
+            // Undelivered notifications, and journal events waiting for a retry.
+            let pending = self.sim.salesforce.notifier.as_ref().unwrap().stats().pending
+                + self.sim.servicenow.notifier.as_ref().unwrap().stats().pending
+                + self.journal.status_count(TENANT, "pending").unwrap();
             let now = (self.journal.count(TENANT).unwrap(), pending);
             if now != last || pending > 0 {
                 last = now;
@@ -145,5 +152,56 @@ async fn the_whole_story_with_echo_suppression_and_ownership() {
     let revert = h.journal.audit_of(TENANT, &RecordRef { system: System::Salesforce, object: "Case".into(), id: case.clone() }, "Status").unwrap();
     assert!(revert.last().unwrap().reason.starts_with("revert"), "{revert:?}");
     assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_system_that_fails_for_a_while_converges_through_retries() {
+    let h = harness("flaky").await;
+    let sf = &h.systems.salesforce;
+    // More failures than one call's retries can absorb: the event goes back to the journal and is retried later.
+    h.sim.servicenow.faults.set(seam::sim::faults::Faults { server_error_next: 6, retry_after_secs: 0, ..Default::default() });
+    h.sim.salesforce.faults.set(seam::sim::faults::Faults { rate_limit_next: 2, retry_after_secs: 0, ..Default::default() });
+    let case = sf.create("Case", &obj(json!({ "Subject": "flaky", "Priority": "Low" }))).await.unwrap();
+    h.settle().await;
+    assert!(h.processor.counters.retries.load(Ordering::Relaxed) >= 1, "at least one journal-level retry");
+    let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().expect("linked in the end").to_string();
+    // Exactly one incident, despite the retries.
+    let all = h.systems.servicenow.query("incident", &format!("correlation_id={case}"), 10).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["sys_id"], incident.as_str());
+    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_forbidden_write_is_dead_lettered_and_re_driven_once_fixed() {
+    // An ownership map that says ServiceNow owns impact and urgency: the pack may not write them.
+    let mut strict = Ownership::default();
+    strict.mirrors[0].fields.retain(|f| f != "impact" && f != "urgency");
+    let h = harness_with("dlq", strict).await;
+    let sf = &h.systems.salesforce;
+    let case = sf.create("Case", &obj(json!({ "Subject": "dead letter", "Priority": "High" }))).await.unwrap();
+    h.settle().await;
+    let letters = h.journal.dead_letters(Some(TENANT)).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].record.id, case);
+    assert!(letters[0].error.contains("servicenow incident.impact, which servicenow owns"), "{}", letters[0].error);
+    assert!(sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].is_null(), "nothing was written");
+
+    // Fix the configuration, re-drive: the same event goes through.
+    let fixed = Processor {
+        tenant: TENANT.into(),
+        journal: h.journal.clone(),
+        systems: h.systems.clone(),
+        plugin: h.processor.plugin.clone(),
+        ownership: Ownership::default(),
+        counters: Counters::default(),
+    };
+    assert_eq!(h.journal.redrive(None).unwrap(), 1);
+    fixed.drain().await.unwrap();
+    assert!(sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].is_string());
+    assert!(h.journal.dead_letters(Some(TENANT)).unwrap().is_empty());
+    assert!(h.journal.redrive(Some(&[letters[0].id])).is_err(), "no longer a dead letter");
     h.sim.shutdown();
 }

@@ -1,6 +1,7 @@
 //! The `seam` command line.
 
 pub mod demo;
+pub mod dlq;
 pub mod plugin;
 pub mod sim;
 

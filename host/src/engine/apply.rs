@@ -218,11 +218,22 @@ impl Systems {
                 if let Some(company) = self.company_for_case(change).await? {
                     body.entry("company").or_insert(Json::String(company));
                 }
-                let created = self.servicenow.insert(object, &body).await?;
+                // Find before create: a retry after a crash must not open a second incident.
+                let existing = self.servicenow.query(object, &format!("correlation_id={}", source.id), 1).await?.into_iter().next();
+                let created = match existing {
+                    Some(found) => found,
+                    None => {
+                        let created = self.servicenow.insert(object, &body).await?;
+                        writes.push(Write::returned(RecordRef { system, object: object.into(), id: String::new() }, "create", &body, &created));
+                        created
+                    }
+                };
                 let id = created.get("sys_id").and_then(Json::as_str).unwrap_or_default().to_string();
                 let number = created.get("number").and_then(Json::as_str).map(str::to_string);
                 let record = RecordRef { system, object: object.into(), id: id.clone() };
-                writes.push(Write::returned(record.clone(), "create", &body, &created));
+                if let Some(w) = writes.last_mut().filter(|w| w.operation == "create" && w.record.id.is_empty()) {
+                    w.record = record.clone();
+                }
                 let back = Map::from_iter([
                     (CASE_INCIDENT_FIELD.to_string(), Json::String(id)),
                     (CASE_INCIDENT_NUMBER_FIELD.to_string(), number.clone().map_or(Json::Null, Json::String)),
@@ -238,9 +249,18 @@ impl Systems {
                 if let Some(account) = self.account_for_incident(change).await? {
                     body.entry("AccountId").or_insert(Json::String(account));
                 }
-                let id = self.salesforce.create(object, &body).await?;
+                // Find before create: a retry after a crash must not open a second Case.
+                let soql = format!("SELECT Id FROM {object} WHERE {CASE_INCIDENT_FIELD} = '{}' LIMIT 1", source.id.replace('\'', ""));
+                let existing = self.salesforce.query(&soql).await?.first().and_then(|r| r.get("Id")).and_then(Json::as_str).map(str::to_string);
+                let id = match existing {
+                    Some(id) => id,
+                    None => {
+                        let id = self.salesforce.create(object, &body).await?;
+                        writes.push(Write::sent(RecordRef { system, object: object.into(), id: id.clone() }, "create", &body));
+                        id
+                    }
+                };
                 let record = RecordRef { system, object: object.into(), id: id.clone() };
-                writes.push(Write::sent(record.clone(), "create", &body));
                 let back = Map::from_iter([("correlation_id".to_string(), Json::String(id)), ("correlation_display".to_string(), Json::String(format!("Salesforce {object}")))]);
                 writes.push(self.update(source.clone(), &back).await?);
                 Ok((record, None, writes))

@@ -301,3 +301,53 @@ impl Journal {
         Ok(db.query_row("SELECT COUNT(*) FROM events WHERE tenant = ?1 AND status = ?2", params![tenant, status], |r| r.get::<_, i64>(0))? as u64)
     }
 }
+
+/// An event that failed for good, waiting to be re-driven.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub tenant: String,
+    pub event_key: String,
+    pub record: RecordRef,
+    pub attempts: u32,
+    pub error: String,
+    pub received_at_ms: i64,
+}
+
+impl Journal {
+    /// Dead letters, oldest first; all tenants when `tenant` is None.
+    pub fn dead_letters(&self, tenant: Option<&str>) -> Result<Vec<DeadLetter>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare(
+            "SELECT id, tenant, event_key, system, object, record_id, attempts, COALESCE(last_error, ''), received_at_ms
+             FROM events WHERE status = 'dead' AND (?1 IS NULL OR tenant = ?1) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![tenant], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, u32>(6)?, r.get::<_, String>(7)?, r.get::<_, i64>(8)?))
+        })?;
+        rows.map(|r| {
+            let (id, tenant, event_key, system, object, record_id, attempts, error, received_at_ms) = r?;
+            Ok(DeadLetter { id, tenant, event_key, record: RecordRef { system: system.parse()?, object, id: record_id }, attempts, error, received_at_ms })
+        })
+        .collect()
+    }
+
+    /// Put dead letters back in the queue (all of them when `ids` is None). Returns how many.
+    /// Progress is kept, so actions that already happened are not repeated.
+    pub fn redrive(&self, ids: Option<&[i64]>) -> Result<usize> {
+        let db = self.db.lock().unwrap();
+        let changed = match ids {
+            None => db.execute("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE status = 'dead'", [])?,
+            Some(ids) => {
+                let mut n = 0;
+                for id in ids {
+                    let updated = db.execute("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE status = 'dead' AND id = ?1", params![id])?;
+                    anyhow::ensure!(updated == 1, "event {id} is not in the dead-letter queue (see `seam dlq list`)");
+                    n += updated;
+                }
+                n
+            }
+        };
+        Ok(changed)
+    }
+}
