@@ -205,3 +205,38 @@ async fn a_forbidden_write_is_dead_lettered_and_re_driven_once_fixed() {
     assert!(h.journal.redrive(Some(&[letters[0].id])).is_err(), "no longer a dead letter");
     h.sim.shutdown();
 }
+
+#[tokio::test]
+async fn catch_up_polling_recovers_notifications_that_never_arrived() {
+    use seam::engine::poller::Poller;
+    let h = harness("poll").await;
+    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone() };
+    let (sf, sn) = (&h.systems.salesforce, &h.systems.servicenow);
+
+    // Salesforce never announces this Case.
+    h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    let case = sf.create("Case", &obj(json!({ "Subject": "lost notification", "Priority": "Medium" }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.journal.count(TENANT).unwrap(), 0, "nothing arrived");
+    assert!(poller.poll_once().await.unwrap().new >= 1);
+    h.settle().await;
+    let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().expect("caught up").to_string();
+
+    // ServiceNow never announces the resolution.
+    h.sim.servicenow.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    sn.update("incident", &incident, &obj(json!({ "state": "2" }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "New", "not carried across yet");
+    let writes = h.writes();
+    poller.poll_once().await.unwrap();
+    h.settle().await;
+    assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Working");
+    assert_eq!(h.writes() - writes, 1, "one write for the missed change, none for what polling re-read");
+
+    // Nothing new: a second pass adds nothing to do.
+    let before = h.writes();
+    let again = poller.poll_once().await.unwrap();
+    h.settle().await;
+    assert_eq!(h.writes(), before, "{again:?}");
+    h.sim.shutdown();
+}

@@ -62,9 +62,18 @@ impl ServiceNow {
 
     /// Records matching an encoded query, plain values.
     pub async fn query(&self, table: &str, encoded: &str, limit: usize) -> Result<Vec<Map<String, Value>>> {
+        self.query_as(table, encoded, limit, "false").await
+    }
+
+    /// Records matching an encoded query, each field as `{"value", "display_value"}`.
+    pub async fn query_with_display(&self, table: &str, encoded: &str, limit: usize) -> Result<Vec<Map<String, Value>>> {
+        self.query_as(table, encoded, limit, "all").await
+    }
+
+    async fn query_as(&self, table: &str, encoded: &str, limit: usize, display: &str) -> Result<Vec<Map<String, Value>>> {
         let (url, c) = (self.url(table, None), &self.credentials);
         let limit = limit.to_string();
-        let params = [("sysparm_query", encoded), ("sysparm_limit", limit.as_str()), ("sysparm_exclude_reference_link", "true")];
+        let params = [("sysparm_query", encoded), ("sysparm_limit", limit.as_str()), ("sysparm_exclude_reference_link", "true"), ("sysparm_display_value", display)];
         let response = self.http.send(|client| client.get(&url).basic_auth(&c.username, Some(&c.password)).query(&params)).await?;
         let rows = self.result(response).await?;
         Ok(rows.as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect())

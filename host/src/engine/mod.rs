@@ -5,4 +5,5 @@
 pub mod apply;
 pub mod normalize;
 pub mod ownership;
+pub mod poller;
 pub mod processor;

@@ -351,3 +351,22 @@ impl Journal {
         Ok(changed)
     }
 }
+
+impl Journal {
+    /// How far catch-up polling has read a source (a timestamp in the source's own format).
+    pub fn watermark(&self, tenant: &str, source: &str) -> Result<Option<String>> {
+        let db = self.db.lock().unwrap();
+        db.execute("CREATE TABLE IF NOT EXISTS watermarks (tenant TEXT NOT NULL, source TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (tenant, source))", [])?;
+        Ok(db.query_row("SELECT value FROM watermarks WHERE tenant = ?1 AND source = ?2", params![tenant, source], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_watermark(&self, tenant: &str, source: &str, value: &str) -> Result<()> {
+        let db = self.db.lock().unwrap();
+        db.execute("CREATE TABLE IF NOT EXISTS watermarks (tenant TEXT NOT NULL, source TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (tenant, source))", [])?;
+        db.execute(
+            "INSERT INTO watermarks (tenant, source, value) VALUES (?1, ?2, ?3) ON CONFLICT (tenant, source) DO UPDATE SET value = excluded.value",
+            params![tenant, source, value],
+        )?;
+        Ok(())
+    }
+}
