@@ -14,6 +14,8 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Run the Salesforce, ServiceNow and Slack emulators on loopback until stopped.
     Sim(cli::sim::SimArgs),
+    /// Run the sync engine: intake, processor and catch-up poller (with --sim, on the emulators).
+    Serve(cli::serve::ServeArgs),
     /// The dead-letter queue: events that failed for good.
     Dlq(cli::dlq::DlqArgs),
     /// Work with rule packs (WebAssembly components).
@@ -36,6 +38,7 @@ fn main() -> std::process::ExitCode {
             Command::Plugin(cmd) => cli::plugin::run(cmd).await,
             Command::Sim(args) => cli::sim::run(args).await,
             Command::Dlq(args) => cli::dlq::run(args),
+            Command::Serve(args) => cli::serve::run(args).await,
         }
     });
     match result {

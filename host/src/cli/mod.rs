@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod dlq;
 pub mod plugin;
+pub mod serve;
 pub mod sim;
 
 use anyhow::{Context, Result};

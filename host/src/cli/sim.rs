@@ -105,7 +105,7 @@ pub fn print_banner(sim: &Sim) {
     println!("connection details: {}", sim.info_file.display());
 }
 
-async fn wait_for_stop() {
+pub async fn wait_for_stop() {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing the SIGTERM handler");

@@ -1,0 +1,224 @@
+//! `seam serve`: the engine as one process. Intake endpoints, and per
+//! tenant a processor working through the journal and a catch-up poller.
+//!
+//! Configuration is a JSON file (`--config`). With `--sim`, the emulators
+//! start in the same process and the configuration for one tenant, `demo`,
+//! is written for them (to `STATE/seam.json`, to read or copy).
+
+use crate::connectors::{salesforce, servicenow, slack, RetryPolicy};
+use crate::engine::apply::Systems;
+use crate::engine::ownership::Ownership;
+use crate::engine::poller::Poller;
+use crate::engine::processor::{Counters, Processor};
+use crate::intake::{self, Intake, TenantIntake};
+use crate::runtime::{Grants, Runtime, RuntimeConfig};
+use crate::sim::notify::NotifyTarget;
+use crate::sim::{credentials as cred, Sim, SimConfig};
+use crate::store::Journal;
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The configuration file (see `STATE/seam.json` written by `--sim` for its shape).
+    #[arg(long, required_unless_present = "sim")]
+    pub config: Option<PathBuf>,
+    /// Start the emulators too, and serve one tenant, `demo`, against them.
+    #[arg(long)]
+    pub sim: bool,
+    /// With --sim: where the emulators and the journal keep their state.
+    #[arg(long, default_value = ".seam")]
+    pub state: PathBuf,
+    /// With --sim: the pack the `demo` tenant runs.
+    #[arg(long, default_value = "target/wasm32-wasip2/plugin/case_incident.wasm")]
+    pub pack: PathBuf,
+    /// With --sim: fixed ports (intake, salesforce, servicenow, slack), so a restart comes back where it was.
+    #[arg(long, num_args = 4, value_names = ["INTAKE", "SALESFORCE", "SERVICENOW", "SLACK"])]
+    pub ports: Option<Vec<u16>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where intake listens, e.g. `127.0.0.1:8787`.
+    pub listen: String,
+    pub journal: PathBuf,
+    /// Seconds between catch-up polls.
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+    pub tenants: HashMap<String, TenantConfig>,
+}
+
+fn default_poll() -> u64 {
+    30
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub pack: PathBuf,
+    /// A CA certificate to trust besides the system's (the emulators' `ca.pem`).
+    #[serde(default)]
+    pub ca_pem: Option<PathBuf>,
+    pub salesforce: SalesforceConfig,
+    pub servicenow: ServiceNowConfig,
+    #[serde(default)]
+    pub slack: Option<SlackConfig>,
+    pub intake: IntakeConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SalesforceConfig {
+    pub login_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceNowConfig {
+    pub instance_url: String,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SlackConfig {
+    pub api_url: String,
+    pub token: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IntakeConfig {
+    pub salesforce_org_id: String,
+    pub salesforce_token: String,
+    pub salesforce_secret: String,
+    pub servicenow_secret: String,
+}
+
+async fn systems(t: &TenantConfig) -> Result<Systems> {
+    let ca = t.ca_pem.as_deref();
+    let policy = RetryPolicy::default();
+    let s = &t.salesforce;
+    let salesforce = salesforce::Salesforce::connect(
+        salesforce::Credentials { login_url: s.login_url.clone(), client_id: s.client_id.clone(), client_secret: s.client_secret.clone(), username: s.username.clone(), password: s.password.clone() },
+        ca,
+        policy.clone(),
+    )
+    .await
+    .with_context(|| format!("logging in to Salesforce at {}", s.login_url))?;
+    let n = &t.servicenow;
+    let servicenow = servicenow::ServiceNow::new(servicenow::Credentials { instance_url: n.instance_url.clone(), username: n.username.clone(), password: n.password.clone() }, ca, policy.clone())?;
+    let slack = t.slack.as_ref().map(|sl| slack::Slack::new(&sl.api_url, &sl.token, ca, policy.clone())).transpose()?;
+    Ok(Systems { salesforce, servicenow, slack })
+}
+
+/// Start the emulators and describe them as a one-tenant configuration.
+async fn sim_config(args: &ServeArgs) -> Result<(Sim, Config)> {
+    let ports = args.ports.clone().unwrap_or_else(|| vec![0, 0, 0, 0]);
+    // Intake's port must be known before the emulators are told where to push.
+    let intake_port = if ports[0] == 0 { std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port() } else { ports[0] };
+    let listen = format!("127.0.0.1:{intake_port}");
+    let intake_cfg = IntakeConfig {
+        salesforce_org_id: crate::sim::salesforce::ORG_ID.into(),
+        salesforce_token: "demo-outbound-token".into(),
+        salesforce_secret: "demo-salesforce-secret".into(),
+        servicenow_secret: "demo-servicenow-secret".into(),
+    };
+    let mut sim_config = SimConfig::new(args.state.join("sim"));
+    (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port) = (ports[1], ports[2], ports[3]);
+    sim_config.notify = vec![
+        ("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={}", intake_cfg.salesforce_token), secret: None, format: None }),
+        ("servicenow".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/servicenow"), secret: Some(intake_cfg.servicenow_secret.clone()), format: None }),
+    ];
+    let sim = Sim::start(sim_config).await?;
+    let tenant = TenantConfig {
+        pack: std::fs::canonicalize(&args.pack).unwrap_or_else(|_| args.pack.clone()),
+        ca_pem: Some(sim.ca_pem.clone()),
+        salesforce: SalesforceConfig {
+            login_url: sim.salesforce.base_url.clone(),
+            client_id: cred::SF_CLIENT_ID.into(),
+            client_secret: cred::SF_CLIENT_SECRET.into(),
+            username: cred::SF_USERNAME.into(),
+            password: format!("{}{}", cred::SF_PASSWORD, cred::SF_SECURITY_TOKEN),
+        },
+        servicenow: ServiceNowConfig { instance_url: sim.servicenow.base_url.clone(), username: cred::SN_USERNAME.into(), password: cred::SN_PASSWORD.into() },
+        slack: Some(SlackConfig { api_url: format!("{}/api/", sim.slack.base_url), token: cred::SLACK_TOKEN.into() }),
+        intake: intake_cfg,
+    };
+    let config = Config { listen, journal: args.state.join("journal.db"), poll_seconds: 5, tenants: HashMap::from([("demo".to_string(), tenant)]) };
+    std::fs::write(args.state.join("seam.json"), serde_json::to_string_pretty(&config)?)?;
+    Ok((sim, config))
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let (sim, config) = if args.sim {
+        let (sim, config) = sim_config(&args).await?;
+        super::sim::print_banner(&sim);
+        (Some(sim), config)
+    } else {
+        let path = args.config.as_ref().expect("clap requires --config without --sim");
+        (None, super::read_json::<Config>(path, "configuration")?)
+    };
+    let journal = Arc::new(Journal::open(&config.journal)?);
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+
+    let mut tenants = HashMap::new();
+    for (name, t) in &config.tenants {
+        let wasm = super::read_pack(&t.pack)?;
+        let plugin = Arc::new(runtime.load(&super::pack_name(&t.pack), "configured", &wasm, Grants::default()).await.with_context(|| format!("tenant {name}"))?);
+        let systems = Arc::new(systems(t).await.with_context(|| format!("tenant {name}"))?);
+        tenants.insert(
+            name.clone(),
+            TenantIntake {
+                salesforce_org_id: t.intake.salesforce_org_id.clone(),
+                salesforce_token: t.intake.salesforce_token.clone(),
+                salesforce_secret: t.intake.salesforce_secret.clone(),
+                servicenow_secret: t.intake.servicenow_secret.clone(),
+            },
+        );
+        let processor = Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: Ownership::default(), counters: Counters::default() };
+        tokio::spawn(async move {
+            loop {
+                match processor.process_next().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Err(e) => {
+                        tracing::error!(tenant = %processor.tenant, "the journal failed: {e:#}; retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        let poller = Poller { tenant: name.clone(), journal: journal.clone(), systems };
+        let every = Duration::from_secs(config.poll_seconds.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match poller.poll_once().await {
+                    Ok(p) if p.new > 0 => tracing::info!(tenant = %poller.tenant, "catch-up poll found {} change(s) no notification announced", p.new),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(tenant = %poller.tenant, "catch-up poll failed: {e:#}"),
+                }
+            }
+        });
+    }
+
+    let intake = Arc::new(Intake { journal, tenants });
+    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding intake to {}", config.listen))?;
+    println!("intake listening on http://{} for tenant(s) {}", config.listen, config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
+    if args.sim {
+        println!("configuration written to {}", args.state.join("seam.json").display());
+    }
+    axum::serve(listener, intake::router(intake, intake::DEFAULT_MAX_BODY)).with_graceful_shutdown(super::sim::wait_for_stop()).await?;
+    if let Some(sim) = sim {
+        sim.shutdown();
+    }
+    Ok(())
+}
