@@ -24,13 +24,16 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The demo narrates from the audit trail; the engine's own log would drown it.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info,cranelift=warn,wasmtime=warn",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEAM_LOG").unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SEAM_LOG").unwrap_or_else(|_| default_filter.into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("starting the async runtime");
     let result = runtime.block_on(async {
         match cli.command {

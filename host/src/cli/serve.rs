@@ -119,9 +119,9 @@ async fn systems(t: &TenantConfig) -> Result<Systems> {
     Ok(Systems { salesforce, servicenow, slack })
 }
 
-/// Start the emulators and describe them as a one-tenant configuration.
-async fn sim_config(args: &ServeArgs) -> Result<(Sim, Config)> {
-    let ports = args.ports.clone().unwrap_or_else(|| vec![0, 0, 0, 0]);
+/// Start the emulators and describe them as a one-tenant configuration, `demo`.
+pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, ports: Option<&[u16]>) -> Result<(Sim, Config)> {
+    let ports = ports.map(<[u16]>::to_vec).unwrap_or_else(|| vec![0, 0, 0, 0]);
     // Intake's port must be known before the emulators are told where to push.
     let intake_port = if ports[0] == 0 { std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port() } else { ports[0] };
     let listen = format!("127.0.0.1:{intake_port}");
@@ -131,7 +131,7 @@ async fn sim_config(args: &ServeArgs) -> Result<(Sim, Config)> {
         salesforce_secret: "demo-salesforce-secret".into(),
         servicenow_secret: "demo-servicenow-secret".into(),
     };
-    let mut sim_config = SimConfig::new(args.state.join("sim"));
+    let mut sim_config = SimConfig::new(state.join("sim"));
     (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port) = (ports[1], ports[2], ports[3]);
     sim_config.notify = vec![
         ("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={}", intake_cfg.salesforce_token), secret: None, format: None }),
@@ -139,7 +139,7 @@ async fn sim_config(args: &ServeArgs) -> Result<(Sim, Config)> {
     ];
     let sim = Sim::start(sim_config).await?;
     let tenant = TenantConfig {
-        pack: std::fs::canonicalize(&args.pack).unwrap_or_else(|_| args.pack.clone()),
+        pack: std::fs::canonicalize(pack).unwrap_or_else(|_| pack.to_path_buf()),
         ca_pem: Some(sim.ca_pem.clone()),
         salesforce: SalesforceConfig {
             login_url: sim.salesforce.base_url.clone(),
@@ -152,24 +152,24 @@ async fn sim_config(args: &ServeArgs) -> Result<(Sim, Config)> {
         slack: Some(SlackConfig { api_url: format!("{}/api/", sim.slack.base_url), token: cred::SLACK_TOKEN.into() }),
         intake: intake_cfg,
     };
-    let config = Config { listen, journal: args.state.join("journal.db"), poll_seconds: 5, tenants: HashMap::from([("demo".to_string(), tenant)]) };
-    std::fs::write(args.state.join("seam.json"), serde_json::to_string_pretty(&config)?)?;
+    let config = Config { listen, journal: state.join("journal.db"), poll_seconds: 5, tenants: HashMap::from([("demo".to_string(), tenant)]) };
+    std::fs::write(state.join("seam.json"), serde_json::to_string_pretty(&config)?)?;
     Ok((sim, config))
 }
 
-pub async fn run(args: ServeArgs) -> Result<()> {
-    let (sim, config) = if args.sim {
-        let (sim, config) = sim_config(&args).await?;
-        super::sim::print_banner(&sim);
-        (Some(sim), config)
-    } else {
-        let path = args.config.as_ref().expect("clap requires --config without --sim");
-        (None, super::read_json::<Config>(path, "configuration")?)
-    };
+/// The running engine: per tenant a processor and a poller, and the intake server.
+pub struct Engine {
+    pub journal: Arc<Journal>,
+    pub processors: HashMap<String, Arc<Processor>>,
+    pub listen: String,
+}
+
+/// Load every tenant's pack and connections, then start the processors, pollers and intake.
+pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<Engine> {
     let journal = Arc::new(Journal::open(&config.journal)?);
     let runtime = Runtime::new(RuntimeConfig::default())?;
-
     let mut tenants = HashMap::new();
+    let mut processors = HashMap::new();
     for (name, t) in &config.tenants {
         let wasm = super::read_pack(&t.pack)?;
         let plugin = Arc::new(runtime.load(&super::pack_name(&t.pack), "configured", &wasm, Grants::default()).await.with_context(|| format!("tenant {name}"))?);
@@ -183,7 +183,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 servicenow_secret: t.intake.servicenow_secret.clone(),
             },
         );
-        let processor = Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: Ownership::default(), counters: Counters::default() };
+        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: Ownership::default(), counters: Counters::default() });
+        processors.insert(name.clone(), processor.clone());
         tokio::spawn(async move {
             loop {
                 match processor.process_next().await {
@@ -209,14 +210,36 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             }
         });
     }
-
-    let intake = Arc::new(Intake { journal, tenants });
+    let intake = Arc::new(Intake { journal: journal.clone(), tenants });
     let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding intake to {}", config.listen))?;
-    println!("intake listening on http://{} for tenant(s) {}", config.listen, config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, intake::router(intake, intake::DEFAULT_MAX_BODY)).with_graceful_shutdown(shutdown).await {
+            tracing::error!("intake stopped: {e}");
+        }
+    });
+    Ok(Engine { journal, processors, listen: config.listen.clone() })
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let (sim, config) = if args.sim {
+        let (sim, config) = sim_config(&args.state, &args.pack, args.ports.as_deref()).await?;
+        super::sim::print_banner(&sim);
+        (Some(sim), config)
+    } else {
+        let path = args.config.as_ref().expect("clap requires --config without --sim");
+        (None, super::read_json::<Config>(path, "configuration")?)
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = start_engine(&config, async move {
+        let _ = stop_rx.await;
+    })
+    .await?;
+    println!("intake listening on http://{} for tenant(s) {}", engine.listen, config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
     if args.sim {
         println!("configuration written to {}", args.state.join("seam.json").display());
     }
-    axum::serve(listener, intake::router(intake, intake::DEFAULT_MAX_BODY)).with_graceful_shutdown(super::sim::wait_for_stop()).await?;
+    super::sim::wait_for_stop().await;
+    let _ = stop_tx.send(());
     if let Some(sim) = sim {
         sim.shutdown();
     }

@@ -370,3 +370,28 @@ impl Journal {
         Ok(())
     }
 }
+
+impl Journal {
+    /// Audit rows written after row `after`, oldest first: (row id, record, field, entry).
+    pub fn audit_after(&self, tenant: &str, after: i64) -> Result<Vec<(i64, RecordRef, String, AuditEntry)>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare(
+            "SELECT id, system, object, record_id, field, event_key, plugin, old_value, new_value, reason FROM audit WHERE tenant = ?1 AND id > ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![tenant, after], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                (r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                r.get::<_, String>(4)?,
+                (r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, Option<String>>(7)?, r.get::<_, String>(8)?, r.get::<_, String>(9)?),
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, (system, object, record_id), field, (event_key, plugin, old, new, reason)) = row?;
+            let record = RecordRef { system: system.parse()?, object, id: record_id };
+            let entry = AuditEntry { event_key, plugin, old: old.and_then(|o| serde_json::from_str(&o).ok()), new: serde_json::from_str(&new).unwrap_or(Value::Null), reason };
+            Ok((id, record, field, entry))
+        })
+        .collect()
+    }
+}
