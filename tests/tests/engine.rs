@@ -5,20 +5,16 @@ use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
 use seam::engine::ownership::Ownership;
 use seam::engine::processor::{Counters, Processor};
-use seam::intake::{self, Intake, TenantIntake};
 use seam::model::{RecordRef, System, Value};
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
-use seam::sim::notify::NotifyTarget;
-use seam::sim::{salesforce::ORG_ID, Sim, SimConfig};
+use seam::sim::Sim;
 use seam::store::Journal;
-use seam_tests::{pack_bytes, CASE_INCIDENT};
+use seam_tests::{pack_bytes, rig, Rig, CASE_INCIDENT, TENANT};
 use serde_json::{json, Map};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TENANT: &str = "acme";
 
 fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
     v.as_object().cloned().unwrap()
@@ -36,20 +32,7 @@ async fn harness(name: &str) -> Harness {
 }
 
 async fn harness_with(name: &str, ownership: Ownership) -> Harness {
-    let dir = std::env::temp_dir().join(format!("seam-engine-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
-    let tenant = TenantIntake { salesforce_org_id: ORG_ID.into(), salesforce_token: "t".into(), salesforce_secret: "s".into(), servicenow_secret: "n".into() };
-    let intake = Arc::new(Intake { journal: journal.clone(), tenants: HashMap::from([(TENANT.to_string(), tenant)]) });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, intake::router(intake, 1 << 20)).await.unwrap() });
-    let mut config = SimConfig::new(dir.join("sim"));
-    config.notify = vec![
-        ("salesforce".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/salesforce/outbound?token=t"), secret: None, format: None }),
-        ("servicenow".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/servicenow"), secret: Some("n".into()), format: None }),
-    ];
-    let sim = Sim::start(config).await.unwrap();
+    let Rig { sim, journal, .. } = rig(&format!("engine-{name}"), 1 << 20).await;
     let systems = Arc::new(sim.systems(RetryPolicy { attempts: 4, base: Duration::from_millis(20), max: Duration::from_millis(200) }).await.unwrap());
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let plugin = Arc::new(runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap());

@@ -2,49 +2,21 @@
 //! authenticated, journaled once, and acknowledged only once stored.
 
 use seam::connectors::RetryPolicy;
-use seam::intake::{self, Intake, TenantIntake};
 use seam::model::{ChangeKind, Value};
 use seam::sim::notify::{Format, NotifyTarget};
-use seam::sim::{salesforce::ORG_ID, Sim, SimConfig};
 use seam::store::Journal;
+use seam_tests::{rig, Rig, SF_SECRET, SN_SECRET, TENANT};
 use serde_json::{json, Map};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TENANT: &str = "acme";
 
 fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
     v.as_object().cloned().unwrap()
 }
 
-struct Setup {
-    sim: Sim,
-    journal: Arc<Journal>,
-    base: String,
-}
-
-async fn setup(name: &str) -> Setup {
-    let dir = std::env::temp_dir().join(format!("seam-intake-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
-    let tenant = TenantIntake {
-        salesforce_org_id: ORG_ID.into(),
-        salesforce_token: "om-token".into(),
-        salesforce_secret: "sf-secret".into(),
-        servicenow_secret: "sn-secret".into(),
-    };
-    let intake = Arc::new(Intake { journal: journal.clone(), tenants: HashMap::from([(TENANT.to_string(), tenant)]) });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, intake::router(intake, 64 * 1024)).await.unwrap() });
-
-    let mut config = SimConfig::new(dir.join("sim"));
-    config.notify = vec![
-        ("salesforce".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/salesforce/outbound?token=om-token"), secret: None, format: None }),
-        ("servicenow".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/servicenow"), secret: Some("sn-secret".into()), format: None }),
-    ];
-    Setup { sim: Sim::start(config).await.unwrap(), journal, base }
+async fn setup(name: &str) -> Rig {
+    rig(&format!("intake-{name}"), 64 * 1024).await
 }
 
 async fn wait_for(journal: &Journal, n: u64) {
@@ -105,7 +77,7 @@ async fn notifications_from_both_systems_are_journaled_and_acknowledged() {
 #[tokio::test]
 async fn salesforce_change_events_are_journaled_per_record() {
     let s = setup("events").await;
-    let target = NotifyTarget { url: format!("{}/intake/{TENANT}/salesforce/events", s.base), secret: Some("sf-secret".into()), format: Some(Format::Json) };
+    let target = NotifyTarget { url: format!("{}/intake/{TENANT}/salesforce/events", s.base), secret: Some(SF_SECRET.into()), format: Some(Format::Json) };
     s.sim.salesforce.notifier.as_ref().unwrap().set_target(Some(&target)).unwrap();
     let systems = s.sim.systems(RetryPolicy::default()).await.unwrap();
     let case = systems.salesforce.create("Case", &obj(json!({ "Subject": "events" }))).await.unwrap();
@@ -132,7 +104,7 @@ async fn a_redelivered_notification_is_stored_once() {
     })
     .to_string();
     for expected in [json!({ "accepted": 1, "duplicates": 0 }), json!({ "accepted": 0, "duplicates": 1 })] {
-        let r = client.post(&url).header("X-Seam-Signature", sign("sn-secret", body.as_bytes())).body(body.clone()).send().await.unwrap();
+        let r = client.post(&url).header("X-Seam-Signature", sign(SN_SECRET, body.as_bytes())).body(body.clone()).send().await.unwrap();
         assert_eq!(r.status(), 202);
         assert_eq!(r.json::<serde_json::Value>().await.unwrap(), expected);
     }
@@ -160,17 +132,17 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
     let cases = [
         ("unsigned", post(sn.clone(), good.clone(), None).await, 401, "unsigned"),
         ("wrong key", post(sn.clone(), good.clone(), Some(sign("guess", good.as_bytes()))).await, 401, "does not match"),
-        ("tampered", post(sn.clone(), good.replace("insert", "delete"), Some(sign("sn-secret", good.as_bytes()))).await, 401, "does not match"),
-        ("not JSON", post(sn.clone(), "{oops".into(), Some(sign("sn-secret", b"{oops"))).await, 400, "not JSON"),
+        ("tampered", post(sn.clone(), good.replace("insert", "delete"), Some(sign(SN_SECRET, good.as_bytes()))).await, 401, "does not match"),
+        ("not JSON", post(sn.clone(), "{oops".into(), Some(sign(SN_SECRET, b"{oops"))).await, 400, "not JSON"),
         ("bad operation", {
             let b = good.replace("insert", "merge");
-            post(sn.clone(), b.clone(), Some(sign("sn-secret", b.as_bytes()))).await
+            post(sn.clone(), b.clone(), Some(sign(SN_SECRET, b.as_bytes()))).await
         }, 400, "unknown operation"),
         ("oversized", {
             let b = "x".repeat(100 * 1024);
-            post(sn.clone(), b.clone(), Some(sign("sn-secret", b.as_bytes()))).await
+            post(sn.clone(), b.clone(), Some(sign(SN_SECRET, b.as_bytes()))).await
         }, 413, ""),
-        ("unknown tenant", post(format!("{}/intake/nobody/servicenow", s.base), good.clone(), Some(sign("sn-secret", good.as_bytes()))).await, 404, "no tenant"),
+        ("unknown tenant", post(format!("{}/intake/nobody/servicenow", s.base), good.clone(), Some(sign(SN_SECRET, good.as_bytes()))).await, 404, "no tenant"),
         ("SOAP without token", post(format!("{}/intake/{TENANT}/salesforce/outbound", s.base), "<x/>".into(), None).await, 401, "token"),
         ("SOAP garbage", post(format!("{}/intake/{TENANT}/salesforce/outbound?token=om-token", s.base), "<x>".into(), None).await, 400, ""),
         ("SOAP from another org", {
