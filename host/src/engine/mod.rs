@@ -1,6 +1,9 @@
-//! The sync engine: turns changes into pack calls and pack actions into
-//! writes. (Intake, journal, dispatcher, shadow and outbox arrive with the
-//! engine issue; what is here is shared by all of them.)
+//! The sync engine: from journaled changes to writes in the other system.
+//!
+//! `processor` works through the journal (echo filter, ownership gate, pack,
+//! action check, apply); `apply` carries actions into the systems; `normalize`
+//! turns the systems' records into changes; `ownership` says who owns which
+//! field; `poller` catches up on notifications that never arrived.
 
 pub mod apply;
 pub mod normalize;
