@@ -70,6 +70,10 @@ impl Journal {
                  system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
                  field TEXT NOT NULL, old_value TEXT, new_value TEXT, reason TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS audit_by_record ON audit (tenant, system, object, record_id, field, id);
+             -- How far catch-up polling has read each source.
+             CREATE TABLE IF NOT EXISTS watermarks (
+                 tenant TEXT NOT NULL, source TEXT NOT NULL, value TEXT NOT NULL,
+                 PRIMARY KEY (tenant, source));
              CREATE INDEX IF NOT EXISTS events_by_record ON events (tenant, system, object, record_id, id);
              CREATE INDEX IF NOT EXISTS events_pending ON events (status, id);",
         )
@@ -356,13 +360,11 @@ impl Journal {
     /// How far catch-up polling has read a source (a timestamp in the source's own format).
     pub fn watermark(&self, tenant: &str, source: &str) -> Result<Option<String>> {
         let db = self.db.lock().unwrap();
-        db.execute("CREATE TABLE IF NOT EXISTS watermarks (tenant TEXT NOT NULL, source TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (tenant, source))", [])?;
         Ok(db.query_row("SELECT value FROM watermarks WHERE tenant = ?1 AND source = ?2", params![tenant, source], |r| r.get(0)).optional()?)
     }
 
     pub fn set_watermark(&self, tenant: &str, source: &str, value: &str) -> Result<()> {
         let db = self.db.lock().unwrap();
-        db.execute("CREATE TABLE IF NOT EXISTS watermarks (tenant TEXT NOT NULL, source TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (tenant, source))", [])?;
         db.execute(
             "INSERT INTO watermarks (tenant, source, value) VALUES (?1, ?2, ?3) ON CONFLICT (tenant, source) DO UPDATE SET value = excluded.value",
             params![tenant, source, value],
