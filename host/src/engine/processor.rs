@@ -136,7 +136,6 @@ impl Processor {
         let mut reverted = 0;
         let restorable: Map<String, Json> = violations
             .iter()
-            .filter(|f| !f.name.ends_with(".display"))
             .filter_map(|f| shadow.get(&f.name).map(|v| (f.name.clone(), normalize::json(v))))
             .collect();
         if !restorable.is_empty() && progress == 0 {
