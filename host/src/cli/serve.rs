@@ -13,7 +13,7 @@ use crate::engine::processor::{Counters, Processor};
 use crate::intake::{self, Intake, TenantIntake};
 use crate::runtime::{Grants, Runtime, RuntimeConfig};
 use crate::sim::notify::NotifyTarget;
-use crate::sim::{credentials as cred, Sim, SimConfig};
+use crate::sim::{Sim, SimConfig};
 use crate::store::Journal;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -65,58 +65,17 @@ pub struct TenantConfig {
     /// A CA certificate to trust besides the system's (the emulators' `ca.pem`).
     #[serde(default)]
     pub ca_pem: Option<PathBuf>,
-    pub salesforce: SalesforceConfig,
-    pub servicenow: ServiceNowConfig,
+    pub salesforce: salesforce::Credentials,
+    pub servicenow: servicenow::Credentials,
     #[serde(default)]
-    pub slack: Option<SlackConfig>,
-    pub intake: IntakeConfig,
+    pub slack: Option<slack::Credentials>,
+    pub intake: TenantIntake,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SalesforceConfig {
-    pub login_url: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ServiceNowConfig {
-    pub instance_url: String,
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SlackConfig {
-    pub api_url: String,
-    pub token: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct IntakeConfig {
-    pub salesforce_org_id: String,
-    pub salesforce_token: String,
-    pub salesforce_secret: String,
-    pub servicenow_secret: String,
-}
-
-async fn systems(t: &TenantConfig) -> Result<Systems> {
-    let ca = t.ca_pem.as_deref();
-    let policy = RetryPolicy::default();
-    let s = &t.salesforce;
-    let salesforce = salesforce::Salesforce::connect(
-        salesforce::Credentials { login_url: s.login_url.clone(), client_id: s.client_id.clone(), client_secret: s.client_secret.clone(), username: s.username.clone(), password: s.password.clone() },
-        ca,
-        policy.clone(),
-    )
-    .await
-    .with_context(|| format!("logging in to Salesforce at {}", s.login_url))?;
-    let n = &t.servicenow;
-    let servicenow = servicenow::ServiceNow::new(servicenow::Credentials { instance_url: n.instance_url.clone(), username: n.username.clone(), password: n.password.clone() }, ca, policy.clone())?;
-    let slack = t.slack.as_ref().map(|sl| slack::Slack::new(&sl.api_url, &sl.token, ca, policy.clone())).transpose()?;
-    Ok(Systems { salesforce, servicenow, slack })
+impl TenantConfig {
+    async fn connect(&self) -> Result<Systems> {
+        Systems::connect(&self.salesforce, &self.servicenow, self.slack.as_ref(), self.ca_pem.as_deref(), RetryPolicy::default()).await
+    }
 }
 
 /// Start the emulators and describe them as a one-tenant configuration, `demo`.
@@ -125,7 +84,7 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, ports: 
     // Intake's port must be known before the emulators are told where to push.
     let intake_port = if ports[0] == 0 { std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port() } else { ports[0] };
     let listen = format!("127.0.0.1:{intake_port}");
-    let intake_cfg = IntakeConfig {
+    let intake_cfg = TenantIntake {
         salesforce_org_id: crate::sim::salesforce::ORG_ID.into(),
         salesforce_token: "demo-outbound-token".into(),
         salesforce_secret: "demo-salesforce-secret".into(),
@@ -141,15 +100,9 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, ports: 
     let tenant = TenantConfig {
         pack: std::fs::canonicalize(pack).unwrap_or_else(|_| pack.to_path_buf()),
         ca_pem: Some(sim.ca_pem.clone()),
-        salesforce: SalesforceConfig {
-            login_url: sim.salesforce.base_url.clone(),
-            client_id: cred::SF_CLIENT_ID.into(),
-            client_secret: cred::SF_CLIENT_SECRET.into(),
-            username: cred::SF_USERNAME.into(),
-            password: format!("{}{}", cred::SF_PASSWORD, cred::SF_SECURITY_TOKEN),
-        },
-        servicenow: ServiceNowConfig { instance_url: sim.servicenow.base_url.clone(), username: cred::SN_USERNAME.into(), password: cred::SN_PASSWORD.into() },
-        slack: Some(SlackConfig { api_url: format!("{}/api/", sim.slack.base_url), token: cred::SLACK_TOKEN.into() }),
+        salesforce: sim.salesforce_credentials(),
+        servicenow: sim.servicenow_credentials(),
+        slack: Some(sim.slack_credentials()),
         intake: intake_cfg,
     };
     let config = Config { listen, journal: state.join("journal.db"), poll_seconds: 5, tenants: HashMap::from([("demo".to_string(), tenant)]) };
@@ -173,16 +126,8 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
     for (name, t) in &config.tenants {
         let wasm = super::read_pack(&t.pack)?;
         let plugin = Arc::new(runtime.load(&super::pack_name(&t.pack), "configured", &wasm, Grants::default()).await.with_context(|| format!("tenant {name}"))?);
-        let systems = Arc::new(systems(t).await.with_context(|| format!("tenant {name}"))?);
-        tenants.insert(
-            name.clone(),
-            TenantIntake {
-                salesforce_org_id: t.intake.salesforce_org_id.clone(),
-                salesforce_token: t.intake.salesforce_token.clone(),
-                salesforce_secret: t.intake.salesforce_secret.clone(),
-                servicenow_secret: t.intake.servicenow_secret.clone(),
-            },
-        );
+        let systems = Arc::new(t.connect().await.with_context(|| format!("tenant {name}"))?);
+        tenants.insert(name.clone(), t.intake.clone());
         let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: Ownership::default(), counters: Counters::default() });
         processors.insert(name.clone(), processor.clone());
         tokio::spawn(async move {

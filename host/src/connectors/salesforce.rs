@@ -7,7 +7,7 @@ use std::sync::RwLock;
 
 pub const API_VERSION: &str = "59.0";
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Credentials {
     pub login_url: String,
     pub client_id: String,

@@ -4,7 +4,7 @@ use super::{Http, Result, RetryPolicy};
 use serde_json::{Map, Value};
 use std::path::Path;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Credentials {
     pub instance_url: String,
     pub username: String,

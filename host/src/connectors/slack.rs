@@ -4,6 +4,14 @@ use super::{ConnectorError, Http, Result, RetryPolicy};
 use serde_json::{json, Value};
 use std::path::Path;
 
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Credentials {
+    /// Ends in `/api/`, as slack-sdk's `base_url` does.
+    pub api_url: String,
+    /// A bot token, `xoxb-…`.
+    pub token: String,
+}
+
 pub struct Slack {
     http: Http,
     base_url: String,
@@ -11,9 +19,12 @@ pub struct Slack {
 }
 
 impl Slack {
-    /// `base_url` ends in `/api/`, as slack-sdk's does.
-    pub fn new(base_url: &str, token: &str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
-        Ok(Slack { http: Http::new("slack", ca_pem, policy)?, base_url: format!("{}/", base_url.trim_end_matches('/')), token: token.to_string() })
+    pub fn new(credentials: &Credentials, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
+        Ok(Slack {
+            http: Http::new("slack", ca_pem, policy)?,
+            base_url: format!("{}/", credentials.api_url.trim_end_matches('/')),
+            token: credentials.token.clone(),
+        })
     }
 
     pub fn http(&self) -> &Http {

@@ -6,10 +6,10 @@
 //! (Account.External_Id__c ⇄ core_company.u_sf_external_id), never a name.
 
 use super::normalize::{self, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD};
-use crate::connectors::salesforce::Salesforce;
-use crate::connectors::servicenow::ServiceNow;
-use crate::connectors::slack::Slack;
-use crate::connectors::ConnectorError;
+use crate::connectors::salesforce::{self, Salesforce};
+use crate::connectors::servicenow::{self, ServiceNow};
+use crate::connectors::slack::{self, Slack};
+use crate::connectors::{ConnectorError, RetryPolicy};
 use crate::model::{Action, Change, Field, JournalKind, RecordRef, System, Target, Value};
 use serde_json::{Map, Value as Json};
 
@@ -74,6 +74,21 @@ struct Context<'a> {
 }
 
 impl Systems {
+    /// Log in where needed and build the connections for one tenant.
+    pub async fn connect(
+        salesforce: &salesforce::Credentials,
+        servicenow: &servicenow::Credentials,
+        slack: Option<&slack::Credentials>,
+        ca_pem: Option<&std::path::Path>,
+        policy: RetryPolicy,
+    ) -> anyhow::Result<Systems> {
+        use anyhow::Context;
+        let sf = Salesforce::connect(salesforce.clone(), ca_pem, policy.clone()).await.with_context(|| format!("logging in to Salesforce at {}", salesforce.login_url))?;
+        let sn = ServiceNow::new(servicenow.clone(), ca_pem, policy.clone())?;
+        let slack = slack.map(|c| Slack::new(c, ca_pem, policy)).transpose()?;
+        Ok(Systems { salesforce: sf, servicenow: sn, slack })
+    }
+
     /// A link a person can open.
     pub fn url(&self, record: &RecordRef) -> String {
         match record.system {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 pub const DEFAULT_MAX_BODY: usize = 4 << 20;
 
 /// What one tenant's notifications must prove.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TenantIntake {
     /// The Salesforce org whose Outbound Messages are accepted.
     pub salesforce_org_id: String,

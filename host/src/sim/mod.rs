@@ -210,31 +210,38 @@ impl Sim {
         })
     }
 
+    /// How a tenant's connectors reach the Salesforce emulator.
+    pub fn salesforce_credentials(&self) -> crate::connectors::salesforce::Credentials {
+        use credentials::*;
+        crate::connectors::salesforce::Credentials {
+            login_url: self.salesforce.base_url.clone(),
+            client_id: SF_CLIENT_ID.into(),
+            client_secret: SF_CLIENT_SECRET.into(),
+            username: SF_USERNAME.into(),
+            password: format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}"),
+        }
+    }
+
+    pub fn servicenow_credentials(&self) -> crate::connectors::servicenow::Credentials {
+        use credentials::*;
+        crate::connectors::servicenow::Credentials { instance_url: self.servicenow.base_url.clone(), username: SN_USERNAME.into(), password: SN_PASSWORD.into() }
+    }
+
+    pub fn slack_credentials(&self) -> crate::connectors::slack::Credentials {
+        crate::connectors::slack::Credentials { api_url: format!("{}/api/", self.slack.base_url), token: credentials::SLACK_TOKEN.into() }
+    }
+
     /// Connectors to the emulators, configured the way a tenant's would be.
     pub async fn systems(&self, policy: crate::connectors::RetryPolicy) -> Result<crate::engine::apply::Systems> {
-        use crate::connectors::{salesforce, servicenow, slack};
-        use credentials::*;
-        let ca = Some(self.ca_pem.as_path());
-        let salesforce = salesforce::Salesforce::connect(
-            salesforce::Credentials {
-                login_url: self.salesforce.base_url.clone(),
-                client_id: SF_CLIENT_ID.into(),
-                client_secret: SF_CLIENT_SECRET.into(),
-                username: SF_USERNAME.into(),
-                password: format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}"),
-            },
-            ca,
-            policy.clone(),
+        crate::engine::apply::Systems::connect(
+            &self.salesforce_credentials(),
+            &self.servicenow_credentials(),
+            Some(&self.slack_credentials()),
+            Some(&self.ca_pem),
+            policy,
         )
         .await
-        .context("logging in to the Salesforce emulator")?;
-        let servicenow = servicenow::ServiceNow::new(
-            servicenow::Credentials { instance_url: self.servicenow.base_url.clone(), username: SN_USERNAME.into(), password: SN_PASSWORD.into() },
-            ca,
-            policy.clone(),
-        )?;
-        let slack = slack::Slack::new(&format!("{}/api/", self.slack.base_url), SLACK_TOKEN, ca, policy)?;
-        Ok(crate::engine::apply::Systems { salesforce, servicenow, slack: Some(slack) })
+        .context("connecting to the emulators")
     }
 
     pub fn shutdown(&self) {
