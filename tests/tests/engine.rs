@@ -4,6 +4,7 @@
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
 use seam::engine::ownership::Ownership;
+use seam::engine::dispatcher::Dispatcher;
 use seam::engine::processor::{Counters, Processor};
 use seam::model::{RecordRef, System, Value};
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
@@ -23,7 +24,7 @@ fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
 struct Harness {
     sim: Sim,
     journal: Arc<Journal>,
-    processor: Processor,
+    processor: Arc<Processor>,
     systems: Arc<Systems>,
 }
 
@@ -36,7 +37,7 @@ async fn harness_with(name: &str, ownership: Ownership) -> Harness {
     let systems = Arc::new(sim.systems(RetryPolicy { attempts: 4, base: Duration::from_millis(20), max: Duration::from_millis(200) }).await.unwrap());
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let plugin = Arc::new(runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap());
-    let processor = Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), plugin, ownership, counters: Counters::default() };
+    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), plugin, ownership, counters: Counters::default() });
     Harness { sim, journal, processor, systems }
 }
 
@@ -48,7 +49,7 @@ impl Harness {
         let mut last = (u64::MAX, u64::MAX);
         loop {
             assert!(started.elapsed() < Duration::from_secs(20), "the engine did not settle");
-            self.processor.drain().await.unwrap();
+            Dispatcher::new(self.processor.clone(), 16).drain().await.unwrap();
             // Undelivered notifications, and journal events waiting for a retry.
             let pending = self.sim.salesforce.notifier.as_ref().unwrap().stats().pending
                 + self.sim.servicenow.notifier.as_ref().unwrap().stats().pending
@@ -173,16 +174,16 @@ async fn a_forbidden_write_is_dead_lettered_and_re_driven_once_fixed() {
     assert!(sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].is_null(), "nothing was written");
 
     // Fix the configuration, re-drive: the same event goes through.
-    let fixed = Processor {
+    let fixed = Arc::new(Processor {
         tenant: TENANT.into(),
         journal: h.journal.clone(),
         systems: h.systems.clone(),
         plugin: h.processor.plugin.clone(),
         ownership: Ownership::default(),
         counters: Counters::default(),
-    };
+    });
     assert_eq!(h.journal.redrive(None).unwrap(), 1);
-    fixed.drain().await.unwrap();
+    Dispatcher::new(fixed, 1).drain().await.unwrap();
     assert!(sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].is_string());
     assert!(h.journal.dead_letters(Some(TENANT)).unwrap().is_empty());
     assert!(h.journal.redrive(Some(&[letters[0].id])).is_err(), "no longer a dead letter");

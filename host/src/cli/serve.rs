@@ -7,6 +7,7 @@
 
 use crate::connectors::{salesforce, servicenow, slack, RetryPolicy};
 use crate::engine::apply::Systems;
+use crate::engine::dispatcher::Dispatcher;
 use crate::engine::ownership::Ownership;
 use crate::engine::poller::Poller;
 use crate::engine::processor::{Counters, Processor};
@@ -51,11 +52,18 @@ pub struct Config {
     /// Seconds between catch-up polls.
     #[serde(default = "default_poll")]
     pub poll_seconds: u64,
+    /// Events processed at once per tenant (each record's events stay in order).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
     pub tenants: HashMap<String, TenantConfig>,
 }
 
 fn default_poll() -> u64 {
     30
+}
+
+fn default_concurrency() -> usize {
+    64
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -105,7 +113,7 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, ports: 
         slack: Some(sim.slack_credentials()),
         intake: intake_cfg,
     };
-    let config = Config { listen, journal: state.join("journal.db"), poll_seconds: 5, tenants: HashMap::from([("demo".to_string(), tenant)]) };
+    let config = Config { listen, journal: state.join("journal.db"), poll_seconds: 5, concurrency: default_concurrency(), tenants: HashMap::from([("demo".to_string(), tenant)]) };
     std::fs::write(state.join("seam.json"), serde_json::to_string_pretty(&config)?)?;
     Ok((sim, config))
 }
@@ -130,18 +138,8 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         tenants.insert(name.clone(), t.intake.clone());
         let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: Ownership::default(), counters: Counters::default() });
         processors.insert(name.clone(), processor.clone());
-        tokio::spawn(async move {
-            loop {
-                match processor.process_next().await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
-                    Err(e) => {
-                        tracing::error!(tenant = %processor.tenant, "the journal failed: {e:#}; retrying in 1 s");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        });
+        let dispatcher = Dispatcher::new(processor, config.concurrency);
+        tokio::spawn(async move { dispatcher.run_forever().await });
         let poller = Poller { tenant: name.clone(), journal: journal.clone(), systems };
         let every = Duration::from_secs(config.poll_seconds.max(1));
         tokio::spawn(async move {

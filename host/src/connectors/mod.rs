@@ -6,6 +6,7 @@
 //! errors) with exponential backoff and jitter, honouring `Retry-After`, and
 //! reports the rest as permanent with the system's own error text.
 
+pub mod batch;
 pub mod salesforce;
 pub mod servicenow;
 pub mod slack;
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ConnectorError {
     /// Still failing after every retry; trying again later may work.
     #[error("{system} unavailable after {attempts} attempts: {message}")]

@@ -1,11 +1,13 @@
 //! The sync engine: from journaled changes to writes in the other system.
 //!
-//! `processor` works through the journal (echo filter, ownership gate, pack,
-//! action check, apply); `apply` carries actions into the systems; `normalize`
+//! `dispatcher` runs the journal through the processor, records in parallel
+//! and each record in order; `processor` handles one event (echo filter,
+//! ownership gate, pack, action check, apply); `apply` carries actions into the systems; `normalize`
 //! turns the systems' records into changes; `ownership` says who owns which
 //! field; `poller` catches up on notifications that never arrived.
 
 pub mod apply;
+pub mod dispatcher;
 pub mod normalize;
 pub mod ownership;
 pub mod poller;

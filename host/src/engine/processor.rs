@@ -1,5 +1,5 @@
-//! Works through the journal, one event at a time in journal order (so each
-//! record's events stay in order):
+//! Processes one journaled event (the dispatcher decides which, and keeps
+//! each record's events in order):
 //!
 //! echo filter (shadow) → ownership gate (revert + audit) → pack → action
 //! check → apply (resumable) → shadow, audit, links and status committed together.
@@ -14,7 +14,7 @@ use super::normalize;
 use super::ownership::{self, Ownership};
 use crate::model::{Action, Change, ChangeKind, Field, RecordRef, System, Target, Value};
 use crate::runtime::{NoRecords, Plugin, PluginError};
-use crate::store::journal::{AuditRow, Outcome};
+use crate::store::journal::{AuditRow, Due, Outcome};
 use crate::store::Journal;
 use anyhow::Result;
 use serde_json::{Map, Value as Json};
@@ -58,9 +58,9 @@ fn backoff(attempts: u32) -> Duration {
 }
 
 impl Processor {
-    /// Process the next due event, if any.
-    pub async fn process_next(&self) -> Result<Option<Processed>> {
-        let Some(due) = self.journal.next_due(&self.tenant)? else { return Ok(None) };
+    /// Process one claimed event and record the outcome. An error means the
+    /// outcome could not be recorded; the event is still pending.
+    pub async fn process_due(&self, due: Due) -> Result<Processed> {
         let (entry, attempts) = (&due.entry, due.attempts);
         let outcome = self.process(&entry.change, &entry.event_key, entry.id, due.progress, due.linked.clone()).await;
         let plugin = self.plugin.meta().to_string();
@@ -91,16 +91,7 @@ impl Processor {
             Processed::Retry(_) => c.retries.fetch_add(1, Ordering::Relaxed),
             Processed::DeadLetter(_) => c.dead_letters.fetch_add(1, Ordering::Relaxed),
         };
-        Ok(Some(result))
-    }
-
-    /// Process until nothing is due.
-    pub async fn drain(&self) -> Result<Vec<Processed>> {
-        let mut all = Vec::new();
-        while let Some(p) = self.process_next().await? {
-            all.push(p);
-        }
-        Ok(all)
+        Ok(result)
     }
 
     async fn process(&self, original: &Change, key: &str, id: i64, progress: usize, progress_linked: Option<RecordRef>) -> Result<(Processed, Outcome), Failure> {

@@ -5,11 +5,14 @@
 use crate::model::{Change, RecordRef, Value};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
 pub struct Journal {
     db: Mutex<Connection>,
+    /// Woken when new events are stored, so dispatchers need not poll.
+    arrived: tokio::sync::Notify,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +58,8 @@ impl Journal {
                  -- actions already carried out, so a retry resumes instead of repeating them
                  progress INTEGER NOT NULL DEFAULT 0,
                  progress_linked TEXT,
+                 -- the partner record the change names (from its link field), for ordering
+                 linked_id TEXT,
                  UNIQUE (tenant, event_key));
              -- Last values synced per record field: what seam wrote or already carried across.
              CREATE TABLE IF NOT EXISTS shadow (
@@ -78,7 +83,7 @@ impl Journal {
              CREATE INDEX IF NOT EXISTS events_pending ON events (status, id);",
         )
         .context("creating the journal schema")?;
-        Ok(Journal { db: Mutex::new(db) })
+        Ok(Journal { db: Mutex::new(db), arrived: tokio::sync::Notify::new() })
     }
 
     /// Store every change of one delivery in one transaction: all of them or none.
@@ -96,13 +101,30 @@ impl Journal {
                 continue;
             }
             tx.execute(
-                "INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![tenant, key, change.source.system.to_string(), change.source.object, change.source.id, serde_json::to_string(change)?, now],
+                "INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    tenant,
+                    key,
+                    change.source.system.to_string(),
+                    change.source.object,
+                    change.source.id,
+                    serde_json::to_string(change)?,
+                    now,
+                    change.linked.as_ref().map(|l| l.id.as_str())
+                ],
             )?;
             out.push(Recorded::New(tx.last_insert_rowid()));
         }
         tx.commit().context("committing the journal")?;
+        if out.iter().any(|r| matches!(r, Recorded::New(_))) {
+            self.arrived.notify_waiters();
+        }
         Ok(out)
+    }
+
+    /// Resolves when events are stored after the call (or redriven).
+    pub async fn arrivals(&self) {
+        self.arrived.notified().await
     }
 
     pub fn count(&self, tenant: &str) -> Result<u64> {
@@ -173,36 +195,56 @@ pub struct AuditEntry {
 }
 
 impl Journal {
-    /// The oldest event that is due, in journal order (which keeps each record's events in order).
-    pub fn next_due(&self, tenant: &str) -> Result<Option<Due>> {
+    /// Claim up to `limit` events that may run now, oldest first.
+    ///
+    /// Per-record order: an event runs only when no earlier pending event and
+    /// nothing in `busy` (the records events in flight touch) shares a record
+    /// with it. An event touches its own record and its partner (named in the
+    /// change, or in the link table), so a Case's events and its incident's
+    /// events, seam's own echoes included, never overtake each other.
+    /// Returns each event with the records it touches.
+    pub fn claim(&self, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
+        /// How far past blocked events the scan looks for runnable ones.
+        const SCAN: i64 = 5_000;
         let db = self.db.lock().unwrap();
-        let row = db
-            .query_row(
-                "SELECT id, tenant, event_key, change, status, attempts, next_at_ms, progress, progress_linked FROM events
-                 WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT 1",
-                params![tenant],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, u32>(5)?,
-                        r.get::<_, i64>(6)?,
-                        r.get::<_, i64>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((id, tenant, event_key, change, status, attempts, next_at, progress, linked)) = row else { return Ok(None) };
-        if next_at > chrono::Utc::now().timestamp_millis() {
-            return Ok(None);
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut pending = db.prepare_cached("SELECT id, record_id, linked_id, next_at_ms FROM events WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT ?2")?;
+        let mut partner = db.prepare_cached(
+            "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2 UNION ALL SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
+        )?;
+        let mut blocked: HashSet<String> = busy.clone();
+        let mut chosen: Vec<(i64, Vec<String>)> = Vec::new();
+        let rows = pending.query_map(params![tenant, SCAN], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, i64>(3)?)))?;
+        for row in rows {
+            if chosen.len() >= limit {
+                break;
+            }
+            let (id, record, linked, next_at) = row?;
+            let mut touches = vec![record.clone()];
+            touches.extend(linked.filter(|l| !l.is_empty()));
+            for p in partner.query_map(params![tenant, record], |r| r.get::<_, String>(0))? {
+                touches.push(p?);
+            }
+            touches.sort();
+            touches.dedup();
+            let free = touches.iter().all(|t| !blocked.contains(t));
+            blocked.extend(touches.iter().cloned());
+            if free && next_at <= now {
+                chosen.push((id, touches));
+            }
         }
-        let change = serde_json::from_str(&change).with_context(|| format!("journal event {id} is unreadable"))?;
-        let linked = linked.and_then(|l| serde_json::from_str(&l).ok());
-        Ok(Some(Due { entry: Entry { id, tenant, event_key, change, status }, attempts, progress: progress as usize, linked }))
+        let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress, progress_linked FROM events WHERE id = ?1")?;
+        chosen
+            .into_iter()
+            .map(|(id, touches)| {
+                let (tenant, event_key, change, status, attempts, progress, linked) = load.query_row(params![id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?, r.get::<_, Option<String>>(6)?))
+                })?;
+                let change = serde_json::from_str(&change).with_context(|| format!("journal event {id} is unreadable"))?;
+                let linked = linked.and_then(|l| serde_json::from_str(&l).ok());
+                Ok((Due { entry: Entry { id, tenant, event_key, change, status }, attempts, progress: progress as usize, linked }, touches))
+            })
+            .collect()
     }
 
     /// Remember that the first `progress` actions of an event are done.
@@ -352,6 +394,10 @@ impl Journal {
                 n
             }
         };
+        drop(db);
+        if changed > 0 {
+            self.arrived.notify_waiters();
+        }
         Ok(changed)
     }
 }

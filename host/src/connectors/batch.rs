@@ -1,0 +1,65 @@
+//! Group commit for API writes: writes that are waiting while earlier ones are
+//! in flight go out together, as one sObject Collections request or one
+//! ServiceNow Batch API call.
+//!
+//! A write alone is sent at once (no linger), so at low rates nothing waits
+//! and nothing changes; under load, the queue that builds while `parallel`
+//! requests are in flight is what fills the next batch.
+
+use super::{ConnectorError, Result};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+type Pending<Req, Resp> = (Req, oneshot::Sender<Result<Resp>>);
+
+pub struct Batcher<Req, Resp> {
+    system: &'static str,
+    tx: mpsc::UnboundedSender<Pending<Req, Resp>>,
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
+    /// `flush` sends one batch (at most `max_batch` writes) and returns one result per write, in order.
+    pub fn new<F, Fut>(system: &'static str, max_batch: usize, parallel: usize, flush: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Result<Resp>>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending<Req, Resp>>();
+        let slots = Arc::new(Semaphore::new(parallel.max(1)));
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+                // Everything that queued up while every slot was busy goes in this batch.
+                let mut batch = vec![first];
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let (requests, replies): (Vec<Req>, Vec<_>) = batch.into_iter().unzip();
+                let sent = flush(requests);
+                tokio::spawn(async move {
+                    let mut results = sent.await.into_iter();
+                    for reply in replies {
+                        let result = results.next().unwrap_or_else(|| {
+                            Err(ConnectorError::Unavailable { system, attempts: 1, message: "the batch response had fewer results than requests".into() })
+                        });
+                        let _ = reply.send(result);
+                    }
+                    drop(permit);
+                });
+            }
+        });
+        Batcher { system, tx }
+    }
+
+    /// Queue one write and wait for its own result.
+    pub async fn submit(&self, request: Req) -> Result<Resp> {
+        let (reply, result) = oneshot::channel();
+        let gone = || ConnectorError::Unavailable { system: self.system, attempts: 0, message: "the connector's batcher has stopped".into() };
+        self.tx.send((request, reply)).map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?
+    }
+}

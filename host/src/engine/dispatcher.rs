@@ -1,0 +1,99 @@
+//! Runs a tenant's journal through its processor, many records at once and
+//! each record's events in order.
+//!
+//! The journal decides what may run ([`Journal::claim`]): an event waits while
+//! an earlier event of its record, or of its linked partner, is pending or in
+//! flight. Everything else runs concurrently, up to `concurrency` events, so
+//! one slow record does not hold up the others, and writes that are pending
+//! together reach the connectors together (and share a batch).
+//!
+//! [`Journal::claim`]: crate::store::Journal::claim
+
+use super::processor::{Processed, Processor};
+use anyhow::Result;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// How long an idle dispatcher sleeps before looking again (for retries coming
+/// due; new events wake it at once).
+const IDLE_CHECK: Duration = Duration::from_millis(50);
+
+pub struct Dispatcher {
+    pub processor: Arc<Processor>,
+    /// Events in flight at once.
+    pub concurrency: usize,
+}
+
+impl Dispatcher {
+    pub fn new(processor: Arc<Processor>, concurrency: usize) -> Self {
+        Dispatcher { processor, concurrency: concurrency.max(1) }
+    }
+
+    /// Process until nothing is due and nothing is in flight; what happened to each event, in completion order.
+    pub async fn drain(&self) -> Result<Vec<Processed>> {
+        self.run(true).await
+    }
+
+    /// Process forever.
+    pub async fn run_forever(&self) {
+        loop {
+            if let Err(e) = self.run(false).await {
+                tracing::error!(tenant = %self.processor.tenant, "the journal failed: {e:#}; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    async fn run(&self, until_idle: bool) -> Result<Vec<Processed>> {
+        let p = &self.processor;
+        let mut tasks: JoinSet<(i64, Result<Processed>)> = JoinSet::new();
+        let mut busy: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut done = Vec::new();
+        loop {
+            // Claim when there is room for a worthwhile batch: rescanning for one free slot at a time costs more than it gains.
+            let free = self.concurrency - tasks.len();
+            if tasks.is_empty() || free >= (self.concurrency / 4).max(1) {
+                let touched: HashSet<String> = busy.values().flatten().cloned().collect();
+                for (due, touches) in p.journal.claim(&p.tenant, &touched, free)? {
+                    let id = due.entry.id;
+                    busy.insert(id, touches);
+                    let p = p.clone();
+                    tasks.spawn(async move { (id, p.process_due(due).await) });
+                }
+            }
+            if tasks.is_empty() {
+                if until_idle {
+                    return Ok(done);
+                }
+                tokio::select! {
+                    _ = p.journal.arrivals() => {}
+                    _ = tokio::time::sleep(IDLE_CHECK) => {}
+                }
+                continue;
+            }
+            let room = tasks.len() < self.concurrency;
+            tokio::select! {
+                finished = tasks.join_next() => {
+                    let Some(finished) = finished else { continue };
+                    let (id, result) = finished?;
+                    busy.remove(&id);
+                    match result {
+                        Ok(processed) => done.push(processed),
+                        Err(e) if until_idle => return Err(e.context(format!("event {id}"))),
+                        // The event stays pending and is claimed again, after a pause so a broken journal is not hammered.
+                        Err(e) => {
+                            tracing::error!(tenant = %p.tenant, event = id, "recording the outcome failed: {e:#}; trying again in 1 s");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                    if !until_idle {
+                        done.clear();
+                    }
+                }
+                _ = p.journal.arrivals(), if room => {}
+            }
+        }
+    }
+}
