@@ -2,9 +2,9 @@
 //! retries that converge, refusals that do not retry, links and identity.
 
 use seam::connectors::{ConnectorError, RetryPolicy};
-use seam::engine::apply::{ApplyError, Systems};
+use seam::engine::apply::{ApplyError, Resume, Systems};
 use seam::engine::normalize;
-use seam::model::{Action, ChangeKind, Field, System, Target};
+use seam::model::{Action, ChangeKind, Field, JournalKind, RecordRef, System, Target};
 use seam::sim::faults::Faults;
 use seam::sim::{Sim, SimConfig};
 use serde_json::{json, Map, Value};
@@ -123,13 +123,41 @@ async fn repeating_a_linked_create_finds_the_first_record_instead_of_making_anot
     let case = sf.create("Case", &obj(json!({ "Subject": "once" }))).await.unwrap();
     let change = normalize::salesforce("e1", ChangeKind::Created, "Case", &sf.get("Case", &case).await.unwrap(), None);
     let create = [Action::Create { system: System::Servicenow, object: "incident".into(), fields: vec![Field::new("short_description", "once")], link_to_source: true }];
-    // As if the first attempt's progress was lost in a crash: the same action runs twice.
+    // As if the first attempt's progress was lost in a crash: the same action runs again, as a resumed attempt.
     let first = systems.apply(&change, &create).await.unwrap();
-    let second = systems.apply(&change, &create).await.unwrap();
+    let second = systems.apply_resuming(&change, &create, Resume::After(0), |_, _| Ok(())).await.unwrap().writes;
     assert_eq!(first.iter().filter(|w| w.operation == "create").count(), 1);
     assert_eq!(second.iter().filter(|w| w.operation == "create").count(), 0, "{second:?}");
     let incidents = sn.query("incident", &format!("correlation_id={case}"), 10).await.unwrap();
     assert_eq!(incidents.len(), 1);
     assert_eq!(sf.get("Case", &case).await.unwrap()[normalize::CASE_INCIDENT_FIELD], incidents[0]["sys_id"]);
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_resumed_attempt_does_not_append_a_journal_entry_twice() {
+    let (sim, systems) = start("append-once").await;
+    let (sf, sn) = (&systems.salesforce, &systems.servicenow);
+    let case = sf.create("Case", &obj(json!({ "Subject": "comments" }))).await.unwrap();
+    let incident = sn.insert("incident", &obj(json!({ "short_description": "notes", "correlation_id": case }))).await.unwrap()["sys_id"].as_str().unwrap().to_string();
+    let change = normalize::salesforce("e1", ChangeKind::Updated, "Case", &sf.get("Case", &case).await.unwrap(), Some(&["Subject"]));
+    let mut change = change;
+    change.linked = Some(RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() });
+    let appends = [
+        Action::AppendJournal { target: Target::Source, kind: JournalKind::Comment, text: "Engineer assigned".into() },
+        Action::AppendJournal { target: Target::Linked, kind: JournalKind::WorkNote, text: "Customer told".into() },
+    ];
+    // The first attempt appended both, then crashed before recording it: a resumed attempt finds them and adds nothing.
+    systems.apply(&change, &appends).await.unwrap();
+    let resumed = systems.apply_resuming(&change, &appends[..1], Resume::After(0), |_, _| Ok(())).await.unwrap();
+    let resumed_linked = systems.apply_resuming(&change, &appends, Resume::After(1), |_, _| Ok(())).await.unwrap();
+    assert!(resumed.writes.is_empty() && resumed_linked.writes.is_empty(), "{:?} {:?}", resumed.writes, resumed_linked.writes);
+    let comments = sf.query(&format!("SELECT Id FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap();
+    assert_eq!(comments.len(), 1);
+    let notes = sn.query("sys_journal_field", &format!("element_id={incident}^element=work_notes"), 10).await.unwrap();
+    assert_eq!(notes.len(), 1);
+    // A fresh attempt is not second-guessed: the same text again is a new entry.
+    systems.apply(&change, &appends[..1]).await.unwrap();
+    assert_eq!(sf.query(&format!("SELECT Id FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap().len(), 2);
     sim.shutdown();
 }

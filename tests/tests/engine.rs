@@ -129,10 +129,12 @@ async fn the_whole_story_with_echo_suppression_and_ownership() {
     assert_eq!(h.writes() - before, 1, "only the revert; nothing reached ServiceNow");
     assert_eq!(sn.get("incident", &incident).await.unwrap()["state"]["value"], "6");
 
-    // Why did the incident's impact change? The audit answers.
-    let audit = h.journal.audit_of(TENANT, &RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() }, "impact").unwrap();
-    let values: Vec<(&str, Value)> = audit.iter().map(|a| (a.plugin.as_str(), a.new.clone())).collect();
-    assert_eq!(values, vec![("case-incident@1.0.0", Value::from("1")), ("case-incident@1.0.0", Value::from("1"))]);
+    // Why did the incident's urgency change? The audit answers; impact was sent twice but changed once, and says so.
+    let incident_ref = RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() };
+    let audit = h.journal.audit_of(TENANT, &incident_ref, "urgency").unwrap();
+    let values: Vec<(&str, Option<Value>, Value)> = audit.iter().map(|a| (a.plugin.as_str(), a.old.clone(), a.new.clone())).collect();
+    assert_eq!(values, vec![("case-incident@1.0.0", None, Value::from("2")), ("case-incident@1.0.0", Some(Value::from("2")), Value::from("1"))]);
+    assert_eq!(h.journal.audit_of(TENANT, &incident_ref, "impact").unwrap().len(), 1, "High → Critical leaves impact at 1: no row");
     let revert = h.journal.audit_of(TENANT, &RecordRef { system: System::Salesforce, object: "Case".into(), id: case.clone() }, "Status").unwrap();
     assert!(revert.last().unwrap().reason.starts_with("revert"), "{revert:?}");
     assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
@@ -222,5 +224,62 @@ async fn catch_up_polling_recovers_notifications_that_never_arrived() {
     let again = poller.poll_once().await.unwrap();
     h.settle().await;
     assert_eq!(h.writes(), before, "{again:?}");
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_burst_runs_in_parallel_keeps_each_records_order_and_shares_batched_writes() {
+    const N: usize = 150;
+    let h = harness("burst").await;
+    // The people editing records use their own connection, so the engine's calls can be counted alone.
+    let people = Arc::new(h.sim.systems(RetryPolicy::default()).await.unwrap());
+    let all_cases = |priority: &'static str, cases: Option<Arc<Vec<String>>>| {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..N {
+            let (people, cases) = (people.clone(), cases.clone());
+            set.spawn(async move {
+                match cases {
+                    None => people.salesforce.create("Case", &obj(json!({ "Subject": format!("burst {i}"), "Priority": priority }))).await.unwrap(),
+                    Some(cases) => {
+                        people.salesforce.update("Case", &cases[i], &obj(json!({ "Priority": priority }))).await.unwrap();
+                        cases[i].clone()
+                    }
+                }
+            });
+        }
+        set.join_all()
+    };
+    let cases = Arc::new(all_cases("Low", None).await);
+    h.settle().await;
+    let opened = h.writes();
+    assert_eq!(opened, 2 * N as u64, "one incident and one stamp per Case");
+    let (sf_calls, sn_calls) = (h.systems.salesforce.http().calls(), h.systems.servicenow.http().calls());
+    assert!(sf_calls < N as u64 / 2, "{N} Case stamps shared Salesforce calls: {sf_calls}");
+
+    // Four priority changes per Case, back to back, with no time for the engine in between.
+    for priority in ["Medium", "High", "Critical", "Low"] {
+        all_cases(priority, Some(cases.clone())).await;
+    }
+    h.settle().await;
+    let updates = h.writes() - opened;
+    let sn_update_calls = h.systems.servicenow.http().calls() - sn_calls;
+    assert!(updates >= N as u64 && updates <= 4 * N as u64, "{updates}");
+    assert!(sn_update_calls * 4 < updates, "{updates} incident updates in {sn_update_calls} ServiceNow calls: batched");
+
+    // Every Case has exactly one incident, and it ends on the last priority (Low: impact 2, urgency 3).
+    let incidents = people.servicenow.query("incident", "correlation_idSTARTSWITH500", 10 * N).await.unwrap();
+    assert_eq!(incidents.len(), N);
+    for case in cases.iter() {
+        let mine: Vec<_> = incidents.iter().filter(|i| i["correlation_id"] == case.as_str()).collect();
+        assert_eq!(mine.len(), 1, "Case {case}");
+        assert_eq!((mine[0]["impact"].as_str(), mine[0]["urgency"].as_str()), (Some("2"), Some("3")), "Case {case} ended out of order");
+    }
+    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
+    assert_eq!(h.processor.counters.reverts.load(Ordering::Relaxed), 0, "no echo was mistaken for a person's edit");
+    eprintln!(
+        "{N} Cases: {} Salesforce and {} ServiceNow calls to open; {updates} incident updates in {sn_update_calls} ServiceNow calls",
+        sf_calls,
+        sn_calls
+    );
     h.sim.shutdown();
 }

@@ -10,7 +10,7 @@ use crate::connectors::salesforce::{self, Salesforce};
 use crate::connectors::servicenow::{self, ServiceNow};
 use crate::connectors::slack::{self, Slack};
 use crate::connectors::{ConnectorError, RetryPolicy};
-use crate::model::{Action, Change, Field, JournalKind, RecordRef, System, Target, Value};
+use crate::model::{Action, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
 use serde_json::{Map, Value as Json};
 
 /// The tenant's connections.
@@ -64,6 +64,23 @@ impl ApplyError {
             ApplyError::NoLink(..) | ApplyError::Unsupported(_) => false,
         }
     }
+}
+
+/// Where to start carrying out a pack's actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// From the first action: nothing has been tried.
+    Start,
+    /// After `n` actions an earlier attempt finished; action `n` may or may not have happened.
+    After(usize),
+}
+
+/// What carrying out the actions did.
+#[derive(Debug)]
+pub struct Applied {
+    pub writes: Vec<Write>,
+    /// The source's partner once the actions ran: the one the change named, or the one a linked create made.
+    pub linked: Option<RecordRef>,
 }
 
 /// What the placeholders in action text can refer to.
@@ -147,22 +164,39 @@ impl Systems {
 
     /// Run `actions` for `change`; returns every write made, in order.
     pub async fn apply(&self, change: &Change, actions: &[Action]) -> Result<Vec<Write>, ApplyError> {
-        self.apply_resuming(change, actions, 0, |_, _| Ok(())).await
+        Ok(self.apply_resuming(change, actions, Resume::Start, |_, _| Ok(())).await?.writes)
     }
 
-    /// Run `actions[start..]`, calling `done(n, linked)` after each one (n = actions
-    /// finished so far) so the caller can persist progress and resume after a
-    /// failure instead of repeating what already happened.
+    /// Run the actions from where `resume` says, calling `done(n, linked)` after
+    /// each one (n = actions finished so far) so the caller can persist progress
+    /// and resume after a failure instead of repeating what already happened.
     pub async fn apply_resuming(
         &self,
         change: &Change,
         actions: &[Action],
-        start: usize,
+        resume: Resume,
         mut done: impl FnMut(usize, Option<&RecordRef>) -> anyhow::Result<()>,
-    ) -> Result<Vec<Write>, ApplyError> {
+    ) -> Result<Applied, ApplyError> {
         let mut ctx = Context { change, linked: change.linked.clone(), linked_number: None };
         let mut writes = Vec::new();
+        let (start, uncertain) = match resume {
+            Resume::Start => (0, None),
+            Resume::After(n) => (n, Some(n)),
+        };
         for (n, action) in actions.iter().enumerate().skip(start) {
+            // The first action after a failed attempt may have happened with its
+            // progress lost (a crash between the write and the record of it).
+            // Updates and linked creates are safe to repeat; an append is not.
+            if uncertain == Some(n) {
+                if let Action::AppendJournal { target, kind, text } = action {
+                    let record = self.target(target, &ctx, "append-journal")?;
+                    if self.appended(&record, *kind, &self.expand(text, &ctx)).await? {
+                        tracing::info!(record = %record, "resuming: the journal entry is already there; not appending it again");
+                        done(n + 1, ctx.linked.as_ref()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
+                        continue;
+                    }
+                }
+            }
             match action {
                 Action::Update { target, fields } => {
                     let record = self.target(target, &ctx, "update")?;
@@ -176,7 +210,9 @@ impl Systems {
                 }
                 Action::Create { system, object, fields, link_to_source } => {
                     let body = self.fields_json(fields, &ctx);
-                    let (created, number, mut made) = self.create(change, *system, object, body, *link_to_source).await?;
+                    // A record announced as just created, on a first attempt, cannot have a partner yet: skip the search.
+                    let surely_new = change.kind == ChangeKind::Created && uncertain.is_none();
+                    let (created, number, mut made) = self.create(change, *system, object, body, *link_to_source, surely_new).await?;
                     if *link_to_source {
                         ctx.linked = Some(created);
                         ctx.linked_number = number;
@@ -194,7 +230,25 @@ impl Systems {
             }
             done(n + 1, ctx.linked.as_ref()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
         }
-        Ok(writes)
+        Ok(Applied { writes, linked: ctx.linked })
+    }
+
+    /// Whether `text` is already among the latest entries of the record's journal.
+    async fn appended(&self, record: &RecordRef, kind: JournalKind, text: &str) -> Result<bool, ApplyError> {
+        match record.system {
+            System::Servicenow => {
+                let element = if kind == JournalKind::WorkNote { "work_notes" } else { "comments" };
+                let query = format!("element_id={}^element={element}^ORDERBYDESCsys_created_on", record.id);
+                let rows = self.servicenow.query("sys_journal_field", &query, 20).await?;
+                Ok(rows.iter().any(|r| r.get("value").and_then(Json::as_str) == Some(text)))
+            }
+            System::Salesforce => {
+                let soql = format!("SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{}' ORDER BY CreatedDate DESC LIMIT 20", record.id.replace('\'', ""));
+                let rows = self.salesforce.query(&soql).await?;
+                Ok(rows.iter().any(|r| r.get("CommentBody").and_then(Json::as_str) == Some(text)))
+            }
+            System::Slack => Ok(false),
+        }
     }
 
     async fn journal(&self, record: &RecordRef, kind: JournalKind, text: &str) -> Result<Write, ApplyError> {
@@ -223,7 +277,15 @@ impl Systems {
     }
 
     /// Create a record; for a linked create, stamp the correlation into both records and match the customer.
-    async fn create(&self, change: &Change, system: System, object: &str, mut body: Map<String, Json>, link: bool) -> Result<(RecordRef, Option<String>, Vec<Write>), ApplyError> {
+    async fn create(
+        &self,
+        change: &Change,
+        system: System,
+        object: &str,
+        mut body: Map<String, Json>,
+        link: bool,
+        surely_new: bool,
+    ) -> Result<(RecordRef, Option<String>, Vec<Write>), ApplyError> {
         let source = &change.source;
         let mut writes = Vec::new();
         match (system, link, source.system) {
@@ -234,7 +296,7 @@ impl Systems {
                     body.entry("company").or_insert(Json::String(company));
                 }
                 // Find before create: a retry after a crash must not open a second incident.
-                let existing = self.servicenow.query(object, &format!("correlation_id={}", source.id), 1).await?.into_iter().next();
+                let existing = if surely_new { None } else { self.servicenow.query(object, &format!("correlation_id={}", source.id), 1).await?.into_iter().next() };
                 let created = match existing {
                     Some(found) => found,
                     None => {
@@ -266,7 +328,7 @@ impl Systems {
                 }
                 // Find before create: a retry after a crash must not open a second Case.
                 let soql = format!("SELECT Id FROM {object} WHERE {CASE_INCIDENT_FIELD} = '{}' LIMIT 1", source.id.replace('\'', ""));
-                let existing = self.salesforce.query(&soql).await?.first().and_then(|r| r.get("Id")).and_then(Json::as_str).map(str::to_string);
+                let existing = if surely_new { None } else { self.salesforce.query(&soql).await?.first().and_then(|r| r.get("Id")).and_then(Json::as_str).map(str::to_string) };
                 let id = match existing {
                     Some(id) => id,
                     None => {

@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod dispatcher;
+mod lookup;
 pub mod normalize;
 pub mod ownership;
 pub mod poller;

@@ -9,11 +9,11 @@
 //! refuses, a write the system rejects, an action the ownership map forbids)
 //! go to the dead-letter queue.
 
-use super::apply::{ApplyError, Systems, Write};
+use super::apply::{ApplyError, Resume, Systems, Write};
 use super::normalize;
 use super::ownership::{self, Ownership};
 use crate::model::{Action, Change, ChangeKind, Field, RecordRef, System, Target, Value};
-use crate::runtime::{NoRecords, Plugin, PluginError};
+use crate::runtime::{Plugin, PluginError, RecordSource};
 use crate::store::journal::{AuditRow, Due, Outcome};
 use crate::store::Journal;
 use anyhow::Result;
@@ -53,6 +53,10 @@ pub struct Processor {
     pub counters: Counters,
 }
 
+/// Transient failures are retried this many times (about 8 minutes of backoff)
+/// before the event goes to the dead-letter queue for a person to re-drive.
+const MAX_ATTEMPTS: u32 = 20;
+
 fn backoff(attempts: u32) -> Duration {
     Duration::from_millis((200u64 << attempts.min(8)).min(30_000))
 }
@@ -62,7 +66,8 @@ impl Processor {
     /// outcome could not be recorded; the event is still pending.
     pub async fn process_due(&self, due: Due) -> Result<Processed> {
         let (entry, attempts) = (&due.entry, due.attempts);
-        let outcome = self.process(&entry.change, &entry.event_key, entry.id, due.progress, due.linked.clone()).await;
+        let resume = if attempts == 0 { Resume::Start } else { Resume::After(due.progress) };
+        let outcome = self.process(&entry.change, &entry.event_key, entry.id, resume, due.linked.clone()).await;
         let plugin = self.plugin.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
@@ -70,9 +75,15 @@ impl Processor {
                 self.journal.finish(&self.tenant, entry.id, &entry.event_key, &plugin, status, &out)?;
                 processed
             }
-            Err(Failure::Transient(why)) => {
+            Err(Failure::Transient(why)) if attempts + 1 < MAX_ATTEMPTS => {
                 self.journal.retry_later(entry.id, &why, backoff(attempts))?;
                 Processed::Retry(why)
+            }
+            Err(Failure::Transient(why)) => {
+                let why = format!("gave up after {MAX_ATTEMPTS} attempts: {why}");
+                self.journal.dead_letter(entry.id, &why)?;
+                tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
+                Processed::DeadLetter(why)
             }
             Err(Failure::Permanent(why)) => {
                 self.journal.dead_letter(entry.id, &why)?;
@@ -94,7 +105,11 @@ impl Processor {
         Ok(result)
     }
 
-    async fn process(&self, original: &Change, key: &str, id: i64, progress: usize, progress_linked: Option<RecordRef>) -> Result<(Processed, Outcome), Failure> {
+    async fn process(&self, original: &Change, key: &str, id: i64, resume: Resume, progress_linked: Option<RecordRef>) -> Result<(Processed, Outcome), Failure> {
+        let progress = match resume {
+            Resume::Start => 0,
+            Resume::After(n) => n,
+        };
         let mut change = original.clone();
         let source = change.source.clone();
         if change.linked.is_none() {
@@ -105,16 +120,39 @@ impl Processor {
         }
         let shadow = self.journal.shadow(&self.tenant, &source).map_err(Failure::transient)?;
         let mut out = Outcome::default();
+        // A Salesforce change event carries only the changed fields; the pack
+        // still sees the rest of the record as last synced.
+        if change.kind == ChangeKind::Updated {
+            let missing: Vec<Field> = shadow
+                .iter()
+                .filter(|(name, _)| !change.snapshot.iter().any(|f| &f.name == *name))
+                .map(|(name, value)| Field { name: name.clone(), value: value.clone() })
+                .collect();
+            change.snapshot.extend(missing);
+        }
 
-        // Echo filter: only fields whose value differs from the last synced one
-        // are news. Display values (`assigned_to.display`) follow their field.
+        // Echo filter: a value seam wrote and has not seen come back is its own
+        // echo, even when a later write has moved the shadow on; otherwise only
+        // fields whose value differs from the last synced one are news. Display
+        // values (`assigned_to.display`) follow their field.
+        let expected = self.journal.expected_echoes(&self.tenant, &source).map_err(Failure::transient)?;
         let news: Vec<Field> = if change.kind == ChangeKind::Deleted {
             vec![]
         } else {
             change
                 .changed
                 .iter()
-                .filter(|f| !f.name.ends_with(".display") && !ownership::system_managed(source.system, &f.name) && shadow.get(&f.name) != Some(&f.value))
+                .filter(|f| !f.name.ends_with(".display") && !ownership::system_managed(source.system, &f.name))
+                .filter(|f| {
+                    let echo = expected.iter().find(|(id, name, value)| name == &f.name && value == &f.value && !out.consumed.contains(id));
+                    match echo {
+                        Some((id, ..)) => {
+                            out.consumed.push(*id);
+                            false
+                        }
+                        None => shadow.get(&f.name) != Some(&f.value),
+                    }
+                })
                 .cloned()
                 .collect()
         };
@@ -130,7 +168,8 @@ impl Processor {
             .filter_map(|f| shadow.get(&f.name).map(|v| (f.name.clone(), normalize::json(v))))
             .collect();
         if !restorable.is_empty() && progress == 0 {
-            self.systems.update(source.clone(), &restorable).await.map_err(Failure::from_apply)?;
+            let put_back = self.systems.update(source.clone(), &restorable).await.map_err(Failure::from_apply)?;
+            out.expect.extend(put_back.fields.into_iter().map(|f| (source.clone(), f.name, f.value)));
             for f in violations.iter().filter(|f| restorable.contains_key(&f.name)) {
                 reverted += 1;
                 out.audit.push(AuditRow { record: source.clone(), field: f.name.clone(), old: Some(f.value.clone()), new: shadow[&f.name].clone(), reason: "revert: owned by the other system".into() });
@@ -151,7 +190,8 @@ impl Processor {
         }
 
         // The pack.
-        let actions = match self.plugin.map(&change, Arc::new(NoRecords)).await {
+        let records: Arc<dyn RecordSource> = self.systems.clone();
+        let actions = match self.plugin.map(&change, records).await {
             Ok(actions) => actions,
             Err(e @ PluginError::LookupUnavailable { .. }) => return Err(Failure::Transient(e.to_string())),
             Err(e) => return Err(Failure::Permanent(e.to_string())),
@@ -160,11 +200,19 @@ impl Processor {
 
         // Carry it across, remembering progress after each action.
         let journal = self.journal.clone();
-        let writes = self
+        let applied = self
             .systems
-            .apply_resuming(&change, &actions, progress, |n, linked| journal.set_progress(id, n, linked))
+            .apply_resuming(&change, &actions, resume, |n, linked| journal.set_progress(id, n, linked))
             .await
             .map_err(Failure::from_apply)?;
+        let writes = applied.writes;
+        if let Some(partner) = &applied.linked {
+            match (source.system, partner.system) {
+                (System::Salesforce, System::Servicenow) => out.links.push((source.id.clone(), partner.id.clone())),
+                (System::Servicenow, System::Salesforce) => out.links.push((partner.id.clone(), source.id.clone())),
+                _ => {}
+            }
+        }
 
         let target_shadows: HashMap<RecordRef, HashMap<String, Value>> = writes
             .iter()
@@ -180,20 +228,18 @@ impl Processor {
 
     fn record_write(&self, w: &Write, before: Option<&HashMap<String, Value>>, out: &mut Outcome) {
         for f in &w.fields {
-            out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old: before.and_then(|b| b.get(&f.name)).cloned(), new: f.value.clone(), reason: "sync".into() });
+            let old = before.and_then(|b| b.get(&f.name)).cloned();
+            // Sent along but unchanged (impact stays 1 when urgency moves): no change to explain.
+            if old.as_ref() == Some(&f.value) {
+                continue;
+            }
+            out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old, new: f.value.clone(), reason: "sync".into() });
         }
         for f in &w.observed {
             out.shadow.push((w.record.clone(), f.name.clone(), f.value.clone()));
         }
-        if w.operation == "update" && w.record.system == System::Salesforce {
-            if let Some(incident) = w.fields.iter().find(|f| f.name == normalize::CASE_INCIDENT_FIELD).and_then(|f| f.value.as_text()) {
-                out.links.push((w.record.id.clone(), incident.to_string()));
-            }
-        }
-        if w.operation == "update" && w.record.system == System::Servicenow {
-            if let Some(case) = w.fields.iter().find(|f| f.name == "correlation_id").and_then(|f| f.value.as_text()) {
-                out.links.push((case.to_string(), w.record.id.clone()));
-            }
+        if w.record.system != System::Slack {
+            out.expect.extend(w.fields.iter().map(|f| (w.record.clone(), f.name.clone(), f.value.clone())));
         }
     }
 

@@ -66,6 +66,15 @@ impl Journal {
                  tenant TEXT NOT NULL, system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
                  field TEXT NOT NULL, value TEXT NOT NULL,
                  PRIMARY KEY (tenant, system, object, record_id, field));
+             -- Values seam wrote whose notification has not come back yet. A write's
+             -- echo can arrive after a later write to the same field (the shadow has
+             -- moved on); it is still seam's own, not a person's edit.
+             CREATE TABLE IF NOT EXISTS expected_echoes (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL,
+                 system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
+                 field TEXT NOT NULL, value TEXT NOT NULL, at_ms INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS expected_by_record ON expected_echoes (tenant, system, object, record_id);
+             CREATE INDEX IF NOT EXISTS expected_by_age ON expected_echoes (at_ms);
              CREATE TABLE IF NOT EXISTS links (
                  tenant TEXT NOT NULL, case_id TEXT NOT NULL, incident_id TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
                  PRIMARY KEY (tenant, case_id), UNIQUE (tenant, incident_id));
@@ -167,7 +176,14 @@ pub struct Outcome {
     pub audit: Vec<AuditRow>,
     /// (Case id, incident sys_id)
     pub links: Vec<(String, String)>,
+    /// Values written now, whose notifications will come back.
+    pub expect: Vec<(RecordRef, String, Value)>,
+    /// Expected echoes this event was (ids from [`Journal::expected_echoes`]).
+    pub consumed: Vec<i64>,
 }
+
+/// How long a written value waits for its echo; a notification lost for longer is no longer expected.
+const ECHO_WAIT_MS: i64 = 60 * 60 * 1000;
 
 fn encode(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
@@ -177,6 +193,7 @@ fn encode(v: &Value) -> String {
 #[derive(Clone, Debug)]
 pub struct Due {
     pub entry: Entry,
+    /// Earlier attempts, including any a crash cut short.
     pub attempts: u32,
     /// Actions already carried out by an earlier attempt.
     pub progress: usize,
@@ -206,8 +223,9 @@ impl Journal {
     pub fn claim(&self, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
         /// How far past blocked events the scan looks for runnable ones.
         const SCAN: i64 = 5_000;
-        let db = self.db.lock().unwrap();
+        let mut db = self.db.lock().unwrap();
         let now = chrono::Utc::now().timestamp_millis();
+        let claimed: Vec<(Due, Vec<String>)> = {
         let mut pending = db.prepare_cached("SELECT id, record_id, linked_id, next_at_ms FROM events WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT ?2")?;
         let mut partner = db.prepare_cached(
             "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2 UNION ALL SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
@@ -244,7 +262,18 @@ impl Journal {
                 let linked = linked.and_then(|l| serde_json::from_str(&l).ok());
                 Ok((Due { entry: Entry { id, tenant, event_key, change, status }, attempts, progress: progress as usize, linked }, touches))
             })
-            .collect()
+            .collect::<Result<_>>()?
+        };
+        // Count the attempt before it starts: after a crash, `attempts > 0` tells
+        // the next attempt that the last action it finds may have half-happened.
+        if !claimed.is_empty() {
+            let tx = db.transaction()?;
+            for (due, _) in &claimed {
+                tx.execute("UPDATE events SET attempts = attempts + 1 WHERE id = ?1", params![due.entry.id])?;
+            }
+            tx.commit()?;
+        }
+        Ok(claimed)
     }
 
     /// Remember that the first `progress` actions of an event are done.
@@ -261,14 +290,14 @@ impl Journal {
     pub fn retry_later(&self, id: i64, error: &str, delay: std::time::Duration) -> Result<()> {
         let db = self.db.lock().unwrap();
         let at = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
-        db.execute("UPDATE events SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1", params![id, at, error])?;
+        db.execute("UPDATE events SET next_at_ms = ?2, last_error = ?3 WHERE id = ?1", params![id, at, error])?;
         Ok(())
     }
 
     /// A permanent failure: the event waits in the dead-letter queue.
     pub fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
         let db = self.db.lock().unwrap();
-        db.execute("UPDATE events SET status = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1", params![id, error])?;
+        db.execute("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1", params![id, error])?;
         Ok(())
     }
 
@@ -297,6 +326,16 @@ impl Journal {
                 params![tenant, case_id, incident_id, now],
             )?;
         }
+        for (record, field, value) in &outcome.expect {
+            tx.execute(
+                "INSERT INTO expected_echoes (tenant, system, object, record_id, field, value, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![tenant, record.system.to_string(), record.object, record.id, field, encode(value), now],
+            )?;
+        }
+        for echo in &outcome.consumed {
+            tx.execute("DELETE FROM expected_echoes WHERE id = ?1", params![echo])?;
+        }
+        tx.execute("DELETE FROM expected_echoes WHERE at_ms < ?1", params![now - ECHO_WAIT_MS])?;
         tx.execute("UPDATE events SET status = ?2, last_error = NULL WHERE id = ?1", params![id, status])?;
         tx.commit()?;
         Ok(())
@@ -310,6 +349,21 @@ impl Journal {
         rows.map(|r| {
             let (field, value) = r?;
             Ok((field, serde_json::from_str(&value).unwrap_or(Value::Null)))
+        })
+        .collect()
+    }
+
+    /// Values seam wrote to a record whose echoes have not come back: (id, field, value), oldest first.
+    pub fn expected_echoes(&self, tenant: &str, record: &RecordRef) -> Result<Vec<(i64, String, Value)>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare_cached(
+            "SELECT id, field, value FROM expected_echoes WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND at_ms >= ?5 ORDER BY id",
+        )?;
+        let since = chrono::Utc::now().timestamp_millis() - ECHO_WAIT_MS;
+        let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        rows.map(|r| {
+            let (id, field, value) = r?;
+            Ok((id, field, serde_json::from_str(&value).unwrap_or(Value::Null)))
         })
         .collect()
     }
