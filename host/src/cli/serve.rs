@@ -78,6 +78,9 @@ pub struct TenantConfig {
     #[serde(default)]
     pub slack: Option<slack::Credentials>,
     pub intake: TenantIntake,
+    /// Which fields each side mirrors (and so may not be edited there); the Case ⇄ Incident default when absent.
+    #[serde(default)]
+    pub ownership: Option<Ownership>,
 }
 
 impl TenantConfig {
@@ -112,6 +115,7 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, ports: 
         servicenow: sim.servicenow_credentials(),
         slack: Some(sim.slack_credentials()),
         intake: intake_cfg,
+        ownership: None,
     };
     let config = Config { listen, journal: state.join("journal.db"), poll_seconds: 5, concurrency: default_concurrency(), tenants: HashMap::from([("demo".to_string(), tenant)]) };
     std::fs::write(state.join("seam.json"), serde_json::to_string_pretty(&config)?)?;
@@ -136,7 +140,7 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         let plugin = Arc::new(runtime.load(&super::pack_name(&t.pack), "configured", &wasm, Grants::default()).await.with_context(|| format!("tenant {name}"))?);
         let systems = Arc::new(t.connect().await.with_context(|| format!("tenant {name}"))?);
         tenants.insert(name.clone(), t.intake.clone());
-        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: Ownership::default(), counters: Counters::default() });
+        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: t.ownership.clone().unwrap_or_default(), counters: Counters::default() });
         processors.insert(name.clone(), processor.clone());
         let dispatcher = Dispatcher::new(processor, config.concurrency);
         tokio::spawn(async move { dispatcher.run_forever().await });
