@@ -7,6 +7,7 @@ pub mod connectors;
 pub mod engine;
 pub mod intake;
 pub mod model;
+pub mod packs;
 pub mod runtime;
 pub mod sim;
 pub mod store;

@@ -21,6 +21,9 @@ enum Command {
     /// Work with rule packs (WebAssembly components).
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
+    /// Make, sign and verify rule pack artifacts (component + manifest + signature).
+    #[command(subcommand)]
+    Pack(cli::pack::PackCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +42,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Demo(args) => cli::demo::run(args).await,
             Command::Plugin(cmd) => cli::plugin::run(cmd).await,
+            Command::Pack(cmd) => cli::pack::run(cmd).await,
             Command::Sim(args) => cli::sim::run(args).await,
             Command::Dlq(args) => cli::dlq::run(args),
             Command::Serve(args) => cli::serve::run(args).await,

@@ -13,7 +13,7 @@ from simple_salesforce import Salesforce
 
 from conftest import ROOT, SEAM
 
-PACK = os.environ.get("SEAM_PACK", str(ROOT / "target" / "wasm32-wasip2" / "plugin" / "case_incident.wasm"))
+PACK = os.environ.get("SEAM_PACK", str(ROOT / "target" / "case-incident.seampack"))
 
 
 def free_ports(n):

@@ -20,7 +20,7 @@ const TENANT: &str = "demo";
 #[derive(Args)]
 pub struct DemoArgs {
     /// The mapping pack to run.
-    #[arg(long, default_value = "target/wasm32-wasip2/plugin/case_incident.wasm")]
+    #[arg(long, default_value = "target/case-incident.seampack")]
     pub pack: PathBuf,
     /// Where the emulators and the journal keep their state (a fresh temporary directory by default).
     #[arg(long)]

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod dlq;
+pub mod pack;
 pub mod plugin;
 pub mod serve;
 pub mod sim;
@@ -13,14 +14,14 @@ use std::path::Path;
 pub fn read_pack(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| {
         format!(
-            "reading pack {}: build packs with `cargo build --target wasm32-wasip2 --profile plugin -p <pack>` \
-             (after `rustup target add wasm32-wasip2`)",
+            "reading pack {}: build the component with `cargo build --target wasm32-wasip2 --profile plugin -p <pack>` \
+             (after `rustup target add wasm32-wasip2`), then `seam pack build` it with its manifest (./scripts/demo does both)",
             path.display()
         )
     })
 }
 
-/// A pack's name from its file name: `case_incident.wasm` → `case-incident`.
+/// A plain component's name from its file name: `case_incident.wasm` → `case-incident`.
 pub fn pack_name(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().replace('_', "-")).unwrap_or_else(|| "pack".into())
 }

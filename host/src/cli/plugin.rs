@@ -18,7 +18,7 @@ pub enum PluginCommand {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The pack's component (.wasm).
+    /// The pack (.seampack) or a plain component (.wasm).
     pub pack: PathBuf,
     /// The change to map, as JSON (see `seam::model::Change`).
     #[arg(long)]
@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// Records lookups may read, as JSON `{"records": [{"system", "object", "id", "fields": {...}}]}`.
     #[arg(long)]
     pub records: Option<PathBuf>,
-    /// What the pack may look up, as JSON `[{"system", "object", "fields": [...]}]`.
+    /// What the pack may look up, as JSON `[{"system", "object", "fields": [...]}]`; default: the manifest's lookups.
     #[arg(long)]
     pub grants: Option<PathBuf>,
 }
@@ -49,13 +49,17 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
 async fn run_one(args: RunArgs) -> Result<()> {
     let wasm = super::read_pack(&args.pack)?;
     let change: Change = super::read_json(&args.change, "change")?;
-    let grants: Grants = args.grants.as_deref().map(|p| super::read_json(p, "grants")).transpose()?.unwrap_or_default();
+    let grants: Option<Grants> = args.grants.as_deref().map(|p| super::read_json(p, "grants")).transpose()?;
     let records: Arc<dyn RecordSource> = match &args.records {
         Some(p) => Arc::new(super::read_json::<StaticRecords>(p, "records")?),
         None => Arc::new(NoRecords),
     };
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    let plugin = runtime.load(&super::pack_name(&args.pack), "local", &wasm, grants).await?;
+    // A pack brings its own grants (its manifest's lookups); --grants replaces them.
+    let plugin = match grants {
+        Some(grants) => runtime.load(&super::pack_name(&args.pack), "local", &wasm, grants).await?,
+        None => crate::packs::load(&runtime, &wasm, &super::pack_name(&args.pack), &Default::default()).await?.plugin,
+    };
     let actions = plugin.map(&change, records).await?;
     println!("{}", serde_json::to_string_pretty(&actions)?);
     Ok(())

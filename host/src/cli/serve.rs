@@ -12,7 +12,8 @@ use crate::engine::ownership::Ownership;
 use crate::engine::poller::Poller;
 use crate::engine::processor::{Counters, Processor};
 use crate::intake::{self, Intake, TenantIntake};
-use crate::runtime::{Grants, Runtime, RuntimeConfig};
+use crate::packs::{self, TrustedKeys};
+use crate::runtime::{Runtime, RuntimeConfig};
 use crate::sim::notify::NotifyTarget;
 use crate::sim::{Sim, SimConfig};
 use crate::store::Journal;
@@ -36,7 +37,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = ".seam")]
     pub state: PathBuf,
     /// With --sim: the pack the `demo` tenant runs.
-    #[arg(long, default_value = "target/wasm32-wasip2/plugin/case_incident.wasm")]
+    #[arg(long, default_value = "target/case-incident.seampack")]
     pub pack: PathBuf,
     /// With --sim: fixed ports (intake, salesforce, servicenow, slack), so a restart comes back where it was.
     #[arg(long, num_args = 4, value_names = ["INTAKE", "SALESFORCE", "SERVICENOW", "SLACK"])]
@@ -56,6 +57,9 @@ pub struct Config {
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     pub tenants: HashMap<String, TenantConfig>,
+    /// Public key files (`seam pack keygen`); when any are given, only packs signed by one of them load.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 fn default_poll() -> u64 {
@@ -69,6 +73,7 @@ fn default_concurrency() -> usize {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
+    /// A pack (`.seampack`, from `seam pack build`) or, without trusted keys, a plain component.
     pub pack: PathBuf,
     /// A CA certificate to trust besides the system's (the emulators' `ca.pem`).
     #[serde(default)]
@@ -78,7 +83,7 @@ pub struct TenantConfig {
     #[serde(default)]
     pub slack: Option<slack::Credentials>,
     pub intake: TenantIntake,
-    /// Which fields each side mirrors (and so may not be edited there); the Case ⇄ Incident default when absent.
+    /// Which fields each side mirrors (and so may not be edited there). Absent: the pack's manifest says, else the Case ⇄ Incident default.
     #[serde(default)]
     pub ownership: Option<Ownership>,
 }
@@ -117,7 +122,11 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, ports: 
         intake: intake_cfg,
         ownership: None,
     };
-    let config = Config { listen, journal: state.join("journal.db"), poll_seconds: 5, concurrency: default_concurrency(), tenants: HashMap::from([("demo".to_string(), tenant)]) };
+    let config = Config { listen, journal: state.join("journal.db"), poll_seconds: 5,
+        concurrency: default_concurrency(),
+        tenants: HashMap::from([("demo".to_string(), tenant)]),
+        trusted_keys: vec![],
+    };
     std::fs::write(state.join("seam.json"), serde_json::to_string_pretty(&config)?)?;
     Ok((sim, config))
 }
@@ -133,14 +142,18 @@ pub struct Engine {
 pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<Engine> {
     let journal = Arc::new(Journal::open(&config.journal)?);
     let runtime = Runtime::new(RuntimeConfig::default())?;
+    let trusted = TrustedKeys::read(&config.trusted_keys)?;
     let mut tenants = HashMap::new();
     let mut processors = HashMap::new();
     for (name, t) in &config.tenants {
-        let wasm = super::read_pack(&t.pack)?;
-        let plugin = Arc::new(runtime.load(&super::pack_name(&t.pack), "configured", &wasm, Grants::default()).await.with_context(|| format!("tenant {name}"))?);
+        let bytes = super::read_pack(&t.pack)?;
+        let pack = packs::load(&runtime, &bytes, &super::pack_name(&t.pack), &trusted).await.with_context(|| format!("tenant {name}: loading {}", t.pack.display()))?;
+        tracing::info!(tenant = %name, pack = %pack.manifest.id(), sha256 = %pack.hash, signer = ?pack.signer, "pack loaded");
+        let ownership = t.ownership.clone().or_else(|| pack.manifest.ownership.clone()).unwrap_or_default();
+        let plugin = Arc::new(pack.plugin);
         let systems = Arc::new(t.connect().await.with_context(|| format!("tenant {name}"))?);
         tenants.insert(name.clone(), t.intake.clone());
-        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership: t.ownership.clone().unwrap_or_default(), counters: Counters::default() });
+        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership, counters: Counters::default() });
         processors.insert(name.clone(), processor.clone());
         let dispatcher = Dispatcher::new(processor, config.concurrency);
         tokio::spawn(async move { dispatcher.run_forever().await });

@@ -1,0 +1,109 @@
+//! `seam pack ...`: make, sign and check rule pack artifacts.
+
+use crate::packs::artifact;
+use crate::packs::signing::{public_path, KeyPair, TrustedKeys};
+use crate::packs::{Manifest, Pack};
+use crate::runtime::{Runtime, RuntimeConfig};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum PackCommand {
+    /// Make an ed25519 key pair: KEY (secret, keep it safe) and KEY.pub (give it to hosts).
+    Keygen { key: PathBuf },
+    /// Put a component and its manifest together into one pack.
+    Build(BuildArgs),
+    /// Sign a pack with a secret key (in place unless -o is given).
+    Sign(SignArgs),
+    /// Check a pack: manifest, world version the host serves, and signature.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// The component (.wasm) built for wasm32-wasip2.
+    pub component: PathBuf,
+    /// The manifest (JSON): name, version, world, ownership, lookups.
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// Where to write the pack; default NAME-VERSION.seampack beside the manifest.
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    pub pack: PathBuf,
+    #[arg(long)]
+    pub key: PathBuf,
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    pub pack: PathBuf,
+    /// Public key file(s) to trust; with none, the signature is reported but not required.
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+}
+
+pub async fn run(cmd: PackCommand) -> Result<()> {
+    match cmd {
+        PackCommand::Keygen { key } => {
+            let pair = KeyPair::generate();
+            pair.write(&key)?;
+            println!("secret key: {} (keep it out of version control)", key.display());
+            println!("public key: {} (id {})", public_path(&key).display(), crate::packs::signing::key_id(&pair.public()));
+            Ok(())
+        }
+        PackCommand::Build(args) => {
+            let component = super::read_pack(&args.component)?;
+            let manifest: Manifest = super::read_json(&args.manifest, "manifest")?;
+            let bytes = artifact::build(&component, &manifest).with_context(|| format!("building a pack from {}", args.component.display()))?;
+            check_world(&bytes).await?;
+            let out = args.out.unwrap_or_else(|| args.manifest.with_file_name(format!("{}-{}.seampack", manifest.name, manifest.version)));
+            write_atomically(&out, &bytes)?;
+            println!("built {} ({}, {} bytes, unsigned)", out.display(), manifest.id(), bytes.len());
+            Ok(())
+        }
+        PackCommand::Sign(args) => {
+            let key = KeyPair::read(&args.key)?;
+            let bytes = std::fs::read(&args.pack).with_context(|| format!("reading {}", args.pack.display()))?;
+            let signed = artifact::sign(&bytes, &key).with_context(|| format!("signing {}", args.pack.display()))?;
+            let out = args.out.unwrap_or(args.pack);
+            write_atomically(&out, &signed)?;
+            println!("signed {} with key {}", out.display(), crate::packs::signing::key_id(&key.public()));
+            Ok(())
+        }
+        PackCommand::Verify(args) => {
+            let bytes = std::fs::read(&args.pack).with_context(|| format!("reading {}", args.pack.display()))?;
+            let pack = Pack::open(&bytes).with_context(|| format!("{} is not a usable pack", args.pack.display()))?;
+            check_world(&bytes).await?;
+            let trusted = TrustedKeys::read(&args.trust)?;
+            let signer = trusted.check(&pack.signed, pack.signature.as_ref()).with_context(|| format!("{} is refused", args.pack.display()))?;
+            println!("{}: {} ({})", args.pack.display(), pack.manifest.id(), pack.manifest.world);
+            println!("  sha256 {}", pack.hash());
+            match (signer, &pack.signature) {
+                (Some(key), _) => println!("  signature: valid, by trusted key {key}"),
+                (None, Some(sig)) => println!("  signature: by key {} (not checked: no --trust key given)", sig.key_id),
+                (None, None) => println!("  signature: none"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Compile the pack and check its exported API version against the manifest (signature not required here).
+async fn check_world(bytes: &[u8]) -> Result<()> {
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    crate::packs::load(&runtime, bytes, "pack", &TrustedKeys::default()).await.map(drop)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("seampack.tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! What a pack says about itself: name, version, the `seam:sync` world it
+//! implements, the fields it mirrors (ownership) and what it may look up.
+
+use crate::engine::ownership::Ownership;
+use crate::runtime::Grants;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Lower-case letters, digits and dashes: `case-incident`.
+    pub name: String,
+    /// Semantic version: `1.2.0`.
+    pub version: String,
+    /// The world the component implements, with its version: `seam:sync/mapping@0.1.0`.
+    pub world: String,
+    #[serde(default)]
+    pub description: String,
+    /// Which fields each side mirrors; the host enforces it. Absent: the default Case ⇄ Incident map.
+    #[serde(default)]
+    pub ownership: Option<Ownership>,
+    /// What the pack may read through `lookup`.
+    #[serde(default)]
+    pub lookups: Grants,
+}
+
+impl Manifest {
+    pub fn parse(json: &[u8]) -> Result<Manifest> {
+        let manifest: Manifest = serde_json::from_slice(json).context("the manifest is not valid JSON of the expected shape")?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            bail!("pack name {:?} must be lower-case letters, digits and dashes", self.name);
+        }
+        semver::Version::parse(&self.version).with_context(|| format!("pack version {:?} is not a semantic version like 1.2.0", self.version))?;
+        self.world_version()?;
+        Ok(())
+    }
+
+    /// `seam:sync/mapping@0.1.0` → (`mapping`, 0.1.0).
+    pub fn world_version(&self) -> Result<(&str, semver::Version)> {
+        let rest = self.world.strip_prefix("seam:sync/").with_context(|| format!("world {:?} must be `seam:sync/<world>@<version>`", self.world))?;
+        let (world, version) = rest.split_once('@').with_context(|| format!("world {:?} has no `@<version>`", self.world))?;
+        let version = semver::Version::parse(version).with_context(|| format!("world {:?}: {version:?} is not a version", self.world))?;
+        Ok((world, version))
+    }
+
+    /// `name@version`, as the audit trail records it.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
