@@ -88,3 +88,22 @@ async fn a_manifest_that_does_not_match_its_component_is_refused_whole() {
     assert!(format!("{:#}", Pack::open(&built[..built.len() - 10]).unwrap_err()).contains("truncated"));
     assert_eq!(built.windows(MANIFEST_SECTION.len()).filter(|w| *w == MANIFEST_SECTION.as_bytes()).count(), 1);
 }
+
+#[tokio::test]
+async fn the_default_packs_fixtures_pass_and_a_wrong_expectation_fails_with_both_sides() {
+    use seam::packs::fixtures;
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let pack = packs::load(&runtime, &pack_bytes(CASE_INCIDENT), "case-incident", &TrustedKeys::default()).await.unwrap();
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/case-incident/fixtures"));
+    let all = fixtures::read_dir(dir).unwrap();
+    assert!(all.len() >= 5);
+    for (file, fixture) in &all {
+        let outcome = fixtures::run(&pack.plugin, file, fixture).await;
+        assert!(outcome.failure.is_none(), "{}: {:?}", outcome.name, outcome.failure);
+    }
+    // The same change with a wrong expectation fails and shows what came out.
+    let (file, mut fixture) = all.into_iter().find(|(_, f)| f.expect.is_some()).unwrap();
+    fixture.expect.as_mut().unwrap().clear();
+    let failure = fixtures::run(&pack.plugin, &file, &fixture).await.failure.expect("must fail");
+    assert!(failure.contains("expected actions:\n[]") && failure.contains("got:"), "{failure}");
+}

@@ -14,6 +14,17 @@ pub enum PluginCommand {
     Run(RunArgs),
     /// Measure a pack: compile, cached load, instantiate, and per-call time for a 10-field event.
     Bench(BenchArgs),
+    /// Run a pack's JSON fixtures (change in → expected actions) without a running host.
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// The pack (.seampack) or a plain component (.wasm).
+    pub pack: PathBuf,
+    /// A directory of fixtures (*.json): `{"change": ..., "expect": [...]}` or `{"change": ..., "expect_error": "..."}`.
+    #[arg(long)]
+    pub fixtures: PathBuf,
 }
 
 #[derive(Args)]
@@ -43,7 +54,33 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
     match cmd {
         PluginCommand::Run(args) => run_one(args).await,
         PluginCommand::Bench(args) => bench(args).await,
+        PluginCommand::Test(args) => test(args).await,
     }
+}
+
+async fn test(args: TestArgs) -> Result<()> {
+    use crate::packs::fixtures;
+    let wasm = super::read_pack(&args.pack)?;
+    let fixtures = fixtures::read_dir(&args.fixtures)?;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let pack = crate::packs::load(&runtime, &wasm, &super::pack_name(&args.pack), &Default::default()).await?;
+    println!("{}: {} fixture(s) from {}", pack.manifest.id(), fixtures.len(), args.fixtures.display());
+    let mut failed = 0;
+    for (file, fixture) in &fixtures {
+        let outcome = fixtures::run(&pack.plugin, file, fixture).await;
+        match &outcome.failure {
+            None => println!("  ok    {}", outcome.name),
+            Some(why) => {
+                failed += 1;
+                println!("  FAIL  {} ({})\n{}", outcome.name, file.display(), why.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n"));
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} fixture(s) failed", fixtures.len());
+    }
+    println!("all {} passed", fixtures.len());
+    Ok(())
 }
 
 async fn run_one(args: RunArgs) -> Result<()> {

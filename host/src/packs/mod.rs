@@ -7,6 +7,7 @@
 //! there is no second file to lose or mismatch.
 
 pub mod artifact;
+pub mod fixtures;
 pub mod loader;
 pub mod manifest;
 pub mod signing;
