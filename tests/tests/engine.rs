@@ -283,3 +283,32 @@ async fn a_burst_runs_in_parallel_keeps_each_records_order_and_shares_batched_wr
     );
     h.sim.shutdown();
 }
+
+#[tokio::test]
+async fn a_notification_older_than_seams_own_write_is_not_taken_for_a_persons_edit() {
+    use seam::engine::normalize;
+    use seam::model::ChangeKind;
+    let h = harness("stale").await;
+    let (sf, sn) = (&h.systems.salesforce, &h.systems.servicenow);
+    let case = sf.create("Case", &obj(json!({ "Subject": "stale", "Priority": "Low" }))).await.unwrap();
+    h.settle().await;
+    let stale_record = sf.get("Case", &case).await.unwrap();
+    let incident = stale_record["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+
+    // seam writes Status=Working onto the Case; that write's own notification is still on its way (here: lost).
+    h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    sn.update("incident", &incident, &obj(json!({ "state": "2" }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Working");
+
+    // A notification sent before that write arrives now: Status still "New" in it, and a Subject edit.
+    let mut older = stale_record.clone();
+    older.insert("Subject".into(), json!("stale, edited before seam's write"));
+    let change = normalize::salesforce("late-1", ChangeKind::Updated, "Case", &older, None);
+    h.journal.record_all(TENANT, &[("late-1".to_string(), change)]).unwrap();
+    h.settle().await;
+    assert_eq!(h.processor.counters.reverts.load(Ordering::Relaxed), 0, "the old Status is stale, not a violation");
+    assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Working");
+    assert_eq!(sn.get("incident", &incident).await.unwrap()["short_description"]["value"], "stale, edited before seam's write", "the real edit in it still carries across");
+    h.sim.shutdown();
+}

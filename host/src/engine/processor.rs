@@ -131,10 +131,12 @@ impl Processor {
             change.snapshot.extend(missing);
         }
 
-        // Echo filter: a value seam wrote and has not seen come back is its own
-        // echo, even when a later write has moved the shadow on; otherwise only
-        // fields whose value differs from the last synced one are news. Display
-        // values (`assigned_to.display`) follow their field.
+        // Echo filter. A system announces a record's changes in order, so while
+        // a value seam wrote has not come back, the record's notifications are
+        // older than that write: the written value in one is seam's own echo
+        // (even if a later write moved the shadow on), any other value of that
+        // field is stale. Otherwise only values that differ from the last
+        // synced one are news. Display values (`assigned_to.display`) follow their field.
         let expected = self.journal.expected_echoes(&self.tenant, &source).map_err(Failure::transient)?;
         let news: Vec<Field> = if change.kind == ChangeKind::Deleted {
             vec![]
@@ -150,6 +152,7 @@ impl Processor {
                             out.consumed.push(*id);
                             false
                         }
+                        None if expected.iter().any(|(id, name, _)| name == &f.name && !out.consumed.contains(id)) => false,
                         None => shadow.get(&f.name) != Some(&f.value),
                     }
                 })
