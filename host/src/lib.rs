@@ -2,6 +2,7 @@
 //! customer event truthfully in both systems. Per-customer logic runs as
 //! sandboxed WebAssembly components (rule packs) implementing `seam:sync`.
 
+pub mod admin;
 pub mod cli;
 pub mod connectors;
 pub mod engine;

@@ -4,7 +4,9 @@
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
 use seam::engine::ownership::Ownership;
+use arc_swap::ArcSwap;
 use seam::engine::dispatcher::Dispatcher;
+use seam::packs::ActivePack;
 use seam::engine::processor::{Counters, Processor};
 use seam::model::{RecordRef, System, Value};
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
@@ -36,8 +38,9 @@ async fn harness_with(name: &str, ownership: Ownership) -> Harness {
     let Rig { sim, journal, .. } = rig(&format!("engine-{name}"), 1 << 20).await;
     let systems = Arc::new(sim.systems(RetryPolicy { attempts: 4, base: Duration::from_millis(20), max: Duration::from_millis(200) }).await.unwrap());
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let plugin = Arc::new(runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap());
-    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), plugin, ownership, counters: Counters::default() });
+    let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
+    let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, ownership)));
+    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, counters: Counters::default() });
     Harness { sim, journal, processor, systems }
 }
 
@@ -175,17 +178,12 @@ async fn a_forbidden_write_is_dead_lettered_and_re_driven_once_fixed() {
     assert!(letters[0].error.contains("servicenow incident.impact, which servicenow owns"), "{}", letters[0].error);
     assert!(sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].is_null(), "nothing was written");
 
-    // Fix the configuration, re-drive: the same event goes through.
-    let fixed = Arc::new(Processor {
-        tenant: TENANT.into(),
-        journal: h.journal.clone(),
-        systems: h.systems.clone(),
-        plugin: h.processor.plugin.clone(),
-        ownership: Ownership::default(),
-        counters: Counters::default(),
-    });
+    // Fix the ownership map (swap in the pack with the right one), re-drive: the same event goes through.
+    let current = h.processor.active.load_full();
+    let fixed = ActivePack { manifest: current.manifest.clone(), plugin: current.plugin.clone(), ownership: Ownership::default(), hash: current.hash.clone(), signer: None };
+    h.processor.active.store(Arc::new(fixed));
     assert_eq!(h.journal.redrive(None).unwrap(), 1);
-    Dispatcher::new(fixed, 1).drain().await.unwrap();
+    Dispatcher::new(h.processor.clone(), 1).drain().await.unwrap();
     assert!(sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].is_string());
     assert!(h.journal.dead_letters(Some(TENANT)).unwrap().is_empty());
     assert!(h.journal.redrive(Some(&[letters[0].id])).is_err(), "no longer a dead letter");

@@ -16,6 +16,50 @@ pub enum PluginCommand {
     Bench(BenchArgs),
     /// Run a pack's JSON fixtures (change in → expected actions) without a running host.
     Test(TestArgs),
+    /// The packs each tenant of a running `seam serve` runs, with their history.
+    List(AdminArgs),
+    /// Hot-load a pack for a tenant of a running `seam serve`.
+    Install {
+        tenant: String,
+        pack: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Go back to the pack a tenant ran before the current one.
+    Rollback {
+        tenant: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the running host is: its configuration names the intake address and the admin token.
+#[derive(Args)]
+pub struct AdminArgs {
+    /// The running host's configuration (`seam serve --sim` writes STATE/seam.json).
+    #[arg(long, default_value = ".seam/seam.json")]
+    pub config: PathBuf,
+}
+
+impl AdminArgs {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<serde_json::Value> {
+        let config: super::serve::Config = super::read_json(&self.config, "configuration")?;
+        let token = config.admin_token.with_context(|| format!("{} has no admin_token, so the admin API is off", self.config.display()))?;
+        let url = format!("http://{}/admin{path}", config.listen);
+        let response = reqwest::Client::new()
+            .request(method, &url)
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("calling {url}: is `seam serve` running with {}?", self.config.display()))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.with_context(|| format!("reading the answer from {url}"))?;
+        if !status.is_success() {
+            anyhow::bail!("{}", body["error"].as_str().unwrap_or(&body.to_string()));
+        }
+        Ok(body)
+    }
 }
 
 #[derive(Args)]
@@ -55,6 +99,29 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
         PluginCommand::Run(args) => run_one(args).await,
         PluginCommand::Bench(args) => bench(args).await,
         PluginCommand::Test(args) => test(args).await,
+        PluginCommand::List(admin) => {
+            let tenants: Vec<crate::packs::registry::TenantPacks> = serde_json::from_value(admin.call(reqwest::Method::GET, "/packs", vec![]).await?)?;
+            for t in tenants {
+                println!("{}: {} (sha256 {})", t.tenant, t.active, &t.hash[..t.hash.len().min(16)]);
+                for r in t.history {
+                    let when = chrono::DateTime::from_timestamp_millis(r.at_ms).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
+                    let signer = r.signer.map(|k| format!(", signed by {k}")).unwrap_or_default();
+                    println!("  {when}  {}@{}  from {}{signer}{}", r.name, r.version, r.source, if r.rolled_back { "  (rolled back)" } else { "" });
+                }
+            }
+            Ok(())
+        }
+        PluginCommand::Install { tenant, pack, admin } => {
+            let bytes = std::fs::read(&pack).with_context(|| format!("reading {}", pack.display()))?;
+            let answer = admin.call(reqwest::Method::POST, &format!("/tenants/{tenant}/packs"), bytes).await?;
+            println!("{tenant} now runs {}", answer["active"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        PluginCommand::Rollback { tenant, admin } => {
+            let answer = admin.call(reqwest::Method::POST, &format!("/tenants/{tenant}/packs/rollback"), vec![]).await?;
+            println!("{tenant} now runs {}", answer["active"].as_str().unwrap_or_default());
+            Ok(())
+        }
     }
 }
 

@@ -12,7 +12,8 @@ use crate::engine::ownership::Ownership;
 use crate::engine::poller::Poller;
 use crate::engine::processor::{Counters, Processor};
 use crate::intake::{self, Intake, TenantIntake};
-use crate::packs::{self, TrustedKeys};
+use crate::admin::Admin;
+use crate::packs::{Registry, TrustedKeys};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::sim::notify::NotifyTarget;
 use crate::sim::{Sim, SimConfig};
@@ -60,6 +61,12 @@ pub struct Config {
     /// Public key files (`seam pack keygen`); when any are given, only packs signed by one of them load.
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
+    /// Bearer token for the admin API (`/admin/...`: list, load and roll back packs); absent: the API is off.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// A directory with one sub-directory per tenant; a `.seampack` written there is hot-loaded.
+    #[serde(default)]
+    pub plugins_dir: Option<PathBuf>,
 }
 
 fn default_poll() -> u64 {
@@ -126,6 +133,8 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, ports: 
         concurrency: default_concurrency(),
         tenants: HashMap::from([("demo".to_string(), tenant)]),
         trusted_keys: vec![],
+        admin_token: Some(hex::encode(rand::random::<[u8; 16]>())),
+        plugins_dir: Some(state.join("plugins")),
     };
     std::fs::write(state.join("seam.json"), serde_json::to_string_pretty(&config)?)?;
     Ok((sim, config))
@@ -136,6 +145,9 @@ pub struct Engine {
     pub journal: Arc<Journal>,
     pub processors: HashMap<String, Arc<Processor>>,
     pub listen: String,
+    pub registry: Arc<Registry>,
+    /// Hot loading from `plugins_dir` lasts as long as this.
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 /// Load every tenant's pack and connections, then start the processors, pollers and intake.
@@ -143,17 +155,18 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
     let journal = Arc::new(Journal::open(&config.journal)?);
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let trusted = TrustedKeys::read(&config.trusted_keys)?;
+    let store = config.journal.parent().map(|d| d.join("packs")).unwrap_or_else(|| PathBuf::from("packs"));
+    let mut registry = Registry::new(runtime, trusted, store, journal.clone())?;
     let mut tenants = HashMap::new();
     let mut processors = HashMap::new();
     for (name, t) in &config.tenants {
         let bytes = super::read_pack(&t.pack)?;
-        let pack = packs::load(&runtime, &bytes, &super::pack_name(&t.pack), &trusted).await.with_context(|| format!("tenant {name}: loading {}", t.pack.display()))?;
+        let active = registry.add_tenant(name, &bytes, &super::pack_name(&t.pack), t.ownership.clone()).await.with_context(|| format!("loading {}", t.pack.display()))?;
+        let pack = active.load();
         tracing::info!(tenant = %name, pack = %pack.manifest.id(), sha256 = %pack.hash, signer = ?pack.signer, "pack loaded");
-        let ownership = t.ownership.clone().or_else(|| pack.manifest.ownership.clone()).unwrap_or_default();
-        let plugin = Arc::new(pack.plugin);
         let systems = Arc::new(t.connect().await.with_context(|| format!("tenant {name}"))?);
         tenants.insert(name.clone(), t.intake.clone());
-        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), plugin, ownership, counters: Counters::default() });
+        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: active.clone(), counters: Counters::default() });
         processors.insert(name.clone(), processor.clone());
         let dispatcher = Dispatcher::new(processor, config.concurrency);
         tokio::spawn(async move { dispatcher.run_forever().await });
@@ -170,14 +183,20 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
             }
         });
     }
+    let registry = Arc::new(registry);
+    let watcher = match &config.plugins_dir {
+        Some(dir) => Some(crate::admin::watch::start(dir, registry.clone(), config.tenants.keys().cloned().collect())?),
+        None => None,
+    };
+    let admin = Arc::new(Admin { registry: registry.clone(), token: config.admin_token.clone() });
     let intake = Arc::new(Intake { journal: journal.clone(), tenants });
     let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding intake to {}", config.listen))?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, intake::router(intake, intake::DEFAULT_MAX_BODY)).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, intake::router(intake, intake::DEFAULT_MAX_BODY).merge(crate::admin::router(admin))).with_graceful_shutdown(shutdown).await {
             tracing::error!("intake stopped: {e}");
         }
     });
-    Ok(Engine { journal, processors, listen: config.listen.clone() })
+    Ok(Engine { journal, processors, listen: config.listen.clone(), registry, _watcher: watcher })
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {

@@ -11,9 +11,11 @@
 
 use super::apply::{ApplyError, Resume, Systems, Write};
 use super::normalize;
-use super::ownership::{self, Ownership};
+use super::ownership;
+use crate::packs::ActivePack;
+use arc_swap::ArcSwap;
 use crate::model::{Action, Change, ChangeKind, Field, RecordRef, System, Target, Value};
-use crate::runtime::{Plugin, PluginError, RecordSource};
+use crate::runtime::{PluginError, RecordSource};
 use crate::store::journal::{AuditRow, Due, Outcome};
 use crate::store::Journal;
 use anyhow::Result;
@@ -48,8 +50,8 @@ pub struct Processor {
     pub tenant: String,
     pub journal: Arc<Journal>,
     pub systems: Arc<Systems>,
-    pub plugin: Arc<Plugin>,
-    pub ownership: Ownership,
+    /// The tenant's pack, swapped atomically on a hot load; each event keeps the one it started with.
+    pub active: Arc<ArcSwap<ActivePack>>,
     pub counters: Counters,
 }
 
@@ -67,8 +69,9 @@ impl Processor {
     pub async fn process_due(&self, due: Due) -> Result<Processed> {
         let (entry, attempts) = (&due.entry, due.attempts);
         let resume = if attempts == 0 { Resume::Start } else { Resume::After(due.progress) };
-        let outcome = self.process(&entry.change, &entry.event_key, entry.id, resume, due.linked.clone()).await;
-        let plugin = self.plugin.meta().to_string();
+        let pack = self.active.load_full();
+        let outcome = self.process(&pack, &entry.change, &entry.event_key, entry.id, resume, due.linked.clone()).await;
+        let plugin = pack.plugin.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
                 let status = if processed == Processed::Echo { "echo" } else { "done" };
@@ -105,7 +108,7 @@ impl Processor {
         Ok(result)
     }
 
-    async fn process(&self, original: &Change, key: &str, id: i64, resume: Resume, progress_linked: Option<RecordRef>) -> Result<(Processed, Outcome), Failure> {
+    async fn process(&self, pack: &ActivePack, original: &Change, key: &str, id: i64, resume: Resume, progress_linked: Option<RecordRef>) -> Result<(Processed, Outcome), Failure> {
         let progress = match resume {
             Resume::Start => 0,
             Resume::After(n) => n,
@@ -164,7 +167,7 @@ impl Processor {
         }
 
         // Ownership gate: a person changed a field the other side owns → put it back.
-        let (violations, allowed): (Vec<Field>, Vec<Field>) = news.into_iter().partition(|f| self.ownership.owner(source.system, &source.object, &f.name) != source.system);
+        let (violations, allowed): (Vec<Field>, Vec<Field>) = news.into_iter().partition(|f| pack.ownership.owner(source.system, &source.object, &f.name) != source.system);
         let mut reverted = 0;
         let restorable: Map<String, Json> = violations
             .iter()
@@ -194,12 +197,12 @@ impl Processor {
 
         // The pack.
         let records: Arc<dyn RecordSource> = self.systems.clone();
-        let actions = match self.plugin.map(&change, records).await {
+        let actions = match pack.plugin.map(&change, records).await {
             Ok(actions) => actions,
             Err(e @ PluginError::LookupUnavailable { .. }) => return Err(Failure::Transient(e.to_string())),
             Err(e) => return Err(Failure::Permanent(e.to_string())),
         };
-        self.check(&change, &actions).map_err(Failure::Permanent)?;
+        check(pack, &change, &actions).map_err(Failure::Permanent)?;
 
         // Carry it across, remembering progress after each action.
         let journal = self.journal.clone();
@@ -252,28 +255,28 @@ impl Processor {
             _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
         }))
     }
+}
 
-    /// A pack may only write, on a linked record, fields the target system does not own.
-    fn check(&self, change: &Change, actions: &[Action]) -> std::result::Result<(), String> {
-        for action in actions {
-            let (system, object, fields) = match action {
-                Action::Update { target: Target::Linked, fields } => match &change.linked {
-                    Some(l) => (l.system, l.object.as_str(), fields),
-                    None => continue,
-                },
-                Action::Create { system, object, fields, link_to_source: true } => (*system, object.as_str(), fields),
-                _ => continue,
-            };
-            if let Some(f) = fields.iter().find(|f| self.ownership.owner(system, object, &f.name) == system) {
-                return Err(format!(
-                    "plugin {} tried to write {system} {object}.{}, which {system} owns; a pack may only write mirrored fields",
-                    self.plugin.meta(),
-                    f.name
-                ));
-            }
+/// A pack may only write, on a linked record, fields the target system does not own.
+fn check(pack: &ActivePack, change: &Change, actions: &[Action]) -> std::result::Result<(), String> {
+    for action in actions {
+        let (system, object, fields) = match action {
+            Action::Update { target: Target::Linked, fields } => match &change.linked {
+                Some(l) => (l.system, l.object.as_str(), fields),
+                None => continue,
+            },
+            Action::Create { system, object, fields, link_to_source: true } => (*system, object.as_str(), fields),
+            _ => continue,
+        };
+        if let Some(f) = fields.iter().find(|f| pack.ownership.owner(system, object, &f.name) == system) {
+            return Err(format!(
+                "plugin {} tried to write {system} {object}.{}, which {system} owns; a pack may only write mirrored fields",
+                pack.plugin.meta(),
+                f.name
+            ));
         }
-        Ok(())
     }
+    Ok(())
 }
 
 enum Failure {

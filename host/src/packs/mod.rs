@@ -10,9 +10,11 @@ pub mod artifact;
 pub mod fixtures;
 pub mod loader;
 pub mod manifest;
+pub mod registry;
 pub mod signing;
 
 pub use artifact::Pack;
 pub use loader::{load, LoadedPack};
 pub use manifest::Manifest;
+pub use registry::{ActivePack, Registry};
 pub use signing::{KeyPair, TrustedKeys};

@@ -75,6 +75,11 @@ impl Journal {
                  field TEXT NOT NULL, value TEXT NOT NULL, at_ms INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS expected_by_record ON expected_echoes (tenant, system, object, record_id);
              CREATE INDEX IF NOT EXISTS expected_by_age ON expected_echoes (at_ms);
+             -- Every pack a tenant has run, in order; the active one is the newest not rolled back.
+             CREATE TABLE IF NOT EXISTS pack_history (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL,
+                 name TEXT NOT NULL, version TEXT NOT NULL, hash TEXT NOT NULL, signer TEXT,
+                 source TEXT NOT NULL, at_ms INTEGER NOT NULL, rolled_back INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS links (
                  tenant TEXT NOT NULL, case_id TEXT NOT NULL, incident_id TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
                  PRIMARY KEY (tenant, case_id), UNIQUE (tenant, incident_id));
@@ -495,5 +500,57 @@ impl Journal {
             Ok((id, record, field, entry))
         })
         .collect()
+    }
+}
+
+/// One pack a tenant has run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PackRecord {
+    pub id: i64,
+    pub tenant: String,
+    pub name: String,
+    pub version: String,
+    pub hash: String,
+    pub signer: Option<String>,
+    /// `config`, `admin`, `directory`, `rollback`.
+    pub source: String,
+    pub at_ms: i64,
+    pub rolled_back: bool,
+}
+
+impl Journal {
+    pub fn record_pack(&self, tenant: &str, name: &str, version: &str, hash: &str, signer: Option<&str>, source: &str) -> Result<()> {
+        let db = self.db.lock().unwrap();
+        db.execute(
+            "INSERT INTO pack_history (tenant, name, version, hash, signer, source, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![tenant, name, version, hash, signer, source, chrono::Utc::now().timestamp_millis()],
+        )?;
+        Ok(())
+    }
+
+    /// A tenant's packs, oldest first.
+    pub fn pack_history(&self, tenant: &str) -> Result<Vec<PackRecord>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare("SELECT id, tenant, name, version, hash, signer, source, at_ms, rolled_back FROM pack_history WHERE tenant = ?1 ORDER BY id")?;
+        let rows = stmt.query_map(params![tenant], |r| {
+            Ok(PackRecord {
+                id: r.get(0)?,
+                tenant: r.get(1)?,
+                name: r.get(2)?,
+                version: r.get(3)?,
+                hash: r.get(4)?,
+                signer: r.get(5)?,
+                source: r.get(6)?,
+                at_ms: r.get(7)?,
+                rolled_back: r.get::<_, i64>(8)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn mark_rolled_back(&self, id: i64) -> Result<()> {
+        let db = self.db.lock().unwrap();
+        db.execute("UPDATE pack_history SET rolled_back = 1 WHERE id = ?1", params![id])?;
+        Ok(())
     }
 }

@@ -1,0 +1,79 @@
+//! The operator's API, served beside intake: packs per tenant (list, hot
+//! load, roll back). Every call needs `Authorization: Bearer <admin_token>`
+//! from the configuration; without a configured token the API is off.
+
+pub mod watch;
+
+use crate::packs::Registry;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Packs are components of a few hundred KB; leave room for big ones.
+pub const MAX_PACK_BYTES: usize = 64 << 20;
+
+pub struct Admin {
+    pub registry: Arc<Registry>,
+    pub token: Option<String>,
+}
+
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/admin/packs", get(list))
+        .route("/admin/tenants/{tenant}/packs", post(install))
+        .route("/admin/tenants/{tenant}/packs/rollback", post(rollback))
+        .layer(DefaultBodyLimit::max(MAX_PACK_BYTES))
+        .with_state(admin)
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &admin.token else {
+        return Err(error(StatusCode::FORBIDDEN, "the admin API is off: set admin_token in the configuration"));
+    };
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let same = given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(error(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <admin_token>)"))
+    }
+}
+
+async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&admin, &headers) {
+        return r;
+    }
+    match admin.registry.list() {
+        Ok(packs) => Json(packs).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+async fn install(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = authorize(&admin, &headers) {
+        return r;
+    }
+    match admin.registry.install(&tenant, &body, "admin").await {
+        Ok(active) => Json(json!({ "tenant": tenant, "active": active })).into_response(),
+        // Nothing changed: the old pack is still active.
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("pack refused, {tenant} keeps its current pack: {e:#}")),
+    }
+}
+
+async fn rollback(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&admin, &headers) {
+        return r;
+    }
+    match admin.registry.rollback(&tenant).await {
+        Ok(active) => Json(json!({ "tenant": tenant, "active": active })).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
+    }
+}

@@ -1,0 +1,60 @@
+"""An operator changes a running host's pack: `seam plugin install|list|rollback` against `seam serve --sim`."""
+import json
+import signal
+import subprocess
+
+from conftest import ROOT, SEAM
+from test_engine_restart import free_ports, start
+
+COMPONENT = ROOT / "target" / "wasm32-wasip2" / "plugin" / "case_incident.wasm"
+MANIFEST = ROOT / "plugins" / "case-incident" / "pack.json"
+
+
+def seam(*args):
+    return subprocess.run([SEAM, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_install_list_rollback_and_restart(tmp_path):
+    manifest = json.loads(MANIFEST.read_text())
+    manifest["version"] = "1.2.0"
+    (tmp_path / "pack.json").write_text(json.dumps(manifest))
+    newer = tmp_path / "case-incident-1.2.0.seampack"
+    assert seam("pack", "build", COMPONENT, "--manifest", tmp_path / "pack.json", "-o", newer).returncode == 0
+
+    state = tmp_path / "state"
+    state.mkdir()
+    ports = free_ports(4)
+    log = open(tmp_path / "serve.log", "ab")
+    proc, _ = start(state, ports, log)
+    config = state / "seam.json"
+    try:
+        installed = seam("plugin", "install", "demo", newer, "--config", config)
+        assert installed.returncode == 0, installed.stderr
+        assert "demo now runs case-incident@1.2.0" in installed.stdout
+
+        junk = tmp_path / "junk.seampack"
+        junk.write_bytes(b"\0asm junk")
+        refused = seam("plugin", "install", "demo", junk, "--config", config)
+        assert refused.returncode != 0 and "keeps its current pack" in refused.stderr
+
+        listed = seam("plugin", "list", "--config", config)
+        assert listed.returncode == 0, listed.stderr
+        assert "demo: case-incident@1.2.0" in listed.stdout and "from admin" in listed.stdout
+
+        back = seam("plugin", "rollback", "demo", "--config", config)
+        assert back.returncode == 0 and "case-incident@1.0.0" in back.stdout, back.stderr
+        again = seam("plugin", "rollback", "demo", "--config", config)
+        assert again.returncode != 0 and "no earlier pack" in again.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+    # A restart comes back on the pack that was active, with its history.
+    proc, _ = start(state, ports, log)
+    try:
+        listed = seam("plugin", "list", "--config", config)
+        assert "demo: case-incident@1.0.0" in listed.stdout, listed.stdout
+        assert "(rolled back)" in listed.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
