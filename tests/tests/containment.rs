@@ -256,3 +256,36 @@ async fn compiled_packs_are_cached_by_hash_on_disk_and_in_memory() {
     assert!(d.map(&ask("echo", &[]), none()).await.is_ok());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Two tenants share one runtime. Tenant A's pack loops on every event; tenant
+/// B's events must not wait behind A's for the pool's slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_runaway_pack_does_not_slow_another_tenant() {
+    // As many looping calls as the pool has slots: without a per-pack share they would hold
+    // every slot for their whole budget, and the healthy tenant's calls would wait it out.
+    let runtime = Runtime::new(RuntimeConfig { concurrent_calls: 8, calls_per_pack: 2, call_budget: Duration::from_secs(10), ..config() }).unwrap();
+    let runaway = Arc::new(misbehave(&runtime, Grants::default()).await);
+    let healthy = Arc::new(misbehave(&runtime, Grants::default()).await);
+    let looping: Vec<_> = (0..8)
+        .map(|_| {
+            let p = runaway.clone();
+            tokio::spawn(async move { p.map(&ask("loop", &[]), none()).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls: Vec<_> = (0..40)
+        .map(|_| {
+            let p = healthy.clone();
+            tokio::spawn(async move { p.map(&ask("echo", &[("n", "1")]), none()).await })
+        })
+        .collect();
+    for call in calls {
+        let done = tokio::time::timeout(Duration::from_secs(5), call).await.expect("the healthy tenant waited behind the runaway one");
+        assert_eq!(done.unwrap().unwrap().len(), 1);
+    }
+    assert!(looping.iter().all(|l| !l.is_finished()), "the runaway calls were still running while the healthy ones were served");
+    // Dropping a call mid-loop is how a shutdown ends it.
+    for l in looping {
+        l.abort();
+    }
+}

@@ -47,6 +47,9 @@ pub struct RuntimeConfig {
     /// Instances that may run at once (pooling allocator slots). Calls beyond
     /// this wait for a slot rather than fail.
     pub concurrent_calls: u32,
+    /// Of those, how many one loaded pack (one tenant's) may hold, so a tenant
+    /// whose pack loops until its budget cannot take every slot from the others.
+    pub calls_per_pack: u32,
     /// Linear memory one call may use.
     pub memory_limit: usize,
     /// Wall-clock time one call (instantiate + map) may take.
@@ -59,6 +62,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             concurrent_calls: 64,
+            calls_per_pack: 16,
             memory_limit: 64 << 20,
             call_budget: Duration::from_secs(2),
             cache_dir: None,
@@ -134,7 +138,8 @@ impl Runtime {
         let pre = match api {
             ApiVersion::V0_1_0 => PluginPre::V0_1_0(v0_1_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(|| format!("pack {meta}"))?),
         };
-        Ok(Plugin { meta, api, pre, grants: Arc::new(grants), runtime: self.clone(), loaded: outcome })
+        let own_slots = Arc::new(Semaphore::new(self.inner.config.calls_per_pack.clamp(1, self.inner.config.concurrent_calls.max(1)) as usize));
+        Ok(Plugin { meta, api, pre, grants: Arc::new(grants), runtime: self.clone(), loaded: outcome, own_slots })
     }
 
     fn new_store(&self, state: PluginState) -> Store<PluginState> {
@@ -203,6 +208,8 @@ pub struct Plugin {
     grants: Arc<Grants>,
     runtime: Runtime,
     loaded: CacheOutcome,
+    /// This pack's share of the runtime's slots.
+    own_slots: Arc<Semaphore>,
 }
 
 /// Where one call's time went.
@@ -237,6 +244,7 @@ impl Plugin {
     /// [`Plugin::map`], also reporting where the time went.
     pub async fn map_timed(&self, change: &Change, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
         let runtime = &self.runtime.inner;
+        let _share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
         let _slot = runtime.slots.acquire().await.expect("the slot semaphore is never closed");
         let state = PluginState::new(self.meta.clone(), self.grants.clone(), records, runtime.config.memory_limit);
         let mut store = self.runtime.new_store(state);
