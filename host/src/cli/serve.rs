@@ -214,6 +214,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     })
     .await?;
     println!("intake listening on http://{} for tenant(s) {}", engine.listen, config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
+    if config.admin_token.is_some() {
+        println!("admin API on http://{}/admin (bearer admin_token from the configuration; `seam plugin list|install|rollback`)", engine.listen);
+    }
+    if let Some(dir) = &config.plugins_dir {
+        println!("hot-loading packs written to {}/<tenant>/", dir.display());
+    }
     if args.sim {
         println!("configuration written to {}", args.state.join("seam.json").display());
     }
