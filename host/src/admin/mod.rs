@@ -39,8 +39,7 @@ fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
         return Err(error(StatusCode::FORBIDDEN, "the admin API is off: set admin_token in the configuration"));
     };
     let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    let same = given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same {
+    if crate::intake::subtle_eq(given.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
         Err(error(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <admin_token>)"))

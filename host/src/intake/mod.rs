@@ -148,6 +148,6 @@ async fn servicenow_notification(State(intake): State<Arc<Intake>>, Path(tenant)
 }
 
 /// Constant-time equality for secrets.
-fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
