@@ -28,15 +28,8 @@ pub async fn load(runtime: &Runtime, bytes: &[u8], fallback_name: &str, trusted:
                 bail!("{fallback_name} is a plain component, not a signed pack, and this host only loads packs signed by a trusted key (`seam pack build`, then `seam pack sign`)");
             }
             tracing::debug!("{fallback_name}: loading a plain component ({e})");
-            let plugin = runtime.load(fallback_name, "dev", bytes, Grants::default()).await?;
-            let manifest = Manifest {
-                name: fallback_name.to_string(),
-                version: "0.0.0-dev".into(),
-                world: format!("seam:sync/mapping@{}", plugin.api().as_str()),
-                description: "a plain component loaded without a manifest".into(),
-                ownership: None,
-                lookups: Grants::default(),
-            };
+            let plugin = runtime.load(fallback_name, "0.0.0-dev", bytes, Grants::default()).await?;
+            let manifest = Manifest::describing(&plugin);
             let hash = crate::runtime::cache::sha256_hex(bytes);
             return Ok(LoadedPack { manifest, plugin, hash, signer: None });
         }

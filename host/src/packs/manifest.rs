@@ -49,6 +49,20 @@ impl Manifest {
         Ok((world, version))
     }
 
+    /// What a component loaded without a manifest is taken to be: its load name and
+    /// version, the world version it exports, the grants it was loaded with.
+    pub fn describing(plugin: &crate::runtime::Plugin) -> Manifest {
+        let meta = plugin.meta();
+        Manifest {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            world: format!("seam:sync/mapping@{}", plugin.api().as_str()),
+            description: String::new(),
+            ownership: None,
+            lookups: plugin.grants().clone(),
+        }
+    }
+
     /// `name@version`, as the audit trail records it.
     pub fn id(&self) -> String {
         format!("{}@{}", self.name, self.version)

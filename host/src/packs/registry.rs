@@ -39,16 +39,8 @@ impl ActivePack {
 
     /// A pack for tests and tools: a loaded plugin with the default ownership.
     pub fn of(plugin: Plugin, ownership: Ownership) -> ActivePack {
-        let meta = plugin.meta().clone();
-        let manifest = Manifest {
-            name: meta.name.clone(),
-            version: meta.version.clone(),
-            world: format!("seam:sync/mapping@{}", plugin.api().as_str()),
-            description: String::new(),
-            ownership: None,
-            lookups: plugin.grants().clone(),
-        };
-        ActivePack { manifest, plugin: Arc::new(plugin), ownership, hash: meta.sha256, signer: None }
+        let (manifest, hash) = (Manifest::describing(&plugin), plugin.meta().sha256.clone());
+        ActivePack { manifest, plugin: Arc::new(plugin), ownership, hash, signer: None }
     }
 }
 
