@@ -55,6 +55,16 @@ def test_install_list_rollback_and_restart(tmp_path):
         listed = seam("plugin", "list", "--config", config)
         assert "demo: case-incident@1.0.0" in listed.stdout, listed.stdout
         assert "(rolled back)" in listed.stdout
+        assert seam("plugin", "install", "demo", newer, "--config", config).returncode == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+    # The configured pack is still 1.0.0, but 1.2.0 replaced it: the restart resumes on 1.2.0.
+    proc, _ = start(state, ports, log)
+    try:
+        listed = seam("plugin", "list", "--config", config)
+        assert "demo: case-incident@1.2.0" in listed.stdout, listed.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)

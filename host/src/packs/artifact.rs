@@ -95,6 +95,11 @@ fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The hash a pack is known by ([`Pack::hash`]); for bytes that are not a pack, their SHA-256.
+pub fn content_hash(bytes: &[u8]) -> String {
+    Pack::open(bytes).map(|p| p.hash()).unwrap_or_else(|_| hex::encode(Sha256::digest(bytes)))
+}
+
 /// A component with no manifest (as cargo builds it), not a pack.
 pub fn is_plain_component(bytes: &[u8]) -> bool {
     sections(bytes).is_ok_and(|s| !s.iter().any(|x| x.name == Some(MANIFEST_SECTION)))

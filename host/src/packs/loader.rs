@@ -30,7 +30,7 @@ pub async fn load(runtime: &Runtime, bytes: &[u8], fallback_name: &str, trusted:
             tracing::debug!("{fallback_name}: loading a plain component ({e})");
             let plugin = runtime.load(fallback_name, "0.0.0-dev", bytes, Grants::default()).await?;
             let manifest = Manifest::describing(&plugin);
-            let hash = crate::runtime::cache::sha256_hex(bytes);
+            let hash = artifact::content_hash(bytes);
             return Ok(LoadedPack { manifest, plugin, hash, signer: None });
         }
         Err(e) => return Err(e),

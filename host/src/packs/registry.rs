@@ -80,20 +80,28 @@ impl Registry {
 
     /// Start a tenant on the pack it last ran, or on `configured` when that is new.
     pub async fn add_tenant(&mut self, tenant: &str, configured: &[u8], fallback_name: &str, ownership: Option<Ownership>) -> Result<Arc<ArcSwap<ActivePack>>> {
-        let first = super::load(&self.runtime, configured, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: the configured pack"))?;
+        // Only the pack the tenant will run is compiled: the configured one is known by its hash until then.
+        let configured_hash = super::artifact::content_hash(configured);
         let history = self.journal.pack_history(tenant)?;
-        let loaded = match active_record(&history) {
-            // The configured pack is the one last run, or was replaced or rolled back since: resume where the tenant was.
-            Some(last) if history.iter().any(|r| r.hash == first.hash) && last.hash != first.hash => match self.read_stored(&last.hash) {
-                Ok(bytes) => super::load(&self.runtime, &bytes, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: reloading {}", last.hash))?,
+        let known = history.iter().any(|r| r.hash == configured_hash);
+        // The configured pack was replaced or rolled back since it last ran: resume where the tenant was.
+        let stored = match active_record(&history).filter(|last| known && last.hash != configured_hash) {
+            Some(last) => match self.read_stored(&last.hash) {
+                Ok(bytes) => Some((bytes, last.hash.clone())),
                 Err(e) => {
                     tracing::warn!(tenant, "the pack last active is gone ({e:#}); starting on the configured one");
-                    first
+                    None
                 }
             },
-            Some(_) if history.iter().any(|r| r.hash == first.hash) => first,
-            _ => {
-                self.keep(&first, configured, tenant, "config")?;
+            None => None,
+        };
+        let loaded = match stored {
+            Some((bytes, hash)) => super::load(&self.runtime, &bytes, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: reloading {hash}"))?,
+            None => {
+                let first = super::load(&self.runtime, configured, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: the configured pack"))?;
+                if !known {
+                    self.keep(&first, configured, tenant, "config")?;
+                }
                 first
             }
         };
