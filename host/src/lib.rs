@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cli;
 pub mod connectors;
 pub mod engine;
+pub mod files;
 pub mod intake;
 pub mod model;
 pub mod packs;

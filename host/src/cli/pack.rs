@@ -6,7 +6,7 @@ use crate::packs::{Manifest, Pack};
 use crate::runtime::{Runtime, RuntimeConfig};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum PackCommand {
@@ -64,7 +64,7 @@ pub async fn run(cmd: PackCommand) -> Result<()> {
             let bytes = artifact::build(&component, &manifest).with_context(|| format!("building a pack from {}", args.component.display()))?;
             check_world(&bytes).await?;
             let out = args.out.unwrap_or_else(|| args.manifest.with_file_name(format!("{}-{}.seampack", manifest.name, manifest.version)));
-            write_atomically(&out, &bytes)?;
+            crate::files::write_atomically(&out, &bytes)?;
             println!("built {} ({}, {} bytes, unsigned)", out.display(), manifest.id(), bytes.len());
             Ok(())
         }
@@ -73,7 +73,7 @@ pub async fn run(cmd: PackCommand) -> Result<()> {
             let bytes = std::fs::read(&args.pack).with_context(|| format!("reading {}", args.pack.display()))?;
             let signed = artifact::sign(&bytes, &key).with_context(|| format!("signing {}", args.pack.display()))?;
             let out = args.out.unwrap_or(args.pack);
-            write_atomically(&out, &signed)?;
+            crate::files::write_atomically(&out, &signed)?;
             println!("signed {} with key {}", out.display(), crate::packs::signing::key_id(&key.public()));
             Ok(())
         }
@@ -99,11 +99,4 @@ pub async fn run(cmd: PackCommand) -> Result<()> {
 async fn check_world(bytes: &[u8]) -> Result<()> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
     crate::packs::load(&runtime, bytes, "pack", &TrustedKeys::default()).await.map(drop)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("seampack.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }

@@ -127,9 +127,7 @@ impl Registry {
     fn keep(&self, pack: &LoadedPack, bytes: &[u8], tenant: &str, source: &str) -> Result<()> {
         let path = self.stored_path(&pack.hash);
         if !path.exists() {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &path)?;
+            crate::files::write_atomically(&path, bytes)?;
         }
         self.journal.record_pack(tenant, &pack.manifest.name, &pack.manifest.version, &pack.hash, pack.signer.as_deref(), source)
     }

@@ -92,7 +92,7 @@ impl ComponentCache {
         let compiled = started.elapsed();
 
         if let Some(file) = file {
-            if let Err(e) = component.serialize().map_err(anyhow::Error::from).and_then(|bytes| write_atomically(&file, &bytes)) {
+            if let Err(e) = component.serialize().map_err(anyhow::Error::from).and_then(|bytes| crate::files::write_atomically(&file, &bytes)) {
                 tracing::warn!("could not write compile cache entry {}: {e:#}", file.display());
             }
         }
@@ -103,12 +103,4 @@ impl ComponentCache {
     fn remember(&self, sha256: &str, component: &Component) {
         self.memory.lock().unwrap().insert(sha256.to_string(), component.clone());
     }
-}
-
-/// Write to a temporary file and rename, so a crash never leaves half a file under the real name.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
