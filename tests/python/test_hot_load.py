@@ -1,5 +1,6 @@
 """An operator changes a running host's pack: `seam plugin install|list|rollback` against `seam serve --sim`."""
 import json
+import os
 import signal
 import subprocess
 
@@ -65,6 +66,51 @@ def test_install_list_rollback_and_restart(tmp_path):
     try:
         listed = seam("plugin", "list", "--config", config)
         assert "demo: case-incident@1.2.0" in listed.stdout, listed.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+WORKFLOW = os.environ.get("SEAM_WORKFLOW", str(ROOT / "target" / "sev1-bridge.seampack"))
+
+
+def test_workflow_pack_hot_load_rollback_and_restart(tmp_path):
+    """A workflow pack is added beside the mapping, survives a restart, and a rollback removes it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    ports = free_ports(4)
+    log = open(tmp_path / "serve.log", "ab")
+    proc, _ = start(state, ports, log)
+    config = state / "seam.json"
+    try:
+        installed = seam("plugin", "install", "demo", WORKFLOW, "--config", config)
+        assert installed.returncode == 0, installed.stderr
+        assert "demo now runs sev1-bridge@1.0.0" in installed.stdout
+        listed = seam("plugin", "list", "--config", config)
+        assert "demo: case-incident@1.0.0" in listed.stdout, "the mapping pack stays"
+        assert "workflow sev1-bridge@1.0.0" in listed.stdout, listed.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+    # Installed through the API, not configured: the restart brings it back all the same.
+    proc, _ = start(state, ports, log)
+    try:
+        listed = seam("plugin", "list", "--config", config)
+        assert "workflow sev1-bridge@1.0.0" in listed.stdout, listed.stdout
+        missing = seam("plugin", "rollback", "demo", "--pack", "no-such-flow", "--config", config)
+        assert missing.returncode != 0 and "runs no pack" in missing.stderr, missing.stderr
+        removed = seam("plugin", "rollback", "demo", "--pack", "sev1-bridge", "--config", config)
+        assert removed.returncode == 0 and "no sev1-bridge (removed)" in removed.stdout, removed.stderr
+        assert "workflow " not in seam("plugin", "list", "--config", config).stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+    proc, _ = start(state, ports, log)
+    try:
+        listed = seam("plugin", "list", "--config", config)
+        assert "workflow " not in listed.stdout and "(rolled back)" in listed.stdout, listed.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)

@@ -35,7 +35,7 @@ fn none() -> Arc<dyn RecordSource> {
 
 /// The plugin still answers a well-behaved call correctly.
 async fn still_serving(plugin: &Plugin) {
-    let actions = plugin.map(&ask("echo", &[("Subject", "hello")]), none()).await.expect("a normal call after a failure");
+    let actions = plugin.run(&ask("echo", &[("Subject", "hello")]), none()).await.expect("a normal call after a failure");
     assert_eq!(
         actions,
         vec![Action::Update { target: Target::Linked, fields: vec![Field::new("mode", "echo"), Field::new("Subject", "hello")] }]
@@ -53,7 +53,7 @@ fn only_note(actions: &[Action]) -> &str {
 async fn a_panicking_pack_traps_with_its_panic_message() {
     let runtime = Runtime::new(config()).unwrap();
     let plugin = misbehave(&runtime, Grants::default()).await;
-    match plugin.map(&ask("panic", &[]), none()).await {
+    match plugin.run(&ask("panic", &[]), none()).await {
         Err(e @ PluginError::Trap { .. }) => {
             let text = e.to_string();
             assert!(text.contains("misbehave was asked to panic"), "{text}");
@@ -70,7 +70,7 @@ async fn an_endless_loop_is_stopped_at_the_budget() {
     let runtime = Runtime::new(config()).unwrap();
     let plugin = misbehave(&runtime, Grants::default()).await;
     let started = Instant::now();
-    let result = plugin.map(&ask("loop", &[]), none()).await;
+    let result = plugin.run(&ask("loop", &[]), none()).await;
     let took = started.elapsed();
     assert!(matches!(result, Err(PluginError::Timeout { budget, .. }) if budget == Duration::from_millis(300)), "{result:?}");
     assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "stopped after {took:?}");
@@ -84,7 +84,7 @@ async fn a_looping_pack_does_not_hold_the_executor() {
     let plugin = Arc::new(misbehave(&runtime, Grants::default()).await);
     let looping = tokio::spawn({
         let plugin = plugin.clone();
-        async move { plugin.map(&ask("loop", &[]), none()).await }
+        async move { plugin.run(&ask("loop", &[]), none()).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
@@ -101,7 +101,7 @@ async fn a_looping_pack_does_not_hold_the_executor() {
 async fn a_memory_hog_is_stopped_at_its_limit() {
     let runtime = Runtime::new(config()).unwrap();
     let plugin = misbehave(&runtime, Grants::default()).await;
-    match plugin.map(&ask("oom", &[]), none()).await {
+    match plugin.run(&ask("oom", &[]), none()).await {
         Err(e @ PluginError::OutOfMemory { limit, wanted, .. }) => {
             assert_eq!(limit, 16 << 20);
             assert!(wanted > limit, "{e}");
@@ -115,7 +115,7 @@ async fn a_memory_hog_is_stopped_at_its_limit() {
 async fn unbounded_recursion_traps_on_stack_overflow() {
     let runtime = Runtime::new(config()).unwrap();
     let plugin = misbehave(&runtime, Grants::default()).await;
-    match plugin.map(&ask("recurse", &[]), none()).await {
+    match plugin.run(&ask("recurse", &[]), none()).await {
         Err(PluginError::Trap { message, .. }) => assert!(message.contains("stack"), "{message}"),
         other => panic!("expected a stack-overflow trap, got {other:?}"),
     }
@@ -126,7 +126,7 @@ async fn unbounded_recursion_traps_on_stack_overflow() {
 async fn a_rejection_is_permanent_and_carries_the_reason() {
     let runtime = Runtime::new(config()).unwrap();
     let plugin = misbehave(&runtime, Grants::default()).await;
-    match plugin.map(&ask("reject", &[]), none()).await {
+    match plugin.run(&ask("reject", &[]), none()).await {
         Err(e @ PluginError::Rejected { .. }) => {
             assert!(e.to_string().contains("rejected on purpose"));
             assert!(!e.is_transient());
@@ -139,13 +139,13 @@ async fn a_rejection_is_permanent_and_carries_the_reason() {
 async fn packs_have_no_filesystem_and_no_network() {
     let runtime = Runtime::new(config()).unwrap();
     let plugin = misbehave(&runtime, Grants::default()).await;
-    let actions = plugin.map(&ask("read-file", &[]), none()).await.unwrap();
+    let actions = plugin.run(&ask("read-file", &[]), none()).await.unwrap();
     assert!(only_note(&actions).starts_with("file error"), "{actions:?}");
 
     // A real listener on loopback that the guest must not reach.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let actions = plugin.map(&ask("connect", &[("port", &port)]), none()).await.unwrap();
+    let actions = plugin.run(&ask("connect", &[("port", &port)]), none()).await.unwrap();
     assert!(only_note(&actions).starts_with("network error"), "{actions:?}");
 }
 
@@ -153,7 +153,7 @@ async fn packs_have_no_filesystem_and_no_network() {
 async fn a_log_flood_is_cut_off_and_the_call_completes() {
     let runtime = Runtime::new(config()).unwrap();
     let plugin = misbehave(&runtime, Grants::default()).await;
-    let actions = plugin.map(&ask("log-flood", &[]), none()).await.unwrap();
+    let actions = plugin.run(&ask("log-flood", &[]), none()).await.unwrap();
     assert_eq!(only_note(&actions), "flooded");
 }
 
@@ -173,16 +173,16 @@ async fn lookups_read_only_what_the_pack_was_granted() {
     let plugin = misbehave(&runtime, grants).await;
     let id = ("id", "001000000000001AAA");
 
-    let actions = plugin.map(&ask("lookup", &[id, ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
+    let actions = plugin.run(&ask("lookup", &[id, ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
     assert_eq!(actions, vec![Action::Update { target: Target::Linked, fields: vec![Field { name: "AnnualRevenue".into(), value: Value::Number(5e7) }] }]);
 
-    let actions = plugin.map(&ask("lookup", &[id, ("fields", "AnnualRevenue,Name")]), account_records()).await.unwrap();
+    let actions = plugin.run(&ask("lookup", &[id, ("fields", "AnnualRevenue,Name")]), account_records()).await.unwrap();
     assert_eq!(only_note(&actions), "not granted: the pack may not read Name of salesforce Account");
 
-    let actions = plugin.map(&ask("lookup", &[id, ("object", "Contact")]), account_records()).await.unwrap();
+    let actions = plugin.run(&ask("lookup", &[id, ("object", "Contact")]), account_records()).await.unwrap();
     assert_eq!(only_note(&actions), "not granted: the pack has no grant to read salesforce Contact");
 
-    let actions = plugin.map(&ask("lookup", &[("id", "001000000000002AAA"), ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
+    let actions = plugin.run(&ask("lookup", &[("id", "001000000000002AAA"), ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
     assert_eq!(only_note(&actions), "not found");
 }
 
@@ -191,7 +191,7 @@ async fn an_unreachable_lookup_makes_the_failure_transient() {
     let runtime = Runtime::new(config()).unwrap();
     let grants = Grants(vec![Grant { system: System::Salesforce, object: "Account".into(), fields: vec!["*".into()] }]);
     let plugin = misbehave(&runtime, grants).await;
-    match plugin.map(&ask("lookup", &[("id", "001000000000001AAA")]), none()).await {
+    match plugin.run(&ask("lookup", &[("id", "001000000000001AAA")]), none()).await {
         Err(e @ PluginError::LookupUnavailable { .. }) => assert!(e.is_transient(), "{e}"),
         other => panic!("expected a transient lookup failure, got {other:?}"),
     }
@@ -204,7 +204,7 @@ async fn more_calls_than_pool_slots_wait_instead_of_failing() {
     let calls: Vec<_> = (0..64)
         .map(|_| {
             let plugin = plugin.clone();
-            tokio::spawn(async move { plugin.map(&ask("echo", &[("n", "1")]), none()).await })
+            tokio::spawn(async move { plugin.run(&ask("echo", &[("n", "1")]), none()).await })
         })
         .collect();
     for call in calls {
@@ -253,7 +253,7 @@ async fn compiled_packs_are_cached_by_hash_on_disk_and_in_memory() {
     let third = Runtime::new(config).unwrap();
     let d = third.load("case-incident", "1", &wasm, Grants::default()).await.unwrap();
     assert!(matches!(d.load_outcome(), CacheOutcome::Compiled(_)), "{:?}", d.load_outcome());
-    assert!(d.map(&ask("echo", &[]), none()).await.is_ok());
+    assert!(d.run(&ask("echo", &[]), none()).await.is_ok());
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -269,14 +269,14 @@ async fn a_tenants_runaway_pack_does_not_slow_another_tenant() {
     let looping: Vec<_> = (0..8)
         .map(|_| {
             let p = runaway.clone();
-            tokio::spawn(async move { p.map(&ask("loop", &[]), none()).await })
+            tokio::spawn(async move { p.run(&ask("loop", &[]), none()).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let calls: Vec<_> = (0..40)
         .map(|_| {
             let p = healthy.clone();
-            tokio::spawn(async move { p.map(&ask("echo", &[("n", "1")]), none()).await })
+            tokio::spawn(async move { p.run(&ask("echo", &[("n", "1")]), none()).await })
         })
         .collect();
     for call in calls {

@@ -40,7 +40,7 @@ async fn harness_with(name: &str, ownership: Ownership) -> Harness {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
     let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, ownership)));
-    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, counters: Counters::default() });
+    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters: Counters::default() });
     Harness { sim, journal, processor, systems }
 }
 

@@ -25,7 +25,7 @@ fn change(kind: ChangeKind, source: RecordRef, linked: Option<RecordRef>, change
 }
 
 async fn map(change: &Change) -> Result<Vec<Action>, PluginError> {
-    pack().await.map(change, Arc::new(NoRecords)).await
+    pack().await.run(change, Arc::new(NoRecords)).await
 }
 
 fn fields(pairs: &[(&str, &str)]) -> Vec<Field> {

@@ -1,11 +1,11 @@
 //! The operator's API, served beside intake: packs per tenant (list, hot
-//! load, roll back). Every call needs `Authorization: Bearer <admin_token>`
+//! load, roll back the mapping or a workflow with `?pack=NAME`). Every call needs `Authorization: Bearer <admin_token>`
 //! from the configuration; without a configured token the API is off.
 
 pub mod watch;
 
 use crate::packs::Registry;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -67,11 +67,17 @@ async fn install(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, he
     }
 }
 
-async fn rollback(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+#[derive(serde::Deserialize)]
+struct RollbackQuery {
+    /// A workflow's name; absent: the mapping pack.
+    pack: Option<String>,
+}
+
+async fn rollback(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, Query(query): Query<RollbackQuery>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&admin, &headers) {
         return r;
     }
-    match admin.registry.rollback(&tenant).await {
+    match admin.registry.rollback(&tenant, query.pack.as_deref()).await {
         Ok(active) => Json(json!({ "tenant": tenant, "active": active })).into_response(),
         Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
     }

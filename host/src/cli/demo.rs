@@ -22,6 +22,9 @@ pub struct DemoArgs {
     /// The mapping pack to run.
     #[arg(long, default_value = "target/case-incident.seampack")]
     pub pack: PathBuf,
+    /// The workflow pack to run beside it (the sev-1 bridge).
+    #[arg(long, default_value = "target/sev1-bridge.seampack")]
+    pub workflow: PathBuf,
     /// Where the emulators and the journal keep their state (a fresh temporary directory by default).
     #[arg(long)]
     pub state: Option<PathBuf>,
@@ -75,7 +78,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let temporary = args.state.is_none();
     let state = args.state.unwrap_or_else(|| std::env::temp_dir().join(format!("seam-demo-{}", std::process::id())));
     super::read_pack(&args.pack)?;
-    let (sim, config) = serve::sim_config(&state, &args.pack, None).await?;
+    super::read_pack(&args.workflow)?;
+    let (sim, config) = serve::sim_config(&state, &args.pack, std::slice::from_ref(&args.workflow), None).await?;
     println!("Emulators (state in {}):", state.display());
     super::sim::print_banner(&sim);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -101,7 +105,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     demo.settle().await?;
     let incident = demo.people.salesforce.get("Case", &case).await?["ServiceNow_Incident__c"].as_str().context("the Case was not linked to an incident")?.to_string();
 
-    println!("▶ Jane raises the customer priority to Critical (one human change → one write; its echo is dropped)");
+    println!("▶ Jane raises the customer priority to Critical: a sev-1 on a Gold account. The mapping writes urgency (its echo is dropped);");
+    println!("  the sev1-bridge workflow gives the account owner a Task and opens a Slack bridge, in the same event");
     demo.people.salesforce.update("Case", &case, &obj(json!({ "Priority": "Critical" }))).await?;
     demo.settle().await?;
 
@@ -129,6 +134,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("  Incident {} {incident}: state={} priority={} company={} correlation_id={}", v(&inc_now, "number"), v(&inc_now, "state"), v(&inc_now, "priority"), v(&inc_now, "company"), v(&inc_now, "correlation_id"));
     for comment in sf.query(&format!("SELECT CommentBody FROM CaseComment WHERE ParentId = '{case}'")).await? {
         println!("  Case comment: {}", comment["CommentBody"]);
+    }
+    for task in sf.query(&format!("SELECT Subject, Priority, OwnerId FROM Task WHERE WhatId = '{case}'")).await? {
+        println!("  Task for the account team: {} (Priority {}, owner {})", task["Subject"], task["Priority"], task["OwnerId"]);
+    }
+    if let Some(slack) = &demo.people.slack {
+        for channel in slack.channels().await? {
+            for text in slack.history(&channel.1).await? {
+                println!("  Slack #{}:\n    {}", channel.0, text.replace('\n', "\n    "));
+            }
+        }
     }
     let c = &demo.engine.processors[TENANT].counters;
     println!(

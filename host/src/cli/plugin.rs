@@ -25,9 +25,13 @@ pub enum PluginCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Go back to the pack a tenant ran before the current one.
+    /// Go back to the version of a pack a tenant ran before the current one
+    /// (the mapping pack, or with --pack a workflow; a workflow with no earlier version is removed).
     Rollback {
         tenant: String,
+        /// The workflow to roll back, by name; default: the mapping pack.
+        #[arg(long)]
+        pack: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -103,10 +107,14 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
             let tenants: Vec<crate::packs::registry::TenantPacks> = serde_json::from_value(admin.call(reqwest::Method::GET, "/packs", vec![]).await?)?;
             for t in tenants {
                 println!("{}: {} (sha256 {})", t.tenant, t.active, &t.hash[..t.hash.len().min(16)]);
+                for w in &t.workflows {
+                    println!("  workflow {w}");
+                }
+                println!("  history:");
                 for r in t.history {
                     let when = chrono::DateTime::from_timestamp_millis(r.at_ms).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
                     let signer = r.signer.map(|k| format!(", signed by {k}")).unwrap_or_default();
-                    println!("  {when}  {}@{}  from {}{signer}{}", r.name, r.version, r.source, if r.rolled_back { "  (rolled back)" } else { "" });
+                    println!("    {when}  {:<9} {}@{}  from {}{signer}{}", r.slot, r.name, r.version, r.source, if r.rolled_back { "  (rolled back)" } else { "" });
                 }
             }
             Ok(())
@@ -117,8 +125,9 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
             println!("{tenant} now runs {}", answer["active"].as_str().unwrap_or_default());
             Ok(())
         }
-        PluginCommand::Rollback { tenant, admin } => {
-            let answer = admin.call(reqwest::Method::POST, &format!("/tenants/{tenant}/packs/rollback"), vec![]).await?;
+        PluginCommand::Rollback { tenant, pack, admin } => {
+            let query = pack.map(|p| format!("?pack={p}")).unwrap_or_default();
+            let answer = admin.call(reqwest::Method::POST, &format!("/tenants/{tenant}/packs/rollback{query}"), vec![]).await?;
             println!("{tenant} now runs {}", answer["active"].as_str().unwrap_or_default());
             Ok(())
         }
@@ -164,7 +173,7 @@ async fn run_one(args: RunArgs) -> Result<()> {
         Some(grants) => runtime.load(&super::pack_name(&args.pack), "local", &wasm, grants).await?,
         None => crate::packs::load(&runtime, &wasm, &super::pack_name(&args.pack), &Default::default()).await?.plugin,
     };
-    let actions = plugin.map(&change, records).await?;
+    let actions = plugin.run(&change, records).await?;
     println!("{}", serde_json::to_string_pretty(&actions)?);
     Ok(())
 }
@@ -226,13 +235,13 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let records: Arc<dyn RecordSource> = Arc::new(NoRecords);
     // Warm up: page in the pool slots and code.
     for n in 0..50 {
-        plugin.map(&ten_field_case_change(n), records.clone()).await?;
+        plugin.run(&ten_field_case_change(n), records.clone()).await?;
     }
     let mut instantiate = Vec::with_capacity(args.calls as usize);
     let mut call = Vec::with_capacity(args.calls as usize);
     let started = Instant::now();
     for n in 0..args.calls as u64 {
-        let (result, timing) = plugin.map_timed(&ten_field_case_change(n), records.clone()).await;
+        let (result, timing) = plugin.run_timed(&ten_field_case_change(n), records.clone()).await;
         let actions = result.context("the bench call failed")?;
         anyhow::ensure!(!actions.is_empty(), "the pack returned no actions for a 10-field Case change");
         instantiate.push(timing.instantiate);

@@ -37,9 +37,12 @@ pub struct ServeArgs {
     /// With --sim: where the emulators and the journal keep their state.
     #[arg(long, default_value = ".seam")]
     pub state: PathBuf,
-    /// With --sim: the pack the `demo` tenant runs.
+    /// With --sim: the mapping pack the `demo` tenant runs.
     #[arg(long, default_value = "target/case-incident.seampack")]
     pub pack: PathBuf,
+    /// With --sim: a workflow pack the `demo` tenant runs too (repeat for more).
+    #[arg(long = "workflow")]
+    pub workflows: Vec<PathBuf>,
     /// With --sim: fixed ports (intake, salesforce, servicenow, slack), so a restart comes back where it was.
     #[arg(long, num_args = 4, value_names = ["INTAKE", "SALESFORCE", "SERVICENOW", "SLACK"])]
     pub ports: Option<Vec<u16>>,
@@ -80,8 +83,11 @@ fn default_concurrency() -> usize {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
-    /// A pack (`.seampack`, from `seam pack build`) or, without trusted keys, a plain component.
+    /// The mapping pack (`.seampack`, from `seam pack build`) or, without trusted keys, a plain component.
     pub pack: PathBuf,
+    /// Workflow packs, run after the mapping on every change, in this order.
+    #[serde(default)]
+    pub workflows: Vec<PathBuf>,
     /// A CA certificate to trust besides the system's (the emulators' `ca.pem`).
     #[serde(default)]
     pub ca_pem: Option<PathBuf>,
@@ -102,7 +108,7 @@ impl TenantConfig {
 }
 
 /// Start the emulators and describe them as a one-tenant configuration, `demo`.
-pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, ports: Option<&[u16]>) -> Result<(Sim, Config)> {
+pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflows: &[PathBuf], ports: Option<&[u16]>) -> Result<(Sim, Config)> {
     let ports = ports.map(<[u16]>::to_vec).unwrap_or_else(|| vec![0, 0, 0, 0]);
     // Intake's port must be known before the emulators are told where to push.
     let intake_port = if ports[0] == 0 { std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port() } else { ports[0] };
@@ -122,6 +128,7 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, ports: 
     let sim = Sim::start(sim_config).await?;
     let tenant = TenantConfig {
         pack: std::fs::canonicalize(pack).unwrap_or_else(|_| pack.to_path_buf()),
+        workflows: workflows.iter().map(|w| std::fs::canonicalize(w).unwrap_or_else(|_| w.clone())).collect(),
         ca_pem: Some(sim.ca_pem.clone()),
         salesforce: sim.salesforce_credentials(),
         servicenow: sim.servicenow_credentials(),
@@ -161,12 +168,16 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
     let mut processors = HashMap::new();
     for (name, t) in &config.tenants {
         let bytes = super::read_pack(&t.pack)?;
-        let active = registry.add_tenant(name, &bytes, &super::pack_name(&t.pack), t.ownership.clone()).await.with_context(|| format!("loading {}", t.pack.display()))?;
-        let pack = active.load();
+        let workflows = t.workflows.iter().map(|w| super::read_pack(w)).collect::<Result<Vec<_>>>()?;
+        let started = registry.add_tenant(name, &bytes, &workflows, &super::pack_name(&t.pack), t.ownership.clone()).await.with_context(|| format!("loading the packs of tenant {name}"))?;
+        let pack = started.mapping.load();
         tracing::info!(tenant = %name, pack = %pack.manifest.id(), sha256 = %pack.hash, signer = ?pack.signer, "pack loaded");
+        for w in started.workflows.load().iter() {
+            tracing::info!(tenant = %name, workflow = %w.manifest.id(), sha256 = %w.hash, signer = ?w.signer, "workflow loaded");
+        }
         let systems = Arc::new(t.connect().await.with_context(|| format!("tenant {name}"))?);
         tenants.insert(name.clone(), t.intake.clone());
-        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: active.clone(), counters: Counters::default() });
+        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: started.mapping, workflows: started.workflows, counters: Counters::default() });
         processors.insert(name.clone(), processor.clone());
         let dispatcher = Dispatcher::new(processor, config.concurrency);
         tokio::spawn(async move { dispatcher.run_forever().await });
@@ -201,7 +212,7 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let (sim, config) = if args.sim {
-        let (sim, config) = sim_config(&args.state, &args.pack, args.ports.as_deref()).await?;
+        let (sim, config) = sim_config(&args.state, &args.pack, &args.workflows, args.ports.as_deref()).await?;
         super::sim::print_banner(&sim);
         (Some(sim), config)
     } else {

@@ -60,6 +60,23 @@ impl Slack {
         }
     }
 
+    /// Every channel, as (name, id).
+    pub async fn channels(&self) -> Result<Vec<(String, String)>> {
+        let body = self.call("conversations.list", json!({})).await?;
+        Ok(body["channels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["id"].as_str()?.to_string())))
+            .collect())
+    }
+
+    /// The texts of a channel's latest messages, newest first.
+    pub async fn history(&self, channel: &str) -> Result<Vec<String>> {
+        let body = self.call("conversations.history", json!({ "channel": channel, "limit": 50 })).await?;
+        Ok(body["messages"].as_array().into_iter().flatten().filter_map(|m| m["text"].as_str().map(str::to_string)).collect())
+    }
+
     /// Post `text`; returns the message timestamp.
     pub async fn post(&self, channel: &str, text: &str) -> Result<String> {
         let body = self.call("chat.postMessage", json!({ "channel": channel, "text": text })).await?;

@@ -31,15 +31,17 @@ pub struct Write {
     /// returns it (ServiceNow does), else what was sent. This feeds the shadow,
     /// so the write's own echo is recognised.
     pub observed: Vec<Field>,
+    /// Which of the actions made it (its index), so each write is credited to the pack that asked for it.
+    pub action: usize,
 }
 
 impl Write {
     fn sent(record: RecordRef, operation: &'static str, body: &Map<String, Json>) -> Self {
         let fields = to_fields(body);
-        Write { record, operation, observed: fields.clone(), fields }
+        Write { record, operation, observed: fields.clone(), fields, action: 0 }
     }
     fn returned(record: RecordRef, operation: &'static str, body: &Map<String, Json>, result: &Map<String, Json>) -> Self {
-        Write { record, operation, fields: to_fields(body), observed: to_fields(result) }
+        Write { record, operation, fields: to_fields(body), observed: to_fields(result), action: 0 }
     }
 }
 
@@ -88,6 +90,8 @@ struct Context<'a> {
     change: &'a Change,
     linked: Option<RecordRef>,
     linked_number: Option<String>,
+    /// The record the latest create made (a Task, say), for `{{created.url}}`.
+    created: Option<RecordRef>,
 }
 
 impl Systems {
@@ -122,6 +126,9 @@ impl Systems {
         let mut out = text.replace("{{source.id}}", &ctx.change.source.id).replace("{{source.url}}", &self.url(&ctx.change.source));
         if let Some(linked) = &ctx.linked {
             out = out.replace("{{linked.id}}", &linked.id).replace("{{linked.url}}", &self.url(linked));
+        }
+        if let Some(created) = &ctx.created {
+            out = out.replace("{{created.id}}", &created.id).replace("{{created.url}}", &self.url(created));
         }
         out.replace("{{linked.number}}", ctx.linked_number.as_deref().unwrap_or(""))
     }
@@ -177,7 +184,8 @@ impl Systems {
         resume: Resume,
         mut done: impl FnMut(usize, Option<&RecordRef>) -> anyhow::Result<()>,
     ) -> Result<Applied, ApplyError> {
-        let mut ctx = Context { change, linked: change.linked.clone(), linked_number: None };
+        let linked_number = change.linked.as_ref().and_then(|_| known_partner_number(change));
+        let mut ctx = Context { change, linked: change.linked.clone(), linked_number, created: None };
         let mut writes = Vec::new();
         let (start, uncertain) = match resume {
             Resume::Start => (0, None),
@@ -188,15 +196,21 @@ impl Systems {
             // progress lost (a crash between the write and the record of it).
             // Updates and linked creates are safe to repeat; an append is not.
             if uncertain == Some(n) {
-                if let Action::AppendJournal { target, kind, text } = action {
-                    let record = self.target(target, &ctx, "append-journal")?;
-                    if self.appended(&record, *kind, &self.expand(text, &ctx)).await? {
-                        tracing::info!(record = %record, "resuming: the journal entry is already there; not appending it again");
-                        done(n + 1, ctx.linked.as_ref()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
-                        continue;
+                let already = match action {
+                    Action::AppendJournal { target, kind, text } => {
+                        let record = self.target(target, &ctx, "append-journal")?;
+                        self.appended(&record, *kind, &self.expand(text, &ctx)).await?
                     }
+                    Action::PostSlack { channel, create_channel, text } => self.posted(channel, *create_channel, &self.expand(text, &ctx)).await?,
+                    _ => false,
+                };
+                if already {
+                    tracing::info!(source = %change.source, "resuming: action {n} already happened before the last attempt stopped; not repeating it");
+                    done(n + 1, ctx.linked.as_ref()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
+                    continue;
                 }
             }
+            let before = writes.len();
             match action {
                 Action::Update { target, fields } => {
                     let record = self.target(target, &ctx, "update")?;
@@ -208,15 +222,21 @@ impl Systems {
                     let text = self.expand(text, &ctx);
                     writes.push(self.journal(&record, *kind, &text).await?);
                 }
+                Action::Create { link_to_source: true, system, object, .. } if ctx.linked.is_some() => {
+                    // A record has one partner. A second pack (or a second action)
+                    // opening one is satisfied by the partner that exists.
+                    tracing::debug!(source = %change.source, "{system} {object} not created: the source is already linked to {}", ctx.linked.as_ref().unwrap());
+                }
                 Action::Create { system, object, fields, link_to_source } => {
                     let body = self.fields_json(fields, &ctx);
                     // A record announced as just created, on a first attempt, cannot have a partner yet: skip the search.
                     let surely_new = change.kind == ChangeKind::Created && uncertain.is_none();
                     let (created, number, mut made) = self.create(change, *system, object, body, *link_to_source, surely_new).await?;
                     if *link_to_source {
-                        ctx.linked = Some(created);
+                        ctx.linked = Some(created.clone());
                         ctx.linked_number = number;
                     }
+                    ctx.created = Some(created);
                     writes.append(&mut made);
                 }
                 Action::PostSlack { channel, create_channel, text } => {
@@ -227,6 +247,9 @@ impl Systems {
                     let record = RecordRef { system: System::Slack, object: "message".into(), id: format!("{channel_id}/{ts}") };
                     writes.push(Write::sent(record, "post", &Map::from_iter([("text".to_string(), Json::String(text))])));
                 }
+            }
+            for w in &mut writes[before..] {
+                w.action = n;
             }
             done(n + 1, ctx.linked.as_ref()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
         }
@@ -249,6 +272,20 @@ impl Systems {
             }
             System::Slack => Ok(false),
         }
+    }
+
+    /// Whether `text` is already among the channel's latest messages.
+    async fn posted(&self, channel: &str, created: bool, text: &str) -> Result<bool, ApplyError> {
+        let Some(slack) = &self.slack else { return Ok(false) };
+        let id = if created {
+            match slack.channels().await?.into_iter().find(|(name, _)| name == channel) {
+                Some((_, id)) => id,
+                None => return Ok(false),
+            }
+        } else {
+            channel.to_string()
+        };
+        Ok(slack.history(&id).await?.iter().any(|t| t == text))
     }
 
     async fn journal(&self, record: &RecordRef, kind: JournalKind, text: &str) -> Result<Write, ApplyError> {
@@ -390,6 +427,15 @@ impl Systems {
         let accounts = self.salesforce.query(&format!("SELECT Id FROM Account WHERE External_Id__c = '{}'", key.replace('\'', "\\'"))).await?;
         Ok(accounts.first().and_then(|a| a.get("Id")).and_then(Json::as_str).map(str::to_string))
     }
+}
+
+/// The partner's number when the change carries it: a Case's `ServiceNow_Number__c`.
+fn known_partner_number(change: &Change) -> Option<String> {
+    let field = match change.source.system {
+        System::Salesforce => CASE_INCIDENT_NUMBER_FIELD,
+        _ => return None,
+    };
+    change.snapshot.iter().find(|f| f.name == field).and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
 fn to_fields(body: &Map<String, Json>) -> Vec<Field> {

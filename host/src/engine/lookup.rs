@@ -8,7 +8,7 @@ use super::apply::Systems;
 use super::normalize;
 use crate::connectors::ConnectorError;
 use crate::model::{ChangeKind, Field, RecordRef, System, Value};
-use crate::runtime::imports::lookup::BoxFuture;
+use crate::runtime::imports::lookup::{BoxFuture, Found};
 use crate::runtime::{LookupFailure, RecordSource};
 
 impl RecordSource for Systems {
@@ -23,15 +23,50 @@ impl RecordSource for Systems {
                 ConnectorError::Refused { status: 404, .. } => LookupFailure::NotFound,
                 other => LookupFailure::Unavailable(other.to_string()),
             })?;
-            let wanted = |name: &str| fields.iter().any(|f| f == "*" || f == name || format!("{f}.display") == name);
-            let mut out: Vec<Field> = snapshot.into_iter().filter(|f| wanted(&f.name)).collect();
-            // A field the record does not have reads as null, as with fixtures.
-            for name in fields.iter().filter(|f| f.as_str() != "*") {
-                if !out.iter().any(|f| &f.name == name) {
-                    out.push(Field { name: name.clone(), value: Value::Null });
-                }
-            }
-            Ok(out)
+            Ok(pick(snapshot, fields))
         })
     }
+
+    fn find<'a>(&'a self, system: System, object: &'a str, key: &'a str, value: &'a str, fields: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>> {
+        Box::pin(async move {
+            let unavailable = |e: ConnectorError| LookupFailure::Unavailable(e.to_string());
+            let named = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !named(object) || !named(key) {
+                return Err(LookupFailure::NotGranted(format!("{object:?}.{key:?} is not a field name")));
+            }
+            let row = match system {
+                System::Salesforce => {
+                    let soql = format!("SELECT Id FROM {object} WHERE {key} = '{}' LIMIT 1", value.replace('\\', "\\\\").replace('\'', "\\'"));
+                    let ids = self.salesforce.query(&soql).await.map_err(unavailable)?;
+                    match ids.first().and_then(|r| r.get("Id")).and_then(|v| v.as_str()) {
+                        // The whole record, so `fields` are read the way `get` reads them.
+                        Some(id) => Some(normalize::salesforce("lookup", ChangeKind::Updated, object, &self.salesforce.get(object, id).await.map_err(unavailable)?, None)),
+                        None => None,
+                    }
+                }
+                System::Servicenow => {
+                    // `^` separates encoded-query terms; a value holding one cannot be matched exactly.
+                    if value.contains('^') {
+                        return Ok(None);
+                    }
+                    let rows = self.servicenow.query(object, &format!("{key}={value}"), 1).await.map_err(unavailable)?;
+                    rows.first().map(|r| normalize::servicenow("lookup", ChangeKind::Updated, object, r, None))
+                }
+                System::Slack => None,
+            };
+            Ok(row.map(|change| (change.source, pick(change.snapshot, fields))))
+        })
+    }
+}
+
+/// The fields asked for (`*` = all, a reference brings its `.display`); one the record does not have reads as null, as with fixtures.
+fn pick(snapshot: Vec<Field>, fields: &[String]) -> Vec<Field> {
+    let wanted = |name: &str| fields.iter().any(|f| f == "*" || f == name || format!("{f}.display") == name);
+    let mut out: Vec<Field> = snapshot.into_iter().filter(|f| wanted(&f.name)).collect();
+    for name in fields.iter().filter(|f| f.as_str() != "*") {
+        if !out.iter().any(|f| &f.name == name) {
+            out.push(Field { name: name.clone(), value: Value::Null });
+        }
+    }
+    out
 }

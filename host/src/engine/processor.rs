@@ -1,8 +1,9 @@
 //! Processes one journaled event (the dispatcher decides which, and keeps
 //! each record's events in order):
 //!
-//! echo filter (shadow) → ownership gate (revert + audit) → pack → action
-//! check → apply (resumable) → shadow, audit, links and status committed together.
+//! echo filter (shadow) → ownership gate (revert + audit) → mapping pack, then
+//! each workflow pack → action check → apply (resumable) → shadow, audit, links
+//! and status committed together.
 //!
 //! Transient failures (a system unavailable, a lookup that could not be
 //! made) are retried with backoff; permanent ones (a pack that traps or
@@ -50,10 +51,15 @@ pub struct Processor {
     pub tenant: String,
     pub journal: Arc<Journal>,
     pub systems: Arc<Systems>,
-    /// The tenant's pack, swapped atomically on a hot load; each event keeps the one it started with.
+    /// The tenant's mapping pack, swapped atomically on a hot load; each event keeps the one it started with.
     pub active: Arc<ArcSwap<ActivePack>>,
+    /// The tenant's workflow packs, run after the mapping on every change, in this order.
+    pub workflows: Workflows,
     pub counters: Counters,
 }
+
+/// A tenant's workflow packs, swapped as a whole.
+pub type Workflows = Arc<ArcSwap<Vec<Arc<ActivePack>>>>;
 
 /// Transient failures are retried this many times (about 8 minutes of backoff)
 /// before the event goes to the dead-letter queue for a person to re-drive.
@@ -70,7 +76,8 @@ impl Processor {
         let (entry, attempts) = (&due.entry, due.attempts);
         let resume = if attempts == 0 { Resume::Start } else { Resume::After(due.progress) };
         let pack = self.active.load_full();
-        let outcome = self.process(&pack, &entry.change, &entry.event_key, entry.id, resume, due.linked.clone()).await;
+        let workflows = self.workflows.load_full();
+        let outcome = self.process(&pack, &workflows, &entry.change, &entry.event_key, entry.id, resume, due.linked.clone()).await;
         let plugin = pack.plugin.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
@@ -108,7 +115,8 @@ impl Processor {
         Ok(result)
     }
 
-    async fn process(&self, pack: &ActivePack, original: &Change, key: &str, id: i64, resume: Resume, progress_linked: Option<RecordRef>) -> Result<(Processed, Outcome), Failure> {
+    #[allow(clippy::too_many_arguments)]
+    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], original: &Change, key: &str, id: i64, resume: Resume, progress_linked: Option<RecordRef>) -> Result<(Processed, Outcome), Failure> {
         let progress = match resume {
             Resume::Start => 0,
             Resume::After(n) => n,
@@ -178,7 +186,7 @@ impl Processor {
             out.expect.extend(put_back.fields.into_iter().map(|f| (source.clone(), f.name, f.value)));
             for f in violations.iter().filter(|f| restorable.contains_key(&f.name)) {
                 reverted += 1;
-                out.audit.push(AuditRow { record: source.clone(), field: f.name.clone(), old: Some(f.value.clone()), new: shadow[&f.name].clone(), reason: "revert: owned by the other system".into() });
+                out.audit.push(AuditRow { record: source.clone(), field: f.name.clone(), old: Some(f.value.clone()), new: shadow[&f.name].clone(), reason: "revert: owned by the other system".into(), plugin: None });
             }
         }
         for f in &allowed {
@@ -195,14 +203,24 @@ impl Processor {
             return Ok((Processed::Synced { writes: reverted, reverted }, out));
         }
 
-        // The pack.
+        // The mapping pack, then each workflow, all on the same change. Their
+        // actions run as one list, so a workflow's `{{linked.url}}` can name the
+        // record the mapping opens. `by[i]` is the pack behind action i (None: the mapping).
         let records: Arc<dyn RecordSource> = self.systems.clone();
-        let actions = match pack.plugin.map(&change, records).await {
-            Ok(actions) => actions,
-            Err(e @ PluginError::LookupUnavailable { .. }) => return Err(Failure::Transient(e.to_string())),
-            Err(e) => return Err(Failure::Permanent(e.to_string())),
-        };
-        check(pack, &change, &actions).map_err(Failure::Permanent)?;
+        let mut actions = Vec::new();
+        let mut by: Vec<Option<String>> = Vec::new();
+        for (n, p) in std::iter::once(pack).chain(workflows.iter().map(|w| w.as_ref())).enumerate() {
+            let asked = match p.plugin.run(&change, records.clone()).await {
+                Ok(asked) => asked,
+                Err(e @ PluginError::LookupUnavailable { .. }) => return Err(Failure::Transient(e.to_string())),
+                Err(e) => return Err(Failure::Permanent(e.to_string())),
+            };
+            // The tenant's ownership map (the mapping's) binds every pack.
+            check(&pack.ownership, p, &change, &asked).map_err(Failure::Permanent)?;
+            let label = (n > 0).then(|| p.manifest.id());
+            by.extend(std::iter::repeat_n(label, asked.len()));
+            actions.extend(asked);
+        }
 
         // Carry it across, remembering progress after each action.
         let journal = self.journal.clone();
@@ -226,20 +244,22 @@ impl Processor {
             .filter_map(|r| self.journal.shadow(&self.tenant, r).ok().map(|s| (r.clone(), s)))
             .collect();
         for w in &writes {
-            self.record_write(w, target_shadows.get(&w.record), &mut out);
+            let plugin = by.get(w.action).cloned().flatten();
+            self.record_write(w, target_shadows.get(&w.record), plugin, &mut out);
         }
         tracing::info!(tenant = %self.tenant, event = key, writes = writes.len(), "synced {}", source);
         Ok((Processed::Synced { writes: writes.len() + reverted, reverted }, out))
     }
 
-    fn record_write(&self, w: &Write, before: Option<&HashMap<String, Value>>, out: &mut Outcome) {
+    fn record_write(&self, w: &Write, before: Option<&HashMap<String, Value>>, plugin: Option<String>, out: &mut Outcome) {
         for f in &w.fields {
             let old = before.and_then(|b| b.get(&f.name)).cloned();
             // Sent along but unchanged (impact stays 1 when urgency moves): no change to explain.
             if old.as_ref() == Some(&f.value) {
                 continue;
             }
-            out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old, new: f.value.clone(), reason: "sync".into() });
+            let reason = if plugin.is_some() { "workflow" } else { "sync" };
+            out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old, new: f.value.clone(), reason: reason.into(), plugin: plugin.clone() });
         }
         for f in &w.observed {
             out.shadow.push((w.record.clone(), f.name.clone(), f.value.clone()));
@@ -258,7 +278,7 @@ impl Processor {
 }
 
 /// A pack may only write, on a linked record, fields the target system does not own.
-fn check(pack: &ActivePack, change: &Change, actions: &[Action]) -> std::result::Result<(), String> {
+fn check(ownership: &ownership::Ownership, pack: &ActivePack, change: &Change, actions: &[Action]) -> std::result::Result<(), String> {
     for action in actions {
         let (system, object, fields) = match action {
             Action::Update { target: Target::Linked, fields } => match &change.linked {
@@ -268,7 +288,7 @@ fn check(pack: &ActivePack, change: &Change, actions: &[Action]) -> std::result:
             Action::Create { system, object, fields, link_to_source: true } => (*system, object.as_str(), fields),
             _ => continue,
         };
-        if let Some(f) = fields.iter().find(|f| pack.ownership.owner(system, object, &f.name) == system) {
+        if let Some(f) = fields.iter().find(|f| ownership.owner(system, object, &f.name) == system) {
             return Err(format!(
                 "plugin {} tried to write {system} {object}.{}, which {system} owns; a pack may only write mirrored fields",
                 pack.plugin.meta(),

@@ -69,7 +69,7 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, Fixture)>> {
 pub async fn run(plugin: &Plugin, file: &Path, fixture: &Fixture) -> Outcome {
     let name = fixture.name.clone().unwrap_or_else(|| file.file_stem().unwrap_or_default().to_string_lossy().into_owned());
     let records = Arc::new(StaticRecords { records: fixture.records.clone() });
-    let got = plugin.map(&fixture.change, records).await;
+    let got = plugin.run(&fixture.change, records).await;
     let json = |actions: &[Action]| serde_json::to_string_pretty(actions).unwrap_or_default();
     let failure = match (&fixture.expect, &fixture.expect_error, got) {
         (Some(want), _, Ok(got)) if *want == got => None,

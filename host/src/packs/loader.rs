@@ -36,11 +36,17 @@ pub async fn load(runtime: &Runtime, bytes: &[u8], fallback_name: &str, trusted:
         Err(e) => return Err(e),
     };
     let signer = trusted.check(&pack.signed, pack.signature.as_ref()).with_context(|| format!("pack {}", pack.manifest.id()))?;
-    let (_, declared) = pack.manifest.world_version()?;
+    let (world, declared) = pack.manifest.world_version()?;
     let m = &pack.manifest;
     let plugin = runtime.load(&m.name, &m.version, bytes, m.lookups.clone()).await.with_context(|| format!("pack {}", m.id()))?;
-    if plugin.api().as_str() != declared.to_string() {
-        bail!("pack {}: the manifest says world version {declared}, but the component implements seam:sync {}", m.id(), plugin.api().as_str());
+    if plugin.api().as_str() != declared.to_string() || plugin.world() != world {
+        bail!(
+            "pack {}: the manifest says {}, but the component implements seam:sync/{}@{}",
+            m.id(),
+            m.world,
+            plugin.world(),
+            plugin.api().as_str()
+        );
     }
     Ok(LoadedPack { hash: pack.hash(), manifest: pack.manifest, plugin, signer })
 }

@@ -2,7 +2,7 @@
 //! implements, the fields it mirrors (ownership) and what it may look up.
 
 use crate::engine::ownership::Ownership;
-use crate::runtime::Grants;
+use crate::runtime::{Grants, World};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -41,12 +41,18 @@ impl Manifest {
         Ok(())
     }
 
-    /// `seam:sync/mapping@0.1.0` → (`mapping`, 0.1.0).
-    pub fn world_version(&self) -> Result<(&str, semver::Version)> {
+    /// `seam:sync/mapping@0.1.0` → (mapping, 0.1.0).
+    pub fn world_version(&self) -> Result<(World, semver::Version)> {
         let rest = self.world.strip_prefix("seam:sync/").with_context(|| format!("world {:?} must be `seam:sync/<world>@<version>`", self.world))?;
-        let (world, version) = rest.split_once('@').with_context(|| format!("world {:?} has no `@<version>`", self.world))?;
+        let (name, version) = rest.split_once('@').with_context(|| format!("world {:?} has no `@<version>`", self.world))?;
+        let world = World::parse(name).with_context(|| format!("world {:?}: seam:sync has the worlds mapping and workflow, not {name:?}", self.world))?;
         let version = semver::Version::parse(version).with_context(|| format!("world {:?}: {version:?} is not a version", self.world))?;
         Ok((world, version))
+    }
+
+    /// Mapping or workflow (a manifest is validated when parsed, so this is known).
+    pub fn kind(&self) -> World {
+        self.world_version().map(|(w, _)| w).unwrap_or(World::Mapping)
     }
 
     /// What a component loaded without a manifest is taken to be: its load name and
@@ -56,7 +62,7 @@ impl Manifest {
         Manifest {
             name: meta.name.clone(),
             version: meta.version.clone(),
-            world: format!("seam:sync/mapping@{}", plugin.api().as_str()),
+            world: format!("seam:sync/{}@{}", plugin.world(), plugin.api().as_str()),
             description: String::new(),
             ownership: None,
             lookups: plugin.grants().clone(),

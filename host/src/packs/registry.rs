@@ -1,4 +1,5 @@
-//! Which pack each tenant runs, and changing it while the host runs.
+//! Which packs each tenant runs (one mapping, any number of workflows), and
+//! changing them while the host runs.
 //!
 //! A new pack is opened, verified and compiled before anything changes (a pack
 //! that fails any check is refused whole); then the tenant's active pack is
@@ -11,10 +12,11 @@
 use super::signing::TrustedKeys;
 use super::{LoadedPack, Manifest};
 use crate::engine::ownership::Ownership;
-use crate::runtime::{Plugin, Runtime};
+use crate::engine::processor::Workflows;
+use crate::runtime::{Plugin, Runtime, World};
 use crate::store::journal::PackRecord;
 use crate::store::Journal;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -46,9 +48,20 @@ impl ActivePack {
 
 struct Tenant {
     active: Arc<ArcSwap<ActivePack>>,
+    workflows: Workflows,
     ownership: Option<Ownership>,
     /// One change of pack at a time per tenant.
     changing: tokio::sync::Mutex<()>,
+}
+
+/// The history slot of the mapping pack; a workflow's slot is its name.
+pub const MAPPING_SLOT: &str = "mapping";
+
+fn slot_of(manifest: &Manifest) -> String {
+    match manifest.kind() {
+        World::Mapping => MAPPING_SLOT.to_string(),
+        World::Workflow => manifest.name.clone(),
+    }
 }
 
 pub struct Registry {
@@ -63,9 +76,19 @@ pub struct Registry {
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct TenantPacks {
     pub tenant: String,
+    /// The mapping pack, `name@version`.
     pub active: String,
     pub hash: String,
+    /// The workflow packs, `name@version`, in the order they run.
+    #[serde(default)]
+    pub workflows: Vec<String>,
     pub history: Vec<PackRecord>,
+}
+
+/// The packs a tenant starts with.
+pub struct Started {
+    pub mapping: Arc<ArcSwap<ActivePack>>,
+    pub workflows: Workflows,
 }
 
 impl Registry {
@@ -78,36 +101,78 @@ impl Registry {
         &self.runtime
     }
 
-    /// Start a tenant on the pack it last ran, or on `configured` when that is new.
-    pub async fn add_tenant(&mut self, tenant: &str, configured: &[u8], fallback_name: &str, ownership: Option<Ownership>) -> Result<Arc<ArcSwap<ActivePack>>> {
-        // Only the pack the tenant will run is compiled: the configured one is known by its hash until then.
-        let configured_hash = super::artifact::content_hash(configured);
+    /// Start a tenant on the packs it last ran: for each slot (the mapping, each
+    /// workflow), the configured pack when it is new, else the one last active,
+    /// which may have been hot-loaded or rolled back since. Workflows installed
+    /// through the admin API or the plugins directory come back too.
+    pub async fn add_tenant(&mut self, tenant: &str, mapping: &[u8], workflows: &[Vec<u8>], fallback_name: &str, ownership: Option<Ownership>) -> Result<Started> {
         let history = self.journal.pack_history(tenant)?;
-        let known = history.iter().any(|r| r.hash == configured_hash);
-        // The configured pack was replaced or rolled back since it last ran: resume where the tenant was.
-        let stored = match active_record(&history).filter(|last| known && last.hash != configured_hash) {
-            Some(last) => match self.read_stored(&last.hash) {
-                Ok(bytes) => Some((bytes, last.hash.clone())),
-                Err(e) => {
-                    tracing::warn!(tenant, "the pack last active is gone ({e:#}); starting on the configured one");
-                    None
-                }
-            },
-            None => None,
-        };
-        let loaded = match stored {
-            Some((bytes, hash)) => super::load(&self.runtime, &bytes, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: reloading {hash}"))?,
-            None => {
-                let first = super::load(&self.runtime, configured, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: the configured pack"))?;
-                if !known {
-                    self.keep(&first, configured, tenant, "config")?;
-                }
-                first
+        let mut configured: Vec<(String, &[u8])> = vec![(MAPPING_SLOT.to_string(), mapping)];
+        for (n, bytes) in workflows.iter().enumerate() {
+            let pack = super::Pack::open(bytes).with_context(|| format!("tenant {tenant}: workflow pack {}", n + 1))?;
+            if pack.manifest.kind() != World::Workflow {
+                bail!("tenant {tenant}: {} is a {} pack, configured as a workflow; a tenant's mapping pack goes in `pack`", pack.manifest.id(), pack.manifest.kind());
             }
+            configured.push((slot_of(&pack.manifest), bytes));
+        }
+        let mut slots: Vec<String> = configured.iter().map(|(slot, _)| slot.clone()).collect();
+        for r in &history {
+            if !slots.contains(&r.slot) && active_record(&history, &r.slot).is_some() {
+                slots.push(r.slot.clone());
+            }
+        }
+
+        let mut mapping_pack = None;
+        let mut workflow_packs = Vec::new();
+        for slot in slots {
+            let bytes = configured.iter().find(|(s, _)| *s == slot).map(|(_, b)| *b);
+            let Some(loaded) = self.resume_slot(tenant, &slot, bytes, &history, fallback_name).await? else { continue };
+            if slot == MAPPING_SLOT {
+                mapping_pack = Some(ActivePack::new(loaded, ownership.as_ref()));
+            } else {
+                workflow_packs.push(Arc::new(ActivePack::new(loaded, None)));
+            }
+        }
+        let mapping = Arc::new(ArcSwap::from_pointee(mapping_pack.context("a tenant needs a mapping pack")?));
+        let workflows: Workflows = Arc::new(ArcSwap::from_pointee(workflow_packs));
+        self.tenants.insert(tenant.to_string(), Tenant { active: mapping.clone(), workflows: workflows.clone(), ownership, changing: tokio::sync::Mutex::new(()) });
+        Ok(Started { mapping, workflows })
+    }
+
+    /// Load what one slot runs at start-up; `None` for a workflow that was removed.
+    async fn resume_slot(&self, tenant: &str, slot: &str, configured: Option<&[u8]>, history: &[PackRecord], fallback_name: &str) -> Result<Option<LoadedPack>> {
+        // Only the pack the slot will run is compiled: the configured one is known by its hash until then.
+        let configured_hash = configured.map(super::artifact::content_hash);
+        let known = configured_hash.as_ref().is_some_and(|h| history.iter().any(|r| r.slot == slot && &r.hash == h));
+        let last = active_record(history, slot);
+        // Configured but replaced or rolled back since it last ran, or not configured
+        // (hot-loaded): resume where the tenant was.
+        let resume = match (&configured_hash, last) {
+            (None, Some(last)) => Some(last),
+            (Some(hash), Some(last)) if known && &last.hash != hash => Some(last),
+            _ => None,
         };
-        let active = Arc::new(ArcSwap::from_pointee(ActivePack::new(loaded, ownership.as_ref())));
-        self.tenants.insert(tenant.to_string(), Tenant { active: active.clone(), ownership, changing: tokio::sync::Mutex::new(()) });
-        Ok(active)
+        if let Some(last) = resume {
+            match self.read_stored(&last.hash) {
+                Ok(bytes) => {
+                    let loaded = super::load(&self.runtime, &bytes, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: reloading {}@{} ({})", last.name, last.version, last.hash))?;
+                    return Ok(Some(loaded));
+                }
+                Err(e) if configured.is_some() => tracing::warn!(tenant, slot, "the pack last active is gone ({e:#}); starting on the configured one"),
+                Err(e) => return Err(e.context(format!("tenant {tenant}: the workflow {slot} it last ran"))),
+            }
+        }
+        let Some(bytes) = configured else { return Ok(None) };
+        // A configured workflow the operator rolled back (removed) stays removed until it changes.
+        if known && last.is_none() && slot != MAPPING_SLOT {
+            tracing::info!(tenant, slot, "the configured workflow was removed with a rollback; not starting it");
+            return Ok(None);
+        }
+        let first = super::load(&self.runtime, bytes, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: the configured pack for {slot}"))?;
+        if !known {
+            self.keep(&first, bytes, tenant, "config")?;
+        }
+        Ok(Some(first))
     }
 
     fn tenant(&self, tenant: &str) -> Result<&Tenant> {
@@ -129,45 +194,72 @@ impl Registry {
         if !path.exists() {
             crate::files::write_atomically(&path, bytes)?;
         }
-        self.journal.record_pack(tenant, &pack.manifest.name, &pack.manifest.version, &pack.hash, pack.signer.as_deref(), source)
+        let m = &pack.manifest;
+        self.journal.record_pack(tenant, &slot_of(m), &m.name, &m.version, &pack.hash, pack.signer.as_deref(), source)
     }
 
-    /// Verify, compile and swap in a new pack. Returns its `name@version`.
+    /// Verify, compile and swap in a new pack: the tenant's mapping, or a
+    /// workflow (added, or replacing the workflow of the same name). Returns its `name@version`.
     pub async fn install(&self, tenant: &str, bytes: &[u8], source: &str) -> Result<String> {
         let t = self.tenant(tenant)?;
         let _one_at_a_time = t.changing.lock().await;
         let loaded = super::load(&self.runtime, bytes, "pack", &self.trusted).await?;
         let id = loaded.manifest.id();
-        if t.active.load().hash == loaded.hash {
+        let slot = slot_of(&loaded.manifest);
+        let current = if slot == MAPPING_SLOT { Some(t.active.load_full()) } else { t.workflows.load().iter().find(|w| slot_of(&w.manifest) == slot).cloned() };
+        if current.as_ref().is_some_and(|c| c.hash == loaded.hash) {
             return Ok(format!("{id} (already active)"));
         }
         self.keep(&loaded, bytes, tenant, source)?;
-        let previous = t.active.swap(Arc::new(ActivePack::new(loaded, t.ownership.as_ref())));
-        tracing::info!(tenant, from = %previous.manifest.id(), to = %id, source, "pack swapped");
+        let from = current.map_or("nothing".to_string(), |c| c.manifest.id());
+        self.put(t, &slot, Some(loaded));
+        tracing::info!(tenant, slot, from = %from, to = %id, source, "pack swapped");
         Ok(id)
     }
 
-    /// Go back to the pack active before the current one.
-    pub async fn rollback(&self, tenant: &str) -> Result<String> {
+    /// Make `loaded` what `slot` runs (`None`: remove that workflow), in one atomic store.
+    fn put(&self, t: &Tenant, slot: &str, loaded: Option<LoadedPack>) {
+        if slot == MAPPING_SLOT {
+            if let Some(loaded) = loaded {
+                t.active.store(Arc::new(ActivePack::new(loaded, t.ownership.as_ref())));
+            }
+            return;
+        }
+        let mut workflows: Vec<Arc<ActivePack>> = t.workflows.load().iter().filter(|w| slot_of(&w.manifest) != slot).cloned().collect();
+        let position = t.workflows.load().iter().position(|w| slot_of(&w.manifest) == slot).unwrap_or(workflows.len());
+        if let Some(loaded) = loaded {
+            workflows.insert(position.min(workflows.len()), Arc::new(ActivePack::new(loaded, None)));
+        }
+        t.workflows.store(Arc::new(workflows));
+    }
+
+    /// Go back to the version of a pack active before the current one: the
+    /// mapping's (`slot` None), or a workflow's by name. A workflow with no
+    /// earlier version is removed.
+    pub async fn rollback(&self, tenant: &str, slot: Option<&str>) -> Result<String> {
         let t = self.tenant(tenant)?;
+        let slot = slot.unwrap_or(MAPPING_SLOT);
         let _one_at_a_time = t.changing.lock().await;
         let history = self.journal.pack_history(tenant)?;
-        let current = active_record(&history).context("no pack history for this tenant")?;
-        let previous = history
-            .iter()
-            .rev()
-            .filter(|r| !r.rolled_back && r.id < current.id && r.hash != current.hash)
-            .next()
-            .with_context(|| format!("tenant {tenant} has no earlier pack to roll back to (active: {}@{})", current.name, current.version))?;
-        let bytes = self.read_stored(&previous.hash)?;
-        let loaded = super::load(&self.runtime, &bytes, "pack", &self.trusted).await.with_context(|| format!("reloading {}@{}", previous.name, previous.version))?;
-        let id = loaded.manifest.id();
+        let current = active_record(&history, slot).with_context(|| format!("tenant {tenant} runs no pack {slot:?} (see `seam plugin list`)"))?;
+        let previous = history.iter().rev().find(|r| r.slot == slot && !r.rolled_back && r.id < current.id && r.hash != current.hash);
+        let (loaded, id) = match previous {
+            Some(previous) => {
+                let bytes = self.read_stored(&previous.hash)?;
+                let loaded = super::load(&self.runtime, &bytes, "pack", &self.trusted).await.with_context(|| format!("reloading {}@{}", previous.name, previous.version))?;
+                let id = loaded.manifest.id();
+                (Some(loaded), id)
+            }
+            None if slot != MAPPING_SLOT => (None, format!("no {slot} (removed)")),
+            None => bail!("tenant {tenant} has no earlier pack to roll back to (active mapping: {}@{})", current.name, current.version),
+        };
         // Every row after the one returned to is undone, so a second rollback goes further back.
-        for r in history.iter().filter(|r| r.id > previous.id && !r.rolled_back) {
+        let returned_to = previous.map_or(0, |p| p.id);
+        for r in history.iter().filter(|r| r.slot == slot && r.id > returned_to && !r.rolled_back) {
             self.journal.mark_rolled_back(r.id)?;
         }
-        t.active.store(Arc::new(ActivePack::new(loaded, t.ownership.as_ref())));
-        tracing::info!(tenant, to = %id, "pack rolled back");
+        self.put(t, slot, loaded);
+        tracing::info!(tenant, slot, to = %id, "pack rolled back");
         Ok(id)
     }
 
@@ -177,7 +269,8 @@ impl Registry {
             .iter()
             .map(|(name, t)| {
                 let active = t.active.load();
-                Ok(TenantPacks { tenant: name.clone(), active: active.manifest.id(), hash: active.hash.clone(), history: self.journal.pack_history(name)? })
+                let workflows = t.workflows.load().iter().map(|w| w.manifest.id()).collect();
+                Ok(TenantPacks { tenant: name.clone(), active: active.manifest.id(), hash: active.hash.clone(), workflows, history: self.journal.pack_history(name)? })
             })
             .collect::<Result<_>>()?;
         out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
@@ -185,6 +278,7 @@ impl Registry {
     }
 }
 
-fn active_record(history: &[PackRecord]) -> Option<&PackRecord> {
-    history.iter().rev().find(|r| !r.rolled_back)
+/// The row a slot runs now: its latest one not rolled back.
+fn active_record<'a>(history: &'a [PackRecord], slot: &str) -> Option<&'a PackRecord> {
+    history.iter().rev().find(|r| r.slot == slot && !r.rolled_back)
 }

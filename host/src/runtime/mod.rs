@@ -18,7 +18,7 @@ pub mod error;
 pub mod imports;
 pub mod state;
 
-pub use bindings::ApiVersion;
+pub use bindings::{ApiVersion, World};
 pub use cache::CacheOutcome;
 pub use error::PluginError;
 pub use imports::lookup::{Grant, Grants, LookupFailure, NoRecords, RecordSource, StaticRecord, StaticRecords};
@@ -128,18 +128,21 @@ impl Runtime {
             .get_or_compile(&inner.engine, &sha256, wasm)
             .await
             .with_context(|| format!("loading pack {meta}: is it a WebAssembly component built for wasm32-wasip2?"))?;
-        let api = ApiVersion::of(&inner.engine, &component).with_context(|| format!("loading pack {meta}"))?;
+        let (world, api) = ApiVersion::of(&inner.engine, &component).with_context(|| format!("loading pack {meta}"))?;
         let pre = inner.linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
             format!(
                 "linking pack {meta}: it imports something seam does not provide \
                  (packs may import seam:sync/log, seam:sync/lookup and WASI, with no files or network)"
             )
         })?;
-        let pre = match api {
-            ApiVersion::V0_1_0 => PluginPre::V0_1_0(v0_1_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(|| format!("pack {meta}"))?),
+        let pre = match (world, api) {
+            (World::Mapping, ApiVersion::V0_1_0) => PluginPre::MappingV0_1_0(v0_1_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(|| format!("pack {meta}"))?),
+            (World::Workflow, ApiVersion::V0_1_0) => {
+                PluginPre::WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(|| format!("pack {meta}"))?)
+            }
         };
         let own_slots = Arc::new(Semaphore::new(self.inner.config.calls_per_pack.clamp(1, self.inner.config.concurrent_calls.max(1)) as usize));
-        Ok(Plugin { meta, api, pre, grants: Arc::new(grants), runtime: self.clone(), loaded: outcome, own_slots })
+        Ok(Plugin { meta, world, api, pre, grants: Arc::new(grants), runtime: self.clone(), loaded: outcome, own_slots })
     }
 
     fn new_store(&self, state: PluginState) -> Store<PluginState> {
@@ -197,12 +200,14 @@ fn spawn_epoch_ticker(engine: &Engine) {
 }
 
 enum PluginPre {
-    V0_1_0(v0_1_0::MappingPre<PluginState>),
+    MappingV0_1_0(v0_1_0::MappingPre<PluginState>),
+    WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre<PluginState>),
 }
 
 /// A loaded, pre-linked pack.
 pub struct Plugin {
     meta: Arc<PluginMeta>,
+    world: World,
     api: ApiVersion,
     pre: PluginPre,
     grants: Arc<Grants>,
@@ -228,6 +233,9 @@ impl Plugin {
     pub fn api(&self) -> ApiVersion {
         self.api
     }
+    pub fn world(&self) -> World {
+        self.world
+    }
     pub fn grants(&self) -> &Grants {
         &self.grants
     }
@@ -236,13 +244,13 @@ impl Plugin {
         self.loaded
     }
 
-    /// Map one change to actions.
-    pub async fn map(&self, change: &Change, records: Arc<dyn RecordSource>) -> Result<Vec<Action>, PluginError> {
-        self.map_timed(change, records).await.0
+    /// Run the pack on one change: a mapping's `map-change`, a workflow's `on-change`.
+    pub async fn run(&self, change: &Change, records: Arc<dyn RecordSource>) -> Result<Vec<Action>, PluginError> {
+        self.run_timed(change, records).await.0
     }
 
-    /// [`Plugin::map`], also reporting where the time went.
-    pub async fn map_timed(&self, change: &Change, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
+    /// [`Plugin::run`], also reporting where the time went.
+    pub async fn run_timed(&self, change: &Change, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
         let runtime = &self.runtime.inner;
         let _share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
         let _slot = runtime.slots.acquire().await.expect("the slot semaphore is never closed");
@@ -252,15 +260,19 @@ impl Plugin {
 
         let started = Instant::now();
         let run = async {
-            match &self.pre {
-                PluginPre::V0_1_0(pre) => {
+            let result = match &self.pre {
+                PluginPre::MappingV0_1_0(pre) => {
                     let instance = pre.instantiate_async(&mut store).await?;
                     timing.instantiate = started.elapsed();
-                    let change = v0_1_0::types::Change::from(change);
-                    let result = instance.seam_sync_mapper().call_map_change(&mut store, &change).await?;
-                    Ok::<_, wasmtime::Error>(result.map(|actions| actions.into_iter().map(Action::from).collect()))
+                    instance.seam_sync_mapper().call_map_change(&mut store, &v0_1_0::types::Change::from(change)).await?
                 }
-            }
+                PluginPre::WorkflowV0_1_0(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    timing.instantiate = started.elapsed();
+                    instance.seam_sync_automation().call_on_change(&mut store, &v0_1_0::types::Change::from(change)).await?
+                }
+            };
+            Ok::<_, wasmtime::Error>(result.map(|actions| actions.into_iter().map(Action::from).collect()))
         };
         let outcome = tokio::time::timeout(runtime.config.call_budget + HOST_GRACE, run).await;
         timing.call = started.elapsed().saturating_sub(timing.instantiate);

@@ -79,7 +79,8 @@ impl Journal {
              CREATE TABLE IF NOT EXISTS pack_history (
                  id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL,
                  name TEXT NOT NULL, version TEXT NOT NULL, hash TEXT NOT NULL, signer TEXT,
-                 source TEXT NOT NULL, at_ms INTEGER NOT NULL, rolled_back INTEGER NOT NULL DEFAULT 0);
+                 source TEXT NOT NULL, at_ms INTEGER NOT NULL, rolled_back INTEGER NOT NULL DEFAULT 0,
+                 slot TEXT NOT NULL DEFAULT 'mapping');
              CREATE TABLE IF NOT EXISTS links (
                  tenant TEXT NOT NULL, case_id TEXT NOT NULL, incident_id TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
                  PRIMARY KEY (tenant, case_id), UNIQUE (tenant, incident_id));
@@ -97,6 +98,11 @@ impl Journal {
              CREATE INDEX IF NOT EXISTS events_pending ON events (status, id);",
         )
         .context("creating the journal schema")?;
+        // Journals from before workflow packs: every pack was the mapping.
+        let has_slot: bool = db.prepare("SELECT 1 FROM pragma_table_info('pack_history') WHERE name = 'slot'")?.exists([])?;
+        if !has_slot {
+            db.execute_batch("ALTER TABLE pack_history ADD COLUMN slot TEXT NOT NULL DEFAULT 'mapping'").context("adding pack_history.slot")?;
+        }
         Ok(Journal { db: Mutex::new(db), arrived: tokio::sync::Notify::new() })
     }
 
@@ -171,6 +177,8 @@ pub struct AuditRow {
     pub new: Value,
     /// `sync`, `revert` (an ownership violation undone), `link`.
     pub reason: String,
+    /// The pack whose action made the change, when not the event's mapping pack (a workflow's).
+    pub plugin: Option<String>,
 }
 
 /// What a processed event leaves behind, committed with its status in one transaction.
@@ -322,7 +330,7 @@ impl Journal {
             tx.execute(
                 "INSERT INTO audit (at_ms, tenant, event_key, plugin, system, object, record_id, field, old_value, new_value, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![now, tenant, event_key, plugin, a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason],
+                params![now, tenant, event_key, a.plugin.as_deref().unwrap_or(plugin), a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason],
             )?;
         }
         for (case_id, incident_id) in &outcome.links {
@@ -516,14 +524,17 @@ pub struct PackRecord {
     pub source: String,
     pub at_ms: i64,
     pub rolled_back: bool,
+    /// Which of the tenant's packs this row is a version of: `mapping`, or a workflow's name.
+    pub slot: String,
 }
 
 impl Journal {
-    pub fn record_pack(&self, tenant: &str, name: &str, version: &str, hash: &str, signer: Option<&str>, source: &str) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_pack(&self, tenant: &str, slot: &str, name: &str, version: &str, hash: &str, signer: Option<&str>, source: &str) -> Result<()> {
         let db = self.db.lock().unwrap();
         db.execute(
-            "INSERT INTO pack_history (tenant, name, version, hash, signer, source, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![tenant, name, version, hash, signer, source, chrono::Utc::now().timestamp_millis()],
+            "INSERT INTO pack_history (tenant, slot, name, version, hash, signer, source, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![tenant, slot, name, version, hash, signer, source, chrono::Utc::now().timestamp_millis()],
         )?;
         Ok(())
     }
@@ -531,7 +542,7 @@ impl Journal {
     /// A tenant's packs, oldest first.
     pub fn pack_history(&self, tenant: &str) -> Result<Vec<PackRecord>> {
         let db = self.db.lock().unwrap();
-        let mut stmt = db.prepare("SELECT id, tenant, name, version, hash, signer, source, at_ms, rolled_back FROM pack_history WHERE tenant = ?1 ORDER BY id")?;
+        let mut stmt = db.prepare("SELECT id, tenant, name, version, hash, signer, source, at_ms, rolled_back, slot FROM pack_history WHERE tenant = ?1 ORDER BY id")?;
         let rows = stmt.query_map(params![tenant], |r| {
             Ok(PackRecord {
                 id: r.get(0)?,
@@ -543,6 +554,7 @@ impl Journal {
                 source: r.get(6)?,
                 at_ms: r.get(7)?,
                 rolled_back: r.get::<_, i64>(8)? != 0,
+                slot: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

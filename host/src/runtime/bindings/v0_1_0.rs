@@ -13,6 +13,22 @@ wasmtime::component::bindgen!({
 
 pub use self::seam::sync::types;
 
+/// World `workflow`: the same imports and types, exporting `automation`.
+pub mod workflow {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "seam:sync/workflow@0.1.0",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        // One set of types and one implementation of the imports serves both worlds.
+        with: {
+            "seam:sync/types": super::seam::sync::types,
+            "seam:sync/log": super::seam::sync::log,
+            "seam:sync/lookup": super::seam::sync::lookup,
+        },
+    });
+}
+
 impl From<types::System> for model::System {
     fn from(s: types::System) -> Self {
         match s {

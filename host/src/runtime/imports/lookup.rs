@@ -23,9 +23,14 @@ pub enum LookupFailure {
     Unavailable(String),
 }
 
+/// A record found by a key, with the fields asked for.
+pub type Found = Option<(RecordRef, Vec<Field>)>;
+
 /// Where lookups are answered from.
 pub trait RecordSource: Send + Sync {
     fn get<'a>(&'a self, record: &'a RecordRef, fields: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>>;
+    /// The first `object` record whose `key` field equals `value`.
+    fn find<'a>(&'a self, system: System, object: &'a str, key: &'a str, value: &'a str, fields: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>>;
 }
 
 /// No records anywhere: every lookup is `unavailable`.
@@ -34,6 +39,9 @@ pub struct NoRecords;
 impl RecordSource for NoRecords {
     fn get<'a>(&'a self, record: &'a RecordRef, _: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>> {
         Box::pin(async move { Err(LookupFailure::Unavailable(format!("no record source is configured to read {record}"))) })
+    }
+    fn find<'a>(&'a self, system: System, object: &'a str, _: &'a str, _: &'a str, _: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>> {
+        Box::pin(async move { Err(LookupFailure::Unavailable(format!("no record source is configured to search {system} {object}"))) })
     }
 }
 
@@ -54,11 +62,25 @@ impl RecordSource for StaticRecords {
     fn get<'a>(&'a self, record: &'a RecordRef, fields: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>> {
         Box::pin(async move {
             let found = self.records.iter().find(|r| &r.record == record).ok_or(LookupFailure::NotFound)?;
-            Ok(fields
-                .iter()
-                .map(|name| Field::new(name.clone(), found.fields.get(name).cloned().unwrap_or(Value::Null)))
-                .collect())
+            Ok(found.read(fields))
         })
+    }
+    fn find<'a>(&'a self, system: System, object: &'a str, key: &'a str, value: &'a str, fields: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>> {
+        Box::pin(async move {
+            let wanted = Value::Text(value.to_string());
+            Ok(self
+                .records
+                .iter()
+                .find(|r| r.record.system == system && r.record.object.eq_ignore_ascii_case(object) && r.fields.get(key) == Some(&wanted))
+                .map(|r| (r.record.clone(), r.read(fields))))
+        })
+    }
+}
+
+impl StaticRecord {
+    /// The fields asked for; one the record does not have reads as null.
+    fn read(&self, fields: &[String]) -> Vec<Field> {
+        fields.iter().map(|name| Field::new(name.clone(), self.fields.get(name).cloned().unwrap_or(Value::Null))).collect()
     }
 }
 
@@ -77,6 +99,11 @@ pub struct Grants(pub Vec<Grant>);
 
 impl Grants {
     pub fn check(&self, record: &RecordRef, fields: &[String]) -> Result<(), LookupFailure> {
+        self.check_object(record.system, &record.object, fields)
+    }
+
+    pub fn check_object(&self, system: System, object: &str, fields: &[String]) -> Result<(), LookupFailure> {
+        let record = RecordRef { system, object: object.to_string(), id: String::new() };
         let Some(grant) = self.0.iter().find(|g| g.system == record.system && g.object.eq_ignore_ascii_case(&record.object)) else {
             return Err(LookupFailure::NotGranted(format!("the pack has no grant to read {} {}", record.system, record.object)));
         };
@@ -107,17 +134,44 @@ pub(crate) async fn get(state: &mut PluginState, record: RecordRef, fields: Vec<
     result
 }
 
+/// Grant check (the key field included), then the search.
+pub(crate) async fn find(state: &mut PluginState, system: System, object: String, key: String, value: String, fields: Vec<String>) -> Result<Found, LookupFailure> {
+    let mut needed = fields.clone();
+    needed.push(key.clone());
+    state.grants.check_object(system, &object, &needed)?;
+    let result = state.records.find(system, &object, &key, &value, &fields).await;
+    if let Err(LookupFailure::Unavailable(why)) = &result {
+        state.lookup_unavailable = Some(why.clone());
+    }
+    result
+}
+
+fn to_wit(failure: LookupFailure) -> v0_1_0::LookupError {
+    match failure {
+        LookupFailure::NotGranted(why) => v0_1_0::LookupError::NotGranted(why),
+        LookupFailure::NotFound => v0_1_0::LookupError::NotFound,
+        LookupFailure::Unavailable(why) => v0_1_0::LookupError::Unavailable(why),
+    }
+}
+
 impl v0_1_0::Host for PluginState {
     async fn get(
         &mut self,
         record: v0_1_0::RecordRef,
         fields: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<v0_1_0::Field>, v0_1_0::LookupError>> {
-        Ok(match get(self, record.into(), fields).await {
-            Ok(found) => Ok(found.iter().map(Into::into).collect()),
-            Err(LookupFailure::NotGranted(why)) => Err(v0_1_0::LookupError::NotGranted(why)),
-            Err(LookupFailure::NotFound) => Err(v0_1_0::LookupError::NotFound),
-            Err(LookupFailure::Unavailable(why)) => Err(v0_1_0::LookupError::Unavailable(why)),
-        })
+        Ok(get(self, record.into(), fields).await.map(|found| found.iter().map(Into::into).collect()).map_err(to_wit))
+    }
+
+    async fn find(
+        &mut self,
+        system: v0_1_0::System,
+        object: String,
+        key: String,
+        value: String,
+        fields: Vec<String>,
+    ) -> wasmtime::Result<Result<Option<(v0_1_0::RecordRef, Vec<v0_1_0::Field>)>, v0_1_0::LookupError>> {
+        let found = find(self, system.into(), object, key, value, fields).await;
+        Ok(found.map(|f| f.map(|(record, fields)| ((&record).into(), fields.iter().map(Into::into).collect()))).map_err(to_wit))
     }
 }

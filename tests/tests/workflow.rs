@@ -1,0 +1,150 @@
+//! The sev1-bridge workflow pack beside the case-incident mapping, end to end
+//! on the emulators: one event opens the incident, gives the account owner a
+//! Task and starts a Slack bridge; a small account, a repeat edit or a linked
+//! incident does not fire it; an incident raised in ServiceNow finds its
+//! Account by the stable key; rolling the workflow back removes it.
+
+use seam::cli::serve::{sim_config, start_engine, Engine};
+use seam::connectors::RetryPolicy;
+use seam::engine::apply::Systems;
+use seam::packs::{artifact, Manifest};
+use seam::sim::Sim;
+use seam_tests::{pack_bytes, CASE_INCIDENT, SEV1_BRIDGE};
+use serde_json::{json, Map, Value};
+use std::time::{Duration, Instant};
+
+fn pack(component: &str, manifest: &str) -> Vec<u8> {
+    let path = format!("{}/../plugins/{manifest}/pack.json", env!("CARGO_MANIFEST_DIR"));
+    let manifest = Manifest::parse(&std::fs::read(path).unwrap()).unwrap();
+    artifact::build(&pack_bytes(component), &manifest).unwrap()
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+/// Until the emulators have nothing left to send and the journal nothing left to do.
+async fn settle(sim: &Sim, engine: &Engine) {
+    let started = Instant::now();
+    let mut quiet = 0;
+    while quiet < 5 {
+        let pending = engine.journal.status_count("demo", "pending").unwrap()
+            + sim.salesforce.notifier.as_ref().unwrap().stats().pending as u64
+            + sim.servicenow.notifier.as_ref().unwrap().stats().pending as u64;
+        quiet = if pending == 0 { quiet + 1 } else { 0 };
+        assert!(started.elapsed() < Duration::from_secs(30), "not settled: {pending} pending");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0, "dead letters: {:?}", engine.journal.dead_letters(Some("demo")));
+}
+
+async fn tasks_on(people: &Systems, what: &str) -> Vec<Map<String, Value>> {
+    people.salesforce.query(&format!("SELECT Id, Subject, Priority, OwnerId, Description FROM Task WHERE WhatId = '{what}'")).await.unwrap()
+}
+
+/// The messages of the Slack channel `name`, or None when there is no such channel.
+async fn bridge(people: &Systems, name: &str) -> Option<Vec<String>> {
+    let slack = people.slack.as_ref().unwrap();
+    let (_, id) = slack.channels().await.unwrap().into_iter().find(|(n, _)| n == name)?;
+    Some(slack.history(&id).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_team_and_starts_a_bridge() {
+    let state = std::env::temp_dir().join(format!("seam-test-workflow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    let (mapping, workflow) = (state.join("case-incident.seampack"), state.join("sev1-bridge.seampack"));
+    std::fs::write(&mapping, pack(CASE_INCIDENT, "case-incident")).unwrap();
+    std::fs::write(&workflow, pack(SEV1_BRIDGE, "sev1-bridge")).unwrap();
+    let (sim, config) = sim_config(&state, &mapping, std::slice::from_ref(&workflow), None).await.unwrap();
+    let engine = start_engine(&config, std::future::pending()).await.unwrap();
+    let people = sim.systems(RetryPolicy::default()).await.unwrap();
+    let (sf, sn) = (&people.salesforce, &people.servicenow);
+    assert_eq!(engine.registry.list().unwrap()[0].workflows, vec!["sev1-bridge@1.0.0"]);
+
+    let gold = sf.create("Account", &obj(json!({ "Name": "Acme Corporation", "External_Id__c": "ACME-001", "AnnualRevenue": 5.0e7, "Tier__c": "Gold" }))).await.unwrap();
+    let small = sf.create("Account", &obj(json!({ "Name": "Corner Shop", "External_Id__c": "SHOP-7", "AnnualRevenue": 1.0e6, "Tier__c": "Bronze" }))).await.unwrap();
+    let gold_company = sn.insert("core_company", &obj(json!({ "name": "ACME Corp (EMEA)", "u_sf_external_id": "ACME-001" }))).await.unwrap()["sys_id"].as_str().unwrap().to_string();
+    let owner = sf.get("Account", &gold).await.unwrap()["OwnerId"].as_str().unwrap().to_string();
+
+    // 1. A new Critical Case on the Gold account: one event, two systems, no human relay.
+    let case = sf.create("Case", &obj(json!({ "Subject": "Checkout API returns 502", "Priority": "Critical", "AccountId": gold }))).await.unwrap();
+    settle(&sim, &engine).await;
+    let case_now = sf.get("Case", &case).await.unwrap();
+    let incident = case_now["ServiceNow_Incident__c"].as_str().expect("the Case is linked").to_string();
+    let number = case_now["ServiceNow_Number__c"].as_str().unwrap().to_string();
+    let incidents = sn.query("incident", &format!("correlation_id={case}"), 10).await.unwrap();
+    assert_eq!(incidents.len(), 1, "one incident, though both packs asked to open it");
+    assert_eq!(incidents[0]["priority"], "1");
+    let tasks = tasks_on(&people, &case).await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["OwnerId"].as_str(), Some(owner.as_str()), "the Task is the account owner's");
+    assert_eq!(tasks[0]["Priority"], "High");
+    assert!(tasks[0]["Description"].as_str().unwrap().contains(&number), "{:?}", tasks[0]["Description"]);
+    let task = tasks[0]["Id"].as_str().unwrap().to_string();
+    let channel = format!("sev1-case-{}", case_now["CaseNumber"].as_str().unwrap());
+    let messages = bridge(&people, &channel).await.expect("the bridge channel exists");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    for link in [format!("/Case/{case}/view"), format!("sys_id%3D{incident}"), number.clone(), format!("/Task/{task}/view")] {
+        assert!(messages[0].contains(&link), "the bridge message links {link}: {}", messages[0]);
+    }
+    // The audit credits the workflow's writes to the workflow.
+    let audit = engine.journal.audit_after("demo", 0).unwrap();
+    assert!(audit.iter().any(|(_, r, _, a)| r.object == "Task" && a.plugin == "sev1-bridge@1.0.0" && a.reason == "workflow"), "{audit:?}");
+    assert!(audit.iter().any(|(_, r, _, a)| r.object == "incident" && a.plugin == "case-incident@1.0.0"));
+
+    // 2. Still Critical, edited again: the same episode, nothing new.
+    sf.update("Case", &case, &obj(json!({ "Subject": "Checkout API returns 502 (EU only)" }))).await.unwrap();
+    settle(&sim, &engine).await;
+    assert_eq!(tasks_on(&people, &case).await.len(), 1);
+    assert_eq!(bridge(&people, &channel).await.unwrap().len(), 1);
+
+    // 3. A Critical Case on a small account is left to the mapping.
+    let shop_case = sf.create("Case", &obj(json!({ "Subject": "Card reader offline", "Priority": "Critical", "AccountId": small }))).await.unwrap();
+    // 4. A High Case on the Gold account raised to Critical later fires then, with the existing incident.
+    let later = sf.create("Case", &obj(json!({ "Subject": "Slow search", "Priority": "High", "AccountId": gold }))).await.unwrap();
+    settle(&sim, &engine).await;
+    assert!(tasks_on(&people, &later).await.is_empty(), "High is not a sev-1");
+    sf.update("Case", &later, &obj(json!({ "Priority": "Critical" }))).await.unwrap();
+    settle(&sim, &engine).await;
+    assert!(tasks_on(&people, &shop_case).await.is_empty(), "a small account gets no Task");
+    assert!(bridge(&people, &format!("sev1-case-{}", sf.get("Case", &shop_case).await.unwrap()["CaseNumber"].as_str().unwrap())).await.is_none());
+    assert_eq!(tasks_on(&people, &later).await.len(), 1);
+    assert_eq!(sn.query("incident", &format!("correlation_id={later}"), 10).await.unwrap().len(), 1);
+    let later_number = sf.get("Case", &later).await.unwrap()["CaseNumber"].as_str().unwrap().to_string();
+    let later_bridge = bridge(&people, &format!("sev1-case-{later_number}")).await.expect("a bridge for the raised Case");
+    let later_incident = sf.get("Case", &later).await.unwrap()["ServiceNow_Number__c"].as_str().unwrap().to_string();
+    assert!(later_bridge[0].contains(&later_incident), "the bridge names the existing incident: {}", later_bridge[0]);
+
+    // 5. A priority-1 incident raised in ServiceNow for the Gold customer: the Account is found by its stable key.
+    let raised = sn.insert("incident", &obj(json!({ "short_description": "Payments down in EU", "impact": "1", "urgency": "1", "company": gold_company }))).await.unwrap();
+    settle(&sim, &engine).await;
+    let account_tasks = tasks_on(&people, &gold).await;
+    assert_eq!(account_tasks.len(), 1, "{account_tasks:?}");
+    assert!(account_tasks[0]["Subject"].as_str().unwrap().contains("Payments down in EU"));
+    let raised_bridge = bridge(&people, &format!("sev1-{}", raised["number"].as_str().unwrap().to_lowercase())).await.expect("a bridge for the raised incident");
+    assert!(raised_bridge[0].contains(raised["sys_id"].as_str().unwrap()));
+
+    // 6. Rolling the workflow back removes it (it had no earlier version); the mapping carries on.
+    let admin = format!("http://{}/admin", config.listen);
+    let token = config.admin_token.clone().unwrap();
+    let http = reqwest::Client::new();
+    let r = http.post(format!("{admin}/tenants/demo/packs/rollback?pack=sev1-bridge")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert!(engine.registry.list().unwrap()[0].workflows.is_empty());
+    let quiet_case = sf.create("Case", &obj(json!({ "Subject": "After the rollback", "Priority": "Critical", "AccountId": gold }))).await.unwrap();
+    settle(&sim, &engine).await;
+    assert!(sf.get("Case", &quiet_case).await.unwrap()["ServiceNow_Incident__c"].is_string(), "the mapping still runs");
+    assert!(tasks_on(&people, &quiet_case).await.is_empty(), "the workflow is gone");
+
+    // 7. Hot-loaded again through the admin API, it is back for the next event.
+    let r = http.post(format!("{admin}/tenants/demo/packs")).bearer_auth(&token).body(pack(SEV1_BRIDGE, "sev1-bridge")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(engine.registry.list().unwrap()[0].workflows, vec!["sev1-bridge@1.0.0"]);
+    let again = sf.create("Case", &obj(json!({ "Subject": "Back again", "Priority": "Critical", "AccountId": gold }))).await.unwrap();
+    settle(&sim, &engine).await;
+    assert_eq!(tasks_on(&people, &again).await.len(), 1);
+    assert_eq!(engine.registry.list().unwrap()[0].active, "case-incident@1.0.0");
+    sim.shutdown();
+}
