@@ -17,7 +17,8 @@ pub struct Manifest {
     pub world: String,
     #[serde(default)]
     pub description: String,
-    /// Which fields each side mirrors; the host enforces it. Absent: the default Case ⇄ Incident map.
+    /// Which fields each side mirrors; the host enforces it for every pack of the tenant.
+    /// Absent: the default Case ⇄ Incident map. Mapping packs only.
     #[serde(default)]
     pub ownership: Option<Ownership>,
     /// What the pack may read through `lookup`.
@@ -37,7 +38,10 @@ impl Manifest {
             bail!("pack name {:?} must be lower-case letters, digits and dashes", self.name);
         }
         semver::Version::parse(&self.version).with_context(|| format!("pack version {:?} is not a semantic version like 1.2.0", self.version))?;
-        self.world_version()?;
+        let (world, _) = self.world_version()?;
+        if world == World::Workflow && self.ownership.is_some() {
+            bail!("a workflow pack has no ownership map: the tenant's mapping pack (or its configuration) says which side owns each field; remove `ownership` from the manifest");
+        }
         Ok(())
     }
 
