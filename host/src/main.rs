@@ -18,6 +18,8 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// The dead-letter queue: events that failed for good.
     Dlq(cli::dlq::DlqArgs),
+    /// The audit trail: why a field changed, and what became of the event behind it.
+    Audit(cli::audit::AuditArgs),
     /// Work with rule packs (WebAssembly components).
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
@@ -45,6 +47,7 @@ fn main() -> std::process::ExitCode {
             Command::Pack(cmd) => cli::pack::run(cmd).await,
             Command::Sim(args) => cli::sim::run(args).await,
             Command::Dlq(args) => cli::dlq::run(args),
+            Command::Audit(args) => cli::audit::run(args),
             Command::Serve(args) => cli::serve::run(args).await,
         }
     });

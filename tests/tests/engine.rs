@@ -182,11 +182,11 @@ async fn a_forbidden_write_is_dead_lettered_and_re_driven_once_fixed() {
     let current = h.processor.active.load_full();
     let fixed = ActivePack { manifest: current.manifest.clone(), plugin: current.plugin.clone(), ownership: Ownership::default(), hash: current.hash.clone(), signer: None };
     h.processor.active.store(Arc::new(fixed));
-    assert_eq!(h.journal.redrive(None).unwrap(), 1);
+    assert_eq!(h.journal.redrive(None, "test").unwrap(), 1);
     Dispatcher::new(h.processor.clone(), 1).drain().await.unwrap();
     assert!(sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].is_string());
     assert!(h.journal.dead_letters(Some(TENANT)).unwrap().is_empty());
-    assert!(h.journal.redrive(Some(&[letters[0].id])).is_err(), "no longer a dead letter");
+    assert!(h.journal.redrive(Some(&[letters[0].id]), "test").is_err(), "no longer a dead letter");
     h.sim.shutdown();
 }
 

@@ -53,8 +53,8 @@ pub fn run(args: DlqArgs) -> Result<()> {
         }
         DlqCommand::Redrive { ids, all } => {
             let n = match (all, ids.is_empty()) {
-                (true, true) => journal.redrive(None)?,
-                (false, false) => journal.redrive(Some(&ids))?,
+                (true, true) => journal.redrive(None, "cli")?,
+                (false, false) => journal.redrive(Some(&ids), "cli")?,
                 (true, false) => bail!("give event ids or --all, not both"),
                 (false, true) => bail!("give the ids to re-drive (see `seam dlq list`), or --all"),
             };

@@ -1,5 +1,6 @@
 //! The `seam` command line.
 
+pub mod audit;
 pub mod demo;
 pub mod dlq;
 pub mod pack;

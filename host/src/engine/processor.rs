@@ -173,6 +173,7 @@ impl Processor {
         if news.is_empty() && change.kind != ChangeKind::Deleted && progress == 0 {
             return Ok((Processed::Echo, out));
         }
+        out.news = news.iter().map(|f| f.name.clone()).collect();
 
         // Ownership gate: a person changed a field the other side owns → put it back.
         let (violations, allowed): (Vec<Field>, Vec<Field>) = news.into_iter().partition(|f| pack.ownership.owner(source.system, &source.object, &f.name) != source.system);
@@ -189,7 +190,10 @@ impl Processor {
                 out.audit.push(AuditRow { record: source.clone(), field: f.name.clone(), old: Some(f.value.clone()), new: shadow[&f.name].clone(), reason: "revert: owned by the other system".into(), plugin: None });
             }
         }
-        for f in &allowed {
+        // A mirrored field seam has never synced (a new Case's default Status) has
+        // nothing to restore: its value becomes the baseline, so it is not news again.
+        let baseline = violations.iter().filter(|f| !restorable.contains_key(&f.name));
+        for f in allowed.iter().chain(baseline) {
             out.shadow.push((source.clone(), f.name.clone(), f.value.clone()));
         }
         let displays: Vec<Field> = change

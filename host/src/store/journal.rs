@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 pub struct Journal {
-    db: Mutex<Connection>,
+    pub(super) db: Mutex<Connection>,
     /// Woken when new events are stored, so dispatchers need not poll.
     arrived: tokio::sync::Notify,
 }
@@ -60,6 +60,8 @@ impl Journal {
                  progress_linked TEXT,
                  -- the partner record the change names (from its link field), for ordering
                  linked_id TEXT,
+                 -- the changed fields that were news (JSON list), for the audit trail
+                 news TEXT,
                  UNIQUE (tenant, event_key));
              -- Last values synced per record field: what seam wrote or already carried across.
              CREATE TABLE IF NOT EXISTS shadow (
@@ -90,6 +92,13 @@ impl Journal {
                  system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
                  field TEXT NOT NULL, old_value TEXT, new_value TEXT, reason TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS audit_by_record ON audit (tenant, system, object, record_id, field, id);
+             CREATE INDEX IF NOT EXISTS audit_by_event ON audit (tenant, event_key);
+             -- What happened to an event besides its processing: dead-lettered (why), re-driven (by whom).
+             -- Six months on, this answers whether a failed message was sent through again.
+             CREATE TABLE IF NOT EXISTS event_history (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, event_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+                 what TEXT NOT NULL, detail TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS event_history_by_event ON event_history (event_id, id);
              -- How far catch-up polling has read each source.
              CREATE TABLE IF NOT EXISTS watermarks (
                  tenant TEXT NOT NULL, source TEXT NOT NULL, value TEXT NOT NULL,
@@ -98,6 +107,11 @@ impl Journal {
              CREATE INDEX IF NOT EXISTS events_pending ON events (status, id);",
         )
         .context("creating the journal schema")?;
+        // Journals from before `events.news`.
+        let has_news: bool = db.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'news'")?.exists([])?;
+        if !has_news {
+            db.execute_batch("ALTER TABLE events ADD COLUMN news TEXT").context("adding events.news")?;
+        }
         // Journals from before workflow packs: every pack was the mapping.
         let has_slot: bool = db.prepare("SELECT 1 FROM pragma_table_info('pack_history') WHERE name = 'slot'")?.exists([])?;
         if !has_slot {
@@ -193,6 +207,8 @@ pub struct Outcome {
     pub expect: Vec<(RecordRef, String, Value)>,
     /// Expected echoes this event was (ids from [`Journal::expected_echoes`]).
     pub consumed: Vec<i64>,
+    /// The fields that were news (not echoes, not unchanged): what the audit says caused the writes.
+    pub news: Vec<String>,
 }
 
 /// How long a written value waits for its echo; a notification lost for longer is no longer expected.
@@ -309,8 +325,14 @@ impl Journal {
 
     /// A permanent failure: the event waits in the dead-letter queue.
     pub fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
-        let db = self.db.lock().unwrap();
-        db.execute("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1", params![id, error])?;
+        let mut db = self.db.lock().unwrap();
+        let tx = db.transaction()?;
+        tx.execute("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1", params![id, error])?;
+        tx.execute(
+            "INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)",
+            params![id, chrono::Utc::now().timestamp_millis(), error],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -349,7 +371,8 @@ impl Journal {
             tx.execute("DELETE FROM expected_echoes WHERE id = ?1", params![echo])?;
         }
         tx.execute("DELETE FROM expected_echoes WHERE at_ms < ?1", params![now - ECHO_WAIT_MS])?;
-        tx.execute("UPDATE events SET status = ?2, last_error = NULL WHERE id = ?1", params![id, status])?;
+        let news = (!outcome.news.is_empty()).then(|| serde_json::to_string(&outcome.news).unwrap_or_default());
+        tx.execute("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1", params![id, status, news])?;
         tx.commit()?;
         Ok(())
     }
@@ -445,22 +468,25 @@ impl Journal {
         .collect()
     }
 
-    /// Put dead letters back in the queue (all of them when `ids` is None). Returns how many.
+    /// Put dead letters back in the queue (all of them when `ids` is None),
+    /// noting who did (`by`: `cli`, `dashboard`) in the event's history. Returns how many.
     /// Progress is kept, so actions that already happened are not repeated.
-    pub fn redrive(&self, ids: Option<&[i64]>) -> Result<usize> {
-        let db = self.db.lock().unwrap();
-        let changed = match ids {
-            None => db.execute("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE status = 'dead'", [])?,
-            Some(ids) => {
-                let mut n = 0;
-                for id in ids {
-                    let updated = db.execute("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE status = 'dead' AND id = ?1", params![id])?;
-                    anyhow::ensure!(updated == 1, "event {id} is not in the dead-letter queue (see `seam dlq list`)");
-                    n += updated;
-                }
-                n
-            }
+    pub fn redrive(&self, ids: Option<&[i64]>, by: &str) -> Result<usize> {
+        let mut db = self.db.lock().unwrap();
+        let tx = db.transaction()?;
+        let ids: Vec<i64> = match ids {
+            None => tx.prepare("SELECT id FROM events WHERE status = 'dead' ORDER BY id")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?,
+            Some(ids) => ids.to_vec(),
         };
+        let now = chrono::Utc::now().timestamp_millis();
+        for id in &ids {
+            // Attempts are kept: they tell the processor to resume (not repeat) what an earlier attempt did.
+            let updated = tx.execute("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE status = 'dead' AND id = ?1", params![id])?;
+            anyhow::ensure!(updated == 1, "event {id} is not in the dead-letter queue (see `seam dlq list`); nothing was re-driven");
+            tx.execute("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)", params![id, now, format!("by {by}")])?;
+        }
+        tx.commit()?;
+        let changed = ids.len();
         drop(db);
         if changed > 0 {
             self.arrived.notify_waiters();

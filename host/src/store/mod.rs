@@ -1,7 +1,9 @@
 //! seam's own durable state, in SQLite (WAL): the journal of received
-//! events. (Links, shadow, outbox, audit and dead letters join it as the
-//! engine grows.)
+//! events with their progress, the shadow of last-synced values, links,
+//! audit, dead letters and pack history (`journal`), and the read-only views
+//! operators use (`views`: why a field changed, link states, backlog).
 
 pub mod journal;
+pub mod views;
 
 pub use journal::{Journal, Recorded};

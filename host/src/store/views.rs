@@ -1,0 +1,225 @@
+//! Read-only views of the journal for the people running seam: why a field
+//! changed (with the event behind it and what happened to that event), each
+//! link's sync state, the backlog, and the counts `/metrics` reports.
+
+use super::journal::Journal;
+use crate::model::{RecordRef, Value};
+use anyhow::Result;
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+/// One change of a field, and the event that caused it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FieldChange {
+    pub at_ms: i64,
+    pub tenant: String,
+    pub old: Option<Value>,
+    pub new: Value,
+    /// `sync`, `workflow`, `revert: owned by the other system`, `reconcile: ...`.
+    pub reason: String,
+    /// The pack and version that made the write.
+    pub plugin: String,
+    pub event: Option<EventStory>,
+}
+
+/// An event as an operator asks about it: where it came from and what became of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventStory {
+    pub id: i64,
+    pub key: String,
+    /// The record whose change it announced.
+    pub record: RecordRef,
+    /// Who made that change in the source system.
+    pub origin_user: String,
+    pub kind: String,
+    /// What the change set, `Priority = "Critical"`.
+    pub changed: Vec<String>,
+    pub received_at_ms: i64,
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Dead-lettered, re-driven: (at_ms, what, detail), oldest first.
+    pub history: Vec<(i64, String, String)>,
+}
+
+/// A Case ⇄ Incident link and how its sync stands.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkState {
+    pub tenant: String,
+    pub case_id: String,
+    pub incident_id: String,
+    pub linked_at_ms: i64,
+    /// The latest write seam made to either record.
+    pub last_sync_ms: Option<i64>,
+    pub pending: u64,
+    pub dead: u64,
+    /// `in sync`, `syncing` (events pending) or `failed` (dead letters).
+    pub state: &'static str,
+}
+
+/// Events waiting to be processed.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Backlog {
+    pub pending: u64,
+    pub dead: u64,
+    /// How long the oldest pending event has waited.
+    pub oldest_age_ms: Option<i64>,
+}
+
+fn decode(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+impl Journal {
+    /// Every recorded change of `field` on `record`, newest first, each with its event's story.
+    /// All tenants when `tenant` is None (a record id belongs to one org anyway).
+    pub fn why(&self, tenant: Option<&str>, record: &RecordRef, field: &str) -> Result<Vec<FieldChange>> {
+        let rows: Vec<(i64, String, String, String, Option<String>, String, String)> = {
+            let db = self.db.lock().unwrap();
+            let mut stmt = db.prepare(
+                "SELECT at_ms, tenant, event_key, plugin, old_value, new_value, reason FROM audit
+                 WHERE (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5
+                 ORDER BY id DESC",
+            )?;
+            let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, field], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        rows.into_iter()
+            .map(|(at_ms, tenant, key, plugin, old, new, reason)| {
+                let event = self.event_story(&tenant, &key)?;
+                Ok(FieldChange { at_ms, old: old.as_deref().map(decode), new: decode(&new), reason, plugin, event, tenant })
+            })
+            .collect()
+    }
+
+    /// One event's story by its key.
+    pub fn event_story(&self, tenant: &str, key: &str) -> Result<Option<EventStory>> {
+        let db = self.db.lock().unwrap();
+        let row = db
+            .query_row(
+                "SELECT id, system, object, record_id, change, received_at_ms, status, attempts, last_error, news FROM events WHERE tenant = ?1 AND event_key = ?2",
+                params![tenant, key],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, u32>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((id, system, object, record_id, change, received_at_ms, status, attempts, last_error, news)) = row else { return Ok(None) };
+        let change: serde_json::Value = serde_json::from_str(&change).unwrap_or_default();
+        // A notification may carry the whole record; once processed, the journal knows which fields were news.
+        let news: Option<Vec<String>> = news.and_then(|n| serde_json::from_str(&n).ok());
+        let mut stmt = db.prepare("SELECT at_ms, what, detail FROM event_history WHERE event_id = ?1 ORDER BY id")?;
+        let history = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok(Some(EventStory {
+            id,
+            key: key.to_string(),
+            record: RecordRef { system: system.parse()?, object, id: record_id },
+            origin_user: change["origin_user"].as_str().unwrap_or_default().to_string(),
+            kind: change["kind"].as_str().unwrap_or_default().to_string(),
+            changed: change["changed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| {
+                    let name = f["name"].as_str().unwrap_or_default();
+                    !name.ends_with(".display") && news.as_ref().is_none_or(|n| n.iter().any(|x| x == name))
+                })
+                .map(|f| format!("{} = {}", f["name"].as_str().unwrap_or_default(), f["value"]))
+                .collect(),
+            received_at_ms,
+            status,
+            attempts,
+            last_error,
+            history,
+        }))
+    }
+
+    /// Events about `record` that have not gone through: pending or dead-lettered.
+    pub fn unfinished(&self, tenant: Option<&str>, record: &RecordRef) -> Result<Vec<EventStory>> {
+        let keys: Vec<(String, String)> = {
+            let db = self.db.lock().unwrap();
+            let mut stmt = db.prepare(
+                "SELECT tenant, event_key FROM events WHERE (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4
+                 AND status IN ('pending', 'dead') ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        Ok(keys.iter().filter_map(|(t, k)| self.event_story(t, k).transpose()).collect::<Result<_>>()?)
+    }
+
+    /// Links, newest first, with their sync state.
+    pub fn link_states(&self, tenant: &str, limit: usize) -> Result<Vec<LinkState>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare(
+            "SELECT l.case_id, l.incident_id, l.created_at_ms,
+                (SELECT MAX(a.at_ms) FROM audit a WHERE a.tenant = l.tenant AND a.record_id IN (l.case_id, l.incident_id)),
+                (SELECT COUNT(*) FROM events e WHERE e.tenant = l.tenant AND e.status = 'pending'
+                    AND (e.record_id IN (l.case_id, l.incident_id) OR e.linked_id IN (l.case_id, l.incident_id))),
+                (SELECT COUNT(*) FROM events e WHERE e.tenant = l.tenant AND e.status = 'dead'
+                    AND (e.record_id IN (l.case_id, l.incident_id) OR e.linked_id IN (l.case_id, l.incident_id)))
+             FROM links l WHERE l.tenant = ?1 ORDER BY l.created_at_ms DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![tenant, limit as i64], |r| {
+            let (pending, dead): (i64, i64) = (r.get(4)?, r.get(5)?);
+            Ok(LinkState {
+                tenant: tenant.to_string(),
+                case_id: r.get(0)?,
+                incident_id: r.get(1)?,
+                linked_at_ms: r.get(2)?,
+                last_sync_ms: r.get(3)?,
+                pending: pending as u64,
+                dead: dead as u64,
+                state: if dead > 0 {
+                    "failed"
+                } else if pending > 0 {
+                    "syncing"
+                } else {
+                    "in sync"
+                },
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every link of a tenant, as (case id, incident id).
+    pub fn links(&self, tenant: &str) -> Result<Vec<(String, String)>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare("SELECT case_id, incident_id FROM links WHERE tenant = ?1 ORDER BY created_at_ms")?;
+        let rows = stmt.query_map(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn backlog(&self, tenant: &str) -> Result<Backlog> {
+        let db = self.db.lock().unwrap();
+        let (pending, oldest): (i64, Option<i64>) = db.query_row(
+            "SELECT COUNT(*), MIN(received_at_ms) FROM events WHERE tenant = ?1 AND status = 'pending'",
+            params![tenant],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let dead: i64 = db.query_row("SELECT COUNT(*) FROM events WHERE tenant = ?1 AND status = 'dead'", params![tenant], |r| r.get(0))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        Ok(Backlog { pending: pending as u64, dead: dead as u64, oldest_age_ms: oldest.map(|t| (now - t).max(0)) })
+    }
+
+    /// Events received per source system, ever (the journal keeps them all).
+    pub fn received_by_system(&self, tenant: &str) -> Result<Vec<(String, u64)>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare("SELECT system, COUNT(*) FROM events WHERE tenant = ?1 GROUP BY system ORDER BY system")?;
+        let rows = stmt.query_map(params![tenant], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
