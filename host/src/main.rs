@@ -20,6 +20,8 @@ enum Command {
     Dlq(cli::dlq::DlqArgs),
     /// The audit trail: why a field changed, and what became of the event behind it.
     Audit(cli::audit::AuditArgs),
+    /// Compare every linked pair and repair drift from the side that owns each field.
+    Reconcile(cli::reconcile::ReconcileArgs),
     /// Work with rule packs (WebAssembly components).
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
@@ -48,6 +50,7 @@ fn main() -> std::process::ExitCode {
             Command::Sim(args) => cli::sim::run(args).await,
             Command::Dlq(args) => cli::dlq::run(args),
             Command::Audit(args) => cli::audit::run(args),
+            Command::Reconcile(args) => cli::reconcile::run(args).await,
             Command::Serve(args) => cli::serve::run(args).await,
         }
     });

@@ -69,7 +69,7 @@ impl Harness {
     }
 
     fn writes(&self) -> u64 {
-        self.processor.counters.writes.load(Ordering::Relaxed)
+        self.processor.counters.writes.get()
     }
 }
 
@@ -96,11 +96,11 @@ async fn the_whole_story_with_echo_suppression_and_ownership() {
     assert_eq!(writes_after_open, 2, "create the incident, stamp the Case");
 
     // One human change → exactly one cross-system write; its echo is dropped.
-    let echoes = h.processor.counters.echoes.load(Ordering::Relaxed);
+    let echoes = h.processor.counters.echoes.get();
     sf.update("Case", &case, &obj(json!({ "Priority": "Critical" }))).await.unwrap();
     h.settle().await;
     assert_eq!(h.writes() - writes_after_open, 1);
-    assert!(h.processor.counters.echoes.load(Ordering::Relaxed) > echoes, "the incident's update notification came back and was recognised");
+    assert!(h.processor.counters.echoes.get() > echoes, "the incident's update notification came back and was recognised");
     assert_eq!(sn.get("incident", &incident).await.unwrap()["priority"]["value"], "1");
 
     // ServiceNow's side flows back: state, assignee, resolution.
@@ -128,7 +128,7 @@ async fn the_whole_story_with_echo_suppression_and_ownership() {
     sf.update("Case", &case, &obj(json!({ "Status": "New" }))).await.unwrap();
     h.settle().await;
     assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Closed");
-    assert_eq!(h.processor.counters.reverts.load(Ordering::Relaxed), 1);
+    assert_eq!(h.processor.counters.reverts.get(), 1);
     assert_eq!(h.writes() - before, 1, "only the revert; nothing reached ServiceNow");
     assert_eq!(sn.get("incident", &incident).await.unwrap()["state"]["value"], "6");
 
@@ -153,7 +153,7 @@ async fn a_system_that_fails_for_a_while_converges_through_retries() {
     h.sim.salesforce.faults.set(seam::sim::faults::Faults { rate_limit_next: 2, retry_after_secs: 0, ..Default::default() });
     let case = sf.create("Case", &obj(json!({ "Subject": "flaky", "Priority": "Low" }))).await.unwrap();
     h.settle().await;
-    assert!(h.processor.counters.retries.load(Ordering::Relaxed) >= 1, "at least one journal-level retry");
+    assert!(h.processor.counters.retries.get() >= 1, "at least one journal-level retry");
     let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().expect("linked in the end").to_string();
     // Exactly one incident, despite the retries.
     let all = h.systems.servicenow.query("incident", &format!("correlation_id={case}"), 10).await.unwrap();
@@ -273,7 +273,7 @@ async fn a_burst_runs_in_parallel_keeps_each_records_order_and_shares_batched_wr
         assert_eq!((mine[0]["impact"].as_str(), mine[0]["urgency"].as_str()), (Some("2"), Some("3")), "Case {case} ended out of order");
     }
     assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
-    assert_eq!(h.processor.counters.reverts.load(Ordering::Relaxed), 0, "no echo was mistaken for a person's edit");
+    assert_eq!(h.processor.counters.reverts.get(), 0, "no echo was mistaken for a person's edit");
     eprintln!(
         "{N} Cases: {} Salesforce and {} ServiceNow calls to open; {updates} incident updates in {sn_update_calls} ServiceNow calls",
         sf_calls,
@@ -305,7 +305,7 @@ async fn a_notification_older_than_seams_own_write_is_not_taken_for_a_persons_ed
     let change = normalize::salesforce("late-1", ChangeKind::Updated, "Case", &older, None);
     h.journal.record_all(TENANT, &[("late-1".to_string(), change)]).unwrap();
     h.settle().await;
-    assert_eq!(h.processor.counters.reverts.load(Ordering::Relaxed), 0, "the old Status is stale, not a violation");
+    assert_eq!(h.processor.counters.reverts.get(), 0, "the old Status is stale, not a violation");
     assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Working");
     assert_eq!(sn.get("incident", &incident).await.unwrap()["short_description"]["value"], "stale, edited before seam's write", "the real edit in it still carries across");
     h.sim.shutdown();

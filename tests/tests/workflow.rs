@@ -61,7 +61,7 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
     let engine = start_engine(&config, std::future::pending()).await.unwrap();
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
     let (sf, sn) = (&people.salesforce, &people.servicenow);
-    assert_eq!(engine.registry.list().unwrap()[0].workflows, vec!["sev1-bridge@1.0.0"]);
+    assert_eq!(engine.registry.list().unwrap()[0].workflows.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), vec!["sev1-bridge@1.0.0"]);
 
     let gold = sf.create("Account", &obj(json!({ "Name": "Acme Corporation", "External_Id__c": "ACME-001", "AnnualRevenue": 5.0e7, "Tier__c": "Gold" }))).await.unwrap();
     let small = sf.create("Account", &obj(json!({ "Name": "Corner Shop", "External_Id__c": "SHOP-7", "AnnualRevenue": 1.0e6, "Tier__c": "Bronze" }))).await.unwrap();
@@ -141,7 +141,7 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
     // 7. Hot-loaded again through the admin API, it is back for the next event.
     let r = http.post(format!("{admin}/tenants/demo/packs")).bearer_auth(&token).body(pack(SEV1_BRIDGE, "sev1-bridge")).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    assert_eq!(engine.registry.list().unwrap()[0].workflows, vec!["sev1-bridge@1.0.0"]);
+    assert_eq!(engine.registry.list().unwrap()[0].workflows.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), vec!["sev1-bridge@1.0.0"]);
     let again = sf.create("Case", &obj(json!({ "Subject": "Back again", "Priority": "Critical", "AccountId": gold }))).await.unwrap();
     settle(&sim, &engine).await;
     assert_eq!(tasks_on(&people, &again).await.len(), 1);

@@ -2,9 +2,12 @@
 //! load, roll back the mapping or a workflow with `?pack=NAME`). Every call needs `Authorization: Bearer <admin_token>`
 //! from the configuration; without a configured token the API is off.
 
+pub mod metrics;
 pub mod watch;
 
 use crate::packs::Registry;
+use crate::store::Journal;
+use metrics::Metrics;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,11 +21,14 @@ pub const MAX_PACK_BYTES: usize = 64 << 20;
 
 pub struct Admin {
     pub registry: Arc<Registry>,
+    pub journal: Arc<Journal>,
+    pub metrics: Arc<Metrics>,
     pub token: Option<String>,
 }
 
 pub fn router(admin: Arc<Admin>) -> Router {
     Router::new()
+        .route("/metrics", get(prometheus))
         .route("/admin/packs", get(list))
         .route("/admin/tenants/{tenant}/packs", post(install))
         .route("/admin/tenants/{tenant}/packs/rollback", post(rollback))
@@ -43,6 +49,16 @@ fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
         Ok(())
     } else {
         Err(error(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <admin_token>)"))
+    }
+}
+
+/// Prometheus scrapes without a token, as it does everywhere; the figures name tenants and packs, nothing more.
+async fn prometheus(State(admin): State<Arc<Admin>>) -> Response {
+    let admin2 = admin.clone();
+    match tokio::task::spawn_blocking(move || admin2.metrics.render(&admin2.journal, &admin2.registry)).await {
+        Ok(Ok(text)) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

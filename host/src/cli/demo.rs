@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const TENANT: &str = "demo";
@@ -149,10 +148,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!(
         "\nseam: {} events journaled, {} echoes dropped, {} writes, {} reverted, {} dead letters; {} API calls to Salesforce and {} to ServiceNow made by the people above.",
         demo.engine.journal.count(TENANT)?,
-        c.echoes.load(Ordering::Relaxed),
-        c.writes.load(Ordering::Relaxed),
-        c.reverts.load(Ordering::Relaxed),
-        c.dead_letters.load(Ordering::Relaxed),
+        c.echoes.get(),
+        c.writes.get(),
+        c.reverts.get(),
+        c.dead_letters.get(),
         sf.http().calls(),
         sn.http().calls(),
     );

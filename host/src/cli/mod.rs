@@ -5,6 +5,7 @@ pub mod demo;
 pub mod dlq;
 pub mod pack;
 pub mod plugin;
+pub mod reconcile;
 pub mod serve;
 pub mod sim;
 

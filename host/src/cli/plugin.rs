@@ -108,7 +108,7 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
             for t in tenants {
                 println!("{}: {} (sha256 {})", t.tenant, t.active, &t.hash[..t.hash.len().min(16)]);
                 for w in &t.workflows {
-                    println!("  workflow {w}");
+                    println!("  workflow {} (sha256 {})", w.id, &w.hash[..w.hash.len().min(16)]);
                 }
                 println!("  history:");
                 for r in t.history {

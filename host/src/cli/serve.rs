@@ -10,7 +10,10 @@ use crate::engine::apply::Systems;
 use crate::engine::dispatcher::Dispatcher;
 use crate::engine::ownership::Ownership;
 use crate::engine::poller::Poller;
-use crate::engine::processor::{Counters, Processor};
+use crate::admin::metrics::{Metrics, TenantLabel};
+use crate::engine::alerts::{AlertConfig, Alerter};
+use crate::engine::reconcile::Reconciler;
+use crate::engine::processor::Processor;
 use crate::intake::{self, Intake, TenantIntake};
 use crate::admin::Admin;
 use crate::packs::{Registry, TrustedKeys};
@@ -70,6 +73,16 @@ pub struct Config {
     /// A directory with one sub-directory per tenant; a `.seampack` written there is hot-loaded.
     #[serde(default)]
     pub plugins_dir: Option<PathBuf>,
+    /// When to tell a person about the backlog or dead letters (thresholds, Slack channel).
+    #[serde(default)]
+    pub alerts: AlertConfig,
+    /// Minutes between reconciliation passes over every linked pair (`seam reconcile`); 0: never.
+    #[serde(default = "default_reconcile")]
+    pub reconcile_minutes: u64,
+}
+
+fn default_reconcile() -> u64 {
+    60
 }
 
 fn default_poll() -> u64 {
@@ -102,7 +115,7 @@ pub struct TenantConfig {
 }
 
 impl TenantConfig {
-    async fn connect(&self) -> Result<Systems> {
+    pub async fn connect(&self) -> Result<Systems> {
         Systems::connect(&self.salesforce, &self.servicenow, self.slack.as_ref(), self.ca_pem.as_deref(), RetryPolicy::default()).await
     }
 }
@@ -142,6 +155,8 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         trusted_keys: vec![],
         admin_token: Some(hex::encode(rand::random::<[u8; 16]>())),
         plugins_dir: Some(state.join("plugins")),
+        alerts: AlertConfig::default(),
+        reconcile_minutes: default_reconcile(),
     };
     std::fs::write(state.join("seam.json"), serde_json::to_string_pretty(&config)?)?;
     Ok((sim, config))
@@ -164,6 +179,7 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
     let trusted = TrustedKeys::read(&config.trusted_keys)?;
     let store = config.journal.parent().map(|d| d.join("packs")).unwrap_or_else(|| PathBuf::from("packs"));
     let mut registry = Registry::new(runtime, trusted, store, journal.clone())?;
+    let metrics = Arc::new(Metrics::new());
     let mut tenants = HashMap::new();
     let mut processors = HashMap::new();
     for (name, t) in &config.tenants {
@@ -177,10 +193,23 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         }
         let systems = Arc::new(t.connect().await.with_context(|| format!("tenant {name}"))?);
         tenants.insert(name.clone(), t.intake.clone());
-        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: started.mapping, workflows: started.workflows, counters: Counters::default() });
+        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: started.mapping, workflows: started.workflows, counters: metrics.counters(name) });
         processors.insert(name.clone(), processor.clone());
-        let dispatcher = Dispatcher::new(processor, config.concurrency);
+        let dispatcher = Dispatcher::new(processor.clone(), config.concurrency);
         tokio::spawn(async move { dispatcher.run_forever().await });
+        let alerter = Alerter {
+            tenant: name.clone(),
+            journal: journal.clone(),
+            systems: systems.clone(),
+            config: config.alerts.clone(),
+            sent: metrics.alerts.get_or_create_owned(&TenantLabel { tenant: name.clone() }),
+            dashboard: Some(format!("http://{}/dashboard", config.listen)),
+        };
+        tokio::spawn(alerter.run_forever());
+        if config.reconcile_minutes > 0 {
+            let reconciler = Reconciler { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), mapping: processor.active.clone() };
+            tokio::spawn(reconcile_every(reconciler, Duration::from_secs(config.reconcile_minutes * 60)));
+        }
         let poller = Poller { tenant: name.clone(), journal: journal.clone(), systems };
         let every = Duration::from_secs(config.poll_seconds.max(1));
         tokio::spawn(async move {
@@ -199,7 +228,7 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         Some(dir) => Some(crate::admin::watch::start(dir, registry.clone(), config.tenants.keys().cloned().collect())?),
         None => None,
     };
-    let admin = Arc::new(Admin { registry: registry.clone(), token: config.admin_token.clone() });
+    let admin = Arc::new(Admin { registry: registry.clone(), journal: journal.clone(), metrics: metrics.clone(), token: config.admin_token.clone() });
     let intake = Arc::new(Intake { journal: journal.clone(), tenants });
     let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding intake to {}", config.listen))?;
     tokio::spawn(async move {
@@ -208,6 +237,17 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         }
     });
     Ok(Engine { journal, processors, listen: config.listen.clone(), registry, _watcher: watcher })
+}
+
+/// Reconcile on a schedule; the first pass after one period, so start-up is not slowed.
+async fn reconcile_every(reconciler: Reconciler, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        match reconciler.run(true, |_, _| {}).await {
+            Ok(r) => tracing::info!(tenant = %reconciler.tenant, pairs = r.pairs, in_sync = r.in_sync, repaired = r.drifted, skipped = r.skipped, failed = r.failed.len(), "reconciliation pass"),
+            Err(e) => tracing::warn!(tenant = %reconciler.tenant, "reconciliation pass failed: {e:#}"),
+        }
+    }
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {

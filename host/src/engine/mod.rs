@@ -4,8 +4,11 @@
 //! and each record in order; `processor` handles one event (echo filter,
 //! ownership gate, pack, action check, apply); `apply` carries actions into the systems; `normalize`
 //! turns the systems' records into changes; `ownership` says who owns which
-//! field; `poller` catches up on notifications that never arrived.
+//! field; `poller` catches up on notifications that never arrived; `alerts`
+//! tells a person when the backlog or the dead letters pass a threshold;
+//! `reconcile` compares linked pairs and repairs drift.
 
+pub mod alerts;
 pub mod apply;
 pub mod dispatcher;
 mod lookup;
@@ -13,3 +16,4 @@ pub mod normalize;
 pub mod ownership;
 pub mod poller;
 pub mod processor;
+pub mod reconcile;

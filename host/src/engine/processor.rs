@@ -22,7 +22,10 @@ use crate::store::Journal;
 use anyhow::Result;
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,14 +40,49 @@ pub enum Processed {
     DeadLetter(String),
 }
 
-#[derive(Default, Debug)]
+/// What a tenant's processor counts. Prometheus counters: `/metrics` reports
+/// the same handles (see `admin::metrics`); standalone ones count all the same.
+#[derive(Debug)]
 pub struct Counters {
-    pub processed: AtomicU64,
-    pub echoes: AtomicU64,
-    pub writes: AtomicU64,
-    pub reverts: AtomicU64,
-    pub retries: AtomicU64,
-    pub dead_letters: AtomicU64,
+    pub processed: Counter,
+    /// Events carried across (at least one write or revert).
+    pub synced: Counter,
+    pub echoes: Counter,
+    pub writes: Counter,
+    pub reverts: Counter,
+    pub retries: Counter,
+    pub dead_letters: Counter,
+    /// Seconds per pack call, by tenant and pack.
+    pub plugin_seconds: PluginLatency,
+}
+
+/// Pack call latency, labelled by tenant and `name@version`.
+pub type PluginLatency = Family<PackLabels, Histogram, fn() -> Histogram>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PackLabels {
+    pub tenant: String,
+    pub pack: String,
+}
+
+/// 25 µs to about 3 s: a pack call is tens of microseconds unless it looks records up.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_025, 2.0, 18))
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            processed: Counter::default(),
+            synced: Counter::default(),
+            echoes: Counter::default(),
+            writes: Counter::default(),
+            reverts: Counter::default(),
+            retries: Counter::default(),
+            dead_letters: Counter::default(),
+            plugin_seconds: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 pub struct Processor {
@@ -102,15 +140,16 @@ impl Processor {
             }
         };
         let c = &self.counters;
-        c.processed.fetch_add(1, Ordering::Relaxed);
+        c.processed.inc();
         match &result {
-            Processed::Echo => c.echoes.fetch_add(1, Ordering::Relaxed),
+            Processed::Echo => c.echoes.inc(),
             Processed::Synced { writes, reverted } => {
-                c.reverts.fetch_add(*reverted as u64, Ordering::Relaxed);
-                c.writes.fetch_add(*writes as u64, Ordering::Relaxed)
+                c.synced.inc();
+                c.reverts.inc_by(*reverted as u64);
+                c.writes.inc_by(*writes as u64)
             }
-            Processed::Retry(_) => c.retries.fetch_add(1, Ordering::Relaxed),
-            Processed::DeadLetter(_) => c.dead_letters.fetch_add(1, Ordering::Relaxed),
+            Processed::Retry(_) => c.retries.inc(),
+            Processed::DeadLetter(_) => c.dead_letters.inc(),
         };
         Ok(result)
     }
@@ -214,7 +253,11 @@ impl Processor {
         let mut actions = Vec::new();
         let mut by: Vec<Option<String>> = Vec::new();
         for (n, p) in std::iter::once(pack).chain(workflows.iter().map(|w| w.as_ref())).enumerate() {
-            let asked = match p.plugin.run(&change, records.clone()).await {
+            let started = std::time::Instant::now();
+            let ran = p.plugin.run(&change, records.clone()).await;
+            let labels = PackLabels { tenant: self.tenant.clone(), pack: p.manifest.id() };
+            self.counters.plugin_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            let asked = match ran {
                 Ok(asked) => asked,
                 Err(e @ PluginError::LookupUnavailable { .. }) => return Err(Failure::Transient(e.to_string())),
                 Err(e) => return Err(Failure::Permanent(e.to_string())),
@@ -249,28 +292,11 @@ impl Processor {
             .collect();
         for w in &writes {
             let plugin = by.get(w.action).cloned().flatten();
-            self.record_write(w, target_shadows.get(&w.record), plugin, &mut out);
+            let reason = if plugin.is_some() { "workflow" } else { "sync" };
+            account_for(w, target_shadows.get(&w.record), plugin, reason, &mut out);
         }
         tracing::info!(tenant = %self.tenant, event = key, writes = writes.len(), "synced {}", source);
         Ok((Processed::Synced { writes: writes.len() + reverted, reverted }, out))
-    }
-
-    fn record_write(&self, w: &Write, before: Option<&HashMap<String, Value>>, plugin: Option<String>, out: &mut Outcome) {
-        for f in &w.fields {
-            let old = before.and_then(|b| b.get(&f.name)).cloned();
-            // Sent along but unchanged (impact stays 1 when urgency moves): no change to explain.
-            if old.as_ref() == Some(&f.value) {
-                continue;
-            }
-            let reason = if plugin.is_some() { "workflow" } else { "sync" };
-            out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old, new: f.value.clone(), reason: reason.into(), plugin: plugin.clone() });
-        }
-        for f in &w.observed {
-            out.shadow.push((w.record.clone(), f.name.clone(), f.value.clone()));
-        }
-        if w.record.system != System::Slack {
-            out.expect.extend(w.fields.iter().map(|f| (w.record.clone(), f.name.clone(), f.value.clone())));
-        }
     }
 
     fn local_link(&self, source: &RecordRef) -> Result<Option<RecordRef>> {
@@ -278,6 +304,26 @@ impl Processor {
             System::Salesforce => RecordRef { system: System::Servicenow, object: "incident".into(), id },
             _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
         }))
+    }
+}
+
+/// What a write leaves in the journal: audit rows for the values it changed
+/// (`before`: the target's shadow), the shadow of what the record now holds,
+/// and the echoes to expect back.
+pub(crate) fn account_for(w: &Write, before: Option<&HashMap<String, Value>>, plugin: Option<String>, reason: &str, out: &mut Outcome) {
+    for f in &w.fields {
+        let old = before.and_then(|b| b.get(&f.name)).cloned();
+        // Sent along but unchanged (impact stays 1 when urgency moves): no change to explain.
+        if old.as_ref() == Some(&f.value) {
+            continue;
+        }
+        out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old, new: f.value.clone(), reason: reason.into(), plugin: plugin.clone() });
+    }
+    for f in &w.observed {
+        out.shadow.push((w.record.clone(), f.name.clone(), f.value.clone()));
+    }
+    if w.record.system != System::Slack {
+        out.expect.extend(w.fields.iter().map(|f| (w.record.clone(), f.name.clone(), f.value.clone())));
     }
 }
 

@@ -79,10 +79,19 @@ pub struct TenantPacks {
     /// The mapping pack, `name@version`.
     pub active: String,
     pub hash: String,
-    /// The workflow packs, `name@version`, in the order they run.
+    /// The workflow packs, in the order they run.
     #[serde(default)]
-    pub workflows: Vec<String>,
+    pub workflows: Vec<WorkflowSummary>,
     pub history: Vec<PackRecord>,
+}
+
+/// One workflow a tenant runs.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct WorkflowSummary {
+    pub name: String,
+    /// `name@version`.
+    pub id: String,
+    pub hash: String,
 }
 
 /// The packs a tenant starts with.
@@ -269,7 +278,7 @@ impl Registry {
             .iter()
             .map(|(name, t)| {
                 let active = t.active.load();
-                let workflows = t.workflows.load().iter().map(|w| w.manifest.id()).collect();
+                let workflows = t.workflows.load().iter().map(|w| WorkflowSummary { name: w.manifest.name.clone(), id: w.manifest.id(), hash: w.hash.clone() }).collect();
                 Ok(TenantPacks { tenant: name.clone(), active: active.manifest.id(), hash: active.hash.clone(), workflows, history: self.journal.pack_history(name)? })
             })
             .collect::<Result<_>>()?;

@@ -23,6 +23,15 @@ pub enum Recorded {
     Duplicate(i64),
 }
 
+impl Recorded {
+    /// The event's journal id, new or not.
+    pub fn id(self) -> i64 {
+        match self {
+            Recorded::New(id) | Recorded::Duplicate(id) => id,
+        }
+    }
+}
+
 /// One journaled event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
@@ -39,6 +48,8 @@ impl Journal {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let db = Connection::open(path).with_context(|| format!("opening the journal {}", path.display()))?;
+        // `seam dlq`, `seam reconcile` and `seam serve` may share the file: wait out each other's writes.
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -211,6 +222,42 @@ pub struct Outcome {
     pub news: Vec<String>,
 }
 
+/// Shadow, audit, links and expected echoes of one outcome, inside the caller's transaction.
+fn commit_outcome(tx: &rusqlite::Transaction, tenant: &str, event_key: &str, plugin: &str, outcome: &Outcome) -> Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    for (record, field, value) in &outcome.shadow {
+        tx.execute(
+            "INSERT INTO shadow (tenant, system, object, record_id, field, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant, system, object, record_id, field) DO UPDATE SET value = excluded.value",
+            params![tenant, record.system.to_string(), record.object, record.id, field, encode(value)],
+        )?;
+    }
+    for a in &outcome.audit {
+        tx.execute(
+            "INSERT INTO audit (at_ms, tenant, event_key, plugin, system, object, record_id, field, old_value, new_value, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![now, tenant, event_key, a.plugin.as_deref().unwrap_or(plugin), a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason],
+        )?;
+    }
+    for (case_id, incident_id) in &outcome.links {
+        tx.execute(
+            "INSERT INTO links (tenant, case_id, incident_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            params![tenant, case_id, incident_id, now],
+        )?;
+    }
+    for (record, field, value) in &outcome.expect {
+        tx.execute(
+            "INSERT INTO expected_echoes (tenant, system, object, record_id, field, value, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![tenant, record.system.to_string(), record.object, record.id, field, encode(value), now],
+        )?;
+    }
+    for echo in &outcome.consumed {
+        tx.execute("DELETE FROM expected_echoes WHERE id = ?1", params![echo])?;
+    }
+    tx.execute("DELETE FROM expected_echoes WHERE at_ms < ?1", params![now - ECHO_WAIT_MS])?;
+    Ok(())
+}
+
 /// How long a written value waits for its echo; a notification lost for longer is no longer expected.
 const ECHO_WAIT_MS: i64 = 60 * 60 * 1000;
 
@@ -340,39 +387,18 @@ impl Journal {
     pub fn finish(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, status: &str, outcome: &Outcome) -> Result<()> {
         let mut db = self.db.lock().unwrap();
         let tx = db.transaction()?;
-        let now = chrono::Utc::now().timestamp_millis();
-        for (record, field, value) in &outcome.shadow {
-            tx.execute(
-                "INSERT INTO shadow (tenant, system, object, record_id, field, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (tenant, system, object, record_id, field) DO UPDATE SET value = excluded.value",
-                params![tenant, record.system.to_string(), record.object, record.id, field, encode(value)],
-            )?;
-        }
-        for a in &outcome.audit {
-            tx.execute(
-                "INSERT INTO audit (at_ms, tenant, event_key, plugin, system, object, record_id, field, old_value, new_value, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![now, tenant, event_key, a.plugin.as_deref().unwrap_or(plugin), a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason],
-            )?;
-        }
-        for (case_id, incident_id) in &outcome.links {
-            tx.execute(
-                "INSERT INTO links (tenant, case_id, incident_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                params![tenant, case_id, incident_id, now],
-            )?;
-        }
-        for (record, field, value) in &outcome.expect {
-            tx.execute(
-                "INSERT INTO expected_echoes (tenant, system, object, record_id, field, value, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![tenant, record.system.to_string(), record.object, record.id, field, encode(value), now],
-            )?;
-        }
-        for echo in &outcome.consumed {
-            tx.execute("DELETE FROM expected_echoes WHERE id = ?1", params![echo])?;
-        }
-        tx.execute("DELETE FROM expected_echoes WHERE at_ms < ?1", params![now - ECHO_WAIT_MS])?;
+        commit_outcome(&tx, tenant, event_key, plugin, outcome)?;
         let news = (!outcome.news.is_empty()).then(|| serde_json::to_string(&outcome.news).unwrap_or_default());
         tx.execute("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1", params![id, status, news])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Record writes made outside any event (reconciliation), atomically: shadow, audit, expected echoes.
+    pub fn record_outcome(&self, tenant: &str, key: &str, plugin: &str, outcome: &Outcome) -> Result<()> {
+        let mut db = self.db.lock().unwrap();
+        let tx = db.transaction()?;
+        commit_outcome(&tx, tenant, key, plugin, outcome)?;
         tx.commit()?;
         Ok(())
     }

@@ -1,0 +1,176 @@
+//! Governance on the emulators: drift repaired by reconciliation (and
+//! audited), `/metrics`, and backlog alerts once per episode.
+
+use seam::cli::serve::{sim_config, start_engine, Engine};
+use seam::connectors::RetryPolicy;
+use seam::engine::alerts::{Alert, AlertConfig, Alerter};
+use seam::engine::reconcile::Reconciler;
+use seam::model::{Change, ChangeKind, RecordRef, System, Value};
+use seam::packs::{artifact, Manifest};
+use seam::sim::faults::Faults;
+use seam::sim::Sim;
+use seam::store::Journal;
+use seam_tests::{pack_bytes, CASE_INCIDENT};
+use serde_json::{json, Map};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap()
+}
+
+fn state(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("seam-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn engine(name: &str) -> (Sim, Engine, String) {
+    let dir = state(name);
+    let path = dir.join("case-incident.seampack");
+    let manifest = Manifest::parse(&std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/case-incident/pack.json")).unwrap()).unwrap();
+    std::fs::write(&path, artifact::build(&pack_bytes(CASE_INCIDENT), &manifest).unwrap()).unwrap();
+    let (sim, mut config) = sim_config(&dir, &path, &[], None).await.unwrap();
+    config.reconcile_minutes = 0;
+    let engine = start_engine(&config, std::future::pending()).await.unwrap();
+    (sim, engine, config.listen.clone())
+}
+
+async fn settle(sim: &Sim, engine: &Engine) {
+    let started = Instant::now();
+    let mut quiet = 0;
+    while quiet < 5 {
+        let pending = engine.journal.status_count("demo", "pending").unwrap()
+            + sim.salesforce.notifier.as_ref().unwrap().stats().pending as u64
+            + sim.servicenow.notifier.as_ref().unwrap().stats().pending as u64;
+        quiet = if pending == 0 { quiet + 1 } else { 0 };
+        assert!(started.elapsed() < Duration::from_secs(30), "not settled: {pending} pending");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell() {
+    let (sim, engine, listen) = engine("reconcile").await;
+    let people = sim.systems(RetryPolicy::default()).await.unwrap();
+    let (sf, sn) = (&people.salesforce, &people.servicenow);
+    let mut cases = Vec::new();
+    for n in 0..3 {
+        cases.push(sf.create("Case", &obj(json!({ "Subject": format!("Case {n}"), "Priority": "High" }))).await.unwrap());
+    }
+    settle(&sim, &engine).await;
+    let incident_of = |case: Map<String, serde_json::Value>| case["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+    let incident0 = incident_of(sf.get("Case", &cases[0]).await.unwrap());
+
+    // Drift no notification announced: an incident summary edited in ServiceNow
+    // (Salesforce owns it), and a Case Status edited in Salesforce (ServiceNow owns it).
+    sim.servicenow.faults.set(Faults { drop_notifications_next: 1, ..Faults::default() });
+    sn.update("incident", &incident0, &obj(json!({ "short_description": "edited by hand" }))).await.unwrap();
+    sim.salesforce.faults.set(Faults { drop_notifications_next: 1, ..Faults::default() });
+    sf.update("Case", &cases[1], &obj(json!({ "Status": "Escalated" }))).await.unwrap();
+    settle(&sim, &engine).await;
+
+    let reconciler = Reconciler { tenant: "demo".into(), journal: engine.journal.clone(), systems: Arc::new(sim.systems(RetryPolicy::default()).await.unwrap()), mapping: engine.processors["demo"].active.clone() };
+    let progress = std::sync::Mutex::new(Vec::new());
+    let dry = reconciler.run(false, |done, total| progress.lock().unwrap().push((done, total))).await.unwrap();
+    assert_eq!((dry.pairs, dry.in_sync, dry.drifted, dry.skipped), (3, 1, 2, 0), "{dry:?}");
+    assert_eq!(progress.lock().unwrap().last(), Some(&(3, 3)), "progress reaches the end");
+    assert!(dry.drifts.iter().all(|d| !d.repaired));
+    let summary = dry.drifts.iter().find(|d| d.field == "short_description").expect("the summary drift");
+    assert_eq!((summary.found.clone(), summary.expected.clone(), summary.owner), (Some(Value::Text("edited by hand".into())), Value::Text("Case 0".into()), System::Salesforce));
+    assert_eq!(sn.get("incident", &incident0).await.unwrap()["short_description"]["value"], "edited by hand", "a dry run changes nothing");
+
+    let repaired = reconciler.run(true, |_, _| {}).await.unwrap();
+    assert_eq!(repaired.drifted, 2);
+    assert!(repaired.drifts.iter().all(|d| d.repaired), "{repaired:?}");
+    settle(&sim, &engine).await;
+    assert_eq!(sn.get("incident", &incident0).await.unwrap()["short_description"]["value"], "Case 0");
+    assert_eq!(sf.get("Case", &cases[1]).await.unwrap()["Status"], "New", "the Status mirrors the incident's state again");
+    let again = reconciler.run(true, |_, _| {}).await.unwrap();
+    assert_eq!((again.in_sync, again.drifted), (3, 0), "{again:?}");
+    let p = &engine.processors["demo"].counters;
+    assert_eq!(p.reverts.get(), 0, "the repairs' echoes were recognised, not reverted");
+    assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0);
+
+    // The audit says why the summary changed back.
+    let why = engine.journal.why(Some("demo"), &RecordRef { system: System::Servicenow, object: "incident".into(), id: incident0.clone() }, "short_description").unwrap();
+    assert!(why[0].reason.starts_with("reconcile"), "{why:?}");
+    assert_eq!((why[0].old.clone(), why[0].new.clone()), (Some(Value::Text("edited by hand".into())), Value::Text("Case 0".into())));
+
+    // /metrics reports what happened, in the Prometheus text format.
+    let text = reqwest::get(format!("http://{listen}/metrics")).await.unwrap().text().await.unwrap();
+    for needle in [
+        "seam_events_received_total{tenant=\"demo\",system=\"salesforce\"}",
+        "seam_events_synced_total{tenant=\"demo\"}",
+        "seam_echoes_suppressed_total{tenant=\"demo\"}",
+        "seam_violations_reverted_total{tenant=\"demo\"} 0",
+        "seam_plugin_call_seconds_bucket{",
+        "pack=\"case-incident@1.0.0\"",
+        "seam_backlog_events{tenant=\"demo\"} 0",
+        "seam_backlog_age_seconds{tenant=\"demo\"} 0",
+        "seam_dead_letters{tenant=\"demo\"} 0",
+        "seam_pack_info{tenant=\"demo\",slot=\"mapping\",pack=\"case-incident@1.0.0\"",
+        "# EOF",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
+    }
+    let synced: f64 = text.lines().find(|l| l.starts_with("seam_events_synced_total{tenant=\"demo\"}")).unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(synced >= 3.0, "{synced}");
+    sim.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
+    let dir = state("alerts");
+    let sim = Sim::start(seam::sim::SimConfig::new(dir.join("sim"))).await.unwrap();
+    let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
+    let systems = Arc::new(sim.systems(RetryPolicy::default()).await.unwrap());
+    let config = AlertConfig { backlog_events: 3, dead_letters: 2, slack_channel: "ops-alerts".into(), ..AlertConfig::default() };
+    let alerter = Alerter { tenant: "acme".into(), journal: journal.clone(), systems: systems.clone(), config, sent: Default::default(), dashboard: Some("http://seam/dashboard".into()) };
+    let change = |n: usize| Change {
+        event_id: format!("e{n}"),
+        kind: ChangeKind::Updated,
+        source: RecordRef { system: System::Salesforce, object: "Case".into(), id: format!("5005g00000000{n:02}AAA") },
+        changed: vec![],
+        snapshot: vec![],
+        origin_user: "jane".into(),
+        linked: None,
+    };
+    let recorded = journal.record_all("acme", &(0..4).map(|n| (format!("k{n}"), change(n))).collect::<Vec<_>>()).unwrap();
+    let ids: Vec<i64> = recorded.iter().map(|r| r.id()).collect();
+
+    assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("4 events waiting (threshold 3)") && t.contains("http://seam/dashboard")));
+    // More of the same episode: no second alert.
+    journal.dead_letter(ids[0], "refused").unwrap();
+    journal.dead_letter(ids[1], "refused").unwrap();
+    assert_eq!(alerter.check().await.unwrap(), None);
+    assert_eq!(alerter.check().await.unwrap(), None);
+    // A restarted host remembers the episode.
+    let restarted = Alerter { sent: Default::default(), dashboard: None, config: alerter.config.clone(), tenant: "acme".into(), journal: journal.clone(), systems: systems.clone() };
+    assert_eq!(restarted.check().await.unwrap(), None);
+    // Still above half a threshold: not over yet.
+    journal.redrive(Some(&[ids[0]]), "test").unwrap();
+    assert_eq!(alerter.check().await.unwrap(), None, "3 waiting and 1 dead letter is above half of 3 and 2");
+    for id in [ids[0], ids[2], ids[3]] {
+        journal.finish("acme", id, "k", "p", "done", &Default::default()).unwrap();
+    }
+    journal.redrive(Some(&[ids[1]]), "test").unwrap();
+    journal.finish("acme", ids[1], "k1", "p", "done", &Default::default()).unwrap();
+    assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Cleared(_))));
+    assert_eq!(alerter.check().await.unwrap(), None);
+    // A new episode alerts again.
+    for n in 10..12 {
+        let r = journal.record_all("acme", &[(format!("k{n}"), change(n))]).unwrap();
+        journal.dead_letter(r[0].id(), "refused").unwrap();
+    }
+    assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("2 in the dead-letter queue")));
+    assert_eq!(alerter.sent.get(), 3);
+
+    let slack = systems.slack.as_ref().unwrap();
+    let (_, channel) = slack.channels().await.unwrap().into_iter().find(|(n, _)| n == "ops-alerts").unwrap();
+    let messages = slack.history(&channel).await.unwrap();
+    assert_eq!(messages.len(), 3, "raised, cleared, raised: {messages:?}");
+    assert!(messages[1].contains("back to normal"));
+    sim.shutdown();
+}
