@@ -1,7 +1,9 @@
 //! The operator's API, served beside intake: packs per tenant (list, hot
-//! load, roll back the mapping or a workflow with `?pack=NAME`). Every call needs `Authorization: Bearer <admin_token>`
+//! load, roll back the mapping or a workflow with `?pack=NAME`), the
+//! dashboard and its JSON (`dashboard`), and Prometheus `/metrics` (`metrics`). Every call needs `Authorization: Bearer <admin_token>`
 //! from the configuration; without a configured token the API is off.
 
+pub mod dashboard;
 pub mod metrics;
 pub mod watch;
 
@@ -29,6 +31,10 @@ pub struct Admin {
 pub fn router(admin: Arc<Admin>) -> Router {
     Router::new()
         .route("/metrics", get(prometheus))
+        .route("/dashboard", get(dashboard::page))
+        .route("/admin/api/overview", get(dashboard::overview))
+        .route("/admin/api/trail", get(dashboard::trail))
+        .route("/admin/api/dead-letters/{id}/redrive", post(dashboard::redrive))
         .route("/admin/packs", get(list))
         .route("/admin/tenants/{tenant}/packs", post(install))
         .route("/admin/tenants/{tenant}/packs/rollback", post(rollback))
@@ -36,11 +42,11 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .with_state(admin)
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
+pub(crate) fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
     let Some(token) = &admin.token else {
         return Err(error(StatusCode::FORBIDDEN, "the admin API is off: set admin_token in the configuration"));
     };

@@ -265,9 +265,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     })
     .await?;
     println!("intake listening on http://{} for tenant(s) {}", engine.listen, config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
-    if config.admin_token.is_some() {
+    if let Some(token) = &config.admin_token {
         println!("admin API on http://{}/admin (bearer admin_token from the configuration; `seam plugin list|install|rollback`)", engine.listen);
+        println!("dashboard: http://{}/dashboard#token={token}", engine.listen);
     }
+    println!("metrics: http://{}/metrics", engine.listen);
     if let Some(dir) = &config.plugins_dir {
         println!("hot-loading packs written to {}/<tenant>/", dir.display());
     }

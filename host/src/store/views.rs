@@ -12,6 +12,7 @@ use serde::Serialize;
 #[derive(Clone, Debug, Serialize)]
 pub struct FieldChange {
     pub at_ms: i64,
+    pub field: String,
     pub tenant: String,
     pub old: Option<Value>,
     pub new: Value,
@@ -74,22 +75,31 @@ impl Journal {
     /// Every recorded change of `field` on `record`, newest first, each with its event's story.
     /// All tenants when `tenant` is None (a record id belongs to one org anyway).
     pub fn why(&self, tenant: Option<&str>, record: &RecordRef, field: &str) -> Result<Vec<FieldChange>> {
-        let rows: Vec<(i64, String, String, String, Option<String>, String, String)> = {
+        self.changes(tenant, record, Some(field), usize::MAX >> 1)
+    }
+
+    /// The record's audit trail, every field, newest first (at most `limit` rows).
+    pub fn record_trail(&self, tenant: Option<&str>, record: &RecordRef, limit: usize) -> Result<Vec<FieldChange>> {
+        self.changes(tenant, record, None, limit)
+    }
+
+    fn changes(&self, tenant: Option<&str>, record: &RecordRef, field: Option<&str>, limit: usize) -> Result<Vec<FieldChange>> {
+        let rows: Vec<(i64, String, String, String, String, Option<String>, String, String)> = {
             let db = self.db.lock().unwrap();
             let mut stmt = db.prepare(
-                "SELECT at_ms, tenant, event_key, plugin, old_value, new_value, reason FROM audit
-                 WHERE (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5
-                 ORDER BY id DESC",
+                "SELECT at_ms, field, tenant, event_key, plugin, old_value, new_value, reason FROM audit
+                 WHERE (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4 AND (?5 IS NULL OR field = ?5)
+                 ORDER BY id DESC LIMIT ?6",
             )?;
-            let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, field], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, field, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         rows.into_iter()
-            .map(|(at_ms, tenant, key, plugin, old, new, reason)| {
+            .map(|(at_ms, field, tenant, key, plugin, old, new, reason)| {
                 let event = self.event_story(&tenant, &key)?;
-                Ok(FieldChange { at_ms, old: old.as_deref().map(decode), new: decode(&new), reason, plugin, event, tenant })
+                Ok(FieldChange { at_ms, field, old: old.as_deref().map(decode), new: decode(&new), reason, plugin, event, tenant })
             })
             .collect()
     }

@@ -1,0 +1,98 @@
+//! The operator's dashboard: one page (`/dashboard`, no build step) and the
+//! JSON it reads (`/admin/api/...`, the admin token as bearer). Per tenant:
+//! packs and versions, backlog, links with their sync state, dead letters
+//! with a re-drive button, and the audit trail of any record.
+
+use super::{authorize, error, Admin};
+use crate::model::{RecordRef, System};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+const PAGE: &str = include_str!("dashboard.html");
+/// Links shown per tenant, newest first.
+const LINKS_SHOWN: usize = 200;
+
+pub async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// Everything the page shows at once, per tenant.
+pub async fn overview(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&admin, &headers) {
+        return r;
+    }
+    let admin2 = admin.clone();
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
+        let mut tenants = Vec::new();
+        for packs in admin2.registry.list()? {
+            let t = packs.tenant.clone();
+            tenants.push(json!({
+                "tenant": t,
+                "packs": packs,
+                "backlog": admin2.journal.backlog(&t)?,
+                "links": admin2.journal.link_states(&t, LINKS_SHOWN)?,
+                "dead_letters": admin2.journal.dead_letters(Some(&t))?,
+            }));
+        }
+        Ok(json!({ "tenants": tenants, "now_ms": chrono::Utc::now().timestamp_millis() }))
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TrailQuery {
+    tenant: Option<String>,
+    system: String,
+    object: String,
+    id: String,
+    field: Option<String>,
+}
+
+/// A record's audit trail (every field, or one), each change with the event behind it.
+pub async fn trail(State(admin): State<Arc<Admin>>, headers: HeaderMap, Query(q): Query<TrailQuery>) -> Response {
+    if let Err(r) = authorize(&admin, &headers) {
+        return r;
+    }
+    let system: System = match q.system.parse() {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let record = RecordRef { system, object: q.object, id: q.id };
+    let field = q.field.filter(|f| !f.is_empty());
+    let journal = admin.journal.clone();
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
+        let changes = match &field {
+            Some(f) => journal.why(q.tenant.as_deref(), &record, f)?,
+            None => journal.record_trail(q.tenant.as_deref(), &record, 500)?,
+        };
+        let unfinished = journal.unfinished(q.tenant.as_deref(), &record)?;
+        Ok(json!({ "record": record, "field": field, "changes": changes, "unfinished": unfinished }))
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Send one dead letter through again; its history notes it was the dashboard.
+pub async fn redrive(State(admin): State<Arc<Admin>>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    if let Err(r) = authorize(&admin, &headers) {
+        return r;
+    }
+    match admin.journal.redrive(Some(&[id]), "dashboard") {
+        Ok(n) => Json(json!({ "redriven": n })).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
+    }
+}

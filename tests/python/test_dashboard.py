@@ -1,0 +1,80 @@
+"""The dashboard in headless Chromium (Debian's chromium through playwright-core), against `seam serve --sim`:
+links with their sync state, the dead-letter queue and its re-drive button, packs, and a record's audit trail.
+Then the same story from the command line: `seam audit why`."""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import ROOT, SEAM
+from test_engine_restart import clients, free_ports, start
+
+CHECK = ROOT / "tests" / "dashboard" / "check.mjs"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def wait_for(what, probe, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.skipif(not (ROOT / "tests" / "dashboard" / "node_modules" / "playwright-core").exists(), reason="scripts/test installs playwright-core")
+def test_dashboard_in_headless_chromium(tmp_path):
+    assert shutil.which("node"), "node is needed for the dashboard test (scripts/test checks)"
+    assert pathlib.Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does)"
+    state = tmp_path / "state"
+    state.mkdir()
+    ports = free_ports(4)
+    log = open(tmp_path / "serve.log", "ab")
+    proc, info = start(state, ports, log)
+    try:
+        config = json.loads((state / "seam.json").read_text())
+        token, listen = config["admin_token"], config["listen"]
+        sf, _ = clients(info)
+        healthy = sf.Case.create({"Subject": "Dashboard healthy", "Priority": "High"})["id"]
+        broken = sf.Case.create({"Subject": "Dashboard broken", "Priority": "Low"})["id"]
+        incident = lambda case: sf.Case.get(case).get("ServiceNow_Incident__c")
+        wait_for("both Cases linked", lambda: incident(healthy) and incident(broken))
+
+        # Someone deletes the broken Case's incident; the next Case change cannot be carried across.
+        sn = info["servicenow"]
+        gone = incident(broken)
+        r = requests.delete(f"{sn['url']}/api/now/table/incident/{gone}", auth=(sn["username"], sn["password"]))
+        assert r.status_code == 204, r.text
+        sf.Case.update(broken, {"Subject": "Dashboard broken, edited"})
+        admin = lambda path: requests.get(f"http://{listen}{path}", headers={"Authorization": f"Bearer {token}"}).json()
+        wait_for("a dead letter", lambda: admin("/admin/api/overview")["tenants"][0]["backlog"]["dead"] == 1)
+
+        shot = ROOT / "target" / "dashboard.png"
+        run = subprocess.run(["node", CHECK, f"http://{listen}/dashboard", token, healthy, broken, shot], capture_output=True, text=True, timeout=180, env={**os.environ, "CHROMIUM": CHROMIUM})
+        print(run.stdout)
+        assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+        assert shot.exists()
+
+        # Six months on, from the command line: why did the incident's urgency change, and what became of the failed event?
+        why = subprocess.run([SEAM, "audit", "why", "servicenow", "incident", incident(healthy), "urgency", "--journal", state / "journal.db"], capture_output=True, text=True, timeout=30)
+        assert why.returncode == 0, why.stderr
+        assert '— → "2"' in why.stdout and "case-incident@1.0.0" in why.stdout and "salesforce Case" in why.stdout, why.stdout
+        failed = subprocess.run([SEAM, "audit", "why", "salesforce", "Case", broken, "Subject", "--journal", state / "journal.db", "--json"], capture_output=True, text=True, timeout=30)
+        assert failed.returncode == 0, failed.stderr
+        story = json.loads(failed.stdout)["unfinished"]
+        assert story and any(what == "re-driven" and detail == "by dashboard" for _, what, detail in story[0]["history"]), story
+        assert [what for _, what, _ in story[0]["history"]].count("dead-lettered") >= 1
+
+        # /metrics is scrapeable beside it.
+        metrics = requests.get(f"http://{listen}/metrics").text
+        assert 'seam_dead_letters{tenant="demo"}' in metrics and "# EOF" in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
