@@ -78,3 +78,42 @@ def test_dashboard_in_headless_chromium(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+def test_reconcile_command_reports_and_repairs_drift(tmp_path):
+    """`seam reconcile` against a running `seam serve --sim`: a dry run reports, a real run repairs, a second run finds nothing."""
+    state = tmp_path / "state"
+    state.mkdir()
+    ports = free_ports(4)
+    log = open(tmp_path / "serve.log", "ab")
+    proc, info = start(state, ports, log)
+    config = state / "seam.json"
+    try:
+        sf, _ = clients(info)
+        case = sf.Case.create({"Subject": "Reconcile me", "Priority": "Medium"})["id"]
+        incident = wait_for("the link", lambda: sf.Case.get(case).get("ServiceNow_Incident__c"))
+        # An edit ServiceNow never announces (a lost notification): the summary, which Salesforce owns, drifts.
+        sn = info["servicenow"]
+        assert requests.put(f"{sn['url']}/__admin/faults", json={"drop_notifications_next": 1}).status_code == 200
+        r = requests.patch(f"{sn['url']}/api/now/table/incident/{incident}", json={"short_description": "typed over"}, auth=(sn["username"], sn["password"]))
+        assert r.status_code == 200, r.text
+
+        dry = subprocess.run([SEAM, "reconcile", "--config", config, "--dry-run"], capture_output=True, text=True, timeout=60)
+        assert dry.returncode == 0, dry.stderr
+        assert "1 linked pair(s): 0 in sync, 1 drifted" in dry.stdout, dry.stdout
+        assert f'would repair: servicenow incident {incident} short_description: "typed over" → "Reconcile me" (salesforce owns it)' in dry.stdout, dry.stdout
+
+        fixed = subprocess.run([SEAM, "reconcile", "--config", config], capture_output=True, text=True, timeout=60)
+        assert fixed.returncode == 0 and "repaired: servicenow incident" in fixed.stdout, fixed.stdout + fixed.stderr
+        current = requests.get(f"{sn['url']}/api/now/table/incident/{incident}", auth=(sn["username"], sn["password"])).json()["result"]
+        assert current["short_description"] == "Reconcile me"
+
+        time.sleep(1)  # the repair's own notification comes back and is recognised as seam's
+        again = subprocess.run([SEAM, "reconcile", "--config", config, "--json"], capture_output=True, text=True, timeout=60)
+        report = json.loads(again.stdout)["demo"]
+        assert (report["in_sync"], report["drifted"]) == (1, 0), report
+        why = subprocess.run([SEAM, "audit", "why", "servicenow", "incident", incident, "short_description", "--journal", state / "journal.db"], capture_output=True, text=True, timeout=30)
+        assert '"typed over" → "Reconcile me"  (reconcile: drift repaired from the owner' in why.stdout, why.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
