@@ -144,6 +144,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             }
         }
     }
+    // The question an auditor asks months later, answered from the journal (`seam audit why`).
+    let urgency = demo.engine.journal.why(Some(TENANT), &crate::model::RecordRef { system: crate::model::System::Servicenow, object: "incident".into(), id: incident.clone() }, "urgency")?;
+    println!("\nWhy is the incident's urgency {}? (`seam audit why servicenow incident {incident} urgency`)", urgency.first().map(|c| c.new.to_string()).unwrap_or_default());
+    for change in &urgency {
+        let old = change.old.as_ref().map(|o| o.to_string()).unwrap_or_else(|| "—".into());
+        println!("  {old} → {} by {}, because:", change.new, change.plugin);
+        for line in change.event.as_ref().map(super::audit::describe_event).unwrap_or_default() {
+            println!("      {line}");
+        }
+    }
     let c = &demo.engine.processors[TENANT].counters;
     println!(
         "\nseam: {} events journaled, {} echoes dropped, {} writes, {} reverted, {} dead letters; {} API calls to Salesforce and {} to ServiceNow made by the people above.",

@@ -176,7 +176,9 @@ impl Journal {
         let db = self.db.lock().unwrap();
         let mut stmt = db.prepare(
             "SELECT l.case_id, l.incident_id, l.created_at_ms,
-                (SELECT MAX(a.at_ms) FROM audit a WHERE a.tenant = l.tenant AND a.record_id IN (l.case_id, l.incident_id)),
+                -- Each side by the audit's (tenant, system, object, record_id) index.
+                MAX(COALESCE((SELECT MAX(a.at_ms) FROM audit a WHERE a.tenant = l.tenant AND a.system = 'salesforce' AND a.object = 'Case' AND a.record_id = l.case_id), 0),
+                    COALESCE((SELECT MAX(a.at_ms) FROM audit a WHERE a.tenant = l.tenant AND a.system = 'servicenow' AND a.object = 'incident' AND a.record_id = l.incident_id), 0)),
                 (SELECT COUNT(*) FROM events e WHERE e.tenant = l.tenant AND e.status = 'pending'
                     AND (e.record_id IN (l.case_id, l.incident_id) OR e.linked_id IN (l.case_id, l.incident_id))),
                 (SELECT COUNT(*) FROM events e WHERE e.tenant = l.tenant AND e.status = 'dead'
@@ -185,12 +187,13 @@ impl Journal {
         )?;
         let rows = stmt.query_map(params![tenant, limit as i64], |r| {
             let (pending, dead): (i64, i64) = (r.get(4)?, r.get(5)?);
+            let last_sync: i64 = r.get(3)?;
             Ok(LinkState {
                 tenant: tenant.to_string(),
                 case_id: r.get(0)?,
                 incident_id: r.get(1)?,
                 linked_at_ms: r.get(2)?,
-                last_sync_ms: r.get(3)?,
+                last_sync_ms: (last_sync > 0).then_some(last_sync),
                 pending: pending as u64,
                 dead: dead as u64,
                 state: if dead > 0 {
