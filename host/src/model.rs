@@ -126,6 +126,17 @@ pub enum JournalKind {
     Comment,
 }
 
+/// What an event's later actions refer to, kept with its progress so a
+/// resumed attempt fills `{{linked.*}}` and `{{created.*}}` as the first did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Carried {
+    /// The source's partner: the one the change named, or the one a linked create made.
+    pub linked: Option<RecordRef>,
+    pub linked_number: Option<String>,
+    /// The record the latest create made.
+    pub created: Option<RecordRef>,
+}
+
 /// What a pack asks the host to do. Serialized as `{"update": {...}}` etc.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

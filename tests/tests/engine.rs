@@ -14,7 +14,6 @@ use seam::sim::Sim;
 use seam::store::Journal;
 use seam_tests::{pack_bytes, rig, Rig, CASE_INCIDENT, TENANT};
 use serde_json::{json, Map};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

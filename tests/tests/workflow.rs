@@ -148,3 +148,40 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
     assert_eq!(engine.registry.list().unwrap()[0].active, "case-incident@1.0.0");
     sim.shutdown();
 }
+
+/// Slack fails for longer than the connector retries: the event is retried from the
+/// journal and resumes after the incident and the Task, which are not made again, and
+/// the bridge message still names both (what the first attempt made is carried over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_resumed_after_a_failure_repeats_nothing_and_still_links_what_it_made() {
+    let state = std::env::temp_dir().join(format!("seam-test-workflow-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    let (mapping, workflow) = (state.join("case-incident.seampack"), state.join("sev1-bridge.seampack"));
+    std::fs::write(&mapping, pack(CASE_INCIDENT, "case-incident")).unwrap();
+    std::fs::write(&workflow, pack(SEV1_BRIDGE, "sev1-bridge")).unwrap();
+    let (sim, config) = sim_config(&state, &mapping, std::slice::from_ref(&workflow), None).await.unwrap();
+    let engine = start_engine(&config, std::future::pending()).await.unwrap();
+    let people = sim.systems(RetryPolicy::default()).await.unwrap();
+    let sf = &people.salesforce;
+    let gold = sf.create("Account", &obj(json!({ "Name": "Acme Corporation", "AnnualRevenue": 5.0e7, "Tier__c": "Gold" }))).await.unwrap();
+
+    // More failures than one attempt's retries (6): the first attempt gives up, a later one gets through.
+    sim.slack.faults.set(seam::sim::faults::Faults { server_error_next: 8, retry_after_secs: 0, ..Default::default() });
+    let case = sf.create("Case", &obj(json!({ "Subject": "Payments down", "Priority": "Critical", "AccountId": gold }))).await.unwrap();
+    // (Waiting on the journal, not on Slack: a look at Slack now would use up the injected failures.)
+    settle(&sim, &engine).await;
+    assert!(engine.processors["demo"].counters.retries.get() >= 1, "the event was retried from the journal");
+
+    let case_now = sf.get("Case", &case).await.unwrap();
+    let number = case_now["ServiceNow_Number__c"].as_str().unwrap().to_string();
+    assert_eq!(people.servicenow.query("incident", &format!("correlation_id={case}"), 10).await.unwrap().len(), 1, "one incident");
+    let tasks = tasks_on(&people, &case).await;
+    assert_eq!(tasks.len(), 1, "one Task: {tasks:?}");
+    let messages = bridge(&people, &format!("sev1-case-{}", case_now["CaseNumber"].as_str().unwrap())).await.unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains(&number), "the incident number survived the retry: {}", messages[0]);
+    assert!(messages[0].contains(&format!("/Task/{}/view", tasks[0]["Id"].as_str().unwrap())), "the Task link survived the retry: {}", messages[0]);
+    assert!(!messages[0].contains("{{"), "no placeholder left unfilled: {}", messages[0]);
+    sim.shutdown();
+}

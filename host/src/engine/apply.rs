@@ -10,7 +10,7 @@ use crate::connectors::salesforce::{self, Salesforce};
 use crate::connectors::servicenow::{self, ServiceNow};
 use crate::connectors::slack::{self, Slack};
 use crate::connectors::{ConnectorError, RetryPolicy};
-use crate::model::{Action, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
+use crate::model::{Action, Carried, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
 use serde_json::{Map, Value as Json};
 
 /// The tenant's connections.
@@ -94,6 +94,12 @@ struct Context<'a> {
     created: Option<RecordRef>,
 }
 
+impl Context<'_> {
+    fn carried(&self) -> Carried {
+        Carried { linked: self.linked.clone(), linked_number: self.linked_number.clone(), created: self.created.clone() }
+    }
+}
+
 impl Systems {
     /// Log in where needed and build the connections for one tenant.
     pub async fn connect(
@@ -171,21 +177,25 @@ impl Systems {
 
     /// Run `actions` for `change`; returns every write made, in order.
     pub async fn apply(&self, change: &Change, actions: &[Action]) -> Result<Vec<Write>, ApplyError> {
-        Ok(self.apply_resuming(change, actions, Resume::Start, |_, _| Ok(())).await?.writes)
+        Ok(self.apply_resuming(change, actions, Resume::Start, Carried::default(), |_, _| Ok(())).await?.writes)
     }
 
-    /// Run the actions from where `resume` says, calling `done(n, linked)` after
+    /// Run the actions from where `resume` says, calling `done(n, carried)` after
     /// each one (n = actions finished so far) so the caller can persist progress
     /// and resume after a failure instead of repeating what already happened.
+    /// `carried`: what the earlier attempt's actions left (the partner it created), so the
+    /// same actions resolve the same way; a linked create is a no-op once there is a partner.
     pub async fn apply_resuming(
         &self,
         change: &Change,
         actions: &[Action],
         resume: Resume,
-        mut done: impl FnMut(usize, Option<&RecordRef>) -> anyhow::Result<()>,
+        carried: Carried,
+        mut done: impl FnMut(usize, &Carried) -> anyhow::Result<()>,
     ) -> Result<Applied, ApplyError> {
-        let linked_number = change.linked.as_ref().and_then(|_| known_partner_number(change));
-        let mut ctx = Context { change, linked: change.linked.clone(), linked_number, created: None };
+        let linked = carried.linked.or_else(|| change.linked.clone());
+        let linked_number = carried.linked_number.or_else(|| linked.as_ref().and_then(|_| known_partner_number(change)));
+        let mut ctx = Context { change, linked, linked_number, created: carried.created };
         let mut writes = Vec::new();
         let (start, uncertain) = match resume {
             Resume::Start => (0, None),
@@ -206,7 +216,7 @@ impl Systems {
                 };
                 if already {
                     tracing::info!(source = %change.source, "resuming: action {n} already happened before the last attempt stopped; not repeating it");
-                    done(n + 1, ctx.linked.as_ref()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
+                    done(n + 1, &ctx.carried()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
                     continue;
                 }
             }
@@ -251,7 +261,7 @@ impl Systems {
             for w in &mut writes[before..] {
                 w.action = n;
             }
-            done(n + 1, ctx.linked.as_ref()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
+            done(n + 1, &ctx.carried()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
         }
         Ok(Applied { writes, linked: ctx.linked })
     }

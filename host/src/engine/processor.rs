@@ -15,7 +15,7 @@ use super::normalize;
 use super::ownership;
 use crate::packs::ActivePack;
 use arc_swap::ArcSwap;
-use crate::model::{Action, Change, ChangeKind, Field, RecordRef, System, Target, Value};
+use crate::model::{Action, Carried, Change, ChangeKind, Field, RecordRef, System, Target, Value};
 use crate::runtime::{PluginError, RecordSource};
 use crate::store::journal::{AuditRow, Due, Outcome};
 use crate::store::Journal;
@@ -115,7 +115,7 @@ impl Processor {
         let resume = if attempts == 0 { Resume::Start } else { Resume::After(due.progress) };
         let pack = self.active.load_full();
         let workflows = self.workflows.load_full();
-        let outcome = self.process(&pack, &workflows, &entry.change, &entry.event_key, entry.id, resume, due.linked.clone()).await;
+        let outcome = self.process(&pack, &workflows, &entry.change, &entry.event_key, entry.id, resume, due.carried.clone()).await;
         let plugin = pack.plugin.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
@@ -155,7 +155,7 @@ impl Processor {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], original: &Change, key: &str, id: i64, resume: Resume, progress_linked: Option<RecordRef>) -> Result<(Processed, Outcome), Failure> {
+    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], original: &Change, key: &str, id: i64, resume: Resume, carried: Carried) -> Result<(Processed, Outcome), Failure> {
         let progress = match resume {
             Resume::Start => 0,
             Resume::After(n) => n,
@@ -165,9 +165,9 @@ impl Processor {
         if change.linked.is_none() {
             change.linked = self.local_link(&source).map_err(Failure::transient)?;
         }
-        if progress_linked.is_some() {
-            change.linked = progress_linked;
-        }
+        // The packs see the change as the first attempt did, so they ask for the
+        // same actions and the progress count lines up; what those actions made
+        // (the partner a linked create opened) comes back through `carried`.
         let shadow = self.journal.shadow(&self.tenant, &source).map_err(Failure::transient)?;
         let mut out = Outcome::default();
         // A Salesforce change event carries only the changed fields; the pack
@@ -273,7 +273,7 @@ impl Processor {
         let journal = self.journal.clone();
         let applied = self
             .systems
-            .apply_resuming(&change, &actions, resume, |n, linked| journal.set_progress(id, n, linked))
+            .apply_resuming(&change, &actions, resume, carried, |n, carried| journal.set_progress(id, n, carried))
             .await
             .map_err(Failure::from_apply)?;
         let writes = applied.writes;

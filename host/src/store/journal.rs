@@ -2,7 +2,7 @@
 //! acknowledged. The event key is unique, so a notification delivered twice
 //! is stored, and processed, once.
 
-use crate::model::{Change, RecordRef, Value};
+use crate::model::{Carried, Change, RecordRef, Value};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashSet;
@@ -68,6 +68,7 @@ impl Journal {
                  last_error TEXT,
                  -- actions already carried out, so a retry resumes instead of repeating them
                  progress INTEGER NOT NULL DEFAULT 0,
+                 -- what those actions left for the later ones (`Carried`: partner, its number, last created record)
                  progress_linked TEXT,
                  -- the partner record the change names (from its link field), for ordering
                  linked_id TEXT,
@@ -273,8 +274,8 @@ pub struct Due {
     pub attempts: u32,
     /// Actions already carried out by an earlier attempt.
     pub progress: usize,
-    /// The linked record an earlier attempt created, if any.
-    pub linked: Option<RecordRef>,
+    /// What the actions an earlier attempt carried out left for the later ones (the partner it created, say).
+    pub carried: Carried,
 }
 
 /// One row of the audit trail, as `audit_of` returns it.
@@ -335,8 +336,11 @@ impl Journal {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?, r.get::<_, Option<String>>(6)?))
                 })?;
                 let change = serde_json::from_str(&change).with_context(|| format!("journal event {id} is unreadable"))?;
-                let linked = linked.and_then(|l| serde_json::from_str(&l).ok());
-                Ok((Due { entry: Entry { id, tenant, event_key, change, status }, attempts, progress: progress as usize, linked }, touches))
+                // Journals from before `Carried` hold the partner alone.
+                let carried = linked
+                    .map(|l| serde_json::from_str::<Carried>(&l).or_else(|_| serde_json::from_str::<RecordRef>(&l).map(|r| Carried { linked: Some(r), ..Carried::default() })).unwrap_or_default())
+                    .unwrap_or_default();
+                Ok((Due { entry: Entry { id, tenant, event_key, change, status }, attempts, progress: progress as usize, carried }, touches))
             })
             .collect::<Result<_>>()?
         };
@@ -353,11 +357,11 @@ impl Journal {
     }
 
     /// Remember that the first `progress` actions of an event are done.
-    pub fn set_progress(&self, id: i64, progress: usize, linked: Option<&RecordRef>) -> Result<()> {
+    pub fn set_progress(&self, id: i64, progress: usize, carried: &Carried) -> Result<()> {
         let db = self.db.lock().unwrap();
         db.execute(
             "UPDATE events SET progress = ?2, progress_linked = ?3 WHERE id = ?1",
-            params![id, progress as i64, linked.map(|l| serde_json::to_string(l).unwrap_or_default())],
+            params![id, progress as i64, serde_json::to_string(carried)?],
         )?;
         Ok(())
     }
