@@ -67,6 +67,9 @@ pub struct Backlog {
     pub oldest_age_ms: Option<i64>,
 }
 
+/// An audit row as read: at, field, tenant, event key, pack, old, new, reason.
+type AuditRead = (i64, String, String, String, String, Option<String>, String, String);
+
 fn decode(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
@@ -84,7 +87,7 @@ impl Journal {
     }
 
     fn changes(&self, tenant: Option<&str>, record: &RecordRef, field: Option<&str>, limit: usize) -> Result<Vec<FieldChange>> {
-        let rows: Vec<(i64, String, String, String, String, Option<String>, String, String)> = {
+        let rows: Vec<AuditRead> = {
             let db = self.db.lock().unwrap();
             let mut stmt = db.prepare(
                 "SELECT at_ms, field, tenant, event_key, plugin, old_value, new_value, reason FROM audit
@@ -168,7 +171,7 @@ impl Journal {
             let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        Ok(keys.iter().filter_map(|(t, k)| self.event_story(t, k).transpose()).collect::<Result<_>>()?)
+        keys.iter().filter_map(|(t, k)| self.event_story(t, k).transpose()).collect()
     }
 
     /// Links, newest first, with their sync state.
