@@ -137,6 +137,9 @@ impl Registry {
             let bytes = configured.iter().find(|(s, _)| *s == slot).map(|(_, b)| *b);
             let Some(loaded) = self.resume_slot(tenant, &slot, bytes, &history, fallback_name).await? else { continue };
             if slot == MAPPING_SLOT {
+                if loaded.plugin.world() != World::Mapping {
+                    bail!("tenant {tenant}: {} is a {} pack, configured as the mapping (`pack`); list workflow packs under `workflows`", loaded.manifest.id(), loaded.plugin.world());
+                }
                 mapping_pack = Some(ActivePack::new(loaded, ownership.as_ref()));
             } else {
                 workflow_packs.push(Arc::new(ActivePack::new(loaded, None)));
