@@ -3,7 +3,7 @@
 //! packs and versions, backlog, links with their sync state, dead letters
 //! with a re-drive button, and the audit trail of any record.
 
-use super::{authorize, error, Admin};
+use super::{authorize, blocking, error, Admin};
 use crate::model::{RecordRef, System};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -26,27 +26,22 @@ pub async fn overview(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Re
     if let Err(r) = authorize(&admin, &headers) {
         return r;
     }
-    let admin2 = admin.clone();
-    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
+    let result = blocking(move || {
         let mut tenants = Vec::new();
-        for packs in admin2.registry.list()? {
+        for packs in admin.registry.list()? {
             let t = packs.tenant.clone();
             tenants.push(json!({
                 "tenant": t,
                 "packs": packs,
-                "backlog": admin2.journal.backlog(&t)?,
-                "links": admin2.journal.link_states(&t, LINKS_SHOWN)?,
-                "dead_letters": admin2.journal.dead_letters(Some(&t))?,
+                "backlog": admin.journal.backlog(&t)?,
+                "links": admin.journal.link_states(&t, LINKS_SHOWN)?,
+                "dead_letters": admin.journal.dead_letters(Some(&t))?,
             }));
         }
         Ok(json!({ "tenants": tenants, "now_ms": chrono::Utc::now().timestamp_millis() }))
     })
     .await;
-    match result {
-        Ok(Ok(body)) => Json(body).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    result.map_or_else(|response| response, |body| Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -70,7 +65,7 @@ pub async fn trail(State(admin): State<Arc<Admin>>, headers: HeaderMap, Query(q)
     let record = RecordRef { system, object: q.object, id: q.id };
     let field = q.field.filter(|f| !f.is_empty());
     let journal = admin.journal.clone();
-    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
+    let result = blocking(move || {
         let changes = match &field {
             Some(f) => journal.why(q.tenant.as_deref(), &record, f)?,
             None => journal.record_trail(q.tenant.as_deref(), &record, 500)?,
@@ -79,11 +74,7 @@ pub async fn trail(State(admin): State<Arc<Admin>>, headers: HeaderMap, Query(q)
         Ok(json!({ "record": record, "field": field, "changes": changes, "unfinished": unfinished }))
     })
     .await;
-    match result {
-        Ok(Ok(body)) => Json(body).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    result.map_or_else(|response| response, |body| Json(body).into_response())
 }
 
 /// Send one dead letter through again; its history notes it was the dashboard.

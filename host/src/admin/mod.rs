@@ -58,13 +58,20 @@ pub(crate) fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Respon
     }
 }
 
+/// Run journal (SQLite) work off the async workers; a failure becomes a 500 naming it.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}
+
 /// Prometheus scrapes without a token, as it does everywhere; the figures name tenants and packs, nothing more.
 async fn prometheus(State(admin): State<Arc<Admin>>) -> Response {
-    let admin2 = admin.clone();
-    match tokio::task::spawn_blocking(move || admin2.metrics.render(&admin2.journal, &admin2.registry)).await {
-        Ok(Ok(text)) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    match blocking(move || admin.metrics.render(&admin.journal, &admin.registry)).await {
+        Ok(text) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+        Err(response) => response,
     }
 }
 

@@ -119,16 +119,10 @@ impl Journal {
              CREATE INDEX IF NOT EXISTS events_pending ON events (status, id);",
         )
         .context("creating the journal schema")?;
-        // Journals from before `events.news`.
-        let has_news: bool = db.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'news'")?.exists([])?;
-        if !has_news {
-            db.execute_batch("ALTER TABLE events ADD COLUMN news TEXT").context("adding events.news")?;
-        }
-        // Journals from before workflow packs: every pack was the mapping.
-        let has_slot: bool = db.prepare("SELECT 1 FROM pragma_table_info('pack_history') WHERE name = 'slot'")?.exists([])?;
-        if !has_slot {
-            db.execute_batch("ALTER TABLE pack_history ADD COLUMN slot TEXT NOT NULL DEFAULT 'mapping'").context("adding pack_history.slot")?;
-        }
+        // Journals written before these columns existed.
+        add_column(&db, "events", "news", "TEXT")?;
+        // Before workflow packs, every pack was the mapping.
+        add_column(&db, "pack_history", "slot", "TEXT NOT NULL DEFAULT 'mapping'")?;
         Ok(Journal { db: Mutex::new(db), arrived: tokio::sync::Notify::new() })
     }
 
@@ -221,6 +215,15 @@ pub struct Outcome {
     pub consumed: Vec<i64>,
     /// The fields that were news (not echoes, not unchanged): what the audit says caused the writes.
     pub news: Vec<String>,
+}
+
+/// `ALTER TABLE table ADD COLUMN column decl`, unless the column is there already.
+fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
+    let present = db.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
+    if !present {
+        db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")).with_context(|| format!("adding {table}.{column}"))?;
+    }
+    Ok(())
 }
 
 /// Shadow, audit, links and expected echoes of one outcome, inside the caller's transaction.

@@ -211,14 +211,6 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every link of a tenant, as (case id, incident id).
-    pub fn links(&self, tenant: &str) -> Result<Vec<(String, String)>> {
-        let db = self.db.lock().unwrap();
-        let mut stmt = db.prepare("SELECT case_id, incident_id FROM links WHERE tenant = ?1 ORDER BY created_at_ms")?;
-        let rows = stmt.query_map(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     pub fn backlog(&self, tenant: &str) -> Result<Backlog> {
         let db = self.db.lock().unwrap();
         let (pending, oldest): (i64, Option<i64>) = db.query_row(
