@@ -49,3 +49,52 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
     ];
     Rig { sim: Sim::start(config).await.unwrap(), journal, base }
 }
+
+/// `component` (a path from `build.rs`) as a pack, with `plugins/<plugin>/pack.json` as its
+/// manifest, at `version` when given.
+pub fn seampack(component: &str, plugin: &str, version: Option<&str>) -> Vec<u8> {
+    let path = format!("{}/../plugins/{plugin}/pack.json", env!("CARGO_MANIFEST_DIR"));
+    let mut manifest = seam::packs::Manifest::parse(&std::fs::read(path).unwrap()).unwrap();
+    if let Some(v) = version {
+        manifest.version = v.into();
+    }
+    seam::packs::artifact::build(&pack_bytes(component), &manifest).unwrap()
+}
+
+/// The engine serving tenant `demo` on freshly started emulators, with `mapping` and
+/// `workflows` (pack bytes) written into a fresh state directory named after `name`.
+pub async fn engine_on_sim(name: &str, mapping: Vec<u8>, workflows: &[Vec<u8>]) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
+    let state = std::env::temp_dir().join(format!("seam-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    let mapping_path = state.join("mapping.seampack");
+    std::fs::write(&mapping_path, mapping).unwrap();
+    let workflow_paths: Vec<std::path::PathBuf> = workflows
+        .iter()
+        .enumerate()
+        .map(|(n, bytes)| {
+            let path = state.join(format!("workflow-{n}.seampack"));
+            std::fs::write(&path, bytes).unwrap();
+            path
+        })
+        .collect();
+    let (sim, mut config) = seam::cli::serve::sim_config(&state, &mapping_path, &workflow_paths, None).await.unwrap();
+    // Tests reconcile when they mean to, not on a timer.
+    config.reconcile_minutes = 0;
+    let engine = seam::cli::serve::start_engine(&config, std::future::pending()).await.unwrap();
+    (sim, engine, config)
+}
+
+/// Wait until the emulators have nothing left to send and `demo`'s journal nothing left to do.
+pub async fn settle(sim: &Sim, engine: &seam::cli::serve::Engine) {
+    let started = std::time::Instant::now();
+    let mut quiet = 0;
+    while quiet < 5 {
+        let pending = engine.journal.status_count("demo", "pending").unwrap()
+            + sim.salesforce.notifier.as_ref().unwrap().stats().pending as u64
+            + sim.servicenow.notifier.as_ref().unwrap().stats().pending as u64;
+        quiet = if pending == 0 { quiet + 1 } else { 0 };
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "not settled: {pending} pending");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

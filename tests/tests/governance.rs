@@ -1,19 +1,16 @@
 //! Governance on the emulators: drift repaired by reconciliation (and
 //! audited), `/metrics`, and backlog alerts once per episode.
 
-use seam::cli::serve::{sim_config, start_engine, Engine};
 use seam::connectors::RetryPolicy;
 use seam::engine::alerts::{Alert, AlertConfig, Alerter};
 use seam::engine::reconcile::Reconciler;
 use seam::model::{Change, ChangeKind, RecordRef, System, Value};
-use seam::packs::{artifact, Manifest};
 use seam::sim::faults::Faults;
 use seam::sim::Sim;
 use seam::store::Journal;
-use seam_tests::{pack_bytes, CASE_INCIDENT};
+use seam_tests::{engine_on_sim, seampack, settle, CASE_INCIDENT};
 use serde_json::{json, Map};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
     v.as_object().cloned().unwrap()
@@ -26,33 +23,11 @@ fn state(name: &str) -> std::path::PathBuf {
     dir
 }
 
-async fn engine(name: &str) -> (Sim, Engine, String) {
-    let dir = state(name);
-    let path = dir.join("case-incident.seampack");
-    let manifest = Manifest::parse(&std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/case-incident/pack.json")).unwrap()).unwrap();
-    std::fs::write(&path, artifact::build(&pack_bytes(CASE_INCIDENT), &manifest).unwrap()).unwrap();
-    let (sim, mut config) = sim_config(&dir, &path, &[], None).await.unwrap();
-    config.reconcile_minutes = 0;
-    let engine = start_engine(&config, std::future::pending()).await.unwrap();
-    (sim, engine, config.listen.clone())
-}
-
-async fn settle(sim: &Sim, engine: &Engine) {
-    let started = Instant::now();
-    let mut quiet = 0;
-    while quiet < 5 {
-        let pending = engine.journal.status_count("demo", "pending").unwrap()
-            + sim.salesforce.notifier.as_ref().unwrap().stats().pending as u64
-            + sim.servicenow.notifier.as_ref().unwrap().stats().pending as u64;
-        quiet = if pending == 0 { quiet + 1 } else { 0 };
-        assert!(started.elapsed() < Duration::from_secs(30), "not settled: {pending} pending");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell() {
-    let (sim, engine, listen) = engine("reconcile").await;
+    let (sim, engine, config) = engine_on_sim("reconcile", seampack(CASE_INCIDENT, "case-incident", None), &[]).await;
+    let listen = config.listen.clone();
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
     let (sf, sn) = (&people.salesforce, &people.servicenow);
     let mut cases = Vec::new();

@@ -4,17 +4,13 @@
 
 use seam::cli::serve::{sim_config, start_engine};
 use seam::connectors::RetryPolicy;
-use seam::packs::{artifact, Manifest};
-use seam_tests::{pack_bytes, CASE_INCIDENT};
+use seam_tests::{seampack, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 fn pack(version: &str) -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/case-incident/pack.json");
-    let mut manifest = Manifest::parse(&std::fs::read(path).unwrap()).unwrap();
-    manifest.version = version.into();
-    artifact::build(&pack_bytes(CASE_INCIDENT), &manifest).unwrap()
+    seampack(CASE_INCIDENT, "case-incident", Some(version))
 }
 
 fn obj(v: Value) -> Map<String, Value> {

@@ -4,37 +4,29 @@
 //! incident does not fire it; an incident raised in ServiceNow finds its
 //! Account by the stable key; rolling the workflow back removes it.
 
-use seam::cli::serve::{sim_config, start_engine, Engine};
+use seam::cli::serve::Engine;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
-use seam::packs::{artifact, Manifest};
 use seam::sim::Sim;
-use seam_tests::{pack_bytes, CASE_INCIDENT, SEV1_BRIDGE};
+use seam_tests::{engine_on_sim, seampack, CASE_INCIDENT, SEV1_BRIDGE};
 use serde_json::{json, Map, Value};
-use std::time::{Duration, Instant};
 
-fn pack(component: &str, manifest: &str) -> Vec<u8> {
-    let path = format!("{}/../plugins/{manifest}/pack.json", env!("CARGO_MANIFEST_DIR"));
-    let manifest = Manifest::parse(&std::fs::read(path).unwrap()).unwrap();
-    artifact::build(&pack_bytes(component), &manifest).unwrap()
+fn pack(component: &str, plugin: &str) -> Vec<u8> {
+    seampack(component, plugin, None)
+}
+
+/// The mapping and the sev1-bridge workflow, serving `demo` on the emulators.
+async fn start(name: &str) -> (Sim, Engine, seam::cli::serve::Config) {
+    engine_on_sim(name, pack(CASE_INCIDENT, "case-incident"), &[pack(SEV1_BRIDGE, "sev1-bridge")]).await
 }
 
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
 }
 
-/// Until the emulators have nothing left to send and the journal nothing left to do.
+/// Until the emulators have nothing left to send and the journal nothing left to do, with nothing dead-lettered.
 async fn settle(sim: &Sim, engine: &Engine) {
-    let started = Instant::now();
-    let mut quiet = 0;
-    while quiet < 5 {
-        let pending = engine.journal.status_count("demo", "pending").unwrap()
-            + sim.salesforce.notifier.as_ref().unwrap().stats().pending as u64
-            + sim.servicenow.notifier.as_ref().unwrap().stats().pending as u64;
-        quiet = if pending == 0 { quiet + 1 } else { 0 };
-        assert!(started.elapsed() < Duration::from_secs(30), "not settled: {pending} pending");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    seam_tests::settle(sim, engine).await;
     assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0, "dead letters: {:?}", engine.journal.dead_letters(Some("demo")));
 }
 
@@ -51,14 +43,7 @@ async fn bridge(people: &Systems, name: &str) -> Option<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_team_and_starts_a_bridge() {
-    let state = std::env::temp_dir().join(format!("seam-test-workflow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).unwrap();
-    let (mapping, workflow) = (state.join("case-incident.seampack"), state.join("sev1-bridge.seampack"));
-    std::fs::write(&mapping, pack(CASE_INCIDENT, "case-incident")).unwrap();
-    std::fs::write(&workflow, pack(SEV1_BRIDGE, "sev1-bridge")).unwrap();
-    let (sim, config) = sim_config(&state, &mapping, std::slice::from_ref(&workflow), None).await.unwrap();
-    let engine = start_engine(&config, std::future::pending()).await.unwrap();
+    let (sim, engine, config) = start("workflow").await;
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
     let (sf, sn) = (&people.salesforce, &people.servicenow);
     assert_eq!(engine.registry.list().unwrap()[0].workflows.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), vec!["sev1-bridge@1.0.0"]);
@@ -154,14 +139,7 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
 /// the bridge message still names both (what the first attempt made is carried over).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_resumed_after_a_failure_repeats_nothing_and_still_links_what_it_made() {
-    let state = std::env::temp_dir().join(format!("seam-test-workflow-resume-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).unwrap();
-    let (mapping, workflow) = (state.join("case-incident.seampack"), state.join("sev1-bridge.seampack"));
-    std::fs::write(&mapping, pack(CASE_INCIDENT, "case-incident")).unwrap();
-    std::fs::write(&workflow, pack(SEV1_BRIDGE, "sev1-bridge")).unwrap();
-    let (sim, config) = sim_config(&state, &mapping, std::slice::from_ref(&workflow), None).await.unwrap();
-    let engine = start_engine(&config, std::future::pending()).await.unwrap();
+    let (sim, engine, _) = start("workflow-resume").await;
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
     let sf = &people.salesforce;
     let gold = sf.create("Account", &obj(json!({ "Name": "Acme Corporation", "AnnualRevenue": 5.0e7, "Tier__c": "Gold" }))).await.unwrap();
