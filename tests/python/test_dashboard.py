@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import time
 
@@ -13,7 +12,7 @@ import pytest
 import requests
 
 from conftest import ROOT, SEAM
-from test_engine_restart import clients, free_ports, start
+from test_engine_restart import clients, free_ports, serving
 
 CHECK = ROOT / "tests" / "dashboard" / "check.mjs"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -37,8 +36,7 @@ def test_dashboard_in_headless_chromium(tmp_path):
     state.mkdir()
     ports = free_ports(4)
     log = open(tmp_path / "serve.log", "ab")
-    proc, info = start(state, ports, log)
-    try:
+    with serving(state, ports, log) as info:
         config = json.loads((state / "seam.json").read_text())
         token, listen = config["admin_token"], config["listen"]
         sf, _ = clients(info)
@@ -75,9 +73,6 @@ def test_dashboard_in_headless_chromium(tmp_path):
         # /metrics is scrapeable beside it.
         metrics = requests.get(f"http://{listen}/metrics").text
         assert 'seam_dead_letters{tenant="demo"}' in metrics and "# EOF" in metrics
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
 
 
 def test_reconcile_command_reports_and_repairs_drift(tmp_path):
@@ -86,9 +81,8 @@ def test_reconcile_command_reports_and_repairs_drift(tmp_path):
     state.mkdir()
     ports = free_ports(4)
     log = open(tmp_path / "serve.log", "ab")
-    proc, info = start(state, ports, log)
     config = state / "seam.json"
-    try:
+    with serving(state, ports, log) as info:
         sf, _ = clients(info)
         case = sf.Case.create({"Subject": "Reconcile me", "Priority": "Medium"})["id"]
         incident = wait_for("the link", lambda: sf.Case.get(case).get("ServiceNow_Incident__c"))
@@ -114,6 +108,3 @@ def test_reconcile_command_reports_and_repairs_drift(tmp_path):
         assert (report["in_sync"], report["drifted"]) == (1, 0), report
         why = subprocess.run([SEAM, "audit", "why", "servicenow", "incident", incident, "short_description", "--journal", state / "journal.db"], capture_output=True, text=True, timeout=30)
         assert '"typed over" → "Reconcile me"  (reconcile: drift repaired from the owner' in why.stdout, why.stdout
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)

@@ -1,4 +1,5 @@
 """`seam serve --sim` killed with SIGKILL mid-stream and restarted: nothing lost, nothing doubled."""
+import contextlib
 import json
 import os
 import pathlib
@@ -45,6 +46,17 @@ def start(state, ports, log):
     return proc, info
 
 
+@contextlib.contextmanager
+def serving(state, ports, log):
+    """`seam serve --sim` for the length of a `with` block (yields the emulators' sim.json), then SIGTERM."""
+    proc, info = start(state, ports, log)
+    try:
+        yield info
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
 def clients(info):
     sf = info["salesforce"]
     token = requests.post(f"{sf['url']}/services/oauth2/token", data={"grant_type": "client_credentials", "client_id": sf["client_id"], "client_secret": sf["client_secret"]}).json()
@@ -63,8 +75,7 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(tmp_path):
     proc.send_signal(signal.SIGKILL)  # mid-stream: notifications queued, events journaled, writes in flight
     proc.wait()
 
-    proc, info = start(state, ports, log)
-    try:
+    with serving(state, ports, log) as info:
         sf, sn = clients(info)
         cases += [sf.Case.create({"Subject": f"crash test {n}", "Priority": "Low"})["id"] for n in range(25, 40)]
         deadline = time.time() + 60
@@ -81,6 +92,3 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(tmp_path):
             gr.query()
             assert gr.get_row_count() == 1, f"Case {case} has {gr.get_row_count()} incidents"
             assert gr.next() and gr.get_value("sys_id") == linked[case]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)

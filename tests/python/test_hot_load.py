@@ -1,11 +1,10 @@
 """An operator changes a running host's pack: `seam plugin install|list|rollback` against `seam serve --sim`."""
 import json
 import os
-import signal
 import subprocess
 
 from conftest import ROOT, SEAM
-from test_engine_restart import free_ports, start
+from test_engine_restart import free_ports, serving
 
 COMPONENT = ROOT / "target" / "wasm32-wasip2" / "plugin" / "case_incident.wasm"
 MANIFEST = ROOT / "plugins" / "case-incident" / "pack.json"
@@ -26,9 +25,8 @@ def test_install_list_rollback_and_restart(tmp_path):
     state.mkdir()
     ports = free_ports(4)
     log = open(tmp_path / "serve.log", "ab")
-    proc, _ = start(state, ports, log)
     config = state / "seam.json"
-    try:
+    with serving(state, ports, log):
         installed = seam("plugin", "install", "demo", newer, "--config", config)
         assert installed.returncode == 0, installed.stderr
         assert "demo now runs case-incident@1.2.0" in installed.stdout
@@ -46,29 +44,18 @@ def test_install_list_rollback_and_restart(tmp_path):
         assert back.returncode == 0 and "case-incident@1.0.0" in back.stdout, back.stderr
         again = seam("plugin", "rollback", "demo", "--config", config)
         assert again.returncode != 0 and "no earlier pack" in again.stderr
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
 
     # A restart comes back on the pack that was active, with its history.
-    proc, _ = start(state, ports, log)
-    try:
+    with serving(state, ports, log):
         listed = seam("plugin", "list", "--config", config)
         assert "demo: case-incident@1.0.0" in listed.stdout, listed.stdout
         assert "(rolled back)" in listed.stdout
         assert seam("plugin", "install", "demo", newer, "--config", config).returncode == 0
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
 
     # The configured pack is still 1.0.0, but 1.2.0 replaced it: the restart resumes on 1.2.0.
-    proc, _ = start(state, ports, log)
-    try:
+    with serving(state, ports, log):
         listed = seam("plugin", "list", "--config", config)
         assert "demo: case-incident@1.2.0" in listed.stdout, listed.stdout
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
 
 
 WORKFLOW = os.environ.get("SEAM_WORKFLOW", str(ROOT / "target" / "sev1-bridge.seampack"))
@@ -80,22 +67,17 @@ def test_workflow_pack_hot_load_rollback_and_restart(tmp_path):
     state.mkdir()
     ports = free_ports(4)
     log = open(tmp_path / "serve.log", "ab")
-    proc, _ = start(state, ports, log)
     config = state / "seam.json"
-    try:
+    with serving(state, ports, log):
         installed = seam("plugin", "install", "demo", WORKFLOW, "--config", config)
         assert installed.returncode == 0, installed.stderr
         assert "demo now runs sev1-bridge@1.0.0" in installed.stdout
         listed = seam("plugin", "list", "--config", config)
         assert "demo: case-incident@1.0.0" in listed.stdout, "the mapping pack stays"
         assert "workflow sev1-bridge@1.0.0" in listed.stdout, listed.stdout
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
 
     # Installed through the API, not configured: the restart brings it back all the same.
-    proc, _ = start(state, ports, log)
-    try:
+    with serving(state, ports, log):
         listed = seam("plugin", "list", "--config", config)
         assert "workflow sev1-bridge@1.0.0" in listed.stdout, listed.stdout
         missing = seam("plugin", "rollback", "demo", "--pack", "no-such-flow", "--config", config)
@@ -103,14 +85,7 @@ def test_workflow_pack_hot_load_rollback_and_restart(tmp_path):
         removed = seam("plugin", "rollback", "demo", "--pack", "sev1-bridge", "--config", config)
         assert removed.returncode == 0 and "no sev1-bridge (removed)" in removed.stdout, removed.stderr
         assert "workflow " not in seam("plugin", "list", "--config", config).stdout
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
 
-    proc, _ = start(state, ports, log)
-    try:
+    with serving(state, ports, log):
         listed = seam("plugin", "list", "--config", config)
         assert "workflow " not in listed.stdout and "(rolled back)" in listed.stdout, listed.stdout
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
