@@ -197,6 +197,33 @@ async fn an_unreachable_lookup_makes_the_failure_transient() {
     }
 }
 
+async fn count(plugin: &Plugin) -> String {
+    only_note(&plugin.run(&ask("count", &[]), none()).await.unwrap()).to_string()
+}
+
+#[tokio::test]
+async fn a_warm_instance_serves_only_its_own_pack_and_never_after_a_failure() {
+    let runtime = Runtime::new(RuntimeConfig { calls_per_instance: 3, ..config() }).unwrap();
+    let (tenant_a, tenant_b) = (misbehave(&runtime, Grants::default()).await, misbehave(&runtime, Grants::default()).await);
+    // The guest's static counter shows which instance answered.
+    assert_eq!(count(&tenant_a).await, "call 1");
+    assert_eq!(count(&tenant_a).await, "call 2");
+    assert_eq!(count(&tenant_b).await, "call 1", "another tenant's pack, same bytes, must get its own instance");
+    assert_eq!(count(&tenant_a).await, "call 3");
+    assert_eq!(count(&tenant_a).await, "call 1", "an instance is replaced after calls_per_instance calls");
+    // A refusal is a normal return: the instance carries on.
+    assert!(matches!(tenant_a.run(&ask("reject", &[]), none()).await, Err(PluginError::Rejected { .. })));
+    assert_eq!(count(&tenant_a).await, "call 2");
+    // A trap throws the instance away.
+    assert!(matches!(tenant_a.run(&ask("panic", &[]), none()).await, Err(PluginError::Trap { .. })));
+    assert_eq!(count(&tenant_a).await, "call 1", "an instance that trapped must not serve again");
+
+    let fresh = Runtime::new(RuntimeConfig { calls_per_instance: 1, ..config() }).unwrap();
+    let plugin = misbehave(&fresh, Grants::default()).await;
+    assert_eq!(count(&plugin).await, "call 1");
+    assert_eq!(count(&plugin).await, "call 1", "calls_per_instance 1 gives every call a fresh instance");
+}
+
 #[tokio::test]
 async fn more_calls_than_pool_slots_wait_instead_of_failing() {
     let runtime = Runtime::new(RuntimeConfig { concurrent_calls: 2, ..config() }).unwrap();

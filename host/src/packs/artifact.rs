@@ -16,6 +16,10 @@ pub struct Pack {
     /// Everything the signature covers: the component with its manifest section.
     pub signed: Vec<u8>,
     pub signature: Option<Signature>,
+    /// The component alone, without seam's sections: what is compiled, so
+    /// packs that differ only in manifest or signature (one per tenant, say)
+    /// share one compiled copy.
+    pub component: Vec<u8>,
 }
 
 /// One top-level section of a component or module binary.
@@ -25,6 +29,7 @@ struct Section<'a> {
     name: Option<&'a str>,
     payload: &'a [u8],
     start: usize,
+    end: usize,
 }
 
 const COMPONENT_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
@@ -78,7 +83,7 @@ fn sections(bytes: &[u8]) -> Result<Vec<Section<'_>>> {
         } else {
             (None, &bytes[at..end])
         };
-        out.push(Section { id, name, payload, start });
+        out.push(Section { id, name, payload, start, end });
         at = end;
     }
     Ok(out)
@@ -148,7 +153,11 @@ impl Pack {
         if !sections.iter().any(|s| s.id != 0) {
             bail!("the pack has no component in it, only custom sections");
         }
-        Ok(Pack { manifest, signed, signature })
+        let mut component = COMPONENT_PREAMBLE.to_vec();
+        for s in sections.iter().filter(|s| !matches!(s.name, Some(MANIFEST_SECTION | SIGNATURE_SECTION))) {
+            component.extend_from_slice(&bytes[s.start..s.end]);
+        }
+        Ok(Pack { manifest, signed, signature, component })
     }
 
     /// The content hash (SHA-256, hex) of what was signed: component and manifest.

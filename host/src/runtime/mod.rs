@@ -5,9 +5,12 @@
 //! `seam:sync` version. A [`Plugin`] is a compiled pack, pre-linked
 //! (`InstancePre`), ready to instantiate.
 //!
-//! Every call gets a fresh instance in a fresh store: packs are pure
-//! functions, so no state can leak between events or tenants, and a pack
-//! that traps, loops or eats memory only ever kills its own call. Calls run
+//! Instances belong to one loaded pack (one tenant's), so no state can pass
+//! between tenants. A fresh instance costs more than the mapping itself
+//! (about 20 µs, mostly resetting its memory), so an instance that returned
+//! normally is kept warm and serves the same pack's next call, up to
+//! `calls_per_instance` calls; one that trapped, ran out of time or memory
+//! is thrown away, so a failing pack only ever kills its own call. Calls run
 //! asynchronously and yield to the executor at every epoch tick, so a
 //! runaway guest holds a Tokio worker for one tick at a time, never longer,
 //! and is stopped once its time budget is spent.
@@ -30,9 +33,9 @@ use cache::ComponentCache;
 use state::PluginState;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
@@ -41,6 +44,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Extra time past the budget before a call stuck in a host import is abandoned.
 const HOST_GRACE: Duration = Duration::from_secs(5);
+/// A warm instance unused this long gives its pool slot back.
+const WARM_IDLE: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
@@ -56,6 +61,12 @@ pub struct RuntimeConfig {
     pub call_budget: Duration,
     /// Where compiled components are kept across restarts; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// Calls one instance serves (same pack, same tenant) before it is
+    /// replaced; 1 gives every call a fresh instance.
+    pub calls_per_instance: u32,
+    /// Warm instances kept between calls across all packs: pool slots beyond
+    /// `concurrent_calls`. With more packs than this, the busiest keep theirs.
+    pub warm_instances: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -66,6 +77,8 @@ impl Default for RuntimeConfig {
             memory_limit: 64 << 20,
             call_budget: Duration::from_secs(2),
             cache_dir: None,
+            calls_per_instance: 1000,
+            warm_instances: 64,
         }
     }
 }
@@ -96,6 +109,10 @@ struct RuntimeInner {
     cache: ComponentCache,
     config: RuntimeConfig,
     slots: Semaphore,
+    /// One permit per warm instance kept between calls.
+    warm: Arc<Semaphore>,
+    /// Every loaded pack's warm instances, for the sweeper.
+    warm_lists: Mutex<Vec<Weak<WarmList>>>,
 }
 
 impl Runtime {
@@ -111,7 +128,10 @@ impl Runtime {
 
         let cache = ComponentCache::new(&engine, config.cache_dir.clone())?;
         let slots = Semaphore::new(config.concurrent_calls as usize);
-        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, linker, cache, config, slots }) })
+        let warm = Arc::new(Semaphore::new(config.warm_instances as usize));
+        let inner = Arc::new(RuntimeInner { engine, linker, cache, config, slots, warm, warm_lists: Mutex::new(Vec::new()) });
+        spawn_warm_sweeper(Arc::downgrade(&inner));
+        Ok(Runtime { inner })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -142,16 +162,16 @@ impl Runtime {
             }
         };
         let own_slots = Arc::new(Semaphore::new(self.inner.config.calls_per_pack.clamp(1, self.inner.config.concurrent_calls.max(1)) as usize));
-        Ok(Plugin { meta, world, api, pre, grants: Arc::new(grants), runtime: self.clone(), loaded: outcome, own_slots })
+        let warm = Arc::new(WarmList::default());
+        self.inner.warm_lists.lock().expect("warm list registry").push(Arc::downgrade(&warm));
+        Ok(Plugin { meta, world, api, pre, grants: Arc::new(grants), runtime: self.clone(), loaded: outcome, own_slots, warm })
     }
 
     fn new_store(&self, state: PluginState) -> Store<PluginState> {
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.memory);
-        let deadline = Instant::now() + self.inner.config.call_budget;
-        store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
-            if Instant::now() >= deadline {
+            if Instant::now() >= ctx.data().deadline {
                 ctx.data_mut().timed_out = true;
                 Ok(UpdateDeadline::Interrupt)
             } else {
@@ -167,6 +187,7 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     let slots = config.concurrent_calls.max(1);
     // A Rust wasm32-wasip2 component is one main module plus a few small shim
     // modules (one memory, a handful of tables); leave room for larger packs.
+    let slots = slots + config.warm_instances;
     pool.total_component_instances(slots)
         .total_core_instances(slots * 8)
         .total_memories(slots * 2)
@@ -175,7 +196,10 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .max_memories_per_component(2)
         .max_tables_per_component(8)
         .max_core_instances_per_component(16)
-        .max_memory_size(config.memory_limit);
+        .max_memory_size(config.memory_limit)
+        // Each call runs on a fiber stack from the pool; keeping its top pages
+        // mapped saves a page fault per page touched on every call.
+        .async_stack_keep_resident(128 << 10);
 
     let mut c = Config::new();
     c.wasm_component_model(true)
@@ -199,6 +223,72 @@ fn spawn_epoch_ticker(engine: &Engine) {
         .expect("spawning the epoch thread");
 }
 
+/// Give back the pool slots of warm instances nobody has used for a while,
+/// so a tenant that went quiet does not keep them from the busy ones.
+fn spawn_warm_sweeper(runtime: Weak<RuntimeInner>) {
+    std::thread::Builder::new()
+        .name("seam-warm-sweeper".into())
+        .spawn(move || loop {
+            std::thread::sleep(WARM_IDLE / 5);
+            let Some(runtime) = runtime.upgrade() else { break };
+            let lists: Vec<Arc<WarmList>> = {
+                let mut lists = runtime.warm_lists.lock().expect("warm list registry");
+                lists.retain(|l| l.strong_count() > 0);
+                lists.iter().filter_map(Weak::upgrade).collect()
+            };
+            for list in lists {
+                let stale: Vec<Warm> = {
+                    let mut idle = list.idle.lock().expect("warm instances");
+                    let (stale, fresh) = std::mem::take(&mut *idle).into_iter().partition(|w| w.last_used.elapsed() >= WARM_IDLE);
+                    *idle = fresh;
+                    stale
+                };
+                drop(stale);
+            }
+        })
+        .expect("spawning the warm-instance sweeper");
+}
+
+/// A pack's instances kept between calls.
+#[derive(Default)]
+struct WarmList {
+    idle: Mutex<Vec<Warm>>,
+}
+
+/// An instance that returned normally, with its store, kept for the next call.
+struct Warm {
+    store: Store<PluginState>,
+    exports: Exports,
+    calls: u32,
+    last_used: Instant,
+    permit: OwnedSemaphorePermit,
+}
+
+/// An instantiated pack's exports, by world and version.
+enum Exports {
+    MappingV0_1_0(v0_1_0::Mapping),
+    WorkflowV0_1_0(v0_1_0::workflow::Workflow),
+}
+
+impl Exports {
+    async fn instantiate(pre: &PluginPre, store: &mut Store<PluginState>) -> wasmtime::Result<Exports> {
+        Ok(match pre {
+            PluginPre::MappingV0_1_0(pre) => Exports::MappingV0_1_0(pre.instantiate_async(store).await?),
+            PluginPre::WorkflowV0_1_0(pre) => Exports::WorkflowV0_1_0(pre.instantiate_async(store).await?),
+        })
+    }
+
+    /// A mapping's `map-change`, a workflow's `on-change`.
+    async fn run(&self, store: &mut Store<PluginState>, change: &Change) -> wasmtime::Result<Result<Vec<Action>, String>> {
+        let change = v0_1_0::types::Change::from(change);
+        let result = match self {
+            Exports::MappingV0_1_0(i) => i.seam_sync_mapper().call_map_change(store, &change).await?,
+            Exports::WorkflowV0_1_0(i) => i.seam_sync_automation().call_on_change(store, &change).await?,
+        };
+        Ok(result.map(|actions| actions.into_iter().map(Action::from).collect()))
+    }
+}
+
 enum PluginPre {
     MappingV0_1_0(v0_1_0::MappingPre<PluginState>),
     WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre<PluginState>),
@@ -215,6 +305,7 @@ pub struct Plugin {
     loaded: CacheOutcome,
     /// This pack's share of the runtime's slots.
     own_slots: Arc<Semaphore>,
+    warm: Arc<WarmList>,
 }
 
 /// Where one call's time went.
@@ -254,30 +345,53 @@ impl Plugin {
         let runtime = &self.runtime.inner;
         let _share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
         let _slot = runtime.slots.acquire().await.expect("the slot semaphore is never closed");
-        let state = PluginState::new(self.meta.clone(), self.grants.clone(), records, runtime.config.memory_limit);
-        let mut store = self.runtime.new_store(state);
+        let warm = self.warm.idle.lock().expect("warm instances").pop();
+        let (mut store, exports, calls, permit) = match warm {
+            Some(w) => (w.store, Some(w.exports), w.calls, Some(w.permit)),
+            None => {
+                let state = PluginState::new(self.meta.clone(), self.grants.clone(), runtime.config.memory_limit);
+                (self.runtime.new_store(state), None, 0, None)
+            }
+        };
+        store.data_mut().begin_call(records, Instant::now() + runtime.config.call_budget);
+        store.set_epoch_deadline(1);
         let mut timing = CallTiming::default();
 
         let started = Instant::now();
         let run = async {
-            let result = match &self.pre {
-                PluginPre::MappingV0_1_0(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    timing.instantiate = started.elapsed();
-                    instance.seam_sync_mapper().call_map_change(&mut store, &v0_1_0::types::Change::from(change)).await?
-                }
-                PluginPre::WorkflowV0_1_0(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    timing.instantiate = started.elapsed();
-                    instance.seam_sync_automation().call_on_change(&mut store, &v0_1_0::types::Change::from(change)).await?
-                }
+            let exports = match exports {
+                Some(exports) => exports,
+                None => Exports::instantiate(&self.pre, &mut store).await?,
             };
-            Ok::<_, wasmtime::Error>(result.map(|actions| actions.into_iter().map(Action::from).collect()))
+            timing.instantiate = started.elapsed();
+            let result = exports.run(&mut store, change).await?;
+            Ok::<_, wasmtime::Error>((exports, result))
         };
         let outcome = tokio::time::timeout(runtime.config.call_budget + HOST_GRACE, run).await;
         timing.call = started.elapsed().saturating_sub(timing.instantiate);
         timing.peak_memory = store.data().memory.peak;
+        let outcome = match outcome {
+            // The guest returned (with actions or a refusal): its instance is sound and may serve again.
+            Ok(Ok((exports, result))) => {
+                let result = self.classify(Ok(Ok(result)), store.data());
+                self.keep_warm(store, exports, calls + 1, permit);
+                return (result, timing);
+            }
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(elapsed) => Err(elapsed),
+        };
         (self.classify(outcome, store.data()), timing)
+    }
+
+    /// Park an instance for this pack's next call, unless it has served its
+    /// share of calls or every warm slot is taken.
+    fn keep_warm(&self, mut store: Store<PluginState>, exports: Exports, calls: u32, permit: Option<OwnedSemaphorePermit>) {
+        if calls >= self.runtime.inner.config.calls_per_instance {
+            return;
+        }
+        let Some(permit) = permit.or_else(|| self.runtime.inner.warm.clone().try_acquire_owned().ok()) else { return };
+        store.data_mut().end_call();
+        self.warm.idle.lock().expect("warm instances").push(Warm { store, exports, calls, last_used: Instant::now(), permit });
     }
 
     fn classify(

@@ -1,9 +1,10 @@
 //! What one plugin call's `Store` holds: a sandboxed WASI context, the
 //! memory cap, the pack's grants, and the call's bookkeeping.
 
-use super::imports::lookup::{Grants, RecordSource};
+use super::imports::lookup::{Grants, NoRecords, RecordSource};
 use super::PluginMeta;
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -16,18 +17,22 @@ pub struct PluginState {
     pub(crate) grants: Arc<Grants>,
     pub(crate) records: Arc<dyn RecordSource>,
     pub(crate) memory: MemoryCap,
+    /// When the current call's time budget runs out.
+    pub(crate) deadline: Instant,
     /// Set by the epoch callback when the call's time budget ran out.
     pub(crate) timed_out: bool,
     /// Set when a lookup could not reach its system: the event is retried, not dead-lettered.
     pub(crate) lookup_unavailable: Option<String>,
     pub(crate) log_lines: u32,
     stderr: MemoryOutputPipe,
+    /// How much of stderr earlier calls on this instance wrote.
+    stderr_seen: usize,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl PluginState {
-    pub(crate) fn new(plugin: Arc<PluginMeta>, grants: Arc<Grants>, records: Arc<dyn RecordSource>, memory_limit: usize) -> Self {
+    pub(crate) fn new(plugin: Arc<PluginMeta>, grants: Arc<Grants>, memory_limit: usize) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         // No preopened directories, no environment, no arguments; sockets stay at
         // their default (every address denied, TCP/UDP/name lookup off).
@@ -35,20 +40,41 @@ impl PluginState {
         PluginState {
             plugin,
             grants,
-            records,
+            records: Arc::new(NoRecords),
             memory: MemoryCap::new(memory_limit),
+            deadline: Instant::now(),
             timed_out: false,
             lookup_unavailable: None,
             log_lines: 0,
             stderr,
+            stderr_seen: 0,
             wasi,
             table: ResourceTable::new(),
         }
     }
 
-    /// What the guest wrote to stderr (a Rust panic message, usually).
+    /// Start a call: its records, its deadline, and clean bookkeeping.
+    pub(crate) fn begin_call(&mut self, records: Arc<dyn RecordSource>, deadline: Instant) {
+        self.records = records;
+        self.deadline = deadline;
+        self.timed_out = false;
+        self.lookup_unavailable = None;
+        self.log_lines = 0;
+        self.memory.refused = None;
+        self.memory.peak = 0;
+        self.stderr_seen = self.stderr.contents().len();
+    }
+
+    /// The call is over and the instance waits for the next: let go of the
+    /// tenant's connections.
+    pub(crate) fn end_call(&mut self) {
+        self.records = Arc::new(NoRecords);
+    }
+
+    /// What the guest wrote to stderr during this call (a Rust panic message, usually).
     pub(crate) fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+        let all = self.stderr.contents();
+        String::from_utf8_lossy(&all[self.stderr_seen.min(all.len())..]).trim().to_string()
     }
 }
 

@@ -7,7 +7,8 @@
 
 use seam_guest::*;
 
-struct CaseIncident;
+/// Public so the mapping benchmark (tests/benches/mapping.rs) can run the same code natively.
+pub struct CaseIncident;
 
 /// Case fields that carry across, and the incident fields they become.
 const CASE_TO_INCIDENT: &[(&str, &str)] = &[("Subject", "short_description"), ("Description", "description")];

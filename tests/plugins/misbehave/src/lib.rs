@@ -2,6 +2,10 @@
 
 use seam_guest::*;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Survives between calls only while the host reuses this instance.
+static CALLS: AtomicU32 = AtomicU32::new(0);
 
 struct Misbehave;
 
@@ -29,6 +33,7 @@ impl Mapper for Misbehave {
                 }
                 Ok(note(down(0).to_string()))
             }
+            "count" => Ok(note(format!("call {}", CALLS.fetch_add(1, Ordering::Relaxed) + 1))),
             "reject" => Err("the change was rejected on purpose".into()),
             "log-flood" => {
                 for n in 0..10_000 {
