@@ -64,6 +64,16 @@ pub fn seampack(component: &str, plugin: &str, version: Option<&str>) -> Vec<u8>
 /// The engine serving tenant `demo` on freshly started emulators, with `mapping` and
 /// `workflows` (pack bytes) written into a fresh state directory named after `name`.
 pub async fn engine_on_sim(name: &str, mapping: Vec<u8>, workflows: &[Vec<u8>]) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
+    engine_on_sim_with(name, mapping, workflows, |_| {}).await
+}
+
+/// [`engine_on_sim`], with the configuration adjusted by `tweak` before the engine starts.
+pub async fn engine_on_sim_with(
+    name: &str,
+    mapping: Vec<u8>,
+    workflows: &[Vec<u8>],
+    tweak: impl FnOnce(&mut seam::cli::serve::Config),
+) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
     let state = std::env::temp_dir().join(format!("seam-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).unwrap();
@@ -81,6 +91,7 @@ pub async fn engine_on_sim(name: &str, mapping: Vec<u8>, workflows: &[Vec<u8>]) 
     let (sim, mut config) = seam::cli::serve::sim_config(&state, &mapping_path, &workflow_paths, None).await.unwrap();
     // Tests reconcile when they mean to, not on a timer.
     config.reconcile_minutes = 0;
+    tweak(&mut config);
     let engine = seam::cli::serve::start_engine(&config, std::future::pending()).await.unwrap();
     (sim, engine, config)
 }

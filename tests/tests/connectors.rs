@@ -125,7 +125,7 @@ async fn repeating_a_linked_create_finds_the_first_record_instead_of_making_anot
     let create = [Action::Create { system: System::Servicenow, object: "incident".into(), fields: vec![Field::new("short_description", "once")], link_to_source: true }];
     // As if the first attempt's progress was lost in a crash: the same action runs again, as a resumed attempt.
     let first = systems.apply(&change, &create).await.unwrap();
-    let second = systems.apply_resuming(&change, &create, Resume::After(0), Default::default(), |_, _| Ok(())).await.unwrap().writes;
+    let second = systems.apply_resuming(&change, &create, Resume::After(0), Default::default(), |_, _, _| Ok(())).await.unwrap().writes;
     assert_eq!(first.iter().filter(|w| w.operation == "create").count(), 1);
     assert_eq!(second.iter().filter(|w| w.operation == "create").count(), 0, "{second:?}");
     let incidents = sn.query("incident", &format!("correlation_id={case}"), 10).await.unwrap();
@@ -149,8 +149,8 @@ async fn a_resumed_attempt_does_not_append_a_journal_entry_twice() {
     ];
     // The first attempt appended both, then crashed before recording it: a resumed attempt finds them and adds nothing.
     systems.apply(&change, &appends).await.unwrap();
-    let resumed = systems.apply_resuming(&change, &appends[..1], Resume::After(0), Default::default(), |_, _| Ok(())).await.unwrap();
-    let resumed_linked = systems.apply_resuming(&change, &appends, Resume::After(1), Default::default(), |_, _| Ok(())).await.unwrap();
+    let resumed = systems.apply_resuming(&change, &appends[..1], Resume::After(0), Default::default(), |_, _, _| Ok(())).await.unwrap();
+    let resumed_linked = systems.apply_resuming(&change, &appends, Resume::After(1), Default::default(), |_, _, _| Ok(())).await.unwrap();
     assert!(resumed.writes.is_empty() && resumed_linked.writes.is_empty(), "{:?} {:?}", resumed.writes, resumed_linked.writes);
     let comments = sf.query(&format!("SELECT Id FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap();
     assert_eq!(comments.len(), 1);

@@ -27,9 +27,13 @@ pub struct Write {
     pub operation: &'static str,
     /// What seam sent.
     pub fields: Vec<Field>,
-    /// What the record is now known to hold: the whole record when the system
-    /// returns it (ServiceNow does), else what was sent. This feeds the shadow,
-    /// so the write's own echo is recognised.
+    /// What the record is now known to hold: after a create, the whole record
+    /// when the system returns it (ServiceNow does), its defaults included;
+    /// after an update, the fields sent, as the system stored them. This feeds
+    /// the shadow, so the write's own echo is recognised. An update's response
+    /// also shows other fields, but a person may have changed those a moment
+    /// before: taking them as synced would swallow that person's change when
+    /// its notification arrives.
     pub observed: Vec<Field>,
     /// Which of the actions made it (its index), so each write is credited to the pack that asked for it.
     pub action: usize,
@@ -41,7 +45,11 @@ impl Write {
         Write { record, operation, observed: fields.clone(), fields, action: 0 }
     }
     fn returned(record: RecordRef, operation: &'static str, body: &Map<String, Json>, result: &Map<String, Json>) -> Self {
-        Write { record, operation, fields: to_fields(body), observed: to_fields(result), action: 0 }
+        let mut observed = to_fields(result);
+        if operation != "create" {
+            observed.retain(|f| body.contains_key(&f.name));
+        }
+        Write { record, operation, fields: to_fields(body), observed, action: 0 }
     }
 }
 
@@ -177,11 +185,12 @@ impl Systems {
 
     /// Run `actions` for `change`; returns every write made, in order.
     pub async fn apply(&self, change: &Change, actions: &[Action]) -> Result<Vec<Write>, ApplyError> {
-        Ok(self.apply_resuming(change, actions, Resume::Start, Carried::default(), |_, _| Ok(())).await?.writes)
+        Ok(self.apply_resuming(change, actions, Resume::Start, Carried::default(), |_, _, _| Ok(())).await?.writes)
     }
 
-    /// Run the actions from where `resume` says, calling `done(n, carried)` after
-    /// each one (n = actions finished so far) so the caller can persist progress
+    /// Run the actions from where `resume` says, calling `done(n, carried, writes)`
+    /// after each one (n = actions finished so far; the writes that action made)
+    /// so the caller can persist progress, and what the writes leave, together,
     /// and resume after a failure instead of repeating what already happened.
     /// `carried`: what the earlier attempt's actions left (the partner it created), so the
     /// same actions resolve the same way; a linked create is a no-op once there is a partner.
@@ -191,7 +200,7 @@ impl Systems {
         actions: &[Action],
         resume: Resume,
         carried: Carried,
-        mut done: impl FnMut(usize, &Carried) -> anyhow::Result<()>,
+        mut done: impl FnMut(usize, &Carried, &[Write]) -> anyhow::Result<()>,
     ) -> Result<Applied, ApplyError> {
         let linked = carried.linked.or_else(|| change.linked.clone());
         let linked_number = carried.linked_number.or_else(|| linked.as_ref().and_then(|_| known_partner_number(change)));
@@ -216,7 +225,7 @@ impl Systems {
                 };
                 if already {
                     tracing::info!(source = %change.source, "resuming: action {n} already happened before the last attempt stopped; not repeating it");
-                    done(n + 1, &ctx.carried()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
+                    done(n + 1, &ctx.carried(), &[]).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
                     continue;
                 }
             }
@@ -261,7 +270,7 @@ impl Systems {
             for w in &mut writes[before..] {
                 w.action = n;
             }
-            done(n + 1, &ctx.carried()).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
+            done(n + 1, &ctx.carried(), &writes[before..]).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
         }
         Ok(Applied { writes, linked: ctx.linked })
     }

@@ -13,12 +13,17 @@ use super::processor::{Processed, Processor};
 use anyhow::Result;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// How long an idle dispatcher sleeps before looking again (for retries coming
 /// due; new events wake it at once).
 const IDLE_CHECK: Duration = Duration::from_millis(50);
+/// After a scan of the journal came up short (the rest of what is pending waits
+/// behind events in flight), new arrivals trigger another scan at most this
+/// often; a finished event triggers one at once. Scanning on every arrival in a
+/// burst would hold the journal for nothing.
+const RESCAN: Duration = Duration::from_millis(10);
 
 pub struct Dispatcher {
     pub processor: Arc<Processor>,
@@ -51,12 +56,17 @@ impl Dispatcher {
         let mut tasks: JoinSet<(i64, Result<Processed>)> = JoinSet::new();
         let mut busy: HashMap<i64, Vec<String>> = HashMap::new();
         let mut done = Vec::new();
+        // When the last scan came up short, and no event has finished since.
+        let mut short_at: Option<Instant> = None;
         loop {
             // Claim when there is room for a worthwhile batch: rescanning for one free slot at a time costs more than it gains.
             let free = self.concurrency - tasks.len();
-            if tasks.is_empty() || free >= (self.concurrency / 4).max(1) {
+            let held_off = short_at.is_some_and(|t| t.elapsed() < RESCAN);
+            if (tasks.is_empty() || free >= (self.concurrency / 4).max(1)) && !held_off {
                 let touched: HashSet<String> = busy.values().flatten().cloned().collect();
-                for (due, touches) in p.journal.claim(&p.tenant, &touched, free)? {
+                let claimed = p.journal.claim(&p.tenant, &touched, free)?;
+                short_at = (claimed.len() < free).then(Instant::now);
+                for (due, touches) in claimed {
                     let id = due.entry.id;
                     busy.insert(id, touches);
                     let p = p.clone();
@@ -79,6 +89,7 @@ impl Dispatcher {
                     let Some(finished) = finished else { continue };
                     let (id, result) = finished?;
                     busy.remove(&id);
+                    short_at = None;
                     match result {
                         Ok(processed) => done.push(processed),
                         Err(e) if until_idle => return Err(e.context(format!("event {id}"))),
@@ -92,7 +103,8 @@ impl Dispatcher {
                         done.clear();
                     }
                 }
-                _ = p.journal.arrivals(), if room => {}
+                _ = p.journal.arrivals(), if room && !held_off => {}
+                _ = tokio::time::sleep(RESCAN), if room && held_off => {}
             }
         }
     }

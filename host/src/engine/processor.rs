@@ -269,11 +269,24 @@ impl Processor {
             actions.extend(asked);
         }
 
-        // Carry it across, remembering progress after each action.
+        // Carry it across. After each action its progress is recorded in one
+        // transaction with what its writes leave (audit, shadow, echoes to
+        // expect): an attempt cut short by a crash must not leave the next one
+        // blind to its own writes, or their echoes would read as people's edits.
         let journal = self.journal.clone();
+        let plugin_id = pack.plugin.meta().to_string();
         let applied = self
             .systems
-            .apply_resuming(&change, &actions, resume, carried, |n, carried| journal.set_progress(id, n, carried))
+            .apply_resuming(&change, &actions, resume, carried, |n, carried, writes| {
+                let mut step = Outcome::default();
+                for w in writes {
+                    let before = journal.shadow(&self.tenant, &w.record)?;
+                    let plugin = by.get(w.action).cloned().flatten();
+                    let reason = if plugin.is_some() { "workflow" } else { "sync" };
+                    account_for(w, Some(&before), plugin, reason, &mut step);
+                }
+                journal.set_progress(&self.tenant, id, key, &plugin_id, n, carried, &step)
+            })
             .await
             .map_err(Failure::from_apply)?;
         let writes = applied.writes;
@@ -283,17 +296,6 @@ impl Processor {
                 (System::Servicenow, System::Salesforce) => out.links.push((partner.id.clone(), source.id.clone())),
                 _ => {}
             }
-        }
-
-        let target_shadows: HashMap<RecordRef, HashMap<String, Value>> = writes
-            .iter()
-            .map(|w| &w.record)
-            .filter_map(|r| self.journal.shadow(&self.tenant, r).ok().map(|s| (r.clone(), s)))
-            .collect();
-        for w in &writes {
-            let plugin = by.get(w.action).cloned().flatten();
-            let reason = if plugin.is_some() { "workflow" } else { "sync" };
-            account_for(w, target_shadows.get(&w.record), plugin, reason, &mut out);
         }
         tracing::info!(tenant = %self.tenant, event = key, writes = writes.len(), "synced {}", source);
         Ok((Processed::Synced { writes: writes.len() + reverted, reverted }, out))

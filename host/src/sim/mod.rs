@@ -68,9 +68,18 @@ pub struct Emulator {
     /// API requests served (admin calls and injected faults excluded).
     pub requests: AtomicU64,
     fault_response: fn(Fault) -> Response,
+    /// Writes happen one at a time, as the real systems serialize a record's
+    /// updates: two updates read, change and commit the record in turn, never
+    /// both from the same version (which would give both one mod count).
+    writes: std::sync::Mutex<()>,
 }
 
 impl Emulator {
+    /// Held from reading the record to committing the write and queueing its notification.
+    pub fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -153,7 +162,7 @@ impl Sim {
         }
 
         let make = |name, base_url: &String, faults, notifier, fault_response| {
-            Arc::new(Emulator { name, store: store.clone(), faults, notifier, base_url: base_url.clone(), requests: AtomicU64::new(0), fault_response })
+            Arc::new(Emulator { name, store: store.clone(), faults, notifier, base_url: base_url.clone(), requests: AtomicU64::new(0), fault_response, writes: Default::default() })
         };
         let sf = make(salesforce::EMULATOR, &sf_url, sf_faults, Some(sf_notifier.clone()), salesforce::fault_response as fn(Fault) -> Response);
         let sn = make(servicenow::EMULATOR, &sn_url, sn_faults, Some(sn_notifier.clone()), servicenow::fault_response as fn(Fault) -> Response);

@@ -319,9 +319,14 @@ impl Journal {
             }
             let (id, record, linked, next_at) = row?;
             let mut touches = vec![record.clone()];
-            touches.extend(linked.filter(|l| !l.is_empty()));
-            for p in partner.query_map(params![tenant, record], |r| r.get::<_, String>(0))? {
-                touches.push(p?);
+            match linked.filter(|l| !l.is_empty()) {
+                Some(l) => touches.push(l),
+                // The change does not name its partner (a new Case, say): the link table may.
+                None => {
+                    for p in partner.query_map(params![tenant, record], |r| r.get::<_, String>(0))? {
+                        touches.push(p?);
+                    }
+                }
             }
             touches.sort();
             touches.dedup();
@@ -360,12 +365,17 @@ impl Journal {
     }
 
     /// Remember that the first `progress` actions of an event are done.
-    pub fn set_progress(&self, id: i64, progress: usize, carried: &Carried) -> Result<()> {
-        let db = self.db.lock().unwrap();
-        db.execute(
+    /// Record that `progress` actions are done, with what their writes leave, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_progress(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, progress: usize, carried: &Carried, writes: &Outcome) -> Result<()> {
+        let mut db = self.db.lock().unwrap();
+        let tx = db.transaction()?;
+        tx.execute(
             "UPDATE events SET progress = ?2, progress_linked = ?3 WHERE id = ?1",
             params![id, progress as i64, serde_json::to_string(carried)?],
         )?;
+        commit_outcome(&tx, tenant, event_key, plugin, writes)?;
+        tx.commit()?;
         Ok(())
     }
 

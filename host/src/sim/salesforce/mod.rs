@@ -438,6 +438,7 @@ fn status_for(e: &SfError) -> StatusCode {
 }
 
 async fn create(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let _write = e.write_lock();
     let obj = or_respond!(object_or_404(&params["object"]));
     let result = parse_body(&body).and_then(|input| prepare_create(&e, obj, &input, &user));
     match result {
@@ -476,6 +477,7 @@ async fn read(State(e): Ctx, Path(params): Path<HashMap<String, String>>, Query(
 }
 
 async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let _write = e.write_lock();
     let obj = or_respond!(object_or_404(&params["object"]));
     let (id, existing) = or_respond!(find(&e, obj, &params["id"]));
     match parse_body(&body).and_then(|input| prepare_update(&e, obj, &existing, &input, &user)) {
@@ -491,6 +493,7 @@ async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
 }
 
 async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>) -> Response {
+    let _write = e.write_lock();
     let obj = or_respond!(object_or_404(&params["object"]));
     let (id, record) = or_respond!(find(&e, obj, &params["id"]));
     match e.store.delete(EMULATOR, obj.name, &id) {
@@ -521,6 +524,7 @@ async fn read_by_external_id(State(e): Ctx, Path(params): Path<HashMap<String, S
 }
 
 async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let _write = e.write_lock();
     let obj = or_respond!(object_or_404(&params["object"]));
     let def = or_respond!(external_id_field(obj, &params["field"]));
     let value = params["value"].clone();
@@ -748,6 +752,7 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, u
 }
 
 async fn collection_create(State(e): Ctx, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let _write = e.write_lock();
     let parsed = or_respond!(parse_collection(&body));
     let prepared = parsed
         .records
@@ -766,6 +771,7 @@ async fn collection_create(State(e): Ctx, axum::Extension(SessionUser(user)): ax
 }
 
 async fn collection_update(State(e): Ctx, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+    let _write = e.write_lock();
     let parsed = or_respond!(parse_collection(&body));
     let prepared = parsed
         .records
@@ -784,6 +790,7 @@ async fn collection_update(State(e): Ctx, axum::Extension(SessionUser(user)): ax
 }
 
 async fn collection_delete(State(e): Ctx, Query(q): Query<HashMap<String, String>>) -> Response {
+    let _write = e.write_lock();
     let Some(list) = q.get("ids") else {
         return error(StatusCode::BAD_REQUEST, SfError::new("MISSING_ARGUMENT", "ids parameter required"));
     };

@@ -313,6 +313,7 @@ pub fn parse(q: &str) -> Result<Query, SfError> {
     p.expect_keyword("SELECT")?;
     let mut raw_fields = Vec::new();
     let mut count = false;
+    let mut all_fields = false;
     loop {
         let w = p.word()?;
         if w.eq_ignore_ascii_case("COUNT") && p.sym("(") {
@@ -320,6 +321,12 @@ pub fn parse(q: &str) -> Result<Query, SfError> {
                 return Err(malformed("only COUNT() is supported"));
             }
             count = true;
+        } else if w.eq_ignore_ascii_case("FIELDS") && p.sym("(") {
+            let which = p.word()?;
+            if !which.eq_ignore_ascii_case("ALL") || !p.sym(")") {
+                return Err(malformed("only FIELDS(ALL) is supported"));
+            }
+            all_fields = true;
         } else {
             raw_fields.push(w);
         }
@@ -330,7 +337,14 @@ pub fn parse(q: &str) -> Result<Query, SfError> {
     p.expect_keyword("FROM")?;
     let name = p.word()?;
     let object = schema::object(&name).ok_or_else(|| SfError::new("INVALID_TYPE", format!("sObject type '{name}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name.")))?;
-    let fields = raw_fields.iter().map(|f| resolve_field(object, f)).collect::<Result<Vec<_>, _>>()?;
+    let mut fields = raw_fields.iter().map(|f| resolve_field(object, f)).collect::<Result<Vec<_>, _>>()?;
+    if all_fields {
+        for f in &object.fields {
+            if !fields.iter().any(|x| x == f.name) {
+                fields.push(f.name.to_string());
+            }
+        }
+    }
     let filter = if p.keyword("WHERE") { Some(p.cond()?) } else { None };
     let mut order = Vec::new();
     if p.keyword("ORDER") {
@@ -383,6 +397,10 @@ pub fn parse(q: &str) -> Result<Query, SfError> {
     }
     if fields.is_empty() && !count {
         return Err(malformed("SELECT needs at least one field"));
+    }
+    // As in Salesforce: FIELDS(ALL) reads at most 200 rows at a time.
+    if all_fields && limit.is_none_or(|l| l > 200) {
+        return Err(malformed("The SOQL FIELDS function must have a LIMIT of at most 200"));
     }
     Ok(Query { object, fields, count, filter, order, limit, offset })
 }
@@ -528,6 +546,9 @@ mod tests {
         assert_eq!(q.offset, 5);
         assert!(q.order[0].descending);
         assert!(parse("select count() from account").unwrap().count);
+        let all = parse("SELECT FIELDS(ALL) FROM Case ORDER BY SystemModstamp LIMIT 200").unwrap();
+        assert!(all.fields.iter().any(|f| f == "Subject") && all.fields.iter().any(|f| f == "SystemModstamp"));
+        assert_eq!(parse("SELECT FIELDS(ALL) FROM Case").unwrap_err().code, "MALFORMED_QUERY");
     }
 
     #[test]

@@ -494,6 +494,7 @@ fn notify(e: &Emulator, table: &Table, operation: &str, record: &Record, changed
 }
 
 async fn insert(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<String, String>>, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
+    let _write = e.write_lock();
     let table = or_respond!(table_or_400(&table));
     let body = or_respond!(parse_body(&body));
     let written = or_respond!(apply(&e, table, None, &body, &user).and_then(|w| commit(&e, table, "insert", &w).map(|()| w)));
@@ -501,6 +502,7 @@ async fn insert(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMa
 }
 
 async fn update(State(e): Ctx, Path((table, id)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
+    let _write = e.write_lock();
     let table = or_respond!(table_or_400(&table));
     let Some(existing) = e.store.get(EMULATOR, table.name, &id) else { return no_record() };
     let body = or_respond!(parse_body(&body));
@@ -516,6 +518,7 @@ async fn update(State(e): Ctx, Path((table, id)): Path<(String, String)>, Query(
 }
 
 async fn delete(State(e): Ctx, Path((table, id)): Path<(String, String)>) -> Response {
+    let _write = e.write_lock();
     let table = or_respond!(table_or_400(&table));
     match e.store.delete(EMULATOR, table.name, &id) {
         Ok(Some(record)) => {
