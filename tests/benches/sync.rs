@@ -98,8 +98,8 @@ impl Bench {
         let mut quiet_since: Option<Instant> = None;
         loop {
             let pending = self.engine.journal.status_count("demo", "pending").unwrap()
-                + self.sim.salesforce.notifier.as_ref().unwrap().stats().pending as u64
-                + self.sim.servicenow.notifier.as_ref().unwrap().stats().pending as u64;
+                + self.sim.salesforce.notifier.as_ref().unwrap().pending()
+                + self.sim.servicenow.notifier.as_ref().unwrap().pending();
             match (pending, quiet_since) {
                 (0, None) => quiet_since = Some(Instant::now()),
                 (0, Some(t)) if t.elapsed() > Duration::from_millis(300) => return t,

@@ -102,8 +102,8 @@ pub async fn settle(sim: &Sim, engine: &seam::cli::serve::Engine) {
     let mut quiet = 0;
     while quiet < 5 {
         let pending = engine.journal.status_count("demo", "pending").unwrap()
-            + sim.salesforce.notifier.as_ref().unwrap().stats().pending as u64
-            + sim.servicenow.notifier.as_ref().unwrap().stats().pending as u64;
+            + sim.salesforce.notifier.as_ref().unwrap().pending()
+            + sim.servicenow.notifier.as_ref().unwrap().pending();
         quiet = if pending == 0 { quiet + 1 } else { 0 };
         assert!(started.elapsed() < std::time::Duration::from_secs(30), "not settled: {pending} pending");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -80,10 +80,11 @@ impl Intake {
     }
 
     /// Journal the changes; the caller acknowledges only after this returns Ok.
-    fn record(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<(usize, usize), Rejection> {
+    async fn record(&self, tenant: &str, events: Result<Vec<(String, Change)>, Rejection>) -> Result<(usize, usize), Rejection> {
         let recorded = self
             .journal
-            .record_all(tenant, &events)
+            .record_grouped(tenant, events?)
+            .await
             .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, format!("the journal could not store the notification, send it again: {e:#}")))?;
         let new = recorded.iter().filter(|r| matches!(r, Recorded::New(_))).count();
         Ok((new, recorded.len() - new))
@@ -114,8 +115,9 @@ async fn salesforce_outbound(State(intake): State<Arc<Intake>>, Path(tenant): Pa
         if message.organization_id != config.salesforce_org_id {
             return Err(reject(StatusCode::FORBIDDEN, format!("Outbound Message from org {}, but tenant {tenant} is org {}", message.organization_id, config.salesforce_org_id)));
         }
-        intake.record(&tenant, message.changes)
+        Ok(message.changes)
     })();
+    let result = intake.record(&tenant, result).await;
     match result {
         // Ack only now: the changes are in the journal.
         Ok(_) => ([("Content-Type", "text/xml; charset=utf-8")], salesforce::ACK).into_response(),
@@ -132,8 +134,9 @@ async fn salesforce_events(State(intake): State<Arc<Intake>>, Path(tenant): Path
         let config = intake.tenant(&tenant)?;
         verify_signature(&headers, &config.salesforce_secret, &body)?;
         let changes = salesforce::parse_change_event(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
-        intake.record(&tenant, changes)
+        Ok(changes)
     })();
+    let result = intake.record(&tenant, result).await;
     result.map_or_else(IntoResponse::into_response, accepted)
 }
 
@@ -142,8 +145,9 @@ async fn servicenow_notification(State(intake): State<Arc<Intake>>, Path(tenant)
         let config = intake.tenant(&tenant)?;
         verify_signature(&headers, &config.servicenow_secret, &body)?;
         let change = servicenow::parse(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
-        intake.record(&tenant, vec![change])
+        Ok(vec![change])
     })();
+    let result = intake.record(&tenant, result).await;
     result.map_or_else(IntoResponse::into_response, accepted)
 }
 

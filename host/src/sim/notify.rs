@@ -2,9 +2,11 @@
 //! them: Salesforce Outbound Messages (SOAP, retried until `<Ack>true</Ack>`,
 //! up to 100 per message) and ServiceNow business-rule JSON posts (HMAC-signed).
 //!
-//! Every notification is a row in SQLite before anything is sent, delivered
-//! in order per emulator, and retried with exponential backoff until the
-//! receiver acknowledges it, across simulator restarts too.
+//! Every notification is a row in SQLite before anything is sent, and is
+//! retried with exponential backoff until the receiver acknowledges it, across
+//! simulator restarts too. Outbound Messages go one envelope at a time, in
+//! order. Business-rule posts go several at once, as ServiceNow's async rules
+//! do, but one record's posts still go in order: its next waits for the last.
 
 use super::faults::FaultSwitch;
 use super::store::Store;
@@ -80,6 +82,9 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// JSON notifications in flight at once (each for a different record).
+const PARALLEL_POSTS: usize = 8;
+
 /// 100 ms, doubling, at most 10 s between attempts.
 fn backoff(attempts: u32) -> Duration {
     Duration::from_millis((100u64 << attempts.min(7)).min(10_000))
@@ -124,7 +129,8 @@ impl Notifier {
 
     /// Queue one notification, built by `payload` in the target's form, unless
     /// no target is configured or a fault drops it.
-    pub fn enqueue(&self, payload: impl FnOnce(Format) -> String) -> anyhow::Result<()> {
+    /// `record`: the record it is about; its notifications are delivered in order.
+    pub fn enqueue(&self, record: &str, payload: impl FnOnce(Format) -> String) -> anyhow::Result<()> {
         let Some(target) = self.target() else { return Ok(()) };
         let format = target.format.unwrap_or(self.default_format);
         if self.faults.drop_notification() {
@@ -134,12 +140,23 @@ impl Notifier {
         }
         self.store.with_db(|db| {
             db.execute(
-                "INSERT INTO notifications (emulator, url, format, payload) VALUES (?1, ?2, ?3, ?4)",
-                params![self.emulator, target.url, format.as_str(), payload(format)],
+                "INSERT INTO notifications (emulator, url, format, payload, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![self.emulator, target.url, format.as_str(), payload(format), record],
             )
         })?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Notifications not yet delivered: what waiting for a quiet system polls (cheap,
+    /// from the pending index; [`Notifier::stats`] reads the whole history).
+    pub fn pending(&self) -> u64 {
+        self.store
+            .with_db(|db| {
+                db.prepare_cached("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NULL AND emulator = ?1")?
+                    .query_row(params![self.emulator], |r| r.get::<_, i64>(0))
+            })
+            .unwrap_or(0) as u64
     }
 
     pub fn stats(&self) -> NotifyStats {
@@ -167,14 +184,14 @@ impl Notifier {
     /// Deliver forever: the oldest pending notifications first, in order.
     pub async fn run(self: Arc<Self>) {
         loop {
-            let due = self.next_batch();
-            let batch = match due {
-                Ok(Some(Batch::Ready(batch))) => batch,
-                Ok(Some(Batch::Wait(ms))) => {
+            let due = self.next_batches();
+            let batches = match due {
+                Ok(Due::Ready(batches)) => batches,
+                Ok(Due::Wait(ms)) => {
                     let _ = tokio::time::timeout(Duration::from_millis(ms), self.wake.notified()).await;
                     continue;
                 }
-                Ok(None) => {
+                Ok(Due::Nothing) => {
                     let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
                     continue;
                 }
@@ -184,27 +201,81 @@ impl Notifier {
                     continue;
                 }
             };
-            let result = self.send(&batch).await;
-            let ids: Vec<i64> = batch.rows.iter().map(|r| r.0).collect();
-            let recorded = self.store.with_db(|db| {
-                for id in &ids {
-                    match &result {
-                        Ok(()) => db.execute("UPDATE notifications SET delivered_at_ms = ?2, last_error = NULL WHERE id = ?1", params![id, now_ms()])?,
-                        Err(e) => db.execute(
-                            "UPDATE notifications SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1",
-                            params![id, now_ms() + backoff(batch.attempts).as_millis() as i64, e],
-                        )?,
-                    };
-                }
-                Ok(())
-            });
-            if let Err(e) = recorded {
-                tracing::error!(emulator = self.emulator, "recording a delivery: {e:#}");
+            let mut sending = tokio::task::JoinSet::new();
+            for batch in batches {
+                let me = self.clone();
+                sending.spawn(async move {
+                    let result = me.send(&batch).await;
+                    (batch, result)
+                });
             }
-            if let Err(e) = result {
-                tracing::debug!(emulator = self.emulator, url = %batch.url, "notification not acknowledged, will retry: {e}");
+            while let Some(sent) = sending.join_next().await {
+                let Ok((batch, result)) = sent else { continue };
+                self.record_delivery(&batch, &result);
             }
         }
+    }
+
+    fn record_delivery(&self, batch: &Ready, result: &Result<(), String>) {
+        let recorded = self.store.with_db(|db| {
+            for (id, _) in &batch.rows {
+                match result {
+                    Ok(()) => db.execute("UPDATE notifications SET delivered_at_ms = ?2, last_error = NULL WHERE id = ?1", params![id, now_ms()])?,
+                    Err(e) => db.execute(
+                        "UPDATE notifications SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1",
+                        params![id, now_ms() + backoff(batch.attempts).as_millis() as i64, e],
+                    )?,
+                };
+            }
+            Ok(())
+        });
+        if let Err(e) = recorded {
+            tracing::error!(emulator = self.emulator, "recording a delivery: {e:#}");
+        }
+        if let Err(e) = result {
+            tracing::debug!(emulator = self.emulator, url = %batch.url, "notification not acknowledged, will retry: {e}");
+        }
+    }
+
+    /// What to send now: one Outbound Message of up to 100, in order; or up to
+    /// [`PARALLEL_POSTS`] JSON posts, each the oldest undelivered one of its record.
+    fn next_batches(&self) -> anyhow::Result<Due> {
+        let Some(head) = self.next_batch()? else { return Ok(Due::Nothing) };
+        let head = match head {
+            Batch::Wait(ms) => return Ok(Due::Wait(ms)),
+            Batch::Ready(ready) => ready,
+        };
+        if head.format != Format::Json {
+            return Ok(Due::Ready(vec![head]));
+        }
+        let now = now_ms();
+        let rows = self.store.with_db(|db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT id, payload, record, attempts, next_at_ms FROM notifications
+                 WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT 500",
+            )?;
+            let rows = stmt.query_map(params![self.emulator, head.url, head.format.as_str()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?, r.get::<_, i64>(4)?))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        let mut batches = Vec::new();
+        for (id, payload, record, attempts, next_at) in rows {
+            // Only a record's oldest undelivered notification may go; later ones wait for it.
+            let first_of_record = record.is_empty() || seen.insert(record);
+            if first_of_record && next_at <= now {
+                batches.push(Ready { url: head.url.clone(), format: head.format, attempts, rows: vec![(id, payload)] });
+                if batches.len() == PARALLEL_POSTS {
+                    break;
+                }
+            }
+        }
+        if batches.is_empty() {
+            // The head is due (next_batch said so), so this cannot be empty; send it alone.
+            batches.push(head);
+        }
+        Ok(Due::Ready(batches))
     }
 
     fn next_batch(&self) -> anyhow::Result<Option<Batch>> {
@@ -279,6 +350,12 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 enum Batch {
     Ready(Ready),
     Wait(u64),
+}
+
+enum Due {
+    Ready(Vec<Ready>),
+    Wait(u64),
+    Nothing,
 }
 
 struct Ready {

@@ -40,6 +40,11 @@ impl Store {
              CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (delivered_at_ms, emulator, id);",
         )
         .context("creating the simulator schema")?;
+        // Queues written before notifications named their record (for per-record order).
+        let has_record = db.prepare("SELECT record FROM notifications LIMIT 0").is_ok();
+        if !has_record {
+            db.execute_batch("ALTER TABLE notifications ADD COLUMN record TEXT NOT NULL DEFAULT ''").context("adding notifications.record")?;
+        }
         let mut tables: HashMap<(String, String), BTreeMap<String, Record>> = HashMap::new();
         {
             let mut stmt = db.prepare("SELECT emulator, object, id, data FROM records")?;

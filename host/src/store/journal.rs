@@ -13,6 +13,18 @@ pub struct Journal {
     pub(super) db: Mutex<Connection>,
     /// Woken when new events are stored, so dispatchers need not poll.
     arrived: tokio::sync::Notify,
+    /// Deliveries waiting to be stored by [`Journal::record_grouped`].
+    arriving: Mutex<Arriving>,
+}
+
+/// Group commit for intake: while one delivery's transaction is syncing to
+/// disk, the deliveries that arrive queue here, and the next transaction
+/// stores them all with one sync.
+#[derive(Default)]
+struct Arriving {
+    queue: Vec<(String, Vec<(String, Change)>, tokio::sync::oneshot::Sender<Result<Vec<Recorded>, String>>)>,
+    /// A caller is committing the queue; the others wait for its answer.
+    leader: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +55,53 @@ pub struct Entry {
 }
 
 impl Journal {
+    /// [`Journal::record_all`] for concurrent deliveries: each caller's events
+    /// are durable when it returns, but deliveries arriving together share one
+    /// transaction and one disk sync (group commit).
+    pub async fn record_grouped(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<Vec<Recorded>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut arriving = self.arriving.lock().unwrap();
+            arriving.queue.push((tenant.to_string(), events, reply));
+            !std::mem::replace(&mut arriving.leader, true)
+        };
+        if lead {
+            loop {
+                let batch = {
+                    let mut arriving = self.arriving.lock().unwrap();
+                    if arriving.queue.is_empty() {
+                        arriving.leader = false;
+                        break;
+                    }
+                    std::mem::take(&mut arriving.queue)
+                };
+                let stored = (|| {
+                    let mut db = self.db.lock().unwrap();
+                    let tx = db.transaction()?;
+                    let results = batch.iter().map(|(tenant, events, _)| insert_events(&tx, tenant, events)).collect::<Result<Vec<_>>>()?;
+                    tx.commit().context("committing the journal")?;
+                    Ok::<_, anyhow::Error>(results)
+                })();
+                match stored {
+                    Ok(results) => {
+                        if results.iter().flatten().any(|r| matches!(r, Recorded::New(_))) {
+                            self.arrived.notify_waiters();
+                        }
+                        for ((_, _, reply), result) in batch.into_iter().zip(results) {
+                            let _ = reply.send(Ok(result));
+                        }
+                    }
+                    Err(e) => {
+                        for (_, _, reply) in batch {
+                            let _ = reply.send(Err(format!("{e:#}")));
+                        }
+                    }
+                }
+            }
+        }
+        answer.await.map_err(|_| anyhow::anyhow!("the journal's group commit stopped"))?.map_err(anyhow::Error::msg)
+    }
+
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -123,38 +182,14 @@ impl Journal {
         add_column(&db, "events", "news", "TEXT")?;
         // Before workflow packs, every pack was the mapping.
         add_column(&db, "pack_history", "slot", "TEXT NOT NULL DEFAULT 'mapping'")?;
-        Ok(Journal { db: Mutex::new(db), arrived: tokio::sync::Notify::new() })
+        Ok(Journal { db: Mutex::new(db), arrived: tokio::sync::Notify::new(), arriving: Mutex::new(Arriving::default()) })
     }
 
     /// Store every change of one delivery in one transaction: all of them or none.
     pub fn record_all(&self, tenant: &str, events: &[(String, Change)]) -> Result<Vec<Recorded>> {
         let mut db = self.db.lock().unwrap();
         let tx = db.transaction()?;
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut out = Vec::with_capacity(events.len());
-        for (key, change) in events {
-            let existing: Option<i64> = tx
-                .query_row("SELECT id FROM events WHERE tenant = ?1 AND event_key = ?2", params![tenant, key], |r| r.get(0))
-                .optional()?;
-            if let Some(id) = existing {
-                out.push(Recorded::Duplicate(id));
-                continue;
-            }
-            tx.execute(
-                "INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    tenant,
-                    key,
-                    change.source.system.to_string(),
-                    change.source.object,
-                    change.source.id,
-                    serde_json::to_string(change)?,
-                    now,
-                    change.linked.as_ref().map(|l| l.id.as_str())
-                ],
-            )?;
-            out.push(Recorded::New(tx.last_insert_rowid()));
-        }
+        let out = insert_events(&tx, tenant, events)?;
         tx.commit().context("committing the journal")?;
         if out.iter().any(|r| matches!(r, Recorded::New(_))) {
             self.arrived.notify_waiters();
@@ -175,7 +210,7 @@ impl Journal {
     /// Events in the order they were received.
     pub fn entries(&self, tenant: &str) -> Result<Vec<Entry>> {
         let db = self.db.lock().unwrap();
-        let mut stmt = db.prepare("SELECT id, tenant, event_key, change, status FROM events WHERE tenant = ?1 ORDER BY id")?;
+        let mut stmt = db.prepare_cached("SELECT id, tenant, event_key, change, status FROM events WHERE tenant = ?1 ORDER BY id")?;
         let rows = stmt.query_map(params![tenant], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
         })?;
@@ -219,46 +254,65 @@ pub struct Outcome {
 
 /// `ALTER TABLE table ADD COLUMN column decl`, unless the column is there already.
 fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
-    let present = db.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
+    let present = db.prepare_cached(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
     if !present {
         db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")).with_context(|| format!("adding {table}.{column}"))?;
     }
     Ok(())
 }
 
+/// Store `events` unless already stored (by event key), inside the caller's transaction.
+fn insert_events(tx: &rusqlite::Transaction, tenant: &str, events: &[(String, Change)]) -> Result<Vec<Recorded>> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut out = Vec::with_capacity(events.len());
+    for (key, change) in events {
+        let existing: Option<i64> = tx
+            .prepare_cached("SELECT id FROM events WHERE tenant = ?1 AND event_key = ?2")?
+            .query_row(params![tenant, key], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = existing {
+            out.push(Recorded::Duplicate(id));
+            continue;
+        }
+        tx.prepare_cached("INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
+            tenant,
+            key,
+            change.source.system.to_string(),
+            change.source.object,
+            change.source.id,
+            serde_json::to_string(change)?,
+            now,
+            change.linked.as_ref().map(|l| l.id.as_str())
+        ])?;
+        out.push(Recorded::New(tx.last_insert_rowid()));
+    }
+    Ok(out)
+}
+
 /// Shadow, audit, links and expected echoes of one outcome, inside the caller's transaction.
 fn commit_outcome(tx: &rusqlite::Transaction, tenant: &str, event_key: &str, plugin: &str, outcome: &Outcome) -> Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     for (record, field, value) in &outcome.shadow {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO shadow (tenant, system, object, record_id, field, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (tenant, system, object, record_id, field) DO UPDATE SET value = excluded.value",
-            params![tenant, record.system.to_string(), record.object, record.id, field, encode(value)],
-        )?;
+        )?
+        .execute(params![tenant, record.system.to_string(), record.object, record.id, field, encode(value)])?;
     }
     for a in &outcome.audit {
-        tx.execute(
-            "INSERT INTO audit (at_ms, tenant, event_key, plugin, system, object, record_id, field, old_value, new_value, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![now, tenant, event_key, a.plugin.as_deref().unwrap_or(plugin), a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason],
-        )?;
+        tx.prepare_cached("INSERT INTO audit (at_ms, tenant, event_key, plugin, system, object, record_id, field, old_value, new_value, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![now, tenant, event_key, a.plugin.as_deref().unwrap_or(plugin), a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason])?;
     }
     for (case_id, incident_id) in &outcome.links {
-        tx.execute(
-            "INSERT INTO links (tenant, case_id, incident_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-            params![tenant, case_id, incident_id, now],
-        )?;
+        tx.prepare_cached("INSERT INTO links (tenant, case_id, incident_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?.execute(params![tenant, case_id, incident_id, now])?;
     }
     for (record, field, value) in &outcome.expect {
-        tx.execute(
-            "INSERT INTO expected_echoes (tenant, system, object, record_id, field, value, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![tenant, record.system.to_string(), record.object, record.id, field, encode(value), now],
-        )?;
+        tx.prepare_cached("INSERT INTO expected_echoes (tenant, system, object, record_id, field, value, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![tenant, record.system.to_string(), record.object, record.id, field, encode(value), now])?;
     }
     for echo in &outcome.consumed {
-        tx.execute("DELETE FROM expected_echoes WHERE id = ?1", params![echo])?;
+        tx.prepare_cached("DELETE FROM expected_echoes WHERE id = ?1")?.execute(params![echo])?;
     }
-    tx.execute("DELETE FROM expected_echoes WHERE at_ms < ?1", params![now - ECHO_WAIT_MS])?;
+    tx.prepare_cached("DELETE FROM expected_echoes WHERE at_ms < ?1")?.execute(params![now - ECHO_WAIT_MS])?;
     Ok(())
 }
 
@@ -357,7 +411,7 @@ impl Journal {
         if !claimed.is_empty() {
             let tx = db.transaction()?;
             for (due, _) in &claimed {
-                tx.execute("UPDATE events SET attempts = attempts + 1 WHERE id = ?1", params![due.entry.id])?;
+                tx.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?.execute(params![due.entry.id])?;
             }
             tx.commit()?;
         }
@@ -370,10 +424,7 @@ impl Journal {
     pub fn set_progress(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, progress: usize, carried: &Carried, writes: &Outcome) -> Result<()> {
         let mut db = self.db.lock().unwrap();
         let tx = db.transaction()?;
-        tx.execute(
-            "UPDATE events SET progress = ?2, progress_linked = ?3 WHERE id = ?1",
-            params![id, progress as i64, serde_json::to_string(carried)?],
-        )?;
+        tx.prepare_cached("UPDATE events SET progress = ?2, progress_linked = ?3 WHERE id = ?1")?.execute(params![id, progress as i64, serde_json::to_string(carried)?])?;
         commit_outcome(&tx, tenant, event_key, plugin, writes)?;
         tx.commit()?;
         Ok(())
@@ -383,7 +434,7 @@ impl Journal {
     pub fn retry_later(&self, id: i64, error: &str, delay: std::time::Duration) -> Result<()> {
         let db = self.db.lock().unwrap();
         let at = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
-        db.execute("UPDATE events SET next_at_ms = ?2, last_error = ?3 WHERE id = ?1", params![id, at, error])?;
+        db.prepare_cached("UPDATE events SET next_at_ms = ?2, last_error = ?3 WHERE id = ?1")?.execute(params![id, at, error])?;
         Ok(())
     }
 
@@ -391,11 +442,8 @@ impl Journal {
     pub fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
         let mut db = self.db.lock().unwrap();
         let tx = db.transaction()?;
-        tx.execute("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1", params![id, error])?;
-        tx.execute(
-            "INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)",
-            params![id, chrono::Utc::now().timestamp_millis(), error],
-        )?;
+        tx.prepare_cached("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, error])?;
+        tx.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)")?.execute(params![id, chrono::Utc::now().timestamp_millis(), error])?;
         tx.commit()?;
         Ok(())
     }
@@ -403,12 +451,25 @@ impl Journal {
     /// Close an event with everything it changed, atomically.
     pub fn finish(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, status: &str, outcome: &Outcome) -> Result<()> {
         let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
-        commit_outcome(&tx, tenant, event_key, plugin, outcome)?;
-        let news = (!outcome.news.is_empty()).then(|| serde_json::to_string(&outcome.news).unwrap_or_default());
-        tx.execute("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1", params![id, status, news])?;
-        tx.commit()?;
-        Ok(())
+        // An echo changes nothing outside the journal, so its commit need not wait
+        // for the disk: the next synced commit carries it (the WAL is written in
+        // order), and if a power cut took it first, the event is simply seen, again, as an echo.
+        let lazy = status == "echo";
+        if lazy {
+            db.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        let committed = (|| {
+            let tx = db.transaction()?;
+            commit_outcome(&tx, tenant, event_key, plugin, outcome)?;
+            let news = (!outcome.news.is_empty()).then(|| serde_json::to_string(&outcome.news).unwrap_or_default());
+            tx.prepare_cached("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1")?.execute(params![id, status, news])?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if lazy {
+            db.pragma_update(None, "synchronous", "FULL")?;
+        }
+        committed
     }
 
     /// Record writes made outside any event (reconciliation), atomically: shadow, audit, expected echoes.
@@ -423,7 +484,7 @@ impl Journal {
     /// The shadow of one record: field → last synced value.
     pub fn shadow(&self, tenant: &str, record: &RecordRef) -> Result<std::collections::HashMap<String, Value>> {
         let db = self.db.lock().unwrap();
-        let mut stmt = db.prepare("SELECT field, value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4")?;
+        let mut stmt = db.prepare_cached("SELECT field, value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4")?;
         let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         rows.map(|r| {
             let (field, value) = r?;
@@ -460,7 +521,7 @@ impl Journal {
     /// Audit rows for one field of one record, oldest first.
     pub fn audit_of(&self, tenant: &str, record: &RecordRef, field: &str) -> Result<Vec<AuditEntry>> {
         let db = self.db.lock().unwrap();
-        let mut stmt = db.prepare(
+        let mut stmt = db.prepare_cached(
             "SELECT event_key, plugin, old_value, new_value, reason FROM audit
              WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5 ORDER BY id",
         )?;
@@ -497,7 +558,7 @@ impl Journal {
     /// Dead letters, oldest first; all tenants when `tenant` is None.
     pub fn dead_letters(&self, tenant: Option<&str>) -> Result<Vec<DeadLetter>> {
         let db = self.db.lock().unwrap();
-        let mut stmt = db.prepare(
+        let mut stmt = db.prepare_cached(
             "SELECT id, tenant, event_key, system, object, record_id, attempts, COALESCE(last_error, ''), received_at_ms
              FROM events WHERE status = 'dead' AND (?1 IS NULL OR tenant = ?1) ORDER BY id",
         )?;
@@ -524,9 +585,9 @@ impl Journal {
         let now = chrono::Utc::now().timestamp_millis();
         for id in &ids {
             // Attempts are kept: they tell the processor to resume (not repeat) what an earlier attempt did.
-            let updated = tx.execute("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE status = 'dead' AND id = ?1", params![id])?;
+            let updated = tx.prepare_cached("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE status = 'dead' AND id = ?1")?.execute(params![id])?;
             anyhow::ensure!(updated == 1, "event {id} is not in the dead-letter queue (see `seam dlq list`); nothing was re-driven");
-            tx.execute("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)", params![id, now, format!("by {by}")])?;
+            tx.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)")?.execute(params![id, now, format!("by {by}")])?;
         }
         tx.commit()?;
         let changed = ids.len();
@@ -547,10 +608,7 @@ impl Journal {
 
     pub fn set_watermark(&self, tenant: &str, source: &str, value: &str) -> Result<()> {
         let db = self.db.lock().unwrap();
-        db.execute(
-            "INSERT INTO watermarks (tenant, source, value) VALUES (?1, ?2, ?3) ON CONFLICT (tenant, source) DO UPDATE SET value = excluded.value",
-            params![tenant, source, value],
-        )?;
+        db.prepare_cached("INSERT INTO watermarks (tenant, source, value) VALUES (?1, ?2, ?3) ON CONFLICT (tenant, source) DO UPDATE SET value = excluded.value")?.execute(params![tenant, source, value])?;
         Ok(())
     }
 }
@@ -559,7 +617,7 @@ impl Journal {
     /// Audit rows written after row `after`, oldest first: (row id, record, field, entry).
     pub fn audit_after(&self, tenant: &str, after: i64) -> Result<Vec<(i64, RecordRef, String, AuditEntry)>> {
         let db = self.db.lock().unwrap();
-        let mut stmt = db.prepare(
+        let mut stmt = db.prepare_cached(
             "SELECT id, system, object, record_id, field, event_key, plugin, old_value, new_value, reason FROM audit WHERE tenant = ?1 AND id > ?2 ORDER BY id",
         )?;
         let rows = stmt.query_map(params![tenant, after], |r| {
@@ -601,17 +659,14 @@ impl Journal {
     #[allow(clippy::too_many_arguments)]
     pub fn record_pack(&self, tenant: &str, slot: &str, name: &str, version: &str, hash: &str, signer: Option<&str>, source: &str) -> Result<()> {
         let db = self.db.lock().unwrap();
-        db.execute(
-            "INSERT INTO pack_history (tenant, slot, name, version, hash, signer, source, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![tenant, slot, name, version, hash, signer, source, chrono::Utc::now().timestamp_millis()],
-        )?;
+        db.prepare_cached("INSERT INTO pack_history (tenant, slot, name, version, hash, signer, source, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![tenant, slot, name, version, hash, signer, source, chrono::Utc::now().timestamp_millis()])?;
         Ok(())
     }
 
     /// A tenant's packs, oldest first.
     pub fn pack_history(&self, tenant: &str) -> Result<Vec<PackRecord>> {
         let db = self.db.lock().unwrap();
-        let mut stmt = db.prepare("SELECT id, tenant, name, version, hash, signer, source, at_ms, rolled_back, slot FROM pack_history WHERE tenant = ?1 ORDER BY id")?;
+        let mut stmt = db.prepare_cached("SELECT id, tenant, name, version, hash, signer, source, at_ms, rolled_back, slot FROM pack_history WHERE tenant = ?1 ORDER BY id")?;
         let rows = stmt.query_map(params![tenant], |r| {
             Ok(PackRecord {
                 id: r.get(0)?,
@@ -631,7 +686,7 @@ impl Journal {
 
     pub fn mark_rolled_back(&self, id: i64) -> Result<()> {
         let db = self.db.lock().unwrap();
-        db.execute("UPDATE pack_history SET rolled_back = 1 WHERE id = ?1", params![id])?;
+        db.prepare_cached("UPDATE pack_history SET rolled_back = 1 WHERE id = ?1")?.execute(params![id])?;
         Ok(())
     }
 }

@@ -381,7 +381,8 @@ fn notify(e: &Emulator, obj: &ObjectDef, change: ChangeType, record: &Map<String
         Ok(n) => n,
         Err(err) => return tracing::error!("numbering a notification: {err:#}"),
     };
-    let result = notifier.enqueue(|format| match format {
+    let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
+    let result = notifier.enqueue(id, |format| match format {
         super::notify::Format::Soap => soap::notification(&ids::make("04l", sequence), obj.name, record),
         super::notify::Format::Json => change_event(obj, change, record, before, user, sequence).to_string(),
     });

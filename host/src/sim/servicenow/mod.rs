@@ -488,7 +488,7 @@ fn notify(e: &Emulator, table: &Table, operation: &str, record: &Record, changed
         "previous": previous,
         "journal": journal.iter().map(|(el, v)| json!({ "element": el, "value": v })).collect::<Vec<_>>(),
     });
-    if let Err(err) = notifier.enqueue(|_| payload.to_string()) {
+    if let Err(err) = notifier.enqueue(raw(record, "sys_id"), |_| payload.to_string()) {
         tracing::error!("queueing a ServiceNow notification: {err:#}");
     }
 }
