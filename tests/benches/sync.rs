@@ -84,8 +84,8 @@ impl Bench {
                 .unwrap();
             mapped.map(Result::unwrap).collect()
         };
-        let audit = rows("SELECT at_ms, event_key, record_id, field, old_value, new_value, reason, plugin FROM audit WHERE record_id IN (?1, ?2) ORDER BY id", 8);
-        let events = rows("SELECT id, event_key, status, received_at_ms, news, substr(change, 1, 600) FROM events WHERE record_id IN (?1, ?2) ORDER BY id", 6);
+        let audit = rows("SELECT at_ms, event_key, record_id, field, old_value, new_value, reason, plugin FROM audit WHERE record_id = ?1 OR record_id = ?2 ORDER BY id", 8);
+        let events = rows("SELECT id, event_key, status, received_at_ms, news, substr(change, 1, 600) FROM events WHERE record_id = ?1 OR record_id = ?2 ORDER BY id", 6);
         format!("audit:\n{}\nevents:\n{}", audit.join("\n"), events.join("\n"))
     }
     fn count(&self, sql: &str) -> u64 {

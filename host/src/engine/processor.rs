@@ -209,6 +209,17 @@ impl Processor {
                 .cloned()
                 .collect()
         };
+        // Out of order: a catch-up poll can journal a record as it is now ahead of
+        // notifications still on their way for its earlier versions. Once a newer
+        // version has been seen, an older one is history, not news (its expected
+        // echoes are still consumed above).
+        let mut news = news;
+        if let Some((field, version)) = record_version(&change) {
+            match shadow.get(field) {
+                Some(seen) if newer(seen, &version) => news.clear(),
+                _ => out.shadow.push((source.clone(), field.to_string(), version)),
+            }
+        }
         if news.is_empty() && change.kind != ChangeKind::Deleted && progress == 0 {
             return Ok((Processed::Echo, out));
         }
@@ -318,6 +329,29 @@ impl Processor {
             System::Salesforce => RecordRef { system: System::Servicenow, object: "incident".into(), id },
             _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
         }))
+    }
+}
+
+/// The field that versions a record in its system, and this change's value of it:
+/// ServiceNow's `sys_mod_count`, Salesforce's `SystemModstamp`.
+fn record_version(change: &Change) -> Option<(&'static str, Value)> {
+    let field = match change.source.system {
+        System::Servicenow => "sys_mod_count",
+        System::Salesforce => "SystemModstamp",
+        System::Slack => return None,
+    };
+    let value = change.snapshot.iter().find(|f| f.name == field)?.value.clone();
+    value.as_text().filter(|v| !v.is_empty())?;
+    Some((field, value))
+}
+
+/// Whether version `seen` is later than `version` (mod counts as numbers,
+/// Salesforce's ISO timestamps as text, which orders them).
+fn newer(seen: &Value, version: &Value) -> bool {
+    let (Some(a), Some(b)) = (seen.as_text(), version.as_text()) else { return false };
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => a > b,
     }
 }
 
