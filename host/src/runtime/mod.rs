@@ -65,7 +65,7 @@ pub struct RuntimeConfig {
     /// replaced; 1 gives every call a fresh instance.
     pub calls_per_instance: u32,
     /// Warm instances kept between calls across all packs: pool slots beyond
-    /// `concurrent_calls`. With more packs than this, the busiest keep theirs.
+    /// `concurrent_calls`. First come, first kept; one unused for 5 s gives its slot back.
     pub warm_instances: u32,
 }
 
