@@ -16,7 +16,7 @@
 
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
-use seam_tests::{engine_on_sim_with, seampack, CASE_INCIDENT};
+use seam_tests::{engine_on_sim_with, seampack, settle_within, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -94,21 +94,7 @@ impl Bench {
     /// Wait until nothing is pending anywhere (journal, notification queues);
     /// returns when that began.
     async fn settle(&self, limit: Duration) -> Instant {
-        let started = Instant::now();
-        let mut quiet_since: Option<Instant> = None;
-        loop {
-            let pending = self.engine.journal.status_count("demo", "pending").unwrap()
-                + self.sim.salesforce.notifier.as_ref().unwrap().pending()
-                + self.sim.servicenow.notifier.as_ref().unwrap().pending();
-            match (pending, quiet_since) {
-                (0, None) => quiet_since = Some(Instant::now()),
-                (0, Some(t)) if t.elapsed() > Duration::from_millis(300) => return t,
-                (0, Some(_)) => {}
-                _ => quiet_since = None,
-            }
-            assert!(started.elapsed() < limit, "not settled after {limit:?}: {pending} pending");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        settle_within(&self.sim, &self.engine, limit).await
     }
 }
 

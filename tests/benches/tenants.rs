@@ -8,10 +8,10 @@
 //!
 //! `cargo bench -p seam-tests --bench tenants [-- TENANTS]`
 
-use seam::packs::{Manifest, Registry, TrustedKeys};
+use seam::packs::{Registry, TrustedKeys};
 use seam::runtime::{NoRecords, RecordSource, Runtime, RuntimeConfig};
 use seam::store::Journal;
-use seam_tests::{pack_bytes, CASE_INCIDENT, SEV1_BRIDGE};
+use seam_tests::{seampack_with, CASE_INCIDENT, SEV1_BRIDGE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,11 +31,9 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
+/// A pack of `component` under its own name.
 fn pack(component: &str, plugin: &str, name: String) -> Vec<u8> {
-    let path = format!("{}/../plugins/{plugin}/pack.json", env!("CARGO_MANIFEST_DIR"));
-    let mut manifest = Manifest::parse(&std::fs::read(path).unwrap()).unwrap();
-    manifest.name = name;
-    seam::packs::artifact::build(&pack_bytes(component), &manifest).unwrap()
+    seampack_with(component, plugin, |manifest| manifest.name = name)
 }
 
 async fn run(tenants: usize) {

@@ -107,20 +107,7 @@ fn sample_change(n: usize) -> Change {
     let case = RecordRef { system: System::Salesforce, object: "Case".into(), id: format!("500{n:015}") };
     let incident = RecordRef { system: System::Servicenow, object: "incident".into(), id: format!("{n:032x}") };
     let priority = ["Critical", "High", "Medium", "Low"][n % 4];
-    let case_fields = || {
-        vec![
-            Field::new("Subject", format!("Checkout API returns 502 (#{n})").as_str()),
-            Field::new("Description", "Since 09:12 UTC every third checkout call fails with 502 from the payment gateway."),
-            Field::new("Priority", priority),
-            Field::new("Status", "New"),
-            Field::new("Origin", "Web"),
-            Field::new("Type", "Problem"),
-            Field::new("Reason", "Performance"),
-            Field::new("SuppliedEmail", "ops@acme.example"),
-            Field::new("SuppliedName", "Acme Operations"),
-            Field::new("AccountId", "001000000000001AAA"),
-        ]
-    };
+    let case_fields = || seam::cli::plugin::ten_case_fields(n as u64, priority);
     let incident_fields = |state: &str| {
         vec![
             Field::new("number", format!("INC{n:07}").as_str()),

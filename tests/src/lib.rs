@@ -53,11 +53,18 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
 /// `component` (a path from `build.rs`) as a pack, with `plugins/<plugin>/pack.json` as its
 /// manifest, at `version` when given.
 pub fn seampack(component: &str, plugin: &str, version: Option<&str>) -> Vec<u8> {
+    seampack_with(component, plugin, |manifest| {
+        if let Some(v) = version {
+            manifest.version = v.into();
+        }
+    })
+}
+
+/// [`seampack`] with the manifest changed by `edit` first (another name, say).
+pub fn seampack_with(component: &str, plugin: &str, edit: impl FnOnce(&mut seam::packs::Manifest)) -> Vec<u8> {
     let path = format!("{}/../plugins/{plugin}/pack.json", env!("CARGO_MANIFEST_DIR"));
     let mut manifest = seam::packs::Manifest::parse(&std::fs::read(path).unwrap()).unwrap();
-    if let Some(v) = version {
-        manifest.version = v.into();
-    }
+    edit(&mut manifest);
     seam::packs::artifact::build(&pack_bytes(component), &manifest).unwrap()
 }
 
@@ -98,14 +105,24 @@ pub async fn engine_on_sim_with(
 
 /// Wait until the emulators have nothing left to send and `demo`'s journal nothing left to do.
 pub async fn settle(sim: &Sim, engine: &seam::cli::serve::Engine) {
+    settle_within(sim, engine, std::time::Duration::from_secs(30)).await;
+}
+
+/// [`settle`] with a time bound; returns when the quiet began (five empty looks, 50 ms apart).
+pub async fn settle_within(sim: &Sim, engine: &seam::cli::serve::Engine, limit: std::time::Duration) -> std::time::Instant {
     let started = std::time::Instant::now();
-    let mut quiet = 0;
-    while quiet < 5 {
+    let mut quiet_since: Option<(std::time::Instant, u32)> = None;
+    loop {
         let pending = engine.journal.status_count("demo", "pending").unwrap()
             + sim.salesforce.notifier.as_ref().unwrap().pending()
             + sim.servicenow.notifier.as_ref().unwrap().pending();
-        quiet = if pending == 0 { quiet + 1 } else { 0 };
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "not settled: {pending} pending");
+        quiet_since = match (pending, quiet_since) {
+            (0, Some((at, looks))) if looks + 1 >= 5 => return at,
+            (0, Some((at, looks))) => Some((at, looks + 1)),
+            (0, None) => Some((std::time::Instant::now(), 1)),
+            _ => None,
+        };
+        assert!(started.elapsed() < limit, "not settled after {limit:?}: {pending} pending");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
