@@ -117,8 +117,8 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
 
     assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("4 events waiting (threshold 3)") && t.contains("http://seam/dashboard")));
     // More of the same episode: no second alert.
-    journal.dead_letter(ids[0], "refused").unwrap();
-    journal.dead_letter(ids[1], "refused").unwrap();
+    journal.dead_letter(ids[0], "refused").await.unwrap();
+    journal.dead_letter(ids[1], "refused").await.unwrap();
     assert_eq!(alerter.check().await.unwrap(), None);
     assert_eq!(alerter.check().await.unwrap(), None);
     // A restarted host remembers the episode.
@@ -128,16 +128,16 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
     journal.redrive(Some(&[ids[0]]), "test").unwrap();
     assert_eq!(alerter.check().await.unwrap(), None, "3 waiting and 1 dead letter is above half of 3 and 2");
     for id in [ids[0], ids[2], ids[3]] {
-        journal.finish("acme", id, "k", "p", "done", &Default::default()).unwrap();
+        journal.finish("acme", id, "k", "p", "done", Default::default()).await.unwrap();
     }
     journal.redrive(Some(&[ids[1]]), "test").unwrap();
-    journal.finish("acme", ids[1], "k1", "p", "done", &Default::default()).unwrap();
+    journal.finish("acme", ids[1], "k1", "p", "done", Default::default()).await.unwrap();
     assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Cleared(_))));
     assert_eq!(alerter.check().await.unwrap(), None);
     // A new episode alerts again.
     for n in 10..12 {
         let r = journal.record_all("acme", &[(format!("k{n}"), change(n))]).unwrap();
-        journal.dead_letter(r[0].id(), "refused").unwrap();
+        journal.dead_letter(r[0].id(), "refused").await.unwrap();
     }
     assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("2 in the dead-letter queue")));
     assert_eq!(alerter.sent.get(), 3);
@@ -148,4 +148,80 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
     assert_eq!(messages.len(), 3, "raised, cleared, raised: {messages:?}");
     assert!(messages[1].contains("back to normal"));
     sim.shutdown();
+}
+
+/// Group commit: concurrent writes share transactions, each lands whole, and
+/// one that fails is undone alone while the rest of its group commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_writes_commit_together_and_a_failing_one_fails_alone() {
+    let dir = state("group-commit");
+    let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
+    let change = |n: usize| Change {
+        event_id: format!("e{n}"),
+        kind: ChangeKind::Updated,
+        source: RecordRef {
+            system: System::Salesforce,
+            object: "Case".into(),
+            id: format!("500{n:015}"),
+        },
+        changed: vec![seam::model::Field {
+            name: "Subject".into(),
+            value: Value::Text(format!("s{n}")),
+        }],
+        snapshot: vec![],
+        origin_user: "jane".into(),
+        linked: None,
+    };
+    let mut writers = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        let journal = journal.clone();
+        let events = vec![(format!("k{n}"), change(n))];
+        writers.spawn(async move {
+            if n % 50 == 7 {
+                // Stores its event, then fails: the event must not stay behind.
+                journal
+                    .write_grouped(move |db| {
+                        db.execute("INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms) VALUES ('acme', ?1, 'salesforce', 'Case', 'x', '{}', 0)", [format!("bad{n}")])?;
+                        anyhow::bail!("refused on purpose")
+                    })
+                    .await
+                    .map(|()| 0)
+            } else {
+                journal.record_grouped("acme", events).await.map(|r| r.len())
+            }
+        });
+    }
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(result) = writers.join_next().await {
+        match result.unwrap() {
+            Ok(1) => ok += 1,
+            Ok(n) => panic!("recorded {n} events for one"),
+            Err(e) => {
+                assert!(format!("{e:#}").contains("refused on purpose"), "{e:#}");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!((ok, failed), (196, 4));
+    let entries = journal.entries("acme").unwrap();
+    assert_eq!(
+        entries.len(),
+        196,
+        "the failed writes left nothing, the others all landed"
+    );
+    assert!(entries.iter().all(|e| e.event_key.starts_with('k')));
+    // Values read back as they were written, by JSON type.
+    let e = entries.iter().find(|e| e.event_key == "k3").unwrap();
+    assert_eq!(e.change.changed[0].value, Value::Text("s3".into()));
+    for v in [
+        Value::Null,
+        Value::Bool(true),
+        Value::Number(2.5),
+        Value::Number(3.0),
+        Value::Text("3".into()),
+        Value::Text("".into()),
+    ] {
+        let back: Value = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back, v);
+    }
 }

@@ -89,8 +89,11 @@ fn default_poll() -> u64 {
     30
 }
 
+/// Events wait mostly on the systems' answers, not on the CPU: in a burst,
+/// throughput is about the events in flight over one event's latency, and the
+/// more are in flight, the more writes share a collection call.
 fn default_concurrency() -> usize {
-    64
+    256
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

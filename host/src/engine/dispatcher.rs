@@ -64,7 +64,7 @@ impl Dispatcher {
             let held_off = short_at.is_some_and(|t| t.elapsed() < RESCAN);
             if (tasks.is_empty() || free >= (self.concurrency / 4).max(1)) && !held_off {
                 let touched: HashSet<String> = busy.values().flatten().cloned().collect();
-                let claimed = p.journal.claim(&p.tenant, &touched, free)?;
+                let claimed = p.journal.claim(&p.tenant, &touched, free).await?;
                 short_at = (claimed.len() < free).then(Instant::now);
                 for (due, touches) in claimed {
                     let id = due.entry.id;

@@ -120,21 +120,21 @@ impl Processor {
         let result = match outcome {
             Ok((processed, out)) => {
                 let status = if processed == Processed::Echo { "echo" } else { "done" };
-                self.journal.finish(&self.tenant, entry.id, &entry.event_key, &plugin, status, &out)?;
+                self.journal.finish(&self.tenant, entry.id, &entry.event_key, &plugin, status, out).await?;
                 processed
             }
             Err(Failure::Transient(why)) if attempts + 1 < MAX_ATTEMPTS => {
-                self.journal.retry_later(entry.id, &why, backoff(attempts))?;
+                self.journal.retry_later(entry.id, &why, backoff(attempts)).await?;
                 Processed::Retry(why)
             }
             Err(Failure::Transient(why)) => {
                 let why = format!("gave up after {MAX_ATTEMPTS} attempts: {why}");
-                self.journal.dead_letter(entry.id, &why)?;
+                self.journal.dead_letter(entry.id, &why).await?;
                 tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 Processed::DeadLetter(why)
             }
             Err(Failure::Permanent(why)) => {
-                self.journal.dead_letter(entry.id, &why)?;
+                self.journal.dead_letter(entry.id, &why).await?;
                 tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 Processed::DeadLetter(why)
             }

@@ -67,6 +67,8 @@ pub struct Notifier {
     soap: Option<SoapSender>,
     client: reqwest::Client,
     wake: tokio::sync::Notify,
+    /// The stored target, read once: every change asks for it.
+    target: std::sync::Mutex<Option<Option<NotifyTarget>>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -82,8 +84,9 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// JSON notifications in flight at once (each for a different record).
-const PARALLEL_POSTS: usize = 8;
+/// JSON notifications in flight at once (each for a different record), as
+/// ServiceNow's pool of async business-rule workers sends them.
+const PARALLEL_POSTS: usize = 32;
 
 /// 100 ms, doubling, at most 10 s between attempts.
 fn backoff(attempts: u32) -> Duration {
@@ -98,7 +101,7 @@ impl Notifier {
             client = client.add_root_certificate(ca);
         }
         let default_format = if soap.is_some() { Format::Soap } else { Format::Json };
-        Ok(Notifier { emulator, store, faults, default_format, soap, client: client.build()?, wake: tokio::sync::Notify::new() })
+        Ok(Notifier { emulator, store, faults, default_format, soap, client: client.build()?, wake: tokio::sync::Notify::new(), target: Default::default() })
     }
 
     fn setting_key(&self) -> String {
@@ -106,7 +109,8 @@ impl Notifier {
     }
 
     pub fn target(&self) -> Option<NotifyTarget> {
-        self.store.setting(&self.setting_key()).and_then(|s| serde_json::from_str(&s).ok())
+        let mut cached = self.target.lock().unwrap();
+        cached.get_or_insert_with(|| self.store.setting(&self.setting_key()).and_then(|s| serde_json::from_str(&s).ok())).clone()
     }
 
     /// The form notifications take now: the target's choice, else the emulator's default.
@@ -123,6 +127,7 @@ impl Notifier {
             None => "null".to_string(),
         };
         self.store.set_setting(&self.setting_key(), &value)?;
+        *self.target.lock().unwrap() = Some(target.cloned());
         self.wake.notify_one();
         Ok(())
     }
@@ -139,10 +144,8 @@ impl Notifier {
             return Ok(());
         }
         self.store.with_db(|db| {
-            db.execute(
-                "INSERT INTO notifications (emulator, url, format, payload, record) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![self.emulator, target.url, format.as_str(), payload(format), record],
-            )
+            db.prepare_cached("INSERT INTO notifications (emulator, url, format, payload, record) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![self.emulator, target.url, format.as_str(), payload(format), record])
         })?;
         self.wake.notify_one();
         Ok(())
@@ -182,36 +185,51 @@ impl Notifier {
     }
 
     /// Deliver forever: the oldest pending notifications first, in order.
+    ///
+    /// A window of posts stays in flight: as each is acknowledged, the next
+    /// due ones take its place (a round that waited for its slowest post
+    /// would let one slow answer hold up every record).
     pub async fn run(self: Arc<Self>) {
+        let mut sending = tokio::task::JoinSet::new();
+        // Records (and, for notifications that name none, rows) with a post in flight.
+        let mut busy = InFlight::default();
         loop {
-            let due = self.next_batches();
-            let batches = match due {
-                Ok(Due::Ready(batches)) => batches,
-                Ok(Due::Wait(ms)) => {
-                    let _ = tokio::time::timeout(Duration::from_millis(ms), self.wake.notified()).await;
-                    continue;
+            let room = PARALLEL_POSTS - sending.len();
+            // Refill in handfuls: reading the queue for every single free slot costs more than it gains.
+            let refill = sending.is_empty() || (room >= PARALLEL_POSTS / 4 && !busy.envelope);
+            let mut wait = None;
+            if refill {
+                match self.next_batches(room, &busy) {
+                    Ok(Due::Ready(batches)) => {
+                        for batch in batches {
+                            busy.add(&batch);
+                            let me = self.clone();
+                            sending.spawn(async move {
+                                let result = me.send(&batch).await;
+                                (batch, result)
+                            });
+                        }
+                    }
+                    Ok(Due::Wait(ms)) => wait = Some(Duration::from_millis(ms)),
+                    Ok(Due::Nothing) => wait = Some(Duration::from_secs(5)),
+                    Err(e) => {
+                        tracing::error!(emulator = self.emulator, "reading the notification queue: {e:#}");
+                        wait = Some(Duration::from_secs(1));
+                    }
                 }
-                Ok(Due::Nothing) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(emulator = self.emulator, "reading the notification queue: {e:#}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let mut sending = tokio::task::JoinSet::new();
-            for batch in batches {
-                let me = self.clone();
-                sending.spawn(async move {
-                    let result = me.send(&batch).await;
-                    (batch, result)
-                });
             }
-            while let Some(sent) = sending.join_next().await {
-                let Ok((batch, result)) = sent else { continue };
-                self.record_delivery(&batch, &result);
+            if sending.is_empty() {
+                let _ = tokio::time::timeout(wait.unwrap_or(Duration::from_secs(5)), self.wake.notified()).await;
+                continue;
+            }
+            tokio::select! {
+                sent = sending.join_next() => {
+                    let Some(Ok((batch, result))) = sent else { continue };
+                    self.record_delivery(&batch, &result);
+                    busy.remove(&batch);
+                }
+                _ = self.wake.notified(), if refill => {}
+                _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
             }
         }
     }
@@ -220,11 +238,10 @@ impl Notifier {
         let recorded = self.store.with_db(|db| {
             for (id, _) in &batch.rows {
                 match result {
-                    Ok(()) => db.execute("UPDATE notifications SET delivered_at_ms = ?2, last_error = NULL WHERE id = ?1", params![id, now_ms()])?,
-                    Err(e) => db.execute(
-                        "UPDATE notifications SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1",
-                        params![id, now_ms() + backoff(batch.attempts).as_millis() as i64, e],
-                    )?,
+                    Ok(()) => db.prepare_cached("UPDATE notifications SET delivered_at_ms = ?2, last_error = NULL WHERE id = ?1")?.execute(params![id, now_ms()])?,
+                    Err(e) => db
+                        .prepare_cached("UPDATE notifications SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1")?
+                        .execute(params![id, now_ms() + backoff(batch.attempts).as_millis() as i64, e])?,
                 };
             }
             Ok(())
@@ -237,44 +254,73 @@ impl Notifier {
         }
     }
 
-    /// What to send now: one Outbound Message of up to 100, in order; or up to
-    /// [`PARALLEL_POSTS`] JSON posts, each the oldest undelivered one of its record.
-    fn next_batches(&self) -> anyhow::Result<Due> {
-        let Some(head) = self.next_batch()? else { return Ok(Due::Nothing) };
-        let head = match head {
-            Batch::Wait(ms) => return Ok(Due::Wait(ms)),
-            Batch::Ready(ready) => ready,
-        };
-        if head.format != Format::Json {
-            return Ok(Due::Ready(vec![head]));
+    /// What to send now, with `room` posts free: one Outbound Message of up to
+    /// 100, in order, when nothing else is in flight; or up to `room` JSON posts,
+    /// each the oldest undelivered one of a record with nothing in flight.
+    fn next_batches(&self, room: usize, busy: &InFlight) -> anyhow::Result<Due> {
+        // Nothing more may go until a post in flight is answered.
+        if room == 0 || busy.envelope {
+            return Ok(Due::Ready(Vec::new()));
+        }
+        // The head of the queue waiting out a backoff does not hold up other records' posts.
+        let mut head_wait = None;
+        if busy.is_empty() {
+            match self.next_batch()? {
+                None => return Ok(Due::Nothing),
+                Some(Batch::Wait(ms)) => head_wait = Some(ms),
+                Some(Batch::Ready(ready)) if ready.format != Format::Json => return Ok(Due::Ready(vec![ready])),
+                Some(Batch::Ready(_)) => {}
+            }
         }
         let now = now_ms();
-        let rows = self.store.with_db(|db| {
+        // Ids first, payloads only for the chosen: a burst leaves thousands queued.
+        let (chosen, soonest) = self.store.with_db(|db| {
             let mut stmt = db.prepare_cached(
-                "SELECT id, payload, record, attempts, next_at_ms FROM notifications
-                 WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT 500",
+                "SELECT id, url, record, attempts, next_at_ms FROM notifications
+                 WHERE emulator = ?1 AND delivered_at_ms IS NULL AND format = 'json' ORDER BY id LIMIT 2000",
             )?;
-            let rows = stmt.query_map(params![self.emulator, head.url, head.format.as_str()], |r| {
+            let rows = stmt.query_map(params![self.emulator], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?, r.get::<_, i64>(4)?))
             })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        let mut seen = std::collections::HashSet::new();
-        let mut batches = Vec::new();
-        for (id, payload, record, attempts, next_at) in rows {
-            // Only a record's oldest undelivered notification may go; later ones wait for it.
-            let first_of_record = record.is_empty() || seen.insert(record);
-            if first_of_record && next_at <= now {
-                batches.push(Ready { url: head.url.clone(), format: head.format, attempts, rows: vec![(id, payload)] });
-                if batches.len() == PARALLEL_POSTS {
+            let mut seen = std::collections::HashSet::new();
+            let mut chosen = Vec::new();
+            let mut soonest: Option<i64> = None;
+            for row in rows {
+                let (id, url, record, attempts, next_at) = row?;
+                // Only a record's oldest undelivered notification may go; later ones wait for it.
+                let first_of_record = if record.is_empty() { !busy.rows.contains(&id) } else { seen.insert(record.clone()) && !busy.records.contains(&record) };
+                if !first_of_record {
+                    continue;
+                }
+                if next_at > now {
+                    soonest = Some(soonest.map_or(next_at, |s| s.min(next_at)));
+                    continue;
+                }
+                chosen.push((id, url, record, attempts));
+                if chosen.len() == room {
                     break;
                 }
             }
+            Ok((chosen, soonest))
+        })?;
+        if chosen.is_empty() {
+            return Ok(match soonest {
+                Some(at) => Due::Wait(((at - now).max(1) as u64).min(head_wait.unwrap_or(u64::MAX))),
+                None if head_wait.is_some() => Due::Wait(head_wait.unwrap_or_default()),
+                None if busy.is_empty() => Due::Nothing,
+                None => Due::Ready(Vec::new()),
+            });
         }
-        if batches.is_empty() {
-            // The head is due (next_batch said so), so this cannot be empty; send it alone.
-            batches.push(head);
-        }
+        let batches = self.store.with_db(|db| {
+            let mut payload = db.prepare_cached("SELECT payload FROM notifications WHERE id = ?1")?;
+            chosen
+                .into_iter()
+                .map(|(id, url, record, attempts)| {
+                    let body: String = payload.query_row(params![id], |r| r.get(0))?;
+                    Ok(Ready { url, format: Format::Json, attempts, record, rows: vec![(id, body)] })
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
         Ok(Due::Ready(batches))
     }
 
@@ -299,13 +345,13 @@ impl Notifier {
             Format::Json => 1,
         };
         let rows = self.store.with_db(|db| {
-            let mut stmt = db.prepare(
+            let mut stmt = db.prepare_cached(
                 "SELECT id, payload FROM notifications WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT ?4",
             )?;
             let rows = stmt.query_map(params![self.emulator, url, format.as_str(), batch_max], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
-        Ok(Some(Batch::Ready(Ready { url, format, attempts, rows })))
+        Ok(Some(Batch::Ready(Ready { url, format, attempts, record: String::new(), rows })))
     }
 
     async fn send(&self, batch: &Ready) -> Result<(), String> {
@@ -362,5 +408,42 @@ struct Ready {
     url: String,
     format: Format,
     attempts: u32,
+    /// The record a JSON post is about (empty for an envelope, or a row that names none).
+    record: String,
     rows: Vec<(i64, String)>,
+}
+
+/// What the notifier has in flight.
+#[derive(Default)]
+struct InFlight {
+    /// An Outbound Message envelope: it goes alone, in order.
+    envelope: bool,
+    records: std::collections::HashSet<String>,
+    rows: std::collections::HashSet<i64>,
+}
+
+impl InFlight {
+    fn is_empty(&self) -> bool {
+        !self.envelope && self.records.is_empty() && self.rows.is_empty()
+    }
+    fn add(&mut self, batch: &Ready) {
+        match batch.format {
+            Format::Soap => self.envelope = true,
+            Format::Json if batch.record.is_empty() => self.rows.extend(batch.rows.iter().map(|r| r.0)),
+            Format::Json => {
+                self.records.insert(batch.record.clone());
+            }
+        }
+    }
+    fn remove(&mut self, batch: &Ready) {
+        match batch.format {
+            Format::Soap => self.envelope = false,
+            Format::Json if batch.record.is_empty() => batch.rows.iter().for_each(|r| {
+                self.rows.remove(&r.0);
+            }),
+            Format::Json => {
+                self.records.remove(&batch.record);
+            }
+        }
+    }
 }

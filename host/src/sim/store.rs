@@ -25,9 +25,11 @@ struct Inner {
 impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         let db = Connection::open(path).with_context(|| format!("opening the simulator database {}", path.display()))?;
+        db.set_prepared_statement_cache_capacity(64);
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
+             PRAGMA cache_size = -65536;
              CREATE TABLE IF NOT EXISTS records (
                  emulator TEXT NOT NULL, object TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,
                  PRIMARY KEY (emulator, object, id));
@@ -66,11 +68,13 @@ impl Store {
     /// Insert or replace a whole record.
     pub fn put(&self, emulator: &str, object: &str, id: &str, record: Record) -> Result<()> {
         let mut inner = self.inner.lock().unwrap();
-        inner.db.execute(
-            "INSERT INTO records (emulator, object, id, data) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (emulator, object, id) DO UPDATE SET data = excluded.data",
-            params![emulator, object, id, serde_json::to_string(&record)?],
-        )?;
+        inner
+            .db
+            .prepare_cached(
+                "INSERT INTO records (emulator, object, id, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (emulator, object, id) DO UPDATE SET data = excluded.data",
+            )?
+            .execute(params![emulator, object, id, serde_json::to_string(&record)?])?;
         inner.tables.entry((emulator.to_string(), object.to_string())).or_default().insert(id.to_string(), record);
         Ok(())
     }
@@ -80,11 +84,11 @@ impl Store {
         let mut inner = self.inner.lock().unwrap();
         let tx = inner.db.transaction()?;
         for (object, id, record) in &records {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO records (emulator, object, id, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (emulator, object, id) DO UPDATE SET data = excluded.data",
-                params![emulator, object, id, serde_json::to_string(record)?],
-            )?;
+            )?
+            .execute(params![emulator, object, id, serde_json::to_string(record)?])?;
         }
         tx.commit()?;
         for (object, id, record) in records {
@@ -116,12 +120,10 @@ impl Store {
     /// The next value of a named counter (1, 2, 3, ...), durable.
     pub fn next(&self, counter: &str) -> Result<u64> {
         let inner = self.inner.lock().unwrap();
-        let value: i64 = inner.db.query_row(
-            "INSERT INTO counters (name, value) VALUES (?1, 1)
-             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-            params![counter],
-            |row| row.get(0),
-        )?;
+        let value: i64 = inner
+            .db
+            .prepare_cached("INSERT INTO counters (name, value) VALUES (?1, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value")?
+            .query_row(params![counter], |row| row.get(0))?;
         Ok(value as u64)
     }
 

@@ -11,20 +11,63 @@ use std::sync::Mutex;
 
 pub struct Journal {
     pub(super) db: Mutex<Connection>,
+    /// A second connection for the processors' point reads (shadow, echoes to
+    /// expect, links) and the dispatcher's scan: in WAL mode they read the last
+    /// commit without waiting for a write, and its disk sync, to finish.
+    reader: Mutex<Connection>,
     /// Woken when new events are stored, so dispatchers need not poll.
     arrived: tokio::sync::Notify,
-    /// Deliveries waiting to be stored by [`Journal::record_grouped`].
-    arriving: Mutex<Arriving>,
+    /// Writes waiting for [`Journal::write_grouped`]'s next transaction.
+    committing: Mutex<Committing>,
+    _checkpointer: Checkpointer,
 }
 
-/// Group commit for intake: while one delivery's transaction is syncing to
-/// disk, the deliveries that arrive queue here, and the next transaction
+/// One queued write: runs inside the group's transaction (in its own
+/// savepoint, so a failing write fails alone) and answers when committed.
+type Job = Box<dyn FnOnce(&Connection) -> Result<Box<dyn std::any::Any + Send>> + Send>;
+type Reply = tokio::sync::oneshot::Sender<Result<Box<dyn std::any::Any + Send>, String>>;
+
+/// Group commit: while one transaction is syncing to disk, the writes that
+/// arrive (deliveries, outcomes, claims) queue here, and the next transaction
 /// stores them all with one sync.
 #[derive(Default)]
-struct Arriving {
-    queue: Vec<(String, Vec<(String, Change)>, tokio::sync::oneshot::Sender<Result<Vec<Recorded>, String>>)>,
+struct Committing {
+    queue: Vec<(Job, Reply)>,
     /// A caller is committing the queue; the others wait for its answer.
     leader: bool,
+}
+
+/// Checkpoints the WAL every half second from its own connection; stops when dropped.
+struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self> {
+        let db = Connection::open(path).with_context(|| format!("opening the journal {} to checkpoint it", path.display()))?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("seam-checkpoint".into())
+            .spawn(move || {
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    // PASSIVE: copies what no reader still needs, never blocks a writer.
+                    if let Err(e) = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!("checkpointing the journal: {e}");
+                    }
+                }
+            })
+            .context("starting the journal's checkpoint thread")?;
+        Ok(Checkpointer { stop })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,47 +102,77 @@ impl Journal {
     /// are durable when it returns, but deliveries arriving together share one
     /// transaction and one disk sync (group commit).
     pub async fn record_grouped(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<Vec<Recorded>> {
+        let tenant = tenant.to_string();
+        let out = self.write_grouped(move |db| insert_events(db, &tenant, &events)).await?;
+        if out.iter().any(|r| matches!(r, Recorded::New(_))) {
+            self.arrived.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    /// Run `write` in the journal's next group transaction; returns once it is
+    /// committed and synced. Writes queued together share one transaction and
+    /// one disk sync; each runs in its own savepoint, so one that fails is
+    /// undone alone and the others still commit.
+    pub async fn write_grouped<T: Send + 'static>(&self, write: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |db| write(db).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
         let lead = {
-            let mut arriving = self.arriving.lock().unwrap();
-            arriving.queue.push((tenant.to_string(), events, reply));
-            !std::mem::replace(&mut arriving.leader, true)
+            let mut committing = self.committing.lock().unwrap();
+            committing.queue.push((job, reply));
+            !std::mem::replace(&mut committing.leader, true)
         };
         if lead {
             loop {
                 let batch = {
-                    let mut arriving = self.arriving.lock().unwrap();
-                    if arriving.queue.is_empty() {
-                        arriving.leader = false;
+                    let mut committing = self.committing.lock().unwrap();
+                    if committing.queue.is_empty() {
+                        committing.leader = false;
                         break;
                     }
-                    std::mem::take(&mut arriving.queue)
+                    std::mem::take(&mut committing.queue)
                 };
-                let stored = (|| {
-                    let mut db = self.db.lock().unwrap();
-                    let tx = db.transaction()?;
-                    let results = batch.iter().map(|(tenant, events, _)| insert_events(&tx, tenant, events)).collect::<Result<Vec<_>>>()?;
-                    tx.commit().context("committing the journal")?;
-                    Ok::<_, anyhow::Error>(results)
-                })();
-                match stored {
-                    Ok(results) => {
-                        if results.iter().flatten().any(|r| matches!(r, Recorded::New(_))) {
-                            self.arrived.notify_waiters();
-                        }
-                        for ((_, _, reply), result) in batch.into_iter().zip(results) {
-                            let _ = reply.send(Ok(result));
-                        }
+                self.commit_group(batch);
+            }
+        }
+        let value = answer.await.map_err(|_| anyhow::anyhow!("the journal's group commit stopped"))?.map_err(anyhow::Error::msg)?;
+        Ok(*value.downcast::<T>().expect("a group write answers with its own type"))
+    }
+
+    fn commit_group(&self, batch: Vec<(Job, Reply)>) {
+        let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
+        let mut db = self.db.lock().unwrap();
+        let ran = (|| {
+            let mut tx = db.transaction()?;
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let sp = tx.savepoint()?;
+                match job(&sp) {
+                    Ok(v) => {
+                        sp.commit()?;
+                        results.push(Ok(v));
                     }
-                    Err(e) => {
-                        for (_, _, reply) in batch {
-                            let _ = reply.send(Err(format!("{e:#}")));
-                        }
-                    }
+                    // Dropping the savepoint rolls its writes back.
+                    Err(e) => results.push(Err(format!("{e:#}"))),
+                }
+            }
+            tx.commit().context("committing the journal")?;
+            Ok::<_, anyhow::Error>(results)
+        })();
+        drop(db);
+        match ran {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            // The transaction rolled back: every write in it failed.
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(format!("{e:#}")));
                 }
             }
         }
-        answer.await.map_err(|_| anyhow::anyhow!("the journal's group commit stopped"))?.map_err(anyhow::Error::msg)
     }
 
     pub fn open(path: &Path) -> Result<Self> {
@@ -109,9 +182,13 @@ impl Journal {
         let db = Connection::open(path).with_context(|| format!("opening the journal {}", path.display()))?;
         // `seam dlq`, `seam reconcile` and `seam serve` may share the file: wait out each other's writes.
         db.busy_timeout(std::time::Duration::from_secs(10))?;
+        // More statements than rusqlite's default 16 are in steady use; a miss re-parses the SQL.
+        db.set_prepared_statement_cache_capacity(128);
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
+             -- 64 MiB of page cache: a burst's working set (events, shadow, echoes) stays in memory.
+             PRAGMA cache_size = -65536;
              CREATE TABLE IF NOT EXISTS events (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  tenant TEXT NOT NULL,
@@ -182,7 +259,22 @@ impl Journal {
         add_column(&db, "events", "news", "TEXT")?;
         // Before workflow packs, every pack was the mapping.
         add_column(&db, "pack_history", "slot", "TEXT NOT NULL DEFAULT 'mapping'")?;
-        Ok(Journal { db: Mutex::new(db), arrived: tokio::sync::Notify::new(), arriving: Mutex::new(Arriving::default()) })
+        let reader = Connection::open(path).with_context(|| format!("opening the journal {} for reading", path.display()))?;
+        reader.busy_timeout(std::time::Duration::from_secs(10))?;
+        reader.set_prepared_statement_cache_capacity(32);
+        reader.execute_batch("PRAGMA cache_size = -16384; PRAGMA query_only = 1;")?;
+        // Checkpoints (copying the WAL back into the database, with syncs of their
+        // own) run on a thread of their own instead of inside whichever commit
+        // crosses the WAL's size threshold.
+        db.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(path)?;
+        Ok(Journal {
+            db: Mutex::new(db),
+            reader: Mutex::new(reader),
+            arrived: tokio::sync::Notify::new(),
+            committing: Mutex::new(Committing::default()),
+            _checkpointer: checkpointer,
+        })
     }
 
     /// Store every change of one delivery in one transaction: all of them or none.
@@ -262,7 +354,7 @@ fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<
 }
 
 /// Store `events` unless already stored (by event key), inside the caller's transaction.
-fn insert_events(tx: &rusqlite::Transaction, tenant: &str, events: &[(String, Change)]) -> Result<Vec<Recorded>> {
+fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)]) -> Result<Vec<Recorded>> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut out = Vec::with_capacity(events.len());
     for (key, change) in events {
@@ -290,7 +382,7 @@ fn insert_events(tx: &rusqlite::Transaction, tenant: &str, events: &[(String, Ch
 }
 
 /// Shadow, audit, links and expected echoes of one outcome, inside the caller's transaction.
-fn commit_outcome(tx: &rusqlite::Transaction, tenant: &str, event_key: &str, plugin: &str, outcome: &Outcome) -> Result<()> {
+fn commit_outcome(tx: &Connection, tenant: &str, event_key: &str, plugin: &str, outcome: &Outcome) -> Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     for (record, field, value) in &outcome.shadow {
         tx.prepare_cached(
@@ -354,12 +446,15 @@ impl Journal {
     /// change, or in the link table), so a Case's events and its incident's
     /// events, seam's own echoes included, never overtake each other.
     /// Returns each event with the records it touches.
-    pub fn claim(&self, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
+    pub async fn claim(&self, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
         /// How far past blocked events the scan looks for runnable ones.
         const SCAN: i64 = 5_000;
-        let mut db = self.db.lock().unwrap();
-        let now = chrono::Utc::now().timestamp_millis();
+        // The scan reads the last commit (every finished event's outcome is in
+        // it: an event leaves `busy` only once its outcome is committed) on the
+        // reading connection, so it does not wait for, or hold up, writes.
         let claimed: Vec<(Due, Vec<String>)> = {
+        let db = self.reader.lock().unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
         let mut pending = db.prepare_cached("SELECT id, record_id, linked_id, next_at_ms FROM events WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT ?2")?;
         let mut partner = db.prepare_cached(
             "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2 UNION ALL SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
@@ -409,11 +504,14 @@ impl Journal {
         // Count the attempt before it starts: after a crash, `attempts > 0` tells
         // the next attempt that the last action it finds may have half-happened.
         if !claimed.is_empty() {
-            let tx = db.transaction()?;
-            for (due, _) in &claimed {
-                tx.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?.execute(params![due.entry.id])?;
-            }
-            tx.commit()?;
+            let ids: Vec<i64> = claimed.iter().map(|(due, _)| due.entry.id).collect();
+            self.write_grouped(move |db| {
+                for id in ids {
+                    db.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?.execute(params![id])?;
+                }
+                Ok(())
+            })
+            .await?;
         }
         Ok(claimed)
     }
@@ -431,45 +529,39 @@ impl Journal {
     }
 
     /// A transient failure: try again after `delay`.
-    pub fn retry_later(&self, id: i64, error: &str, delay: std::time::Duration) -> Result<()> {
-        let db = self.db.lock().unwrap();
+    pub async fn retry_later(&self, id: i64, error: &str, delay: std::time::Duration) -> Result<()> {
         let at = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
-        db.prepare_cached("UPDATE events SET next_at_ms = ?2, last_error = ?3 WHERE id = ?1")?.execute(params![id, at, error])?;
-        Ok(())
+        let error = error.to_string();
+        self.write_grouped(move |db| {
+            db.prepare_cached("UPDATE events SET next_at_ms = ?2, last_error = ?3 WHERE id = ?1")?.execute(params![id, at, error])?;
+            Ok(())
+        })
+        .await
     }
 
     /// A permanent failure: the event waits in the dead-letter queue.
-    pub fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
-        let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
-        tx.prepare_cached("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, error])?;
-        tx.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)")?.execute(params![id, chrono::Utc::now().timestamp_millis(), error])?;
-        tx.commit()?;
-        Ok(())
+    pub async fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
+        let error = error.to_string();
+        self.write_grouped(move |db| {
+            db.prepare_cached("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, error])?;
+            db.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)")?
+                .execute(params![id, chrono::Utc::now().timestamp_millis(), error])?;
+            Ok(())
+        })
+        .await
     }
 
-    /// Close an event with everything it changed, atomically.
-    pub fn finish(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, status: &str, outcome: &Outcome) -> Result<()> {
-        let mut db = self.db.lock().unwrap();
-        // An echo changes nothing outside the journal, so its commit need not wait
-        // for the disk: the next synced commit carries it (the WAL is written in
-        // order), and if a power cut took it first, the event is simply seen, again, as an echo.
-        let lazy = status == "echo";
-        if lazy {
-            db.pragma_update(None, "synchronous", "NORMAL")?;
-        }
-        let committed = (|| {
-            let tx = db.transaction()?;
-            commit_outcome(&tx, tenant, event_key, plugin, outcome)?;
+    /// Close an event with everything it changed, atomically (sharing the
+    /// transaction, and its disk sync, with whatever else is being written).
+    pub async fn finish(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, status: &str, outcome: Outcome) -> Result<()> {
+        let (tenant, event_key, plugin, status) = (tenant.to_string(), event_key.to_string(), plugin.to_string(), status.to_string());
+        self.write_grouped(move |db| {
+            commit_outcome(db, &tenant, &event_key, &plugin, &outcome)?;
             let news = (!outcome.news.is_empty()).then(|| serde_json::to_string(&outcome.news).unwrap_or_default());
-            tx.prepare_cached("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1")?.execute(params![id, status, news])?;
-            tx.commit()?;
+            db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1")?.execute(params![id, status, news])?;
             Ok(())
-        })();
-        if lazy {
-            db.pragma_update(None, "synchronous", "FULL")?;
-        }
-        committed
+        })
+        .await
     }
 
     /// Record writes made outside any event (reconciliation), atomically: shadow, audit, expected echoes.
@@ -483,7 +575,7 @@ impl Journal {
 
     /// The shadow of one record: field → last synced value.
     pub fn shadow(&self, tenant: &str, record: &RecordRef) -> Result<std::collections::HashMap<String, Value>> {
-        let db = self.db.lock().unwrap();
+        let db = self.reader.lock().unwrap();
         let mut stmt = db.prepare_cached("SELECT field, value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4")?;
         let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         rows.map(|r| {
@@ -495,7 +587,7 @@ impl Journal {
 
     /// Values seam wrote to a record whose echoes have not come back: (id, field, value), oldest first.
     pub fn expected_echoes(&self, tenant: &str, record: &RecordRef) -> Result<Vec<(i64, String, Value)>> {
-        let db = self.db.lock().unwrap();
+        let db = self.reader.lock().unwrap();
         let mut stmt = db.prepare_cached(
             "SELECT id, field, value FROM expected_echoes WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND at_ms >= ?5 ORDER BY id",
         )?;
@@ -510,7 +602,7 @@ impl Journal {
 
     /// The incident linked to a Case, or the Case linked to an incident, from the local link table.
     pub fn link_of(&self, tenant: &str, record: &RecordRef) -> Result<Option<String>> {
-        let db = self.db.lock().unwrap();
+        let db = self.reader.lock().unwrap();
         let sql = match record.system {
             crate::model::System::Salesforce => "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2",
             _ => "SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
