@@ -302,7 +302,7 @@ async fn a_notification_older_than_seams_own_write_is_not_taken_for_a_persons_ed
     let mut older = stale_record.clone();
     older.insert("Subject".into(), json!("stale, edited before seam's write"));
     let change = normalize::salesforce("late-1", ChangeKind::Updated, "Case", &older, None);
-    h.journal.record_all(TENANT, &[("late-1".to_string(), change)]).unwrap();
+    h.journal.record_all(TENANT, vec![("late-1".to_string(), change)]).await.unwrap();
     h.settle().await;
     assert_eq!(h.processor.counters.reverts.get(), 0, "the old Status is stale, not a violation");
     assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Working");

@@ -112,7 +112,7 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
         origin_user: "jane".into(),
         linked: None,
     };
-    let recorded = journal.record_all("acme", &(0..4).map(|n| (format!("k{n}"), change(n))).collect::<Vec<_>>()).unwrap();
+    let recorded = journal.record_all("acme", (0..4).map(|n| (format!("k{n}"), change(n))).collect()).await.unwrap();
     let ids: Vec<i64> = recorded.iter().map(|r| r.id()).collect();
 
     assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("4 events waiting (threshold 3)") && t.contains("http://seam/dashboard")));
@@ -136,7 +136,7 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
     assert_eq!(alerter.check().await.unwrap(), None);
     // A new episode alerts again.
     for n in 10..12 {
-        let r = journal.record_all("acme", &[(format!("k{n}"), change(n))]).unwrap();
+        let r = journal.record_all("acme", vec![(format!("k{n}"), change(n))]).await.unwrap();
         journal.dead_letter(r[0].id(), "refused").await.unwrap();
     }
     assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("2 in the dead-letter queue")));
@@ -187,7 +187,7 @@ async fn grouped_writes_commit_together_and_a_failing_one_fails_alone() {
                     .await
                     .map(|()| 0)
             } else {
-                journal.record_grouped("acme", events).await.map(|r| r.len())
+                journal.record_all("acme", events).await.map(|r| r.len())
             }
         });
     }

@@ -43,9 +43,9 @@ impl Poller {
         Ok(polled)
     }
 
-    fn journal(&self, source: &str, mark: Option<String>, events: Vec<(String, Change)>) -> Result<(usize, usize)> {
+    async fn journal(&self, source: &str, mark: Option<String>, events: Vec<(String, Change)>) -> Result<(usize, usize)> {
         let read = events.len();
-        let new = self.journal.record_all(&self.tenant, &events)?.iter().filter(|r| matches!(r, crate::store::Recorded::New(_))).count();
+        let new = self.journal.record_all(&self.tenant, events).await?.iter().filter(|r| matches!(r, crate::store::Recorded::New(_))).count();
         if let Some(mark) = mark {
             self.journal.set_watermark(&self.tenant, source, &mark)?;
         }
@@ -70,7 +70,7 @@ impl Poller {
             events.push((key.clone(), normalize::salesforce(&key, kind, "Case", &record, None)));
             mark = Some(stamp);
         }
-        self.journal("salesforce.Case", mark, events)
+        self.journal("salesforce.Case", mark, events).await
     }
 
     async fn poll_incidents(&self) -> Result<(usize, usize)> {
@@ -92,6 +92,6 @@ impl Poller {
             events.push((key.clone(), normalize::servicenow(&key, kind, "incident", &row, None)));
             mark = Some(updated);
         }
-        self.journal("servicenow.incident", mark, events)
+        self.journal("servicenow.incident", mark, events).await
     }
 }

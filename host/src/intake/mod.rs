@@ -80,10 +80,10 @@ impl Intake {
     }
 
     /// Journal the changes; the caller acknowledges only after this returns Ok.
-    async fn record(&self, tenant: &str, events: Result<Vec<(String, Change)>, Rejection>) -> Result<(usize, usize), Rejection> {
+    async fn record(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<(usize, usize), Rejection> {
         let recorded = self
             .journal
-            .record_grouped(tenant, events?)
+            .record_all(tenant, events)
             .await
             .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, format!("the journal could not store the notification, send it again: {e:#}")))?;
         let new = recorded.iter().filter(|r| matches!(r, Recorded::New(_))).count();
@@ -105,7 +105,7 @@ fn verify_signature(headers: &HeaderMap, secret: &str, body: &[u8]) -> Result<()
 }
 
 async fn salesforce_outbound(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
-    let result = (|| {
+    let result = async {
         let config = intake.tenant(&tenant)?;
         let token_ok = q.get("token").is_some_and(|t| subtle_eq(t.as_bytes(), config.salesforce_token.as_bytes()));
         if !token_ok {
@@ -115,9 +115,9 @@ async fn salesforce_outbound(State(intake): State<Arc<Intake>>, Path(tenant): Pa
         if message.organization_id != config.salesforce_org_id {
             return Err(reject(StatusCode::FORBIDDEN, format!("Outbound Message from org {}, but tenant {tenant} is org {}", message.organization_id, config.salesforce_org_id)));
         }
-        Ok(message.changes)
-    })();
-    let result = intake.record(&tenant, result).await;
+        intake.record(&tenant, message.changes).await
+    }
+    .await;
     match result {
         // Ack only now: the changes are in the journal.
         Ok(_) => ([("Content-Type", "text/xml; charset=utf-8")], salesforce::ACK).into_response(),
@@ -130,24 +130,24 @@ fn accepted((new, duplicates): (usize, usize)) -> Response {
 }
 
 async fn salesforce_events(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = (|| {
+    let result = async {
         let config = intake.tenant(&tenant)?;
         verify_signature(&headers, &config.salesforce_secret, &body)?;
         let changes = salesforce::parse_change_event(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
-        Ok(changes)
-    })();
-    let result = intake.record(&tenant, result).await;
+        intake.record(&tenant, changes).await
+    }
+    .await;
     result.map_or_else(IntoResponse::into_response, accepted)
 }
 
 async fn servicenow_notification(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = (|| {
+    let result = async {
         let config = intake.tenant(&tenant)?;
         verify_signature(&headers, &config.servicenow_secret, &body)?;
         let change = servicenow::parse(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
-        Ok(vec![change])
-    })();
-    let result = intake.record(&tenant, result).await;
+        intake.record(&tenant, vec![change]).await
+    }
+    .await;
     result.map_or_else(IntoResponse::into_response, accepted)
 }
 

@@ -98,10 +98,10 @@ pub struct Entry {
 }
 
 impl Journal {
-    /// [`Journal::record_all`] for concurrent deliveries: each caller's events
-    /// are durable when it returns, but deliveries arriving together share one
-    /// transaction and one disk sync (group commit).
-    pub async fn record_grouped(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<Vec<Recorded>> {
+    /// Store every change of one delivery: all of them or none, durable when
+    /// this returns. Deliveries arriving together share one transaction and one
+    /// disk sync (group commit).
+    pub async fn record_all(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<Vec<Recorded>> {
         let tenant = tenant.to_string();
         let out = self.write_grouped(move |db| insert_events(db, &tenant, &events)).await?;
         if out.iter().any(|r| matches!(r, Recorded::New(_))) {
@@ -275,18 +275,6 @@ impl Journal {
             committing: Mutex::new(Committing::default()),
             _checkpointer: checkpointer,
         })
-    }
-
-    /// Store every change of one delivery in one transaction: all of them or none.
-    pub fn record_all(&self, tenant: &str, events: &[(String, Change)]) -> Result<Vec<Recorded>> {
-        let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
-        let out = insert_events(&tx, tenant, events)?;
-        tx.commit().context("committing the journal")?;
-        if out.iter().any(|r| matches!(r, Recorded::New(_))) {
-            self.arrived.notify_waiters();
-        }
-        Ok(out)
     }
 
     /// Resolves when events are stored after the call (or redriven).
