@@ -8,16 +8,20 @@
 
 use std::path::PathBuf;
 
+/// The `seam:sync` version packs built with this SDK implement.
+const API: &str = "0.2.0";
+
 fn main() {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    // A published crate carries its own copy; in the seam workspace the WIT is beside it.
-    let wit = [dir.join("wit"), dir.join("../wit")].into_iter().find(|p| p.is_dir()).expect("seam-guest needs the seam:sync WIT in ./wit or ../wit");
+    // A published crate carries its own copy; in the seam workspace the WIT is
+    // beside it, one directory per version. The SDK builds packs for the latest.
+    let wit = [dir.join("wit"), dir.join(format!("../wit/since_v{API}"))].into_iter().find(|p| p.is_dir()).expect("seam-guest needs the seam:sync WIT in ./wit or ../wit/since_vX.Y.Z");
     let wit = wit.canonicalize().unwrap();
     println!("cargo:rerun-if-changed={}", wit.display());
-    println!("cargo:rustc-env=SEAM_GUEST_WIT={}", wit.display());
 
     let mut out = String::new();
-    for (name, world) in [("mapping", "seam:sync/mapping@0.1.0"), ("workflow", "seam:sync/workflow@0.1.0")] {
+    for name in ["mapping", "workflow"] {
+        let world = format!("seam:sync/{name}@{API}");
         out.push_str(&format!(
             r#"
 #[doc(hidden)]
@@ -29,9 +33,9 @@ macro_rules! __seam_{name}_world {{
             world: {world:?},
             runtime_path: "::seam_guest::__wit_bindgen::rt",
             with: {{
-                "seam:sync/types@0.1.0": ::seam_guest::bindings::seam::sync::types,
-                "seam:sync/log@0.1.0": ::seam_guest::bindings::seam::sync::log,
-                "seam:sync/lookup@0.1.0": ::seam_guest::bindings::seam::sync::lookup,
+                "seam:sync/types@{API}": ::seam_guest::bindings::seam::sync::types,
+                "seam:sync/log@{API}": ::seam_guest::bindings::seam::sync::log,
+                "seam:sync/lookup@{API}": ::seam_guest::bindings::seam::sync::lookup,
             }},
         }});
     }};

@@ -50,6 +50,21 @@ fn only_note(actions: &[Action]) -> &str {
 }
 
 #[tokio::test]
+async fn a_change_that_traps_fails_its_whole_batch_and_the_rest_answer_alone() {
+    let runtime = Runtime::new(config()).unwrap();
+    let plugin = misbehave(&runtime, Grants::default()).await;
+    let batch = [ask("echo", &[]), ask("panic", &[]), ask("reject", &[])];
+    match plugin.run_batch(&batch, none()).await {
+        Err(PluginError::Trap { message, .. }) => assert!(message.contains("misbehave was asked to panic"), "{message}"),
+        other => panic!("a trap fails the whole call, got {other:?}"),
+    }
+    // Run alone, the others answer as they would have.
+    assert!(plugin.run(&batch[0], none()).await.is_ok());
+    assert!(matches!(plugin.run(&batch[2], none()).await, Err(PluginError::Rejected { .. })));
+    still_serving(&plugin).await;
+}
+
+#[tokio::test]
 async fn a_panicking_pack_traps_with_its_panic_message() {
     let runtime = Runtime::new(config()).unwrap();
     let plugin = misbehave(&runtime, Grants::default()).await;
@@ -244,7 +259,7 @@ async fn a_pack_for_an_unserved_api_version_is_refused() {
     let runtime = Runtime::new(config()).unwrap();
     let err = runtime.load("future-api", "9.0.0", &pack_bytes(FUTURE_API), Grants::default()).await.err().expect("must be refused");
     let text = format!("{err:#}");
-    assert!(text.contains("seam:sync@9.0.0") && text.contains("this host serves seam:sync@0.1.0"), "{text}");
+    assert!(text.contains("seam:sync@9.0.0") && text.contains("this host serves seam:sync@0.1.0, 0.2.0"), "{text}");
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! The default Case ⇄ Incident pack, run through the host.
 
 use seam::model::{Action, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
-use seam::runtime::{Grants, NoRecords, Plugin, PluginError, Runtime, RuntimeConfig};
-use seam_tests::{pack_bytes, CASE_INCIDENT};
+use seam::runtime::{ApiVersion, Grants, NoRecords, Plugin, PluginError, Runtime, RuntimeConfig};
+use seam_tests::{pack_bytes, API_V0_1_0, CASE_INCIDENT};
 use std::sync::Arc;
 
 async fn pack() -> Plugin {
@@ -180,4 +180,47 @@ async fn cleared_field_is_carried_as_null() {
         map(&c).await.unwrap(),
         vec![Action::Update { target: Target::Linked, fields: vec![Field { name: "description".into(), value: Value::Null }] }]
     );
+}
+
+#[tokio::test]
+async fn a_batch_gets_one_answer_per_change_in_order_and_a_refusal_stays_with_its_change() {
+    let pack = pack().await;
+    assert_eq!(pack.api(), ApiVersion::V0_2_0, "seam-guest builds seam:sync@0.2.0 packs");
+    let subject = |s: &str| change(ChangeKind::Updated, case(), Some(incident()), &[("Subject", s)], &[]);
+    let unmappable = change(ChangeKind::Updated, case(), Some(incident()), &[("Priority", "Whenever")], &[]);
+    let worked = change(ChangeKind::Updated, incident(), Some(case()), &[("state", "2")], &[("number", "INC0010001")]);
+    let batch = [subject("First"), unmappable, subject("Third (ünïcode)"), worked];
+
+    let answers = pack.run_batch(&batch, Arc::new(NoRecords)).await.expect("no change in the batch traps the pack");
+    assert_eq!(answers.len(), batch.len());
+    // Each answer is what the change gets on a call of its own.
+    for (c, answer) in batch.iter().zip(&answers) {
+        let alone = map(c).await;
+        match (answer, &alone) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(PluginError::Rejected { message: a, .. }), Err(PluginError::Rejected { message: b, .. })) => assert_eq!(a, b),
+            other => panic!("batched and alone disagree: {other:?}"),
+        }
+    }
+    assert!(matches!(&answers[1], Err(PluginError::Rejected { message, .. }) if message.contains("Whenever")), "{:?}", answers[1]);
+    let Ok(third) = &answers[2] else { panic!("{:?}", answers[2]) };
+    assert_eq!(third, &vec![Action::Update { target: Target::Linked, fields: fields(&[("short_description", "Third (ünïcode)")]) }]);
+    assert!(pack.run_batch([], Arc::new(NoRecords)).await.unwrap().is_empty(), "an empty batch is an empty answer");
+}
+
+#[tokio::test]
+async fn a_pack_built_for_seam_sync_0_1_0_still_runs_one_change_per_call() {
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let legacy = runtime.load("legacy", "0.1.0", &pack_bytes(API_V0_1_0), Grants::default()).await.unwrap();
+    assert_eq!(legacy.api(), ApiVersion::V0_1_0);
+    let subject = change(ChangeKind::Updated, case(), Some(incident()), &[("Subject", "Router down")], &[]);
+    let expected = vec![Action::Update { target: Target::Linked, fields: fields(&[("short_description", "Router down")]) }];
+    assert_eq!(legacy.run(&subject, Arc::new(NoRecords)).await.unwrap(), expected);
+
+    // A batch to a 0.1.0 pack is one call per change, answered in order.
+    let nameless = change(ChangeKind::Updated, case(), Some(incident()), &[("Priority", "High")], &[]);
+    let answers = legacy.run_batch([&subject, &nameless, &subject], Arc::new(NoRecords)).await.unwrap();
+    assert_eq!(answers[0].as_ref().unwrap(), &expected);
+    assert!(matches!(&answers[1], Err(PluginError::Rejected { message, .. }) if message.contains("has no Subject")), "{:?}", answers[1]);
+    assert_eq!(answers[2].as_ref().unwrap(), &expected);
 }

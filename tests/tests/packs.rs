@@ -69,20 +69,20 @@ async fn a_manifest_that_does_not_match_its_component_is_refused_whole() {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let component = pack_bytes(CASE_INCIDENT);
     let mut wrong_world = manifest();
-    wrong_world.world = "seam:sync/mapping@0.2.0".into();
+    wrong_world.world = "seam:sync/mapping@0.1.0".into();
     let err = packs::load(&runtime, &artifact::build(&component, &wrong_world).unwrap(), "x", &TrustedKeys::default()).await.err().unwrap();
-    assert!(format!("{err:#}").contains("implements seam:sync/mapping@0.1.0"), "{err:#}");
+    assert!(format!("{err:#}").contains("implements seam:sync/mapping@0.2.0"), "{err:#}");
 
     // A mapping that calls itself a workflow, and a workflow that calls itself a mapping.
     let mut wrong_kind = manifest();
-    wrong_kind.world = "seam:sync/workflow@0.1.0".into();
+    wrong_kind.world = "seam:sync/workflow@0.2.0".into();
     // The ownership map is the mapping's to give; a workflow manifest with one is refused.
     assert!(format!("{:#}", wrong_kind.validate().unwrap_err()).contains("a workflow pack has no ownership map"));
     wrong_kind.ownership = None;
     let err = packs::load(&runtime, &artifact::build(&component, &wrong_kind).unwrap(), "x", &TrustedKeys::default()).await.err().unwrap();
-    assert!(format!("{err:#}").contains("the manifest says seam:sync/workflow@0.1.0, but the component implements seam:sync/mapping@0.1.0"), "{err:#}");
+    assert!(format!("{err:#}").contains("the manifest says seam:sync/workflow@0.2.0, but the component implements seam:sync/mapping@0.2.0"), "{err:#}");
     let err = packs::load(&runtime, &artifact::build(&pack_bytes(SEV1_BRIDGE), &manifest()).unwrap(), "x", &TrustedKeys::default()).await.err().unwrap();
-    assert!(format!("{err:#}").contains("implements seam:sync/workflow@0.1.0"), "{err:#}");
+    assert!(format!("{err:#}").contains("implements seam:sync/workflow@0.2.0"), "{err:#}");
     let mut unknown = manifest();
     unknown.world = "seam:sync/reports@0.1.0".into();
     assert!(format!("{:#}", unknown.validate().unwrap_err()).contains("the worlds mapping and workflow"));

@@ -256,9 +256,13 @@ async fn bench(args: BenchArgs) -> Result<()> {
     }
     let wall = started.elapsed();
     let total: Vec<Duration> = instantiate.iter().zip(&call).map(|(a, b)| *a + *b).collect();
-    let export = match plugin.world() {
-        crate::runtime::World::Mapping => "map-change",
-        crate::runtime::World::Workflow => "on-change",
+    // 0.2.0 packs export the batch form; the bench sends one change per call, as the engine does.
+    use crate::runtime::{ApiVersion, World};
+    let export = match (plugin.world(), plugin.api()) {
+        (World::Mapping, ApiVersion::V0_1_0) => "map-change",
+        (World::Mapping, ApiVersion::V0_2_0) => "map-changes",
+        (World::Workflow, ApiVersion::V0_1_0) => "on-change",
+        (World::Workflow, ApiVersion::V0_2_0) => "on-changes",
     };
     let (one, both) = (format!("{export} (10 fields)"), format!("instantiate + {export}"));
     for (label, samples) in [("instantiate", &mut instantiate), (one.as_str(), &mut call), (both.as_str(), &mut total.clone())] {

@@ -102,10 +102,12 @@ impl Reconciler {
         let mut incident_change = normalize::servicenow("reconcile", ChangeKind::Updated, "incident", &incident, None);
         incident_change.linked = Some(case_ref.clone());
 
+        // Both sides in one call to the pack.
+        let records: Arc<dyn RecordSource> = self.systems.clone();
+        let answers = pack.plugin.run_batch([&case_change, &incident_change], records).await.with_context(|| format!("running {} on {case_ref} and {incident_ref}", pack.manifest.id()))?;
         let mut drifts = Vec::new();
-        for (owner_change, mirror, mirror_fields) in [(&case_change, &incident_ref, &incident_change.snapshot), (&incident_change, &case_ref, &case_change.snapshot)] {
-            let records: Arc<dyn RecordSource> = self.systems.clone();
-            let actions = pack.plugin.run(owner_change, records).await.with_context(|| format!("running {} on {}", pack.manifest.id(), owner_change.source))?;
+        for ((owner_change, mirror, mirror_fields), answer) in [(&case_change, &incident_ref, &incident_change.snapshot), (&incident_change, &case_ref, &case_change.snapshot)].into_iter().zip(answers) {
+            let actions = answer.with_context(|| format!("running {} on {}", pack.manifest.id(), owner_change.source))?;
             let owner = owner_change.source.system;
             let mut wrong: Vec<Field> = Vec::new();
             for action in &actions {

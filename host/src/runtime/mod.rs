@@ -15,6 +15,7 @@
 //! runaway guest holds a Tokio worker for one tick at a time, never longer,
 //! and is stopped once its time budget is spent.
 
+pub mod batch;
 pub mod bindings;
 pub mod cache;
 pub mod error;
@@ -28,14 +29,15 @@ pub use imports::lookup::{Grant, Grants, LookupFailure, NoRecords, RecordSource,
 
 use crate::model::{Action, Change};
 use anyhow::{Context, Result};
-use bindings::v0_1_0;
+use batch::Batch;
+use bindings::{v0_1_0, v0_2_0};
 use cache::ComponentCache;
 use state::PluginState;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
@@ -122,9 +124,13 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("adding WASI to the linker")?;
+        // Both worlds of a version import the same interfaces; the mapping world's adds them all.
         v0_1_0::Mapping::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("adding seam:sync@0.1.0 to the linker")?;
+        v0_2_0::Mapping::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("adding seam:sync@0.2.0 to the linker")?;
 
         let cache = ComponentCache::new(&engine, config.cache_dir.clone())?;
         let slots = Semaphore::new(config.concurrent_calls as usize);
@@ -155,16 +161,27 @@ impl Runtime {
                  (packs may import seam:sync/log, seam:sync/lookup and WASI, with no files or network)"
             )
         })?;
+        let context = || format!("pack {meta}");
         let pre = match (world, api) {
-            (World::Mapping, ApiVersion::V0_1_0) => PluginPre::MappingV0_1_0(v0_1_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(|| format!("pack {meta}"))?),
-            (World::Workflow, ApiVersion::V0_1_0) => {
-                PluginPre::WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(|| format!("pack {meta}"))?)
-            }
+            (World::Mapping, ApiVersion::V0_1_0) => PluginPre::MappingV0_1_0(v0_1_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?),
+            (World::Workflow, ApiVersion::V0_1_0) => PluginPre::WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?),
+            (World::Mapping, ApiVersion::V0_2_0) => PluginPre::MappingV0_2_0(v0_2_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?),
+            (World::Workflow, ApiVersion::V0_2_0) => PluginPre::WorkflowV0_2_0(v0_2_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?),
         };
         let own_slots = Arc::new(Semaphore::new(self.inner.config.calls_per_pack.clamp(1, self.inner.config.concurrent_calls.max(1)) as usize));
         let warm = Arc::new(WarmList::default());
         self.inner.warm_lists.lock().expect("warm list registry").push(Arc::downgrade(&warm));
-        Ok(Plugin { meta, world, api, pre, grants: Arc::new(grants), runtime: self.clone(), loaded: outcome, own_slots, warm })
+        Ok(Plugin {
+            meta,
+            world,
+            api,
+            pre,
+            grants: Arc::new(grants),
+            runtime: self.clone(),
+            loaded: outcome,
+            own_slots,
+            warm,
+        })
     }
 
     fn new_store(&self, state: PluginState) -> Store<PluginState> {
@@ -268,30 +285,63 @@ struct Warm {
 enum Exports {
     MappingV0_1_0(v0_1_0::Mapping),
     WorkflowV0_1_0(v0_1_0::workflow::Workflow),
+    MappingV0_2_0(v0_2_0::Mapping),
+    WorkflowV0_2_0(v0_2_0::workflow::Workflow),
 }
+
+/// What a pack answered for one change: its actions, or its refusal.
+type Answer = Result<Vec<Action>, String>;
 
 impl Exports {
     async fn instantiate(pre: &PluginPre, store: &mut Store<PluginState>) -> wasmtime::Result<Exports> {
         Ok(match pre {
             PluginPre::MappingV0_1_0(pre) => Exports::MappingV0_1_0(pre.instantiate_async(store).await?),
             PluginPre::WorkflowV0_1_0(pre) => Exports::WorkflowV0_1_0(pre.instantiate_async(store).await?),
+            PluginPre::MappingV0_2_0(pre) => Exports::MappingV0_2_0(pre.instantiate_async(store).await?),
+            PluginPre::WorkflowV0_2_0(pre) => Exports::WorkflowV0_2_0(pre.instantiate_async(store).await?),
         })
     }
 
-    /// A mapping's `map-change`, a workflow's `on-change`.
-    async fn run(&self, store: &mut Store<PluginState>, change: &Change) -> wasmtime::Result<Result<Vec<Action>, String>> {
-        let change = v0_1_0::types::Change::from(change);
-        let result = match self {
-            Exports::MappingV0_1_0(i) => i.seam_sync_mapper().call_map_change(store, &change).await?,
-            Exports::WorkflowV0_1_0(i) => i.seam_sync_automation().call_on_change(store, &change).await?,
+    /// A mapping's `map-change(s)`, a workflow's `on-change(s)`: one answer per change, in order.
+    async fn run(&self, store: &mut Store<PluginState>, batch: &Batch) -> wasmtime::Result<Vec<Answer>> {
+        let answers = match (self, batch) {
+            // 0.1.0 takes one change per call; the calls share this instance.
+            (Exports::MappingV0_1_0(i), Batch::V0_1_0(changes)) => {
+                let mut answers = Vec::with_capacity(changes.len());
+                for change in changes {
+                    answers.push(i.seam_sync_mapper().call_map_change(&mut *store, change).await?);
+                }
+                to_model(answers)
+            }
+            (Exports::WorkflowV0_1_0(i), Batch::V0_1_0(changes)) => {
+                let mut answers = Vec::with_capacity(changes.len());
+                for change in changes {
+                    answers.push(i.seam_sync_automation().call_on_change(&mut *store, change).await?);
+                }
+                to_model(answers)
+            }
+            // 0.2.0 takes the whole batch, packed, in one call.
+            (Exports::MappingV0_2_0(i), Batch::V0_2_0(batch)) => to_model(i.seam_sync_mapper().call_map_changes(store, batch).await?),
+            (Exports::WorkflowV0_2_0(i), Batch::V0_2_0(batch)) => to_model(i.seam_sync_automation().call_on_changes(store, batch).await?),
+            _ => unreachable!("a pack's batches are built for its own API version"),
         };
-        Ok(result.map(|actions| actions.into_iter().map(Action::from).collect()))
+        if answers.len() != batch.len() {
+            wasmtime::bail!("the pack answered {} changes of a batch of {}; a pack must answer every change once", answers.len(), batch.len());
+        }
+        Ok(answers)
     }
+}
+
+/// A version's answers as the host's model.
+fn to_model<A: Into<Action>>(answers: Vec<Result<Vec<A>, String>>) -> Vec<Answer> {
+    answers.into_iter().map(|answer| answer.map(|actions| actions.into_iter().map(Into::into).collect())).collect()
 }
 
 enum PluginPre {
     MappingV0_1_0(v0_1_0::MappingPre<PluginState>),
     WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre<PluginState>),
+    MappingV0_2_0(v0_2_0::MappingPre<PluginState>),
+    WorkflowV0_2_0(v0_2_0::workflow::WorkflowPre<PluginState>),
 }
 
 /// A loaded, pre-linked pack.
@@ -340,11 +390,33 @@ impl Plugin {
         self.run_timed(change, records).await.0
     }
 
+    /// A call slot: this pack's share and the runtime's.
+    async fn slot(&self) -> (SemaphorePermit<'_>, SemaphorePermit<'_>) {
+        let share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
+        let slot = self.runtime.inner.slots.acquire().await.expect("the slot semaphore is never closed");
+        (share, slot)
+    }
+
     /// [`Plugin::run`], also reporting where the time went.
     pub async fn run_timed(&self, change: &Change, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
+        let (outcome, timing) = self.call(&Batch::of(self.api, [change]), records).await;
+        (outcome.and_then(|mut answers| answers.pop().expect("one answer per change")), timing)
+    }
+
+    /// Run the pack on several changes in one call: one packed batch for a
+    /// `seam:sync@0.2.0` pack, one call per change on the same instance for
+    /// 0.1.0. The changes share the call's budget. If the guest traps, runs
+    /// out of time or memory, the whole batch fails with that error (run the
+    /// changes alone to find the one that did it); otherwise each change gets
+    /// its own answer, in order.
+    pub async fn run_batch<'a>(&self, changes: impl IntoIterator<Item = &'a Change>, records: Arc<dyn RecordSource>) -> Result<Vec<Result<Vec<Action>, PluginError>>, PluginError> {
+        self.call(&Batch::of(self.api, changes), records).await.0
+    }
+
+    /// One call, on a warm instance when there is one.
+    async fn call(&self, batch: &Batch, records: Arc<dyn RecordSource>) -> (Result<Vec<Result<Vec<Action>, PluginError>>, PluginError>, CallTiming) {
+        let _slot = self.slot().await;
         let runtime = &self.runtime.inner;
-        let _share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
-        let _slot = runtime.slots.acquire().await.expect("the slot semaphore is never closed");
         let warm = self.warm.idle.lock().expect("warm instances").pop();
         let (mut store, exports, calls, permit) = match warm {
             Some(w) => (w.store, Some(w.exports), w.calls, Some(w.permit)),
@@ -364,23 +436,23 @@ impl Plugin {
                 None => Exports::instantiate(&self.pre, &mut store).await?,
             };
             timing.instantiate = started.elapsed();
-            let result = exports.run(&mut store, change).await?;
-            Ok::<_, wasmtime::Error>((exports, result))
+            let answers = exports.run(&mut store, batch).await?;
+            Ok::<_, wasmtime::Error>((exports, answers))
         };
         let outcome = tokio::time::timeout(runtime.config.call_budget + HOST_GRACE, run).await;
         timing.call = started.elapsed().saturating_sub(timing.instantiate);
         timing.peak_memory = store.data().memory.peak;
-        let outcome = match outcome {
+        let failure = match outcome {
             // The guest returned (with actions or a refusal): its instance is sound and may serve again.
-            Ok(Ok((exports, result))) => {
-                let result = self.classify(Ok(Ok(result)), store.data());
+            Ok(Ok((exports, answers))) => {
+                let answers = answers.into_iter().map(|answer| answer.map_err(|message| self.refused(message, store.data()))).collect();
                 self.keep_warm(store, exports, calls + 1, permit);
-                return (result, timing);
+                return (Ok(answers), timing);
             }
-            Ok(Err(e)) => Ok(Err(e)),
-            Err(elapsed) => Err(elapsed),
+            Ok(Err(e)) => Some(e),
+            Err(_elapsed) => None,
         };
-        (self.classify(outcome, store.data()), timing)
+        (Err(self.failed(failure, store.data())), timing)
     }
 
     /// Park an instance for this pack's next call, unless it has served its
@@ -394,37 +466,39 @@ impl Plugin {
         self.warm.idle.lock().expect("warm instances").push(Warm { store, exports, calls, last_used: Instant::now(), permit });
     }
 
-    fn classify(
-        &self,
-        outcome: Result<wasmtime::Result<Result<Vec<Action>, String>>, tokio::time::error::Elapsed>,
-        state: &PluginState,
-    ) -> Result<Vec<Action>, PluginError> {
+    /// The pack refused a change (`err`).
+    fn refused(&self, message: String, state: &PluginState) -> PluginError {
+        self.blame_lookup(PluginError::Rejected { plugin: self.meta.to_string(), message }, state)
+    }
+
+    /// The call failed: trapped (`Some`), or ran past its budget and grace (`None`).
+    fn failed(&self, error: Option<wasmtime::Error>, state: &PluginState) -> PluginError {
         let plugin = self.meta.to_string();
         let budget = self.runtime.inner.config.call_budget;
-        let failure = match outcome {
-            Ok(Ok(Ok(actions))) => return Ok(actions),
-            Ok(Ok(Err(message))) => PluginError::Rejected { plugin: plugin.clone(), message },
-            Err(_elapsed) => PluginError::Timeout { plugin: plugin.clone(), budget },
-            Ok(Err(_)) if state.timed_out => PluginError::Timeout { plugin: plugin.clone(), budget },
-            Ok(Err(_)) if state.memory.refused.is_some() => PluginError::OutOfMemory {
-                plugin: plugin.clone(),
-                limit: state.memory.limit,
-                wanted: state.memory.refused.unwrap_or_default(),
-            },
-            Ok(Err(e)) => {
+        let failure = match error {
+            None => PluginError::Timeout { plugin, budget },
+            Some(_) if state.timed_out => PluginError::Timeout { plugin, budget },
+            Some(_) if state.memory.refused.is_some() => {
+                PluginError::OutOfMemory { plugin, limit: state.memory.limit, wanted: state.memory.refused.unwrap_or_default() }
+            }
+            Some(e) => {
                 let trap = e.downcast_ref::<Trap>().map(|t| t.to_string()).unwrap_or_else(|| format!("{e:#}"));
                 let stderr = state.stderr_text();
                 tracing::debug!(plugin = %plugin, "trap detail: {e:?}");
                 let message = if stderr.is_empty() { trap } else { format!("{stderr} ({trap})") };
-                PluginError::Trap { plugin: plugin.clone(), message }
+                PluginError::Trap { plugin, message }
             }
         };
-        // A pack that failed after a lookup could not reach its system gets another chance.
+        self.blame_lookup(failure, state)
+    }
+
+    /// A pack that failed after a lookup could not reach its system gets another chance.
+    fn blame_lookup(&self, failure: PluginError, state: &PluginState) -> PluginError {
         match (&failure, &state.lookup_unavailable) {
             (PluginError::Rejected { .. } | PluginError::Trap { .. }, Some(why)) => {
-                Err(PluginError::LookupUnavailable { plugin, message: why.clone() })
+                PluginError::LookupUnavailable { plugin: self.meta.to_string(), message: why.clone() }
             }
-            _ => Err(failure),
+            _ => failure,
         }
     }
 }

@@ -3,9 +3,11 @@
 //! Like Zed's extension host, the host reads which API version a component
 //! exports and picks the matching bindings; each version converts to the
 //! host's own [`crate::model`] types. A new WIT version gets a sibling module
-//! (built from a frozen copy of its WIT) and a new [`ApiVersion`] arm.
+//! (built from that version's frozen WIT, `wit/since_vX.Y.Z/`) and a new
+//! [`ApiVersion`] arm.
 
 pub mod v0_1_0;
+pub mod v0_2_0;
 
 use anyhow::{bail, Result};
 use std::fmt;
@@ -16,14 +18,17 @@ use wasmtime::Engine;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApiVersion {
     V0_1_0,
+    /// Changes cross packed, in batches.
+    V0_2_0,
 }
 
 impl ApiVersion {
-    pub const SUPPORTED: &'static [ApiVersion] = &[ApiVersion::V0_1_0];
+    pub const SUPPORTED: &'static [ApiVersion] = &[ApiVersion::V0_1_0, ApiVersion::V0_2_0];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ApiVersion::V0_1_0 => "0.1.0",
+            ApiVersion::V0_2_0 => "0.2.0",
         }
     }
 
@@ -100,3 +105,117 @@ impl fmt::Display for ApiVersion {
         write!(f, "seam:sync@{}", self.as_str())
     }
 }
+
+/// The conversions between a version's generated types and the host model
+/// that every version so far shares (systems, values, fields, records,
+/// actions): expanded in each version's module, where `types` is that
+/// version's types. Only how a change crosses differs between versions.
+macro_rules! model_conversions {
+    () => {
+        impl From<types::System> for model::System {
+            fn from(s: types::System) -> Self {
+                match s {
+                    types::System::Salesforce => model::System::Salesforce,
+                    types::System::Servicenow => model::System::Servicenow,
+                    types::System::Slack => model::System::Slack,
+                }
+            }
+        }
+
+        impl From<model::System> for types::System {
+            fn from(s: model::System) -> Self {
+                match s {
+                    model::System::Salesforce => types::System::Salesforce,
+                    model::System::Servicenow => types::System::Servicenow,
+                    model::System::Slack => types::System::Slack,
+                }
+            }
+        }
+
+        impl From<types::Value> for model::Value {
+            fn from(v: types::Value) -> Self {
+                match v {
+                    types::Value::Null => model::Value::Null,
+                    types::Value::Text(s) => model::Value::Text(s),
+                    types::Value::Number(n) => model::Value::Number(n),
+                    types::Value::Boolean(b) => model::Value::Bool(b),
+                }
+            }
+        }
+
+        impl From<&model::Value> for types::Value {
+            fn from(v: &model::Value) -> Self {
+                match v {
+                    model::Value::Null => types::Value::Null,
+                    model::Value::Text(s) => types::Value::Text(s.clone()),
+                    model::Value::Number(n) => types::Value::Number(*n),
+                    model::Value::Bool(b) => types::Value::Boolean(*b),
+                }
+            }
+        }
+
+        impl From<types::Field> for model::Field {
+            fn from(f: types::Field) -> Self {
+                model::Field { name: f.name, value: f.value.into() }
+            }
+        }
+
+        impl From<&model::Field> for types::Field {
+            fn from(f: &model::Field) -> Self {
+                types::Field { name: f.name.clone(), value: (&f.value).into() }
+            }
+        }
+
+        impl From<types::RecordRef> for model::RecordRef {
+            fn from(r: types::RecordRef) -> Self {
+                model::RecordRef { system: r.system.into(), object: r.object, id: r.id }
+            }
+        }
+
+        impl From<&model::RecordRef> for types::RecordRef {
+            fn from(r: &model::RecordRef) -> Self {
+                types::RecordRef { system: r.system.into(), object: r.object.clone(), id: r.id.clone() }
+            }
+        }
+
+        impl From<types::Target> for model::Target {
+            fn from(t: types::Target) -> Self {
+                match t {
+                    types::Target::Linked => model::Target::Linked,
+                    types::Target::Source => model::Target::Source,
+                    types::Target::Explicit(r) => model::Target::Explicit(r.into()),
+                }
+            }
+        }
+
+        impl From<types::Action> for model::Action {
+            fn from(a: types::Action) -> Self {
+                match a {
+                    types::Action::Update(u) => model::Action::Update { target: u.target.into(), fields: fields_out(u.fields) },
+                    types::Action::AppendJournal(j) => model::Action::AppendJournal {
+                        target: j.target.into(),
+                        kind: match j.kind {
+                            types::JournalKind::WorkNote => model::JournalKind::WorkNote,
+                            types::JournalKind::Comment => model::JournalKind::Comment,
+                        },
+                        text: j.text,
+                    },
+                    types::Action::Create(c) => model::Action::Create {
+                        system: c.system.into(),
+                        object: c.object,
+                        fields: fields_out(c.fields),
+                        link_to_source: c.link_to_source,
+                    },
+                    types::Action::PostSlack(p) => {
+                        model::Action::PostSlack { channel: p.channel, create_channel: p.create_channel, text: p.text }
+                    }
+                }
+            }
+        }
+
+        fn fields_out(fields: Vec<types::Field>) -> Vec<model::Field> {
+            fields.into_iter().map(Into::into).collect()
+        }
+    };
+}
+use model_conversions;

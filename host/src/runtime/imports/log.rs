@@ -1,6 +1,5 @@
 //! `seam:sync/log`: guest log lines go to the host's tracing, tagged with the pack.
 
-use crate::runtime::bindings::v0_1_0::seam::sync::log as v0_1_0;
 use crate::runtime::state::PluginState;
 
 /// A pack that logs more than this in one call is cut off (the call goes on).
@@ -38,15 +37,23 @@ pub(crate) fn emit(state: &mut PluginState, level: Level, message: &str) {
     }
 }
 
-impl v0_1_0::Host for PluginState {
-    async fn log(&mut self, level: v0_1_0::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            v0_1_0::Level::Debug => Level::Debug,
-            v0_1_0::Level::Info => Level::Info,
-            v0_1_0::Level::Warn => Level::Warn,
-            v0_1_0::Level::Error => Level::Error,
-        };
-        emit(self, level, &message);
-        Ok(())
-    }
+/// `log` has not changed since 0.1.0; each version's generated trait gets the same body.
+macro_rules! log_host {
+    ($version:ident) => {
+        impl crate::runtime::bindings::$version::seam::sync::log::Host for PluginState {
+            async fn log(&mut self, level: crate::runtime::bindings::$version::seam::sync::log::Level, message: String) -> wasmtime::Result<()> {
+                use crate::runtime::bindings::$version::seam::sync::log::Level as Wit;
+                let level = match level {
+                    Wit::Debug => Level::Debug,
+                    Wit::Info => Level::Info,
+                    Wit::Warn => Level::Warn,
+                    Wit::Error => Level::Error,
+                };
+                emit(self, level, &message);
+                Ok(())
+            }
+        }
+    };
 }
+log_host!(v0_1_0);
+log_host!(v0_2_0);

@@ -4,7 +4,6 @@
 //! I/O through a [`RecordSource`] (the tenant's connectors, or fixtures).
 
 use crate::model::{Field, RecordRef, System, Value};
-use crate::runtime::bindings::v0_1_0::seam::sync::lookup as v0_1_0;
 use crate::runtime::state::PluginState;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -146,32 +145,40 @@ pub(crate) async fn find(state: &mut PluginState, system: System, object: String
     result
 }
 
-fn to_wit(failure: LookupFailure) -> v0_1_0::LookupError {
-    match failure {
-        LookupFailure::NotGranted(why) => v0_1_0::LookupError::NotGranted(why),
-        LookupFailure::NotFound => v0_1_0::LookupError::NotFound,
-        LookupFailure::Unavailable(why) => v0_1_0::LookupError::Unavailable(why),
-    }
-}
+/// `lookup` has not changed since 0.1.0; each version's generated trait gets the same body.
+macro_rules! lookup_host {
+    ($version:ident) => {
+        mod $version {
+            use super::{find, get, LookupFailure, PluginState};
+            use crate::runtime::bindings::$version::seam::sync::lookup as wit;
 
-impl v0_1_0::Host for PluginState {
-    async fn get(
-        &mut self,
-        record: v0_1_0::RecordRef,
-        fields: Vec<String>,
-    ) -> wasmtime::Result<Result<Vec<v0_1_0::Field>, v0_1_0::LookupError>> {
-        Ok(get(self, record.into(), fields).await.map(|found| found.iter().map(Into::into).collect()).map_err(to_wit))
-    }
+            fn to_wit(failure: LookupFailure) -> wit::LookupError {
+                match failure {
+                    LookupFailure::NotGranted(why) => wit::LookupError::NotGranted(why),
+                    LookupFailure::NotFound => wit::LookupError::NotFound,
+                    LookupFailure::Unavailable(why) => wit::LookupError::Unavailable(why),
+                }
+            }
 
-    async fn find(
-        &mut self,
-        system: v0_1_0::System,
-        object: String,
-        key: String,
-        value: String,
-        fields: Vec<String>,
-    ) -> wasmtime::Result<Result<Option<(v0_1_0::RecordRef, Vec<v0_1_0::Field>)>, v0_1_0::LookupError>> {
-        let found = find(self, system.into(), object, key, value, fields).await;
-        Ok(found.map(|f| f.map(|(record, fields)| ((&record).into(), fields.iter().map(Into::into).collect()))).map_err(to_wit))
-    }
+            impl wit::Host for PluginState {
+                async fn get(&mut self, record: wit::RecordRef, fields: Vec<String>) -> wasmtime::Result<Result<Vec<wit::Field>, wit::LookupError>> {
+                    Ok(get(self, record.into(), fields).await.map(|found| found.iter().map(Into::into).collect()).map_err(to_wit))
+                }
+
+                async fn find(
+                    &mut self,
+                    system: wit::System,
+                    object: String,
+                    key: String,
+                    value: String,
+                    fields: Vec<String>,
+                ) -> wasmtime::Result<Result<Option<(wit::RecordRef, Vec<wit::Field>)>, wit::LookupError>> {
+                    let found = find(self, system.into(), object, key, value, fields).await;
+                    Ok(found.map(|f| f.map(|(record, fields)| ((&record).into(), fields.iter().map(Into::into).collect()))).map_err(to_wit))
+                }
+            }
+        }
+    };
 }
+lookup_host!(v0_1_0);
+lookup_host!(v0_2_0);

@@ -1,0 +1,94 @@
+//! `seam:sync@0.2.0`: generated bindings, conversions to the host model, and
+//! the packing of changes into a `change-batch`.
+
+use crate::model;
+
+wasmtime::component::bindgen!({
+    path: "../wit/since_v0.2.0",
+    world: "seam:sync/mapping@0.2.0",
+    // `lookup` may call out to Salesforce or ServiceNow, so imports are async;
+    // trappable lets a host error stop the guest instead of lying to it.
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use self::seam::sync::types;
+
+/// World `workflow`: the same imports and types, exporting `automation`.
+pub mod workflow {
+    wasmtime::component::bindgen!({
+        path: "../wit/since_v0.2.0",
+        world: "seam:sync/workflow@0.2.0",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        // One set of types and one implementation of the imports serves both worlds.
+        with: {
+            "seam:sync/types": super::seam::sync::types,
+            "seam:sync/log": super::seam::sync::log,
+            "seam:sync/lookup": super::seam::sync::lookup,
+        },
+    });
+}
+
+super::model_conversions!();
+
+/// Pack a change onto a batch: its strings go onto the batch's one text and
+/// its fields onto its one word list, so lowering the batch into the guest
+/// takes three allocations there, however many changes and fields it carries.
+pub fn push(batch: &mut types::ChangeBatch, change: &model::Change) {
+    let packed = Packer(batch).change(change);
+    batch.changes.push(packed);
+}
+
+/// Words per field in `change-batch.fields`: name span, value tag, two value words.
+const FIELD_WORDS: usize = 5;
+
+struct Packer<'a>(&'a mut types::ChangeBatch);
+
+impl Packer<'_> {
+    fn change(&mut self, c: &model::Change) -> types::PackedChange {
+        types::PackedChange {
+            event_id: self.span(&c.event_id),
+            kind: match c.kind {
+                model::ChangeKind::Created => types::ChangeKind::Created,
+                model::ChangeKind::Updated => types::ChangeKind::Updated,
+                model::ChangeKind::Deleted => types::ChangeKind::Deleted,
+            },
+            source: self.record(&c.source),
+            changed: self.fields(&c.changed),
+            snapshot: self.fields(&c.snapshot),
+            origin_user: self.span(&c.origin_user),
+            linked: c.linked.as_ref().map(|r| self.record(r)),
+        }
+    }
+
+    // Offsets are u32 as the WIT has them: a batch is bounded by the guest's
+    // memory limit (64 MiB by default), far below 4 GiB.
+    fn span(&mut self, s: &str) -> types::Span {
+        let start = self.0.text.len() as u32;
+        self.0.text.push_str(s);
+        types::Span { start, len: s.len() as u32 }
+    }
+
+    fn record(&mut self, r: &model::RecordRef) -> types::PackedRef {
+        types::PackedRef { system: r.system.into(), object: self.span(&r.object), id: self.span(&r.id) }
+    }
+
+    fn fields(&mut self, fields: &[model::Field]) -> types::FieldRange {
+        let start = (self.0.fields.len() / FIELD_WORDS) as u32;
+        for f in fields {
+            let name = self.span(&f.name);
+            let (tag, a, b) = match &f.value {
+                model::Value::Null => (0, 0, 0),
+                model::Value::Text(s) => {
+                    let span = self.span(s);
+                    (1, span.start, span.len)
+                }
+                model::Value::Number(n) => (2, n.to_bits() as u32, (n.to_bits() >> 32) as u32),
+                model::Value::Bool(b) => (3, *b as u32, 0),
+            };
+            self.0.fields.extend_from_slice(&[name.start, name.len, tag, a, b]);
+        }
+        types::FieldRange { start, len: fields.len() as u32 }
+    }
+}
