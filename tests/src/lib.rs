@@ -28,9 +28,31 @@ pub struct Rig {
     pub base: String,
 }
 
-pub async fn rig(name: &str, max_body: usize) -> Rig {
-    let dir = std::env::temp_dir().join(format!("seam-test-{name}-{}", std::process::id()));
+/// A fresh, empty `seam-test-{name}-{pid}` in the system's temp directory. A
+/// test's directory stays after it for a look at what went wrong; the ones
+/// earlier runs left for `name`, by processes no longer running, are removed
+/// here, so runs do not fill the disk.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let tmp = std::env::temp_dir();
+    let prefix = format!("seam-test-{name}-");
+    // Process liveness from /proc; where there is none, old directories stay.
+    if std::path::Path::new("/proc/self").exists() {
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let file_name = entry.file_name();
+            let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|rest| rest.parse::<u32>().ok()) else { continue };
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let dir = tmp.join(format!("{prefix}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}
+
+pub async fn rig(name: &str, max_body: usize) -> Rig {
+    let dir = scratch_dir(name);
     let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
     let tenant = TenantIntake {
         salesforce_org_id: ORG_ID.into(),
@@ -81,9 +103,7 @@ pub async fn engine_on_sim_with(
     workflows: &[Vec<u8>],
     tweak: impl FnOnce(&mut seam::cli::serve::Config),
 ) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
-    let state = std::env::temp_dir().join(format!("seam-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).unwrap();
+    let state = scratch_dir(name);
     let mapping_path = state.join("mapping.seampack");
     std::fs::write(&mapping_path, mapping).unwrap();
     let workflow_paths: Vec<std::path::PathBuf> = workflows

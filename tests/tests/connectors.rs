@@ -19,8 +19,7 @@ fn quick() -> RetryPolicy {
 }
 
 async fn start(name: &str) -> (Sim, Systems) {
-    let dir = std::env::temp_dir().join(format!("seam-connectors-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = seam_tests::scratch_dir(&format!("connectors-{name}"));
     let sim = Sim::start(SimConfig::new(dir)).await.unwrap();
     let systems = sim.systems(quick()).await.unwrap();
     (sim, systems)

@@ -17,10 +17,7 @@ fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
 }
 
 fn state(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("seam-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    seam_tests::scratch_dir(name)
 }
 
 

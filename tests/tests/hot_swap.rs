@@ -19,9 +19,7 @@ fn obj(v: Value) -> Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
-    let state = std::env::temp_dir().join(format!("seam-test-hot-swap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).unwrap();
+    let state = seam_tests::scratch_dir("hot-swap");
     let first = state.join("case-incident-1.0.0.seampack");
     std::fs::write(&first, pack("1.0.0")).unwrap();
     let (sim, config) = sim_config(&state, &first, &[], None).await.unwrap();
