@@ -37,7 +37,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
@@ -171,17 +171,7 @@ impl Runtime {
         let own_slots = Arc::new(Semaphore::new(self.inner.config.calls_per_pack.clamp(1, self.inner.config.concurrent_calls.max(1)) as usize));
         let warm = Arc::new(WarmList::default());
         self.inner.warm_lists.lock().expect("warm list registry").push(Arc::downgrade(&warm));
-        Ok(Plugin {
-            meta,
-            world,
-            api,
-            pre,
-            grants: Arc::new(grants),
-            runtime: self.clone(),
-            loaded: outcome,
-            own_slots,
-            warm,
-        })
+        Ok(Plugin { meta, world, api, pre, grants: Arc::new(grants), runtime: self.clone(), loaded: outcome, own_slots, warm })
     }
 
     fn new_store(&self, state: PluginState) -> Store<PluginState> {
@@ -390,13 +380,6 @@ impl Plugin {
         self.run_timed(change, records).await.0
     }
 
-    /// A call slot: this pack's share and the runtime's.
-    async fn slot(&self) -> (SemaphorePermit<'_>, SemaphorePermit<'_>) {
-        let share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
-        let slot = self.runtime.inner.slots.acquire().await.expect("the slot semaphore is never closed");
-        (share, slot)
-    }
-
     /// [`Plugin::run`], also reporting where the time went.
     pub async fn run_timed(&self, change: &Change, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
         let (outcome, timing) = self.call(&Batch::of(self.api, [change]), records).await;
@@ -408,15 +391,17 @@ impl Plugin {
     /// 0.1.0. The changes share the call's budget. If the guest traps, runs
     /// out of time or memory, the whole batch fails with that error (run the
     /// changes alone to find the one that did it); otherwise each change gets
-    /// its own answer, in order.
+    /// its own answer, in order. Lookups are the call's: when one could not
+    /// reach its system, every refusal in the batch is made transient.
     pub async fn run_batch<'a>(&self, changes: impl IntoIterator<Item = &'a Change>, records: Arc<dyn RecordSource>) -> Result<Vec<Result<Vec<Action>, PluginError>>, PluginError> {
         self.call(&Batch::of(self.api, changes), records).await.0
     }
 
     /// One call, on a warm instance when there is one.
     async fn call(&self, batch: &Batch, records: Arc<dyn RecordSource>) -> (Result<Vec<Result<Vec<Action>, PluginError>>, PluginError>, CallTiming) {
-        let _slot = self.slot().await;
         let runtime = &self.runtime.inner;
+        let _share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
+        let _slot = runtime.slots.acquire().await.expect("the slot semaphore is never closed");
         let warm = self.warm.idle.lock().expect("warm instances").pop();
         let (mut store, exports, calls, permit) = match warm {
             Some(w) => (w.store, Some(w.exports), w.calls, Some(w.permit)),

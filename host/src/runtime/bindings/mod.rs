@@ -107,8 +107,8 @@ impl fmt::Display for ApiVersion {
 }
 
 /// The conversions between a version's generated types and the host model
-/// that every version so far shares (systems, values, fields, records,
-/// actions): expanded in each version's module, where `types` is that
+/// that every version so far shares (systems, change kinds, values, fields,
+/// records, actions): expanded in each version's module, where `types` is that
 /// version's types. Only how a change crosses differs between versions.
 macro_rules! model_conversions {
     () => {
@@ -128,6 +128,16 @@ macro_rules! model_conversions {
                     model::System::Salesforce => types::System::Salesforce,
                     model::System::Servicenow => types::System::Servicenow,
                     model::System::Slack => types::System::Slack,
+                }
+            }
+        }
+
+        impl From<model::ChangeKind> for types::ChangeKind {
+            fn from(k: model::ChangeKind) -> Self {
+                match k {
+                    model::ChangeKind::Created => types::ChangeKind::Created,
+                    model::ChangeKind::Updated => types::ChangeKind::Updated,
+                    model::ChangeKind::Deleted => types::ChangeKind::Deleted,
                 }
             }
         }

@@ -39,11 +39,7 @@ impl From<&model::Change> for types::Change {
     fn from(c: &model::Change) -> Self {
         types::Change {
             event_id: c.event_id.clone(),
-            kind: match c.kind {
-                model::ChangeKind::Created => types::ChangeKind::Created,
-                model::ChangeKind::Updated => types::ChangeKind::Updated,
-                model::ChangeKind::Deleted => types::ChangeKind::Deleted,
-            },
+            kind: c.kind.into(),
             source: (&c.source).into(),
             changed: fields_in(&c.changed),
             snapshot: fields_in(&c.snapshot),

@@ -49,11 +49,7 @@ impl Packer<'_> {
     fn change(&mut self, c: &model::Change) -> types::PackedChange {
         types::PackedChange {
             event_id: self.span(&c.event_id),
-            kind: match c.kind {
-                model::ChangeKind::Created => types::ChangeKind::Created,
-                model::ChangeKind::Updated => types::ChangeKind::Updated,
-                model::ChangeKind::Deleted => types::ChangeKind::Deleted,
-            },
+            kind: c.kind.into(),
             source: self.record(&c.source),
             changed: self.fields(&c.changed),
             snapshot: self.fields(&c.snapshot),
