@@ -37,7 +37,8 @@ try {
   check((await failedRow.locator('[data-testid="state"]').textContent()) === "failed", "the pair with a dead letter is failed");
 
   // Dead letters, and the re-drive button.
-  check((await tenant.locator('[data-testid="dead-count"]').textContent()) === "1", "the backlog shows one dead letter");
+  const deadCount = await tenant.locator('[data-testid="dead-count"]').textContent();
+  check(deadCount === "1", `the backlog shows one dead letter (it shows ${JSON.stringify(deadCount)})`);
   const dead = tenant.locator('[data-testid="dead-letters"] tr[data-dead]');
   check((await dead.count()) === 1, "one dead letter is listed");
   check((await dead.textContent()).includes("404"), "the dead letter says why it failed");

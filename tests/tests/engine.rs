@@ -225,6 +225,33 @@ async fn catch_up_polling_recovers_notifications_that_never_arrived() {
 }
 
 #[tokio::test]
+async fn a_change_that_failed_is_not_brought_back_by_the_catch_up_poll() {
+    use seam::engine::poller::Poller;
+    let h = harness("poll-dead").await;
+    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone() };
+    let sf = &h.systems.salesforce;
+    let case = sf.create("Case", &obj(json!({ "Subject": "about to break", "Priority": "Low" }))).await.unwrap();
+    h.settle().await;
+    poller.poll_once().await.unwrap();
+    h.settle().await;
+    let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().expect("linked").to_string();
+
+    // The incident is deleted behind seam's back: the Case's next change cannot be carried across.
+    let emulator = &h.sim.servicenow;
+    emulator.store.delete(emulator.name, "incident", &incident).unwrap().expect("the incident existed");
+    sf.update("Case", &case, &obj(json!({ "Subject": "broken, edited" }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 1);
+    // The poll reads the same version of the Case the notification brought: one event, one dead letter.
+    let events = h.journal.count(TENANT).unwrap();
+    poller.poll_once().await.unwrap();
+    h.settle().await;
+    assert_eq!(h.journal.count(TENANT).unwrap(), events, "the poll journaled a change the notification had brought");
+    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 1, "one failed change, one dead letter");
+    h.sim.shutdown();
+}
+
+#[tokio::test]
 async fn a_burst_runs_in_parallel_keeps_each_records_order_and_shares_batched_writes() {
     const N: usize = 150;
     let h = harness("burst").await;

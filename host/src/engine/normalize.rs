@@ -40,6 +40,17 @@ fn pick(snapshot: &[Field], changed: Option<&[&str]>) -> Vec<Field> {
 }
 
 /// A Salesforce record (REST JSON) as a change; `changed` = None means every set field.
+/// The journal key of one version of a Salesforce record, the same whichever
+/// channel brings it (an Outbound Message writes `SystemModstamp` as
+/// `…000Z`, the REST API as `…000+0000`), so a change that a notification and
+/// a catch-up poll both bring is journaled once. That matters when it fails:
+/// a second copy would be news again and fail again, a second dead letter.
+/// `None` when the stamp is not a timestamp.
+pub fn salesforce_version_key(id: &str, stamp: &str) -> Option<String> {
+    let at = chrono::DateTime::parse_from_rfc3339(stamp).or_else(|_| chrono::DateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f%z")).ok()?;
+    Some(format!("sf:{id}:{}", at.timestamp_millis()))
+}
+
 pub fn salesforce(event_id: &str, kind: ChangeKind, object: &str, record: &Map<String, Json>, changed: Option<&[&str]>) -> Change {
     let snapshot: Vec<Field> = record
         .iter()
@@ -92,5 +103,20 @@ pub fn servicenow(event_id: &str, kind: ChangeKind, table: &str, record: &Map<St
         origin_user: text("sys_updated_by").unwrap_or_default(),
         linked,
         snapshot,
+    }
+}
+
+#[cfg(test)]
+mod version_key_tests {
+    use super::salesforce_version_key;
+
+    #[test]
+    fn both_channels_spell_one_version_the_same_key() {
+        let om = salesforce_version_key("500000000000001AAA", "2024-05-01T10:05:00.000Z");
+        let rest = salesforce_version_key("500000000000001AAA", "2024-05-01T10:05:00.000+0000");
+        assert_eq!(om, rest);
+        assert_eq!(om.as_deref(), Some("sf:500000000000001AAA:1714557900000"));
+        assert_ne!(om, salesforce_version_key("500000000000001AAA", "2024-05-01T10:05:00.001Z"));
+        assert_eq!(salesforce_version_key("500000000000001AAA", "yesterday"), None);
     }
 }

@@ -3,10 +3,10 @@
 //! changed since its watermark (Case.SystemModstamp, incident.sys_updated_on)
 //! and journals it like a notification.
 //!
-//! Duplicates cost nothing: a ServiceNow poll uses the notification's own
-//! event key (`sys_id:mod_count:operation`), so the journal drops it; a
-//! Salesforce poll is keyed by record and SystemModstamp, and if its
-//! notification was processed too, the shadow turns it into an echo.
+//! Duplicates cost nothing: a poll uses the notification's own event key
+//! (ServiceNow: `sys_id:mod_count:operation`; Salesforce: record id and
+//! SystemModstamp, `normalize::salesforce_version_key`), so the journal drops
+//! what a notification already brought.
 
 use super::apply::Systems;
 use super::normalize;
@@ -65,7 +65,7 @@ impl Poller {
             record.remove("attributes");
             let (Some(id), Some(stamp)) = (record.get("Id").and_then(Value::as_str).map(str::to_string), record.get("SystemModstamp").and_then(Value::as_str).map(str::to_string)) else { continue };
             let created = record.get("CreatedDate") == record.get("LastModifiedDate");
-            let key = format!("sf-poll:{id}:{stamp}");
+            let key = normalize::salesforce_version_key(&id, &stamp).unwrap_or_else(|| format!("sf-poll:{id}:{stamp}"));
             let kind = if created { ChangeKind::Created } else { ChangeKind::Updated };
             events.push((key.clone(), normalize::salesforce(&key, kind, "Case", &record, None)));
             mark = Some(stamp);

@@ -102,7 +102,11 @@ pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
         // An Outbound Message carries the whole record, not what changed; the engine diffs it against the shadow.
         let created = n.fields.get("CreatedDate").is_some() && n.fields.get("CreatedDate") == n.fields.get("LastModifiedDate");
         let kind = if created { ChangeKind::Created } else { ChangeKind::Updated };
-        let key = format!("sf-om:{}", n.id);
+        // Keyed by record version, as the catch-up poller keys what it reads; a
+        // message without SystemModstamp is keyed by its notification id.
+        let id = n.fields.get("Id").and_then(Value::as_str).unwrap_or_default();
+        let version = n.fields.get("SystemModstamp").and_then(Value::as_str).and_then(|stamp| normalize::salesforce_version_key(id, stamp));
+        let key = version.unwrap_or_else(|| format!("sf-om:{}", n.id));
         changes.push((key.clone(), normalize::salesforce(&key, kind, &n.object, &n.fields, None)));
     }
     Ok(OutboundMessage { organization_id, changes })
