@@ -180,6 +180,7 @@ async fn run(args: Args) {
         burst.calls,
         burst.calls as f64 / args.burst as f64
     );
+    println!("  ({} events journaled, changes and their echoes; {} coalesced into an earlier update of their record)", burst.events, burst.merged);
 
     // 4. Hot swap under load.
     let first_event = bench.count("SELECT COALESCE(MAX(id), 0) FROM events") + 1;
@@ -210,6 +211,9 @@ struct Run {
     p50_ms: i64,
     p99_ms: i64,
     calls: u64,
+    /// Events journaled (changes and their echoes), and how many were coalesced into an earlier one of their record.
+    events: u64,
+    merged: u64,
 }
 
 /// `total` changes as fast as the people side makes them, spread over every
@@ -270,12 +274,14 @@ async fn run_changes(bench: &Bench, people: &Systems, cases: &[String], incident
     let dead = bench.count(&format!("SELECT COUNT(*) FROM events WHERE id >= {first_event} AND status = 'dead'"));
     assert_eq!(dead, 0, "{dead} events were dead-lettered");
 
-    // Latency: webhook receipt to the first audited write the event made.
+    // Latency: webhook receipt to the first audited write the event made (an
+    // event coalesced into an earlier one of its record: that one's writes).
     let mut latencies: Vec<i64> = {
         let mut stmt = bench
             .db
             .prepare(&format!(
-                "SELECT MIN(a.at_ms) - e.received_at_ms FROM events e JOIN audit a ON a.tenant = e.tenant AND a.event_key = e.event_key WHERE e.id >= {first_event} GROUP BY e.id"
+                "SELECT MIN(a.at_ms) - e.received_at_ms FROM events e LEFT JOIN events lead ON lead.id = e.merged_into
+                 JOIN audit a ON a.tenant = e.tenant AND a.event_key = COALESCE(lead.event_key, e.event_key) WHERE e.id >= {first_event} GROUP BY e.id"
             ))
             .unwrap();
         let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).unwrap();
@@ -283,5 +289,7 @@ async fn run_changes(bench: &Bench, people: &Systems, cases: &[String], incident
     };
     latencies.sort();
     let p = |q: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(0);
-    Run { elapsed, p50_ms: p(0.5), p99_ms: p(0.99), calls }
+    let events = bench.count(&format!("SELECT COUNT(*) FROM events WHERE id >= {first_event}"));
+    let merged = bench.count(&format!("SELECT COUNT(*) FROM events WHERE id >= {first_event} AND merged_into IS NOT NULL"));
+    Run { elapsed, p50_ms: p(0.5), p99_ms: p(0.99), calls, events, merged }
 }

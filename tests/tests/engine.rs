@@ -280,8 +280,9 @@ async fn a_burst_runs_in_parallel_keeps_each_records_order_and_shares_batched_wr
     let (sf_calls, sn_calls) = (h.systems.salesforce.http().calls(), h.systems.servicenow.http().calls());
     assert!(sf_calls < N as u64 / 2, "{N} Case stamps shared Salesforce calls: {sf_calls}");
 
-    // Four priority changes per Case, back to back, with no time for the engine in between.
-    for priority in ["Medium", "High", "Critical", "Low"] {
+    // Four priority changes per Case, back to back, with no time for the engine in between
+    // (the ones that wait together are carried across as one write, at the latest value).
+    for priority in ["Medium", "Low", "Critical", "High"] {
         all_cases(priority, Some(cases.clone())).await;
     }
     h.settle().await;
@@ -290,13 +291,13 @@ async fn a_burst_runs_in_parallel_keeps_each_records_order_and_shares_batched_wr
     assert!(updates >= N as u64 && updates <= 4 * N as u64, "{updates}");
     assert!(sn_update_calls * 4 < updates, "{updates} incident updates in {sn_update_calls} ServiceNow calls: batched");
 
-    // Every Case has exactly one incident, and it ends on the last priority (Low: impact 2, urgency 3).
+    // Every Case has exactly one incident, and it ends on the last priority (High: impact 1, urgency 2).
     let incidents = people.servicenow.query("incident", "correlation_idSTARTSWITH500", 10 * N).await.unwrap();
     assert_eq!(incidents.len(), N);
     for case in cases.iter() {
         let mine: Vec<_> = incidents.iter().filter(|i| i["correlation_id"] == case.as_str()).collect();
         assert_eq!(mine.len(), 1, "Case {case}");
-        assert_eq!((mine[0]["impact"].as_str(), mine[0]["urgency"].as_str()), (Some("2"), Some("3")), "Case {case} ended out of order");
+        assert_eq!((mine[0]["impact"].as_str(), mine[0]["urgency"].as_str()), (Some("1"), Some("2")), "Case {case} ended out of order");
     }
     assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
     assert_eq!(h.processor.counters.reverts.get(), 0, "no echo was mistaken for a person's edit");
@@ -334,5 +335,80 @@ async fn a_notification_older_than_seams_own_write_is_not_taken_for_a_persons_ed
     assert_eq!(h.processor.counters.reverts.get(), 0, "the old Status is stale, not a violation");
     assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Working");
     assert_eq!(sn.get("incident", &incident).await.unwrap()["short_description"]["value"], "stale, edited before seam's write", "the real edit in it still carries across");
+    h.sim.shutdown();
+}
+
+/// Updates of one Case that wait together: `edits` as (Subject, Priority), journaled at once.
+async fn journal_case_updates(h: &Harness, case: &str, prefix: &str, edits: &[(&str, &str)]) -> Vec<i64> {
+    use seam::engine::normalize;
+    use seam::model::ChangeKind;
+    let record = h.systems.salesforce.get("Case", case).await.unwrap();
+    let events = edits
+        .iter()
+        .enumerate()
+        .map(|(i, (subject, priority))| {
+            let mut r = record.clone();
+            r.insert("Subject".into(), json!(subject));
+            r.insert("Priority".into(), json!(priority));
+            let key = format!("{prefix}-{i}");
+            let change = normalize::salesforce(&key, ChangeKind::Updated, "Case", &r, Some(&["Subject", "Priority"]));
+            (key, change)
+        })
+        .collect();
+    h.journal.record_all(TENANT, events).await.unwrap().into_iter().map(|r| r.id()).collect()
+}
+
+#[tokio::test]
+async fn a_records_waiting_updates_are_carried_across_in_one_write() {
+    let h = harness("coalesce").await;
+    let (sf, sn) = (&h.systems.salesforce, &h.systems.servicenow);
+    let case = sf.create("Case", &obj(json!({ "Subject": "first", "Priority": "Low" }))).await.unwrap();
+    h.settle().await;
+    let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+    let (writes, calls) = (h.writes(), sn.http().calls());
+
+    // Three edits wait while the engine is busy: the Subject moves on twice, the Priority goes up and back.
+    let ids = journal_case_updates(&h, &case, "wait", &[("second", "Low"), ("third", "High"), ("fourth", "Low")]).await;
+    let claimed = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    assert_eq!(claimed.len(), 1, "one record, one claim");
+    assert_eq!((claimed[0].0.entry.id, claimed[0].0.merged_ids()), (ids[0], ids[1..].to_vec()));
+    h.processor.process_due(claimed.into_iter().next().unwrap().0).await.unwrap();
+
+    assert_eq!(h.writes() - writes, 1, "one write carries the three edits");
+    assert_eq!(sn.http().calls() - calls, 1, "in one ServiceNow call");
+    let inc = sn.get("incident", &incident).await.unwrap();
+    assert_eq!(inc["short_description"]["value"], "fourth", "the latest Subject");
+    assert_eq!((inc["impact"]["value"].as_str(), inc["urgency"]["value"].as_str()), (Some("2"), Some("3")), "Priority went up and back: untouched");
+    let record = RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() };
+    let audit = h.journal.audit_of(TENANT, &record, "short_description").unwrap();
+    assert_eq!(audit.last().map(|a| (a.event_key.as_str(), a.new.clone())), Some(("wait-0", Value::Text("fourth".into()))), "audited under the first event");
+    assert!(h.journal.audit_of(TENANT, &record, "urgency").unwrap().iter().all(|a| a.event_key != "wait-0"));
+    assert!(h.journal.entries(TENANT).unwrap().iter().filter(|e| ids.contains(&e.id)).all(|e| e.status == "done"), "all three closed together");
+    assert_eq!(h.processor.counters.processed.get() as usize, h.journal.entries(TENANT).unwrap().iter().filter(|e| e.status != "pending").count());
+
+    // The write's echo comes back and is recognised; nothing more is written.
+    h.settle().await;
+    assert_eq!(h.writes() - writes, 1);
+    assert_eq!(h.processor.counters.reverts.get(), 0);
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn after_a_crash_a_coalesced_group_is_claimed_again_as_it_was() {
+    let h = harness("coalesce-crash").await;
+    let case = h.systems.salesforce.create("Case", &obj(json!({ "Subject": "first", "Priority": "Low" }))).await.unwrap();
+    h.settle().await;
+    let ids = journal_case_updates(&h, &case, "cut", &[("a", "Low"), ("b", "Low")]).await;
+    let first = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    assert_eq!(first[0].0.merged_ids(), vec![ids[1]]);
+
+    // The host dies mid-way; another edit arrives; the journal is opened again.
+    let later = journal_case_updates(&h, &case, "after", &[("c", "Low")]).await;
+    let journal = Journal::open(&std::env::temp_dir().join(format!("seam-test-engine-coalesce-crash-{}/journal.db", std::process::id()))).unwrap();
+    let again = journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    assert_eq!(again.len(), 1, "the later edit waits behind the group it did not join");
+    let (due, _) = &again[0];
+    assert_eq!((due.entry.id, due.merged_ids(), due.attempts), (ids[0], vec![ids[1]], 1), "the same group: its progress counts the same actions");
+    assert!(!due.merged_ids().contains(&later[0]));
     h.sim.shutdown();
 }

@@ -114,8 +114,8 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
 
     assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("4 events waiting (threshold 3)") && t.contains("http://seam/dashboard")));
     // More of the same episode: no second alert.
-    journal.dead_letter(ids[0], "refused").await.unwrap();
-    journal.dead_letter(ids[1], "refused").await.unwrap();
+    journal.dead_letter(ids[0], &[], "refused").await.unwrap();
+    journal.dead_letter(ids[1], &[], "refused").await.unwrap();
     assert_eq!(alerter.check().await.unwrap(), None);
     assert_eq!(alerter.check().await.unwrap(), None);
     // A restarted host remembers the episode.
@@ -125,16 +125,16 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
     journal.redrive(Some(&[ids[0]]), "test").unwrap();
     assert_eq!(alerter.check().await.unwrap(), None, "3 waiting and 1 dead letter is above half of 3 and 2");
     for id in [ids[0], ids[2], ids[3]] {
-        journal.finish("acme", id, "k", "p", "done", Default::default()).await.unwrap();
+        journal.finish("acme", id, &[], "k", "p", "done", Default::default()).await.unwrap();
     }
     journal.redrive(Some(&[ids[1]]), "test").unwrap();
-    journal.finish("acme", ids[1], "k1", "p", "done", Default::default()).await.unwrap();
+    journal.finish("acme", ids[1], &[], "k1", "p", "done", Default::default()).await.unwrap();
     assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Cleared(_))));
     assert_eq!(alerter.check().await.unwrap(), None);
     // A new episode alerts again.
     for n in 10..12 {
         let r = journal.record_all("acme", vec![(format!("k{n}"), change(n))]).await.unwrap();
-        journal.dead_letter(r[0].id(), "refused").await.unwrap();
+        journal.dead_letter(r[0].id(), &[], "refused").await.unwrap();
     }
     assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("2 in the dead-letter queue")));
     assert_eq!(alerter.sent.get(), 3);

@@ -53,6 +53,9 @@ pub fn describe_event(e: &EventStory) -> Vec<String> {
         n => format!(": {}, and {} more", e.changed[..3].join(", "), n - 3),
     };
     let mut lines = vec![format!("{} {}{by}{what}", e.record, e.kind), format!("received {} (event {}, {}{attempts})", when(e.received_at_ms), e.key, e.status)];
+    if !e.merged.is_empty() {
+        lines.push(format!("carried across with {} later update(s) of the record that waited for it: {}", e.merged.len(), e.merged.join(", ")));
+    }
     for (at, what, detail) in &e.history {
         lines.push(format!("{what} {}: {detail}", when(*at)));
     }

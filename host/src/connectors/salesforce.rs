@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 /// sObject Collections take at most 200 records per request.
 pub const COLLECTION_LIMIT: usize = 200;
 /// Collection requests in flight at once per connection.
-const PARALLEL_WRITES: usize = 4;
+const PARALLEL_WRITES: usize = 2;
 
 pub const API_VERSION: &str = "59.0";
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// Inner requests per Batch API call.
 pub const BATCH_LIMIT: usize = 200;
 /// Batch calls in flight at once per connection.
-const PARALLEL_WRITES: usize = 4;
+const PARALLEL_WRITES: usize = 2;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Credentials {

@@ -5,7 +5,9 @@
 //! an earlier event of its record, or of its linked partner, is pending or in
 //! flight. Everything else runs concurrently, up to `concurrency` events, so
 //! one slow record does not hold up the others, and writes that are pending
-//! together reach the connectors together (and share a batch).
+//! together reach the connectors together (and share a batch). A record's
+//! updates that wait together are claimed as one event (coalesced): one pack
+//! call, one write, one outcome.
 //!
 //! [`Journal::claim`]: crate::store::Journal::claim
 

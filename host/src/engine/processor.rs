@@ -115,12 +115,14 @@ impl Processor {
         let resume = if attempts == 0 { Resume::Start } else { Resume::After(due.progress) };
         let pack = self.active.load_full();
         let workflows = self.workflows.load_full();
-        let outcome = self.process(&pack, &workflows, &entry.change, &entry.event_key, entry.id, resume, due.carried.clone()).await;
+        let changes: Vec<&Change> = std::iter::once(&entry.change).chain(due.merged.iter().map(|e| &e.change)).collect();
+        let merged = due.merged_ids();
+        let outcome = self.process(&pack, &workflows, &changes, &entry.event_key, entry.id, resume, due.carried.clone()).await;
         let plugin = pack.plugin.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
                 let status = if processed == Processed::Echo { "echo" } else { "done" };
-                self.journal.finish(&self.tenant, entry.id, &entry.event_key, &plugin, status, out).await?;
+                self.journal.finish(&self.tenant, entry.id, &merged, &entry.event_key, &plugin, status, out).await?;
                 processed
             }
             Err(Failure::Transient(why)) if attempts + 1 < MAX_ATTEMPTS => {
@@ -129,22 +131,24 @@ impl Processor {
             }
             Err(Failure::Transient(why)) => {
                 let why = format!("gave up after {MAX_ATTEMPTS} attempts: {why}");
-                self.journal.dead_letter(entry.id, &why).await?;
+                self.journal.dead_letter(entry.id, &merged, &why).await?;
                 tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 Processed::DeadLetter(why)
             }
             Err(Failure::Permanent(why)) => {
-                self.journal.dead_letter(entry.id, &why).await?;
+                self.journal.dead_letter(entry.id, &merged, &why).await?;
                 tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 Processed::DeadLetter(why)
             }
         };
+        // Events merged into this one count as processed (and as echoes or synced) with it.
+        let events = changes.len() as u64;
         let c = &self.counters;
-        c.processed.inc();
+        c.processed.inc_by(events);
         match &result {
-            Processed::Echo => c.echoes.inc(),
+            Processed::Echo => c.echoes.inc_by(events),
             Processed::Synced { writes, reverted } => {
-                c.synced.inc();
+                c.synced.inc_by(events);
                 c.reverts.inc_by(*reverted as u64);
                 c.writes.inc_by(*writes as u64)
             }
@@ -154,13 +158,21 @@ impl Processor {
         Ok(result)
     }
 
+    /// `changes`: one event's change, or a record's pending updates coalesced
+    /// (oldest first): each is filtered for echoes and staleness in turn, and
+    /// what is news in any of them, at its latest value, is carried across once.
     #[allow(clippy::too_many_arguments)]
-    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], original: &Change, key: &str, id: i64, resume: Resume, carried: Carried) -> Result<(Processed, Outcome), Failure> {
+    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], changes: &[&Change], key: &str, id: i64, resume: Resume, carried: Carried) -> Result<(Processed, Outcome), Failure> {
         let progress = match resume {
             Resume::Start => 0,
             Resume::After(n) => n,
         };
-        let mut change = original.clone();
+        let mut change = (*changes.last().expect("an event has a change")).clone();
+        if changes.len() > 1 {
+            // The record as its latest notification has it; fields only an earlier one carried, from that one.
+            change.snapshot = latest_of(changes.iter().map(|c| &c.snapshot));
+            change.changed = latest_of(changes.iter().map(|c| &c.changed));
+        }
         let source = change.source.clone();
         if change.linked.is_none() {
             change.linked = self.local_link(&source).map_err(Failure::transient)?;
@@ -187,39 +199,55 @@ impl Processor {
         // (even if a later write moved the shadow on), any other value of that
         // field is stale. Otherwise only values that differ from the last
         // synced one are news. Display values (`assigned_to.display`) follow their field.
-        let expected = self.journal.expected_echoes(&self.tenant, &source).map_err(Failure::transient)?;
-        let news: Vec<Field> = if change.kind == ChangeKind::Deleted {
-            vec![]
-        } else {
-            change
-                .changed
-                .iter()
-                .filter(|f| !f.name.ends_with(".display") && !ownership::system_managed(source.system, &f.name))
-                .filter(|f| {
-                    let echo = expected.iter().find(|(id, name, value)| name == &f.name && value == &f.value && !out.consumed.contains(id));
-                    match echo {
-                        Some((id, ..)) => {
-                            out.consumed.push(*id);
-                            false
-                        }
-                        None if expected.iter().any(|(id, name, _)| name == &f.name && !out.consumed.contains(id)) => false,
-                        None => shadow.get(&f.name) != Some(&f.value),
-                    }
-                })
-                .cloned()
-                .collect()
-        };
+        //
         // Out of order: a catch-up poll can journal a record as it is now ahead of
         // notifications still on their way for its earlier versions. Once a newer
         // version has been seen, an older one is history, not news (its expected
-        // echoes are still consumed above).
-        let mut news = news;
-        if let Some((field, version)) = record_version(&change) {
-            match shadow.get(field) {
-                Some(seen) if newer(seen, &version) => news.clear(),
-                _ => out.shadow.push((source.clone(), field.to_string(), version)),
+        // echoes are still consumed).
+        //
+        // Coalesced changes go through both in turn, against what the record
+        // held after the one before (`seen`).
+        let expected = self.journal.expected_echoes(&self.tenant, &source).map_err(Failure::transient)?;
+        let mut seen = shadow.clone();
+        let mut news: Vec<Field> = Vec::new();
+        for c in changes {
+            let mut fresh: Vec<Field> = if c.kind == ChangeKind::Deleted {
+                vec![]
+            } else {
+                c.changed
+                    .iter()
+                    .filter(|f| !f.name.ends_with(".display") && !ownership::system_managed(source.system, &f.name))
+                    .filter(|f| {
+                        let echo = expected.iter().find(|(id, name, value)| name == &f.name && value == &f.value && !out.consumed.contains(id));
+                        match echo {
+                            Some((id, ..)) => {
+                                out.consumed.push(*id);
+                                false
+                            }
+                            None if expected.iter().any(|(id, name, _)| name == &f.name && !out.consumed.contains(id)) => false,
+                            None => seen.get(&f.name) != Some(&f.value),
+                        }
+                    })
+                    .cloned()
+                    .collect()
+            };
+            if let Some((field, version)) = record_version(c) {
+                match seen.get(field) {
+                    Some(newest) if newer(newest, &version) => fresh.clear(),
+                    _ => {
+                        out.shadow.push((source.clone(), field.to_string(), version.clone()));
+                        seen.insert(field.to_string(), version);
+                    }
+                }
+            }
+            for f in fresh {
+                seen.insert(f.name.clone(), f.value.clone());
+                news.retain(|n| n.name != f.name);
+                news.push(f);
             }
         }
+        // A field that went somewhere and back while its updates waited is not news.
+        news.retain(|f| shadow.get(&f.name) != Some(&f.value));
         if news.is_empty() && change.kind != ChangeKind::Deleted && progress == 0 {
             return Ok((Processed::Echo, out));
         }
@@ -330,6 +358,18 @@ impl Processor {
             _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
         }))
     }
+}
+
+/// Each field once, at its value in the last list that has it.
+fn latest_of<'a>(lists: impl Iterator<Item = &'a Vec<Field>>) -> Vec<Field> {
+    let mut out: Vec<Field> = Vec::new();
+    for f in lists.flatten() {
+        match out.iter_mut().find(|g| g.name == f.name) {
+            Some(g) => g.value = f.value.clone(),
+            None => out.push(f.clone()),
+        }
+    }
+    out
 }
 
 /// The field that versions a record in its system, and this change's value of it:

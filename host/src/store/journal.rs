@@ -5,7 +5,7 @@
 use crate::model::{Carried, Change, RecordRef, Value};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -257,6 +257,10 @@ impl Journal {
         .context("creating the journal schema")?;
         // Journals written before these columns existed.
         add_column(&db, "events", "news", "TEXT")?;
+        // Coalescing (see `claim`): the change's kind, so the scan need not parse
+        // the change, and the event whose processing took this one along.
+        add_column(&db, "events", "kind", "TEXT")?;
+        add_column(&db, "events", "merged_into", "INTEGER")?;
         // Before workflow packs, every pack was the mapping.
         add_column(&db, "pack_history", "slot", "TEXT NOT NULL DEFAULT 'mapping'")?;
         let reader = Connection::open(path).with_context(|| format!("opening the journal {} for reading", path.display()))?;
@@ -354,7 +358,7 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)]) -> 
             out.push(Recorded::Duplicate(id));
             continue;
         }
-        tx.prepare_cached("INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
+        tx.prepare_cached("INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?.execute(params![
             tenant,
             key,
             change.source.system.to_string(),
@@ -362,7 +366,8 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)]) -> 
             change.source.id,
             serde_json::to_string(change)?,
             now,
-            change.linked.as_ref().map(|l| l.id.as_str())
+            change.linked.as_ref().map(|l| l.id.as_str()),
+            serde_json::to_value(change.kind)?.as_str()
         ])?;
         out.push(Recorded::New(tx.last_insert_rowid()));
     }
@@ -413,6 +418,28 @@ pub struct Due {
     pub progress: usize,
     /// What the actions an earlier attempt carried out left for the later ones (the partner it created, say).
     pub carried: Carried,
+    /// Later updates of the same record processed with this one, in order
+    /// (coalesced: one pack call, one write, one outcome for them all).
+    pub merged: Vec<Entry>,
+}
+
+impl Due {
+    /// The journal ids of the events folded into this one.
+    pub fn merged_ids(&self) -> Vec<i64> {
+        self.merged.iter().map(|e| e.id).collect()
+    }
+}
+
+/// Most events one claim folds into one (a record's pending updates).
+const MAX_MERGED: usize = 63;
+
+/// One claimed event, and what it folds in, while the scan is building it.
+struct Claimed {
+    id: i64,
+    touches: Vec<String>,
+    /// Fresh updates may join (not when a retry resumes it: its group is fixed).
+    takes_fresh: bool,
+    merged: Vec<i64>,
 }
 
 /// One row of the audit trail, as `audit_of` returns it.
@@ -432,7 +459,13 @@ impl Journal {
     /// nothing in `busy` (the records events in flight touch) shares a record
     /// with it. An event touches its own record and its partner (named in the
     /// change, or in the link table), so a Case's events and its incident's
-    /// events, seam's own echoes included, never overtake each other.
+    /// events, seam's own echoes included, never overtake each other (but for
+    /// coalescing).
+    ///
+    /// Coalescing: the record's later pending updates fold into a claimed
+    /// update (`Due::merged`, at most 63), passing events of its partner but
+    /// not of its own record. The group is recorded (`merged_into`) with the
+    /// attempt, and a retry claims the same group again.
     /// Returns each event with the records it touches.
     pub async fn claim(&self, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
         /// How far past blocked events the scan looks for runnable ones.
@@ -443,59 +476,104 @@ impl Journal {
         let claimed: Vec<(Due, Vec<String>)> = {
         let db = self.reader.lock().unwrap();
         let now = chrono::Utc::now().timestamp_millis();
-        let mut pending = db.prepare_cached("SELECT id, record_id, linked_id, next_at_ms FROM events WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT ?2")?;
+        let mut pending = db.prepare_cached(
+            "SELECT id, record_id, linked_id, next_at_ms, attempts, merged_into, kind FROM events
+             WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT ?2",
+        )?;
         let mut partner = db.prepare_cached(
             "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2 UNION ALL SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
         )?;
         let mut blocked: HashSet<String> = busy.clone();
-        let mut chosen: Vec<(i64, Vec<String>)> = Vec::new();
-        let rows = pending.query_map(params![tenant, SCAN], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, i64>(3)?)))?;
+        let mut chosen: Vec<Claimed> = Vec::new();
+        // Record → the claimed event its next pending updates may still fold into.
+        let mut open: HashMap<String, usize> = HashMap::new();
+        let mut partners: HashMap<String, Vec<String>> = HashMap::new();
+        let rows = pending.query_map(params![tenant, SCAN], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, i64>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<i64>>(5)?, r.get::<_, Option<String>>(6)?))
+        })?;
         for row in rows {
-            if chosen.len() >= limit {
+            let (id, record, linked, next_at, attempts, merged_into, kind) = row?;
+            let full = chosen.len() >= limit;
+            if full && open.is_empty() {
                 break;
             }
-            let (id, record, linked, next_at) = row?;
+            // Past the limit, the scan only looks for updates to fold in.
+            if full && !open.contains_key(&record) {
+                continue;
+            }
             let mut touches = vec![record.clone()];
             match linked.filter(|l| !l.is_empty()) {
                 Some(l) => touches.push(l),
                 // The change does not name its partner (a new Case, say): the link table may.
                 None => {
-                    for p in partner.query_map(params![tenant, record], |r| r.get::<_, String>(0))? {
-                        touches.push(p?);
+                    if !partners.contains_key(&record) {
+                        let found = partner.query_map(params![tenant, record], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+                        partners.insert(record.clone(), found);
                     }
+                    touches.extend(partners[&record].iter().cloned());
                 }
             }
             touches.sort();
             touches.dedup();
+            let fresh_update = attempts == 0 && merged_into.is_none() && kind.as_deref() == Some("updated");
+            // Coalescing: a pending update of a record an event claimed now
+            // already runs for folds into it. It may pass events of the partner
+            // record (they run after the whole group, and seam's writes for the
+            // group are expected as echoes before they run), never one of its own record.
+            if let Some(&at) = open.get(&record) {
+                let into = &mut chosen[at];
+                let joins = into.touches == touches
+                    && into.merged.len() < MAX_MERGED
+                    && match merged_into {
+                        // A retry folds in what its first attempt did, no more and no less.
+                        Some(lead) => lead == into.id,
+                        None => into.takes_fresh && fresh_update,
+                    };
+                if joins {
+                    into.merged.push(id);
+                    continue;
+                }
+                open.remove(&record);
+            }
             let free = touches.iter().all(|t| !blocked.contains(t));
             blocked.extend(touches.iter().cloned());
-            if free && next_at <= now {
-                chosen.push((id, touches));
+            if free && next_at <= now && chosen.len() < limit {
+                open.insert(record, chosen.len());
+                chosen.push(Claimed { id, touches, takes_fresh: fresh_update, merged: Vec::new() });
             }
         }
         let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress, progress_linked FROM events WHERE id = ?1")?;
+        let mut load = |id: i64| -> Result<(Entry, u32, usize, Carried)> {
+            let (tenant, event_key, change, status, attempts, progress, linked) = load.query_row(params![id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?, r.get::<_, Option<String>>(6)?))
+            })?;
+            let change = serde_json::from_str(&change).with_context(|| format!("journal event {id} is unreadable"))?;
+            // Journals from before `Carried` hold the partner alone.
+            let carried = linked
+                .map(|l| serde_json::from_str::<Carried>(&l).or_else(|_| serde_json::from_str::<RecordRef>(&l).map(|r| Carried { linked: Some(r), ..Carried::default() })).unwrap_or_default())
+                .unwrap_or_default();
+            Ok((Entry { id, tenant, event_key, change, status }, attempts, progress as usize, carried))
+        };
         chosen
             .into_iter()
-            .map(|(id, touches)| {
-                let (tenant, event_key, change, status, attempts, progress, linked) = load.query_row(params![id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?, r.get::<_, Option<String>>(6)?))
-                })?;
-                let change = serde_json::from_str(&change).with_context(|| format!("journal event {id} is unreadable"))?;
-                // Journals from before `Carried` hold the partner alone.
-                let carried = linked
-                    .map(|l| serde_json::from_str::<Carried>(&l).or_else(|_| serde_json::from_str::<RecordRef>(&l).map(|r| Carried { linked: Some(r), ..Carried::default() })).unwrap_or_default())
-                    .unwrap_or_default();
-                Ok((Due { entry: Entry { id, tenant, event_key, change, status }, attempts, progress: progress as usize, carried }, touches))
+            .map(|c| {
+                let (entry, attempts, progress, carried) = load(c.id)?;
+                let merged = c.merged.iter().map(|&m| load(m).map(|(e, ..)| e)).collect::<Result<_>>()?;
+                Ok((Due { entry, attempts, progress, carried, merged }, c.touches))
             })
             .collect::<Result<_>>()?
         };
         // Count the attempt before it starts: after a crash, `attempts > 0` tells
-        // the next attempt that the last action it finds may have half-happened.
+        // the next attempt that the last action it finds may have half-happened,
+        // and `merged_into` that it folds in the same events as before.
         if !claimed.is_empty() {
-            let ids: Vec<i64> = claimed.iter().map(|(due, _)| due.entry.id).collect();
+            let ids: Vec<(i64, Vec<i64>)> = claimed.iter().map(|(due, _)| (due.entry.id, due.merged_ids())).collect();
             self.write_grouped(move |db| {
-                for id in ids {
+                for (id, merged) in ids {
                     db.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?.execute(params![id])?;
+                    for m in merged {
+                        db.prepare_cached("UPDATE events SET attempts = attempts + 1, merged_into = ?2 WHERE id = ?1")?.execute(params![m, id])?;
+                    }
                 }
                 Ok(())
             })
@@ -527,13 +605,17 @@ impl Journal {
         .await
     }
 
-    /// A permanent failure: the event waits in the dead-letter queue.
-    pub async fn dead_letter(&self, id: i64, error: &str) -> Result<()> {
+    /// A permanent failure: the event, and the events merged into it, wait in
+    /// the dead-letter queue (re-driving it re-drives them).
+    pub async fn dead_letter(&self, id: i64, merged: &[i64], error: &str) -> Result<()> {
         let error = error.to_string();
+        let ids: Vec<i64> = std::iter::once(id).chain(merged.iter().copied()).collect();
         self.write_grouped(move |db| {
-            db.prepare_cached("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, error])?;
-            db.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)")?
-                .execute(params![id, chrono::Utc::now().timestamp_millis(), error])?;
+            for id in ids {
+                db.prepare_cached("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, error])?;
+                db.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)")?
+                    .execute(params![id, chrono::Utc::now().timestamp_millis(), error])?;
+            }
             Ok(())
         })
         .await
@@ -541,12 +623,18 @@ impl Journal {
 
     /// Close an event with everything it changed, atomically (sharing the
     /// transaction, and its disk sync, with whatever else is being written).
-    pub async fn finish(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, status: &str, outcome: Outcome) -> Result<()> {
+    /// The events merged into it (`merged`) close with it; the outcome is recorded under its key.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish(&self, tenant: &str, id: i64, merged: &[i64], event_key: &str, plugin: &str, status: &str, outcome: Outcome) -> Result<()> {
         let (tenant, event_key, plugin, status) = (tenant.to_string(), event_key.to_string(), plugin.to_string(), status.to_string());
+        let merged = merged.to_vec();
         self.write_grouped(move |db| {
             commit_outcome(db, &tenant, &event_key, &plugin, &outcome)?;
             let news = (!outcome.news.is_empty()).then(|| serde_json::to_string(&outcome.news).unwrap_or_default());
             db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1")?.execute(params![id, status, news])?;
+            for m in merged {
+                db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL WHERE id = ?1")?.execute(params![m, status])?;
+            }
             Ok(())
         })
         .await
@@ -668,6 +756,12 @@ impl Journal {
             let updated = tx.prepare_cached("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE status = 'dead' AND id = ?1")?.execute(params![id])?;
             anyhow::ensure!(updated == 1, "event {id} is not in the dead-letter queue (see `seam dlq list`); nothing was re-driven");
             tx.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)")?.execute(params![id, now, format!("by {by}")])?;
+            // The events merged into it go with it: its progress counts their actions too.
+            let merged: Vec<i64> = tx.prepare_cached("SELECT id FROM events WHERE merged_into = ?1 AND status = 'dead'")?.query_map(params![id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            for m in merged.iter().filter(|m| !ids.contains(m)) {
+                tx.prepare_cached("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE id = ?1")?.execute(params![m])?;
+                tx.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)")?.execute(params![m, now, format!("by {by}, with event {id}")])?;
+            }
         }
         tx.commit()?;
         let changed = ids.len();

@@ -41,6 +41,9 @@ pub struct EventStory {
     pub last_error: Option<String>,
     /// Dead-lettered, re-driven: (at_ms, what, detail), oldest first.
     pub history: Vec<(i64, String, String)>,
+    /// Later updates of the record that waited and were carried across with
+    /// this one (their keys, oldest first); `changed` has the latest value of each field.
+    pub merged: Vec<String>,
 }
 
 /// A Case ⇄ Incident link and how its sync stands.
@@ -136,27 +139,35 @@ impl Journal {
         let news: Option<Vec<String>> = news.and_then(|n| serde_json::from_str(&n).ok());
         let mut stmt = db.prepare("SELECT at_ms, what, detail FROM event_history WHERE event_id = ?1 ORDER BY id")?;
         let history = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+        let mut stmt = db.prepare("SELECT event_key, change FROM events WHERE merged_into = ?1 ORDER BY id")?;
+        let merged: Vec<(String, String)> = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        // Each field at its latest value across the event and those merged into it.
+        let mut fields: Vec<(String, serde_json::Value)> = Vec::new();
+        let later = merged.iter().map(|(_, c)| serde_json::from_str::<serde_json::Value>(c).unwrap_or_default());
+        for c in std::iter::once(change.clone()).chain(later) {
+            for f in c["changed"].as_array().into_iter().flatten() {
+                let name = f["name"].as_str().unwrap_or_default().to_string();
+                fields.retain(|(n, _)| *n != name);
+                fields.push((name, f["value"].clone()));
+            }
+        }
         Ok(Some(EventStory {
             id,
             key: key.to_string(),
             record: RecordRef { system: system.parse()?, object, id: record_id },
             origin_user: change["origin_user"].as_str().unwrap_or_default().to_string(),
             kind: change["kind"].as_str().unwrap_or_default().to_string(),
-            changed: change["changed"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|f| {
-                    let name = f["name"].as_str().unwrap_or_default();
-                    !name.ends_with(".display") && news.as_ref().is_none_or(|n| n.iter().any(|x| x == name))
-                })
-                .map(|f| format!("{} = {}", f["name"].as_str().unwrap_or_default(), f["value"]))
+            changed: fields
+                .iter()
+                .filter(|(name, _)| !name.ends_with(".display") && news.as_ref().is_none_or(|n| n.iter().any(|x| x == name)))
+                .map(|(name, value)| format!("{name} = {value}"))
                 .collect(),
             received_at_ms,
             status,
             attempts,
             last_error,
             history,
+            merged: merged.into_iter().map(|(key, _)| key).collect(),
         }))
     }
 
