@@ -412,3 +412,26 @@ async fn after_a_crash_a_coalesced_group_is_claimed_again_as_it_was() {
     assert!(!due.merged_ids().contains(&later[0]));
     h.sim.shutdown();
 }
+
+#[tokio::test]
+async fn a_coalesced_group_is_dead_lettered_and_re_driven_together() {
+    let h = harness("coalesce-dlq").await;
+    let case = h.systems.salesforce.create("Case", &obj(json!({ "Subject": "first", "Priority": "Low" }))).await.unwrap();
+    h.settle().await;
+    let ids = journal_case_updates(&h, &case, "dlq", &[("a", "Low"), ("b", "Low"), ("c", "Low")]).await;
+    let claimed = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    let due = &claimed[0].0;
+    h.journal.dead_letter(due.entry.id, &due.merged_ids(), "refused").await.unwrap();
+    let dead: Vec<i64> = h.journal.dead_letters(Some(TENANT)).unwrap().iter().map(|d| d.id).collect();
+    assert_eq!(dead, ids, "the group waits in the queue together");
+
+    // Re-driving the first re-drives the ones merged into it, and they are claimed as the same group.
+    assert_eq!(h.journal.redrive(Some(&[ids[0]]), "test").unwrap(), 1);
+    assert!(h.journal.dead_letters(Some(TENANT)).unwrap().is_empty());
+    let again = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    assert_eq!((again.len(), again[0].0.entry.id, again[0].0.merged_ids()), (1, ids[0], ids[1..].to_vec()));
+    h.processor.process_due(again.into_iter().next().unwrap().0).await.unwrap();
+    let inc = h.systems.salesforce.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+    assert_eq!(h.systems.servicenow.get("incident", &inc).await.unwrap()["short_description"]["value"], "c");
+    h.sim.shutdown();
+}
