@@ -111,6 +111,19 @@ pub struct Field {
     pub value: Value,
 }
 
+/// Each field once, at its value in the last list that has it (a record's
+/// coalesced changes, oldest first, read as one).
+pub fn latest_fields<'a>(lists: impl IntoIterator<Item = &'a Vec<Field>>) -> Vec<Field> {
+    let mut out: Vec<Field> = Vec::new();
+    for f in lists.into_iter().flatten() {
+        match out.iter_mut().find(|g| g.name == f.name) {
+            Some(g) => g.value = f.value.clone(),
+            None => out.push(f.clone()),
+        }
+    }
+    out
+}
+
 impl Field {
     pub fn new(name: impl Into<String>, value: impl Into<Value>) -> Self {
         Field { name: name.into(), value: value.into() }

@@ -384,6 +384,10 @@ async fn a_records_waiting_updates_are_carried_across_in_one_write() {
     assert_eq!(audit.last().map(|a| (a.event_key.as_str(), a.new.clone())), Some(("wait-0", Value::Text("fourth".into()))), "audited under the first event");
     assert!(h.journal.audit_of(TENANT, &record, "urgency").unwrap().iter().all(|a| a.event_key != "wait-0"));
     assert!(h.journal.entries(TENANT).unwrap().iter().filter(|e| ids.contains(&e.id)).all(|e| e.status == "done"), "all three closed together");
+    // `seam audit` tells what the write carried.
+    let story = h.journal.event_story(TENANT, "wait-0").unwrap().unwrap();
+    assert_eq!(story.merged, vec!["wait-1", "wait-2"]);
+    assert_eq!(story.changed, vec![r#"Subject = "fourth""#], "news at its latest value; the Priority that came back is not news");
     assert_eq!(h.processor.counters.processed.get() as usize, h.journal.entries(TENANT).unwrap().iter().filter(|e| e.status != "pending").count());
 
     // The write's echo comes back and is recognised; nothing more is written.

@@ -15,7 +15,7 @@ use super::normalize;
 use super::ownership;
 use crate::packs::ActivePack;
 use arc_swap::ArcSwap;
-use crate::model::{Action, Carried, Change, ChangeKind, Field, RecordRef, System, Target, Value};
+use crate::model::{latest_fields, Action, Carried, Change, ChangeKind, Field, RecordRef, System, Target, Value};
 use crate::runtime::{PluginError, RecordSource};
 use crate::store::journal::{AuditRow, Due, Outcome};
 use crate::store::Journal;
@@ -170,8 +170,8 @@ impl Processor {
         let mut change = (*changes.last().expect("an event has a change")).clone();
         if changes.len() > 1 {
             // The record as its latest notification has it; fields only an earlier one carried, from that one.
-            change.snapshot = latest_of(changes.iter().map(|c| &c.snapshot));
-            change.changed = latest_of(changes.iter().map(|c| &c.changed));
+            change.snapshot = latest_fields(changes.iter().map(|c| &c.snapshot));
+            change.changed = latest_fields(changes.iter().map(|c| &c.changed));
         }
         let source = change.source.clone();
         if change.linked.is_none() {
@@ -358,18 +358,6 @@ impl Processor {
             _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
         }))
     }
-}
-
-/// Each field once, at its value in the last list that has it.
-fn latest_of<'a>(lists: impl Iterator<Item = &'a Vec<Field>>) -> Vec<Field> {
-    let mut out: Vec<Field> = Vec::new();
-    for f in lists.flatten() {
-        match out.iter_mut().find(|g| g.name == f.name) {
-            Some(g) => g.value = f.value.clone(),
-            None => out.push(f.clone()),
-        }
-    }
-    out
 }
 
 /// The field that versions a record in its system, and this change's value of it:

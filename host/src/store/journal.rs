@@ -261,6 +261,7 @@ impl Journal {
         // the change, and the event whose processing took this one along.
         add_column(&db, "events", "kind", "TEXT")?;
         add_column(&db, "events", "merged_into", "INTEGER")?;
+        db.execute_batch("CREATE INDEX IF NOT EXISTS events_by_merged ON events (merged_into) WHERE merged_into IS NOT NULL")?;
         // Before workflow packs, every pack was the mapping.
         add_column(&db, "pack_history", "slot", "TEXT NOT NULL DEFAULT 'mapping'")?;
         let reader = Connection::open(path).with_context(|| format!("opening the journal {} for reading", path.display()))?;
@@ -522,13 +523,11 @@ impl Journal {
             // group are expected as echoes before they run), never one of its own record.
             if let Some(&at) = open.get(&record) {
                 let into = &mut chosen[at];
-                let joins = into.touches == touches
-                    && into.merged.len() < MAX_MERGED
-                    && match merged_into {
-                        // A retry folds in what its first attempt did, no more and no less.
-                        Some(lead) => lead == into.id,
-                        None => into.takes_fresh && fresh_update,
-                    };
+                let joins = match merged_into {
+                    // A retry folds in what its first attempt did, no more and no less.
+                    Some(lead) => lead == into.id,
+                    None => into.takes_fresh && fresh_update && into.touches == touches && into.merged.len() < MAX_MERGED,
+                };
                 if joins {
                     into.merged.push(id);
                     continue;

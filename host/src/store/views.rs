@@ -3,7 +3,7 @@
 //! link's sync state, the backlog, and the counts `/metrics` reports.
 
 use super::journal::Journal;
-use crate::model::{RecordRef, Value};
+use crate::model::{latest_fields, Change, RecordRef, Value};
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -134,7 +134,8 @@ impl Journal {
             )
             .optional()?;
         let Some((id, system, object, record_id, change, received_at_ms, status, attempts, last_error, news)) = row else { return Ok(None) };
-        let change: serde_json::Value = serde_json::from_str(&change).unwrap_or_default();
+        let change_text = change;
+        let change: serde_json::Value = serde_json::from_str(&change_text).unwrap_or_default();
         // A notification may carry the whole record; once processed, the journal knows which fields were news.
         let news: Option<Vec<String>> = news.and_then(|n| serde_json::from_str(&n).ok());
         let mut stmt = db.prepare("SELECT at_ms, what, detail FROM event_history WHERE event_id = ?1 ORDER BY id")?;
@@ -142,15 +143,8 @@ impl Journal {
         let mut stmt = db.prepare("SELECT event_key, change FROM events WHERE merged_into = ?1 ORDER BY id")?;
         let merged: Vec<(String, String)> = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         // Each field at its latest value across the event and those merged into it.
-        let mut fields: Vec<(String, serde_json::Value)> = Vec::new();
-        let later = merged.iter().map(|(_, c)| serde_json::from_str::<serde_json::Value>(c).unwrap_or_default());
-        for c in std::iter::once(change.clone()).chain(later) {
-            for f in c["changed"].as_array().into_iter().flatten() {
-                let name = f["name"].as_str().unwrap_or_default().to_string();
-                fields.retain(|(n, _)| *n != name);
-                fields.push((name, f["value"].clone()));
-            }
-        }
+        let changes: Vec<Change> = std::iter::once(&change_text).chain(merged.iter().map(|(_, c)| c)).filter_map(|c| serde_json::from_str(c).ok()).collect();
+        let fields = latest_fields(changes.iter().map(|c| &c.changed));
         Ok(Some(EventStory {
             id,
             key: key.to_string(),
@@ -159,8 +153,8 @@ impl Journal {
             kind: change["kind"].as_str().unwrap_or_default().to_string(),
             changed: fields
                 .iter()
-                .filter(|(name, _)| !name.ends_with(".display") && news.as_ref().is_none_or(|n| n.iter().any(|x| x == name)))
-                .map(|(name, value)| format!("{name} = {value}"))
+                .filter(|f| !f.name.ends_with(".display") && news.as_ref().is_none_or(|n| n.iter().any(|x| *x == f.name)))
+                .map(|f| format!("{} = {}", f.name, serde_json::to_string(&f.value).unwrap_or_default()))
                 .collect(),
             received_at_ms,
             status,
