@@ -24,6 +24,8 @@ pub const SN_SECRET: &str = "sn-secret";
 pub struct Rig {
     pub sim: Sim,
     pub journal: Arc<Journal>,
+    /// Where the journal is, to open it again as a restarted host would.
+    pub journal_path: std::path::PathBuf,
     /// `http://127.0.0.1:PORT` of the intake.
     pub base: String,
 }
@@ -53,7 +55,8 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
 
 pub async fn rig(name: &str, max_body: usize) -> Rig {
     let dir = scratch_dir(name);
-    let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
+    let journal_path = dir.join("journal.db");
+    let journal = Arc::new(Journal::open(&journal_path).unwrap());
     let tenant = TenantIntake {
         salesforce_org_id: ORG_ID.into(),
         salesforce_token: OM_TOKEN.into(),
@@ -69,7 +72,7 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
         ("salesforce".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/salesforce/outbound?token={OM_TOKEN}"), secret: None, format: None }),
         ("servicenow".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/servicenow"), secret: Some(SN_SECRET.into()), format: None }),
     ];
-    Rig { sim: Sim::start(config).await.unwrap(), journal, base }
+    Rig { sim: Sim::start(config).await.unwrap(), journal, journal_path, base }
 }
 
 /// `component` (a path from `build.rs`) as a pack, with `plugins/<plugin>/pack.json` as its

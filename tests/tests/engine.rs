@@ -25,6 +25,7 @@ fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
 struct Harness {
     sim: Sim,
     journal: Arc<Journal>,
+    journal_path: std::path::PathBuf,
     processor: Arc<Processor>,
     systems: Arc<Systems>,
 }
@@ -34,13 +35,13 @@ async fn harness(name: &str) -> Harness {
 }
 
 async fn harness_with(name: &str, ownership: Ownership) -> Harness {
-    let Rig { sim, journal, .. } = rig(&format!("engine-{name}"), 1 << 20).await;
+    let Rig { sim, journal, journal_path, .. } = rig(&format!("engine-{name}"), 1 << 20).await;
     let systems = Arc::new(sim.systems(RetryPolicy { attempts: 4, base: Duration::from_millis(20), max: Duration::from_millis(200) }).await.unwrap());
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
     let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, ownership)));
     let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters: Counters::default() });
-    Harness { sim, journal, processor, systems }
+    Harness { sim, journal, journal_path, processor, systems }
 }
 
 impl Harness {
@@ -338,6 +339,13 @@ async fn a_notification_older_than_seams_own_write_is_not_taken_for_a_persons_ed
     h.sim.shutdown();
 }
 
+/// A new Case (Subject "first", Priority Low), synced: its incident is open and linked.
+async fn synced_case(h: &Harness) -> String {
+    let case = h.systems.salesforce.create("Case", &obj(json!({ "Subject": "first", "Priority": "Low" }))).await.unwrap();
+    h.settle().await;
+    case
+}
+
 /// Updates of one Case that wait together: `edits` as (Subject, Priority), journaled at once.
 async fn journal_case_updates(h: &Harness, case: &str, prefix: &str, edits: &[(&str, &str)]) -> Vec<i64> {
     use seam::engine::normalize;
@@ -362,8 +370,7 @@ async fn journal_case_updates(h: &Harness, case: &str, prefix: &str, edits: &[(&
 async fn a_records_waiting_updates_are_carried_across_in_one_write() {
     let h = harness("coalesce").await;
     let (sf, sn) = (&h.systems.salesforce, &h.systems.servicenow);
-    let case = sf.create("Case", &obj(json!({ "Subject": "first", "Priority": "Low" }))).await.unwrap();
-    h.settle().await;
+    let case = synced_case(&h).await;
     let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
     let (writes, calls) = (h.writes(), sn.http().calls());
 
@@ -400,15 +407,14 @@ async fn a_records_waiting_updates_are_carried_across_in_one_write() {
 #[tokio::test]
 async fn after_a_crash_a_coalesced_group_is_claimed_again_as_it_was() {
     let h = harness("coalesce-crash").await;
-    let case = h.systems.salesforce.create("Case", &obj(json!({ "Subject": "first", "Priority": "Low" }))).await.unwrap();
-    h.settle().await;
+    let case = synced_case(&h).await;
     let ids = journal_case_updates(&h, &case, "cut", &[("a", "Low"), ("b", "Low")]).await;
     let first = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
     assert_eq!(first[0].0.merged_ids(), vec![ids[1]]);
 
     // The host dies mid-way; another edit arrives; the journal is opened again.
     let later = journal_case_updates(&h, &case, "after", &[("c", "Low")]).await;
-    let journal = Journal::open(&std::env::temp_dir().join(format!("seam-test-engine-coalesce-crash-{}/journal.db", std::process::id()))).unwrap();
+    let journal = Journal::open(&h.journal_path).unwrap();
     let again = journal.claim(TENANT, &Default::default(), 16).await.unwrap();
     assert_eq!(again.len(), 1, "the later edit waits behind the group it did not join");
     let (due, _) = &again[0];
@@ -420,8 +426,7 @@ async fn after_a_crash_a_coalesced_group_is_claimed_again_as_it_was() {
 #[tokio::test]
 async fn a_coalesced_group_is_dead_lettered_and_re_driven_together() {
     let h = harness("coalesce-dlq").await;
-    let case = h.systems.salesforce.create("Case", &obj(json!({ "Subject": "first", "Priority": "Low" }))).await.unwrap();
-    h.settle().await;
+    let case = synced_case(&h).await;
     let ids = journal_case_updates(&h, &case, "dlq", &[("a", "Low"), ("b", "Low"), ("c", "Low")]).await;
     let claimed = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
     let due = &claimed[0].0;

@@ -209,7 +209,7 @@ impl Processor {
         // held after the one before (`seen`).
         let expected = self.journal.expected_echoes(&self.tenant, &source).map_err(Failure::transient)?;
         let mut seen = shadow.clone();
-        let mut news: Vec<Field> = Vec::new();
+        let mut fresh_per_change: Vec<Vec<Field>> = Vec::with_capacity(changes.len());
         for c in changes {
             let mut fresh: Vec<Field> = if c.kind == ChangeKind::Deleted {
                 vec![]
@@ -240,12 +240,12 @@ impl Processor {
                     }
                 }
             }
-            for f in fresh {
+            for f in &fresh {
                 seen.insert(f.name.clone(), f.value.clone());
-                news.retain(|n| n.name != f.name);
-                news.push(f);
             }
+            fresh_per_change.push(fresh);
         }
+        let mut news = latest_fields(&fresh_per_change);
         // A field that went somewhere and back while its updates waited is not news.
         news.retain(|f| shadow.get(&f.name) != Some(&f.value));
         if news.is_empty() && change.kind != ChangeKind::Deleted && progress == 0 {
