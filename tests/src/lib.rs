@@ -28,6 +28,8 @@ pub struct Rig {
     pub journal_path: std::path::PathBuf,
     /// `http://127.0.0.1:PORT` of the intake.
     pub base: String,
+    /// The counters intake keeps for tenant `demo` (echoes it settles): a processor's, shared.
+    pub counters: seam::engine::processor::Counters,
 }
 
 /// A fresh, empty `seam-test-{name}-{pid}` in the system's temp directory. A
@@ -63,7 +65,8 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
         salesforce_secret: SF_SECRET.into(),
         servicenow_secret: SN_SECRET.into(),
     };
-    let intake = Arc::new(Intake { journal: journal.clone(), tenants: HashMap::from([(TENANT.to_string(), tenant)]) });
+    let counters = seam::engine::processor::Counters::default();
+    let intake = Arc::new(Intake { journal: journal.clone(), tenants: HashMap::from([(TENANT.to_string(), tenant)]), counters: HashMap::from([(TENANT.to_string(), counters.clone())]) });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, intake::router(intake, max_body)).await.unwrap() });
@@ -72,7 +75,7 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
         ("salesforce".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/salesforce/outbound?token={OM_TOKEN}"), secret: None, format: None }),
         ("servicenow".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/servicenow"), secret: Some(SN_SECRET.into()), format: None }),
     ];
-    Rig { sim: Sim::start(config).await.unwrap(), journal, journal_path, base }
+    Rig { sim: Sim::start(config).await.unwrap(), journal, journal_path, base, counters }
 }
 
 /// `component` (a path from `build.rs`) as a pack, with `plugins/<plugin>/pack.json` as its

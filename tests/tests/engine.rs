@@ -7,7 +7,7 @@ use seam::engine::ownership::Ownership;
 use arc_swap::ArcSwap;
 use seam::engine::dispatcher::Dispatcher;
 use seam::packs::ActivePack;
-use seam::engine::processor::{Counters, Processor};
+use seam::engine::processor::Processor;
 use seam::model::{RecordRef, System, Value};
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
 use seam::sim::Sim;
@@ -35,12 +35,12 @@ async fn harness(name: &str) -> Harness {
 }
 
 async fn harness_with(name: &str, ownership: Ownership) -> Harness {
-    let Rig { sim, journal, journal_path, .. } = rig(&format!("engine-{name}"), 1 << 20).await;
+    let Rig { sim, journal, journal_path, counters, .. } = rig(&format!("engine-{name}"), 1 << 20).await;
     let systems = Arc::new(sim.systems(RetryPolicy { attempts: 4, base: Duration::from_millis(20), max: Duration::from_millis(200) }).await.unwrap());
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
     let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, ownership)));
-    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters: Counters::default() });
+    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters });
     Harness { sim, journal, journal_path, processor, systems }
 }
 
@@ -442,5 +442,70 @@ async fn a_coalesced_group_is_dead_lettered_and_re_driven_together() {
     h.processor.process_due(again.into_iter().next().unwrap().0).await.unwrap();
     let inc = h.systems.salesforce.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
     assert_eq!(h.systems.servicenow.get("incident", &inc).await.unwrap()["short_description"]["value"], "c");
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn seams_own_write_coming_back_is_settled_at_intake_unless_an_earlier_event_of_its_record_waits() {
+    use seam::engine::echoes::settled_echo;
+    use seam::engine::normalize;
+    use seam::model::ChangeKind;
+    use seam::store::journal::Outcome;
+    use seam::store::Recorded;
+    let h = harness("echo-at-intake").await;
+    let (sf, sn) = (&h.systems.salesforce, &h.systems.servicenow);
+    let case = synced_case(&h).await;
+    let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+    let record = RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() };
+    let attempts = |id: i64| -> i64 {
+        let db = rusqlite::Connection::open(&h.journal_path).unwrap();
+        db.query_row("SELECT attempts FROM events WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+    };
+
+    // A person edits the Case and seam writes the incident; that write's
+    // notification (held back here until the write's outcome is in the
+    // journal, as it mostly is in a busy sync) is settled as it is
+    // journaled: an echo, never claimed.
+    h.sim.servicenow.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    sf.update("Case", &case, &obj(json!({ "Subject": "second" }))).await.unwrap();
+    h.settle().await;
+    let expected = h.journal.expected_echoes(TENANT, &record).unwrap();
+    let fields: Vec<&str> = expected.iter().map(|(_, field, _)| field.as_str()).collect();
+    assert!(fields.contains(&"short_description"), "seam expects its write back: {fields:?}");
+    let written = sn.get("incident", &incident).await.unwrap();
+    assert_eq!(written["short_description"]["value"], "second");
+    let notification = normalize::servicenow("sn-echo", ChangeKind::Updated, "incident", &written, Some(&fields));
+    let recorded = h.journal.record_settling_echoes(TENANT, vec![("sn-echo".into(), notification)], settled_echo).await.unwrap();
+    let [Recorded::Echo(id)] = recorded[..] else { panic!("settled as an echo: {recorded:?}") };
+    let echo = h.journal.entries(TENANT).unwrap().into_iter().find(|e| e.id == id).unwrap();
+    assert_eq!((echo.status.as_str(), attempts(id)), ("echo", 0), "stored as an echo, never claimed");
+    let left = h.journal.expected_echoes(TENANT, &record).unwrap();
+    assert!(left.iter().all(|(_, field, _)| field != "short_description"), "the expected echo is consumed: {expected:?} -> {left:?}");
+    assert_eq!(h.journal.status_count(TENANT, "pending").unwrap(), 0, "nothing queued");
+
+    // seam has written a Subject whose echo is on its way, and a person's
+    // state change to the same incident, sent before it, still waits. The
+    // echo is held behind that event (the processor takes them in order),
+    // though on its own it would have been settled.
+    let now = sn.get("incident", &incident).await.unwrap();
+    let written = Outcome { expect: vec![(record.clone(), "short_description".into(), Value::Text("from seam".into()))], ..Outcome::default() };
+    h.journal.record_outcome(TENANT, "seam-write", "test", &written).unwrap();
+    let mut person = now.clone();
+    person.insert("state".into(), json!({ "value": "3", "display_value": "On Hold" }));
+    h.journal.record_all(TENANT, vec![("person-1".into(), normalize::servicenow("person-1", ChangeKind::Updated, "incident", &person, Some(&["state"])))]).await.unwrap();
+    let mut ours = now.clone();
+    ours.insert("short_description".into(), json!({ "value": "from seam", "display_value": "from seam" }));
+    let change = normalize::servicenow("echo-1", ChangeKind::Updated, "incident", &ours, Some(&["short_description"]));
+    let alone = settled_echo(&change, &h.journal.shadow(TENANT, &record).unwrap(), &h.journal.expected_echoes(TENANT, &record).unwrap());
+    assert!(alone.is_some(), "on its own, the change is nothing but seam's echo");
+    let recorded = h.journal.record_settling_echoes(TENANT, vec![("echo-1".into(), change)], settled_echo).await.unwrap();
+    assert!(matches!(recorded[..], [Recorded::New(_)]), "queued behind the waiting event, not settled ahead of it: {recorded:?}");
+
+    h.settle().await;
+    assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "On Hold", "the person's edit carried across");
+    let case_now = sf.get("Case", &case).await.unwrap();
+    assert_eq!(case_now["Subject"], "second", "the echo, processed after the person's edit, was not taken for news");
+    assert!(h.journal.expected_echoes(TENANT, &record).unwrap().iter().all(|(_, field, _)| field != "short_description"));
+    assert_eq!(h.processor.counters.reverts.get(), 0);
     h.sim.shutdown();
 }

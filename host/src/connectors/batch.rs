@@ -4,12 +4,16 @@
 //!
 //! A write alone is sent at once (no linger), so at low rates nothing waits
 //! and nothing changes; under load, the queue that builds while `parallel`
-//! requests are in flight is what fills the next batch.
+//! requests are in flight is what fills the next batch (with a millisecond's
+//! linger while another batch is still in flight).
 
 use super::{ConnectorError, Result};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// How long a batch waits for more writes when another one is in flight.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 type Pending<Req, Resp> = (Req, oneshot::Sender<Result<Resp>>);
 
@@ -30,6 +34,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+                // Under load (another batch still in flight), the writes being
+                // made right now join this one: a millisecond, not a request's worth.
+                if slots.available_permits() + 1 < parallel {
+                    tokio::time::sleep(LINGER).await;
+                }
                 // Everything that queued up while every slot was busy goes in this batch.
                 let mut batch = vec![first];
                 while batch.len() < max_batch {

@@ -2,7 +2,9 @@
 //!
 //! `dispatcher` runs the journal through the processor, records in parallel
 //! and each record in order; `processor` handles one event (echo filter,
-//! ownership gate, pack, action check, apply); `apply` carries actions into the systems; `normalize`
+//! ownership gate, pack, action check, apply); `echoes` tells news from seam's
+//! own writes coming back (for the processor, and for intake, which settles
+//! pure echoes as it journals them); `apply` carries actions into the systems; `normalize`
 //! turns the systems' records into changes; `ownership` says who owns which
 //! field; `poller` catches up on notifications that never arrived; `alerts`
 //! tells a person when the backlog or the dead letters pass a threshold;
@@ -11,6 +13,7 @@
 pub mod alerts;
 pub mod apply;
 pub mod dispatcher;
+pub mod echoes;
 mod lookup;
 pub mod normalize;
 pub mod ownership;

@@ -45,7 +45,7 @@ impl Poller {
 
     async fn journal(&self, source: &str, mark: Option<String>, events: Vec<(String, Change)>) -> Result<(usize, usize)> {
         let read = events.len();
-        let new = self.journal.record_all(&self.tenant, events).await?.iter().filter(|r| matches!(r, crate::store::Recorded::New(_))).count();
+        let new = self.journal.record_all(&self.tenant, events).await?.iter().filter(|r| r.is_new()).count();
         if let Some(mark) = mark {
             self.journal.set_watermark(&self.tenant, source, &mark)?;
         }

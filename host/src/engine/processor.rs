@@ -11,6 +11,7 @@
 //! go to the dead-letter queue.
 
 use super::apply::{ApplyError, Resume, Systems, Write};
+use super::echoes;
 use super::normalize;
 use super::ownership;
 use crate::packs::ActivePack;
@@ -42,7 +43,7 @@ pub enum Processed {
 
 /// What a tenant's processor counts. Prometheus counters: `/metrics` reports
 /// the same handles (see `admin::metrics`); standalone ones count all the same.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Counters {
     pub processed: Counter,
     /// Events carried across (at least one write or revert).
@@ -193,61 +194,9 @@ impl Processor {
             change.snapshot.extend(missing);
         }
 
-        // Echo filter. A system announces a record's changes in order, so while
-        // a value seam wrote has not come back, the record's notifications are
-        // older than that write: the written value in one is seam's own echo
-        // (even if a later write moved the shadow on), any other value of that
-        // field is stale. Otherwise only values that differ from the last
-        // synced one are news. Display values (`assigned_to.display`) follow their field.
-        //
-        // Out of order: a catch-up poll can journal a record as it is now ahead of
-        // notifications still on their way for its earlier versions. Once a newer
-        // version has been seen, an older one is history, not news (its expected
-        // echoes are still consumed).
-        //
-        // Coalesced changes go through both in turn, against what the record
-        // held after the one before (`seen`).
+        // Echo filter (see `echoes::news`).
         let expected = self.journal.expected_echoes(&self.tenant, &source).map_err(Failure::transient)?;
-        let mut seen = shadow.clone();
-        let mut fresh_per_change: Vec<Vec<Field>> = Vec::with_capacity(changes.len());
-        for c in changes {
-            let mut fresh: Vec<Field> = if c.kind == ChangeKind::Deleted {
-                vec![]
-            } else {
-                c.changed
-                    .iter()
-                    .filter(|f| !f.name.ends_with(".display") && !ownership::system_managed(source.system, &f.name))
-                    .filter(|f| {
-                        let echo = expected.iter().find(|(id, name, value)| name == &f.name && value == &f.value && !out.consumed.contains(id));
-                        match echo {
-                            Some((id, ..)) => {
-                                out.consumed.push(*id);
-                                false
-                            }
-                            None if expected.iter().any(|(id, name, _)| name == &f.name && !out.consumed.contains(id)) => false,
-                            None => seen.get(&f.name) != Some(&f.value),
-                        }
-                    })
-                    .cloned()
-                    .collect()
-            };
-            if let Some((field, version)) = record_version(c) {
-                match seen.get(field) {
-                    Some(newest) if newer(newest, &version) => fresh.clear(),
-                    _ => {
-                        out.shadow.push((source.clone(), field.to_string(), version.clone()));
-                        seen.insert(field.to_string(), version);
-                    }
-                }
-            }
-            for f in &fresh {
-                seen.insert(f.name.clone(), f.value.clone());
-            }
-            fresh_per_change.push(fresh);
-        }
-        let mut news = latest_fields(&fresh_per_change);
-        // A field that went somewhere and back while its updates waited is not news.
-        news.retain(|f| shadow.get(&f.name) != Some(&f.value));
+        let news = echoes::news(&source, changes, &shadow, &expected, &mut out);
         if news.is_empty() && change.kind != ChangeKind::Deleted && progress == 0 {
             return Ok((Processed::Echo, out));
         }
@@ -362,27 +311,6 @@ impl Processor {
 
 /// The field that versions a record in its system, and this change's value of it:
 /// ServiceNow's `sys_mod_count`, Salesforce's `SystemModstamp`.
-fn record_version(change: &Change) -> Option<(&'static str, Value)> {
-    let field = match change.source.system {
-        System::Servicenow => "sys_mod_count",
-        System::Salesforce => "SystemModstamp",
-        System::Slack => return None,
-    };
-    let value = change.snapshot.iter().find(|f| f.name == field)?.value.clone();
-    value.as_text().filter(|v| !v.is_empty())?;
-    Some((field, value))
-}
-
-/// Whether version `seen` is later than `version` (mod counts as numbers,
-/// Salesforce's ISO timestamps as text, which orders them).
-fn newer(seen: &Value, version: &Value) -> bool {
-    let (Some(a), Some(b)) = (seen.as_text(), version.as_text()) else { return false };
-    match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(a), Ok(b)) => a > b,
-        _ => a > b,
-    }
-}
-
 /// What a write leaves in the journal: audit rows for the values it changed
 /// (`before`: the target's shadow), the shadow of what the record now holds,
 /// and the echoes to expect back.

@@ -16,6 +16,7 @@ pub mod salesforce;
 pub mod servicenow;
 
 use crate::model::Change;
+use crate::engine::processor::Counters;
 use crate::store::{Journal, Recorded};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -48,6 +49,8 @@ pub struct TenantIntake {
 pub struct Intake {
     pub journal: Arc<Journal>,
     pub tenants: HashMap<String, TenantIntake>,
+    /// Each tenant's processor counters: an echo settled here counts as processed, and as an echo.
+    pub counters: HashMap<String, Counters>,
 }
 
 /// A rejected notification: the status and the reason, sent back as is.
@@ -80,13 +83,20 @@ impl Intake {
     }
 
     /// Journal the changes; the caller acknowledges only after this returns Ok.
+    /// Seam's own writes coming back are settled as echoes in the same write
+    /// (most notifications in a busy sync are), so they never queue.
     async fn record(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<(usize, usize), Rejection> {
         let recorded = self
             .journal
-            .record_all(tenant, events)
+            .record_settling_echoes(tenant, events, crate::engine::echoes::settled_echo)
             .await
             .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, format!("the journal could not store the notification, send it again: {e:#}")))?;
-        let new = recorded.iter().filter(|r| matches!(r, Recorded::New(_))).count();
+        let echoes = recorded.iter().filter(|r| matches!(r, Recorded::Echo(_))).count() as u64;
+        if let Some(c) = self.counters.get(tenant).filter(|_| echoes > 0) {
+            c.processed.inc_by(echoes);
+            c.echoes.inc_by(echoes);
+        }
+        let new = recorded.iter().filter(|r| r.is_new()).count();
         Ok((new, recorded.len() - new))
     }
 }

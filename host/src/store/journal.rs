@@ -7,10 +7,11 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub struct Journal {
-    pub(super) db: Mutex<Connection>,
+    /// The writing connection: shared with the group-commit thread.
+    pub(super) db: Arc<Mutex<Connection>>,
     /// A second connection for the processors' point reads (shadow, echoes to
     /// expect, links) and the dispatcher's scan: in WAL mode they read the last
     /// commit without waiting for a write, and its disk sync, to finish.
@@ -18,7 +19,7 @@ pub struct Journal {
     /// Woken when new events are stored, so dispatchers need not poll.
     arrived: tokio::sync::Notify,
     /// Writes waiting for [`Journal::write_grouped`]'s next transaction.
-    committing: Mutex<Committing>,
+    committer: Committer,
     _checkpointer: Checkpointer,
 }
 
@@ -27,14 +28,98 @@ pub struct Journal {
 type Job = Box<dyn FnOnce(&Connection) -> Result<Box<dyn std::any::Any + Send>> + Send>;
 type Reply = tokio::sync::oneshot::Sender<Result<Box<dyn std::any::Any + Send>, String>>;
 
-/// Group commit: while one transaction is syncing to disk, the writes that
-/// arrive (deliveries, outcomes, claims) queue here, and the next transaction
-/// stores them all with one sync.
+/// Group commit on a thread of its own: while one transaction is syncing to
+/// disk, the writes that arrive (deliveries, outcomes, claims) queue, and the
+/// next transaction stores them all with one sync. The sync never holds up a
+/// tokio worker, so the two cores keep processing while it runs.
+struct Committer {
+    queue: Arc<(Mutex<Committing>, std::sync::Condvar)>,
+}
+
 #[derive(Default)]
 struct Committing {
-    queue: Vec<(Job, Reply)>,
-    /// A caller is committing the queue; the others wait for its answer.
-    leader: bool,
+    jobs: Vec<(Job, Reply)>,
+    /// The journal was dropped: commit what is queued, then stop.
+    stop: bool,
+}
+
+impl Committer {
+    fn start(db: Arc<Mutex<Connection>>) -> Result<Self> {
+        let queue: Arc<(Mutex<Committing>, std::sync::Condvar)> = Arc::default();
+        let shared = queue.clone();
+        std::thread::Builder::new()
+            .name("seam-journal-commit".into())
+            .spawn(move || {
+                let (lock, wake) = &*shared;
+                loop {
+                    let batch = {
+                        let mut committing = lock.lock().unwrap();
+                        while committing.jobs.is_empty() && !committing.stop {
+                            committing = wake.wait(committing).unwrap();
+                        }
+                        if committing.jobs.is_empty() {
+                            break;
+                        }
+                        std::mem::take(&mut committing.jobs)
+                    };
+                    commit_group(&db, batch);
+                }
+            })
+            .context("starting the journal's commit thread")?;
+        Ok(Committer { queue })
+    }
+
+    fn push(&self, job: Job, reply: Reply) {
+        let (lock, wake) = &*self.queue;
+        lock.lock().unwrap().jobs.push((job, reply));
+        wake.notify_one();
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.queue;
+        lock.lock().unwrap().stop = true;
+        wake.notify_one();
+    }
+}
+
+/// One group: every job in its own savepoint of one transaction; each job's
+/// caller gets its answer once the transaction is committed.
+fn commit_group(db: &Mutex<Connection>, batch: Vec<(Job, Reply)>) {
+    let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
+    let mut db = db.lock().unwrap();
+    let ran = (|| {
+        let mut tx = db.transaction()?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let sp = tx.savepoint()?;
+            match job(&sp) {
+                Ok(v) => {
+                    sp.commit()?;
+                    results.push(Ok(v));
+                }
+                // Dropping the savepoint rolls its writes back.
+                Err(e) => results.push(Err(format!("{e:#}"))),
+            }
+        }
+        tx.commit().context("committing the journal")?;
+        Ok::<_, anyhow::Error>(results)
+    })();
+    drop(db);
+    match ran {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        // The transaction rolled back: every write in it failed.
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(format!("{e:#}")));
+            }
+        }
+    }
 }
 
 /// Checkpoints the WAL every half second from its own connection; stops when dropped.
@@ -72,8 +157,11 @@ impl Drop for Checkpointer {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
-    /// Stored now, with this journal id.
+    /// Stored now, with this journal id, to be processed.
     New(i64),
+    /// Stored now and settled at once: nothing but seam's own write coming
+    /// back (see [`Journal::record_settling_echoes`]).
+    Echo(i64),
     /// Already in the journal (a redelivery); nothing stored.
     Duplicate(i64),
 }
@@ -82,10 +170,20 @@ impl Recorded {
     /// The event's journal id, new or not.
     pub fn id(self) -> i64 {
         match self {
-            Recorded::New(id) | Recorded::Duplicate(id) => id,
+            Recorded::New(id) | Recorded::Echo(id) | Recorded::Duplicate(id) => id,
         }
     }
+
+    /// Stored by this delivery (not a redelivery).
+    pub fn is_new(self) -> bool {
+        !matches!(self, Recorded::Duplicate(_))
+    }
 }
+
+/// Tells whether a change is nothing but seam's own echo, from the change,
+/// its record's shadow and the echoes expected back: the outcome that settles
+/// it, or None when it may be news (`engine::echoes::settled_echo`).
+pub type EchoCheck = fn(&Change, &HashMap<String, Value>, &[(i64, String, Value)]) -> Option<Outcome>;
 
 /// One journaled event.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,8 +200,21 @@ impl Journal {
     /// this returns. Deliveries arriving together share one transaction and one
     /// disk sync (group commit).
     pub async fn record_all(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<Vec<Recorded>> {
+        self.record(tenant, events, None).await
+    }
+
+    /// As [`Journal::record_all`], and a change `is_echo` finds to be nothing
+    /// but seam's own write coming back is settled in the same write (its
+    /// expected echoes consumed, stored as an echo) instead of queued. Only
+    /// when no earlier event of its record is still waiting: the check then
+    /// sees the record as the processor would, and per-record order holds.
+    pub async fn record_settling_echoes(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: EchoCheck) -> Result<Vec<Recorded>> {
+        self.record(tenant, events, Some(is_echo)).await
+    }
+
+    async fn record(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: Option<EchoCheck>) -> Result<Vec<Recorded>> {
         let tenant = tenant.to_string();
-        let out = self.write_grouped(move |db| insert_events(db, &tenant, &events)).await?;
+        let out = self.write_grouped(move |db| insert_events(db, &tenant, &events, is_echo)).await?;
         if out.iter().any(|r| matches!(r, Recorded::New(_))) {
             self.arrived.notify_waiters();
         }
@@ -117,62 +228,9 @@ impl Journal {
     pub async fn write_grouped<T: Send + 'static>(&self, write: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |db| write(db).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
-        let lead = {
-            let mut committing = self.committing.lock().unwrap();
-            committing.queue.push((job, reply));
-            !std::mem::replace(&mut committing.leader, true)
-        };
-        if lead {
-            loop {
-                let batch = {
-                    let mut committing = self.committing.lock().unwrap();
-                    if committing.queue.is_empty() {
-                        committing.leader = false;
-                        break;
-                    }
-                    std::mem::take(&mut committing.queue)
-                };
-                self.commit_group(batch);
-            }
-        }
+        self.committer.push(job, reply);
         let value = answer.await.map_err(|_| anyhow::anyhow!("the journal's group commit stopped"))?.map_err(anyhow::Error::msg)?;
         Ok(*value.downcast::<T>().expect("a group write answers with its own type"))
-    }
-
-    fn commit_group(&self, batch: Vec<(Job, Reply)>) {
-        let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
-        let mut db = self.db.lock().unwrap();
-        let ran = (|| {
-            let mut tx = db.transaction()?;
-            let mut results = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let sp = tx.savepoint()?;
-                match job(&sp) {
-                    Ok(v) => {
-                        sp.commit()?;
-                        results.push(Ok(v));
-                    }
-                    // Dropping the savepoint rolls its writes back.
-                    Err(e) => results.push(Err(format!("{e:#}"))),
-                }
-            }
-            tx.commit().context("committing the journal")?;
-            Ok::<_, anyhow::Error>(results)
-        })();
-        drop(db);
-        match ran {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            // The transaction rolled back: every write in it failed.
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(format!("{e:#}")));
-                }
-            }
-        }
     }
 
     pub fn open(path: &Path) -> Result<Self> {
@@ -252,7 +310,9 @@ impl Journal {
                  tenant TEXT NOT NULL, source TEXT NOT NULL, value TEXT NOT NULL,
                  PRIMARY KEY (tenant, source));
              CREATE INDEX IF NOT EXISTS events_by_record ON events (tenant, system, object, record_id, id);
-             CREATE INDEX IF NOT EXISTS events_pending ON events (status, id);",
+             CREATE INDEX IF NOT EXISTS events_pending ON events (status, id);
+             -- Intake's question before it settles an echo: is an event of the record still waiting?
+             CREATE INDEX IF NOT EXISTS events_waiting_by_record ON events (tenant, record_id) WHERE status = 'pending';",
         )
         .context("creating the journal schema")?;
         // Journals written before these columns existed.
@@ -273,11 +333,12 @@ impl Journal {
         // crosses the WAL's size threshold.
         db.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = Checkpointer::start(path)?;
+        let db = Arc::new(Mutex::new(db));
         Ok(Journal {
-            db: Mutex::new(db),
+            committer: Committer::start(db.clone())?,
+            db,
             reader: Mutex::new(reader),
             arrived: tokio::sync::Notify::new(),
-            committing: Mutex::new(Committing::default()),
             _checkpointer: checkpointer,
         })
     }
@@ -346,8 +407,9 @@ fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<
     Ok(())
 }
 
-/// Store `events` unless already stored (by event key), inside the caller's transaction.
-fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)]) -> Result<Vec<Recorded>> {
+/// Store `events` unless already stored (by event key), inside the caller's
+/// transaction; with `is_echo`, settle the ones that are seam's own echoes.
+fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)], is_echo: Option<EchoCheck>) -> Result<Vec<Recorded>> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut out = Vec::with_capacity(events.len());
     for (key, change) in events {
@@ -359,7 +421,11 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)]) -> 
             out.push(Recorded::Duplicate(id));
             continue;
         }
-        tx.prepare_cached("INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?.execute(params![
+        let settled = match is_echo {
+            Some(is_echo) if !waiting(tx, tenant, &change.source.id)? => is_echo(change, &shadow_of(tx, tenant, &change.source)?, &expected_echoes_of(tx, tenant, &change.source)?),
+            _ => None,
+        };
+        tx.prepare_cached("INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id, kind, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?.execute(params![
             tenant,
             key,
             change.source.system.to_string(),
@@ -368,11 +434,47 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)]) -> 
             serde_json::to_string(change)?,
             now,
             change.linked.as_ref().map(|l| l.id.as_str()),
-            serde_json::to_value(change.kind)?.as_str()
+            serde_json::to_value(change.kind)?.as_str(),
+            if settled.is_some() { "echo" } else { "pending" }
         ])?;
-        out.push(Recorded::New(tx.last_insert_rowid()));
+        let id = tx.last_insert_rowid();
+        match settled {
+            Some(outcome) => {
+                commit_outcome(tx, tenant, key, "", &outcome)?;
+                out.push(Recorded::Echo(id));
+            }
+            None => out.push(Recorded::New(id)),
+        }
     }
     Ok(out)
+}
+
+/// Whether an event of the record is waiting or in flight.
+fn waiting(db: &Connection, tenant: &str, record_id: &str) -> Result<bool> {
+    Ok(db.prepare_cached("SELECT 1 FROM events WHERE tenant = ?1 AND record_id = ?2 AND status = 'pending'")?.exists(params![tenant, record_id])?)
+}
+
+fn shadow_of(db: &Connection, tenant: &str, record: &RecordRef) -> Result<HashMap<String, Value>> {
+    let mut stmt = db.prepare_cached("SELECT field, value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4")?;
+    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    rows.map(|r| {
+        let (field, value) = r?;
+        Ok((field, serde_json::from_str(&value).unwrap_or(Value::Null)))
+    })
+    .collect()
+}
+
+fn expected_echoes_of(db: &Connection, tenant: &str, record: &RecordRef) -> Result<Vec<(i64, String, Value)>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT id, field, value FROM expected_echoes WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND at_ms >= ?5 ORDER BY id",
+    )?;
+    let since = chrono::Utc::now().timestamp_millis() - ECHO_WAIT_MS;
+    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    rows.map(|r| {
+        let (id, field, value) = r?;
+        Ok((id, field, serde_json::from_str(&value).unwrap_or(Value::Null)))
+    })
+    .collect()
 }
 
 /// Shadow, audit, links and expected echoes of one outcome, inside the caller's transaction.
@@ -649,30 +751,13 @@ impl Journal {
     }
 
     /// The shadow of one record: field → last synced value.
-    pub fn shadow(&self, tenant: &str, record: &RecordRef) -> Result<std::collections::HashMap<String, Value>> {
-        let db = self.reader.lock().unwrap();
-        let mut stmt = db.prepare_cached("SELECT field, value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4")?;
-        let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        rows.map(|r| {
-            let (field, value) = r?;
-            Ok((field, serde_json::from_str(&value).unwrap_or(Value::Null)))
-        })
-        .collect()
+    pub fn shadow(&self, tenant: &str, record: &RecordRef) -> Result<HashMap<String, Value>> {
+        shadow_of(&self.reader.lock().unwrap(), tenant, record)
     }
 
     /// Values seam wrote to a record whose echoes have not come back: (id, field, value), oldest first.
     pub fn expected_echoes(&self, tenant: &str, record: &RecordRef) -> Result<Vec<(i64, String, Value)>> {
-        let db = self.reader.lock().unwrap();
-        let mut stmt = db.prepare_cached(
-            "SELECT id, field, value FROM expected_echoes WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND at_ms >= ?5 ORDER BY id",
-        )?;
-        let since = chrono::Utc::now().timestamp_millis() - ECHO_WAIT_MS;
-        let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
-        rows.map(|r| {
-            let (id, field, value) = r?;
-            Ok((id, field, serde_json::from_str(&value).unwrap_or(Value::Null)))
-        })
-        .collect()
+        expected_echoes_of(&self.reader.lock().unwrap(), tenant, record)
     }
 
     /// The incident linked to a Case, or the Case linked to an incident, from the local link table.

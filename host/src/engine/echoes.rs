@@ -1,0 +1,109 @@
+//! The echo filter: which of a record's changed fields are news, given what
+//! seam last synced of it (the shadow) and the values it wrote whose
+//! notifications have not come back (expected echoes).
+//!
+//! The processor runs it on every event; intake runs it too, inside the
+//! journal write that stores a notification, so a change that is nothing but
+//! seam's own write coming back is settled there and never queued
+//! ([`settled_echo`]).
+
+use super::ownership;
+use crate::model::{latest_fields, Change, ChangeKind, Field, RecordRef, System, Value};
+use crate::store::journal::Outcome;
+use std::collections::HashMap;
+
+/// The news in `changes` (one event's change, or a record's coalesced
+/// updates, oldest first), each field at its latest value. Expected echoes a
+/// change was are added to `out.consumed`, record versions seen to `out.shadow`.
+///
+/// A system announces a record's changes in order, so while a value seam
+/// wrote has not come back, the record's notifications are older than that
+/// write: the written value in one is seam's own echo (even if a later write
+/// moved the shadow on), any other value of that field is stale. Otherwise
+/// only values that differ from the last synced one are news. Display values
+/// (`assigned_to.display`) follow their field.
+///
+/// Out of order: a catch-up poll can journal a record as it is now ahead of
+/// notifications still on their way for its earlier versions. Once a newer
+/// version has been seen, an older one is history, not news (its expected
+/// echoes are still consumed).
+///
+/// Coalesced changes go through both in turn, against what the record held
+/// after the one before (`seen`); a field that went somewhere and came back
+/// while its updates waited is not news.
+pub fn news(source: &RecordRef, changes: &[&Change], shadow: &HashMap<String, Value>, expected: &[(i64, String, Value)], out: &mut Outcome) -> Vec<Field> {
+    let mut seen = shadow.clone();
+    let mut fresh_per_change: Vec<Vec<Field>> = Vec::with_capacity(changes.len());
+    for c in changes {
+        let mut fresh: Vec<Field> = if c.kind == ChangeKind::Deleted {
+            vec![]
+        } else {
+            c.changed
+                .iter()
+                .filter(|f| !f.name.ends_with(".display") && !ownership::system_managed(source.system, &f.name))
+                .filter(|f| {
+                    let echo = expected.iter().find(|(id, name, value)| name == &f.name && value == &f.value && !out.consumed.contains(id));
+                    match echo {
+                        Some((id, ..)) => {
+                            out.consumed.push(*id);
+                            false
+                        }
+                        None if expected.iter().any(|(id, name, _)| name == &f.name && !out.consumed.contains(id)) => false,
+                        None => seen.get(&f.name) != Some(&f.value),
+                    }
+                })
+                .cloned()
+                .collect()
+        };
+        if let Some((field, version)) = record_version(c) {
+            match seen.get(field) {
+                Some(newest) if newer(newest, &version) => fresh.clear(),
+                _ => {
+                    out.shadow.push((source.clone(), field.to_string(), version.clone()));
+                    seen.insert(field.to_string(), version);
+                }
+            }
+        }
+        for f in &fresh {
+            seen.insert(f.name.clone(), f.value.clone());
+        }
+        fresh_per_change.push(fresh);
+    }
+    let mut news = latest_fields(&fresh_per_change);
+    news.retain(|f| shadow.get(&f.name) != Some(&f.value));
+    news
+}
+
+/// Intake's check: when `change`, an update, holds no news, the outcome that
+/// settles it as an echo (the expected echoes it consumes, the version it
+/// brings). The caller makes sure no earlier event of the record is still
+/// waiting, so the filter sees the record as the processor would.
+pub fn settled_echo(change: &Change, shadow: &HashMap<String, Value>, expected: &[(i64, String, Value)]) -> Option<Outcome> {
+    if change.kind != ChangeKind::Updated {
+        return None;
+    }
+    let mut out = Outcome::default();
+    news(&change.source, &[change], shadow, expected, &mut out).is_empty().then_some(out)
+}
+
+/// The field that versions a record, and its value in the change.
+fn record_version(change: &Change) -> Option<(&'static str, Value)> {
+    let field = match change.source.system {
+        System::Servicenow => "sys_mod_count",
+        System::Salesforce => "SystemModstamp",
+        System::Slack => return None,
+    };
+    let value = change.snapshot.iter().find(|f| f.name == field)?.value.clone();
+    value.as_text().filter(|v| !v.is_empty())?;
+    Some((field, value))
+}
+
+/// Whether version `seen` is later than `version` (mod counts as numbers,
+/// Salesforce's ISO timestamps as text, which orders them).
+fn newer(seen: &Value, version: &Value) -> bool {
+    let (Some(a), Some(b)) = (seen.as_text(), version.as_text()) else { return false };
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => a > b,
+    }
+}
