@@ -496,7 +496,8 @@ async fn seams_own_write_coming_back_is_settled_at_intake_unless_an_earlier_even
     let mut ours = now.clone();
     ours.insert("short_description".into(), json!({ "value": "from seam", "display_value": "from seam" }));
     let change = normalize::servicenow("echo-1", ChangeKind::Updated, "incident", &ours, Some(&["short_description"]));
-    let alone = settled_echo(&change, &h.journal.shadow(TENANT, &record).unwrap(), &h.journal.expected_echoes(TENANT, &record).unwrap());
+    let shadow = h.journal.shadow(TENANT, &record).unwrap();
+    let alone = settled_echo(&change, &|_: &[&str]| Ok(shadow.clone()), &h.journal.expected_echoes(TENANT, &record).unwrap()).unwrap();
     assert!(alone.is_some(), "on its own, the change is nothing but seam's echo");
     let recorded = h.journal.record_settling_echoes(TENANT, vec![("echo-1".into(), change)], settled_echo).await.unwrap();
     assert!(matches!(recorded[..], [Recorded::New(_)]), "queued behind the waiting event, not settled ahead of it: {recorded:?}");

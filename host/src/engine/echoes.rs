@@ -9,7 +9,7 @@
 
 use super::ownership;
 use crate::model::{latest_fields, Change, ChangeKind, Field, RecordRef, System, Value};
-use crate::store::journal::Outcome;
+use crate::store::journal::{Outcome, ShadowFields};
 use std::collections::HashMap;
 
 /// The news in `changes` (one event's change, or a record's coalesced
@@ -78,24 +78,35 @@ pub fn news(source: &RecordRef, changes: &[&Change], shadow: &HashMap<String, Va
 /// settles it as an echo (the expected echoes it consumes, the version it
 /// brings). The caller makes sure no earlier event of the record is still
 /// waiting, so the filter sees the record as the processor would.
-pub fn settled_echo(change: &Change, shadow: &HashMap<String, Value>, expected: &[(i64, String, Value)]) -> Option<Outcome> {
+///
+/// [`news`] reads the shadow of the changed fields and the version only, so
+/// only those are asked for.
+pub fn settled_echo(change: &Change, shadow: &ShadowFields, expected: &[(i64, String, Value)]) -> anyhow::Result<Option<Outcome>> {
     if change.kind != ChangeKind::Updated {
-        return None;
+        return Ok(None);
     }
+    let mut fields: Vec<&str> = change.changed.iter().map(|f| f.name.as_str()).collect();
+    fields.extend(version_field(change.source.system));
+    let shadow = shadow(&fields)?;
     let mut out = Outcome::default();
-    news(&change.source, &[change], shadow, expected, &mut out).is_empty().then_some(out)
+    Ok(news(&change.source, &[change], &shadow, expected, &mut out).is_empty().then_some(out))
 }
 
-/// The field that versions a record, and its value in the change.
+/// The field that versions a record in its system, and this change's value of it:
+/// ServiceNow's `sys_mod_count`, Salesforce's `SystemModstamp`.
 fn record_version(change: &Change) -> Option<(&'static str, Value)> {
-    let field = match change.source.system {
-        System::Servicenow => "sys_mod_count",
-        System::Salesforce => "SystemModstamp",
-        System::Slack => return None,
-    };
+    let field = version_field(change.source.system)?;
     let value = change.snapshot.iter().find(|f| f.name == field)?.value.clone();
     value.as_text().filter(|v| !v.is_empty())?;
     Some((field, value))
+}
+
+fn version_field(system: System) -> Option<&'static str> {
+    match system {
+        System::Servicenow => Some("sys_mod_count"),
+        System::Salesforce => Some("SystemModstamp"),
+        System::Slack => None,
+    }
 }
 
 /// Whether version `seen` is later than `version` (mod counts as numbers,

@@ -309,8 +309,6 @@ impl Processor {
     }
 }
 
-/// The field that versions a record in its system, and this change's value of it:
-/// ServiceNow's `sys_mod_count`, Salesforce's `SystemModstamp`.
 /// What a write leaves in the journal: audit rows for the values it changed
 /// (`before`: the target's shadow), the shadow of what the record now holds,
 /// and the echoes to expect back.
@@ -323,7 +321,9 @@ pub(crate) fn account_for(w: &Write, before: Option<&HashMap<String, Value>>, pl
         }
         out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old, new: f.value.clone(), reason: reason.into(), plugin: plugin.clone() });
     }
-    for f in &w.observed {
+    // What the record holds now; a value the shadow has already is not written again
+    // (a ServiceNow write returns all 30-odd fields of the incident).
+    for f in w.observed.iter().filter(|f| before.and_then(|b| b.get(&f.name)) != Some(&f.value)) {
         out.shadow.push((w.record.clone(), f.name.clone(), f.value.clone()));
     }
     if w.record.system != System::Slack {

@@ -224,9 +224,16 @@ impl Notifier {
             }
             tokio::select! {
                 sent = sending.join_next() => {
-                    let Some(Ok((batch, result))) = sent else { continue };
-                    self.record_delivery(&batch, &result);
-                    busy.remove(&batch);
+                    let Some(Ok(first)) = sent else { continue };
+                    // Posts answered meanwhile are recorded with it, in one transaction.
+                    let mut answered = vec![first];
+                    while let Some(Ok(next)) = sending.try_join_next() {
+                        answered.push(next);
+                    }
+                    self.record_deliveries(&answered);
+                    for (batch, _) in &answered {
+                        busy.remove(batch);
+                    }
                 }
                 _ = self.wake.notified(), if refill => {}
                 _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
@@ -234,23 +241,28 @@ impl Notifier {
         }
     }
 
-    fn record_delivery(&self, batch: &Ready, result: &Result<(), String>) {
+    fn record_deliveries(&self, answered: &[(Ready, Result<(), String>)]) {
         let recorded = self.store.with_db(|db| {
-            for (id, _) in &batch.rows {
-                match result {
-                    Ok(()) => db.prepare_cached("UPDATE notifications SET delivered_at_ms = ?2, last_error = NULL WHERE id = ?1")?.execute(params![id, now_ms()])?,
-                    Err(e) => db
-                        .prepare_cached("UPDATE notifications SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1")?
-                        .execute(params![id, now_ms() + backoff(batch.attempts).as_millis() as i64, e])?,
-                };
+            let tx = db.unchecked_transaction()?;
+            for (batch, result) in answered {
+                for (id, _) in &batch.rows {
+                    match result {
+                        Ok(()) => tx.prepare_cached("UPDATE notifications SET delivered_at_ms = ?2, last_error = NULL WHERE id = ?1")?.execute(params![id, now_ms()])?,
+                        Err(e) => tx
+                            .prepare_cached("UPDATE notifications SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1")?
+                            .execute(params![id, now_ms() + backoff(batch.attempts).as_millis() as i64, e])?,
+                    };
+                }
             }
-            Ok(())
+            tx.commit()
         });
         if let Err(e) = recorded {
-            tracing::error!(emulator = self.emulator, "recording a delivery: {e:#}");
+            tracing::error!(emulator = self.emulator, "recording deliveries: {e:#}");
         }
-        if let Err(e) = result {
-            tracing::debug!(emulator = self.emulator, url = %batch.url, "notification not acknowledged, will retry: {e}");
+        for (batch, result) in answered {
+            if let Err(e) = result {
+                tracing::debug!(emulator = self.emulator, url = %batch.url, "notification not acknowledged, will retry: {e}");
+            }
         }
     }
 

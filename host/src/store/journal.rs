@@ -183,7 +183,10 @@ impl Recorded {
 /// Tells whether a change is nothing but seam's own echo, from the change,
 /// its record's shadow and the echoes expected back: the outcome that settles
 /// it, or None when it may be news (`engine::echoes::settled_echo`).
-pub type EchoCheck = fn(&Change, &HashMap<String, Value>, &[(i64, String, Value)]) -> Option<Outcome>;
+pub type EchoCheck = fn(&Change, &ShadowFields, &[(i64, String, Value)]) -> Result<Option<Outcome>>;
+
+/// A record's shadow, the named fields only (those it has).
+pub type ShadowFields<'a> = dyn Fn(&[&str]) -> Result<HashMap<String, Value>> + 'a;
 
 /// One journaled event.
 #[derive(Clone, Debug, PartialEq)]
@@ -422,7 +425,10 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)], is_
             continue;
         }
         let settled = match is_echo {
-            Some(is_echo) if !waiting(tx, tenant, &change.source.id)? => is_echo(change, &shadow_of(tx, tenant, &change.source)?, &expected_echoes_of(tx, tenant, &change.source)?),
+            Some(is_echo) if !waiting(tx, tenant, &change.source.id)? => {
+                let shadow = |fields: &[&str]| shadow_fields_of(tx, tenant, &change.source, fields);
+                is_echo(change, &shadow, &expected_echoes_of(tx, tenant, &change.source)?)?
+            }
             _ => None,
         };
         tx.prepare_cached("INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id, kind, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?.execute(params![
@@ -462,6 +468,19 @@ fn shadow_of(db: &Connection, tenant: &str, record: &RecordRef) -> Result<HashMa
         Ok((field, serde_json::from_str(&value).unwrap_or(Value::Null)))
     })
     .collect()
+}
+
+/// Point reads of some fields' shadow (a ServiceNow record has 30-odd).
+fn shadow_fields_of(db: &Connection, tenant: &str, record: &RecordRef, fields: &[&str]) -> Result<HashMap<String, Value>> {
+    let mut stmt = db.prepare_cached("SELECT value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5")?;
+    let system = record.system.to_string();
+    let mut out = HashMap::new();
+    for field in fields {
+        if let Some(value) = stmt.query_row(params![tenant, system, record.object, record.id, field], |r| r.get::<_, String>(0)).optional()? {
+            out.insert(field.to_string(), serde_json::from_str(&value).unwrap_or(Value::Null));
+        }
+    }
+    Ok(out)
 }
 
 fn expected_echoes_of(db: &Connection, tenant: &str, record: &RecordRef) -> Result<Vec<(i64, String, Value)>> {
