@@ -27,7 +27,10 @@ impl Store {
         let db = Connection::open(path).with_context(|| format!("opening the simulator database {}", path.display()))?;
         db.set_prepared_statement_cache_capacity(64);
         db.execute_batch(
-            "PRAGMA journal_mode = WAL;
+            "-- One connection, in this process, uses the file: without the shared-memory
+             -- index and file locks, each of the emulators' many small writes costs less.
+             PRAGMA locking_mode = EXCLUSIVE;
+             PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA cache_size = -65536;
              CREATE TABLE IF NOT EXISTS records (
