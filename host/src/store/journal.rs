@@ -94,7 +94,9 @@ fn commit_group(db: &Mutex<Connection>, batch: Vec<(Job, Reply)>) {
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             let sp = tx.savepoint()?;
-            match job(&sp) {
+            // A write that panics fails alone, like one that errs: the commit thread lives on.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&sp))).unwrap_or_else(|_| Err(anyhow::anyhow!("the journal write panicked")));
+            match ran {
                 Ok(v) => {
                     sp.commit()?;
                     results.push(Ok(v));
