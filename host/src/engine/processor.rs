@@ -322,7 +322,7 @@ pub(crate) fn account_for(w: &Write, before: Option<&HashMap<String, Value>>, pl
         out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old, new: f.value.clone(), reason: reason.into(), plugin: plugin.clone() });
     }
     // What the record holds now; a value the shadow has already is not written again
-    // (a ServiceNow write returns all 30-odd fields of the incident).
+    // (a ServiceNow create returns all 30-odd fields of the new incident).
     for f in w.observed.iter().filter(|f| before.and_then(|b| b.get(&f.name)) != Some(&f.value)) {
         out.shadow.push((w.record.clone(), f.name.clone(), f.value.clone()));
     }
