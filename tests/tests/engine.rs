@@ -346,6 +346,11 @@ async fn synced_case(h: &Harness) -> String {
     case
 }
 
+/// The incident a synced Case names.
+async fn incident_of(h: &Harness, case: &str) -> String {
+    h.systems.salesforce.get("Case", case).await.unwrap()["ServiceNow_Incident__c"].as_str().expect("the Case names its incident").to_string()
+}
+
 /// Updates of one Case that wait together: `edits` as (Subject, Priority), journaled at once.
 async fn journal_case_updates(h: &Harness, case: &str, prefix: &str, edits: &[(&str, &str)]) -> Vec<i64> {
     use seam::engine::normalize;
@@ -369,9 +374,9 @@ async fn journal_case_updates(h: &Harness, case: &str, prefix: &str, edits: &[(&
 #[tokio::test]
 async fn a_records_waiting_updates_are_carried_across_in_one_write() {
     let h = harness("coalesce").await;
-    let (sf, sn) = (&h.systems.salesforce, &h.systems.servicenow);
+    let sn = &h.systems.servicenow;
     let case = synced_case(&h).await;
-    let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+    let incident = incident_of(&h, &case).await;
     let (writes, calls) = (h.writes(), sn.http().calls());
 
     // Three edits wait while the engine is busy: the Subject moves on twice, the Priority goes up and back.
@@ -440,7 +445,7 @@ async fn a_coalesced_group_is_dead_lettered_and_re_driven_together() {
     let again = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
     assert_eq!((again.len(), again[0].0.entry.id, again[0].0.merged_ids()), (1, ids[0], ids[1..].to_vec()));
     h.processor.process_due(again.into_iter().next().unwrap().0).await.unwrap();
-    let inc = h.systems.salesforce.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+    let inc = incident_of(&h, &case).await;
     assert_eq!(h.systems.servicenow.get("incident", &inc).await.unwrap()["short_description"]["value"], "c");
     h.sim.shutdown();
 }
@@ -455,7 +460,7 @@ async fn seams_own_write_coming_back_is_settled_at_intake_unless_an_earlier_even
     let h = harness("echo-at-intake").await;
     let (sf, sn) = (&h.systems.salesforce, &h.systems.servicenow);
     let case = synced_case(&h).await;
-    let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+    let incident = incident_of(&h, &case).await;
     let record = RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() };
     let attempts = |id: i64| -> i64 {
         let db = rusqlite::Connection::open(&h.journal_path).unwrap();

@@ -134,8 +134,6 @@ impl Journal {
             )
             .optional()?;
         let Some((id, system, object, record_id, change, received_at_ms, status, attempts, last_error, news)) = row else { return Ok(None) };
-        let change_text = change;
-        let change: serde_json::Value = serde_json::from_str(&change_text).unwrap_or_default();
         // A notification may carry the whole record; once processed, the journal knows which fields were news.
         let news: Option<Vec<String>> = news.and_then(|n| serde_json::from_str(&n).ok());
         let mut stmt = db.prepare("SELECT at_ms, what, detail FROM event_history WHERE event_id = ?1 ORDER BY id")?;
@@ -143,14 +141,15 @@ impl Journal {
         let mut stmt = db.prepare("SELECT event_key, change FROM events WHERE merged_into = ?1 ORDER BY id")?;
         let merged: Vec<(String, String)> = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         // Each field at its latest value across the event and those merged into it.
-        let changes: Vec<Change> = std::iter::once(&change_text).chain(merged.iter().map(|(_, c)| c)).filter_map(|c| serde_json::from_str(c).ok()).collect();
+        let changes: Vec<Change> = std::iter::once(&change).chain(merged.iter().map(|(_, c)| c)).filter_map(|c| serde_json::from_str(c).ok()).collect();
         let fields = latest_fields(changes.iter().map(|c| &c.changed));
+        let first = changes.first();
         Ok(Some(EventStory {
             id,
             key: key.to_string(),
             record: RecordRef { system: system.parse()?, object, id: record_id },
-            origin_user: change["origin_user"].as_str().unwrap_or_default().to_string(),
-            kind: change["kind"].as_str().unwrap_or_default().to_string(),
+            origin_user: first.map(|c| c.origin_user.clone()).unwrap_or_default(),
+            kind: first.and_then(|c| serde_json::to_value(c.kind).ok()).and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default(),
             changed: fields
                 .iter()
                 .filter(|f| !f.name.ends_with(".display") && news.as_ref().is_none_or(|n| n.iter().any(|x| *x == f.name)))
