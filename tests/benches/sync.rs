@@ -181,6 +181,7 @@ async fn run(args: Args) {
         burst.calls as f64 / args.burst as f64
     );
     println!("  ({} events journaled, changes and their echoes; {} coalesced into an earlier update of their record)", burst.events, burst.merged);
+    print_cpu(&burst, args.burst);
 
     // 4. Hot swap under load.
     let first_event = bench.count("SELECT COALESCE(MAX(id), 0) FROM events") + 1;
@@ -193,6 +194,20 @@ async fn run(args: Args) {
         args.burst as f64 / swap.elapsed.as_secs_f64(),
         versions
     );
+    print_cpu(&swap, args.burst);
+}
+
+/// CPU per change: the steadier figure when the VM's wall-clock runs vary.
+fn print_cpu(run: &Run, changes: usize) {
+    if let Some(cpu) = run.cpu {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        println!(
+            "  (the process used {:.1} CPU-seconds, {:.0} µs per change, {:.0}% of {cores} cores while it ran)",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / changes as f64,
+            100.0 * cpu.as_secs_f64() / run.elapsed.as_secs_f64() / cores as f64
+        );
+    }
 }
 
 /// Change number `n`: even ones edit a Case's Subject, odd ones move an incident's state.
@@ -206,8 +221,21 @@ async fn change(people: &Systems, cases: &[String], incidents: &[String], n: usi
     }
 }
 
+/// CPU time this process (engine, emulators and people side) has used: user + system,
+/// from /proc (Linux); None elsewhere. Less noisy than wall time on a shared VM.
+fn cpu_used() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 struct Run {
     elapsed: Duration,
+    /// CPU time used from the first change until everything settled.
+    cpu: Option<Duration>,
     p50_ms: i64,
     p99_ms: i64,
     calls: u64,
@@ -223,6 +251,7 @@ async fn run_changes(bench: &Bench, people: &Systems, cases: &[String], incident
     let calls = bench.seam_calls();
     let first_event = bench.count("SELECT COALESCE(MAX(id), 0) FROM events") + 1;
     let started = Instant::now();
+    let cpu_before = cpu_used();
     let chunks = swaps.unwrap_or(1);
     for chunk in 0..chunks {
         let range = (chunk * total / chunks)..((chunk + 1) * total / chunks);
@@ -234,6 +263,7 @@ async fn run_changes(bench: &Bench, people: &Systems, cases: &[String], incident
     }
     let made = started.elapsed();
     let elapsed = bench.settle(Duration::from_secs(900)).await - started;
+    let cpu = cpu_used().zip(cpu_before).map(|(after, before)| after - before);
     println!("  (the people side took {:.2} s to make the {total} changes)", made.as_secs_f64());
     let calls = bench.seam_calls() - calls;
 
@@ -291,5 +321,5 @@ async fn run_changes(bench: &Bench, people: &Systems, cases: &[String], incident
     let p = |q: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(0);
     let events = bench.count(&format!("SELECT COUNT(*) FROM events WHERE id >= {first_event}"));
     let merged = bench.count(&format!("SELECT COUNT(*) FROM events WHERE id >= {first_event} AND merged_into IS NOT NULL"));
-    Run { elapsed, p50_ms: p(0.5), p99_ms: p(0.99), calls, events, merged }
+    Run { elapsed, cpu, p50_ms: p(0.5), p99_ms: p(0.99), calls, events, merged }
 }

@@ -227,3 +227,68 @@ async fn grouped_writes_commit_together_and_a_failing_one_fails_alone() {
         assert_eq!(back, v);
     }
 }
+
+/// A journal written before the shadow was keyed alone and before the events'
+/// indexes held only open events: opened now, it keeps every shadow value and
+/// open event, its shadow becomes a WITHOUT ROWID table, and the old indexes go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_from_before_keeps_its_shadow_and_open_events_under_the_new_layout() {
+    let dir = state("old-journal-layout");
+    let path = dir.join("journal.db");
+    let change = serde_json::to_string(&Change {
+        event_id: "e1".into(),
+        kind: ChangeKind::Updated,
+        source: RecordRef { system: System::Salesforce, object: "Case".into(), id: "500A".into() },
+        changed: vec![seam::model::Field { name: "Subject".into(), value: Value::Text("new".into()) }],
+        snapshot: vec![],
+        origin_user: "jane".into(),
+        linked: None,
+    })
+    .unwrap();
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE events (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, event_key TEXT NOT NULL,
+                 system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL, change TEXT NOT NULL,
+                 received_at_ms INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+                 attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+                 progress INTEGER NOT NULL DEFAULT 0, progress_linked TEXT, linked_id TEXT,
+                 UNIQUE (tenant, event_key));
+             CREATE INDEX events_by_record ON events (tenant, system, object, record_id, id);
+             CREATE INDEX events_pending ON events (status, id);
+             CREATE TABLE shadow (
+                 tenant TEXT NOT NULL, system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
+                 field TEXT NOT NULL, value TEXT NOT NULL,
+                 PRIMARY KEY (tenant, system, object, record_id, field));
+             INSERT INTO shadow VALUES ('acme', 'salesforce', 'Case', '500A', 'Subject', '\"old\"');
+             INSERT INTO shadow VALUES ('acme', 'salesforce', 'Case', '500A', 'Priority', '\"High\"');",
+        )
+        .unwrap();
+        for (key, status) in [("k-done", "done"), ("k-dead", "dead"), ("k-pending", "pending")] {
+            old.execute(
+                "INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, status) VALUES ('acme', ?1, 'salesforce', 'Case', '500A', ?2, 0, ?3)",
+                rusqlite::params![key, change, status],
+            )
+            .unwrap();
+        }
+    }
+    let journal = Journal::open(&path).unwrap();
+    let case = RecordRef { system: System::Salesforce, object: "Case".into(), id: "500A".into() };
+    let shadow = journal.shadow("acme", &case).unwrap();
+    assert_eq!(shadow.len(), 2, "{shadow:?}");
+    assert_eq!(shadow["Subject"], Value::Text("old".into()));
+    assert_eq!((journal.status_count("acme", "pending").unwrap(), journal.status_count("acme", "dead").unwrap()), (1, 1));
+    assert_eq!(journal.dead_letters(Some("acme")).unwrap().len(), 1);
+    let claimed = journal.claim("acme", &Default::default(), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|(due, _)| due.entry.event_key.as_str()).collect::<Vec<_>>(), ["k-pending"]);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let shadow_sql: String = db.query_row("SELECT sql FROM sqlite_master WHERE name = 'shadow'", [], |r| r.get(0)).unwrap();
+    assert!(shadow_sql.contains("WITHOUT ROWID"), "{shadow_sql}");
+    let old_indexes: i64 = db.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('events_pending', 'events_by_record')", [], |r| r.get(0)).unwrap();
+    assert_eq!(old_indexes, 0);
+    // Opening it again changes nothing.
+    drop(journal);
+    let journal = Journal::open(&path).unwrap();
+    assert_eq!(journal.shadow("acme", &case).unwrap().len(), 2);
+}

@@ -275,10 +275,11 @@ impl Journal {
                  news TEXT,
                  UNIQUE (tenant, event_key));
              -- Last values synced per record field: what seam wrote or already carried across.
+             -- Keyed by its primary key alone (no rowid): one b-tree to update per value, not two.
              CREATE TABLE IF NOT EXISTS shadow (
                  tenant TEXT NOT NULL, system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
                  field TEXT NOT NULL, value TEXT NOT NULL,
-                 PRIMARY KEY (tenant, system, object, record_id, field));
+                 PRIMARY KEY (tenant, system, object, record_id, field)) WITHOUT ROWID;
              -- Values seam wrote whose notification has not come back yet. A write's
              -- echo can arrive after a later write to the same field (the shadow has
              -- moved on); it is still seam's own, not a person's edit.
@@ -314,10 +315,15 @@ impl Journal {
              CREATE TABLE IF NOT EXISTS watermarks (
                  tenant TEXT NOT NULL, source TEXT NOT NULL, value TEXT NOT NULL,
                  PRIMARY KEY (tenant, source));
-             CREATE INDEX IF NOT EXISTS events_by_record ON events (tenant, system, object, record_id, id);
-             CREATE INDEX IF NOT EXISTS events_pending ON events (status, id);
              -- Intake's question before it settles an echo: is an event of the record still waiting?
-             CREATE INDEX IF NOT EXISTS events_waiting_by_record ON events (tenant, record_id) WHERE status = 'pending';",
+             CREATE INDEX IF NOT EXISTS events_waiting_by_record ON events (tenant, record_id) WHERE status = 'pending';
+             -- The other indexes on events hold only the events still open (pending or
+             -- dead-lettered): an event that is done, or an echo settled at intake, costs
+             -- the row and its key alone, and the indexes stay as small as the backlog
+             -- (questions about one record's open events scan them).
+             DROP INDEX IF EXISTS events_pending;
+             DROP INDEX IF EXISTS events_by_record;
+             CREATE INDEX IF NOT EXISTS events_dead ON events (id) WHERE status = 'dead';",
         )
         .context("creating the journal schema")?;
         // Journals written before these columns existed.
@@ -326,7 +332,12 @@ impl Journal {
         // the change, and the event whose processing took this one along.
         add_column(&db, "events", "kind", "TEXT")?;
         add_column(&db, "events", "merged_into", "INTEGER")?;
-        db.execute_batch("CREATE INDEX IF NOT EXISTS events_by_merged ON events (merged_into) WHERE merged_into IS NOT NULL")?;
+        db.execute_batch(
+            "CREATE INDEX IF NOT EXISTS events_by_merged ON events (merged_into) WHERE merged_into IS NOT NULL;
+             -- The dispatcher's scan (`claim`) reads this index alone, never the rows (each holds a whole record).
+             CREATE INDEX IF NOT EXISTS events_due ON events (tenant, id, record_id, linked_id, next_at_ms, attempts, merged_into, kind) WHERE status = 'pending';",
+        )?;
+        shadow_without_rowid(&db)?;
         // Before workflow packs, every pack was the mapping.
         add_column(&db, "pack_history", "slot", "TEXT NOT NULL DEFAULT 'mapping'")?;
         let reader = Connection::open(path).with_context(|| format!("opening the journal {} for reading", path.display()))?;
@@ -410,6 +421,26 @@ fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<
         db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")).with_context(|| format!("adding {table}.{column}"))?;
     }
     Ok(())
+}
+
+/// Journals from before the shadow was a WITHOUT ROWID table: copy it over, in one transaction.
+fn shadow_without_rowid(db: &Connection) -> Result<()> {
+    let sql: String = db.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'shadow'", [], |r| r.get(0))?;
+    if sql.contains("WITHOUT ROWID") {
+        return Ok(());
+    }
+    db.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE shadow_keyed (
+             tenant TEXT NOT NULL, system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
+             field TEXT NOT NULL, value TEXT NOT NULL,
+             PRIMARY KEY (tenant, system, object, record_id, field)) WITHOUT ROWID;
+         INSERT INTO shadow_keyed SELECT tenant, system, object, record_id, field, value FROM shadow;
+         DROP TABLE shadow;
+         ALTER TABLE shadow_keyed RENAME TO shadow;
+         COMMIT;",
+    )
+    .context("moving the journal's shadow to a WITHOUT ROWID table")
 }
 
 /// Store `events` unless already stored (by event key), inside the caller's
@@ -601,7 +632,7 @@ impl Journal {
         let db = self.reader.lock().unwrap();
         let now = chrono::Utc::now().timestamp_millis();
         let mut pending = db.prepare_cached(
-            "SELECT id, record_id, linked_id, next_at_ms, attempts, merged_into, kind FROM events
+            "SELECT id, record_id, linked_id, next_at_ms, attempts, merged_into, kind FROM events INDEXED BY events_due
              WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT ?2",
         )?;
         let mut partner = db.prepare_cached(
@@ -808,10 +839,18 @@ impl Journal {
         .collect()
     }
 
-    /// Count events by status.
+    /// Count events by status (from the last commit).
     pub fn status_count(&self, tenant: &str, status: &str) -> Result<u64> {
-        let db = self.db.lock().unwrap();
-        Ok(db.query_row("SELECT COUNT(*) FROM events WHERE tenant = ?1 AND status = ?2", params![tenant, status], |r| r.get::<_, i64>(0))? as u64)
+        let db = self.reader.lock().unwrap();
+        let count = |r: &rusqlite::Row| r.get::<_, i64>(0);
+        // Pending and dead counts read their partial indexes (named: without statistics the
+        // planner would rather search the event-key index by tenant, every event of it).
+        let n = match status {
+            "pending" => db.prepare_cached("SELECT COUNT(*) FROM events INDEXED BY events_waiting_by_record WHERE tenant = ?1 AND status = 'pending'")?.query_row(params![tenant], count)?,
+            "dead" => db.prepare_cached("SELECT COUNT(*) FROM events INDEXED BY events_dead WHERE tenant = ?1 AND status = 'dead'")?.query_row(params![tenant], count)?,
+            other => db.prepare_cached("SELECT COUNT(*) FROM events WHERE tenant = ?1 AND status = ?2")?.query_row(params![tenant, other], count)?,
+        };
+        Ok(n as u64)
     }
 }
 

@@ -169,10 +169,14 @@ impl Journal {
         let keys: Vec<(String, String)> = {
             let db = self.db.lock().unwrap();
             let mut stmt = db.prepare(
-                "SELECT tenant, event_key FROM events WHERE (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4
-                 AND status IN ('pending', 'dead') ORDER BY id",
+                // One part per status, each over its partial index (open events only; named,
+                // or the planner, without statistics, would scan every event in id order).
+                "SELECT id, tenant, event_key FROM events INDEXED BY events_waiting_by_record WHERE status = 'pending' AND (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4
+                 UNION ALL
+                 SELECT id, tenant, event_key FROM events INDEXED BY events_dead WHERE status = 'dead' AND (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4
+                 ORDER BY id",
             )?;
-            let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get(1)?, r.get(2)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         keys.iter().filter_map(|(t, k)| self.event_story(t, k).transpose()).collect()
@@ -188,7 +192,7 @@ impl Journal {
                     COALESCE((SELECT MAX(a.at_ms) FROM audit a WHERE a.tenant = l.tenant AND a.system = 'servicenow' AND a.object = 'incident' AND a.record_id = l.incident_id), 0)),
                 (SELECT COUNT(*) FROM events e WHERE e.tenant = l.tenant AND e.status = 'pending'
                     AND (e.record_id IN (l.case_id, l.incident_id) OR e.linked_id IN (l.case_id, l.incident_id))),
-                (SELECT COUNT(*) FROM events e WHERE e.tenant = l.tenant AND e.status = 'dead'
+                (SELECT COUNT(*) FROM events e INDEXED BY events_dead WHERE e.tenant = l.tenant AND e.status = 'dead'
                     AND (e.record_id IN (l.case_id, l.incident_id) OR e.linked_id IN (l.case_id, l.incident_id)))
              FROM links l WHERE l.tenant = ?1 ORDER BY l.created_at_ms DESC LIMIT ?2",
         )?;
@@ -218,11 +222,11 @@ impl Journal {
     pub fn backlog(&self, tenant: &str) -> Result<Backlog> {
         let db = self.db.lock().unwrap();
         let (pending, oldest): (i64, Option<i64>) = db.query_row(
-            "SELECT COUNT(*), MIN(received_at_ms) FROM events WHERE tenant = ?1 AND status = 'pending'",
+            "SELECT COUNT(*), MIN(received_at_ms) FROM events INDEXED BY events_waiting_by_record WHERE tenant = ?1 AND status = 'pending'",
             params![tenant],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let dead: i64 = db.query_row("SELECT COUNT(*) FROM events WHERE tenant = ?1 AND status = 'dead'", params![tenant], |r| r.get(0))?;
+        let dead: i64 = db.query_row("SELECT COUNT(*) FROM events INDEXED BY events_dead WHERE tenant = ?1 AND status = 'dead'", params![tenant], |r| r.get(0))?;
         let now = chrono::Utc::now().timestamp_millis();
         Ok(Backlog { pending: pending as u64, dead: dead as u64, oldest_age_ms: oldest.map(|t| (now - t).max(0)) })
     }
