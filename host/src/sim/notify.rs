@@ -152,11 +152,11 @@ impl Notifier {
     }
 
     /// Notifications not yet delivered: what waiting for a quiet system polls (cheap,
-    /// from the pending index; [`Notifier::stats`] reads the whole history).
+    /// from the waiting index; [`Notifier::stats`] reads the whole history).
     pub fn pending(&self) -> u64 {
         self.store
             .with_db(|db| {
-                db.prepare_cached("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NULL AND emulator = ?1")?
+                db.prepare_cached("SELECT COUNT(*) FROM notifications INDEXED BY notifications_waiting WHERE delivered_at_ms IS NULL AND emulator = ?1")?
                     .query_row(params![self.emulator], |r| r.get::<_, i64>(0))
             })
             .unwrap_or(0) as u64
@@ -288,7 +288,7 @@ impl Notifier {
         // Ids first, payloads only for the chosen: a burst leaves thousands queued.
         let (chosen, soonest) = self.store.with_db(|db| {
             let mut stmt = db.prepare_cached(
-                "SELECT id, url, record, attempts, next_at_ms FROM notifications
+                "SELECT id, url, record, attempts, next_at_ms FROM notifications INDEXED BY notifications_waiting
                  WHERE emulator = ?1 AND delivered_at_ms IS NULL AND format = 'json' ORDER BY id LIMIT 2000",
             )?;
             let rows = stmt.query_map(params![self.emulator], |r| {
@@ -339,7 +339,7 @@ impl Notifier {
     fn next_batch(&self) -> anyhow::Result<Option<Batch>> {
         let head = self.store.with_db(|db| {
             db.query_row(
-                "SELECT url, format, attempts, next_at_ms FROM notifications WHERE emulator = ?1 AND delivered_at_ms IS NULL ORDER BY id LIMIT 1",
+                "SELECT url, format, attempts, next_at_ms FROM notifications INDEXED BY notifications_waiting WHERE emulator = ?1 AND delivered_at_ms IS NULL ORDER BY id LIMIT 1",
                 params![self.emulator],
                 |r| Ok((r.get::<_, String>(0)?, Format::parse(&r.get::<_, String>(1)?), r.get::<_, u32>(2)?, r.get::<_, i64>(3)?)),
             )
@@ -358,7 +358,7 @@ impl Notifier {
         };
         let rows = self.store.with_db(|db| {
             let mut stmt = db.prepare_cached(
-                "SELECT id, payload FROM notifications WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT ?4",
+                "SELECT id, payload FROM notifications INDEXED BY notifications_waiting WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT ?4",
             )?;
             let rows = stmt.query_map(params![self.emulator, url, format.as_str(), batch_max], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()

@@ -42,7 +42,8 @@ impl Store {
                  id INTEGER PRIMARY KEY AUTOINCREMENT, emulator TEXT NOT NULL, url TEXT NOT NULL, format TEXT NOT NULL,
                  payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL DEFAULT 0,
                  delivered_at_ms INTEGER, last_error TEXT);
-             CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (delivered_at_ms, emulator, id);",
+             -- Replaced by notifications_waiting (below), which holds the undelivered alone.
+             DROP INDEX IF EXISTS notifications_pending;",
         )
         .context("creating the simulator schema")?;
         // Queues written before notifications named their record (for per-record order).
@@ -50,6 +51,13 @@ impl Store {
         if !has_record {
             db.execute_batch("ALTER TABLE notifications ADD COLUMN record TEXT NOT NULL DEFAULT ''").context("adding notifications.record")?;
         }
+        // The notifier's scans of what waits read this index alone, never the rows
+        // (each holds a whole payload); a delivered notification leaves it.
+        db.execute_batch(
+            "CREATE INDEX IF NOT EXISTS notifications_waiting ON notifications (emulator, id, format, url, record, attempts, next_at_ms)
+             WHERE delivered_at_ms IS NULL",
+        )
+        .context("indexing the waiting notifications")?;
         let mut tables: HashMap<(String, String), BTreeMap<String, Record>> = HashMap::new();
         {
             let mut stmt = db.prepare("SELECT emulator, object, id, data FROM records")?;
