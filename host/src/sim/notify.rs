@@ -11,7 +11,7 @@
 use super::faults::FaultSwitch;
 use super::store::Store;
 use hmac::{Hmac, Mac};
-use rusqlite::params;
+use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::sync::Arc;
@@ -133,24 +133,56 @@ impl Notifier {
     }
 
     /// Queue one notification, built by `payload` in the target's form, unless
-    /// no target is configured or a fault drops it.
+    /// no target is configured or a fault drops it, in a transaction of its own.
     /// `record`: the record it is about; its notifications are delivered in order.
     pub fn enqueue(&self, record: &str, payload: impl FnOnce(Format) -> String) -> anyhow::Result<()> {
-        let Some(target) = self.target() else { return Ok(()) };
-        let format = target.format.unwrap_or(self.default_format);
-        if self.faults.drop_notification() {
-            self.store.next(&format!("notify.{}.dropped", self.emulator))?;
-            tracing::info!(emulator = self.emulator, "fault injection: dropped a change notification");
-            return Ok(());
-        }
-        self.store.with_db(|db| {
-            db.prepare_cached("INSERT INTO notifications (emulator, url, format, payload, record) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                .execute(params![self.emulator, target.url, format.as_str(), payload(format), record])
-        })?;
-        self.wake.notify_one();
-        Ok(())
+        let Some(outgoing) = self.outgoing(record) else { return Ok(()) };
+        self.store.put_all_with(self.emulator, Vec::new(), |db| outgoing.queue_in(db, |format| Ok(payload(format))))
     }
 
+    /// A notification about `record`, to queue in the transaction of the write
+    /// that causes it ([`Outgoing::queue_in`]), so the two land together or not
+    /// at all, as on the real systems. None: no target is configured.
+    /// Made before that transaction opens (the target is read through the store).
+    pub fn outgoing(&self, record: &str) -> Option<Outgoing<'_>> {
+        let target = self.target()?;
+        let format = target.format.unwrap_or(self.default_format);
+        Some(Outgoing { notifier: self, url: target.url, format, record: record.to_string(), dropped: self.faults.drop_notification() })
+    }
+}
+
+/// See [`Notifier::outgoing`].
+pub struct Outgoing<'a> {
+    notifier: &'a Notifier,
+    url: String,
+    format: Format,
+    record: String,
+    /// A fault drops it: counted, never sent.
+    dropped: bool,
+}
+
+impl Outgoing<'_> {
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Queue it inside the caller's transaction, `payload` built there in its form.
+    pub fn queue_in(self, db: &Connection, payload: impl FnOnce(Format) -> anyhow::Result<String>) -> anyhow::Result<()> {
+        let n = self.notifier;
+        if self.dropped {
+            super::store::next_in(db, &format!("notify.{}.dropped", n.emulator))?;
+            tracing::info!(emulator = n.emulator, "fault injection: dropped a change notification");
+            return Ok(());
+        }
+        db.prepare_cached("INSERT INTO notifications (emulator, url, format, payload, record) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![n.emulator, self.url, self.format.as_str(), payload(self.format)?, self.record])?;
+        // The delivery loop reads the queue under the store's lock, so it sees this row once the transaction commits.
+        n.wake.notify_one();
+        Ok(())
+    }
+}
+
+impl Notifier {
     /// Notifications not yet delivered: what waiting for a quiet system polls (cheap,
     /// from the waiting index; [`Notifier::stats`] reads the whole history).
     pub fn pending(&self) -> u64 {

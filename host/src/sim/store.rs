@@ -92,6 +92,12 @@ impl Store {
 
     /// Several puts in one transaction: all land or none.
     pub fn put_all(&self, emulator: &str, records: Vec<(String, String, Record)>) -> Result<()> {
+        self.put_all_with(emulator, records, |_| Ok(()))
+    }
+
+    /// Several puts and what `also` writes (the notifications they cause) in one
+    /// transaction: all land or none. `also` must not call back into the store.
+    pub fn put_all_with(&self, emulator: &str, records: Vec<(String, String, Record)>, also: impl FnOnce(&Connection) -> Result<()>) -> Result<()> {
         let mut inner = self.inner.lock().unwrap();
         let tx = inner.db.transaction()?;
         for (object, id, record) in &records {
@@ -101,6 +107,7 @@ impl Store {
             )?
             .execute(params![emulator, object, id, serde_json::to_string(record)?])?;
         }
+        also(&tx)?;
         tx.commit()?;
         for (object, id, record) in records {
             inner.tables.entry((emulator.to_string(), object)).or_default().insert(id, record);
@@ -130,12 +137,7 @@ impl Store {
 
     /// The next value of a named counter (1, 2, 3, ...), durable.
     pub fn next(&self, counter: &str) -> Result<u64> {
-        let inner = self.inner.lock().unwrap();
-        let value: i64 = inner
-            .db
-            .prepare_cached("INSERT INTO counters (name, value) VALUES (?1, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value")?
-            .query_row(params![counter], |row| row.get(0))?;
-        Ok(value as u64)
+        next_in(&self.inner.lock().unwrap().db, counter)
     }
 
     pub fn counter(&self, counter: &str) -> u64 {
@@ -168,4 +170,12 @@ impl Store {
         let inner = self.inner.lock().unwrap();
         Ok(f(&inner.db)?)
     }
+}
+
+/// [`Store::next`] inside a transaction the caller holds (a write's, numbering its notification).
+pub fn next_in(db: &Connection, counter: &str) -> Result<u64> {
+    let value: i64 = db
+        .prepare_cached("INSERT INTO counters (name, value) VALUES (?1, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value")?
+        .query_row(params![counter], |row| row.get(0))?;
+    Ok(value as u64)
 }

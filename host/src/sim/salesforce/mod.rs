@@ -372,21 +372,42 @@ enum ChangeType {
 /// Announce a change to the configured target: an Outbound Message (creates
 /// and updates, as Salesforce sends them) or a change event (with the
 /// changed fields and the committing user, deletes included).
-fn notify(e: &Emulator, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, user: &str) {
-    let Some(notifier) = &e.notifier else { return };
-    if !obj.notifies || (change == ChangeType::Delete && notifier.format() == Some(super::notify::Format::Soap)) {
-        return;
+/// The notification a change of `record` sends, if any (an object that notifies,
+/// a target configured; Outbound Messages carry no deletes).
+fn outgoing<'a>(e: &'a Emulator, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>) -> Option<super::notify::Outgoing<'a>> {
+    let notifier = e.notifier.as_ref()?;
+    if !obj.notifies {
+        return None;
     }
-    let sequence = match e.store.next("sf.notification") {
-        Ok(n) => n,
-        Err(err) => return tracing::error!("numbering a notification: {err:#}"),
-    };
-    let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
-    let result = notifier.enqueue(id, |format| match format {
-        super::notify::Format::Soap => soap::notification(&ids::make("04l", sequence), obj.name, record),
-        super::notify::Format::Json => change_event(obj, change, record, before, user, sequence).to_string(),
-    });
-    if let Err(err) = result {
+    let outgoing = notifier.outgoing(record.get("Id").and_then(Value::as_str).unwrap_or_default())?;
+    (change != ChangeType::Delete || outgoing.format() != super::notify::Format::Soap).then_some(outgoing)
+}
+
+/// Queue a change's notification inside the transaction `db` of the write that made it, numbered there.
+fn queue_in(db: &rusqlite::Connection, outgoing: super::notify::Outgoing, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, user: &str) -> anyhow::Result<()> {
+    let sequence = crate::sim::store::next_in(db, "sf.notification")?;
+    outgoing.queue_in(db, |format| {
+        Ok(match format {
+            super::notify::Format::Soap => soap::notification(&ids::make("04l", sequence), obj.name, record),
+            super::notify::Format::Json => change_event(obj, change, record, before, user, sequence).to_string(),
+        })
+    })
+}
+
+/// Store one written record and queue its notification in one transaction: as on
+/// the real platform, a write that lands never lacks its notification.
+fn store_notifying(e: &Emulator, obj: &ObjectDef, change: ChangeType, id: &str, record: &Map<String, Value>, before: Option<&Map<String, Value>>, user: &str) -> anyhow::Result<()> {
+    let outgoing = outgoing(e, obj, change, record);
+    e.store.put_all_with(EMULATOR, vec![(obj.name.to_string(), id.to_string(), record.clone())], |db| match outgoing {
+        Some(o) => queue_in(db, o, obj, change, record, before, user),
+        None => Ok(()),
+    })
+}
+
+/// A delete's notification, after the delete (its own transaction).
+fn notify_deleted(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>, user: &str) {
+    let Some(outgoing) = outgoing(e, obj, ChangeType::Delete, record) else { return };
+    if let Err(err) = e.store.put_all_with(EMULATOR, Vec::new(), |db| queue_in(db, outgoing, obj, ChangeType::Delete, record, None, user)) {
         tracing::error!("queueing a notification: {err:#}");
     }
 }
@@ -444,10 +465,9 @@ async fn create(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
     let result = parse_body(&body).and_then(|input| prepare_create(&e, obj, &input, &user));
     match result {
         Ok((id, record)) => {
-            if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
+            if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &user) {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
             }
-            notify(&e, obj, ChangeType::Create, &record, None, &user);
             (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [] }))).into_response()
         }
         Err(err) => error(status_for(&err), err),
@@ -483,10 +503,9 @@ async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
     let (id, existing) = or_respond!(find(&e, obj, &params["id"]));
     match parse_body(&body).and_then(|input| prepare_update(&e, obj, &existing, &input, &user)) {
         Ok(record) => {
-            if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
+            if let Err(err) = store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(&existing), &user) {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
             }
-            notify(&e, obj, ChangeType::Update, &record, Some(&existing), &user);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(err) => error(status_for(&err), err),
@@ -499,7 +518,7 @@ async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
     let (id, record) = or_respond!(find(&e, obj, &params["id"]));
     match e.store.delete(EMULATOR, obj.name, &id) {
         Ok(_) => {
-            notify(&e, obj, ChangeType::Delete, &record, None, &user);
+            notify_deleted(&e, obj, &record, &user);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, internal(err)),
@@ -539,10 +558,9 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
             input.insert(def.name.to_string(), json!(value));
             match prepare_create(&e, obj, &input, &user) {
                 Ok((id, record)) => {
-                    if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
+                    if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &user) {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
                     }
-                    notify(&e, obj, ChangeType::Create, &record, None, &user);
                     (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [], "created": true }))).into_response()
                 }
                 Err(err) => error(status_for(&err), err),
@@ -552,10 +570,9 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
             let id = existing["Id"].as_str().unwrap_or_default().to_string();
             match prepare_update(&e, obj, existing, &input, &user) {
                 Ok(record) => {
-                    if let Err(err) = e.store.put(EMULATOR, obj.name, &id, record.clone()) {
+                    if let Err(err) = store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(existing), &user) {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
                     }
-                    notify(&e, obj, ChangeType::Update, &record, Some(existing), &user);
                     (StatusCode::OK, Json(json!({ "id": id, "success": true, "errors": [], "created": false }))).into_response()
                 }
                 Err(err) => error(status_for(&err), err),
@@ -711,7 +728,6 @@ fn record_type(record: &Value) -> Result<&'static ObjectDef, SfError> {
     schema::object(name).ok_or_else(|| SfError::new("INVALID_TYPE", format!("sObject type '{name}' is not supported.")))
 }
 
-/// Apply prepared writes: all or none if asked, otherwise the good ones.
 /// One collection record ready to store.
 struct PreparedWrite {
     obj: &'static ObjectDef,
@@ -740,14 +756,20 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, u
             Err((id, err)) => results.push(collection_result(id.as_deref(), &Err(err.clone()))),
         }
     }
-    if let Err(err) = e.store.put_all(EMULATOR, writes) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
-    }
-    if !rolled_back_all {
-        for w in prepared.iter().flatten() {
-            let change = if w.before.is_some() { ChangeType::Update } else { ChangeType::Create };
-            notify(e, w.obj, change, &w.record, w.before.as_ref(), user);
+    // The records and their notifications in one transaction.
+    let notifying: Vec<_> = if rolled_back_all { Vec::new() } else { prepared.iter().flatten().collect() };
+    let change = |w: &PreparedWrite| if w.before.is_some() { ChangeType::Update } else { ChangeType::Create };
+    let outgoing: Vec<_> = notifying.iter().map(|w| outgoing(e, w.obj, change(w), &w.record)).collect();
+    let stored = e.store.put_all_with(EMULATOR, writes, |db| {
+        for (w, o) in notifying.iter().zip(outgoing) {
+            if let Some(o) = o {
+                queue_in(db, o, w.obj, change(w), &w.record, w.before.as_ref(), user)?;
+            }
         }
+        Ok(())
+    });
+    if let Err(err) = stored {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
     }
     Json(Value::Array(results)).into_response()
 }

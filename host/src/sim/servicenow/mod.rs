@@ -456,16 +456,30 @@ fn commit(e: &Emulator, table: &Table, operation: &str, w: &Written) -> Result<(
         j.insert("sys_mod_seq".into(), text(&format!("{}-{n:04}", raw(&w.record, "sys_mod_count"))));
         writes.push(("sys_journal_field".into(), jid, j));
     }
-    e.store.put_all(EMULATOR, writes).map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))?;
-    if table.notifies && (!w.changed.is_empty() || operation != "update") {
-        notify(e, table, operation, &w.record, &w.changed, &w.previous, &w.journal);
+    // The record, its journal entries and the business rule's notification in one transaction.
+    let notifies = table.notifies && (!w.changed.is_empty() || operation != "update");
+    let outgoing = e.notifier.as_ref().filter(|_| notifies).and_then(|n| n.outgoing(raw(&w.record, "sys_id")));
+    let payload = outgoing.as_ref().map(|_| payload(e, table, operation, &w.record, &w.changed, &w.previous, &w.journal));
+    e.store
+        .put_all_with(EMULATOR, writes, |db| match (outgoing, payload) {
+            (Some(o), Some(payload)) => o.queue_in(db, |_| Ok(payload)),
+            _ => Ok(()),
+        })
+        .map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))
+}
+
+/// A delete's notification, after the delete (its own transaction).
+fn notify_deleted(e: &Emulator, table: &Table, record: &Record) {
+    let Some(notifier) = &e.notifier else { return };
+    let payload = payload(e, table, "delete", record, &[], &Map::new(), &[]);
+    if let Err(err) = notifier.enqueue(raw(record, "sys_id"), |_| payload) {
+        tracing::error!("queueing a ServiceNow notification: {err:#}");
     }
-    Ok(())
 }
 
 /// The business rule's outbound JSON: what changed, the whole record, display values and journal text.
-fn notify(e: &Emulator, table: &Table, operation: &str, record: &Record, changed: &[String], previous: &Map<String, Value>, journal: &[(String, String)]) {
-    let Some(notifier) = &e.notifier else { return };
+/// Built before the write's transaction opens: display values read other records through the store.
+fn payload(e: &Emulator, table: &Table, operation: &str, record: &Record, changed: &[String], previous: &Map<String, Value>, journal: &[(String, String)]) -> String {
     let displays: Map<String, Value> = table
         .columns
         .iter()
@@ -488,9 +502,7 @@ fn notify(e: &Emulator, table: &Table, operation: &str, record: &Record, changed
         "previous": previous,
         "journal": journal.iter().map(|(el, v)| json!({ "element": el, "value": v })).collect::<Vec<_>>(),
     });
-    if let Err(err) = notifier.enqueue(raw(record, "sys_id"), |_| payload.to_string()) {
-        tracing::error!("queueing a ServiceNow notification: {err:#}");
-    }
+    payload.to_string()
 }
 
 async fn insert(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<String, String>>, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
@@ -523,7 +535,7 @@ async fn delete(State(e): Ctx, Path((table, id)): Path<(String, String)>) -> Res
     match e.store.delete(EMULATOR, table.name, &id) {
         Ok(Some(record)) => {
             if table.notifies {
-                notify(&e, table, "delete", &record, &[], &Map::new(), &[]);
+                notify_deleted(&e, table, &record);
             }
             StatusCode::NO_CONTENT.into_response()
         }
