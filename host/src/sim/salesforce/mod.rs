@@ -369,11 +369,9 @@ enum ChangeType {
     Delete,
 }
 
-/// Announce a change to the configured target: an Outbound Message (creates
-/// and updates, as Salesforce sends them) or a change event (with the
-/// changed fields and the committing user, deletes included).
-/// The notification a change of `record` sends, if any (an object that notifies,
-/// a target configured; Outbound Messages carry no deletes).
+/// The notification a change of `record` sends to the configured target, if any:
+/// an Outbound Message (creates and updates, as Salesforce sends them) or a change
+/// event (with the changed fields and the committing user, deletes included).
 fn outgoing<'a>(e: &'a Emulator, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>) -> Option<super::notify::Outgoing<'a>> {
     let notifier = e.notifier.as_ref()?;
     if !obj.notifies {
