@@ -274,12 +274,7 @@ impl Journal {
                  -- the changed fields that were news (JSON list), for the audit trail
                  news TEXT,
                  UNIQUE (tenant, event_key));
-             -- Last values synced per record field: what seam wrote or already carried across.
-             -- Keyed by its primary key alone (no rowid): one b-tree to update per value, not two.
-             CREATE TABLE IF NOT EXISTS shadow (
-                 tenant TEXT NOT NULL, system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
-                 field TEXT NOT NULL, value TEXT NOT NULL,
-                 PRIMARY KEY (tenant, system, object, record_id, field)) WITHOUT ROWID;
+             -- (The shadow: SHADOW_TABLE, created by keyed_shadow.)
              -- Values seam wrote whose notification has not come back yet. A write's
              -- echo can arrive after a later write to the same field (the shadow has
              -- moved on); it is still seam's own, not a person's edit.
@@ -326,6 +321,7 @@ impl Journal {
              CREATE INDEX IF NOT EXISTS events_dead ON events (id) WHERE status = 'dead';",
         )
         .context("creating the journal schema")?;
+        keyed_shadow(&db)?;
         // Journals written before these columns existed.
         add_column(&db, "events", "news", "TEXT")?;
         // Coalescing (see `claim`): the change's kind, so the scan need not parse
@@ -337,7 +333,6 @@ impl Journal {
              -- The dispatcher's scan (`claim`) reads this index alone, never the rows (each holds a whole record).
              CREATE INDEX IF NOT EXISTS events_due ON events (tenant, id, record_id, linked_id, next_at_ms, attempts, merged_into, kind) WHERE status = 'pending';",
         )?;
-        shadow_without_rowid(&db)?;
         // Before workflow packs, every pack was the mapping.
         add_column(&db, "pack_history", "slot", "TEXT NOT NULL DEFAULT 'mapping'")?;
         let reader = Connection::open(path).with_context(|| format!("opening the journal {} for reading", path.display()))?;
@@ -423,24 +418,30 @@ fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<
     Ok(())
 }
 
-/// Journals from before the shadow was a WITHOUT ROWID table: copy it over, in one transaction.
-fn shadow_without_rowid(db: &Connection) -> Result<()> {
-    let sql: String = db.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'shadow'", [], |r| r.get(0))?;
-    if sql.contains("WITHOUT ROWID") {
-        return Ok(());
+/// Last values synced per record field: what seam wrote or already carried across.
+/// Keyed by its primary key alone (no rowid): one b-tree to update per value, not two.
+const SHADOW_TABLE: &str = "(
+    tenant TEXT NOT NULL, system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
+    field TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (tenant, system, object, record_id, field)) WITHOUT ROWID";
+
+/// Create the shadow table; a journal from before it was WITHOUT ROWID has it copied over, in one transaction.
+fn keyed_shadow(db: &Connection) -> Result<()> {
+    let sql: Option<String> = db.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'shadow'", [], |r| r.get(0)).optional()?;
+    match sql {
+        None => db.execute_batch(&format!("CREATE TABLE shadow {SHADOW_TABLE}")).context("creating the journal's shadow"),
+        Some(sql) if sql.contains("WITHOUT ROWID") => Ok(()),
+        Some(_) => db
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE shadow_keyed {SHADOW_TABLE};
+                 INSERT INTO shadow_keyed SELECT tenant, system, object, record_id, field, value FROM shadow;
+                 DROP TABLE shadow;
+                 ALTER TABLE shadow_keyed RENAME TO shadow;
+                 COMMIT;"
+            ))
+            .context("moving the journal's shadow to a WITHOUT ROWID table"),
     }
-    db.execute_batch(
-        "BEGIN IMMEDIATE;
-         CREATE TABLE shadow_keyed (
-             tenant TEXT NOT NULL, system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
-             field TEXT NOT NULL, value TEXT NOT NULL,
-             PRIMARY KEY (tenant, system, object, record_id, field)) WITHOUT ROWID;
-         INSERT INTO shadow_keyed SELECT tenant, system, object, record_id, field, value FROM shadow;
-         DROP TABLE shadow;
-         ALTER TABLE shadow_keyed RENAME TO shadow;
-         COMMIT;",
-    )
-    .context("moving the journal's shadow to a WITHOUT ROWID table")
 }
 
 /// Store `events` unless already stored (by event key), inside the caller's
@@ -498,7 +499,7 @@ fn shadow_of(db: &Connection, tenant: &str, record: &RecordRef) -> Result<HashMa
     let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     rows.map(|r| {
         let (field, value) = r?;
-        Ok((field, serde_json::from_str(&value).unwrap_or(Value::Null)))
+        Ok((field, decode(&value)))
     })
     .collect()
 }
@@ -510,7 +511,7 @@ fn shadow_fields_of(db: &Connection, tenant: &str, record: &RecordRef, fields: &
     let mut out = HashMap::new();
     for field in fields {
         if let Some(value) = stmt.query_row(params![tenant, system, record.object, record.id, field], |r| r.get::<_, String>(0)).optional()? {
-            out.insert(field.to_string(), serde_json::from_str(&value).unwrap_or(Value::Null));
+            out.insert(field.to_string(), decode(&value));
         }
     }
     Ok(out)
@@ -524,7 +525,7 @@ fn expected_echoes_of(db: &Connection, tenant: &str, record: &RecordRef) -> Resu
     let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
     rows.map(|r| {
         let (id, field, value) = r?;
-        Ok((id, field, serde_json::from_str(&value).unwrap_or(Value::Null)))
+        Ok((id, field, decode(&value)))
     })
     .collect()
 }
@@ -561,6 +562,11 @@ const ECHO_WAIT_MS: i64 = 60 * 60 * 1000;
 
 fn encode(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A stored value read back ([`encode`]'s inverse); unreadable as null.
+fn decode(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or(Value::Null)
 }
 
 /// An event ready to process, with what earlier attempts left behind.
@@ -834,7 +840,7 @@ impl Journal {
         })?;
         rows.map(|r| {
             let (event_key, plugin, old, new, reason) = r?;
-            Ok(AuditEntry { event_key, plugin, old: old.and_then(|o| serde_json::from_str(&o).ok()), new: serde_json::from_str(&new).unwrap_or(Value::Null), reason })
+            Ok(AuditEntry { event_key, plugin, old: old.and_then(|o| serde_json::from_str(&o).ok()), new: decode(&new), reason })
         })
         .collect()
     }
@@ -949,7 +955,7 @@ impl Journal {
         rows.map(|row| {
             let (id, (system, object, record_id), field, (event_key, plugin, old, new, reason)) = row?;
             let record = RecordRef { system: system.parse()?, object, id: record_id };
-            let entry = AuditEntry { event_key, plugin, old: old.and_then(|o| serde_json::from_str(&o).ok()), new: serde_json::from_str(&new).unwrap_or(Value::Null), reason };
+            let entry = AuditEntry { event_key, plugin, old: old.and_then(|o| serde_json::from_str(&o).ok()), new: decode(&new), reason };
             Ok((id, record, field, entry))
         })
         .collect()
