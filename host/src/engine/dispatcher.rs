@@ -57,6 +57,8 @@ impl Dispatcher {
         let p = &self.processor;
         let mut tasks: JoinSet<(i64, Result<Processed>)> = JoinSet::new();
         let mut busy: HashMap<i64, Vec<String>> = HashMap::new();
+        // The records the events in flight touch (disjoint: claim runs nothing that shares one).
+        let mut touched: HashSet<String> = HashSet::new();
         let mut done = Vec::new();
         // When the last scan came up short, and no event has finished since.
         let mut short_at: Option<Instant> = None;
@@ -65,11 +67,11 @@ impl Dispatcher {
             let free = self.concurrency - tasks.len();
             let held_off = short_at.is_some_and(|t| t.elapsed() < RESCAN);
             if (tasks.is_empty() || free >= (self.concurrency / 4).max(1)) && !held_off {
-                let touched: HashSet<String> = busy.values().flatten().cloned().collect();
                 let claimed = p.journal.claim(&p.tenant, &touched, free).await?;
                 short_at = (claimed.len() < free).then(Instant::now);
                 for (due, touches) in claimed {
                     let id = due.entry.id;
+                    touched.extend(touches.iter().cloned());
                     busy.insert(id, touches);
                     let p = p.clone();
                     tasks.spawn(async move { (id, p.process_due(due).await) });
@@ -90,7 +92,9 @@ impl Dispatcher {
                 finished = tasks.join_next() => {
                     let Some(finished) = finished else { continue };
                     let (id, result) = finished?;
-                    busy.remove(&id);
+                    for record in busy.remove(&id).into_iter().flatten() {
+                        touched.remove(&record);
+                    }
                     short_at = None;
                     match result {
                         Ok(processed) => done.push(processed),

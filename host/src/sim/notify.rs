@@ -384,15 +384,14 @@ impl Notifier {
             return Ok(Some(Batch::Wait(wait as u64)));
         }
         // Salesforce packs up to 100 notifications into one Outbound Message; JSON goes one by one.
-        let batch_max = match format {
-            Format::Soap => 100,
-            Format::Json => 1,
+        // (The limit is a literal: SQLite re-prepares a statement whose LIMIT is a parameter each time it is bound.)
+        let sql = match format {
+            Format::Soap => "SELECT id, payload FROM notifications INDEXED BY notifications_waiting WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT 100",
+            Format::Json => "SELECT id, payload FROM notifications INDEXED BY notifications_waiting WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT 1",
         };
         let rows = self.store.with_db(|db| {
-            let mut stmt = db.prepare_cached(
-                "SELECT id, payload FROM notifications INDEXED BY notifications_waiting WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT ?4",
-            )?;
-            let rows = stmt.query_map(params![self.emulator, url, format.as_str(), batch_max], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let mut stmt = db.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![self.emulator, url, format.as_str()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         Ok(Some(Batch::Ready(Ready { url, format, attempts, record: String::new(), rows })))

@@ -32,7 +32,10 @@ impl Store {
              PRAGMA locking_mode = EXCLUSIVE;
              PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
-             PRAGMA cache_size = -65536;
+             -- Reads come from the tables in memory; SQLite's cache only needs the pages
+             -- writes and the notification queue touch. A large one costs at every commit
+             -- that split a page (SQLite then walks the whole cache's hash).
+             PRAGMA cache_size = -8192;
              CREATE TABLE IF NOT EXISTS records (
                  emulator TEXT NOT NULL, object TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,
                  PRIMARY KEY (emulator, object, id));

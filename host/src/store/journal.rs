@@ -2,6 +2,7 @@
 //! acknowledged. The event key is unique, so a notification delivered twice
 //! is stored, and processed, once.
 
+use super::stored_change;
 use crate::model::{Carried, Change, RecordRef, Value};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -250,8 +251,16 @@ impl Journal {
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             -- 64 MiB of page cache: a burst's working set (events, shadow, echoes) stays in memory.
-             PRAGMA cache_size = -65536;
+             -- 16 MiB of page cache: the tree tops and the pages a burst touches again
+             -- (open events, shadow, expected echoes). Not more: every commit that
+             -- split an index page walks the whole cache's hash (pcache1Truncate,
+             -- after balance_nonroot parks a page at the lock-byte page number).
+             PRAGMA cache_size = -16384;
+             -- Each queued write runs in a savepoint, whose undo copies of the pages it
+             -- touches go to a sub-journal. Kept in memory: by default it spills to a
+             -- temporary file past 64 KiB (one large delivery) and every later page
+             -- copy is then two pwrite calls.
+             PRAGMA temp_store = MEMORY;
              CREATE TABLE IF NOT EXISTS events (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  tenant TEXT NOT NULL,
@@ -373,7 +382,7 @@ impl Journal {
         })?;
         rows.map(|row| {
             let (id, tenant, event_key, change, status) = row?;
-            let change = serde_json::from_str(&change).with_context(|| format!("journal event {id} is unreadable"))?;
+            let change = stored_change::decode(&change).with_context(|| format!("journal event {id} is unreadable"))?;
             Ok(Entry { id, tenant, event_key, change, status })
         })
         .collect()
@@ -471,7 +480,7 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)], is_
             change.source.system.to_string(),
             change.source.object,
             change.source.id,
-            serde_json::to_string(change)?,
+            stored_change::encode(change),
             now,
             change.linked.as_ref().map(|l| l.id.as_str()),
             serde_json::to_value(change.kind)?.as_str(),
@@ -565,7 +574,7 @@ fn encode(v: &Value) -> String {
 }
 
 /// A stored value read back ([`encode`]'s inverse); unreadable as null.
-fn decode(s: &str) -> Value {
+pub(super) fn decode(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or(Value::Null)
 }
 
@@ -629,42 +638,46 @@ impl Journal {
     /// attempt, and a retry claims the same group again.
     /// Returns each event with the records it touches.
     pub async fn claim(&self, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
-        /// How far past blocked events the scan looks for runnable ones.
-        const SCAN: i64 = 5_000;
         // The scan reads the last commit (every finished event's outcome is in
         // it: an event leaves `busy` only once its outcome is committed) on the
         // reading connection, so it does not wait for, or hold up, writes.
         let claimed: Vec<(Due, Vec<String>)> = {
         let db = self.reader.lock().unwrap();
         let now = chrono::Utc::now().timestamp_millis();
+        // Up to 5,000 rows: how far past blocked events the scan looks for runnable
+        // ones. A literal, not a parameter: SQLite (3.48 on) re-prepares a statement
+        // whose LIMIT is a parameter each time it is bound.
         let mut pending = db.prepare_cached(
             "SELECT id, record_id, linked_id, next_at_ms, attempts, merged_into, kind FROM events INDEXED BY events_due
-             WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT ?2",
+             WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT 5000",
         )?;
         let mut partner = db.prepare_cached(
             "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2 UNION ALL SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
         )?;
-        let mut blocked: HashSet<String> = busy.clone();
+        // Records that `busy` or an earlier pending event of the scan holds.
+        let mut blocked: HashSet<String> = HashSet::new();
         let mut chosen: Vec<Claimed> = Vec::new();
         // Record → the claimed event its next pending updates may still fold into.
         let mut open: HashMap<String, usize> = HashMap::new();
         let mut partners: HashMap<String, Vec<String>> = HashMap::new();
-        let rows = pending.query_map(params![tenant, SCAN], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, i64>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<i64>>(5)?, r.get::<_, Option<String>>(6)?))
-        })?;
-        for row in rows {
-            let (id, record, linked, next_at, attempts, merged_into, kind) = row?;
+        let mut rows = pending.query(params![tenant])?;
+        // Most rows a busy scan passes are skipped: they are read in place, and
+        // only the ones it keeps are copied out.
+        while let Some(r) = rows.next()? {
+            let record = r.get_ref(1)?.as_str()?;
             let full = chosen.len() >= limit;
             if full && open.is_empty() {
                 break;
             }
             // Past the limit, the scan only looks for updates to fold in.
-            if full && !open.contains_key(&record) {
+            if full && !open.contains_key(record) {
                 continue;
             }
+            let (id, next_at, attempts, merged_into) = (r.get::<_, i64>(0)?, r.get::<_, i64>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<i64>>(5)?);
+            let (record, linked, kind) = (record.to_string(), r.get_ref(2)?.as_str_or_null()?, r.get_ref(6)?.as_str_or_null()?);
             let mut touches = vec![record.clone()];
             match linked.filter(|l| !l.is_empty()) {
-                Some(l) => touches.push(l),
+                Some(l) => touches.push(l.to_string()),
                 // The change does not name its partner (a new Case, say): the link table may.
                 None => {
                     if !partners.contains_key(&record) {
@@ -676,7 +689,7 @@ impl Journal {
             }
             touches.sort();
             touches.dedup();
-            let fresh_update = attempts == 0 && merged_into.is_none() && kind.as_deref() == Some("updated");
+            let fresh_update = attempts == 0 && merged_into.is_none() && kind == Some("updated");
             // Coalescing: a pending update of a record an event claimed now
             // already runs for folds into it. It may pass events of the partner
             // record (they run after the whole group, and seam's writes for the
@@ -694,7 +707,7 @@ impl Journal {
                 }
                 open.remove(&record);
             }
-            let free = touches.iter().all(|t| !blocked.contains(t));
+            let free = touches.iter().all(|t| !busy.contains(t) && !blocked.contains(t));
             blocked.extend(touches.iter().cloned());
             if free && next_at <= now && chosen.len() < limit {
                 open.insert(record, chosen.len());
@@ -706,7 +719,7 @@ impl Journal {
             let (tenant, event_key, change, status, attempts, progress, linked) = load.query_row(params![id], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?, r.get::<_, Option<String>>(6)?))
             })?;
-            let change = serde_json::from_str(&change).with_context(|| format!("journal event {id} is unreadable"))?;
+            let change = stored_change::decode(&change).with_context(|| format!("journal event {id} is unreadable"))?;
             // Journals from before `Carried` hold the partner alone.
             let carried = linked
                 .map(|l| serde_json::from_str::<Carried>(&l).or_else(|_| serde_json::from_str::<RecordRef>(&l).map(|r| Carried { linked: Some(r), ..Carried::default() })).unwrap_or_default())

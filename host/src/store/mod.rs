@@ -4,6 +4,7 @@
 //! operators use (`views`: why a field changed, link states, backlog).
 
 pub mod journal;
+mod stored_change;
 pub mod views;
 
 pub use journal::{Journal, Recorded};

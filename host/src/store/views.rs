@@ -2,7 +2,7 @@
 //! changed (with the event behind it and what happened to that event), each
 //! link's sync state, the backlog, and the counts `/metrics` reports.
 
-use super::journal::Journal;
+use super::journal::{decode, Journal};
 use crate::model::{latest_fields, Change, RecordRef, Value};
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
@@ -73,10 +73,6 @@ pub struct Backlog {
 /// An audit row as read: at, field, tenant, event key, pack, old, new, reason.
 type AuditRead = (i64, String, String, String, String, Option<String>, String, String);
 
-fn decode(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
 impl Journal {
     /// Every recorded change of `field` on `record`, newest first, each with its event's story.
     /// All tenants when `tenant` is None (a record id belongs to one org anyway).
@@ -141,7 +137,7 @@ impl Journal {
         let mut stmt = db.prepare("SELECT event_key, change FROM events WHERE merged_into = ?1 ORDER BY id")?;
         let merged: Vec<(String, String)> = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         // Each field at its latest value across the event and those merged into it.
-        let changes: Vec<Change> = std::iter::once(&change).chain(merged.iter().map(|(_, c)| c)).filter_map(|c| serde_json::from_str(c).ok()).collect();
+        let changes: Vec<Change> = std::iter::once(&change).chain(merged.iter().map(|(_, c)| c)).filter_map(|c| super::stored_change::decode(c).ok()).collect();
         let fields = latest_fields(changes.iter().map(|c| &c.changed));
         let first = changes.first();
         Ok(Some(EventStory {
