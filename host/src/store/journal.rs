@@ -24,9 +24,10 @@ pub struct Journal {
     _checkpointer: Checkpointer,
 }
 
-/// One queued write: runs inside the group's transaction (in its own
-/// savepoint, so a failing write fails alone) and answers when committed.
-type Job = Box<dyn FnOnce(&Connection) -> Result<Box<dyn std::any::Any + Send>> + Send>;
+/// One queued write: runs inside the group's transaction and answers when
+/// committed. It may run twice (see [`commit_group`]), so it only writes to
+/// the database.
+type Job = Box<dyn FnMut(&Connection) -> Result<Box<dyn std::any::Any + Send>> + Send>;
 type Reply = tokio::sync::oneshot::Sender<Result<Box<dyn std::any::Any + Send>, String>>;
 
 /// Group commit on a thread of its own: while one transaction is syncing to
@@ -85,30 +86,18 @@ impl Drop for Committer {
     }
 }
 
-/// One group: every job in its own savepoint of one transaction; each job's
-/// caller gets its answer once the transaction is committed.
+/// One group in one transaction; each job's caller gets its answer once the
+/// transaction is committed. A failing job fails alone: the group first runs
+/// without savepoints (each one copies every page its job touches), and only
+/// when a job fails is the transaction rolled back and the group run again
+/// with a savepoint per job.
 fn commit_group(db: &Mutex<Connection>, batch: Vec<(Job, Reply)>) {
-    let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
+    let (mut jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
     let mut db = db.lock().unwrap();
-    let ran = (|| {
-        let mut tx = db.transaction()?;
-        let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let sp = tx.savepoint()?;
-            // A write that panics fails alone, like one that errs: the commit thread lives on.
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&sp))).unwrap_or_else(|_| Err(anyhow::anyhow!("the journal write panicked")));
-            match ran {
-                Ok(v) => {
-                    sp.commit()?;
-                    results.push(Ok(v));
-                }
-                // Dropping the savepoint rolls its writes back.
-                Err(e) => results.push(Err(format!("{e:#}"))),
-            }
-        }
-        tx.commit().context("committing the journal")?;
-        Ok::<_, anyhow::Error>(results)
-    })();
+    let ran = run_group(&mut db, &mut jobs, false).and_then(|results| match results {
+        Some(results) => Ok(results),
+        None => run_group(&mut db, &mut jobs, true).map(|r| r.expect("with savepoints, a failing job fails alone")),
+    });
     drop(db);
     match ran {
         Ok(results) => {
@@ -123,6 +112,38 @@ fn commit_group(db: &Mutex<Connection>, batch: Vec<(Job, Reply)>) {
             }
         }
     }
+}
+
+type JobResult = Result<Box<dyn std::any::Any + Send>, String>;
+
+/// Run every job in one transaction and commit it. Without savepoints, the
+/// first failing job rolls the transaction back and the answer is None.
+fn run_group(db: &mut Connection, jobs: &mut [Job], savepoints: bool) -> Result<Option<Vec<JobResult>>> {
+    let mut tx = db.transaction()?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs.iter_mut() {
+        // A write that panics fails alone, like one that errs: the commit thread lives on.
+        let mut run = |db: &Connection| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(db))).unwrap_or_else(|_| Err(anyhow::anyhow!("the journal write panicked")));
+        if !savepoints {
+            match run(&tx) {
+                Ok(v) => results.push(Ok(v)),
+                // Dropping the transaction rolls it back.
+                Err(_) => return Ok(None),
+            }
+            continue;
+        }
+        let sp = tx.savepoint()?;
+        match run(&sp) {
+            Ok(v) => {
+                sp.commit()?;
+                results.push(Ok(v));
+            }
+            // Dropping the savepoint rolls its writes back.
+            Err(e) => results.push(Err(format!("{e:#}"))),
+        }
+    }
+    tx.commit().context("committing the journal")?;
+    Ok(Some(results))
 }
 
 /// Checkpoints the WAL every half second from its own connection; stops when dropped.
@@ -231,7 +252,7 @@ impl Journal {
     /// committed and synced. Writes queued together share one transaction and
     /// one disk sync; each runs in its own savepoint, so one that fails is
     /// undone alone and the others still commit.
-    pub async fn write_grouped<T: Send + 'static>(&self, write: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn write_grouped<T: Send + 'static>(&self, mut write: impl FnMut(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |db| write(db).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
         self.committer.push(job, reply);
@@ -741,7 +762,7 @@ impl Journal {
         if !claimed.is_empty() {
             let ids: Vec<(i64, Vec<i64>)> = claimed.iter().map(|(due, _)| (due.entry.id, due.merged_ids())).collect();
             self.write_grouped(move |db| {
-                for (id, merged) in ids {
+                for (id, merged) in &ids {
                     db.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?.execute(params![id])?;
                     for m in merged {
                         db.prepare_cached("UPDATE events SET attempts = attempts + 1, merged_into = ?2 WHERE id = ?1")?.execute(params![m, id])?;
@@ -783,7 +804,7 @@ impl Journal {
         let error = error.to_string();
         let ids: Vec<i64> = std::iter::once(id).chain(merged.iter().copied()).collect();
         self.write_grouped(move |db| {
-            for id in ids {
+            for &id in &ids {
                 db.prepare_cached("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, error])?;
                 db.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)")?
                     .execute(params![id, chrono::Utc::now().timestamp_millis(), error])?;
@@ -804,7 +825,7 @@ impl Journal {
             commit_outcome(db, &tenant, &event_key, &plugin, &outcome)?;
             let news = (!outcome.news.is_empty()).then(|| serde_json::to_string(&outcome.news).unwrap_or_default());
             db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1")?.execute(params![id, status, news])?;
-            for m in merged {
+            for &m in &merged {
                 db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL WHERE id = ?1")?.execute(params![m, status])?;
             }
             Ok(())
