@@ -250,8 +250,9 @@ impl Journal {
 
     /// Run `write` in the journal's next group transaction; returns once it is
     /// committed and synced. Writes queued together share one transaction and
-    /// one disk sync; each runs in its own savepoint, so one that fails is
-    /// undone alone and the others still commit.
+    /// one disk sync; one that fails is undone alone and the others still
+    /// commit. `write` may run twice (once more when another write in its group
+    /// fails), so it must only write to the database.
     pub async fn write_grouped<T: Send + 'static>(&self, mut write: impl FnMut(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |db| write(db).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
