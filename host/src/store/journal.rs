@@ -481,14 +481,6 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)], is_
     let now = chrono::Utc::now().timestamp_millis();
     let mut out = Vec::with_capacity(events.len());
     for (key, change) in events {
-        let existing: Option<i64> = tx
-            .prepare_cached("SELECT id FROM events WHERE tenant = ?1 AND event_key = ?2")?
-            .query_row(params![tenant, key], |r| r.get(0))
-            .optional()?;
-        if let Some(id) = existing {
-            out.push(Recorded::Duplicate(id));
-            continue;
-        }
         let settled = match is_echo {
             Some(is_echo) if !waiting(tx, tenant, &change.source.id)? => {
                 let shadow = |fields: &[&str]| shadow_fields_of(tx, tenant, &change.source, fields);
@@ -496,7 +488,9 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)], is_
             }
             _ => None,
         };
-        tx.prepare_cached("INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id, kind, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?.execute(params![
+        // Stored unless its key is (a redelivery): one lookup of the key, not a read and then an insert.
+        let stored = tx.prepare_cached("INSERT INTO events (tenant, event_key, system, object, record_id, change, received_at_ms, linked_id, kind, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (tenant, event_key) DO NOTHING")?.execute(params![
             tenant,
             key,
             change.source.system.to_string(),
@@ -508,6 +502,11 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)], is_
             serde_json::to_value(change.kind)?.as_str(),
             if settled.is_some() { "echo" } else { "pending" }
         ])?;
+        if stored == 0 {
+            let id = tx.prepare_cached("SELECT id FROM events WHERE tenant = ?1 AND event_key = ?2")?.query_row(params![tenant, key], |r| r.get(0))?;
+            out.push(Recorded::Duplicate(id));
+            continue;
+        }
         let id = tx.last_insert_rowid();
         match settled {
             Some(outcome) => {
@@ -535,8 +534,15 @@ fn shadow_of(db: &Connection, tenant: &str, record: &RecordRef) -> Result<HashMa
     .collect()
 }
 
-/// Point reads of some fields' shadow (a ServiceNow record has 30-odd).
+/// Some fields' shadow: point reads for a few (a ServiceNow notification names
+/// one or two of a record's 30-odd), one read of the record's for many (an
+/// Outbound Message names every field that has a value).
 fn shadow_fields_of(db: &Connection, tenant: &str, record: &RecordRef, fields: &[&str]) -> Result<HashMap<String, Value>> {
+    if fields.len() > 4 {
+        let mut all = shadow_of(db, tenant, record)?;
+        all.retain(|name, _| fields.contains(&name.as_str()));
+        return Ok(all);
+    }
     let mut stmt = db.prepare_cached("SELECT value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5")?;
     let system = record.system.to_string();
     let mut out = HashMap::new();
