@@ -278,10 +278,11 @@ impl Journal {
              -- split an index page walks the whole cache's hash (pcache1Truncate,
              -- after balance_nonroot parks a page at the lock-byte page number).
              PRAGMA cache_size = -16384;
-             -- Each queued write runs in a savepoint, whose undo copies of the pages it
-             -- touches go to a sub-journal. Kept in memory: by default it spills to a
-             -- temporary file past 64 KiB (one large delivery) and every later page
-             -- copy is then two pwrite calls.
+             -- Savepoints (a group with a failing write runs again with one per write)
+             -- and multi-row statements keep undo copies of the pages they touch in a
+             -- sub-journal. Kept in memory: by default it spills to a temporary file
+             -- past 64 KiB (one large delivery), and every later page copy is then two
+             -- pwrite calls.
              PRAGMA temp_store = MEMORY;
              CREATE TABLE IF NOT EXISTS events (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,7 +1,8 @@
 //! seam's own durable state, in SQLite (WAL): the journal of received
 //! events with their progress, the shadow of last-synced values, links,
-//! audit, dead letters and pack history (`journal`), and the read-only views
-//! operators use (`views`: why a field changed, link states, backlog).
+//! audit, dead letters and pack history (`journal`, each event's change in
+//! the compact form of `stored_change`), and the read-only views operators
+//! use (`views`: why a field changed, link states, backlog).
 
 pub mod journal;
 mod stored_change;
