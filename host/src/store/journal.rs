@@ -683,7 +683,7 @@ impl Journal {
         let mut partner = db.prepare_cached(
             "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2 UNION ALL SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
         )?;
-        // Records that `busy` or an earlier pending event of the scan holds.
+        // Records an earlier pending event of the scan touches: with `busy`, what holds an event back.
         let mut blocked: HashSet<String> = HashSet::new();
         let mut chosen: Vec<Claimed> = Vec::new();
         // Record → the claimed event its next pending updates may still fold into.
