@@ -31,7 +31,11 @@ impl Store {
              -- index and file locks, each of the emulators' many small writes costs less.
              PRAGMA locking_mode = EXCLUSIVE;
              PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
+             -- No disk syncs: a write is safe once the OS has it, so a killed or
+             -- restarted emulator keeps everything (only a machine crash could lose
+             -- some). With NORMAL, the checkpoint a write triggers now and then synced
+             -- twice on the tokio worker making the write, holding it up meanwhile.
+             PRAGMA synchronous = OFF;
              -- Reads come from the tables in memory; SQLite's cache only needs the pages
              -- writes and the notification queue touch. A large one costs at every commit
              -- that split a page (SQLite then walks the whole cache's hash).
