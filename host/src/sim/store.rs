@@ -85,21 +85,7 @@ impl Store {
 
     /// Insert or replace a whole record.
     pub fn put(&self, emulator: &str, object: &str, id: &str, record: Record) -> Result<()> {
-        let mut inner = self.inner.lock().unwrap();
-        inner
-            .db
-            .prepare_cached(
-                "INSERT INTO records (emulator, object, id, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (emulator, object, id) DO UPDATE SET data = excluded.data",
-            )?
-            .execute(params![emulator, object, id, serde_json::to_string(&record)?])?;
-        inner.tables.entry((emulator.to_string(), object.to_string())).or_default().insert(id.to_string(), record);
-        Ok(())
-    }
-
-    /// Several puts in one transaction: all land or none.
-    pub fn put_all(&self, emulator: &str, records: Vec<(String, String, Record)>) -> Result<()> {
-        self.put_all_with(emulator, records, |_| Ok(()))
+        self.put_all_with(emulator, vec![(object.to_string(), id.to_string(), record)], |_| Ok(()))
     }
 
     /// Several puts and what `also` writes (the notifications they cause) in one

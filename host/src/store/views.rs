@@ -222,9 +222,10 @@ impl Journal {
             params![tenant],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let dead: i64 = db.query_row("SELECT COUNT(*) FROM events INDEXED BY events_dead WHERE tenant = ?1 AND status = 'dead'", params![tenant], |r| r.get(0))?;
+        drop(db);
+        let dead = self.status_count(tenant, "dead")?;
         let now = chrono::Utc::now().timestamp_millis();
-        Ok(Backlog { pending: pending as u64, dead: dead as u64, oldest_age_ms: oldest.map(|t| (now - t).max(0)) })
+        Ok(Backlog { pending: pending as u64, dead, oldest_age_ms: oldest.map(|t| (now - t).max(0)) })
     }
 
     /// Events received per source system, ever (the journal keeps them all).
