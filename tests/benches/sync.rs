@@ -2,6 +2,8 @@
 //! and the Salesforce, ServiceNow and Slack emulators in this process, on
 //! loopback HTTPS, notifications pushed to intake as the real systems do.
 //!
+//! 0. Machine speed: a fixed piece of work on every core, so figures from a
+//!    shared VM whose speed drifts can be compared (see `machine_speed`).
 //! 1. Setup: PAIRS new Cases; the engine opens an incident for each.
 //! 2. Steady: one change a second (a Case edit, then an incident edit, in turn):
 //!    API calls seam makes per synced change.
@@ -107,6 +109,7 @@ async fn run(args: Args) {
     let bench = Bench { sim, engine, db };
     let people = bench.sim.systems(RetryPolicy::default()).await.unwrap();
     println!("sync bench: engine + emulators in one process on {} cores, journal {} (SQLite WAL, synchronous=FULL)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), config.journal.display());
+    println!("machine speed: {:.0} reference records/s on all cores (JSON out and back in, an indexed SQLite insert); the figures below move with it", machine_speed());
 
     // 1. Setup.
     let started = Instant::now();
@@ -219,6 +222,38 @@ async fn change(people: &Systems, cases: &[String], incidents: &[String], n: usi
         let state = ["2", "3"][(n / 2 / cases.len()) % 2];
         people.servicenow.update("incident", &incidents[pair], &obj(json!({ "state": state }))).await.unwrap();
     }
+}
+
+/// A fixed piece of the work a change costs, run on every core at once: a
+/// record serialized, parsed back and inserted into an indexed in-memory
+/// table. On a shared VM whose speed drifts, it tells a slower machine from a
+/// slower build. Best of three, so a passing disturbance does not count.
+fn machine_speed() -> f64 {
+    const RECORDS: usize = 10_000;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let one_core = || {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID").unwrap();
+        let tx = db.unchecked_transaction().unwrap();
+        for i in 0..RECORDS {
+            let record: Map<String, Value> = (0..16).map(|f| (format!("Field{f}__c"), json!(format!("value {i} of field {f}")))).collect();
+            let back: Map<String, Value> = serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+            let key = format!("{:018x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            tx.prepare_cached("INSERT INTO t (id, data) VALUES (?1, ?2)").unwrap().execute(rusqlite::params![key, serde_json::to_string(&back).unwrap()]).unwrap();
+        }
+        tx.commit().unwrap();
+    };
+    (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..cores {
+                    s.spawn(one_core);
+                }
+            });
+            (cores * RECORDS) as f64 / started.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
 }
 
 /// CPU time this process (engine, emulators and people side) has used: user + system,

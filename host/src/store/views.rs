@@ -148,7 +148,7 @@ impl Journal {
             kind: first.and_then(|c| serde_json::to_value(c.kind).ok()).and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default(),
             changed: fields
                 .iter()
-                .filter(|f| !f.name.ends_with(".display") && news.as_ref().is_none_or(|n| n.iter().any(|x| *x == f.name)))
+                .filter(|f| !f.name.ends_with(".display") && news.as_ref().is_none_or(|n| n.contains(&f.name)))
                 .map(|f| format!("{} = {}", f.name, serde_json::to_string(&f.value).unwrap_or_default()))
                 .collect(),
             received_at_ms,
