@@ -140,14 +140,18 @@ mod packed {
         spare: Vec<Field>,
     }
 
+    /// A record reference to fill in (see [`set_record`]).
+    fn empty_record() -> RecordRef {
+        RecordRef { system: super::System::Salesforce, object: String::new(), id: String::new() }
+    }
+
     impl Default for Scratch {
         fn default() -> Self {
-            let record = || RecordRef { system: super::System::Salesforce, object: String::new(), id: String::new() };
             Scratch {
                 change: Change {
                     event_id: String::new(),
                     kind: super::ChangeKind::Updated,
-                    source: record(),
+                    source: empty_record(),
                     changed: Vec::new(),
                     snapshot: Vec::new(),
                     origin_user: String::new(),
@@ -168,9 +172,9 @@ mod packed {
             fill(&mut change.changed, &mut self.spare, batch, c.changed);
             fill(&mut change.snapshot, &mut self.spare, batch, c.snapshot);
             set(&mut change.origin_user, text(batch, c.origin_user));
-            match (&mut change.linked, &c.linked) {
-                (Some(linked), Some(r)) => set_record(linked, batch, r),
-                (linked, r) => *linked = r.as_ref().map(|r| RecordRef { system: r.system, object: text(batch, r.object).to_string(), id: text(batch, r.id).to_string() }),
+            match &c.linked {
+                Some(r) => set_record(change.linked.get_or_insert_with(empty_record), batch, r),
+                None => change.linked = None,
             }
         }
     }

@@ -385,9 +385,14 @@ impl Notifier {
         }
         // Salesforce packs up to 100 notifications into one Outbound Message; JSON goes one by one.
         // (The limit is a literal: SQLite re-prepares a statement whose LIMIT is a parameter each time it is bound.)
+        macro_rules! waiting_up_to {
+            ($limit:literal) => {
+                concat!("SELECT id, payload FROM notifications INDEXED BY notifications_waiting WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT ", $limit)
+            };
+        }
         let sql = match format {
-            Format::Soap => "SELECT id, payload FROM notifications INDEXED BY notifications_waiting WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT 100",
-            Format::Json => "SELECT id, payload FROM notifications INDEXED BY notifications_waiting WHERE emulator = ?1 AND delivered_at_ms IS NULL AND url = ?2 AND format = ?3 ORDER BY id LIMIT 1",
+            Format::Soap => waiting_up_to!(100),
+            Format::Json => waiting_up_to!(1),
         };
         let rows = self.store.with_db(|db| {
             let mut stmt = db.prepare_cached(sql)?;
