@@ -273,7 +273,12 @@ impl Processor {
             .apply_resuming(&change, &actions, resume, carried, |n, carried, writes| {
                 let mut step = Outcome::default();
                 for w in writes {
-                    let before = journal.shadow(&self.tenant, &w.record)?;
+                    // Only the fields the write touched are compared (an update's one or
+                    // two, not the 30-odd of the record's shadow).
+                    let mut touched: Vec<&str> = w.fields.iter().chain(&w.observed).map(|f| f.name.as_str()).collect();
+                    touched.sort_unstable();
+                    touched.dedup();
+                    let before = journal.shadow_fields(&self.tenant, &w.record, &touched)?;
                     let plugin = by.get(w.action).cloned().flatten();
                     let reason = if plugin.is_some() { "workflow" } else { "sync" };
                     account_for(w, Some(&before), plugin, reason, &mut step);

@@ -331,7 +331,10 @@ impl Journal {
                  system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
                  field TEXT NOT NULL, old_value TEXT, new_value TEXT, reason TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS audit_by_record ON audit (tenant, system, object, record_id, field, id);
-             CREATE INDEX IF NOT EXISTS audit_by_event ON audit (tenant, event_key);
+             -- No question looks audit rows up by event (an event's writes are found
+             -- by record); an index on the random event keys cost every commit a
+             -- page or more per write.
+             DROP INDEX IF EXISTS audit_by_event;
              -- What happened to an event besides its processing: dead-lettered (why), re-driven (by whom).
              -- Six months on, this answers whether a failed message was sent through again.
              CREATE TABLE IF NOT EXISTS event_history (
@@ -527,12 +530,9 @@ fn waiting(db: &Connection, tenant: &str, record_id: &str) -> Result<bool> {
 
 fn shadow_of(db: &Connection, tenant: &str, record: &RecordRef) -> Result<HashMap<String, Value>> {
     let mut stmt = db.prepare_cached("SELECT field, value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4")?;
-    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    rows.map(|r| {
-        let (field, value) = r?;
-        Ok((field, decode(&value)))
-    })
-    .collect()
+    // Values are parsed where SQLite holds them, without a copy first (a record has 30-odd).
+    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get::<_, String>(0)?, decode(r.get_ref(1)?.as_str()?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Some fields' shadow: point reads for a few (a ServiceNow notification names
@@ -548,8 +548,8 @@ fn shadow_fields_of(db: &Connection, tenant: &str, record: &RecordRef, fields: &
     let system = record.system.to_string();
     let mut out = HashMap::new();
     for field in fields {
-        if let Some(value) = stmt.query_row(params![tenant, system, record.object, record.id, field], |r| r.get::<_, String>(0)).optional()? {
-            out.insert(field.to_string(), decode(&value));
+        if let Some(value) = stmt.query_row(params![tenant, system, record.object, record.id, field], |r| Ok(decode(r.get_ref(0)?.as_str()?))).optional()? {
+            out.insert(field.to_string(), value);
         }
     }
     Ok(out)
@@ -560,12 +560,8 @@ fn expected_echoes_of(db: &Connection, tenant: &str, record: &RecordRef) -> Resu
         "SELECT id, field, value FROM expected_echoes WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND at_ms >= ?5 ORDER BY id",
     )?;
     let since = chrono::Utc::now().timestamp_millis() - ECHO_WAIT_MS;
-    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
-    rows.map(|r| {
-        let (id, field, value) = r?;
-        Ok((id, field, decode(&value)))
-    })
-    .collect()
+    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, decode(r.get_ref(2)?.as_str()?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Shadow, audit, links and expected echoes of one outcome, inside the caller's transaction.
@@ -853,6 +849,11 @@ impl Journal {
     /// The shadow of one record: field → last synced value.
     pub fn shadow(&self, tenant: &str, record: &RecordRef) -> Result<HashMap<String, Value>> {
         shadow_of(&self.reader.lock().unwrap(), tenant, record)
+    }
+
+    /// The shadow of some of a record's fields (those a write sent or saw).
+    pub fn shadow_fields(&self, tenant: &str, record: &RecordRef, fields: &[&str]) -> Result<HashMap<String, Value>> {
+        shadow_fields_of(&self.reader.lock().unwrap(), tenant, record, fields)
     }
 
     /// Values seam wrote to a record whose echoes have not come back: (id, field, value), oldest first.
