@@ -851,7 +851,8 @@ impl Journal {
         shadow_of(&self.reader.lock().unwrap(), tenant, record)
     }
 
-    /// The shadow of some of a record's fields (those a write sent or saw).
+    /// The shadow of some of a record's fields, by point reads when they are few
+    /// (a write's "before": the one or two fields an update sent).
     pub fn shadow_fields(&self, tenant: &str, record: &RecordRef, fields: &[&str]) -> Result<HashMap<String, Value>> {
         shadow_fields_of(&self.reader.lock().unwrap(), tenant, record, fields)
     }
