@@ -11,6 +11,7 @@ pub mod intake;
 pub mod model;
 pub mod packs;
 pub mod runtime;
+pub mod secrets;
 pub mod sim;
 pub mod store;
 pub mod xml;

@@ -40,6 +40,35 @@ def test_oauth_token_rejects_bad_credentials(sim):
     assert r.json() == {"error": "invalid_grant", "error_description": "authentication failure"}
 
 
+def token_url_in(url):
+    """simple-salesforce builds `https://{domain}.salesforce.com/services/oauth2/token`; a domain
+    argument ending in `/services/oauth2/token#` points it at the emulator, the rest being a fragment."""
+    return url.removeprefix("https://") + "/services/oauth2/token#"
+
+
+def test_jwt_bearer_login_as_simple_salesforce_does_it(sim):
+    info = sim.info["salesforce"]
+    # domain='login' makes the audience https://login.salesforce.com; instance_url is where the token request goes.
+    sf = Salesforce(username=info["username"], consumer_key=info["client_id"], privatekey_file=info["private_key"],
+                    domain="login", instance_url=token_url_in(info["url"]))
+    assert sf.query("SELECT COUNT() FROM User")["totalSize"] >= 1
+    with pytest.raises(SalesforceAuthenticationFailed) as refused:
+        Salesforce(username="jane.agent@acme.example", consumer_key=info["client_id"], privatekey_file=info["private_key"],
+                   domain="login", instance_url=token_url_in(info["url"]))
+    assert "user hasn't approved this consumer" in str(refused.value)
+
+
+def test_client_credentials_as_simple_salesforce_does_them(sim):
+    info = sim.info["salesforce"]
+    # The client in a Basic header, at the org's My Domain (127.0.0.1).
+    sf = Salesforce(consumer_key=info["client_id"], consumer_secret=info["client_secret"], domain=token_url_in(info["url"]))
+    assert sf.query("SELECT COUNT() FROM User")["totalSize"] >= 1
+    # The login host (localhost) refuses the flow, as login.salesforce.com does.
+    with pytest.raises(SalesforceAuthenticationFailed) as refused:
+        Salesforce(consumer_key=info["client_id"], consumer_secret=info["client_secret"], domain=token_url_in(info["login_url"]))
+    assert "request not supported on this domain" in str(refused.value)
+
+
 def test_soap_login_as_simple_salesforce_does_it(sim):
     info = sim.info["salesforce"]
     session_id, instance = SalesforceLogin(

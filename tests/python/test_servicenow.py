@@ -131,10 +131,38 @@ def test_table_api_shapes_and_errors(sim):
 
 def test_oauth_bearer_token(sim):
     sn = sim.info["servicenow"]
-    r = requests.post(f"{sn['url']}/oauth_token.do", data={"grant_type": "password", "client_id": "x", "client_secret": "y", "username": sn["username"], "password": sn["password"]})
-    token = r.json()["access_token"]
-    r = requests.get(f"{sn['url']}/api/now/table/sys_user", params={"sysparm_query": "user_name=beth.anglin"}, headers={"Authorization": f"Bearer {token}"})
+    r = requests.post(f"{sn['url']}/oauth_token.do", data={"grant_type": "password", "client_id": sn["client_id"], "client_secret": sn["client_secret"], "username": sn["username"], "password": sn["password"]})
+    body = r.json()
+    assert body["token_type"] == "Bearer" and body["scope"] == "useraccount" and body["expires_in"] == 1799 and body["refresh_token"]
+    r = requests.get(f"{sn['url']}/api/now/table/sys_user", params={"sysparm_query": "user_name=beth.anglin"}, headers={"Authorization": f"Bearer {body['access_token']}"})
     assert r.json()["result"][0]["name"] == "Beth Anglin"
+    # The instance refuses every bad grant alike, and JSON bodies are not read at all.
+    for bad in [
+        {"grant_type": "password", "client_id": "x", "client_secret": "y", "username": sn["username"], "password": sn["password"]},
+        {"grant_type": "password", "client_id": sn["client_id"], "client_secret": sn["client_secret"], "username": sn["username"], "password": "wrong"},
+        {"grant_type": "refresh_token", "client_id": sn["client_id"], "client_secret": sn["client_secret"], "refresh_token": "not-one"},
+    ]:
+        r = requests.post(f"{sn['url']}/oauth_token.do", data=bad)
+        assert (r.status_code, r.json()) == (401, {"error_description": "access_denied", "error": "server_error"})
+    r = requests.post(f"{sn['url']}/oauth_token.do", json={"grant_type": "client_credentials", "client_id": sn["client_id"], "client_secret": sn["client_secret"]})
+    assert r.status_code == 401
+    r = requests.get(f"{sn['url']}/api/now/table/sys_user", headers={"Authorization": "Bearer expired-or-never-issued"})
+    assert r.status_code == 401 and r.json()["error"]["message"] == "User Not Authenticated"
+
+
+def test_pysnc_oauth_flows(sim):
+    """pysnc's own OAuth flows: the password grant (client in a Basic header) and client credentials (client in the body)."""
+    from pysnc.auth import ServiceNowClientCredentialsFlow, ServiceNowPasswordGrantFlow
+    sn = sim.info["servicenow"]
+    for auth in [
+        ServiceNowPasswordGrantFlow(sn["username"], sn["password"], sn["client_id"], sn["client_secret"]),
+        ServiceNowClientCredentialsFlow(sn["client_id"], sn["client_secret"]),
+    ]:
+        client = ServiceNowClient(sn["url"], auth)
+        gr = client.GlideRecord("sys_user")
+        gr.add_query("user_name", "beth.anglin")
+        gr.query()
+        assert gr.next() and gr.get_value("name") == "Beth Anglin"
 
 
 def test_batch_api_update_and_delete_multiple(client):

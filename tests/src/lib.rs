@@ -61,10 +61,12 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
     let journal = Arc::new(Journal::open(&journal_path).unwrap());
     let tenant = TenantIntake {
         salesforce_org_id: ORG_ID.into(),
-        salesforce_token: OM_TOKEN.into(),
-        salesforce_secret: SF_SECRET.into(),
-        servicenow_secret: SN_SECRET.into(),
-    };
+        salesforce_token: seam::secrets::Secret::value(OM_TOKEN),
+        salesforce_secret: Some(seam::secrets::Secret::value(SF_SECRET)),
+        servicenow_secret: seam::secrets::Secret::value(SN_SECRET),
+    }
+    .keys(TENANT)
+    .unwrap();
     let counters = seam::engine::processor::Counters::default();
     let intake = Arc::new(Intake { journal: journal.clone(), tenants: HashMap::from([(TENANT.to_string(), tenant)]), counters: HashMap::from([(TENANT.to_string(), counters.clone())]) });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

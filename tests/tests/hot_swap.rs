@@ -26,7 +26,7 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     let engine = start_engine(&config, std::future::pending()).await.unwrap();
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
     let admin = format!("http://{}/admin", config.listen);
-    let token = config.admin_token.clone().unwrap();
+    let token = seam::secrets::ExposeSecret::expose_secret(&config.admin_token().unwrap().unwrap()).to_string();
     let http = reqwest::Client::new();
     let post = |path: String, body: Vec<u8>| http.post(format!("{admin}{path}")).bearer_auth(&token).body(body).send();
 

@@ -113,7 +113,7 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
 
     // 6. Rolling the workflow back removes it (it had no earlier version); the mapping carries on.
     let admin = format!("http://{}/admin", config.listen);
-    let token = config.admin_token.clone().unwrap();
+    let token = seam::secrets::ExposeSecret::expose_secret(&config.admin_token().unwrap().unwrap()).to_string();
     let http = reqwest::Client::new();
     let r = http.post(format!("{admin}/tenants/demo/packs/rollback?pack=sev1-bridge")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());

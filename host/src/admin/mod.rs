@@ -25,7 +25,7 @@ pub struct Admin {
     pub registry: Arc<Registry>,
     pub journal: Arc<Journal>,
     pub metrics: Arc<Metrics>,
-    pub token: Option<String>,
+    pub token: Option<crate::secrets::SecretString>,
 }
 
 pub fn router(admin: Arc<Admin>) -> Router {
@@ -51,7 +51,7 @@ pub(crate) fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Respon
         return Err(error(StatusCode::FORBIDDEN, "the admin API is off: set admin_token in the configuration"));
     };
     let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    if crate::intake::subtle_eq(given.as_bytes(), token.as_bytes()) {
+    if crate::intake::subtle_eq(given.as_bytes(), crate::secrets::ExposeSecret::expose_secret(token).as_bytes()) {
         Ok(())
     } else {
         Err(error(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <admin_token>)"))

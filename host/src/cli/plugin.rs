@@ -48,11 +48,11 @@ pub struct AdminArgs {
 impl AdminArgs {
     async fn call(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<serde_json::Value> {
         let config: super::serve::Config = super::read_json(&self.config, "configuration")?;
-        let token = config.admin_token.with_context(|| format!("{} has no admin_token, so the admin API is off", self.config.display()))?;
+        let token = config.admin_token()?.with_context(|| format!("{} has no admin_token, so the admin API is off", self.config.display()))?;
         let url = format!("http://{}/admin{path}", config.listen);
         let response = reqwest::Client::new()
             .request(method, &url)
-            .bearer_auth(token)
+            .bearer_auth(crate::secrets::ExposeSecret::expose_secret(&token))
             .body(body)
             .send()
             .await

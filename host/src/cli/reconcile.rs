@@ -31,7 +31,7 @@ pub struct ReconcileArgs {
 }
 
 pub async fn run(args: ReconcileArgs) -> Result<()> {
-    let config: Config = super::read_json(&args.config, "configuration")?;
+    let config = Config::load(&args.config)?;
     let journal = Arc::new(Journal::open(&config.journal)?);
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let store = config.journal.parent().map(|d| d.join("packs")).unwrap_or_else(|| PathBuf::from("packs"));
@@ -53,7 +53,7 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
         let workflows = t.workflows.iter().map(|w| super::read_pack(w)).collect::<Result<Vec<_>>>()?;
         // The pack the tenant runs now (hot-loaded or rolled back since the configuration was written).
         let started = registry.add_tenant(&name, &bytes, &workflows, &super::pack_name(&t.pack), t.ownership.clone()).await.with_context(|| format!("loading the packs of tenant {name}"))?;
-        let systems = Arc::new(t.connect().await.with_context(|| format!("tenant {name}"))?);
+        let systems = Arc::new(t.connect(&name).await.with_context(|| format!("tenant {name}"))?);
         let reconciler = Reconciler { tenant: name.clone(), journal: journal.clone(), systems, mapping: Arc::new(ArcSwap::new(started.mapping.load_full())) };
 
         let bar = ProgressBar::new(0);

@@ -15,6 +15,7 @@ use crate::engine::alerts::{AlertConfig, Alerter};
 use crate::engine::reconcile::Reconciler;
 use crate::engine::processor::Processor;
 use crate::intake::{self, Intake, TenantIntake};
+use crate::secrets::Secret;
 use crate::admin::Admin;
 use crate::packs::{Registry, TrustedKeys};
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -67,9 +68,14 @@ pub struct Config {
     /// Public key files (`seam pack keygen`); when any are given, only packs signed by one of them load.
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
-    /// Bearer token for the admin API (`/admin/...`: list, load and roll back packs); absent: the API is off.
+    /// Bearer token for the admin API (`/admin/...`: list, load and roll back packs) and the
+    /// dashboard (a secret: a value, `{"env": …}` or `{"file": …}`); absent: the API is off.
     #[serde(default)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
+    /// Where the systems reach intake from outside (`https://seam.example.com`): the URLs the
+    /// generated business rule and Outbound Message post to. Absent: `http://{listen}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// A directory with one sub-directory per tenant; a `.seampack` written there is hot-loaded.
     #[serde(default)]
     pub plugins_dir: Option<PathBuf>,
@@ -118,10 +124,63 @@ pub struct TenantConfig {
 }
 
 impl TenantConfig {
-    pub async fn connect(&self) -> Result<Systems> {
-        Systems::connect(&self.salesforce, &self.servicenow, self.slack.as_ref(), self.ca_pem.as_deref(), RetryPolicy::default()).await
+    /// Log in to the tenant's systems.
+    pub async fn connect(&self, tenant: &str) -> Result<Systems> {
+        Systems::connect(tenant, &self.salesforce, &self.servicenow, self.slack.as_ref(), self.ca_pem.as_deref(), RetryPolicy::default()).await
     }
 }
+
+impl Config {
+    /// Read and check a configuration file: every mistake that shows without calling
+    /// out is reported here, naming the setting, before anything starts.
+    pub fn load(path: &std::path::Path) -> Result<Config> {
+        let config: Config = super::read_json(path, "configuration")?;
+        config.check().with_context(|| format!("checking the configuration {}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.tenants.is_empty() {
+            anyhow::bail!("no tenants are configured; `seam init` writes one");
+        }
+        for (name, t) in &self.tenants {
+            check_tenant_name(name)?;
+            t.salesforce.check(&format!("tenants.{name}.salesforce"))?;
+            t.servicenow.check(&format!("tenants.{name}.servicenow"))?;
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                anyhow::bail!("public_url must be an http(s):// URL where the systems reach intake; got {url:?}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The base URL the systems post notifications to.
+    pub fn public_base(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_string()
+    }
+
+    /// The admin token, read.
+    pub fn admin_token(&self) -> Result<Option<crate::secrets::SecretString>> {
+        self.admin_token.as_ref().map(|t| t.resolve("admin_token")).transpose()
+    }
+}
+
+/// Tenant names go into URLs (`/intake/{tenant}/…`), ServiceNow property names and
+/// Salesforce's `Sforce-Call-Options` (`client=seam-{tenant}`): letters, digits, `-` and `_`.
+pub fn check_tenant_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty() && name.len() <= 40 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        anyhow::bail!("tenant name {name:?}: use 1 to 40 letters, digits, '-' or '_', starting with a letter or digit");
+    }
+    Ok(())
+}
+
+/// The demo tenant's intake secrets (the emulators know them; they guard nothing real).
+const DEMO_OUTBOUND_TOKEN: &str = "demo-outbound-token";
+const DEMO_SALESFORCE_SECRET: &str = "demo-salesforce-secret";
+const DEMO_SERVICENOW_SECRET: &str = "demo-servicenow-secret";
 
 /// Start the emulators and describe them as a one-tenant configuration, `demo`.
 pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflows: &[PathBuf], ports: Option<&[u16]>) -> Result<(Sim, Config)> {
@@ -131,15 +190,15 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
     let listen = format!("127.0.0.1:{intake_port}");
     let intake_cfg = TenantIntake {
         salesforce_org_id: crate::sim::salesforce::ORG_ID.into(),
-        salesforce_token: "demo-outbound-token".into(),
-        salesforce_secret: "demo-salesforce-secret".into(),
-        servicenow_secret: "demo-servicenow-secret".into(),
+        salesforce_token: Secret::value(DEMO_OUTBOUND_TOKEN),
+        salesforce_secret: Some(Secret::value(DEMO_SALESFORCE_SECRET)),
+        servicenow_secret: Secret::value(DEMO_SERVICENOW_SECRET),
     };
     let mut sim_config = SimConfig::new(state.join("sim"));
     (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port) = (ports[1], ports[2], ports[3]);
     sim_config.notify = vec![
-        ("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={}", intake_cfg.salesforce_token), secret: None, format: None }),
-        ("servicenow".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/servicenow"), secret: Some(intake_cfg.servicenow_secret.clone()), format: None }),
+        ("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={DEMO_OUTBOUND_TOKEN}"), secret: None, format: None }),
+        ("servicenow".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/servicenow"), secret: Some(DEMO_SERVICENOW_SECRET.into()), format: None }),
     ];
     let sim = Sim::start(sim_config).await?;
     let tenant = TenantConfig {
@@ -156,7 +215,8 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         concurrency: default_concurrency(),
         tenants: HashMap::from([("demo".to_string(), tenant)]),
         trusted_keys: vec![],
-        admin_token: Some(hex::encode(rand::random::<[u8; 16]>())),
+        admin_token: Some(Secret::value(hex::encode(rand::random::<[u8; 16]>()))),
+        public_url: None,
         plugins_dir: Some(state.join("plugins")),
         alerts: AlertConfig::default(),
         reconcile_minutes: default_reconcile(),
@@ -194,8 +254,8 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         for w in started.workflows.load().iter() {
             tracing::info!(tenant = %name, workflow = %w.manifest.id(), sha256 = %w.hash, signer = ?w.signer, "workflow loaded");
         }
-        let systems = Arc::new(t.connect().await.with_context(|| format!("tenant {name}"))?);
-        tenants.insert(name.clone(), t.intake.clone());
+        let systems = Arc::new(t.connect(name).await.with_context(|| format!("tenant {name}"))?);
+        tenants.insert(name.clone(), t.intake.keys(name)?);
         let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: started.mapping, workflows: started.workflows, counters: metrics.counters(name) });
         processors.insert(name.clone(), processor.clone());
         let dispatcher = Dispatcher::new(processor.clone(), config.concurrency);
@@ -231,7 +291,7 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         Some(dir) => Some(crate::admin::watch::start(dir, registry.clone(), config.tenants.keys().cloned().collect())?),
         None => None,
     };
-    let admin = Arc::new(Admin { registry: registry.clone(), journal: journal.clone(), metrics: metrics.clone(), token: config.admin_token.clone() });
+    let admin = Arc::new(Admin { registry: registry.clone(), journal: journal.clone(), metrics: metrics.clone(), token: config.admin_token()? });
     let intake = Arc::new(Intake { journal: journal.clone(), tenants, counters: processors.iter().map(|(name, p)| (name.clone(), p.counters.clone())).collect() });
     let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding intake to {}", config.listen))?;
     tokio::spawn(async move {
@@ -260,7 +320,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         (Some(sim), config)
     } else {
         let path = args.config.as_ref().expect("clap requires --config without --sim");
-        (None, super::read_json::<Config>(path, "configuration")?)
+        (None, Config::load(path)?)
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let engine = start_engine(&config, async move {
@@ -268,9 +328,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     })
     .await?;
     println!("intake listening on http://{} for tenant(s) {}", engine.listen, config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
-    if let Some(token) = &config.admin_token {
+    if let Some(token) = config.admin_token()? {
         println!("admin API on http://{}/admin (bearer admin_token from the configuration; `seam plugin list|install|rollback`)", engine.listen);
-        println!("dashboard: http://{}/dashboard#token={token}", engine.listen);
+        if args.sim {
+            // The emulators' throwaway token: the link opens the dashboard as is.
+            println!("dashboard: http://{}/dashboard#token={}", engine.listen, crate::secrets::ExposeSecret::expose_secret(&token));
+        } else {
+            println!("dashboard: http://{}/dashboard (add #token=<admin_token> to the address)", engine.listen);
+        }
     }
     println!("metrics: http://{}/metrics", engine.listen);
     if let Some(dir) = &config.plugins_dir {

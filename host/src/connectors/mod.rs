@@ -10,6 +10,8 @@ pub mod batch;
 pub mod salesforce;
 pub mod servicenow;
 pub mod slack;
+pub mod tls;
+pub mod token;
 
 use reqwest::{RequestBuilder, Response, StatusCode};
 use std::path::Path;
@@ -68,13 +70,10 @@ pub struct Http {
 }
 
 impl Http {
+    /// `ca_pem`: a CA to trust on top of the system's roots (see [`tls`]).
     pub fn new(system: &'static str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30)).use_rustls_tls();
-        if let Some(path) = ca_pem {
-            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("reading the CA certificate {}: {e}", path.display()))?;
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
-        }
-        Ok(Http { system, client: builder.build()?, policy, calls: Arc::new(AtomicU64::new(0)) })
+        let client = tls::http_client(ca_pem)?.timeout(Duration::from_secs(30)).build()?;
+        Ok(Http { system, client, policy, calls: Arc::new(AtomicU64::new(0)) })
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -117,7 +116,7 @@ impl Http {
                     }
                 }
                 Err(e) => {
-                    last = e.to_string();
+                    last = error_chain(&e);
                     None
                 }
             };
@@ -144,6 +143,22 @@ impl Http {
         let response = self.expect_success(response).await?;
         response.json().await.map_err(|e| ConnectorError::Unavailable { system: self.system, attempts: 1, message: format!("unreadable response: {e}") })
     }
+}
+
+/// An error with its causes: reqwest's own text ("error sending request") hides the
+/// part an operator needs ("invalid peer certificate: UnknownIssuer", "Connection refused").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn truncate(s: &str) -> String {

@@ -1,30 +1,42 @@
 //! Slack Web API client: create (or reuse) a channel, post to it.
 
 use super::{ConnectorError, Http, Result, RetryPolicy};
+use crate::secrets::{ExposeSecret, Secret, SecretString};
 use serde_json::{json, Value};
 use std::path::Path;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Credentials {
-    /// Ends in `/api/`, as slack-sdk's `base_url` does.
+    /// Ends in `/api/`, as slack-sdk's `base_url` does: `https://slack.com/api/`.
+    #[serde(default = "default_api_url")]
     pub api_url: String,
     /// A bot token, `xoxb-…`.
-    pub token: String,
+    pub token: Secret,
+}
+
+fn default_api_url() -> String {
+    "https://slack.com/api/".into()
 }
 
 pub struct Slack {
     http: Http,
     base_url: String,
-    token: String,
+    token: SecretString,
 }
 
 impl Slack {
-    pub fn new(credentials: &Credentials, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
+    pub fn new(credentials: &Credentials, tenant: &str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
         Ok(Slack {
             http: Http::new("slack", ca_pem, policy)?,
             base_url: format!("{}/", credentials.api_url.trim_end_matches('/')),
-            token: credentials.token.clone(),
+            token: credentials.token.resolve(&format!("tenants.{tenant}.slack.token"))?,
         })
+    }
+
+    /// `auth.test`: who the token belongs to (team and bot user), or why it is refused.
+    pub async fn auth_test(&self) -> Result<Value> {
+        self.call("auth.test", json!({})).await
     }
 
     pub fn http(&self) -> &Http {
@@ -33,7 +45,7 @@ impl Slack {
 
     async fn call(&self, method: &str, body: Value) -> Result<Value> {
         let url = format!("{}{method}", self.base_url);
-        let response = self.http.send(|client| client.post(&url).bearer_auth(&self.token).json(&body)).await?;
+        let response = self.http.send(|client| client.post(&url).bearer_auth(self.token.expose_secret()).json(&body)).await?;
         let body = self.http.json(response).await?;
         if body["ok"] == json!(true) {
             Ok(body)

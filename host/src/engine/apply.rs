@@ -111,6 +111,7 @@ impl Context<'_> {
 impl Systems {
     /// Log in where needed and build the connections for one tenant.
     pub async fn connect(
+        tenant: &str,
         salesforce: &salesforce::Credentials,
         servicenow: &servicenow::Credentials,
         slack: Option<&slack::Credentials>,
@@ -118,9 +119,10 @@ impl Systems {
         policy: RetryPolicy,
     ) -> anyhow::Result<Systems> {
         use anyhow::Context;
-        let sf = Salesforce::connect(salesforce.clone(), ca_pem, policy.clone()).await.with_context(|| format!("logging in to Salesforce at {}", salesforce.login_url))?;
-        let sn = ServiceNow::new(servicenow.clone(), ca_pem, policy.clone())?;
-        let slack = slack.map(|c| Slack::new(c, ca_pem, policy)).transpose()?;
+        let sf = Salesforce::connect(salesforce, tenant, ca_pem, policy.clone()).await.with_context(|| format!("logging in to Salesforce at {}", salesforce.login_url))?;
+        let sn = ServiceNow::new(servicenow, tenant, ca_pem, policy.clone())?;
+        sn.authenticate().await.with_context(|| format!("authenticating to ServiceNow at {}", servicenow.instance_url))?;
+        let slack = slack.map(|c| Slack::new(c, tenant, ca_pem, policy)).transpose()?;
         Ok(Systems { salesforce: sf, servicenow: sn, slack })
     }
 

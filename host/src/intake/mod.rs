@@ -16,6 +16,7 @@ pub mod salesforce;
 pub mod servicenow;
 
 use crate::model::Change;
+use crate::secrets::{ExposeSecret, Secret, SecretString};
 use crate::engine::processor::Counters;
 use crate::store::{Journal, Recorded};
 use axum::body::Bytes;
@@ -33,22 +34,46 @@ use std::sync::Arc;
 /// Largest notification accepted. Salesforce sends at most 100 records per Outbound Message.
 pub const DEFAULT_MAX_BODY: usize = 4 << 20;
 
-/// What one tenant's notifications must prove.
+/// What one tenant's notifications must prove, as the configuration says.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantIntake {
-    /// The Salesforce org whose Outbound Messages are accepted.
+    /// The Salesforce org (its 18-character id, `00D…`) whose Outbound Messages are accepted.
     pub salesforce_org_id: String,
     /// The `token` query parameter the Outbound Message endpoint URL carries.
-    pub salesforce_token: String,
-    /// HMAC key of Salesforce change events.
-    pub salesforce_secret: String,
-    /// HMAC key of ServiceNow notifications.
-    pub servicenow_secret: String,
+    pub salesforce_token: Secret,
+    /// HMAC key of Salesforce change events posted as JSON; absent: that route is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salesforce_secret: Option<Secret>,
+    /// HMAC key of the ServiceNow business rule's notifications.
+    pub servicenow_secret: Secret,
+}
+
+impl TenantIntake {
+    /// Read the secrets (`tenant` names them in errors).
+    pub fn keys(&self, tenant: &str) -> anyhow::Result<IntakeKeys> {
+        let what = |k: &str| format!("tenants.{tenant}.intake.{k}");
+        Ok(IntakeKeys {
+            salesforce_org_id: self.salesforce_org_id.clone(),
+            salesforce_token: self.salesforce_token.resolve(&what("salesforce_token"))?,
+            salesforce_secret: self.salesforce_secret.as_ref().map(|s| s.resolve(&what("salesforce_secret"))).transpose()?,
+            servicenow_secret: self.servicenow_secret.resolve(&what("servicenow_secret"))?,
+        })
+    }
+}
+
+/// [`TenantIntake`] with its secrets read.
+#[derive(Clone, Debug)]
+pub struct IntakeKeys {
+    pub salesforce_org_id: String,
+    pub salesforce_token: SecretString,
+    pub salesforce_secret: Option<SecretString>,
+    pub servicenow_secret: SecretString,
 }
 
 pub struct Intake {
     pub journal: Arc<Journal>,
-    pub tenants: HashMap<String, TenantIntake>,
+    pub tenants: HashMap<String, IntakeKeys>,
     /// Each tenant's processor counters: an echo settled here counts as processed, and as an echo.
     pub counters: HashMap<String, Counters>,
 }
@@ -78,7 +103,7 @@ pub fn router(intake: Arc<Intake>, max_body: usize) -> Router {
 }
 
 impl Intake {
-    fn tenant(&self, name: &str) -> Result<&TenantIntake, Rejection> {
+    fn tenant(&self, name: &str) -> Result<&IntakeKeys, Rejection> {
         self.tenants.get(name).ok_or_else(|| reject(StatusCode::NOT_FOUND, format!("no tenant named {name:?} is configured")))
     }
 
@@ -117,7 +142,7 @@ fn verify_signature(headers: &HeaderMap, secret: &str, body: &[u8]) -> Result<()
 async fn salesforce_outbound(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
     let result = async {
         let config = intake.tenant(&tenant)?;
-        let token_ok = q.get("token").is_some_and(|t| subtle_eq(t.as_bytes(), config.salesforce_token.as_bytes()));
+        let token_ok = q.get("token").is_some_and(|t| subtle_eq(t.as_bytes(), config.salesforce_token.expose_secret().as_bytes()));
         if !token_ok {
             return Err(reject(StatusCode::UNAUTHORIZED, "the Outbound Message URL must carry the tenant's ?token="));
         }
@@ -142,7 +167,8 @@ fn accepted((new, duplicates): (usize, usize)) -> Response {
 async fn salesforce_events(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let config = intake.tenant(&tenant)?;
-        verify_signature(&headers, &config.salesforce_secret, &body)?;
+        let secret = config.salesforce_secret.as_ref().ok_or_else(|| reject(StatusCode::NOT_FOUND, format!("tenant {tenant} takes no JSON change events (no intake.salesforce_secret is configured)")))?;
+        verify_signature(&headers, secret.expose_secret(), &body)?;
         let changes = salesforce::parse_change_event(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
         intake.record(&tenant, changes).await
     }
@@ -153,7 +179,7 @@ async fn salesforce_events(State(intake): State<Arc<Intake>>, Path(tenant): Path
 async fn servicenow_notification(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let config = intake.tenant(&tenant)?;
-        verify_signature(&headers, &config.servicenow_secret, &body)?;
+        verify_signature(&headers, config.servicenow_secret.expose_secret(), &body)?;
         let change = servicenow::parse(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
         intake.record(&tenant, vec![change]).await
     }

@@ -54,6 +54,12 @@ pub mod credentials {
     pub const SF_CLIENT_SECRET: &str = "seam-secret";
     pub const SN_USERNAME: &str = "seam.integration";
     pub const SN_PASSWORD: &str = "seam-password";
+    /// The OAuth API endpoint registered for seam (System OAuth → Application Registry).
+    pub const SN_CLIENT_ID: &str = "seam-servicenow-client";
+    pub const SN_CLIENT_SECRET: &str = "seam-servicenow-secret";
+    /// An instance administrator (imports update sets).
+    pub const SN_ADMIN_USERNAME: &str = "admin";
+    pub const SN_ADMIN_PASSWORD: &str = "admin-password";
     pub const SLACK_TOKEN: &str = "xoxb-seam-simulator";
 }
 
@@ -108,6 +114,8 @@ pub struct Sim {
     pub slack: Arc<Emulator>,
     pub ca_pem: PathBuf,
     pub info_file: PathBuf,
+    /// The connected app's key pair: the private key an operator would keep, the certificate the app holds.
+    pub connected_app: salesforce::connected_app::KeyFiles,
     handles: Vec<axum_server::Handle>,
 }
 
@@ -171,6 +179,12 @@ impl Sim {
         salesforce::seed(&sf)?;
         servicenow::seed(&sn)?;
         slack::seed(&sl)?;
+        // The key pair an admin made for the connected app, and the certificate uploaded to it.
+        let connected_app = salesforce::connected_app::ensure_key_pair(dir)?;
+        if sf.store.setting(salesforce::oauth::CERTIFICATE_SETTING).is_none() {
+            let certificate = std::fs::read_to_string(&connected_app.certificate).with_context(|| format!("reading {}", connected_app.certificate.display()))?;
+            sf.store.set_setting(salesforce::oauth::CERTIFICATE_SETTING, &certificate)?;
+        }
 
         tokio::spawn(sf_notifier.run());
         tokio::spawn(sn_notifier.run());
@@ -196,7 +210,7 @@ impl Sim {
         }
 
         let info_file = dir.join("sim.json");
-        let sim = Sim { salesforce: sf, servicenow: sn, slack: sl, ca_pem: tls_files.ca_pem, info_file, handles };
+        let sim = Sim { salesforce: sf, servicenow: sn, slack: sl, ca_pem: tls_files.ca_pem, info_file, connected_app, handles };
         let info = serde_json::to_string_pretty(&sim.info())?;
         std::fs::write(&sim.info_file, info).with_context(|| format!("writing {}", sim.info_file.display()))?;
         Ok(sim)
@@ -209,40 +223,63 @@ impl Sim {
             "ca_pem": self.ca_pem,
             "salesforce": {
                 "url": self.salesforce.base_url,
+                "login_url": salesforce::oauth::login_url(&self.salesforce.base_url),
                 "api_version": salesforce::API_VERSION,
                 "username": SF_USERNAME, "password": SF_PASSWORD, "security_token": SF_SECURITY_TOKEN,
                 "client_id": SF_CLIENT_ID, "client_secret": SF_CLIENT_SECRET,
+                "private_key": self.connected_app.private_key, "certificate": self.connected_app.certificate,
                 "organization_id": salesforce::ORG_ID,
             },
-            "servicenow": { "url": self.servicenow.base_url, "username": SN_USERNAME, "password": SN_PASSWORD },
+            "servicenow": {
+                "url": self.servicenow.base_url, "username": SN_USERNAME, "password": SN_PASSWORD,
+                "client_id": SN_CLIENT_ID, "client_secret": SN_CLIENT_SECRET,
+                "admin_username": SN_ADMIN_USERNAME, "admin_password": SN_ADMIN_PASSWORD,
+            },
             "slack": { "url": format!("{}/api/", self.slack.base_url), "token": SLACK_TOKEN, "webhook": format!("{}{}", self.slack.base_url, slack::DEMO_WEBHOOK) },
         })
     }
 
-    /// How a tenant's connectors reach the Salesforce emulator.
+    /// How a tenant's connectors reach the Salesforce emulator: the JWT bearer flow with the
+    /// connected app's key, through the login host.
     pub fn salesforce_credentials(&self) -> crate::connectors::salesforce::Credentials {
+        use crate::connectors::salesforce::{Auth, Credentials};
         use credentials::*;
-        crate::connectors::salesforce::Credentials {
-            login_url: self.salesforce.base_url.clone(),
-            client_id: SF_CLIENT_ID.into(),
-            client_secret: SF_CLIENT_SECRET.into(),
-            username: SF_USERNAME.into(),
-            password: format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}"),
+        Credentials {
+            login_url: salesforce::oauth::login_url(&self.salesforce.base_url),
+            auth: Auth::JwtBearer {
+                consumer_key: SF_CLIENT_ID.into(),
+                username: SF_USERNAME.into(),
+                private_key: crate::secrets::Secret::file(&self.connected_app.private_key),
+                audience: None,
+            },
+            session_minutes: 120,
         }
     }
 
+    /// How a tenant's connectors reach the ServiceNow emulator: the OAuth password grant.
     pub fn servicenow_credentials(&self) -> crate::connectors::servicenow::Credentials {
+        use crate::connectors::servicenow::{Auth, Credentials};
         use credentials::*;
-        crate::connectors::servicenow::Credentials { instance_url: self.servicenow.base_url.clone(), username: SN_USERNAME.into(), password: SN_PASSWORD.into() }
+        Credentials {
+            instance_url: self.servicenow.base_url.clone(),
+            auth: Auth::OauthPassword {
+                client_id: SN_CLIENT_ID.into(),
+                client_secret: crate::secrets::Secret::value(SN_CLIENT_SECRET),
+                username: SN_USERNAME.into(),
+                password: crate::secrets::Secret::value(SN_PASSWORD),
+            },
+            integration_user: None,
+        }
     }
 
     pub fn slack_credentials(&self) -> crate::connectors::slack::Credentials {
-        crate::connectors::slack::Credentials { api_url: format!("{}/api/", self.slack.base_url), token: credentials::SLACK_TOKEN.into() }
+        crate::connectors::slack::Credentials { api_url: format!("{}/api/", self.slack.base_url), token: crate::secrets::Secret::value(credentials::SLACK_TOKEN) }
     }
 
-    /// Connectors to the emulators, configured the way a tenant's would be.
+    /// Connectors to the emulators, configured the way a tenant's would be (tenant `sim`).
     pub async fn systems(&self, policy: crate::connectors::RetryPolicy) -> Result<crate::engine::apply::Systems> {
         crate::engine::apply::Systems::connect(
+            "sim",
             &self.salesforce_credentials(),
             &self.servicenow_credentials(),
             Some(&self.slack_credentials()),

@@ -158,6 +158,12 @@ impl Store {
         Ok(())
     }
 
+    /// Remove every setting whose name starts with `prefix` (sessions, say); returns how many.
+    pub fn delete_settings(&self, prefix: &str) -> Result<usize> {
+        let inner = self.inner.lock().unwrap();
+        Ok(inner.db.execute("DELETE FROM settings WHERE substr(name, 1, length(?1)) = ?1", params![prefix])?)
+    }
+
     /// Run `f` on the database connection (the notification queue uses it).
     pub fn with_db<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let inner = self.inner.lock().unwrap();

@@ -2,7 +2,9 @@
 //! endpoints, SOQL queries, sObject Collections, limits, and Outbound
 //! Messages on Case and Account changes.
 
+pub mod connected_app;
 pub mod ids;
+pub mod oauth;
 pub mod schema;
 pub mod soap;
 pub mod soql;
@@ -87,7 +89,7 @@ pub fn seed(emulator: &Emulator) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn integration_user() -> String {
+pub(crate) fn integration_user() -> String {
     ids::make("005", 1)
 }
 
@@ -112,7 +114,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .route("/limits/", get(limits))
         .layer(axum::middleware::from_fn_with_state(emulator.clone(), authenticate));
     Router::new()
-        .route("/services/oauth2/token", post(oauth_token))
+        .merge(oauth::router())
         .route("/services/Soap/u/{version}", post(soap_login))
         .route("/services/data", get(versions))
         .route("/services/data/", get(versions))
@@ -127,71 +129,62 @@ async fn authenticate(State(e): Ctx, Path(params): Path<HashMap<String, String>>
     if !version.starts_with('v') || version[1..].parse::<f64>().is_err() {
         return error(StatusCode::NOT_FOUND, SfError::new("NOT_FOUND", "The requested resource does not exist"));
     }
-    let token = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("OAuth ")))
-        .map(str::trim)
-        .unwrap_or("");
-    let Some(user) = e.store.setting(&format!("sf.session.{token}")) else {
-        return error(StatusCode::UNAUTHORIZED, SfError::new("INVALID_SESSION_ID", "Session expired or invalid"));
-    };
-    request.extensions_mut().insert(SessionUser(user));
+    let Some(user) = session_user(&e, request.headers()) else { return invalid_session() };
+    let client = call_client(request.headers());
+    request.extensions_mut().insert(Caller { user, client });
     let mut response = next.run(request).await;
     let usage = format!("api-usage={}/{DAILY_API_LIMIT}", e.requests());
     response.headers_mut().insert("Sforce-Limit-Info", HeaderValue::from_str(&usage).unwrap());
     response
 }
 
-#[derive(Clone)]
-struct SessionUser(String);
-
-fn new_session(e: &Emulator) -> String {
-    let token = format!("{ORG_ID}!{}", hex::encode(rand::random::<[u8; 24]>()));
-    let _ = e.store.set_setting(&format!("sf.session.{token}"), &integration_user());
-    token
+/// The user of the session a request's `Authorization: Bearer|OAuth <token>` names.
+fn session_user(e: &Emulator, headers: &HeaderMap) -> Option<String> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("OAuth ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())?;
+    e.store.setting(&format!("sf.session.{token}"))
 }
 
-async fn oauth_token(State(e): Ctx, body: axum::body::Bytes) -> Response {
-    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
-    let client_ok = form.get("client_id").map(String::as_str) == Some(SF_CLIENT_ID)
-        && form.get("client_secret").map(String::as_str) == Some(SF_CLIENT_SECRET);
-    let fail = |code: &str, description: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": code, "error_description": description}))).into_response();
-    match grant {
-        "password" => {
-            let password = form.get("password").cloned().unwrap_or_default();
-            let good_password = password == SF_PASSWORD || password == format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}");
-            if !client_ok {
-                return fail("invalid_client_id", "client identifier invalid");
-            }
-            if form.get("username").map(String::as_str) != Some(SF_USERNAME) || !good_password {
-                return fail("invalid_grant", "authentication failure");
-            }
+/// What Salesforce answers a call whose session expired or was revoked.
+fn invalid_session() -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, SfError::new("INVALID_SESSION_ID", "Session expired or invalid"));
+    r.headers_mut().insert("WWW-Authenticate", HeaderValue::from_static("Token"));
+    r
+}
+
+/// Who is calling: the session's user, and the `client=` of its `Sforce-Call-Options`
+/// (which the org's change events report in `changeOrigin`).
+#[derive(Clone)]
+struct Caller {
+    user: String,
+    client: Option<String>,
+}
+
+impl Caller {
+    /// `com/salesforce/api/rest/59.0;client=<id>`, as a change event's header has it.
+    fn change_origin(&self) -> String {
+        match &self.client {
+            Some(client) => format!("com/salesforce/api/rest/{API_VERSION};client={client}"),
+            None => format!("com/salesforce/api/rest/{API_VERSION}"),
         }
-        "client_credentials" if client_ok => {}
-        "client_credentials" => return fail("invalid_client", "invalid client credentials"),
-        "" => return fail("unsupported_grant_type", "grant type not supported"),
-        _ => return fail("unsupported_grant_type", "grant type not supported"),
     }
-    let token = new_session(&e);
-    Json(json!({
-        "access_token": token,
-        "instance_url": e.base_url,
-        "id": format!("{}/id/{ORG_ID}/{}", e.base_url, integration_user()),
-        "token_type": "Bearer",
-        "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
-        "signature": hex::encode(rand::random::<[u8; 16]>()),
-    }))
-    .into_response()
+}
+
+/// The `client` of a `Sforce-Call-Options` header (`client=seam-acme; defaultNamespace=x`; older docs separate with commas).
+fn call_client(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("sforce-call-options")?.to_str().ok()?;
+    value.split([';', ',']).map(str::trim).find_map(|part| part.strip_prefix("client=")).map(str::to_string).filter(|c| !c.is_empty())
 }
 
 async fn soap_login(State(e): Ctx, Path(version): Path<String>, body: String) -> Response {
     let xml = |status: StatusCode, body: String| (status, [("Content-Type", "text/xml; charset=utf-8")], body).into_response();
     match soap::parse_login(&body) {
         Ok((username, password)) if username == SF_USERNAME && (password == format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}") || password == SF_PASSWORD) => {
-            let session = new_session(&e);
+            let session = oauth::new_session(&e, &integration_user());
             let server_url = format!("{}/services/Soap/u/{version}/{ORG_ID}", e.base_url);
             xml(StatusCode::OK, soap::login_response(&session, &server_url, &integration_user(), ORG_ID, &username))
         }
@@ -382,36 +375,36 @@ fn outgoing<'a>(e: &'a Emulator, obj: &ObjectDef, change: ChangeType, record: &M
 }
 
 /// Queue a change's notification inside the transaction `db` of the write that made it, numbered there.
-fn queue_in(db: &rusqlite::Connection, outgoing: super::notify::Outgoing, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, user: &str) -> anyhow::Result<()> {
+fn queue_in(db: &rusqlite::Connection, outgoing: super::notify::Outgoing, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, caller: &Caller) -> anyhow::Result<()> {
     let sequence = crate::sim::store::next_in(db, "sf.notification")?;
     outgoing.queue_in(db, |format| {
         Ok(match format {
             super::notify::Format::Soap => soap::notification(&ids::make("04l", sequence), obj.name, record),
-            super::notify::Format::Json => change_event(obj, change, record, before, user, sequence).to_string(),
+            super::notify::Format::Json => change_event(obj, change, record, before, caller, sequence).to_string(),
         })
     })
 }
 
 /// Store one written record and queue its notification in one transaction: as on
 /// the real platform, a write that lands never lacks its notification.
-fn store_notifying(e: &Emulator, obj: &ObjectDef, change: ChangeType, id: &str, record: &Map<String, Value>, before: Option<&Map<String, Value>>, user: &str) -> anyhow::Result<()> {
+fn store_notifying(e: &Emulator, obj: &ObjectDef, change: ChangeType, id: &str, record: &Map<String, Value>, before: Option<&Map<String, Value>>, caller: &Caller) -> anyhow::Result<()> {
     let outgoing = outgoing(e, obj, change, record);
     e.store.put_all_with(EMULATOR, vec![(obj.name.to_string(), id.to_string(), record.clone())], |db| match outgoing {
-        Some(o) => queue_in(db, o, obj, change, record, before, user),
+        Some(o) => queue_in(db, o, obj, change, record, before, caller),
         None => Ok(()),
     })
 }
 
 /// A delete's notification, after the delete (its own transaction).
-fn notify_deleted(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>, user: &str) {
+fn notify_deleted(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>, caller: &Caller) {
     let Some(outgoing) = outgoing(e, obj, ChangeType::Delete, record) else { return };
-    if let Err(err) = e.store.put_all_with(EMULATOR, Vec::new(), |db| queue_in(db, outgoing, obj, ChangeType::Delete, record, None, user)) {
+    if let Err(err) = e.store.put_all_with(EMULATOR, Vec::new(), |db| queue_in(db, outgoing, obj, ChangeType::Delete, record, None, caller)) {
         tracing::error!("queueing a notification: {err:#}");
     }
 }
 
 /// A Change Data Capture event as a webhook body: the header, then the changed fields' new values.
-fn change_event(obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, user: &str, sequence: u64) -> Value {
+fn change_event(obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, caller: &Caller, sequence: u64) -> Value {
     let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
     let changed: Vec<&str> = match change {
         ChangeType::Delete => vec![],
@@ -425,12 +418,12 @@ fn change_event(obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>
             "entityName": obj.name,
             "recordIds": [id],
             "changeType": match change { ChangeType::Create => "CREATE", ChangeType::Update => "UPDATE", ChangeType::Delete => "DELETE" },
-            "changeOrigin": format!("com/salesforce/api/rest/{API_VERSION}"),
+            "changeOrigin": caller.change_origin(),
             "transactionKey": hex::encode(rand::random::<[u8; 16]>()),
             "sequenceNumber": 1,
             "commitTimestamp": chrono::Utc::now().timestamp_millis(),
             "commitNumber": sequence,
-            "commitUser": user,
+            "commitUser": caller.user,
             "changedFields": if change == ChangeType::Update { changed.clone() } else { vec![] },
             "nulledFields": changed.iter().filter(|k| record.get(**k).is_some_and(Value::is_null)).collect::<Vec<_>>(),
         }),
@@ -457,13 +450,13 @@ fn status_for(e: &SfError) -> StatusCode {
     }
 }
 
-async fn create(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+async fn create(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
     let obj = or_respond!(object_or_404(&params["object"]));
-    let result = parse_body(&body).and_then(|input| prepare_create(&e, obj, &input, &user));
+    let result = parse_body(&body).and_then(|input| prepare_create(&e, obj, &input, &caller.user));
     match result {
         Ok((id, record)) => {
-            if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &user) {
+            if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &caller) {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
             }
             (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [] }))).into_response()
@@ -495,13 +488,13 @@ async fn read(State(e): Ctx, Path(params): Path<HashMap<String, String>>, Query(
     Json(render(obj, &record, fields.as_deref())).into_response()
 }
 
-async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
     let obj = or_respond!(object_or_404(&params["object"]));
     let (id, existing) = or_respond!(find(&e, obj, &params["id"]));
-    match parse_body(&body).and_then(|input| prepare_update(&e, obj, &existing, &input, &user)) {
+    match parse_body(&body).and_then(|input| prepare_update(&e, obj, &existing, &input, &caller.user)) {
         Ok(record) => {
-            if let Err(err) = store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(&existing), &user) {
+            if let Err(err) = store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(&existing), &caller) {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
             }
             StatusCode::NO_CONTENT.into_response()
@@ -510,13 +503,13 @@ async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
     }
 }
 
-async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>) -> Response {
+async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>) -> Response {
     let _write = e.write_lock();
     let obj = or_respond!(object_or_404(&params["object"]));
     let (id, record) = or_respond!(find(&e, obj, &params["id"]));
     match e.store.delete(EMULATOR, obj.name, &id) {
         Ok(_) => {
-            notify_deleted(&e, obj, &record, &user);
+            notify_deleted(&e, obj, &record, &caller);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, internal(err)),
@@ -541,7 +534,7 @@ async fn read_by_external_id(State(e): Ctx, Path(params): Path<HashMap<String, S
     }
 }
 
-async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
     let obj = or_respond!(object_or_404(&params["object"]));
     let def = or_respond!(external_id_field(obj, &params["field"]));
@@ -554,9 +547,9 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
     match found.as_slice() {
         [] => {
             input.insert(def.name.to_string(), json!(value));
-            match prepare_create(&e, obj, &input, &user) {
+            match prepare_create(&e, obj, &input, &caller.user) {
                 Ok((id, record)) => {
-                    if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &user) {
+                    if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &caller) {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
                     }
                     (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [], "created": true }))).into_response()
@@ -566,9 +559,9 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
         }
         [existing] => {
             let id = existing["Id"].as_str().unwrap_or_default().to_string();
-            match prepare_update(&e, obj, existing, &input, &user) {
+            match prepare_update(&e, obj, existing, &input, &caller.user) {
                 Ok(record) => {
-                    if let Err(err) = store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(existing), &user) {
+                    if let Err(err) = store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(existing), &caller) {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
                     }
                     (StatusCode::OK, Json(json!({ "id": id, "success": true, "errors": [], "created": false }))).into_response()
@@ -739,7 +732,7 @@ struct PreparedWrite {
 type Prepared = Result<PreparedWrite, (Option<String>, SfError)>;
 
 /// Apply prepared writes: all or none if asked, otherwise the good ones.
-fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, user: &str) -> Response {
+fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, caller: &Caller) -> Response {
     let rolled_back_all = all_or_none && prepared.iter().any(Result::is_err);
     let mut results = Vec::new();
     let mut writes = Vec::new();
@@ -761,7 +754,7 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, u
     let stored = e.store.put_all_with(EMULATOR, writes, |db| {
         for (w, o) in notifying.iter().zip(outgoing) {
             if let Some(o) = o {
-                queue_in(db, o, w.obj, change(w), &w.record, w.before.as_ref(), user)?;
+                queue_in(db, o, w.obj, change(w), &w.record, w.before.as_ref(), caller)?;
             }
         }
         Ok(())
@@ -772,7 +765,7 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, u
     Json(Value::Array(results)).into_response()
 }
 
-async fn collection_create(State(e): Ctx, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+async fn collection_create(State(e): Ctx, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
     let parsed = or_respond!(parse_collection(&body));
     let prepared = parsed
@@ -784,14 +777,14 @@ async fn collection_create(State(e): Ctx, axum::Extension(SessionUser(user)): ax
             if input.contains_key("Id") {
                 return Err((None, SfError::new("INVALID_FIELD", "cannot specify Id in an insert call")));
             }
-            let (id, record) = prepare_create(&e, obj, &input, &user).map_err(|err| (None, err))?;
+            let (id, record) = prepare_create(&e, obj, &input, &caller.user).map_err(|err| (None, err))?;
             Ok(PreparedWrite { obj, id, record, before: None })
         })
         .collect();
-    finish_collection(&e, parsed.all_or_none, prepared, &user)
+    finish_collection(&e, parsed.all_or_none, prepared, &caller)
 }
 
-async fn collection_update(State(e): Ctx, axum::Extension(SessionUser(user)): axum::Extension<SessionUser>, body: axum::body::Bytes) -> Response {
+async fn collection_update(State(e): Ctx, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
     let parsed = or_respond!(parse_collection(&body));
     let prepared = parsed
@@ -803,11 +796,11 @@ async fn collection_update(State(e): Ctx, axum::Extension(SessionUser(user)): ax
             let raw_id = input.remove("Id").and_then(|v| v.as_str().map(str::to_string)).ok_or_else(|| (None, SfError::new("MISSING_ARGUMENT", "Id not specified in an update call")))?;
             let id = ids::normalize(&raw_id).ok_or_else(|| (Some(raw_id.clone()), SfError::new("MALFORMED_ID", format!("invalid id: {raw_id}"))))?;
             let existing = e.store.get(EMULATOR, obj.name, &id).ok_or_else(|| (Some(id.clone()), SfError::new("ENTITY_IS_DELETED", "entity is deleted")))?;
-            let record = prepare_update(&e, obj, &existing, &input, &user).map_err(|err| (Some(id.clone()), err))?;
+            let record = prepare_update(&e, obj, &existing, &input, &caller.user).map_err(|err| (Some(id.clone()), err))?;
             Ok(PreparedWrite { obj, id, record, before: Some(existing) })
         })
         .collect();
-    finish_collection(&e, parsed.all_or_none, prepared, &user)
+    finish_collection(&e, parsed.all_or_none, prepared, &caller)
 }
 
 async fn collection_delete(State(e): Ctx, Query(q): Query<HashMap<String, String>>) -> Response {

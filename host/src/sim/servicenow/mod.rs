@@ -3,6 +3,7 @@
 //! business-rule style JSON notification on every incident insert, update
 //! and delete.
 
+pub mod oauth;
 pub mod query;
 pub mod tables;
 
@@ -72,7 +73,10 @@ pub fn seed(e: &Emulator) -> anyhow::Result<()> {
     put("sys_user", &[("user_name", SN_USERNAME), ("name", "Seam Integration"), ("first_name", "Seam"), ("last_name", "Integration"), ("email", "seam@servicenow.example"), ("active", "true")])?;
     put("sys_user", &[("user_name", "beth.anglin"), ("name", "Beth Anglin"), ("first_name", "Beth"), ("last_name", "Anglin"), ("email", "beth.anglin@example.com"), ("active", "true")])?;
     put("sys_user", &[("user_name", "david.loo"), ("name", "David Loo"), ("first_name", "David"), ("last_name", "Loo"), ("email", "david.loo@example.com"), ("active", "true")])?;
+    put("sys_user", &[("user_name", SN_ADMIN_USERNAME), ("name", "System Administrator"), ("first_name", "System"), ("last_name", "Administrator"), ("email", "admin@servicenow.example"), ("active", "true")])?;
     put("sys_user_group", &[("name", "Service Desk"), ("description", "First line")])?;
+    // Set up as the docs ask for the client credentials grant (Washington DC and later).
+    put("sys_properties", &[("name", oauth::CLIENT_CREDENTIALS_PROPERTY), ("value", "true"), ("type", "true|false"), ("description", "Allow the OAuth client credentials grant")])?;
     put("sys_user_group", &[("name", "Network"), ("description", "Network operations")])?;
     Ok(())
 }
@@ -95,8 +99,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .with_state(emulator.clone());
     // The batch API replays each inner request through the same routes.
     let inner = api.clone();
-    Router::new()
-        .route("/oauth_token.do", post(oauth_token))
+    oauth::router()
         .with_state(emulator)
         .merge(api)
         .route("/api/now/v1/batch", post(move |headers: HeaderMap, body: Bytes| batch(inner.clone(), headers, body)))
@@ -106,37 +109,13 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
 struct User(String);
 
 async fn authenticate(State(e): Ctx, mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let header = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let user = if let Some(basic) = header.strip_prefix("Basic ") {
-        base64::engine::general_purpose::STANDARD
-            .decode(basic.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .filter(|pair| pair == &format!("{SN_USERNAME}:{SN_PASSWORD}"))
-            .map(|_| SN_USERNAME.to_string())
-    } else if let Some(token) = header.strip_prefix("Bearer ") {
-        e.store.setting(&format!("sn.token.{}", token.trim()))
-    } else {
-        None
-    };
-    let Some(user) = user else {
-        return failure(StatusCode::UNAUTHORIZED, "User Not Authenticated", Some("Required to provide Auth information"));
+    let Some(user) = oauth::user_of(&e, request.headers()) else {
+        let mut r = failure(StatusCode::UNAUTHORIZED, "User Not Authenticated", Some("Required to provide Auth information"));
+        r.headers_mut().insert("WWW-Authenticate", HeaderValue::from_static("BASIC realm=\"Service-now\""));
+        return r;
     };
     request.extensions_mut().insert(User(user));
     next.run(request).await
-}
-
-async fn oauth_token(State(e): Ctx, body: Bytes) -> Response {
-    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let ok = form.get("grant_type").map(String::as_str) == Some("password")
-        && form.get("username").map(String::as_str) == Some(SN_USERNAME)
-        && form.get("password").map(String::as_str) == Some(SN_PASSWORD);
-    if !ok {
-        return (StatusCode::UNAUTHORIZED, Json(json!({ "error_description": "access_denied", "error": "server_error" }))).into_response();
-    }
-    let token = hex::encode(rand::random::<[u8; 24]>());
-    let _ = e.store.set_setting(&format!("sn.token.{token}"), SN_USERNAME);
-    Json(json!({ "access_token": token, "refresh_token": hex::encode(rand::random::<[u8; 24]>()), "scope": "useraccount", "token_type": "Bearer", "expires_in": 1799 })).into_response()
 }
 
 fn table_or_400(name: &str) -> Result<&'static Table, Response> {

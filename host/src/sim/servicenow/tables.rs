@@ -128,6 +128,14 @@ pub fn tables() -> &'static [Table] {
                 col("element", Kind::Text),
                 col("value", Kind::Text),
             ]),
+            table("sys_properties", "name", None, false, vec![
+                col("name", Kind::Text),
+                col("value", Kind::Text),
+                col("type", Kind::Text),
+                col("description", Kind::Text),
+                col("is_private", Kind::Bool),
+                col("ignore_cache", Kind::Bool),
+            ]),
             table("sys_attachment", "file_name", None, false, vec![
                 col("file_name", Kind::Text),
                 col("table_name", Kind::Text),

@@ -1,14 +1,23 @@
-//! Salesforce REST API client: OAuth login, sObject reads and writes, SOQL.
+//! Salesforce REST API client: OAuth login ([`auth`]), sObject reads and
+//! writes, SOQL.
 //!
 //! Creates and updates go through sObject Collections (`/composite/sobjects`,
 //! up to 200 records per call): writes queued while others are in flight
-//! share one call (see [`super::batch`]).
+//! share one call (see [`super::batch`]). Every call carries
+//! `Sforce-Call-Options: client=seam-<tenant>`, so the org's change events
+//! name seam's own writes (`changeOrigin`).
+
+pub mod auth;
 
 use super::batch::Batcher;
+use super::token::{Token, Tokens};
 use super::{ConnectorError, Http, Result, RetryPolicy};
+use crate::secrets::ExposeSecret;
 use serde_json::{json, Map, Value};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+pub use auth::{Auth, Credentials};
 
 /// sObject Collections take at most 200 records per request.
 pub const COLLECTION_LIMIT: usize = 200;
@@ -16,16 +25,6 @@ pub const COLLECTION_LIMIT: usize = 200;
 const PARALLEL_WRITES: usize = 2;
 
 pub const API_VERSION: &str = "59.0";
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Credentials {
-    pub login_url: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub username: String,
-    /// Password with the security token appended.
-    pub password: String,
-}
 
 pub struct Salesforce {
     api: Arc<Api>,
@@ -36,20 +35,25 @@ pub struct Salesforce {
 /// The session and the calls; shared with the batchers.
 struct Api {
     http: Http,
-    credentials: Credentials,
-    session: RwLock<Session>,
+    tokens: Tokens<auth::OrgLogin>,
+    /// `Sforce-Call-Options`: `client=seam-<tenant>`.
+    call_options: String,
+    /// The last `Sforce-Limit-Info` seen: (requests used today, daily allowance).
+    usage: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
-#[derive(Clone, Default)]
-struct Session {
-    token: String,
-    instance_url: String,
+/// The `client=` value seam's calls carry for `tenant`, as the org's change events report it in `changeOrigin`.
+pub fn call_client(tenant: &str) -> String {
+    format!("seam-{tenant}")
 }
 
 impl Salesforce {
-    pub async fn connect(credentials: Credentials, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
-        let api = Arc::new(Api { http: Http::new("salesforce", ca_pem, policy)?, credentials, session: RwLock::new(Session::default()) });
-        api.login().await?;
+    /// Log in to the org (`tenant` names the tenant in errors and in `Sforce-Call-Options`).
+    pub async fn connect(credentials: &Credentials, tenant: &str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
+        let http = Http::new("salesforce", ca_pem, policy)?;
+        let login = auth::OrgLogin::new(credentials, http.clone(), &format!("tenants.{tenant}.salesforce"))?;
+        let api = Arc::new(Api { http, tokens: Tokens::new(login), call_options: format!("client={}", call_client(tenant)), usage: Default::default() });
+        api.tokens.get().await?;
         let creates = {
             let api = api.clone();
             Batcher::new("salesforce", COLLECTION_LIMIT, PARALLEL_WRITES, move |batch: Vec<(String, Map<String, Value>)>| {
@@ -78,8 +82,20 @@ impl Salesforce {
         &self.api.http
     }
 
+    /// The org's API host, as its last login answered.
     pub fn instance_url(&self) -> String {
-        self.api.session.read().unwrap().instance_url.clone()
+        self.api.tokens.peek().and_then(|t| t.instance_url.clone()).unwrap_or_default()
+    }
+
+    /// A GET of any path on the org (`/services/data`, `sobjects/Case/describe`), with seam's session.
+    pub async fn get_path(&self, path: &str) -> Result<Value> {
+        let response = self.api.call(reqwest::Method::GET, path, None).await?;
+        self.api.http.json(response).await
+    }
+
+    /// The org's daily API allowance as its last answer reported it (`Sforce-Limit-Info: api-usage=USED/MAX`).
+    pub fn api_usage(&self) -> Option<(u64, u64)> {
+        *self.api.usage.lock().unwrap()
     }
 
     /// Create a record; returns its id.
@@ -125,42 +141,30 @@ fn record(object: &str, id: Option<String>, mut fields: Map<String, Value>) -> V
 }
 
 impl Api {
-    async fn login(&self) -> Result<()> {
-        let c = &self.credentials;
-        let form = [
-            ("grant_type", "password"),
-            ("client_id", c.client_id.as_str()),
-            ("client_secret", c.client_secret.as_str()),
-            ("username", c.username.as_str()),
-            ("password", c.password.as_str()),
-        ];
-        let url = format!("{}/services/oauth2/token", c.login_url.trim_end_matches('/'));
-        let response = self.http.send(|client| client.post(&url).form(&form)).await?;
-        let body = self.http.json(response).await?;
-        let (Some(token), Some(instance)) = (body["access_token"].as_str(), body["instance_url"].as_str()) else {
-            return Err(ConnectorError::Refused { system: "salesforce", status: 200, message: format!("the token response has no access_token/instance_url: {body}") });
-        };
-        *self.session.write().unwrap() = Session { token: token.to_string(), instance_url: instance.to_string() };
-        Ok(())
-    }
-
-    /// Send a REST call under `/services/data/vXX.X/`, logging in again once if the session expired.
+    /// Send a REST call under `/services/data/vXX.X/` (or a `/services/...` path as given),
+    /// logging in again once if the org says the session is no longer valid.
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<reqwest::Response> {
         for fresh_login in [false, true] {
-            let session = self.session.read().unwrap().clone();
-            let url = if path.starts_with("/services/") { format!("{}{path}", session.instance_url) } else { format!("{}/services/data/v{API_VERSION}/{path}", session.instance_url) };
+            let token: Arc<Token> = self.tokens.get().await?;
+            let instance = token.instance_url.as_deref().unwrap_or_default();
+            let url = if path.starts_with("/services/") { format!("{instance}{path}") } else { format!("{instance}/services/data/v{API_VERSION}/{path}") };
             let response = self
                 .http
                 .send(|client| {
-                    let request = client.request(method.clone(), &url).bearer_auth(&session.token);
+                    let request = client.request(method.clone(), &url).bearer_auth(token.access.expose_secret()).header("Sforce-Call-Options", &self.call_options);
                     match body {
                         Some(b) => request.json(b),
                         None => request,
                     }
                 })
                 .await?;
+            if let Some(usage) = response.headers().get("sforce-limit-info").and_then(|v| v.to_str().ok()).and_then(parse_api_usage) {
+                *self.usage.lock().unwrap() = Some(usage);
+            }
+            // 401 INVALID_SESSION_ID: the session expired or was revoked; one new login, one retry.
             if response.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh_login {
-                self.login().await?;
+                tracing::info!("Salesforce says the session is no longer valid; logging in again");
+                self.tokens.invalidate(&token);
                 continue;
             }
             return Ok(response);
@@ -196,5 +200,22 @@ impl Api {
                 Err(ConnectorError::Refused { system: "salesforce", status: 400, message })
             })
             .collect()
+    }
+}
+
+/// `api-usage=USED/MAX` out of a `Sforce-Limit-Info` value (which may carry other parts too).
+pub fn parse_api_usage(header: &str) -> Option<(u64, u64)> {
+    let part = header.split([';', ',']).map(str::trim).find_map(|p| p.strip_prefix("api-usage="))?;
+    let (used, max) = part.split_once('/')?;
+    Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn api_usage_is_read_from_the_limit_header() {
+        assert_eq!(super::parse_api_usage("api-usage=18/5000"), Some((18, 5000)));
+        assert_eq!(super::parse_api_usage("api-usage=25/5000; per-app-api-usage=17/250(appName=sample)"), Some((25, 5000)));
+        assert_eq!(super::parse_api_usage("per-app-api-usage=17/250"), None);
     }
 }

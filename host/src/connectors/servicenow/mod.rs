@@ -1,26 +1,25 @@
-//! ServiceNow Table API client (basic auth).
+//! ServiceNow Table API client; Basic or OAuth ([`auth`]).
 //!
 //! Inserts and updates go through the Batch API (`/api/now/v1/batch`): writes
 //! queued while others are in flight share one call (see [`super::batch`]).
 
+pub mod auth;
+
 use super::batch::Batcher;
 use super::{ConnectorError, Http, Result, RetryPolicy};
+use crate::secrets::ExposeSecret;
 use base64::Engine as _;
+use reqwest::RequestBuilder;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::sync::Arc;
+
+pub use auth::{Auth, Credentials};
 
 /// Inner requests per Batch API call.
 pub const BATCH_LIMIT: usize = 200;
 /// Batch calls in flight at once per connection.
 const PARALLEL_WRITES: usize = 2;
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Credentials {
-    pub instance_url: String,
-    pub username: String,
-    pub password: String,
-}
 
 pub struct ServiceNow {
     api: Arc<Api>,
@@ -29,7 +28,8 @@ pub struct ServiceNow {
 
 struct Api {
     http: Http,
-    credentials: Credentials,
+    base: String,
+    access: auth::Access,
 }
 
 /// One Table API write: POST to a table, or PATCH a record.
@@ -40,8 +40,11 @@ struct Write {
 }
 
 impl ServiceNow {
-    pub fn new(credentials: Credentials, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
-        let api = Arc::new(Api { http: Http::new("servicenow", ca_pem, policy)?, credentials });
+    /// The instance's client; with OAuth, call [`ServiceNow::authenticate`] to log in before the first call.
+    pub fn new(credentials: &Credentials, tenant: &str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
+        let http = Http::new("servicenow", ca_pem, policy)?;
+        let access = auth::Access::new(credentials, http.clone(), &format!("tenants.{tenant}.servicenow"))?;
+        let api = Arc::new(Api { http, base: credentials.base().to_string(), access });
         let writes = {
             let api = api.clone();
             Batcher::new("servicenow", BATCH_LIMIT, PARALLEL_WRITES, move |batch: Vec<Write>| {
@@ -60,6 +63,14 @@ impl ServiceNow {
         self.api.instance_url()
     }
 
+    /// Get a token now (OAuth), so a refused login shows at start rather than on the first write.
+    pub async fn authenticate(&self) -> Result<()> {
+        if let auth::Access::OAuth(tokens) = &self.api.access {
+            tokens.get().await?;
+        }
+        Ok(())
+    }
+
     /// Insert a record; returns it as stored.
     pub async fn insert(&self, table: &str, fields: &Map<String, Value>) -> Result<Map<String, Value>> {
         self.writes.submit(Write { table: table.into(), id: None, fields: fields.clone() }).await
@@ -73,9 +84,9 @@ impl ServiceNow {
     /// A record with `{"value", "display_value"}` per field.
     pub async fn get(&self, table: &str, id: &str) -> Result<Map<String, Value>> {
         let api = &self.api;
-        let (url, c) = (api.url(table, Some(id)), &api.credentials);
+        let url = api.url(table, Some(id));
         let params = [("sysparm_display_value", "all"), ("sysparm_exclude_reference_link", "true")];
-        let response = api.http.send(|client| client.get(&url).basic_auth(&c.username, Some(&c.password)).query(&params)).await?;
+        let response = api.send(|client| client.get(&url).query(&params)).await?;
         Ok(api.result(response).await?.as_object().cloned().unwrap_or_default())
     }
 
@@ -91,10 +102,10 @@ impl ServiceNow {
 
     async fn query_as(&self, table: &str, encoded: &str, limit: usize, display: &str) -> Result<Vec<Map<String, Value>>> {
         let api = &self.api;
-        let (url, c) = (api.url(table, None), &api.credentials);
+        let url = api.url(table, None);
         let limit = limit.to_string();
         let params = [("sysparm_query", encoded), ("sysparm_limit", limit.as_str()), ("sysparm_exclude_reference_link", "true"), ("sysparm_display_value", display)];
-        let response = api.http.send(|client| client.get(&url).basic_auth(&c.username, Some(&c.password)).query(&params)).await?;
+        let response = api.send(|client| client.get(&url).query(&params)).await?;
         let rows = api.result(response).await?;
         Ok(rows.as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect())
     }
@@ -102,7 +113,28 @@ impl ServiceNow {
 
 impl Api {
     fn instance_url(&self) -> &str {
-        self.credentials.instance_url.trim_end_matches('/')
+        &self.base
+    }
+
+    /// Send with the instance's credentials, retrying what is transient; a 401 to an OAuth
+    /// token gets one new token and one more try.
+    async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<reqwest::Response> {
+        match &self.access {
+            auth::Access::Basic { username, password } => self.http.send(|client| build(client).basic_auth(username, Some(password.expose_secret()))).await,
+            auth::Access::OAuth(tokens) => {
+                for fresh in [false, true] {
+                    let token = tokens.get().await?;
+                    let response = self.http.send(|client| build(client).bearer_auth(token.access.expose_secret())).await?;
+                    if response.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh {
+                        tracing::info!("ServiceNow refused the access token; getting a new one");
+                        tokens.invalidate(&token);
+                        continue;
+                    }
+                    return Ok(response);
+                }
+                unreachable!("the loop returns on its second pass")
+            }
+        }
     }
 
     fn path(table: &str, id: Option<&str>) -> String {
@@ -138,8 +170,8 @@ impl Api {
             })
             .collect();
         let body = json!({ "batch_request_id": "seam", "rest_requests": requests });
-        let (url, c) = (format!("{}/api/now/v1/batch", self.instance_url()), &self.credentials);
-        let answer = match self.http.send(|client| client.post(&url).basic_auth(&c.username, Some(&c.password)).json(&body)).await {
+        let url = format!("{}/api/now/v1/batch", self.instance_url());
+        let answer = match self.send(|client| client.post(&url).json(&body)).await {
             Ok(response) => self.http.json(response).await,
             Err(e) => Err(e),
         };
