@@ -12,6 +12,7 @@ pub mod model;
 pub mod packs;
 pub mod runtime;
 pub mod secrets;
+pub mod setup;
 pub mod sim;
 pub mod store;
 pub mod xml;

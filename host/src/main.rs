@@ -28,6 +28,9 @@ enum Command {
     /// Make, sign and verify rule pack artifacts (component + manifest + signature).
     #[command(subcommand)]
     Pack(cli::pack::PackCommand),
+    /// What a ServiceNow admin installs for seam (the update set).
+    #[command(subcommand)]
+    Servicenow(cli::servicenow::ServiceNowCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
             Command::Audit(args) => cli::audit::run(args),
             Command::Reconcile(args) => cli::reconcile::run(args).await,
             Command::Serve(args) => cli::serve::run(args).await,
+            Command::Servicenow(cmd) => cli::servicenow::run(cmd),
         }
     });
     match result {

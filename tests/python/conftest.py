@@ -86,3 +86,36 @@ def admin(base_url, path, method="GET", body=None):
     r = requests.request(method, f"{base_url.rstrip('/').removesuffix('/api')}/__admin/{path}", json=body, timeout=10)
     r.raise_for_status()
     return r.json() if r.content else None
+
+
+def install_update_set(sn, xml_path):
+    """Import an update set as the instance's admin does: upload the XML (Retrieved Update
+    Sets → Import Update Set from XML), then preview and commit it through the CI/CD API."""
+    import re
+    import requests
+    auth = (sn["admin_username"], sn["admin_password"])
+    with open(xml_path, "rb") as f:
+        r = requests.post(f"{sn['url']}/sys_upload.do", auth=auth, data={"sysparm_target": "sys_remote_update_set"},
+                          files={"attachFile": ("update_set.xml", f, "text/xml")}, allow_redirects=False, timeout=10)
+    assert r.status_code == 302, r.text
+    set_id = re.search(r"sys_id=([0-9a-f]{32})", r.headers["Location"]).group(1)
+    for step in ("preview", "commit"):
+        r = requests.post(f"{sn['url']}/api/sn_cicd/update_set/{step}/{set_id}", auth=auth, timeout=10)
+        r.raise_for_status()
+        progress = r.json()["result"]
+        deadline = time.time() + 10
+        while progress["status"] in ("0", "1") and time.time() < deadline:
+            time.sleep(0.1)
+            progress = requests.get(progress["links"]["progress"]["url"], auth=auth, timeout=10).json()["result"]
+        assert progress["status"] == "2", f"{step}: {progress}"
+    return set_id
+
+
+def write_update_set(tmp_path, tenant, endpoint, secret, integration_user="seam.integration"):
+    """`seam servicenow update-set` for a push rule sending to `endpoint`."""
+    secret_file = tmp_path / f"{tenant}-servicenow-secret"
+    secret_file.write_text(secret)
+    out = tmp_path / f"seam-{tenant}.xml"
+    subprocess.run([SEAM, "servicenow", "update-set", "--tenant", tenant, "--endpoint", endpoint, "--secret-file", str(secret_file),
+                    "--integration-user", integration_user, "-o", str(out)], check=True, capture_output=True)
+    return out

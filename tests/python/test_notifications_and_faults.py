@@ -1,4 +1,5 @@
 """Change notifications pushed and retried until acknowledged; fault injection; state that survives a restart."""
+import base64
 import hashlib
 import hmac
 import json
@@ -15,7 +16,7 @@ from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceRefus
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from conftest import admin
+from conftest import admin, install_update_set, write_update_set
 
 ACK = b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>'
 
@@ -107,13 +108,29 @@ def test_outbound_messages_are_retried_until_acknowledged(fresh_sim):
         receiver.close()
 
 
-def test_servicenow_business_rule_notifications_are_signed(fresh_sim):
-    sim = fresh_sim("--notify", "servicenow=http://127.0.0.1:9/unused", "--notify-secret", "servicenow=s3cret")
+def test_servicenow_sends_through_seams_update_set_once_its_admin_commits_it(fresh_sim, tmp_path):
+    sim = fresh_sim()
+    sn = sim.info["servicenow"]
     receiver = Receiver()
     try:
-        admin(sim.info["servicenow"]["url"], "notify", "PUT", {"url": receiver.url, "secret": "s3cret"})
-        client = servicenow(sim)
-        gr = client.GlideRecord("incident")
+        person = ServiceNowClient(sn["url"], ("beth.anglin", "beth-password"))
+        # Nothing is sent before the update set is installed.
+        gr = person.GlideRecord("incident")
+        gr.initialize()
+        gr.short_description = "before seam"
+        gr.insert()
+        # Only an admin imports update sets.
+        xml = write_update_set(tmp_path, "demo", receiver.url, "s3cret")
+        r = requests.post(f"{sn['url']}/sys_upload.do", auth=(sn["username"], sn["password"]), data={"sysparm_target": "sys_remote_update_set"},
+                          files={"attachFile": ("u.xml", xml.read_bytes(), "text/xml")}, allow_redirects=False)
+        assert r.status_code == 403
+        install_update_set(sn, xml)
+        rules = requests.get(f"{sn['url']}/api/now/table/sys_script", params={"sysparm_query": "collection=incident^active=true"}, auth=(sn["username"], sn["password"])).json()["result"]
+        assert [r["name"] for r in rules] == ["seam push (demo)"] and rules[0]["when"] == "async"
+        time.sleep(0.3)
+        assert receiver.deliveries == [], "the change made before the rule existed is not sent"
+
+        gr = person.GlideRecord("incident")
         gr.initialize()
         gr.short_description = "Checkout API returns 502"
         gr.correlation_id = "5005g00000ABCDeAAF"
@@ -125,16 +142,25 @@ def test_servicenow_business_rule_notifications_are_signed(fresh_sim):
         deliveries = receiver.wait_for(2)
         events = []
         for headers, body in deliveries:
-            expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+            expected = "sha256=" + base64.b64encode(hmac.new(b"s3cret", body, hashlib.sha256).digest()).decode()
             assert headers["x-seam-signature"] == expected
             events.append(json.loads(body))
         insert, update = events
+        # The async rule reads the record when its job runs: each carries the record whole, as it was then.
         assert insert["operation"] == "insert" and insert["sys_id"] == sys_id and insert["current"]["correlation_id"] == "5005g00000ABCDeAAF"
-        assert update["operation"] == "update" and update["sys_mod_count"] == "1"
-        assert set(update["changed"]) == {"state", "assigned_to", "work_notes"}
-        assert update["display_values"]["assigned_to"] == "Beth Anglin" and update["previous"]["state"] == "1"
-        assert update["journal"] == [{"element": "work_notes", "value": "checking the gateway"}]
-        assert insert["event_id"] != update["event_id"]
+        assert update["operation"] == "update" and update["event_id"] == f"{sys_id}:1:update" and update["current"]["state"] == "2"
+        assert update["display_values"]["assigned_to"] == "Beth Anglin" and update["user"] == "beth.anglin"
+        assert update["journal"] == {"work_notes": "checking the gateway"}
+        assert list(update) == sorted(update) and list(update["current"]) == sorted(update["current"]), "keys sorted, as the rule writes them"
+
+        # seam's own writes (the integration user's) are not sent back.
+        seam = ServiceNowClient(sn["url"], (sn["username"], sn["password"]))
+        gr = seam.GlideRecord("incident")
+        gr.get(sys_id)
+        gr.short_description = "written by seam"
+        gr.update()
+        time.sleep(0.5)
+        assert len(receiver.deliveries) == 2
     finally:
         receiver.close()
 
@@ -253,6 +279,6 @@ def test_salesforce_change_events_as_json(fresh_sim):
         receiver.close()
 
 
-def test_servicenow_cannot_send_soap(sim):
-    r = requests.put(sim.info["servicenow"]["url"] + "/__admin/notify", json={"url": "http://127.0.0.1:9/x", "format": "soap"})
-    assert r.status_code == 400 and "json" in r.json()["error"]
+def test_servicenow_has_no_notification_target_but_its_business_rules(sim):
+    r = requests.put(sim.info["servicenow"]["url"] + "/__admin/notify", json={"url": "http://127.0.0.1:9/x"})
+    assert r.status_code == 400 and "update set" in r.json()["error"]

@@ -53,7 +53,7 @@ def test_jwt_bearer_login_as_simple_salesforce_does_it(sim):
                     domain="login", instance_url=token_url_in(info["url"]))
     assert sf.query("SELECT COUNT() FROM User")["totalSize"] >= 1
     with pytest.raises(SalesforceAuthenticationFailed) as refused:
-        Salesforce(username="jane.agent@acme.example", consumer_key=info["client_id"], privatekey_file=info["private_key"],
+        Salesforce(username="pat.partner@acme.example", consumer_key=info["client_id"], privatekey_file=info["private_key"],
                    domain="login", instance_url=token_url_in(info["url"]))
     assert "user hasn't approved this consumer" in str(refused.value)
 

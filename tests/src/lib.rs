@@ -73,11 +73,11 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, intake::router(intake, max_body)).await.unwrap() });
     let mut config = SimConfig::new(dir.join("sim"));
-    config.notify = vec![
-        ("salesforce".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/salesforce/outbound?token={OM_TOKEN}"), secret: None, format: None }),
-        ("servicenow".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/servicenow"), secret: Some(SN_SECRET.into()), format: None }),
-    ];
-    Rig { sim: Sim::start(config).await.unwrap(), journal, journal_path, base, counters }
+    config.notify = vec![("salesforce".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/salesforce/outbound?token={OM_TOKEN}"), secret: None, format: None })];
+    let sim = Sim::start(config).await.unwrap();
+    // The instance sends through seam's push rule, as its admin installs it.
+    sim.install_push_rule(TENANT, &format!("{base}/intake/{TENANT}/servicenow"), SN_SECRET).unwrap();
+    Rig { sim, journal, journal_path, base, counters }
 }
 
 /// `component` (a path from `build.rs`) as a pack, with `plugins/<plugin>/pack.json` as its

@@ -65,7 +65,7 @@ async fn the_jwt_bearer_flow_logs_in_with_the_apps_key_and_each_flaw_is_named_wi
     assert!(err.contains("invalid assertion") && err.contains(&other.display().to_string()) && err.contains("upload"), "{err}");
 
     // A user who is not pre-authorized for the app.
-    let err = sf_error(&jwt(&sim, key.clone(), "jane.agent@acme.example", None), &sim).await;
+    let err = sf_error(&jwt(&sim, key.clone(), "pat.partner@acme.example", None), &sim).await;
     assert!(err.contains("user hasn't approved this consumer") && err.contains("pre-authorized"), "{err}");
 
     // The sandbox audience against a production org.

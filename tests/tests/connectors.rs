@@ -18,10 +18,13 @@ fn quick() -> RetryPolicy {
     RetryPolicy { attempts: 5, base: Duration::from_millis(5), max: Duration::from_millis(50) }
 }
 
+/// The emulators with seam's update set installed (the company key field), and seam's connections to them.
 async fn start(name: &str) -> (Sim, Systems) {
     let dir = seam_tests::scratch_dir(&format!("connectors-{name}"));
     let sim = Sim::start(SimConfig::new(dir)).await.unwrap();
-    let systems = sim.systems(quick()).await.unwrap();
+    // Nothing listens at the rule's endpoint; seam's own writes are not sent there anyway.
+    sim.install_push_rule("sim", "http://127.0.0.1:9/intake/sim/servicenow", "unused").unwrap();
+    let systems = sim.seam_systems(quick()).await.unwrap();
     (sim, systems)
 }
 

@@ -43,7 +43,7 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
     sf.update("Case", &cases[1], &obj(json!({ "Status": "Escalated" }))).await.unwrap();
     settle(&sim, &engine).await;
 
-    let reconciler = Reconciler { tenant: "demo".into(), journal: engine.journal.clone(), systems: Arc::new(sim.systems(RetryPolicy::default()).await.unwrap()), mapping: engine.processors["demo"].active.clone() };
+    let reconciler = Reconciler { tenant: "demo".into(), journal: engine.journal.clone(), systems: Arc::new(sim.seam_systems(RetryPolicy::default()).await.unwrap()), mapping: engine.processors["demo"].active.clone() };
     let progress = std::sync::Mutex::new(Vec::new());
     let dry = reconciler.run(false, |done, total| progress.lock().unwrap().push((done, total))).await.unwrap();
     assert_eq!((dry.pairs, dry.in_sync, dry.drifted, dry.skipped), (3, 1, 2, 0), "{dry:?}");
@@ -97,7 +97,7 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
     let dir = state("alerts");
     let sim = Sim::start(seam::sim::SimConfig::new(dir.join("sim"))).await.unwrap();
     let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
-    let systems = Arc::new(sim.systems(RetryPolicy::default()).await.unwrap());
+    let systems = Arc::new(sim.seam_systems(RetryPolicy::default()).await.unwrap());
     let config = AlertConfig { backlog_events: 3, dead_letters: 2, slack_channel: "ops-alerts".into(), ..AlertConfig::default() };
     let alerter = Alerter { tenant: "acme".into(), journal: journal.clone(), systems: systems.clone(), config, sent: Default::default(), dashboard: Some("http://seam/dashboard".into()) };
     let change = |n: usize| Change {

@@ -100,11 +100,7 @@ async fn a_redelivered_notification_is_stored_once() {
     let s = setup("dupes").await;
     let client = reqwest::Client::new();
     let url = format!("{}/intake/{TENANT}/servicenow", s.base);
-    let body = json!({
-        "event_id": "abc:1:update", "table": "incident", "sys_id": "a".repeat(32), "operation": "update",
-        "changed": ["state"], "current": { "sys_id": "a".repeat(32), "state": "2" }, "display_values": { "state": "In Progress" }, "journal": [],
-    })
-    .to_string();
+    let body = seam::intake::servicenow::Contract::load().examples.remove(1).body;
     for expected in [json!({ "accepted": 1, "duplicates": 0 }), json!({ "accepted": 0, "duplicates": 1 })] {
         let r = client.post(&url).header("X-Seam-Signature", sign(SN_SECRET, body.as_bytes())).body(body.clone()).send().await.unwrap();
         assert_eq!(r.status(), 202);
@@ -119,7 +115,7 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
     let s = setup("rejects").await;
     let client = reqwest::Client::new();
     let sn = format!("{}/intake/{TENANT}/servicenow", s.base);
-    let good = json!({ "event_id": "x:1:insert", "table": "incident", "sys_id": "b".repeat(32), "operation": "insert", "changed": [], "current": { "sys_id": "b".repeat(32) } }).to_string();
+    let good = json!({ "event_id": "x:0:insert", "table": "incident", "sys_id": "b".repeat(32), "operation": "insert", "current": { "sys_id": "b".repeat(32), "sys_mod_count": "0" }, "display_values": {}, "journal": {} }).to_string();
     let post = |url: String, body: String, signature: Option<String>| {
         let client = client.clone();
         async move {

@@ -7,6 +7,7 @@ pub mod pack;
 pub mod plugin;
 pub mod reconcile;
 pub mod serve;
+pub mod servicenow;
 pub mod sim;
 
 use anyhow::{Context, Result};

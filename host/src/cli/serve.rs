@@ -196,11 +196,11 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
     };
     let mut sim_config = SimConfig::new(state.join("sim"));
     (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port) = (ports[1], ports[2], ports[3]);
-    sim_config.notify = vec![
-        ("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={DEMO_OUTBOUND_TOKEN}"), secret: None, format: None }),
-        ("servicenow".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/servicenow"), secret: Some(DEMO_SERVICENOW_SECRET.into()), format: None }),
-    ];
+    sim_config.notify =
+        vec![("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={DEMO_OUTBOUND_TOKEN}"), secret: None, format: None })];
     let sim = Sim::start(sim_config).await?;
+    // As the instance's admin would: seam's update set, its push rule sending to this intake.
+    sim.install_push_rule("demo", &format!("http://{listen}/intake/demo/servicenow"), DEMO_SERVICENOW_SECRET)?;
     let tenant = TenantConfig {
         pack: std::fs::canonicalize(pack).unwrap_or_else(|_| pack.to_path_buf()),
         workflows: workflows.iter().map(|w| std::fs::canonicalize(w).unwrap_or_else(|_| w.clone())).collect(),

@@ -22,7 +22,9 @@ pub struct SimArgs {
     /// `slack.latency_ms=200`, `salesforce.drop_notifications=0.1` (repeatable).
     #[arg(long = "fault", value_name = "EMULATOR.KEY=VALUE")]
     pub faults: Vec<String>,
-    /// Push change notifications: `salesforce=https://host/intake/salesforce` (repeatable).
+    /// Where Salesforce sends its Outbound Messages: `salesforce=https://host/intake/salesforce`.
+    /// (ServiceNow sends what its business rules send: import the update set of
+    /// `seam servicenow update-set` into the emulator, as on a real instance.)
     #[arg(long = "notify", value_name = "EMULATOR=URL")]
     pub notify: Vec<String>,
     /// HMAC secret for an emulator's notifications: `servicenow=s3cret` (repeatable).

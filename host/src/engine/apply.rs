@@ -5,7 +5,7 @@
 //! both records, and the customer is matched on the stable key
 //! (Account.External_Id__c ⇄ core_company.u_sf_external_id), never a name.
 
-use super::normalize::{self, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD};
+use super::normalize::{self, ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD, COMPANY_KEY_FIELD};
 use crate::connectors::salesforce::{self, Salesforce};
 use crate::connectors::servicenow::{self, ServiceNow};
 use crate::connectors::slack::{self, Slack};
@@ -423,18 +423,18 @@ impl Systems {
             return Ok(None);
         };
         let account = self.salesforce.get("Account", account_id).await?;
-        let Some(key) = account.get("External_Id__c").and_then(Json::as_str).filter(|s| !s.is_empty()) else {
-            tracing::warn!(account = account_id, "the Case's Account has no External_Id__c; the incident gets no company");
+        let Some(key) = account.get(ACCOUNT_KEY_FIELD).and_then(Json::as_str).filter(|s| !s.is_empty()) else {
+            tracing::warn!(account = account_id, "the Case's Account has no {ACCOUNT_KEY_FIELD}; the incident gets no company");
             return Ok(None);
         };
-        let companies = self.servicenow.query("core_company", &format!("u_sf_external_id={key}"), 2).await?;
+        let companies = self.servicenow.query("core_company", &format!("{COMPANY_KEY_FIELD}={key}"), 2).await?;
         match companies.as_slice() {
             [one] => Ok(one.get("sys_id").and_then(Json::as_str).map(str::to_string)),
             [] => {
-                tracing::warn!(external_id = key, "no ServiceNow company has this u_sf_external_id; the incident gets no company");
+                tracing::warn!(external_id = key, "no ServiceNow company has this {COMPANY_KEY_FIELD}; the incident gets no company");
                 Ok(None)
             }
-            _ => Err(ApplyError::Unsupported(format!("more than one ServiceNow company has u_sf_external_id={key}; fix the duplicates"))),
+            _ => Err(ApplyError::Unsupported(format!("more than one ServiceNow company has {COMPANY_KEY_FIELD}={key}; fix the duplicates"))),
         }
     }
 
@@ -444,8 +444,8 @@ impl Systems {
             return Ok(None);
         };
         let rows = self.servicenow.query("core_company", &format!("sys_id={company}"), 1).await?;
-        let Some(key) = rows.first().and_then(|r| r.get("u_sf_external_id")).and_then(Json::as_str).filter(|s| !s.is_empty()) else { return Ok(None) };
-        let accounts = self.salesforce.query(&format!("SELECT Id FROM Account WHERE External_Id__c = '{}'", key.replace('\'', "\\'"))).await?;
+        let Some(key) = rows.first().and_then(|r| r.get(COMPANY_KEY_FIELD)).and_then(Json::as_str).filter(|s| !s.is_empty()) else { return Ok(None) };
+        let accounts = self.salesforce.query(&format!("SELECT Id FROM Account WHERE {ACCOUNT_KEY_FIELD} = '{}'", key.replace('\'', "\\'"))).await?;
         Ok(accounts.first().and_then(|a| a.get("Id")).and_then(Json::as_str).map(str::to_string))
     }
 }

@@ -12,6 +12,10 @@ use serde_json::{Map, Value as Json};
 pub const CASE_INCIDENT_FIELD: &str = "ServiceNow_Incident__c";
 /// The Case field holding the linked incident's number.
 pub const CASE_INCIDENT_NUMBER_FIELD: &str = "ServiceNow_Number__c";
+/// The Account field holding the customer's stable key.
+pub const ACCOUNT_KEY_FIELD: &str = "External_Id__c";
+/// The ServiceNow company field holding the same key.
+pub const COMPANY_KEY_FIELD: &str = "u_sf_external_id";
 
 pub fn value(json: &Json) -> Option<Value> {
     match json {

@@ -211,7 +211,9 @@ impl Processor {
             .collect();
         if !restorable.is_empty() && progress == 0 {
             let put_back = self.systems.update(source.clone(), &restorable).await.map_err(Failure::from_apply)?;
-            out.expect.extend(put_back.fields.into_iter().map(|f| (source.clone(), f.name, f.value)));
+            if echoes_come_back(source.system) {
+                out.expect.extend(put_back.fields.into_iter().map(|f| (source.clone(), f.name, f.value)));
+            }
             for f in violations.iter().filter(|f| restorable.contains_key(&f.name)) {
                 reverted += 1;
                 out.audit.push(AuditRow { record: source.clone(), field: f.name.clone(), old: Some(f.value.clone()), new: shadow[&f.name].clone(), reason: "revert: owned by the other system".into(), plugin: None });
@@ -331,9 +333,18 @@ pub(crate) fn account_for(w: &Write, before: Option<&HashMap<String, Value>>, pl
     for f in w.observed.iter().filter(|f| before.and_then(|b| b.get(&f.name)) != Some(&f.value)) {
         out.shadow.push((w.record.clone(), f.name.clone(), f.value.clone()));
     }
-    if w.record.system != System::Slack {
+    if echoes_come_back(w.record.system) {
         out.expect.extend(w.fields.iter().map(|f| (w.record.clone(), f.name.clone(), f.value.clone())));
     }
+}
+
+/// Whether a system sends seam's own writes back as changes, to be expected as echoes.
+/// Salesforce's Outbound Messages do. seam's ServiceNow push rule skips the integration
+/// user's changes at the source, so an echo expected from ServiceNow would never come,
+/// and meanwhile every other value of that field would read as stale; a catch-up poll
+/// that reads seam's write back finds it in the shadow.
+fn echoes_come_back(system: System) -> bool {
+    matches!(system, System::Salesforce)
 }
 
 /// A pack may only write, on a linked record, fields the target system does not own.

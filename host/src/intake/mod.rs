@@ -10,7 +10,10 @@
 //! |---|---|---|
 //! | `POST /intake/{tenant}/salesforce/outbound` | Outbound Messages (SOAP) | OrganizationId + `?token=` in the configured URL (Salesforce cannot sign them) |
 //! | `POST /intake/{tenant}/salesforce/events` | change events (JSON) | `X-Seam-Signature: sha256=HMAC(body)` |
-//! | `POST /intake/{tenant}/servicenow` | business-rule notifications (JSON) | `X-Seam-Signature: sha256=HMAC(body)` |
+//! | `POST /intake/{tenant}/servicenow` | seam's push business rule (JSON, `servicenow/notification.json`) | `X-Seam-Signature: sha256=HMAC(body)` |
+//!
+//! A signature's HMAC-SHA256 may be written in hex or in Base64 (ServiceNow's
+//! `GlideCertificateEncryption.generateMac` gives Base64).
 
 pub mod salesforce;
 pub mod servicenow;
@@ -126,14 +129,16 @@ impl Intake {
     }
 }
 
-/// Check `X-Seam-Signature: sha256=<hex>` against the body, in constant time.
+/// Check `X-Seam-Signature: sha256=<hex or Base64>` against the body, in constant time.
 fn verify_signature(headers: &HeaderMap, secret: &str, body: &[u8]) -> Result<(), Rejection> {
     let header = headers
         .get("x-seam-signature")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "unsigned: the X-Seam-Signature header is missing"))?;
-    let hex_sig = header.strip_prefix("sha256=").ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature must be sha256=<hex>"))?;
-    let signature = hex::decode(hex_sig).map_err(|_| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature is not hex"))?;
+    let encoded = header.strip_prefix("sha256=").ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature must be sha256=<hex or Base64 HMAC>"))?;
+    // 32 bytes: 64 hex digits, or 44 Base64 characters.
+    let signature = if encoded.len() == 64 { hex::decode(encoded).ok() } else { base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).ok() }
+        .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature is neither hex nor Base64"))?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     mac.verify_slice(&signature).map_err(|_| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature does not match the body; check the shared secret"))
@@ -190,4 +195,31 @@ async fn servicenow_notification(State(intake): State<Arc<Intake>>, Path(tenant)
 /// Constant-time equality for secrets.
 pub(crate) fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contracts_signatures_verify_and_a_changed_byte_does_not() {
+        for example in servicenow::Contract::load().examples {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-seam-signature", example.signature.parse().unwrap());
+            verify_signature(&headers, &example.secret, example.body.as_bytes()).unwrap_or_else(|r| panic!("{}: {}", example.name, r.1));
+            let mut tampered = example.body.clone().into_bytes();
+            tampered[10] ^= 1;
+            assert_eq!(verify_signature(&headers, &example.secret, &tampered).unwrap_err().0, StatusCode::UNAUTHORIZED);
+            assert_eq!(verify_signature(&headers, "another key", example.body.as_bytes()).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[test]
+    fn hex_signatures_still_verify() {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"k").unwrap();
+        mac.update(b"body");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-seam-signature", format!("sha256={}", hex::encode(mac.finalize().into_bytes())).parse().unwrap());
+        verify_signature(&headers, "k", b"body").unwrap();
+    }
 }

@@ -61,6 +61,12 @@ pub mod credentials {
     pub const SN_ADMIN_USERNAME: &str = "admin";
     pub const SN_ADMIN_PASSWORD: &str = "admin-password";
     pub const SLACK_TOKEN: &str = "xoxb-seam-simulator";
+    /// The people who work the records (an agent in Salesforce, an engineer in ServiceNow):
+    /// their changes are the ones seam syncs.
+    pub const SF_PERSON_USERNAME: &str = "jane.agent@acme.example";
+    pub const SF_PERSON_PASSWORD: &str = "jane-password";
+    pub const SN_PERSON_USERNAME: &str = "beth.anglin";
+    pub const SN_PERSON_PASSWORD: &str = "beth-password";
 }
 
 /// What one emulator's handlers share.
@@ -160,7 +166,8 @@ impl Sim {
             }),
             &ca_pem,
         )?);
-        let sn_notifier = Arc::new(Notifier::new(servicenow::EMULATOR, store.clone(), sn_faults.clone(), None, &ca_pem)?);
+        // ServiceNow sends what its business rules send: nothing until seam's update set is committed.
+        let sn_notifier = Arc::new(Notifier::scripted(servicenow::EMULATOR, store.clone(), sn_faults.clone(), &ca_pem, servicenow::push::ATTEMPTS)?);
         for (name, target) in &config.notify {
             match name.as_str() {
                 salesforce::EMULATOR => sf_notifier.set_target(Some(target))?,
@@ -176,6 +183,12 @@ impl Sim {
         let sn = make(servicenow::EMULATOR, &sn_url, sn_faults, Some(sn_notifier.clone()), servicenow::fault_response as fn(Fault) -> Response);
         let sl = make(slack::EMULATOR, &slack_url, faults_for(slack::EMULATOR), None, slack::fault_response as fn(Fault) -> Response);
 
+        // A rule's job reads the instance when it runs; the emulator outlives its notifier's jobs.
+        let instance = Arc::downgrade(&sn);
+        sn_notifier.set_runner(Box::new(move |job| match instance.upgrade() {
+            Some(e) => servicenow::push::run(&e, job).map(|r| notify::Request { url: r.url, body: r.body, headers: r.headers }),
+            None => Err("the instance stopped".into()),
+        }));
         salesforce::seed(&sf)?;
         servicenow::seed(&sn)?;
         slack::seed(&sl)?;
@@ -276,8 +289,30 @@ impl Sim {
         crate::connectors::slack::Credentials { api_url: format!("{}/api/", self.slack.base_url), token: crate::secrets::Secret::value(credentials::SLACK_TOKEN) }
     }
 
-    /// Connectors to the emulators, configured the way a tenant's would be (tenant `sim`).
+    /// Connections as the people who work the records: Jane, an agent, in Salesforce (through
+    /// the connected app, which she is approved for) and Beth, an engineer, in ServiceNow
+    /// (Basic). Their changes are what the systems notify and seam syncs.
     pub async fn systems(&self, policy: crate::connectors::RetryPolicy) -> Result<crate::engine::apply::Systems> {
+        use crate::connectors::{salesforce, servicenow};
+        use crate::secrets::Secret;
+        use credentials::*;
+        let mut sf = self.salesforce_credentials();
+        sf.auth = salesforce::Auth::JwtBearer {
+            consumer_key: SF_CLIENT_ID.into(),
+            username: SF_PERSON_USERNAME.into(),
+            private_key: Secret::file(&self.connected_app.private_key),
+            audience: None,
+        };
+        let sn = servicenow::Credentials {
+            instance_url: self.servicenow.base_url.clone(),
+            auth: servicenow::Auth::Basic { username: SN_PERSON_USERNAME.into(), password: Secret::value(SN_PERSON_PASSWORD) },
+            integration_user: None,
+        };
+        crate::engine::apply::Systems::connect("people", &sf, &sn, Some(&self.slack_credentials()), Some(&self.ca_pem), policy).await.context("connecting to the emulators as their people")
+    }
+
+    /// Connections as seam's integration user, configured the way a tenant's are (tenant `sim`).
+    pub async fn seam_systems(&self, policy: crate::connectors::RetryPolicy) -> Result<crate::engine::apply::Systems> {
         crate::engine::apply::Systems::connect(
             "sim",
             &self.salesforce_credentials(),
@@ -288,6 +323,30 @@ impl Sim {
         )
         .await
         .context("connecting to the emulators")
+    }
+
+    /// Import an update set into the ServiceNow emulator, preview it and commit it, as the
+    /// instance's admin does (the same steps `POST /sys_upload.do` and the CI/CD API take).
+    /// Returns how many records it installed.
+    pub fn install_update_set(&self, xml: &str) -> Result<usize> {
+        use servicenow::update_sets;
+        let admin = credentials::SN_ADMIN_USERNAME;
+        let id = update_sets::load(&self.servicenow, xml, admin).map_err(|why| anyhow::anyhow!("importing the update set: {why}"))?;
+        let problems = update_sets::preview(&self.servicenow, &id).map_err(|why| anyhow::anyhow!("previewing the update set: {why}"))?;
+        anyhow::ensure!(problems.is_empty(), "the update set's preview found problems: {}", problems.join("; "));
+        let _write = self.servicenow.write_lock();
+        update_sets::commit(&self.servicenow, &id, admin).map_err(|why| anyhow::anyhow!("committing the update set: {why}"))
+    }
+
+    /// Install seam's update set for `tenant`, its push rule sending to `endpoint` signed with `secret`.
+    pub fn install_push_rule(&self, tenant: &str, endpoint: &str, secret: &str) -> Result<usize> {
+        let setup = crate::setup::servicenow::PushSetup {
+            tenant: tenant.into(),
+            endpoint: endpoint.into(),
+            secret: crate::secrets::SecretString::from(secret.to_string()),
+            integration_user: credentials::SN_USERNAME.into(),
+        };
+        self.install_update_set(&crate::setup::servicenow::update_set(&setup, chrono::Utc::now()))
     }
 
     pub fn shutdown(&self) {

@@ -1,12 +1,15 @@
 //! Change notifications pushed to the engine the way the real systems push
 //! them: Salesforce Outbound Messages (SOAP, retried until `<Ack>true</Ack>`,
-//! up to 100 per message) and ServiceNow business-rule JSON posts (HMAC-signed).
+//! up to 100 per message), and the posts of ServiceNow business rules (seam's
+//! push rule, once its update set is committed: see `servicenow::push`).
 //!
-//! Every notification is a row in SQLite before anything is sent, and is
-//! retried with exponential backoff until the receiver acknowledges it, across
-//! simulator restarts too. Outbound Messages go one envelope at a time, in
-//! order. Business-rule posts go several at once, as ServiceNow's async rules
-//! do, but one record's posts still go in order: its next waits for the last.
+//! Every notification is a row in SQLite before anything is sent, across
+//! simulator restarts too. Outbound Messages are retried with exponential
+//! backoff until the receiver acknowledges them, and go one envelope at a
+//! time, in order. Business-rule posts go several at once, as ServiceNow's
+//! async rules do, but one record's posts still go in order: its next waits
+//! for the last. A rule's job is run when it is sent (an async rule reads the
+//! record then), and gives up after the attempts its script makes.
 
 use super::faults::FaultSwitch;
 use super::store::Store;
@@ -58,6 +61,16 @@ pub struct SoapSender {
     pub partner_url: String,
 }
 
+/// Runs a queued job when it is sent: the request to make, or why nothing is sent.
+pub type Runner = Box<dyn Fn(&str) -> Result<Request, String> + Send + Sync>;
+
+/// A request a job makes.
+pub struct Request {
+    pub url: String,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
 pub struct Notifier {
     emulator: &'static str,
     store: Arc<Store>,
@@ -69,6 +82,10 @@ pub struct Notifier {
     wake: tokio::sync::Notify,
     /// The stored target, read once: every change asks for it.
     target: std::sync::Mutex<Option<Option<NotifyTarget>>>,
+    /// Turns a queued job into its request when it is sent (ServiceNow's business rules).
+    runner: std::sync::OnceLock<Runner>,
+    /// Attempts before a notification is given up (`None`: until acknowledged).
+    attempts: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -76,6 +93,8 @@ pub struct NotifyStats {
     pub pending: u64,
     pub delivered: u64,
     pub dropped: u64,
+    /// Given up after every attempt, or never sent because the job had nothing to send.
+    pub abandoned: u64,
     pub failed_attempts: u64,
     pub last_error: Option<String>,
 }
@@ -88,20 +107,39 @@ fn now_ms() -> i64 {
 /// ServiceNow's pool of async business-rule workers sends them.
 const PARALLEL_POSTS: usize = 32;
 
-/// 100 ms, doubling, at most 10 s between attempts.
-fn backoff(attempts: u32) -> Duration {
+/// 100 ms, doubling, at most 10 s between attempts; with a runner (a business rule's
+/// script), one second more after each failed attempt, as the script sleeps.
+fn backoff(attempts: u32, scripted: bool) -> Duration {
+    if scripted {
+        return Duration::from_secs(u64::from(attempts) + 1);
+    }
     Duration::from_millis((100u64 << attempts.min(7)).min(10_000))
 }
 
 impl Notifier {
+    /// Notifications that are retried until acknowledged (Outbound Messages).
     pub fn new(emulator: &'static str, store: Arc<Store>, faults: Arc<FaultSwitch>, soap: Option<SoapSender>, ca_pem: &[u8]) -> anyhow::Result<Self> {
+        Self::with_attempts(emulator, store, faults, soap, ca_pem, None)
+    }
+
+    /// Jobs run by [`Notifier::set_runner`] when sent, given up after `attempts`.
+    pub fn scripted(emulator: &'static str, store: Arc<Store>, faults: Arc<FaultSwitch>, ca_pem: &[u8], attempts: u32) -> anyhow::Result<Self> {
+        Self::with_attempts(emulator, store, faults, None, ca_pem, Some(attempts))
+    }
+
+    fn with_attempts(emulator: &'static str, store: Arc<Store>, faults: Arc<FaultSwitch>, soap: Option<SoapSender>, ca_pem: &[u8], attempts: Option<u32>) -> anyhow::Result<Self> {
         let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
         // The engine's intake may itself sit behind this simulator's certificate.
         if let Ok(ca) = reqwest::Certificate::from_pem(ca_pem) {
             client = client.add_root_certificate(ca);
         }
         let default_format = if soap.is_some() { Format::Soap } else { Format::Json };
-        Ok(Notifier { emulator, store, faults, default_format, soap, client: client.build()?, wake: tokio::sync::Notify::new(), target: Default::default() })
+        Ok(Notifier { emulator, store, faults, default_format, soap, client: client.build()?, wake: tokio::sync::Notify::new(), target: Default::default(), runner: Default::default(), attempts })
+    }
+
+    /// How a queued job becomes a request when it is sent.
+    pub fn set_runner(&self, runner: Runner) {
+        let _ = self.runner.set(runner);
     }
 
     fn setting_key(&self) -> String {
@@ -119,6 +157,11 @@ impl Notifier {
     }
 
     pub fn set_target(&self, target: Option<&NotifyTarget>) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.attempts.is_none(),
+            "{} sends what its business rules send: import seam's update set (`seam servicenow update-set`) to install the push rule",
+            self.emulator
+        );
         if let Some(Format::Soap) = target.and_then(|t| t.format) {
             anyhow::ensure!(self.soap.is_some(), "{} cannot send SOAP notifications; use format json", self.emulator);
         }
@@ -132,14 +175,6 @@ impl Notifier {
         Ok(())
     }
 
-    /// Queue one notification, built by `payload` in the target's form, unless
-    /// no target is configured or a fault drops it, in a transaction of its own.
-    /// `record`: the record it is about; its notifications are delivered in order.
-    pub fn enqueue(&self, record: &str, payload: impl FnOnce(Format) -> String) -> anyhow::Result<()> {
-        let Some(outgoing) = self.outgoing(record) else { return Ok(()) };
-        self.store.put_all_with(self.emulator, Vec::new(), |db| outgoing.queue_in(db, |format| Ok(payload(format))))
-    }
-
     /// A notification about `record`, to queue in the transaction of the write
     /// that causes it ([`Outgoing::queue_in`]), so the two land together or not
     /// at all, as on the real systems. None: no target is configured.
@@ -147,7 +182,12 @@ impl Notifier {
     pub fn outgoing(&self, record: &str) -> Option<Outgoing<'_>> {
         let target = self.target()?;
         let format = target.format.unwrap_or(self.default_format);
-        Some(Outgoing { notifier: self, url: target.url, format, record: record.to_string(), dropped: self.faults.drop_notification() })
+        Some(self.outgoing_to(record, &target.url, format))
+    }
+
+    /// A notification about `record` to `url` (a business rule's endpoint), whatever the target.
+    pub fn outgoing_to(&self, record: &str, url: &str, format: Format) -> Outgoing<'_> {
+        Outgoing { notifier: self, url: url.to_string(), format, record: record.to_string(), dropped: self.faults.drop_notification() }
     }
 }
 
@@ -199,7 +239,7 @@ impl Notifier {
             .store
             .with_db(|db| {
                 db.query_row(
-                    "SELECT COALESCE(SUM(delivered_at_ms IS NULL), 0), COALESCE(SUM(delivered_at_ms IS NOT NULL), 0), COALESCE(SUM(attempts), 0),
+                    "SELECT COALESCE(SUM(delivered_at_ms IS NULL), 0), COALESCE(SUM(delivered_at_ms IS NOT NULL AND last_error IS NULL), 0), COALESCE(SUM(attempts), 0),
                             (SELECT last_error FROM notifications WHERE emulator = ?1 AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1)
                      FROM notifications WHERE emulator = ?1",
                     params![self.emulator],
@@ -211,6 +251,7 @@ impl Notifier {
             pending: pending as u64,
             delivered: delivered as u64,
             dropped: self.store.counter(&format!("notify.{}.dropped", self.emulator)),
+            abandoned: self.store.counter(&format!("notify.{}.abandoned", self.emulator)),
             failed_attempts: failed as u64,
             last_error,
         }
@@ -273,16 +314,22 @@ impl Notifier {
         }
     }
 
-    fn record_deliveries(&self, answered: &[(Ready, Result<(), String>)]) {
+    fn record_deliveries(&self, answered: &[(Ready, Result<(), Failed>)]) {
         let recorded = self.store.with_db(|db| {
             let tx = db.unchecked_transaction()?;
             for (batch, result) in answered {
                 for (id, _) in &batch.rows {
                     match result {
                         Ok(()) => tx.prepare_cached("UPDATE notifications SET delivered_at_ms = ?2, last_error = NULL WHERE id = ?1")?.execute(params![id, now_ms()])?,
+                        // The last attempt, or nothing to send: given up, kept with its error.
+                        Err(e) if e.gave_up || self.attempts.is_some_and(|n| batch.attempts + 1 >= n) => {
+                            super::store::next_in(&tx, &format!("notify.{}.abandoned", self.emulator)).map_err(|err| rusqlite::Error::ToSqlConversionFailure(err.into()))?;
+                            tx.prepare_cached("UPDATE notifications SET attempts = attempts + 1, delivered_at_ms = ?2, last_error = ?3 WHERE id = ?1")?
+                                .execute(params![id, now_ms(), format!("gave up: {}", e.message)])?
+                        }
                         Err(e) => tx
                             .prepare_cached("UPDATE notifications SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3 WHERE id = ?1")?
-                            .execute(params![id, now_ms() + backoff(batch.attempts).as_millis() as i64, e])?,
+                            .execute(params![id, now_ms() + backoff(batch.attempts, self.runner.get().is_some()).as_millis() as i64, e.message])?,
                     };
                 }
             }
@@ -291,9 +338,9 @@ impl Notifier {
         if let Err(e) = recorded {
             tracing::error!(emulator = self.emulator, "recording deliveries: {e:#}");
         }
-        for (batch, result) in answered {
+        for (_, result) in answered {
             if let Err(e) = result {
-                tracing::debug!(emulator = self.emulator, url = %batch.url, "notification not acknowledged, will retry: {e}");
+                tracing::debug!(emulator = self.emulator, "notification not acknowledged: {}", e.message);
             }
         }
     }
@@ -402,7 +449,10 @@ impl Notifier {
         Ok(Some(Batch::Ready(Ready { url, format, attempts, record: String::new(), rows })))
     }
 
-    async fn send(&self, batch: &Ready) -> Result<(), String> {
+    async fn send(&self, batch: &Ready) -> Result<(), Failed> {
+        if let Some(runner) = self.runner.get() {
+            return self.run_job(runner, batch).await;
+        }
         let target = self.target();
         let secret = target.as_ref().filter(|t| t.url == batch.url).and_then(|t| t.secret.clone());
         let payloads: Vec<&str> = batch.rows.iter().map(|r| r.1.as_str()).collect();
@@ -419,7 +469,9 @@ impl Notifier {
         if batch.format == Format::Soap {
             request = request.header("SOAPAction", "\"\"");
         }
-        let response = request.body(body).send().await.map_err(|e| format!("POST {}: {e}", batch.url))?;
+        // The URL may carry the receiver's token (`?token=`): errors name the host and path only.
+        let shown = redacted(&batch.url);
+        let response = request.body(body).send().await.map_err(|e| Failed::retry(format!("POST {shown}: {e}")))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let acked = match batch.format {
@@ -429,8 +481,52 @@ impl Notifier {
         if acked {
             Ok(())
         } else {
-            Err(format!("{} answered {status}: {}", batch.url, text.chars().take(300).collect::<String>()))
+            Err(Failed::retry(format!("{shown} answered {status}: {}", text.chars().take(300).collect::<String>())))
         }
+    }
+
+    /// A business rule's job: run now (it reads the record as it is now) and post what it makes.
+    async fn run_job(&self, runner: &Runner, batch: &Ready) -> Result<(), Failed> {
+        let job = batch.rows.first().map(|r| r.1.as_str()).unwrap_or_default();
+        let request = runner(job).map_err(|why| {
+            tracing::warn!(emulator = self.emulator, "a business rule sent nothing: {why}");
+            Failed { message: why, gave_up: true }
+        })?;
+        let mut post = self.client.post(&request.url);
+        for (name, value) in &request.headers {
+            post = post.header(name, value);
+        }
+        let shown = redacted(&request.url);
+        let response = post.body(request.body).send().await.map_err(|e| Failed::retry(format!("POST {shown}: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        let message = format!("{shown} answered {status}: {}", text.chars().take(300).collect::<String>());
+        // As the script does: a refusal other than 408 or 429 is not tried again.
+        let gave_up = status.is_client_error() && status != reqwest::StatusCode::REQUEST_TIMEOUT && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
+        Err(Failed { message, gave_up })
+    }
+}
+
+/// Why a post was not acknowledged, and whether it is given up now.
+struct Failed {
+    message: String,
+    gave_up: bool,
+}
+
+impl Failed {
+    fn retry(message: String) -> Self {
+        Failed { message, gave_up: false }
+    }
+}
+
+/// A URL without its query (which may hold a token) for logs and errors.
+fn redacted(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
     }
 }
 

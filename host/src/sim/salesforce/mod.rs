@@ -68,7 +68,7 @@ pub fn seed(emulator: &Emulator) -> anyhow::Result<()> {
     if store.get(EMULATOR, "User", &integration_user()).is_some() {
         return Ok(());
     }
-    for (n, username, name) in [(1, SF_USERNAME, "Seam Integration"), (2, "jane.agent@acme.example", "Jane Agent")] {
+    for (n, username, name) in [(1, SF_USERNAME, "Seam Integration"), (2, SF_PERSON_USERNAME, "Jane Agent"), (3, "pat.partner@acme.example", "Pat Partner")] {
         let id = ids::make("005", n);
         store.next("sf.id.005")?;
         let mut r = Map::new();

@@ -33,6 +33,9 @@ use std::sync::Arc;
 
 /// The host name under which the emulator plays `login.salesforce.com`.
 pub const LOGIN_HOST: &str = "localhost";
+/// The users the connected app is pre-authorized for (Permitted Users: admin approved).
+const PRE_AUTHORIZED: [&str; 2] = [SF_USERNAME, SF_PERSON_USERNAME];
+
 /// The setting holding the certificate (PEM) the connected app verifies JWT assertions with.
 pub const CERTIFICATE_SETTING: &str = "sf.app.certificate";
 const BLOCK_UNPW_SETTING: &str = "sf.org.block_username_password";
@@ -116,9 +119,9 @@ async fn token(State(e): Ctx, uri: axum::http::Uri, headers: HeaderMap, body: By
                 Ok(u) => u,
                 Err(refusal) => return refuse(refusal),
             };
-            // Only the integration user is pre-authorized for the app (Permitted Users: admin approved).
+            // The app is for admin-approved users: the integration user, and Jane's profile.
             match user_by_name(&e, &username) {
-                Some(user) if username.eq_ignore_ascii_case(SF_USERNAME) => (user["Id"].as_str().unwrap_or_default().to_string(), "jwt"),
+                Some(user) if PRE_AUTHORIZED.iter().any(|u| username.eq_ignore_ascii_case(u)) => (user["Id"].as_str().unwrap_or_default().to_string(), "jwt"),
                 _ => return refuse(Refusal("invalid_grant", "user hasn't approved this consumer")),
             }
         }
@@ -145,12 +148,15 @@ async fn token(State(e): Ctx, uri: axum::http::Uri, headers: HeaderMap, body: By
             // An org that blocks the flow says no more than a wrong password would.
             let blocked = e.store.setting(BLOCK_UNPW_SETTING).as_deref() == Some("true");
             let password = form.get("password").cloned().unwrap_or_default();
-            let good_password = password == SF_PASSWORD || password == format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}");
             let username = form.get("username").cloned().unwrap_or_default();
-            if blocked || !username.eq_ignore_ascii_case(SF_USERNAME) || !good_password {
-                return refuse(Refusal("invalid_grant", "authentication failure"));
-            }
-            (integration_user(), "password")
+            let good_password = if username.eq_ignore_ascii_case(SF_USERNAME) {
+                password == SF_PASSWORD || password == format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}")
+            } else {
+                username.eq_ignore_ascii_case(SF_PERSON_USERNAME) && password == SF_PERSON_PASSWORD
+            };
+            let user = user_by_name(&e, &username).filter(|_| good_password && !blocked);
+            let Some(user) = user else { return refuse(Refusal("invalid_grant", "authentication failure")) };
+            (user["Id"].as_str().unwrap_or_default().to_string(), "password")
         }
         _ => return refuse(Refusal("unsupported_grant_type", "grant type not supported")),
     };

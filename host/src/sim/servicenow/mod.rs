@@ -4,8 +4,10 @@
 //! and delete.
 
 pub mod oauth;
+pub mod push;
 pub mod query;
 pub mod tables;
+pub mod update_sets;
 
 use super::credentials::*;
 use super::faults::Fault;
@@ -95,6 +97,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .route("/api/now/v1/attachment/{sys_id}", get(attachment_meta).delete(attachment_delete))
         .route("/api/now/attachment/{sys_id}/file", get(attachment_file))
         .route("/api/now/v1/attachment/{sys_id}/file", get(attachment_file))
+        .merge(update_sets::routes())
         .layer(axum::middleware::from_fn_with_state(emulator.clone(), authenticate))
         .with_state(emulator.clone());
     // The batch API replays each inner request through the same routes.
@@ -174,6 +177,39 @@ fn value_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> String
     }
 }
 
+/// A table's columns: its own, then those the instance's dictionary adds (the `u_` fields an
+/// update set brought), as text fields.
+fn columns<'t>(e: &Emulator, table: &'t Table) -> Vec<(String, &'t Kind)> {
+    let mut all: Vec<(String, &'t Kind)> = table.columns.iter().map(|c| (c.name.to_string(), &c.kind)).collect();
+    for added in custom_columns(e, table.name) {
+        if !all.iter().any(|(n, _)| *n == added) {
+            all.push((added, &Kind::Text));
+        }
+    }
+    all
+}
+
+/// The active dictionary entries of a table that are not among its own columns.
+fn custom_columns(e: &Emulator, table: &str) -> Vec<String> {
+    let mut names: Vec<String> = e
+        .store
+        .scan(EMULATOR, "sys_dictionary", |d| raw(d, "name") == table && raw(d, "active") != "false" && !raw(d, "element").is_empty())
+        .iter()
+        .map(|d| raw(d, "element").to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A column's kind: one of the table's own, or one its dictionary adds.
+fn column_kind<'t>(e: &Emulator, table: &'t Table, name: &str) -> Option<&'t Kind> {
+    match table.column(name) {
+        Some(c) => Some(&c.kind),
+        None => custom_columns(e, table.name).iter().any(|c| c == name).then_some(&Kind::Text),
+    }
+}
+
 /// What the UI would show for a field.
 fn display_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> String {
     let value = raw(record, field);
@@ -188,12 +224,22 @@ fn display_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> Stri
     }
 }
 
-/// A journal field's history, newest first, as ServiceNow displays it.
-fn journal_text(e: &Emulator, table: &str, id: &str, element: &str) -> String {
+/// A journal field's entries, newest first.
+fn journal_rows(e: &Emulator, table: &str, id: &str, element: &str) -> Vec<Record> {
     let mut entries = e.store.scan(EMULATOR, "sys_journal_field", |j| raw(j, "element_id") == id && raw(j, "name") == table && raw(j, "element") == element);
     entries.sort_by(|a, b| raw(b, "sys_created_on").cmp(raw(a, "sys_created_on")).then(raw(b, "sys_mod_seq").cmp(raw(a, "sys_mod_seq"))));
-    let label = if element == "work_notes" { "Work notes" } else { "Additional comments" };
     entries
+}
+
+/// A journal field's entries' texts, newest first.
+fn journal_entries(e: &Emulator, table: &str, id: &str, element: &str) -> Vec<String> {
+    journal_rows(e, table, id, element).iter().map(|j| raw(j, "value").to_string()).collect()
+}
+
+/// A journal field's history, newest first, as ServiceNow displays it.
+fn journal_text(e: &Emulator, table: &str, id: &str, element: &str) -> String {
+    let label = if element == "work_notes" { "Work notes" } else { "Additional comments" };
+    journal_rows(e, table, id, element)
         .iter()
         .map(|j| format!("{} - {} ({label})\n{}\n\n", raw(j, "sys_created_on"), raw(j, "sys_created_by"), raw(j, "value")))
         .collect()
@@ -203,7 +249,7 @@ fn render(e: &Emulator, table: &Table, record: &Record, p: &Params) -> Value {
     let mut out = Map::new();
     let names: Vec<String> = match &p.fields {
         Some(f) => f.clone(),
-        None => table.columns.iter().map(|c| c.name.to_string()).collect(),
+        None => columns(e, table).into_iter().map(|(name, _)| name).collect(),
     };
     for name in names {
         let value = if name.contains('.') { value_of(e, table, record, &name) } else { raw(record, &name).to_string() };
@@ -292,7 +338,6 @@ fn as_text(v: &Value) -> String {
 struct Written {
     record: Record,
     changed: Vec<String>,
-    previous: Map<String, Value>,
     journal: Vec<(String, String)>,
 }
 
@@ -301,12 +346,12 @@ fn apply(e: &Emulator, table: &Table, existing: Option<&Record>, body: &Map<Stri
     let mut record = existing.cloned().unwrap_or_default();
     let mut journal = Vec::new();
     for (name, value) in body {
-        let Some(column) = table.column(name) else { continue }; // unknown fields are ignored, as the platform does
+        let Some(kind) = column_kind(e, table, name) else { continue }; // unknown fields are ignored, as the platform does
         if name.starts_with("sys_") || name == "number" {
             continue;
         }
         let mut v = as_text(value);
-        match &column.kind {
+        match kind {
             Kind::Journal => {
                 if !v.trim().is_empty() {
                     journal.push((name.clone(), v));
@@ -375,8 +420,7 @@ fn apply(e: &Emulator, table: &Table, existing: Option<&Record>, body: &Map<Stri
         .map(str::to_string)
         .chain(journal.iter().map(|(el, _)| el.clone()))
         .collect();
-    let previous = changed.iter().filter(|n| before.contains_key(n.as_str())).map(|n| (n.clone(), before[n.as_str()].clone())).collect();
-    Ok(Written { record, changed, previous, journal })
+    Ok(Written { record, changed, journal })
 }
 
 fn user_sys_id(e: &Emulator, user_name: &str) -> String {
@@ -435,53 +479,48 @@ fn commit(e: &Emulator, table: &Table, operation: &str, w: &Written) -> Result<(
         j.insert("sys_mod_seq".into(), text(&format!("{}-{n:04}", raw(&w.record, "sys_mod_count"))));
         writes.push(("sys_journal_field".into(), jid, j));
     }
-    // The record, its journal entries and the business rule's notification in one transaction.
-    let notifies = table.notifies && (!w.changed.is_empty() || operation != "update");
-    let outgoing = e.notifier.as_ref().filter(|_| notifies).and_then(|n| n.outgoing(raw(&w.record, "sys_id")));
-    let payload = outgoing.as_ref().map(|_| payload(e, table, operation, &w.record, &w.changed, &w.previous, &w.journal));
+    // The record, its journal entries and the push rules' jobs in one transaction.
+    let jobs = if w.changed.is_empty() && operation == "update" { Vec::new() } else { push_jobs(e, table, operation, raw(&w.record, "sys_updated_by"), &w.record, None) };
     e.store
-        .put_all_with(EMULATOR, writes, |db| match (outgoing, payload) {
-            (Some(o), Some(payload)) => o.queue_in(db, |_| Ok(payload)),
-            _ => Ok(()),
+        .put_all_with(EMULATOR, writes, |db| {
+            for (outgoing, job) in jobs {
+                outgoing.queue_in(db, |_| Ok(job))?;
+            }
+            Ok(())
         })
         .map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))
 }
 
-/// A delete's notification, after the delete (its own transaction).
-fn notify_deleted(e: &Emulator, table: &Table, record: &Record) {
-    let Some(notifier) = &e.notifier else { return };
-    let payload = payload(e, table, "delete", record, &[], &Map::new(), &[]);
-    if let Err(err) = notifier.enqueue(raw(record, "sys_id"), |_| payload) {
-        tracing::error!("queueing a ServiceNow notification: {err:#}");
-    }
+/// The jobs of the installed push rules a change of `record` by `user` sets off (the rules
+/// whose condition holds), each ready to queue in the write's transaction.
+fn push_jobs<'a>(e: &'a Emulator, table: &Table, operation: &str, user: &str, record: &Record, deleted: Option<&Record>) -> Vec<(crate::sim::notify::Outgoing<'a>, String)> {
+    let Some(notifier) = &e.notifier else { return Vec::new() };
+    let id = raw(record, "sys_id");
+    push::rules(e, table.name, operation)
+        .into_iter()
+        .filter(|rule| push::condition_holds(e, rule, user))
+        .map(|rule| {
+            let url = oauth::property(e, &format!("{}endpoint", crate::setup::servicenow::property_prefix(&rule.tenant))).unwrap_or_default();
+            (notifier.outgoing_to(id, &url, crate::sim::notify::Format::Json), push::job(&rule, table.name, id, operation, deleted))
+        })
+        .collect()
 }
 
-/// The business rule's outbound JSON: what changed, the whole record, display values and journal text.
-/// Built before the write's transaction opens: display values read other records through the store.
-fn payload(e: &Emulator, table: &Table, operation: &str, record: &Record, changed: &[String], previous: &Map<String, Value>, journal: &[(String, String)]) -> String {
-    let displays: Map<String, Value> = table
-        .columns
-        .iter()
-        .filter(|c| matches!(c.kind, Kind::Reference(_) | Kind::Choice(_)))
-        .map(|c| (c.name.to_string(), Value::String(display_of(e, table, record, c.name))))
-        .collect();
-    let mut current = record.clone();
-    current.retain(|k, _| !k.starts_with("sys_mod_seq"));
-    let payload = json!({
-        "event_id": format!("{}:{}:{}", raw(record, "sys_id"), if operation == "delete" { "delete" } else { raw(record, "sys_mod_count") }, operation),
-        "table": table.name,
-        "sys_id": raw(record, "sys_id"),
-        "operation": operation,
-        "sys_mod_count": raw(record, "sys_mod_count"),
-        "sys_updated_on": raw(record, "sys_updated_on"),
-        "sys_updated_by": raw(record, "sys_updated_by"),
-        "changed": changed,
-        "current": current,
-        "display_values": displays,
-        "previous": previous,
-        "journal": journal.iter().map(|(el, v)| json!({ "element": el, "value": v })).collect::<Vec<_>>(),
+/// A delete's push jobs, after the delete (their own transaction).
+fn notify_deleted(e: &Emulator, table: &Table, record: &Record, user: &str) {
+    let jobs = push_jobs(e, table, "delete", user, record, Some(record));
+    if jobs.is_empty() {
+        return;
+    }
+    let queued = e.store.put_all_with(EMULATOR, Vec::new(), |db| {
+        for (outgoing, job) in jobs {
+            outgoing.queue_in(db, |_| Ok(job))?;
+        }
+        Ok(())
     });
-    payload.to_string()
+    if let Err(err) = queued {
+        tracing::error!("queueing a ServiceNow notification: {err:#}");
+    }
 }
 
 async fn insert(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<String, String>>, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
@@ -508,14 +547,12 @@ async fn update(State(e): Ctx, Path((table, id)): Path<(String, String)>, Query(
     Json(json!({ "result": render(&e, table, &result, &Params::from(&q)) })).into_response()
 }
 
-async fn delete(State(e): Ctx, Path((table, id)): Path<(String, String)>) -> Response {
+async fn delete(State(e): Ctx, Path((table, id)): Path<(String, String)>, axum::Extension(User(user)): axum::Extension<User>) -> Response {
     let _write = e.write_lock();
     let table = or_respond!(table_or_400(&table));
     match e.store.delete(EMULATOR, table.name, &id) {
         Ok(Some(record)) => {
-            if table.notifies {
-                notify_deleted(&e, table, &record);
-            }
+            notify_deleted(&e, table, &record, &user);
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(None) => no_record(),

@@ -45,13 +45,16 @@ fn denied() -> Response {
     (StatusCode::UNAUTHORIZED, Json(json!({ "error_description": "access_denied", "error": "server_error" }))).into_response()
 }
 
+/// The users who log in with a password, and theirs.
+const PASSWORDS: [(&str, &str); 3] = [(SN_USERNAME, SN_PASSWORD), (SN_ADMIN_USERNAME, SN_ADMIN_PASSWORD), (SN_PERSON_USERNAME, SN_PERSON_PASSWORD)];
+
 /// The user a request authenticates as: Basic with a known user's password, or a live Bearer token.
 pub fn user_of(e: &Emulator, headers: &HeaderMap) -> Option<String> {
     let header = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(basic) = header.strip_prefix("Basic ") {
         let pair = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok().and_then(|b| String::from_utf8(b).ok())?;
         let (user, password) = pair.split_once(':')?;
-        return [(SN_USERNAME, SN_PASSWORD), (SN_ADMIN_USERNAME, SN_ADMIN_PASSWORD)].iter().find(|(u, p)| *u == user && *p == password).map(|(u, _)| u.to_string());
+        return PASSWORDS.iter().find(|(u, p)| *u == user && *p == password).map(|(u, _)| u.to_string());
     }
     let token = header.strip_prefix("Bearer ")?.trim();
     let stored = e.store.setting(&format!("sn.token.{token}"))?;
@@ -89,13 +92,13 @@ async fn token(State(e): Ctx, headers: HeaderMap, body: Bytes) -> Response {
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
     let (user, refresh) = match grant {
         "password" => {
-            let good = form.get("username").map(String::as_str) == Some(SN_USERNAME) && form.get("password").map(String::as_str) == Some(SN_PASSWORD);
-            if !good {
+            let (username, password) = (form.get("username").cloned().unwrap_or_default(), form.get("password").cloned().unwrap_or_default());
+            if !PASSWORDS.iter().any(|(u, p)| *u == username && *p == password) {
                 return denied();
             }
             let refresh = hex::encode(rand::random::<[u8; 32]>());
-            let _ = e.store.set_setting(&format!("sn.refresh.{refresh}"), SN_USERNAME);
-            (SN_USERNAME.to_string(), Some(refresh))
+            let _ = e.store.set_setting(&format!("sn.refresh.{refresh}"), &username);
+            (username, Some(refresh))
         }
         "refresh_token" => {
             let refresh = form.get("refresh_token").cloned().unwrap_or_default();

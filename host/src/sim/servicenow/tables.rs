@@ -24,8 +24,6 @@ pub struct Table {
     pub display: &'static str,
     /// `INC` for incidents: numbers INC0010001, INC0010002, ...
     pub number_prefix: Option<&'static str>,
-    /// Inserts and updates fire the business-rule notification.
-    pub notifies: bool,
 }
 
 pub const STATES: &[(&str, &str)] = &[("1", "New"), ("2", "In Progress"), ("3", "On Hold"), ("6", "Resolved"), ("7", "Closed"), ("8", "Canceled")];
@@ -68,17 +66,21 @@ fn system_columns() -> Vec<Column> {
     ]
 }
 
-fn table(name: &'static str, display: &'static str, number_prefix: Option<&'static str>, notifies: bool, columns: Vec<Column>) -> Table {
+fn table(name: &'static str, display: &'static str, number_prefix: Option<&'static str>, columns: Vec<Column>) -> Table {
     let mut all = system_columns();
     all.extend(columns);
-    Table { name, columns: all, display, number_prefix, notifies }
+    Table { name, columns: all, display, number_prefix }
+}
+
+fn texts(names: &[&'static str]) -> Vec<Column> {
+    names.iter().map(|n| col(n, Kind::Text)).collect()
 }
 
 pub fn tables() -> &'static [Table] {
     static TABLES: std::sync::OnceLock<Vec<Table>> = std::sync::OnceLock::new();
     TABLES.get_or_init(|| {
         vec![
-            table("incident", "number", Some("INC"), true, vec![
+            table("incident", "number", Some("INC"), vec![
                 col("number", Kind::Text),
                 col("short_description", Kind::Text),
                 col("description", Kind::Text),
@@ -106,7 +108,7 @@ pub fn tables() -> &'static [Table] {
                 col("resolved_by", Kind::Reference("sys_user")),
                 col("closed_at", Kind::DateTime),
             ]),
-            table("sys_user", "name", None, false, vec![
+            table("sys_user", "name", None, vec![
                 col("user_name", Kind::Text),
                 col("name", Kind::Text),
                 col("first_name", Kind::Text),
@@ -114,21 +116,18 @@ pub fn tables() -> &'static [Table] {
                 col("email", Kind::Text),
                 col("active", Kind::Bool),
             ]),
-            table("sys_user_group", "name", None, false, vec![col("name", Kind::Text), col("description", Kind::Text)]),
-            table("core_company", "name", None, false, vec![
-                col("name", Kind::Text),
-                // The stable customer key shared with Salesforce (Account.External_Id__c).
-                col("u_sf_external_id", Kind::Text),
-                col("customer", Kind::Bool),
-            ]),
-            table("cmdb_ci", "name", None, false, vec![col("name", Kind::Text), col("company", Kind::Reference("core_company"))]),
-            table("sys_journal_field", "value", None, false, vec![
+            table("sys_user_group", "name", None, vec![col("name", Kind::Text), col("description", Kind::Text)]),
+            // The customer key shared with Salesforce (u_sf_external_id) is not a column of the
+            // platform's: seam's update set adds it to the dictionary.
+            table("core_company", "name", None, vec![col("name", Kind::Text), col("customer", Kind::Bool)]),
+            table("cmdb_ci", "name", None, vec![col("name", Kind::Text), col("company", Kind::Reference("core_company"))]),
+            table("sys_journal_field", "value", None, vec![
                 col("element_id", Kind::Text),
                 col("name", Kind::Text),
                 col("element", Kind::Text),
                 col("value", Kind::Text),
             ]),
-            table("sys_properties", "name", None, false, vec![
+            table("sys_properties", "name", None, vec![
                 col("name", Kind::Text),
                 col("value", Kind::Text),
                 col("type", Kind::Text),
@@ -136,7 +135,23 @@ pub fn tables() -> &'static [Table] {
                 col("is_private", Kind::Bool),
                 col("ignore_cache", Kind::Bool),
             ]),
-            table("sys_attachment", "file_name", None, false, vec![
+            // Business rules (what the push rule of an update set lands in).
+            table("sys_script", "name", None, {
+                let mut c = texts(&["name", "collection", "when", "order", "priority", "condition", "filter_condition", "script", "description", "access"]);
+                c.extend(["action_insert", "action_update", "action_delete", "action_query", "active", "advanced", "abort_action"].map(|n| col(n, Kind::Bool)));
+                c
+            }),
+            // Fields added to tables: a row with `name` (the table) and `element` (the column).
+            table("sys_dictionary", "column_label", None, {
+                let mut c = texts(&["name", "element", "column_label", "internal_type", "max_length", "comments", "reference"]);
+                c.extend(["active", "mandatory", "read_only", "unique"].map(|n| col(n, Kind::Bool)));
+                c
+            }),
+            table("sys_documentation", "label", None, texts(&["name", "element", "label", "plural", "language", "help", "hint"])),
+            // Update sets retrieved or imported from XML, and their records.
+            table("sys_remote_update_set", "name", None, texts(&["name", "state", "description", "remote_sys_id", "application", "commit_date"])),
+            table("sys_update_xml", "name", None, texts(&["name", "action", "type", "target_name", "table", "category", "payload", "remote_update_set"])),
+            table("sys_attachment", "file_name", None, vec![
                 col("file_name", Kind::Text),
                 col("table_name", Kind::Text),
                 col("table_sys_id", Kind::Text),
