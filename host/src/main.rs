@@ -22,6 +22,8 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Compare every linked pair and repair drift from the side that owns each field.
     Reconcile(cli::reconcile::ReconcileArgs),
+    /// Bring in the Cases changed since a date (a first start syncs no history).
+    Backfill(cli::backfill::BackfillArgs),
     /// Work with rule packs (WebAssembly components).
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
@@ -54,6 +56,7 @@ fn main() -> std::process::ExitCode {
             Command::Dlq(args) => cli::dlq::run(args),
             Command::Audit(args) => cli::audit::run(args),
             Command::Reconcile(args) => cli::reconcile::run(args).await,
+            Command::Backfill(args) => cli::backfill::run(args).await,
             Command::Serve(args) => cli::serve::run(args).await,
             Command::Servicenow(cmd) => cli::servicenow::run(cmd),
         }

@@ -201,6 +201,7 @@ async fn catch_up_polling_recovers_notifications_that_never_arrived() {
     let h = harness("poll").await;
     let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone() };
     let (sf, sn) = (&h.people.salesforce, &h.people.servicenow);
+    assert_eq!(poller.poll_once().await.unwrap().read, 0, "a first start reads nothing: it sets the watermarks");
 
     // Salesforce never announces this Case.
     h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
@@ -227,6 +228,44 @@ async fn catch_up_polling_recovers_notifications_that_never_arrived() {
     let again = poller.poll_once().await.unwrap();
     h.settle().await;
     assert_eq!(h.writes(), before, "{again:?}");
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_first_start_syncs_no_history_and_catches_up_from_then_on() {
+    use seam::engine::poller::{Poller, SALESFORCE_CASES, SERVICENOW_INCIDENTS};
+    let h = harness("first-start").await;
+    let (sf, sn) = (&h.people.salesforce, &h.people.servicenow);
+    // Years of Cases and incidents, made before seam was there (nothing announced them).
+    h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
+    h.sim.servicenow.faults.set(seam::sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
+    for n in 0..5 {
+        sf.create("Case", &obj(json!({ "Subject": format!("old Case {n}"), "Priority": "Low" }))).await.unwrap();
+        sn.insert("incident", &obj(json!({ "short_description": format!("old incident {n}") }))).await.unwrap();
+    }
+    h.sim.salesforce.faults.set(Default::default());
+    h.sim.servicenow.faults.set(Default::default());
+
+    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone() };
+    let first = poller.poll_once().await.unwrap();
+    h.settle().await;
+    assert_eq!((first.read, h.journal.count(TENANT).unwrap(), h.writes()), (0, 0, 0), "history is not synced");
+    let mark = h.journal.watermark(TENANT, SALESFORCE_CASES).unwrap().expect("the Case watermark is set");
+    let newest = sf.query("SELECT SystemModstamp FROM Case ORDER BY SystemModstamp DESC LIMIT 1").await.unwrap()[0]["SystemModstamp"].as_str().unwrap().to_string();
+    assert!(mark > newest, "the watermark is past the newest Case: {mark} > {newest}");
+    assert!(h.journal.watermark(TENANT, SERVICENOW_INCIDENTS).unwrap().is_some());
+
+    // From then on, a Case whose notification is lost is caught up.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    let case = sf.create("Case", &obj(json!({ "Subject": "new after the first start", "Priority": "High" }))).await.unwrap();
+    h.settle().await;
+    let polled = poller.poll_once().await.unwrap();
+    h.settle().await;
+    assert_eq!(polled.new, 1, "{polled:?}");
+    assert!(sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].is_string(), "the new Case is synced");
+    let incidents = h.people.servicenow.query("incident", "correlation_idISNOTEMPTY", 100).await.unwrap();
+    assert_eq!(incidents.len(), 1, "and only it: the old Cases have no incidents");
     h.sim.shutdown();
 }
 

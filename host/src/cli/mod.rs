@@ -1,6 +1,7 @@
 //! The `seam` command line.
 
 pub mod audit;
+pub mod backfill;
 pub mod demo;
 pub mod dlq;
 pub mod pack;

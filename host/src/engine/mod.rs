@@ -8,10 +8,12 @@
 //! turns the systems' records into changes; `ownership` says who owns which
 //! field; `poller` catches up on notifications that never arrived; `alerts`
 //! tells a person when the backlog or the dead letters pass a threshold;
-//! `reconcile` compares linked pairs and repairs drift.
+//! `reconcile` compares linked pairs and repairs drift; `backfill` brings
+//! history in when asked (a first start syncs none).
 
 pub mod alerts;
 pub mod apply;
+pub mod backfill;
 pub mod dispatcher;
 pub mod echoes;
 mod lookup;

@@ -7,6 +7,10 @@
 //! (ServiceNow: `sys_id:mod_count:operation`; Salesforce: record id and
 //! SystemModstamp, `normalize::salesforce_version_key`), so the journal drops
 //! what a notification already brought.
+//!
+//! A tenant's first start sets the watermarks at "now", just past the newest
+//! record each system has: an org with years of Cases does not get an
+//! incident for each. History comes only when asked for (`seam backfill`).
 
 use super::apply::Systems;
 use super::normalize;
@@ -18,6 +22,9 @@ use std::sync::Arc;
 
 /// Records read per source per pass.
 const PAGE: usize = 200;
+/// The watermarks' names in the journal.
+pub const SALESFORCE_CASES: &str = "salesforce.Case";
+pub const SERVICENOW_INCIDENTS: &str = "servicenow.incident";
 
 pub struct Poller {
     pub tenant: String,
@@ -43,6 +50,13 @@ impl Poller {
         Ok(polled)
     }
 
+    /// A first start: the watermark is set at `at`, and nothing before it is read.
+    fn start_at(&self, source: &str, at: &str) -> Result<(usize, usize)> {
+        self.journal.set_watermark(&self.tenant, source, at)?;
+        tracing::info!(tenant = %self.tenant, "first start: catch-up polling of {source} begins at {at}; what changed before is history, not synced (`seam backfill` brings it)");
+        Ok((0, 0))
+    }
+
     async fn journal(&self, source: &str, mark: Option<String>, events: Vec<(String, Change)>) -> Result<(usize, usize)> {
         let read = events.len();
         let new = self.journal.record_all(&self.tenant, events).await?.iter().filter(|r| r.is_new()).count();
@@ -55,6 +69,17 @@ impl Poller {
     async fn poll_cases(&self) -> Result<(usize, usize)> {
         let sf = &self.systems.salesforce;
         let since = self.journal.watermark(&self.tenant, "salesforce.Case")?;
+        if since.is_none() {
+            // The newest change there is, one millisecond on: what is there now is history.
+            let newest = sf.query("SELECT SystemModstamp FROM Case ORDER BY SystemModstamp DESC LIMIT 1").await?;
+            let at = newest
+                .first()
+                .and_then(|r| r.get("SystemModstamp").and_then(Value::as_str))
+                .and_then(|s| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok().map(|t| t.with_timezone(&chrono::Utc)))
+                .unwrap_or_else(chrono::Utc::now)
+                + chrono::Duration::milliseconds(1);
+            return self.start_at(SALESFORCE_CASES, &at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string());
+        }
         // `>=`: records sharing the watermark's millisecond are read again and dropped as duplicates.
         let filter = since.as_deref().map(|t| format!(" WHERE SystemModstamp >= {}", t.replace("+0000", "Z"))).unwrap_or_default();
         // One query brings the records whole (FIELDS(ALL) allows 200 rows, our page).
@@ -70,12 +95,23 @@ impl Poller {
             events.push((key.clone(), normalize::salesforce(&key, kind, "Case", &record, None)));
             mark = Some(stamp);
         }
-        self.journal("salesforce.Case", mark, events).await
+        self.journal(SALESFORCE_CASES, mark, events).await
     }
 
     async fn poll_incidents(&self) -> Result<(usize, usize)> {
         let sn = &self.systems.servicenow;
         let since = self.journal.watermark(&self.tenant, "servicenow.incident")?;
+        if since.is_none() {
+            // sys_updated_on counts whole seconds: the newest change's second is history, the next one is not.
+            let newest = sn.query("incident", "ORDERBYDESCsys_updated_on", 1).await?;
+            let at = newest
+                .first()
+                .and_then(|r| r.get("sys_updated_on").and_then(Value::as_str))
+                .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc()))
+                .unwrap_or_else(chrono::Utc::now)
+                + chrono::Duration::seconds(1);
+            return self.start_at(SERVICENOW_INCIDENTS, &at.format("%Y-%m-%d %H:%M:%S").to_string());
+        }
         let filter = since.map(|t| format!("sys_updated_on>={t}^")).unwrap_or_default();
         let rows = sn.query_with_display("incident", &format!("{filter}ORDERBYsys_updated_on"), PAGE).await?;
         let mut events = Vec::new();
@@ -92,6 +128,6 @@ impl Poller {
             events.push((key.clone(), normalize::servicenow(&key, kind, "incident", &row, None)));
             mark = Some(updated);
         }
-        self.journal("servicenow.incident", mark, events).await
+        self.journal(SERVICENOW_INCIDENTS, mark, events).await
     }
 }

@@ -79,6 +79,8 @@ pub struct Emulator {
     pub base_url: String,
     /// API requests served (admin calls and injected faults excluded).
     pub requests: AtomicU64,
+    /// The daily API allowance the system reports (Salesforce's `Sforce-Limit-Info`, `/limits`).
+    pub api_limit: AtomicU64,
     fault_response: fn(Fault) -> Response,
     /// Writes happen one at a time, as the real systems serialize a record's
     /// updates: two updates read, change and commit the record in turn, never
@@ -177,7 +179,7 @@ impl Sim {
         }
 
         let make = |name, base_url: &String, faults, notifier, fault_response| {
-            Arc::new(Emulator { name, store: store.clone(), faults, notifier, base_url: base_url.clone(), requests: AtomicU64::new(0), fault_response, writes: Default::default() })
+            Arc::new(Emulator { name, store: store.clone(), faults, notifier, base_url: base_url.clone(), requests: AtomicU64::new(0), api_limit: AtomicU64::new(salesforce::DAILY_API_LIMIT), fault_response, writes: Default::default() })
         };
         let sf = make(salesforce::EMULATOR, &sf_url, sf_faults, Some(sf_notifier.clone()), salesforce::fault_response as fn(Fault) -> Response);
         let sn = make(servicenow::EMULATOR, &sn_url, sn_faults, Some(sn_notifier.clone()), servicenow::fault_response as fn(Fault) -> Response);

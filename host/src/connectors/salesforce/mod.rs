@@ -114,6 +114,13 @@ impl Salesforce {
         Ok(body.as_object().cloned().unwrap_or_default())
     }
 
+    /// A `SELECT COUNT() …` query's count.
+    pub async fn count(&self, soql: &str) -> Result<u64> {
+        let path = format!("query?{}", serde_urlencoded::to_string([("q", soql)]).unwrap_or_default());
+        let body = self.get_path(&path).await?;
+        body["totalSize"].as_u64().ok_or_else(|| ConnectorError::Refused { system: "salesforce", status: 200, message: format!("a COUNT() query answered without totalSize: {}", super::truncate(&body.to_string())) })
+    }
+
     /// Every row of a SOQL query, following `nextRecordsUrl`.
     pub async fn query(&self, soql: &str) -> Result<Vec<Map<String, Value>>> {
         let api = &self.api;

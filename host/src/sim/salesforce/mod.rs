@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub const EMULATOR: &str = "salesforce";
 pub const API_VERSION: &str = "59.0";
 pub const ORG_ID: &str = "00D5g000004SEAMEAW";
-/// Daily API request allowance reported in `Sforce-Limit-Info` and `/limits`.
+/// Daily API request allowance reported in `Sforce-Limit-Info` and `/limits`, unless
+/// `PUT /__admin/org {"daily_api_requests": n}` sets another.
 pub const DAILY_API_LIMIT: u64 = 15_000_000;
 const QUERY_BATCH: usize = 2000;
 const COLLECTION_MAX: usize = 200;
@@ -133,7 +134,7 @@ async fn authenticate(State(e): Ctx, Path(params): Path<HashMap<String, String>>
     let client = call_client(request.headers());
     request.extensions_mut().insert(Caller { user, client });
     let mut response = next.run(request).await;
-    let usage = format!("api-usage={}/{DAILY_API_LIMIT}", e.requests());
+    let usage = format!("api-usage={}/{}", e.requests(), e.api_limit.load(std::sync::atomic::Ordering::Relaxed));
     response.headers_mut().insert("Sforce-Limit-Info", HeaderValue::from_str(&usage).unwrap());
     response
 }
@@ -677,8 +678,9 @@ fn project(obj: &ObjectDef, record: &Map<String, Value>, fields: &[String]) -> V
 
 async fn limits(State(e): Ctx) -> Json<Value> {
     let used = e.requests();
+    let limit = e.api_limit.load(std::sync::atomic::Ordering::Relaxed);
     Json(json!({
-        "DailyApiRequests": { "Max": DAILY_API_LIMIT, "Remaining": DAILY_API_LIMIT.saturating_sub(used) },
+        "DailyApiRequests": { "Max": limit, "Remaining": limit.saturating_sub(used) },
         "DataStorageMB": { "Max": 1024, "Remaining": 1024 },
         "DailyAsyncApexExecutions": { "Max": 250000, "Remaining": 250000 },
     }))

@@ -13,7 +13,7 @@
 //!   uploaded for the JWT bearer flow (`{"certificate": "-----BEGIN CERTIFICATE-----…"}`);
 //!   GET also counts the logins served per flow;
 //! - `GET|PUT /__admin/org`: `{"block_username_password": true}`, as orgs created since
-//!   Summer '23 have it;
+//!   Summer '23 have it; `{"daily_api_requests": 5000}`, the org's daily API allowance;
 //! - `DELETE /__admin/sessions`: end every session, as an admin does in Session Management.
 
 use super::connected_app::{self, Refusal};
@@ -250,17 +250,29 @@ async fn put_app(State(e): Ctx, body: Bytes) -> Response {
 }
 
 async fn get_org(State(e): Ctx) -> Json<Value> {
-    Json(json!({ "organization_id": ORG_ID, "block_username_password": e.store.setting(BLOCK_UNPW_SETTING).as_deref() == Some("true") }))
+    Json(json!({
+        "organization_id": ORG_ID,
+        "block_username_password": e.store.setting(BLOCK_UNPW_SETTING).as_deref() == Some("true"),
+        "daily_api_requests": e.api_limit.load(std::sync::atomic::Ordering::Relaxed),
+        "api_requests_today": e.requests(),
+    }))
 }
 
 async fn put_org(State(e): Ctx, body: Bytes) -> Response {
-    let Some(block) = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["block_username_password"].as_bool()) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "expected {\"block_username_password\": true|false}" }))).into_response();
-    };
-    match e.store.set_setting(BLOCK_UNPW_SETTING, if block { "true" } else { "false" }) {
-        Ok(()) => get_org(State(e)).await.into_response(),
-        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    let settings = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    let (block, limit) = (settings.get("block_username_password").map(Value::as_bool), settings.get("daily_api_requests").map(Value::as_u64));
+    if settings.as_object().is_none_or(|o| o.is_empty()) || matches!(block, Some(None)) || matches!(limit, Some(None)) {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "expected {\"block_username_password\": true|false, \"daily_api_requests\": n}, either or both" }))).into_response();
     }
+    if let Some(Some(block)) = block {
+        if let Err(err) = e.store.set_setting(BLOCK_UNPW_SETTING, if block { "true" } else { "false" }) {
+            return (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response();
+        }
+    }
+    if let Some(Some(limit)) = limit {
+        e.api_limit.store(limit, std::sync::atomic::Ordering::Relaxed);
+    }
+    get_org(State(e)).await.into_response()
 }
 
 async fn end_sessions(State(e): Ctx) -> Response {
