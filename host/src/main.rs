@@ -22,6 +22,10 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Compare every linked pair and repair drift from the side that owns each field.
     Reconcile(cli::reconcile::ReconcileArgs),
+    /// Write a tenant's configuration for a real org and instance (secrets as references).
+    Init(cli::init::InitArgs),
+    /// Check each tenant against its systems, and say what to fix.
+    Doctor(cli::doctor::DoctorArgs),
     /// Bring in the Cases changed since a date (a first start syncs no history).
     Backfill(cli::backfill::BackfillArgs),
     /// Work with rule packs (WebAssembly components).
@@ -30,6 +34,9 @@ enum Command {
     /// Make, sign and verify rule pack artifacts (component + manifest + signature).
     #[command(subcommand)]
     Pack(cli::pack::PackCommand),
+    /// What a Salesforce admin deploys for seam (SFDX source).
+    #[command(subcommand)]
+    Salesforce(cli::salesforce::SalesforceCommand),
     /// What a ServiceNow admin installs for seam (the update set).
     #[command(subcommand)]
     Servicenow(cli::servicenow::ServiceNowCommand),
@@ -57,8 +64,11 @@ fn main() -> std::process::ExitCode {
             Command::Audit(args) => cli::audit::run(args),
             Command::Reconcile(args) => cli::reconcile::run(args).await,
             Command::Backfill(args) => cli::backfill::run(args).await,
+            Command::Doctor(args) => cli::doctor::run(args).await,
+            Command::Init(args) => cli::init::run(args).await,
             Command::Serve(args) => cli::serve::run(args).await,
             Command::Servicenow(cmd) => cli::servicenow::run(cmd),
+            Command::Salesforce(cmd) => cli::salesforce::run(cmd),
         }
     });
     match result {

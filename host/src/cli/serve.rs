@@ -124,6 +124,19 @@ pub struct TenantConfig {
 }
 
 impl TenantConfig {
+    /// Which fields each side mirrors: the configuration's map, else the mapping pack's, else the default.
+    pub fn ownership(&self) -> Result<Ownership> {
+        if let Some(o) = &self.ownership {
+            return Ok(o.clone());
+        }
+        let bytes = super::read_pack(&self.pack)?;
+        if crate::packs::artifact::is_plain_component(&bytes) {
+            return Ok(Ownership::default());
+        }
+        let pack = crate::packs::artifact::Pack::open(&bytes).with_context(|| format!("reading the pack {}", self.pack.display()))?;
+        Ok(pack.manifest.ownership.unwrap_or_default())
+    }
+
     /// Log in to the tenant's systems.
     pub async fn connect(&self, tenant: &str) -> Result<Systems> {
         Systems::connect(tenant, &self.salesforce, &self.servicenow, self.slack.as_ref(), self.ca_pem.as_deref(), RetryPolicy::default()).await

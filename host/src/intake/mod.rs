@@ -11,6 +11,7 @@
 //! | `POST /intake/{tenant}/salesforce/outbound` | Outbound Messages (SOAP) | OrganizationId + `?token=` in the configured URL (Salesforce cannot sign them) |
 //! | `POST /intake/{tenant}/salesforce/events` | change events (JSON) | `X-Seam-Signature: sha256=HMAC(body)` |
 //! | `POST /intake/{tenant}/servicenow` | seam's push business rule (JSON, `servicenow/notification.json`) | `X-Seam-Signature: sha256=HMAC(body)` |
+//! | `GET /intake/healthz` | probes (`seam doctor`) | nothing: it says only that intake answers |
 //!
 //! A signature's HMAC-SHA256 may be written in hex or in Base64 (ServiceNow's
 //! `GlideCertificateEncryption.generateMac` gives Base64).
@@ -96,13 +97,23 @@ fn reject(status: StatusCode, why: impl Into<String>) -> Rejection {
     Rejection(status, why.into())
 }
 
+/// What `GET /intake/healthz` answers: a liveness probe, and `seam doctor`'s check that the
+/// systems can reach intake at the public URL.
+pub const HEALTH: &str = r#"{"service":"seam intake","ok":true}"#;
+
+/// Intake's routes, and `GET /intake/healthz`.
+pub fn health_router() -> Router {
+    Router::new().route("/intake/healthz", axum::routing::get(|| async { ([("Content-Type", "application/json")], HEALTH) }))
+}
+
 pub fn router(intake: Arc<Intake>, max_body: usize) -> Router {
-    Router::new()
+    let notifications = Router::new()
         .route("/intake/{tenant}/salesforce/outbound", post(salesforce_outbound))
         .route("/intake/{tenant}/salesforce/events", post(salesforce_events))
         .route("/intake/{tenant}/servicenow", post(servicenow_notification))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(intake)
+        .with_state(intake);
+    health_router().merge(notifications)
 }
 
 impl Intake {

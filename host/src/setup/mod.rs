@@ -2,4 +2,6 @@
 //! update set (`seam servicenow update-set`) and the Salesforce metadata
 //! (`seam salesforce metadata`).
 
+pub mod doctor;
+pub mod salesforce;
 pub mod servicenow;

@@ -81,6 +81,9 @@ pub struct Emulator {
     pub requests: AtomicU64,
     /// The daily API allowance the system reports (Salesforce's `Sforce-Limit-Info`, `/limits`).
     pub api_limit: AtomicU64,
+    /// Fields an admin has deleted from the org's schema, as `Object.Field` (Salesforce:
+    /// `PUT /__admin/schema`): describe leaves them out, reads and writes refuse them.
+    pub removed_fields: std::sync::RwLock<std::collections::HashSet<String>>,
     fault_response: fn(Fault) -> Response,
     /// Writes happen one at a time, as the real systems serialize a record's
     /// updates: two updates read, change and commit the record in turn, never
@@ -179,7 +182,7 @@ impl Sim {
         }
 
         let make = |name, base_url: &String, faults, notifier, fault_response| {
-            Arc::new(Emulator { name, store: store.clone(), faults, notifier, base_url: base_url.clone(), requests: AtomicU64::new(0), api_limit: AtomicU64::new(salesforce::DAILY_API_LIMIT), fault_response, writes: Default::default() })
+            Arc::new(Emulator { name, store: store.clone(), faults, notifier, base_url: base_url.clone(), requests: AtomicU64::new(0), api_limit: AtomicU64::new(salesforce::DAILY_API_LIMIT), removed_fields: Default::default(), fault_response, writes: Default::default() })
         };
         let sf = make(salesforce::EMULATOR, &sf_url, sf_faults, Some(sf_notifier.clone()), salesforce::fault_response as fn(Fault) -> Response);
         let sn = make(servicenow::EMULATOR, &sn_url, sn_faults, Some(sn_notifier.clone()), servicenow::fault_response as fn(Fault) -> Response);

@@ -116,6 +116,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .layer(axum::middleware::from_fn_with_state(emulator.clone(), authenticate));
     Router::new()
         .merge(oauth::router())
+        .route("/__admin/schema", get(get_schema).put(put_schema))
         .route("/services/Soap/u/{version}", post(soap_login))
         .route("/services/data", get(versions))
         .route("/services/data/", get(versions))
@@ -221,11 +222,12 @@ fn object_or_404(name: &str) -> Result<&'static ObjectDef, Response> {
     schema::object(name).ok_or_else(|| error(StatusCode::NOT_FOUND, schema::unknown_object(name)))
 }
 
-async fn describe_object(Path(params): Path<HashMap<String, String>>) -> Response {
+async fn describe_object(State(e): Ctx, Path(params): Path<HashMap<String, String>>) -> Response {
     let obj = or_respond!(object_or_404(&params["object"]));
     let fields: Vec<Value> = obj
         .fields
         .iter()
+        .filter(|f| !removed(&e, obj, f.name))
         .map(|f| {
             let (ty, picklist, refs): (&str, &[&str], &[&str]) = match &f.ty {
                 schema::FieldType::Id => ("id", &[], &[]),
@@ -252,7 +254,7 @@ async fn describe_object(Path(params): Path<HashMap<String, String>>) -> Respons
 }
 
 /// A stored record as the REST API returns it, optionally only some fields.
-fn render(obj: &ObjectDef, record: &Map<String, Value>, fields: Option<&[String]>) -> Value {
+fn render(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>, fields: Option<&[String]>) -> Value {
     let mut out = Map::new();
     let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
     out.insert("attributes".into(), json!({ "type": obj.name, "url": sobject_url(obj.name, id) }));
@@ -265,7 +267,7 @@ fn render(obj: &ObjectDef, record: &Map<String, Value>, fields: Option<&[String]
             }
         }
         None => {
-            for def in &obj.fields {
+            for def in obj.fields.iter().filter(|d| !removed(e, obj, d.name)) {
                 out.insert(def.name.to_string(), record.get(def.name).cloned().unwrap_or(Value::Null));
             }
         }
@@ -273,11 +275,26 @@ fn render(obj: &ObjectDef, record: &Map<String, Value>, fields: Option<&[String]
     Value::Object(out)
 }
 
+/// Whether an admin deleted this field (`PUT /__admin/schema`).
+fn removed(e: &Emulator, obj: &ObjectDef, field: &str) -> bool {
+    let removed = e.removed_fields.read().unwrap_or_else(|p| p.into_inner());
+    !removed.is_empty() && removed.contains(&format!("{}.{field}", obj.name))
+}
+
+/// Refuse a write or a query naming a deleted field, as Salesforce refuses an unknown one.
+fn refuse_removed<'a>(e: &Emulator, obj: &ObjectDef, mut fields: impl Iterator<Item = &'a str>) -> Result<(), SfError> {
+    match fields.find(|f| removed(e, obj, f)) {
+        Some(f) => Err(SfError::on("INVALID_FIELD", format!("No such column '{f}' on sobject of type {}", obj.name), f)),
+        None => Ok(()),
+    }
+}
+
 /// Validate and prepare a new record (not yet stored).
 fn prepare_create(e: &Emulator, obj: &'static ObjectDef, input: &Map<String, Value>, user: &str) -> Result<(String, Map<String, Value>), SfError> {
     if obj.name == "User" {
         return Err(SfError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "Users are read-only in the emulator"));
     }
+    refuse_removed(e, obj, input.keys().map(String::as_str))?;
     let values = schema::validate(obj, input, None, &e.store)?;
     let n = e.store.next(&format!("sf.id.{}", obj.prefix)).map_err(internal)?;
     let id = ids::make(obj.prefix, n);
@@ -311,6 +328,7 @@ fn prepare_update(e: &Emulator, obj: &'static ObjectDef, existing: &Map<String, 
     if obj.name == "User" {
         return Err(SfError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "Users are read-only in the emulator"));
     }
+    refuse_removed(e, obj, input.keys().map(String::as_str))?;
     let values = schema::validate(obj, input, Some(existing), &e.store)?;
     let mut record = existing.clone();
     record.extend(values);
@@ -486,7 +504,7 @@ async fn read(State(e): Ctx, Path(params): Path<HashMap<String, String>>, Query(
             return error(StatusCode::BAD_REQUEST, SfError::new("INVALID_FIELD", format!("No such column '{bad}' on sobject of type {}", obj.name)));
         }
     }
-    Json(render(obj, &record, fields.as_deref())).into_response()
+    Json(render(&e, obj, &record, fields.as_deref())).into_response()
 }
 
 async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
@@ -530,7 +548,7 @@ async fn read_by_external_id(State(e): Ctx, Path(params): Path<HashMap<String, S
     let found = e.store.scan(EMULATOR, obj.name, |r| r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value)));
     match found.as_slice() {
         [] => not_found(),
-        [one] => Json(render(obj, one, None)).into_response(),
+        [one] => Json(render(&e, obj, one, None)).into_response(),
         many => (StatusCode::MULTIPLE_CHOICES, Json(json!(many.iter().map(|r| sobject_url(obj.name, r["Id"].as_str().unwrap_or_default())).collect::<Vec<_>>()))).into_response(),
     }
 }
@@ -627,6 +645,7 @@ async fn query_more(Path(params): Path<HashMap<String, String>>) -> Response {
 fn run_query(e: &Emulator, soql: &str) -> Result<(usize, Vec<Value>), SfError> {
     let q = soql::parse(soql)?;
     let obj = q.object;
+    refuse_removed(e, obj, q.fields_read().into_iter())?;
     // Relationships the query walks (`Account.Name`): attach the parent records.
     let mut rels: Vec<String> = q.fields_read().iter().filter_map(|f| f.split_once('.')).map(|(rel, _)| rel.to_string()).collect();
     rels.sort();
@@ -637,7 +656,7 @@ fn run_query(e: &Emulator, soql: &str) -> Result<(usize, Vec<Value>), SfError> {
             let parent = obj.relationship(rel).and_then(|def| row.get(def.name).and_then(Value::as_str).map(str::to_string)).and_then(|pid| {
                 schema::object_by_prefix(&pid).and_then(|pobj| e.store.get(EMULATOR, pobj.name, &pid).map(|p| (pobj, p)))
             });
-            row.insert(rel.to_string(), parent.map(|(pobj, p)| render(pobj, &p, None)).unwrap_or(Value::Null));
+            row.insert(rel.to_string(), parent.map(|(pobj, p)| render(e, pobj, &p, None)).unwrap_or(Value::Null));
         }
     }
     let mut rows: Vec<Map<String, Value>> = rows.into_iter().filter(|r| q.filter.as_ref().is_none_or(|c| soql::matches(c, r))).collect();
@@ -836,4 +855,30 @@ async fn collection_delete(State(e): Ctx, Query(q): Query<HashMap<String, String
         }
     }
     Json(Value::Array(results)).into_response()
+}
+
+/// `GET /__admin/schema`: the fields an admin has deleted.
+async fn get_schema(State(e): Ctx) -> Json<Value> {
+    let mut removed: Vec<String> = e.removed_fields.read().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+    removed.sort();
+    Json(json!({ "removed": removed }))
+}
+
+/// `PUT /__admin/schema {"removed": ["Case.ServiceNow_Number__c"]}`: delete fields from the org's
+/// schema (an empty list puts them all back), as an admin deletes a custom field.
+async fn put_schema(State(e): Ctx, body: axum::body::Bytes) -> Response {
+    let Some(list) = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["removed"].as_array().cloned()) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "expected {\"removed\": [\"Object.Field\", ...]}" }))).into_response();
+    };
+    let mut fields = std::collections::HashSet::new();
+    for item in list {
+        let name = item.as_str().unwrap_or_default();
+        let known = name.split_once('.').and_then(|(o, f)| schema::object(o).and_then(|obj| obj.field(f)));
+        if known.is_none() {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("{name:?} is no field of the emulated org (Object.Field)") }))).into_response();
+        }
+        fields.insert(name.to_string());
+    }
+    *e.removed_fields.write().unwrap_or_else(|p| p.into_inner()) = fields;
+    get_schema(State(e)).await.into_response()
 }
