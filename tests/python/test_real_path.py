@@ -181,6 +181,20 @@ def test_init_doctor_serve_sync_both_ways_with_no_secret_in_any_log(org, tmp_pat
     assert not re.search(r"00D5g000004SEAMEAW![0-9a-f]{48}", everything), "a Salesforce session id reached the output"
 
 
+def set_up(sim, env, tmp_path, port):
+    """`seam init` for tenant acme (no Slack), and its update set committed in the instance."""
+    sf, sn = sim.info["salesforce"], sim.info["servicenow"]
+    config = tmp_path / "seam.json"
+    seam(["init", "--config", str(config), "--tenant", "acme", "--salesforce-login-url", sf["login_url"], "--salesforce-client-id", sf["client_id"],
+          "--salesforce-username", sf["username"], "--salesforce-private-key", sf["private_key"], "--salesforce-org-id", sf["organization_id"],
+          "--servicenow-url", sn["url"], "--servicenow-username", sn["username"], "--servicenow-client-id", sn["client_id"],
+          "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--pack", PACK], env)
+    update_set = tmp_path / "seam-acme.xml"
+    seam(["servicenow", "update-set", "--config", str(config), "--tenant", "acme", "-o", str(update_set)], env)
+    install_update_set(sn, update_set)
+    return config
+
+
 def doctor_fails(env, config, check, *words):
     doctor = seam(["doctor", "--config", str(config)], env, check=False)
     assert doctor.returncode != 0, doctor.stdout
@@ -195,18 +209,16 @@ def doctor_fails(env, config, check, *words):
 def test_doctor_names_each_missing_piece(org, tmp_path):
     sim, env = org
     sf, sn = sim.info["salesforce"], sim.info["servicenow"]
-    port = free_port()
-    config = tmp_path / "seam.json"
-    seam(["init", "--config", str(config), "--tenant", "acme", "--salesforce-login-url", sf["login_url"], "--salesforce-client-id", sf["client_id"],
-          "--salesforce-username", sf["username"], "--salesforce-private-key", sf["private_key"], "--salesforce-org-id", sf["organization_id"],
-          "--servicenow-url", sn["url"], "--servicenow-username", sn["username"], "--servicenow-client-id", sn["client_id"],
-          "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--pack", PACK], env)
-    update_set = tmp_path / "u.xml"
-    seam(["servicenow", "update-set", "--config", str(config), "--tenant", "acme", "-o", str(update_set)], env)
-    install_update_set(sn, update_set)
+    config = set_up(sim, env, tmp_path, free_port())
     assert "all checks passed" in seam(["doctor", "--config", str(config)], env).stdout
 
     sn_admin = (sn["admin_username"], sn["admin_password"])
+    # A secret file others can read is named, with the fix.
+    token_file = json.loads(config.read_text())["tenants"]["acme"]["intake"]["servicenow_secret"]["file"]
+    os.chmod(token_file, 0o644)
+    warned = seam(["doctor", "--config", str(config)], env)
+    assert "other users can read" in warned.stderr and f"chmod 600 {token_file}" in warned.stderr, warned.stderr
+    os.chmod(token_file, 0o600)
     # A wrong secret.
     wrong = {**env, "SEAM_ACME_SERVICENOW_PASSWORD": "not-it"}
     doctor_fails(wrong, config, "ServiceNow login", "401")
@@ -239,16 +251,9 @@ def test_doctor_names_each_missing_piece(org, tmp_path):
 
 def test_backfill_asks_first_and_brings_history(org, tmp_path):
     sim, env = org
-    sf, sn = sim.info["salesforce"], sim.info["servicenow"]
+    sf = sim.info["salesforce"]
     port = free_port()
-    config = tmp_path / "seam.json"
-    seam(["init", "--config", str(config), "--tenant", "acme", "--salesforce-login-url", sf["login_url"], "--salesforce-client-id", sf["client_id"],
-          "--salesforce-username", sf["username"], "--salesforce-private-key", sf["private_key"], "--salesforce-org-id", sf["organization_id"],
-          "--servicenow-url", sn["url"], "--servicenow-username", sn["username"], "--servicenow-client-id", sn["client_id"],
-          "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--pack", PACK], env)
-    update_set = tmp_path / "u.xml"
-    seam(["servicenow", "update-set", "--config", str(config), "--tenant", "acme", "-o", str(update_set)], env)
-    install_update_set(sn, update_set)
+    config = set_up(sim, env, tmp_path, port)
     jane = Salesforce(username="jane.agent@acme.example", consumer_key=sf["client_id"], privatekey_file=sf["private_key"],
                       domain="login", instance_url=sf["url"].removeprefix("https://") + "/services/oauth2/token#")
     old = [jane.Case.create({"Subject": f"history {n}", "Priority": "Low"})["id"] for n in range(5)]

@@ -164,3 +164,32 @@ async fn a_resumed_attempt_does_not_append_a_journal_entry_twice() {
     assert_eq!(sf.query(&format!("SELECT Id FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap().len(), 2);
     sim.shutdown();
 }
+
+#[tokio::test]
+async fn seams_salesforce_writes_carry_its_client_id_which_change_events_report_as_their_origin() {
+    use seam::sim::notify::{Format, NotifyTarget};
+    let (sim, systems) = start("call-options").await;
+    // A receiver for the org's change events.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(serde_json::from_slice(&body).unwrap());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    sim.salesforce.notifier.as_ref().unwrap().set_target(Some(&NotifyTarget { url, secret: None, format: Some(Format::Json) })).unwrap();
+
+    let id = systems.salesforce.create("Case", &obj(json!({ "Subject": "written by seam" }))).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+    let header = &event["payload"]["ChangeEventHeader"];
+    assert_eq!(header["recordIds"], json!([id]));
+    assert_eq!(header["changeOrigin"], format!("com/salesforce/api/rest/59.0;client={}", seam::connectors::salesforce::call_client("sim")));
+    sim.shutdown();
+}
