@@ -9,6 +9,7 @@ names it."""
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -249,28 +250,40 @@ def test_doctor_names_each_missing_piece(org, tmp_path):
     doctor_fails({**env, "SEAM_ACME_SF_CC": sf["client_secret"]}, tmp_path / "cc.json", "Salesforce login", "request not supported on this domain", "my.salesforce.com")
 
 
-def test_backfill_asks_first_and_brings_history(org, tmp_path):
+def test_backfill_asks_first_stops_on_ctrl_c_and_goes_on_where_it_stopped(org, tmp_path):
     sim, env = org
     sf = sim.info["salesforce"]
     port = free_port()
     config = set_up(sim, env, tmp_path, port)
     jane = Salesforce(username="jane.agent@acme.example", consumer_key=sf["client_id"], privatekey_file=sf["private_key"],
                       domain="login", instance_url=sf["url"].removeprefix("https://") + "/services/oauth2/token#")
-    old = [jane.Case.create({"Subject": f"history {n}", "Priority": "Low"})["id"] for n in range(5)]
+    # History: 250 Cases from before seam (two collection calls).
+    old = []
+    for start in (0, 200):
+        records = [{"attributes": {"type": "Case"}, "Subject": f"history {n}", "Priority": "Low"} for n in range(start, min(start + 200, 250))]
+        old += [r["id"] for r in jane.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": records})]
+    since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+    backfill = ["backfill", "--config", str(config), "--tenant", "acme", "--since", since]
+
+    # Without a terminal to ask at, it says what it would do and asks for --yes.
+    refused = seam(backfill, env, check=False)
+    assert refused.returncode != 0 and "--yes" in refused.stderr and "250 Case(s)" in refused.stdout, refused.stdout + refused.stderr
+    assert re.search(r"about \d+ Salesforce and \d+ ServiceNow API calls", refused.stdout), refused.stdout
+    assert "API requests today" in refused.stdout
+
+    # seam serve is not running: the first page fills the backlog and the backfill waits; Ctrl-C stops it there.
+    proc = subprocess.Popen([SEAM, *backfill, "--yes", "--window", "10"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Interrupted after 200 Case(s)" in out, out + err
 
     serve, _ = start_serve(config, env, tmp_path / "serve.log", port)
     try:
-        time.sleep(1)
-        assert all(not jane.Case.get(c).get("ServiceNow_Incident__c") for c in old), "a first start syncs no history"
-        since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
-        refused = seam(["backfill", "--config", str(config), "--tenant", "acme", "--since", since], env, check=False)
-        assert refused.returncode != 0 and "--yes" in refused.stderr and "5 Case(s)" in refused.stdout, refused.stdout + refused.stderr
-        assert "API calls" in refused.stdout
-        done = seam(["backfill", "--config", str(config), "--tenant", "acme", "--since", since, "--yes"], env)
-        assert "All 5 Case(s) are journaled" in done.stdout, done.stdout
-        wait_for("the history synced", lambda: all(jane.Case.get(c).get("ServiceNow_Incident__c") for c in old))
-        again = seam(["backfill", "--config", str(config), "--tenant", "acme", "--since", since, "--yes"], env)
-        assert "Nothing to do" in again.stdout, again.stdout
+        again = seam([*backfill, "--yes"], env)
+        assert "An earlier run brought in 200; 50 are left." in again.stdout and "All 250 Case(s) are journaled" in again.stdout, again.stdout
+        wait_for("the history synced", lambda: jane.query("SELECT COUNT() FROM Case WHERE ServiceNow_Incident__c = null")["totalSize"] == 0, timeout=60)
+        assert "Nothing to do" in seam([*backfill, "--yes"], env).stdout
     finally:
         serve.terminate()
         serve.wait(timeout=20)

@@ -57,8 +57,8 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
     let job = Backfill::new(&args.tenant, journal, systems, since, args.condition.clone());
 
     let plan = job.plan().await?;
-    let left = plan.cases - plan.done;
-    println!("{} Case(s) changed since {}{}.", plan.cases, args.since, args.condition.as_deref().map(|c| format!(" where {c}")).unwrap_or_default());
+    let left = plan.left;
+    println!("{} Case(s) changed since {}{}.", plan.done + left, args.since, args.condition.as_deref().map(|c| format!(" where {c}")).unwrap_or_default());
     if plan.done > 0 {
         println!("An earlier run brought in {}; {left} are left.", plan.done);
     }
@@ -88,7 +88,7 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
         }
     }
 
-    let bar = ProgressBar::new(plan.cases);
+    let bar = ProgressBar::new(plan.done + left);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} Cases journaled, {msg} [{elapsed_precise}, {eta} left]").expect("a valid template"));
     bar.set_position(plan.done);
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));

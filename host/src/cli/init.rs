@@ -8,12 +8,10 @@
 
 use super::serve::{check_tenant_name, Config, TenantConfig};
 use crate::connectors::{salesforce, servicenow, slack};
-use crate::engine::alerts::AlertConfig;
 use crate::intake::TenantIntake;
 use crate::secrets::{write_secret_file, Secret};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -182,19 +180,9 @@ pub async fn run(args: InitArgs) -> Result<()> {
     let mut config = if existing {
         Config::load(&args.config).with_context(|| format!("{} exists but cannot be read; fix it, or init into another file", args.config.display()))?
     } else {
-        Config {
-            listen: args.listen.clone(),
-            journal: args.journal.clone().unwrap_or_else(|| dir.join("journal.db")),
-            poll_seconds: 30,
-            concurrency: 256,
-            tenants: HashMap::new(),
-            trusted_keys: vec![],
-            admin_token: None,
-            public_url: None,
-            plugins_dir: None,
-            alerts: AlertConfig::default(),
-            reconcile_minutes: 60,
-        }
+        // The configuration's own defaults for what is not given.
+        let journal = args.journal.clone().unwrap_or_else(|| dir.join("journal.db"));
+        serde_json::from_value::<Config>(serde_json::json!({ "listen": args.listen, "journal": journal, "tenants": {} })).context("a new configuration")?
     };
     if config.tenants.contains_key(&tenant) && !args.force {
         bail!("{} already has a tenant {tenant}: add --force to replace it", args.config.display());

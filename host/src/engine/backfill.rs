@@ -50,9 +50,10 @@ impl Backfill {
 /// What a backfill would do, before it starts.
 #[derive(Debug)]
 pub struct Plan {
-    pub cases: u64,
     /// Cases an earlier run of the same backfill journaled already.
     pub done: u64,
+    /// Cases still to journal: those after the place it stopped, in its span.
+    pub left: u64,
     pub salesforce_calls: u64,
     pub servicenow_calls: u64,
     /// The org's API requests today (used, allowance), as its last answer reported.
@@ -124,14 +125,16 @@ impl Backfill {
     pub async fn plan(&self) -> Result<Plan> {
         let sf = &self.systems.salesforce;
         let place = self.place()?;
-        let count = sf.count(&format!("SELECT COUNT() FROM Case WHERE {}", self.filter(place.as_ref()))).await.map_err(|e| {
+        // What is left is counted after the place: the Cases already brought in may have moved
+        // out of the span since (seam's own writes to them change their SystemModstamp).
+        let soql = format!("SELECT COUNT() FROM Case WHERE {}{}", self.filter(place.as_ref()), after(place.as_ref()));
+        let left = sf.count(&soql).await.map_err(|e| {
             anyhow::anyhow!("counting the Cases to backfill: {e}{}", if self.condition.is_some() { " (check --where: it is SOQL, ANDed with the date)" } else { "" })
         })?;
-        let done = place.map(|p| p.done).unwrap_or(0).min(count);
-        let left = count - done;
+        let done = place.map(|p| p.done).unwrap_or(0);
         Ok(Plan {
-            cases: count,
             done,
+            left,
             salesforce_calls: left.div_ceil(PAGE as u64) + left * SALESFORCE_CALLS_PER_CASE,
             servicenow_calls: left * SERVICENOW_CALLS_PER_CASE,
             api_usage: sf.api_usage(),
@@ -149,12 +152,8 @@ impl Backfill {
         }
         let stored = self.place()?;
         let filter = self.filter(stored.as_ref());
+        let after = after(stored.as_ref());
         let mut place = stored.unwrap_or_else(|| Place { until: self.until(None), ..Place::default() });
-        let after = if place.stamp.is_empty() {
-            String::new()
-        } else {
-            format!(" AND (SystemModstamp > {0} OR (SystemModstamp = {0} AND Id > '{1}'))", place.stamp, place.id.replace(['\'', '\\'], ""))
-        };
         let soql = format!("SELECT FIELDS(ALL) FROM Case WHERE {filter}{after} ORDER BY SystemModstamp, Id LIMIT {PAGE}");
         let rows = sf.query(&soql).await.map_err(|e| anyhow::anyhow!("reading Cases to backfill: {e}"))?;
         if rows.is_empty() {
@@ -183,6 +182,14 @@ impl Backfill {
     /// Events of the tenant still waiting to be carried across (the running engine's backlog).
     pub fn backlog(&self) -> Result<u64> {
         self.journal.status_count(&self.tenant, "pending")
+    }
+}
+
+/// The condition for the Cases after `place` in SystemModstamp and Id order (nothing without one).
+fn after(place: Option<&Place>) -> String {
+    match place.filter(|p| !p.stamp.is_empty()) {
+        Some(p) => format!(" AND (SystemModstamp > {0} OR (SystemModstamp = {0} AND Id > '{1}'))", p.stamp, p.id.replace(['\'', '\\'], "")),
+        None => String::new(),
     }
 }
 

@@ -206,10 +206,7 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
                 }
             };
             let mut missing = Vec::new();
-            let mut objects: Vec<&str> = wanted.iter().map(|f| f.object.as_str()).collect();
-            objects.dedup();
-            objects.sort();
-            objects.dedup();
+            let objects: std::collections::BTreeSet<&str> = wanted.iter().map(|f| f.object.as_str()).collect();
             let mut failed = None;
             for object in objects {
                 match sf.get_path(&format!("sobjects/{object}/describe")).await {

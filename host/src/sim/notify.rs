@@ -471,7 +471,7 @@ impl Notifier {
         }
         // The URL may carry the receiver's token (`?token=`): errors name the host and path only.
         let shown = redacted(&batch.url);
-        let response = request.body(body).send().await.map_err(|e| Failed::retry(format!("POST {shown}: {e}")))?;
+        let response = request.body(body).send().await.map_err(|e| Failed::retry(format!("POST {shown}: {}", e.without_url())))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let acked = match batch.format {
@@ -497,7 +497,7 @@ impl Notifier {
             post = post.header(name, value);
         }
         let shown = redacted(&request.url);
-        let response = post.body(request.body).send().await.map_err(|e| Failed::retry(format!("POST {shown}: {e}")))?;
+        let response = post.body(request.body).send().await.map_err(|e| Failed::retry(format!("POST {shown}: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

@@ -108,27 +108,22 @@ impl Salesforce {
     }
 
     pub async fn get(&self, object: &str, id: &str) -> Result<Map<String, Value>> {
-        let api = &self.api;
-        let response = api.call(reqwest::Method::GET, &format!("sobjects/{object}/{id}"), None).await?;
-        let body = api.http.json(response).await?;
+        let body = self.get_path(&format!("sobjects/{object}/{id}")).await?;
         Ok(body.as_object().cloned().unwrap_or_default())
     }
 
     /// A `SELECT COUNT() …` query's count.
     pub async fn count(&self, soql: &str) -> Result<u64> {
-        let path = format!("query?{}", serde_urlencoded::to_string([("q", soql)]).unwrap_or_default());
-        let body = self.get_path(&path).await?;
+        let body = self.get_path(&query_path(soql)).await?;
         body["totalSize"].as_u64().ok_or_else(|| ConnectorError::Refused { system: "salesforce", status: 200, message: format!("a COUNT() query answered without totalSize: {}", super::truncate(&body.to_string())) })
     }
 
     /// Every row of a SOQL query, following `nextRecordsUrl`.
     pub async fn query(&self, soql: &str) -> Result<Vec<Map<String, Value>>> {
-        let api = &self.api;
-        let mut path = format!("query?{}", serde_urlencoded::to_string([("q", soql)]).unwrap_or_default());
+        let mut path = query_path(soql);
         let mut rows = Vec::new();
         loop {
-            let response = api.call(reqwest::Method::GET, &path, None).await?;
-            let body = api.http.json(response).await?;
+            let body = self.get_path(&path).await?;
             rows.extend(body["records"].as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()));
             match body["nextRecordsUrl"].as_str() {
                 Some(next) if body["done"] == json!(false) => path = next.to_string(),
@@ -136,6 +131,11 @@ impl Salesforce {
             }
         }
     }
+}
+
+/// The query resource for `soql`.
+fn query_path(soql: &str) -> String {
+    format!("query?{}", serde_urlencoded::to_string([("q", soql)]).unwrap_or_default())
 }
 
 /// One record of a collection request.

@@ -481,14 +481,15 @@ fn commit(e: &Emulator, table: &Table, operation: &str, w: &Written) -> Result<(
     }
     // The record, its journal entries and the push rules' jobs in one transaction.
     let jobs = if w.changed.is_empty() && operation == "update" { Vec::new() } else { push_jobs(e, table, operation, raw(&w.record, "sys_updated_by"), &w.record, None) };
-    e.store
-        .put_all_with(EMULATOR, writes, |db| {
-            for (outgoing, job) in jobs {
-                outgoing.queue_in(db, |_| Ok(job))?;
-            }
-            Ok(())
-        })
-        .map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))
+    e.store.put_all_with(EMULATOR, writes, |db| queue_jobs(db, jobs)).map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))
+}
+
+/// Queue push jobs inside the transaction `db` of the write that sets them off.
+fn queue_jobs(db: &rusqlite::Connection, jobs: Vec<(crate::sim::notify::Outgoing, String)>) -> anyhow::Result<()> {
+    for (outgoing, job) in jobs {
+        outgoing.queue_in(db, |_| Ok(job))?;
+    }
+    Ok(())
 }
 
 /// The jobs of the installed push rules a change of `record` by `user` sets off (the rules
@@ -512,13 +513,7 @@ fn notify_deleted(e: &Emulator, table: &Table, record: &Record, user: &str) {
     if jobs.is_empty() {
         return;
     }
-    let queued = e.store.put_all_with(EMULATOR, Vec::new(), |db| {
-        for (outgoing, job) in jobs {
-            outgoing.queue_in(db, |_| Ok(job))?;
-        }
-        Ok(())
-    });
-    if let Err(err) = queued {
+    if let Err(err) = e.store.put_all_with(EMULATOR, Vec::new(), |db| queue_jobs(db, jobs)) {
         tracing::error!("queueing a ServiceNow notification: {err:#}");
     }
 }
