@@ -34,7 +34,9 @@ class Sim:
             time.sleep(0.05)
         time.sleep(0.05)
         self.info = json.loads(info_file.read_text())
-        # Every client library here trusts the simulator's CA through these.
+        # Every client library here trusts the simulator's CA through these; stop() puts back
+        # what was there (another simulator's, for the tests that share one).
+        self.previous_env = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
         os.environ["REQUESTS_CA_BUNDLE"] = self.info["ca_pem"]
         os.environ["SSL_CERT_FILE"] = self.info["ca_pem"]
         return self
@@ -47,6 +49,11 @@ class Sim:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for key, value in getattr(self, "previous_env", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     def ports(self):
         """The ports in use, so a restart can come back on the same ones."""
@@ -76,7 +83,8 @@ def fresh_sim(tmp_path):
         return s
 
     yield make
-    for s in sims:
+    # Last started, first stopped: each puts back the trust the one before it had set.
+    for s in reversed(sims):
         s.stop()
 
 

@@ -4,9 +4,8 @@
 
 use seam::engine::backfill::{parse_since, Backfill, Pause};
 use seam::engine::dispatcher::Dispatcher;
-use seam::engine::poller::Poller;
-use seam::sim::faults::Faults;
-use seam_tests::{engine_on_sim, seampack, settle, CASE_INCIDENT};
+use seam::engine::poller::SALESFORCE_CASES;
+use seam_tests::{seampack, settle, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -16,22 +15,32 @@ fn obj(v: Value) -> Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserve() {
-    let (sim, engine, _config) = engine_on_sim("backfill", seampack(CASE_INCIDENT, "case-incident", None), &[]).await;
+    // The emulators first, with history: Cases made before seam is set up (nothing to
+    // send their notifications to yet).
+    let state = seam_tests::scratch_dir("backfill");
+    let pack = state.join("mapping.seampack");
+    std::fs::write(&pack, seampack(CASE_INCIDENT, "case-incident", None)).unwrap();
+    let (sim, mut config) = seam::cli::serve::sim_config(&state, &pack, &[], None).await.unwrap();
+    config.reconcile_minutes = 0;
     let people = sim.systems(seam::connectors::RetryPolicy::default()).await.unwrap();
-    let seam_systems = Arc::new(sim.seam_systems(seam::connectors::RetryPolicy::default()).await.unwrap());
     let since = chrono::Utc::now() - chrono::Duration::minutes(1);
-
-    // History: Cases made before seam was set up, which no notification announced.
-    sim.salesforce.faults.set(Faults { drop_notifications: 1.0, ..Faults::default() });
+    sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
     for n in 0..450 {
         let priority = if n % 3 == 0 { "High" } else { "Low" };
         people.salesforce.create("Case", &obj(json!({ "Subject": format!("history {n}"), "Priority": priority }))).await.unwrap();
     }
-    sim.salesforce.faults.set(Faults::default());
-    let poller = Poller { tenant: "demo".into(), journal: engine.journal.clone(), systems: seam_systems.clone() };
-    assert_eq!(poller.poll_once().await.unwrap().read, 0, "a first start syncs no history");
+    sim.salesforce.faults.set(Default::default());
+
+    // seam's first start: its catch-up poll begins after the history, and syncs none of it.
+    let engine = seam::cli::serve::start_engine(&config, std::future::pending()).await.unwrap();
+    let seam_systems = Arc::new(sim.seam_systems(seam::connectors::RetryPolicy::default()).await.unwrap());
+    let started = std::time::Instant::now();
+    while engine.journal.watermark("demo", SALESFORCE_CASES).unwrap().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the first poll set no watermark");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     settle(&sim, &engine).await;
-    assert_eq!(engine.journal.count("demo").unwrap(), 0);
+    assert_eq!(engine.journal.count("demo").unwrap(), 0, "a first start syncs no history");
 
     // Only the High ones, first: 150 of them.
     let high = Backfill::new("demo", engine.journal.clone(), seam_systems.clone(), since, Some("Priority = 'High'".into()));

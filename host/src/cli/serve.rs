@@ -288,14 +288,16 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         }
         let poller = Poller { tenant: name.clone(), journal: journal.clone(), systems };
         let every = Duration::from_secs(config.poll_seconds.max(1));
+        // The first pass at once: on a first start it sets the watermarks at "now" (what changes
+        // from then on is caught up, nothing before), on a restart it catches up on the downtime.
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
                 match poller.poll_once().await {
                     Ok(p) if p.new > 0 => tracing::info!(tenant = %poller.tenant, "catch-up poll found {} change(s) no notification announced", p.new),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(tenant = %poller.tenant, "catch-up poll failed: {e:#}"),
                 }
+                tokio::time::sleep(every).await;
             }
         });
     }

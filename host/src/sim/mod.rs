@@ -376,6 +376,15 @@ async fn fault_layer(State(emulator): State<Arc<Emulator>>, request: Request, ne
     next.run(request).await
 }
 
+/// The user and password of an `Authorization: Basic` header.
+pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let encoded = headers.get("authorization")?.to_str().ok()?.strip_prefix("Basic ")?;
+    let pair = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (user, password) = pair.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }

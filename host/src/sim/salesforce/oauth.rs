@@ -79,14 +79,7 @@ fn requested_host(uri: &axum::http::Uri, headers: &HeaderMap) -> String {
 
 /// `client_id` and `client_secret` from the form, or from `Authorization: Basic` (simple-salesforce's way).
 fn client_of(form: &HashMap<String, String>, headers: &HeaderMap) -> (Option<String>, Option<String>) {
-    if let Some((id, secret)) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|pair| pair.split_once(':').map(|(a, b)| (a.to_string(), b.to_string())))
-    {
+    if let Some((id, secret)) = crate::sim::basic_credentials(headers) {
         return (Some(id), Some(secret));
     }
     (form.get("client_id").cloned(), form.get("client_secret").cloned())

@@ -21,7 +21,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,9 +50,8 @@ const PASSWORDS: [(&str, &str); 3] = [(SN_USERNAME, SN_PASSWORD), (SN_ADMIN_USER
 /// The user a request authenticates as: Basic with a known user's password, or a live Bearer token.
 pub fn user_of(e: &Emulator, headers: &HeaderMap) -> Option<String> {
     let header = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if let Some(basic) = header.strip_prefix("Basic ") {
-        let pair = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok().and_then(|b| String::from_utf8(b).ok())?;
-        let (user, password) = pair.split_once(':')?;
+    if header.starts_with("Basic ") {
+        let (user, password) = crate::sim::basic_credentials(headers)?;
         return PASSWORDS.iter().find(|(u, p)| *u == user && *p == password).map(|(u, _)| u.to_string());
     }
     let token = header.strip_prefix("Bearer ")?.trim();
@@ -78,14 +76,7 @@ async fn token(State(e): Ctx, headers: HeaderMap, body: Bytes) -> Response {
         return denied();
     }
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let basic = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|pair| pair.split_once(':').map(|(a, b)| (a.to_string(), b.to_string())));
-    let (client_id, client_secret) = basic.unwrap_or_else(|| (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default()));
+    let (client_id, client_secret) = crate::sim::basic_credentials(&headers).unwrap_or_else(|| (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default()));
     if client_id != SN_CLIENT_ID || client_secret != SN_CLIENT_SECRET {
         return denied();
     }
