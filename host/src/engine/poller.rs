@@ -71,13 +71,14 @@ impl Poller {
         let since = self.journal.watermark(&self.tenant, "salesforce.Case")?;
         if since.is_none() {
             // The newest change there is, one millisecond on: what is there now is history.
+            // With no Case at all there is no history, and every Case to come is new: the
+            // watermark starts at the epoch (this machine's clock says nothing of the org's).
             let newest = sf.query("SELECT SystemModstamp FROM Case ORDER BY SystemModstamp DESC LIMIT 1").await?;
             let at = newest
                 .first()
                 .and_then(|r| r.get("SystemModstamp").and_then(Value::as_str))
                 .and_then(|s| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok().map(|t| t.with_timezone(&chrono::Utc)))
-                .unwrap_or_else(chrono::Utc::now)
-                + chrono::Duration::milliseconds(1);
+                .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::milliseconds(1));
             return self.start_at(SALESFORCE_CASES, &at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string());
         }
         // `>=`: records sharing the watermark's millisecond are read again and dropped as duplicates.
@@ -103,13 +104,13 @@ impl Poller {
         let since = self.journal.watermark(&self.tenant, "servicenow.incident")?;
         if since.is_none() {
             // sys_updated_on counts whole seconds: the newest change's second is history, the next one is not.
+            // With no incident at all, every incident to come is new (see the Cases above).
             let newest = sn.query("incident", "ORDERBYDESCsys_updated_on", 1).await?;
             let at = newest
                 .first()
                 .and_then(|r| r.get("sys_updated_on").and_then(Value::as_str))
                 .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc()))
-                .unwrap_or_else(chrono::Utc::now)
-                + chrono::Duration::seconds(1);
+                .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::seconds(1));
             return self.start_at(SERVICENOW_INCIDENTS, &at.format("%Y-%m-%d %H:%M:%S").to_string());
         }
         let filter = since.map(|t| format!("sys_updated_on>={t}^")).unwrap_or_default();
