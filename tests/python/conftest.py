@@ -62,6 +62,7 @@ class Sim:
             "--salesforce-port", str(urlparse(self.info["salesforce"]["url"]).port),
             "--servicenow-port", str(urlparse(self.info["servicenow"]["url"]).port),
             "--slack-port", str(urlparse(self.info["slack"]["url"]).port),
+            "--pubsub-port", str(urlparse(self.info["salesforce"]["pubsub_url"]).port),
         ]
 
 

@@ -18,6 +18,9 @@ pub struct SimArgs {
     pub servicenow_port: u16,
     #[arg(long, default_value_t = 0)]
     pub slack_port: u16,
+    /// Salesforce's Pub/Sub API (gRPC over TLS).
+    #[arg(long, default_value_t = 0)]
+    pub pubsub_port: u16,
     /// Inject a fault: `salesforce.rate_limit=0.2`, `servicenow.server_error_next=3`,
     /// `slack.latency_ms=200`, `salesforce.drop_notifications=0.1` (repeatable).
     #[arg(long = "fault", value_name = "EMULATOR.KEY=VALUE")]
@@ -51,6 +54,7 @@ pub fn config(args: &SimArgs) -> Result<SimConfig> {
     config.salesforce_port = args.salesforce_port;
     config.servicenow_port = args.servicenow_port;
     config.slack_port = args.slack_port;
+    config.pubsub_port = args.pubsub_port;
     for setting in &args.faults {
         let (key, value) = setting.split_once('=').with_context(|| format!("--fault {setting}: expected EMULATOR.KEY=VALUE"))?;
         let (emulator, key) = key.split_once('.').with_context(|| format!("--fault {setting}: expected EMULATOR.KEY=VALUE"))?;

@@ -1,5 +1,5 @@
 //! Fault injection, per emulator: rate limiting, server errors, latency and
-//! dropped notifications, set by `seam sim --fault` or `PUT /__admin/faults`.
+//! dropped notifications and Pub/Sub streams, set by `seam sim --fault` or `PUT /__admin/faults`.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -24,6 +24,10 @@ pub struct Faults {
     pub drop_notifications_next: u32,
     /// Seconds a rate-limited client is told to wait.
     pub retry_after_secs: u64,
+    /// Probability (0..1) that a Pub/Sub subscription is cut (UNAVAILABLE) instead of sending its next batch.
+    pub drop_streams: f64,
+    /// Cut the next N Pub/Sub subscriptions that have a batch to send.
+    pub drop_streams_next: u32,
 }
 
 impl Default for Faults {
@@ -37,6 +41,8 @@ impl Default for Faults {
             drop_notifications: 0.0,
             drop_notifications_next: 0,
             retry_after_secs: 1,
+            drop_streams: 0.0,
+            drop_streams_next: 0,
         }
     }
 }
@@ -97,6 +103,16 @@ impl FaultSwitch {
         }
         roll(f.drop_notifications)
     }
+
+    /// Should this subscription be cut instead of sending its batch?
+    pub fn drop_stream(&self) -> bool {
+        let mut f = self.faults.lock().unwrap();
+        if f.drop_streams_next > 0 {
+            f.drop_streams_next -= 1;
+            return true;
+        }
+        roll(f.drop_streams)
+    }
 }
 
 /// Parse `--fault salesforce.rate_limit=0.2` style settings onto `faults`.
@@ -104,7 +120,7 @@ pub fn apply_setting(faults: &mut Faults, key: &str, value: &str) -> anyhow::Res
     let mut json = serde_json::to_value(&*faults)?;
     let slot = json
         .get_mut(key)
-        .ok_or_else(|| anyhow::anyhow!("unknown fault {key:?}; known: rate_limit, rate_limit_next, server_error, server_error_next, latency_ms, drop_notifications, drop_notifications_next, retry_after_secs"))?;
+        .ok_or_else(|| anyhow::anyhow!("unknown fault {key:?}; known: rate_limit, rate_limit_next, server_error, server_error_next, latency_ms, drop_notifications, drop_notifications_next, retry_after_secs, drop_streams, drop_streams_next"))?;
     *slot = serde_json::from_str(value).map_err(|_| anyhow::anyhow!("fault {key} needs a number, got {value:?}"))?;
     *faults = serde_json::from_value(json).map_err(|e| anyhow::anyhow!("fault {key}={value}: {e}"))?;
     Ok(())

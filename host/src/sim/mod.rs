@@ -84,6 +84,8 @@ pub struct Emulator {
     /// Fields an admin has deleted from the org's schema, as `Object.Field` (Salesforce:
     /// `PUT /__admin/schema`): describe leaves them out, reads and writes refuse them.
     pub removed_fields: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Salesforce's change event bus, which its Pub/Sub API serves.
+    pub change_events: Option<Arc<salesforce::change_events::Bus>>,
     fault_response: fn(Fault) -> Response,
     /// Writes happen one at a time, as the real systems serialize a record's
     /// updates: two updates read, change and commit the record in turn, never
@@ -108,13 +110,15 @@ pub struct SimConfig {
     pub salesforce_port: u16,
     pub servicenow_port: u16,
     pub slack_port: u16,
+    /// Salesforce's Pub/Sub API (gRPC).
+    pub pubsub_port: u16,
     pub faults: Vec<(String, Faults)>,
     pub notify: Vec<(String, NotifyTarget)>,
 }
 
 impl SimConfig {
     pub fn new(state_dir: PathBuf) -> Self {
-        SimConfig { state_dir, salesforce_port: 0, servicenow_port: 0, slack_port: 0, faults: vec![], notify: vec![] }
+        SimConfig { state_dir, salesforce_port: 0, servicenow_port: 0, slack_port: 0, pubsub_port: 0, faults: vec![], notify: vec![] }
     }
 }
 
@@ -123,6 +127,8 @@ pub struct Sim {
     pub salesforce: Arc<Emulator>,
     pub servicenow: Arc<Emulator>,
     pub slack: Arc<Emulator>,
+    /// Salesforce's Pub/Sub API: `https://127.0.0.1:PORT`.
+    pub pubsub_url: String,
     pub ca_pem: PathBuf,
     pub info_file: PathBuf,
     /// The connected app's key pair: the private key an operator would keep, the certificate the app holds.
@@ -151,6 +157,8 @@ impl Sim {
         let (sf_listener, sf_url) = bind(config.salesforce_port, "Salesforce")?;
         let (sn_listener, sn_url) = bind(config.servicenow_port, "ServiceNow")?;
         let (slack_listener, slack_url) = bind(config.slack_port, "Slack")?;
+        let (pubsub_listener, pubsub_url) = bind(config.pubsub_port, "Salesforce Pub/Sub")?;
+        let bus = Arc::new(salesforce::change_events::Bus::open(store.clone())?);
 
         let faults_for = |name: &str| {
             let switch = Arc::new(FaultSwitch::default());
@@ -181,12 +189,12 @@ impl Sim {
             }
         }
 
-        let make = |name, base_url: &String, faults, notifier, fault_response| {
-            Arc::new(Emulator { name, store: store.clone(), faults, notifier, base_url: base_url.clone(), requests: AtomicU64::new(0), api_limit: AtomicU64::new(salesforce::DAILY_API_LIMIT), removed_fields: Default::default(), fault_response, writes: Default::default() })
+        let make = |name, base_url: &String, faults, notifier, change_events, fault_response| {
+            Arc::new(Emulator { name, store: store.clone(), faults, notifier, base_url: base_url.clone(), requests: AtomicU64::new(0), api_limit: AtomicU64::new(salesforce::DAILY_API_LIMIT), removed_fields: Default::default(), change_events, fault_response, writes: Default::default() })
         };
-        let sf = make(salesforce::EMULATOR, &sf_url, sf_faults, Some(sf_notifier.clone()), salesforce::fault_response as fn(Fault) -> Response);
-        let sn = make(servicenow::EMULATOR, &sn_url, sn_faults, Some(sn_notifier.clone()), servicenow::fault_response as fn(Fault) -> Response);
-        let sl = make(slack::EMULATOR, &slack_url, faults_for(slack::EMULATOR), None, slack::fault_response as fn(Fault) -> Response);
+        let sf = make(salesforce::EMULATOR, &sf_url, sf_faults, Some(sf_notifier.clone()), Some(bus.clone()), salesforce::fault_response as fn(Fault) -> Response);
+        let sn = make(servicenow::EMULATOR, &sn_url, sn_faults, Some(sn_notifier.clone()), None, servicenow::fault_response as fn(Fault) -> Response);
+        let sl = make(slack::EMULATOR, &slack_url, faults_for(slack::EMULATOR), None, None, slack::fault_response as fn(Fault) -> Response);
 
         // A rule's job reads the instance when it runs; the emulator outlives its notifier's jobs.
         let instance = Arc::downgrade(&sn);
@@ -227,8 +235,22 @@ impl Sim {
             handles.push(handle);
         }
 
+        // The Pub/Sub API on its own port, as Salesforce serves it on its own host.
+        {
+            let service = salesforce::pubsub::Service { emulator: sf.clone(), bus };
+            let app = tonic::service::Routes::new(crate::connectors::salesforce::pubsub::proto::pub_sub_server::PubSubServer::new(service)).into_axum_router();
+            let handle = axum_server::Handle::new();
+            let server = axum_server::from_tcp_rustls(pubsub_listener, tls.clone()).handle(handle.clone());
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!("the Salesforce Pub/Sub emulator stopped: {e}");
+                }
+            });
+            handles.push(handle);
+        }
+
         let info_file = dir.join("sim.json");
-        let sim = Sim { salesforce: sf, servicenow: sn, slack: sl, ca_pem: tls_files.ca_pem, info_file, connected_app, handles };
+        let sim = Sim { salesforce: sf, servicenow: sn, slack: sl, pubsub_url, ca_pem: tls_files.ca_pem, info_file, connected_app, handles };
         let info = serde_json::to_string_pretty(&sim.info())?;
         std::fs::write(&sim.info_file, info).with_context(|| format!("writing {}", sim.info_file.display()))?;
         Ok(sim)
@@ -247,6 +269,7 @@ impl Sim {
                 "client_id": SF_CLIENT_ID, "client_secret": SF_CLIENT_SECRET,
                 "private_key": self.connected_app.private_key, "certificate": self.connected_app.certificate,
                 "organization_id": salesforce::ORG_ID,
+                "pubsub_url": self.pubsub_url,
             },
             "servicenow": {
                 "url": self.servicenow.base_url, "username": SN_USERNAME, "password": SN_PASSWORD,

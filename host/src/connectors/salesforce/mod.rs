@@ -8,6 +8,7 @@
 //! name seam's own writes (`changeOrigin`).
 
 pub mod auth;
+pub mod pubsub;
 
 use super::batch::Batcher;
 use super::token::{Token, Tokens};

@@ -2,9 +2,11 @@
 //! endpoints, SOQL queries, sObject Collections, limits, and Outbound
 //! Messages on Case and Account changes.
 
+pub mod change_events;
 pub mod connected_app;
 pub mod ids;
 pub mod oauth;
+pub mod pubsub;
 pub mod schema;
 pub mod soap;
 pub mod soql;
@@ -117,7 +119,10 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
     Router::new()
         .merge(oauth::router())
         .route("/__admin/schema", get(get_schema).put(put_schema))
+        .route("/__admin/pubsub", get(get_pubsub).put(put_pubsub))
         .route("/services/Soap/u/{version}", post(soap_login))
+        // Salesforce's Pub/Sub samples post to `/services/Soap/u/57.0/`.
+        .route("/services/Soap/u/{version}/", post(soap_login))
         .route("/services/data", get(versions))
         .route("/services/data/", get(versions))
         .nest("/services/data/{version}", data)
@@ -381,6 +386,32 @@ enum ChangeType {
     Delete,
 }
 
+impl ChangeType {
+    /// As a change event's header names it.
+    fn as_str(self) -> &'static str {
+        match self {
+            ChangeType::Create => "CREATE",
+            ChangeType::Update => "UPDATE",
+            ChangeType::Delete => "DELETE",
+        }
+    }
+}
+
+/// Append the change events of one transaction's writes, inside it (`db`).
+fn publish_in(e: &Emulator, db: &rusqlite::Connection, writes: &[(&'static ObjectDef, ChangeType, &str, &Map<String, Value>, Option<&Map<String, Value>>)], caller: &Caller) -> anyhow::Result<()> {
+    let Some(bus) = &e.change_events else { return Ok(()) };
+    let removed: Vec<String> = e.removed_fields.read().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+    let written: Vec<_> = writes.iter().map(|(obj, change, id, record, before)| change_events::Written { obj, change: change.as_str(), id, record, before: *before }).collect();
+    bus.append_in(db, &written, &caller.user, &caller.change_origin(), &removed)
+}
+
+/// After the transaction that appended change events committed: wake the subscriptions.
+fn published(e: &Emulator) {
+    if let Some(bus) = &e.change_events {
+        bus.committed();
+    }
+}
+
 /// The notification a change of `record` sends to the configured target, if any:
 /// an Outbound Message (creates and updates, as Salesforce sends them) or a change
 /// event (with the changed fields and the committing user, deletes included).
@@ -406,19 +437,32 @@ fn queue_in(db: &rusqlite::Connection, outgoing: super::notify::Outgoing, obj: &
 
 /// Store one written record and queue its notification in one transaction: as on
 /// the real platform, a write that lands never lacks its notification.
-fn store_notifying(e: &Emulator, obj: &ObjectDef, change: ChangeType, id: &str, record: &Map<String, Value>, before: Option<&Map<String, Value>>, caller: &Caller) -> anyhow::Result<()> {
+fn store_notifying(e: &Emulator, obj: &'static ObjectDef, change: ChangeType, id: &str, record: &Map<String, Value>, before: Option<&Map<String, Value>>, caller: &Caller) -> anyhow::Result<()> {
     let outgoing = outgoing(e, obj, change, record);
-    e.store.put_all_with(EMULATOR, vec![(obj.name.to_string(), id.to_string(), record.clone())], |db| match outgoing {
-        Some(o) => queue_in(db, o, obj, change, record, before, caller),
-        None => Ok(()),
-    })
+    e.store.put_all_with(EMULATOR, vec![(obj.name.to_string(), id.to_string(), record.clone())], |db| {
+        if let Some(o) = outgoing {
+            queue_in(db, o, obj, change, record, before, caller)?;
+        }
+        publish_in(e, db, &[(obj, change, id, record, before)], caller)
+    })?;
+    published(e);
+    Ok(())
 }
 
-/// A delete's notification, after the delete (its own transaction).
-fn notify_deleted(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>, caller: &Caller) {
-    let Some(outgoing) = outgoing(e, obj, ChangeType::Delete, record) else { return };
-    if let Err(err) = e.store.put_all_with(EMULATOR, Vec::new(), |db| queue_in(db, outgoing, obj, ChangeType::Delete, record, None, caller)) {
-        tracing::error!("queueing a notification: {err:#}");
+/// Deletes' notifications and change events, after the deletes (their own transaction).
+fn notify_deleted(e: &Emulator, deleted: &[(&'static ObjectDef, String, Map<String, Value>)], caller: &Caller) {
+    let stored = e.store.put_all_with(EMULATOR, Vec::new(), |db| {
+        for (obj, _, record) in deleted {
+            if let Some(outgoing) = outgoing(e, obj, ChangeType::Delete, record) {
+                queue_in(db, outgoing, obj, ChangeType::Delete, record, None, caller)?;
+            }
+        }
+        let writes: Vec<_> = deleted.iter().map(|(obj, id, record)| (*obj, ChangeType::Delete, id.as_str(), record, None)).collect();
+        publish_in(e, db, &writes, caller)
+    });
+    match stored {
+        Ok(()) => published(e),
+        Err(err) => tracing::error!("queueing a notification: {err:#}"),
     }
 }
 
@@ -436,7 +480,7 @@ fn change_event(obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>
         json!({
             "entityName": obj.name,
             "recordIds": [id],
-            "changeType": match change { ChangeType::Create => "CREATE", ChangeType::Update => "UPDATE", ChangeType::Delete => "DELETE" },
+            "changeType": change.as_str(),
             "changeOrigin": caller.change_origin(),
             "transactionKey": hex::encode(rand::random::<[u8; 16]>()),
             "sequenceNumber": 1,
@@ -528,7 +572,7 @@ async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
     let (id, record) = or_respond!(find(&e, obj, &params["id"]));
     match e.store.delete(EMULATOR, obj.name, &id) {
         Ok(_) => {
-            notify_deleted(&e, obj, &record, &caller);
+            notify_deleted(&e, &[(obj, id, record)], &caller);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, internal(err)),
@@ -778,11 +822,13 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, c
                 queue_in(db, o, w.obj, change(w), &w.record, w.before.as_ref(), caller)?;
             }
         }
-        Ok(())
+        let events: Vec<_> = notifying.iter().map(|w| (w.obj, change(w), w.id.as_str(), &w.record, w.before.as_ref())).collect();
+        publish_in(e, db, &events, caller)
     });
     if let Err(err) = stored {
         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
     }
+    published(e);
     Json(Value::Array(results)).into_response()
 }
 
@@ -824,7 +870,7 @@ async fn collection_update(State(e): Ctx, axum::Extension(caller): axum::Extensi
     finish_collection(&e, parsed.all_or_none, prepared, &caller)
 }
 
-async fn collection_delete(State(e): Ctx, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn collection_delete(State(e): Ctx, axum::Extension(caller): axum::Extension<Caller>, Query(q): Query<HashMap<String, String>>) -> Response {
     let _write = e.write_lock();
     let Some(list) = q.get("ids") else {
         return error(StatusCode::BAD_REQUEST, SfError::new("MISSING_ARGUMENT", "ids parameter required"));
@@ -842,11 +888,14 @@ async fn collection_delete(State(e): Ctx, Query(q): Query<HashMap<String, String
     }
     let any_missing = targets.iter().any(|(_, t)| t.is_none());
     let mut results = Vec::new();
+    let mut deleted = Vec::new();
     for (raw, target) in &targets {
         match target {
             Some((obj, id)) if !(all_or_none && any_missing) => {
-                if let Err(err) = e.store.delete(EMULATOR, obj.name, id) {
-                    return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
+                match e.store.delete(EMULATOR, obj.name, id) {
+                    Ok(Some(record)) => deleted.push((*obj, id.clone(), record)),
+                    Ok(None) => {}
+                    Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err)),
                 }
                 results.push(json!({ "id": id, "success": true, "errors": [] }));
             }
@@ -854,7 +903,33 @@ async fn collection_delete(State(e): Ctx, Query(q): Query<HashMap<String, String
             None => results.push(json!({ "id": raw, "success": false, "errors": [SfError::new("ENTITY_IS_DELETED", "entity is deleted").collection_json()] })),
         }
     }
+    notify_deleted(&e, &deleted, &caller);
     Json(Value::Array(results)).into_response()
+}
+
+/// `GET /__admin/pubsub`: the change event bus (events kept, oldest and newest replay ids, settings).
+async fn get_pubsub(State(e): Ctx) -> Response {
+    match &e.change_events {
+        Some(bus) => Json(bus.stats()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `PUT /__admin/pubsub {"retention_seconds": 5, "keepalive_seconds": 1}`: shorten the
+/// retention window (events older are dropped at once) or the keepalive period, for tests.
+async fn put_pubsub(State(e): Ctx, body: axum::body::Bytes) -> Response {
+    let Some(bus) = &e.change_events else { return StatusCode::NOT_FOUND.into_response() };
+    let settings: change_events::BusSettings = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(err) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("expected {{\"retention_seconds\": n, \"keepalive_seconds\": n}}: {err}") }))).into_response(),
+    };
+    if !(settings.retention_seconds > 0.0 && settings.keepalive_seconds > 0.0) {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "retention_seconds and keepalive_seconds must be positive" }))).into_response();
+    }
+    match bus.set_settings(settings) {
+        Ok(()) => Json(bus.stats()).into_response(),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, internal(err)),
+    }
 }
 
 /// `GET /__admin/schema`: the fields an admin has deleted.

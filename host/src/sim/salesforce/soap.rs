@@ -24,6 +24,12 @@ pub fn parse_login(body: &str) -> Result<(String, String), String> {
                     text.push_str(&crate::xml::reference(&r)?);
                 }
             }
+            // Salesforce's samples wrap the credentials in CDATA.
+            Ok(Event::CData(c)) => {
+                if let Some((_, text)) = current.as_mut() {
+                    text.push_str(std::str::from_utf8(&c).map_err(|_| "the SOAP login request is not UTF-8")?);
+                }
+            }
             Ok(Event::End(_)) => match current.take() {
                 Some((name, text)) if name == "username" => username = Some(text),
                 Some((name, text)) if name == "password" => password = Some(text),
@@ -40,6 +46,8 @@ pub fn parse_login(body: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A partner `loginResponse`, its elements in the WSDL's order: Salesforce's own Pub/Sub
+/// sample client reads `serverUrl`, `sessionId` and `userInfo/organizationId` by position.
 pub fn login_response(session_id: &str, server_url: &str, user_id: &str, org_id: &str, username: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -54,9 +62,30 @@ pub fn login_response(session_id: &str, server_url: &str, user_id: &str, org_id:
     <sessionId>{session_id}</sessionId>
     <userId>{user_id}</userId>
     <userInfo>
+     <accessibilityMode>false</accessibilityMode>
+     <chatterExternal>false</chatterExternal>
+     <currencySymbol>$</currencySymbol>
+     <orgAttachmentFileSizeLimit>5242880</orgAttachmentFileSizeLimit>
+     <orgDefaultCurrencyIsoCode>USD</orgDefaultCurrencyIsoCode>
+     <orgDefaultCurrencyLocale>en_US</orgDefaultCurrencyLocale>
+     <orgDisallowHtmlAttachments>false</orgDisallowHtmlAttachments>
+     <orgHasPersonAccounts>false</orgHasPersonAccounts>
      <organizationId>{org_id}</organizationId>
+     <organizationMultiCurrency>false</organizationMultiCurrency>
      <organizationName>seam simulator</organizationName>
+     <profileId>00e5g000000SEAMAAA</profileId>
+     <roleId xsi:nil="true"/>
+     <sessionSecondsValid>7200</sessionSecondsValid>
+     <userDefaultCurrencyIsoCode xsi:nil="true"/>
+     <userEmail>{username}</userEmail>
+     <userFullName>Seam Integration</userFullName>
+     <userId>{user_id}</userId>
+     <userLanguage>en_US</userLanguage>
+     <userLocale>en_US</userLocale>
      <userName>{username}</userName>
+     <userTimeZone>America/Los_Angeles</userTimeZone>
+     <userType>Standard</userType>
+     <userUiSkin>Theme3</userUiSkin>
     </userInfo>
    </result>
   </loginResponse>
