@@ -34,7 +34,7 @@ def test_dashboard_in_headless_chromium(tmp_path):
     assert pathlib.Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does)"
     state = tmp_path / "state"
     state.mkdir()
-    ports = free_ports(4)
+    ports = free_ports(5)
     log = open(tmp_path / "serve.log", "ab")
     with serving(state, ports, log) as info:
         config = json.loads((state / "seam.json").read_text())
@@ -79,7 +79,7 @@ def test_reconcile_command_reports_and_repairs_drift(tmp_path):
     """`seam reconcile` against a running `seam serve --sim`: a dry run reports, a real run repairs, a second run finds nothing."""
     state = tmp_path / "state"
     state.mkdir()
-    ports = free_ports(4)
+    ports = free_ports(5)
     log = open(tmp_path / "serve.log", "ab")
     config = state / "seam.json"
     with serving(state, ports, log) as info:

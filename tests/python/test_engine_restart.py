@@ -68,7 +68,7 @@ def clients(info):
 def test_kill_9_mid_stream_loses_and_doubles_nothing(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
-    ports = free_ports(4)
+    ports = free_ports(5)
     log = open(tmp_path / "serve.log", "ab")
     proc, info = start(state, ports, log)
     sf, _ = clients(info)
@@ -107,7 +107,7 @@ def test_kill_9_at_random_points_lands_every_change_exactly_once(tmp_path):
     print(f"crash test seed {seed} (SEAM_CRASH_SEED={seed} repeats it)")
     state = tmp_path / "state"
     state.mkdir()
-    ports = free_ports(4)
+    ports = free_ports(5)
     log = open(tmp_path / "serve.log", "ab")
     started = time.time()
     cases, incidents = [], {}

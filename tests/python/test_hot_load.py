@@ -23,7 +23,7 @@ def test_install_list_rollback_and_restart(tmp_path):
 
     state = tmp_path / "state"
     state.mkdir()
-    ports = free_ports(4)
+    ports = free_ports(5)
     log = open(tmp_path / "serve.log", "ab")
     config = state / "seam.json"
     with serving(state, ports, log):
@@ -65,7 +65,7 @@ def test_workflow_pack_hot_load_rollback_and_restart(tmp_path):
     """A workflow pack is added beside the mapping, survives a restart, and a rollback removes it."""
     state = tmp_path / "state"
     state.mkdir()
-    ports = free_ports(4)
+    ports = free_ports(5)
     log = open(tmp_path / "serve.log", "ab")
     config = state / "seam.json"
     with serving(state, ports, log):

@@ -123,7 +123,7 @@ pub async fn engine_on_sim_with(
             path
         })
         .collect();
-    let (sim, mut config) = seam::cli::serve::sim_config(&state, &mapping_path, &workflow_paths, None).await.unwrap();
+    let (sim, mut config) = seam::cli::serve::sim_config(&state, &mapping_path, &workflow_paths, None, seam::intake::salesforce::pubsub::Source::OutboundMessages).await.unwrap();
     // Tests reconcile when they mean to, not on a timer.
     config.reconcile_minutes = 0;
     tweak(&mut config);

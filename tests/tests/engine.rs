@@ -199,7 +199,7 @@ async fn a_forbidden_write_is_dead_lettered_and_re_driven_once_fixed() {
 async fn catch_up_polling_recovers_notifications_that_never_arrived() {
     use seam::engine::poller::Poller;
     let h = harness("poll").await;
-    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone() };
+    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone(), poll_salesforce: true };
     let (sf, sn) = (&h.people.salesforce, &h.people.servicenow);
     assert_eq!(poller.poll_once().await.unwrap().read, 0, "a first start reads nothing: it sets the watermarks");
 
@@ -246,7 +246,7 @@ async fn a_first_start_syncs_no_history_and_catches_up_from_then_on() {
     h.sim.salesforce.faults.set(Default::default());
     h.sim.servicenow.faults.set(Default::default());
 
-    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone() };
+    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone(), poll_salesforce: true };
     let first = poller.poll_once().await.unwrap();
     h.settle().await;
     assert_eq!((first.read, h.journal.count(TENANT).unwrap(), h.writes()), (0, 0, 0), "history is not synced");
@@ -273,7 +273,7 @@ async fn a_first_start_syncs_no_history_and_catches_up_from_then_on() {
 async fn a_change_that_failed_is_not_brought_back_by_the_catch_up_poll() {
     use seam::engine::poller::Poller;
     let h = harness("poll-dead").await;
-    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone() };
+    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone(), poll_salesforce: true };
     let sf = &h.people.salesforce;
     let case = sf.create("Case", &obj(json!({ "Subject": "about to break", "Priority": "Low" }))).await.unwrap();
     h.settle().await;

@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// Where the emulators and the journal keep their state (a fresh temporary directory by default).
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// How the emulated org's changes reach seam.
+    #[arg(long, value_enum, default_value = "pubsub")]
+    pub salesforce_events: crate::intake::salesforce::pubsub::Source,
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -78,7 +81,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let state = args.state.unwrap_or_else(|| std::env::temp_dir().join(format!("seam-demo-{}", std::process::id())));
     super::read_pack(&args.pack)?;
     super::read_pack(&args.workflow)?;
-    let (sim, config) = serve::sim_config(&state, &args.pack, std::slice::from_ref(&args.workflow), None).await?;
+    let (sim, config) = serve::sim_config(&state, &args.pack, std::slice::from_ref(&args.workflow), None, args.salesforce_events).await?;
     println!("Emulators (state in {}):", state.display());
     super::sim::print_banner(&sim);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -61,6 +61,12 @@ pub struct InitArgs {
     /// The org's id (Setup → Company Information); without it, seam logs in to read it.
     #[arg(long)]
     pub salesforce_org_id: Option<String>,
+    /// How Salesforce's changes reach seam: Change Data Capture over the Pub/Sub API, or Outbound Messages posted to intake.
+    #[arg(long, value_enum, default_value = "pubsub")]
+    pub salesforce_events: crate::intake::salesforce::pubsub::Source,
+    /// The Pub/Sub API endpoint (Salesforce's, unless a proxy or the emulator stands in).
+    #[arg(long, default_value = crate::connectors::salesforce::pubsub::DEFAULT_URL)]
+    pub pubsub_url: String,
 
     /// https://<instance>.service-now.com
     #[arg(long)]
@@ -257,6 +263,8 @@ pub async fn run(args: InitArgs) -> Result<()> {
         servicenow,
         slack: args.slack.then(|| slack::Credentials { api_url: args.slack_api_url.clone(), token: Secret::env(env_name(&tenant, "SLACK_TOKEN")) }),
         intake,
+        events: args.salesforce_events,
+        pubsub: crate::intake::salesforce::pubsub::PubSubSettings { url: args.pubsub_url.clone(), platform_event: None },
         ownership: None,
     };
     config.tenants.insert(tenant.clone(), tenant_config);

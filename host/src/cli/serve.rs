@@ -14,6 +14,7 @@ use crate::admin::metrics::{Metrics, TenantLabel};
 use crate::engine::alerts::{AlertConfig, Alerter};
 use crate::engine::reconcile::Reconciler;
 use crate::engine::processor::Processor;
+use crate::intake::salesforce::pubsub as salesforce_events;
 use crate::intake::{self, Intake, TenantIntake};
 use crate::secrets::Secret;
 use crate::admin::Admin;
@@ -47,9 +48,13 @@ pub struct ServeArgs {
     /// With --sim: a workflow pack the `demo` tenant runs too (repeat for more).
     #[arg(long = "workflow")]
     pub workflows: Vec<PathBuf>,
-    /// With --sim: fixed ports (intake, salesforce, servicenow, slack), so a restart comes back where it was.
-    #[arg(long, num_args = 4, value_names = ["INTAKE", "SALESFORCE", "SERVICENOW", "SLACK"])]
+    /// With --sim: fixed ports (intake, salesforce, servicenow, slack, and Salesforce's Pub/Sub API),
+    /// so a restart comes back where it was.
+    #[arg(long, num_args = 4..=5, value_names = ["INTAKE", "SALESFORCE", "SERVICENOW", "SLACK", "PUBSUB"])]
     pub ports: Option<Vec<u16>>,
+    /// With --sim: how the emulated org's changes reach seam.
+    #[arg(long, value_enum, default_value = "pubsub")]
+    pub salesforce_events: salesforce_events::Source,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -118,6 +123,13 @@ pub struct TenantConfig {
     #[serde(default)]
     pub slack: Option<slack::Credentials>,
     pub intake: TenantIntake,
+    /// Where Salesforce's changes come from: `pubsub` (Change Data Capture over the Pub/Sub API)
+    /// or `outbound_messages` (posted to intake).
+    #[serde(default)]
+    pub events: salesforce_events::Source,
+    /// The Pub/Sub endpoint and an optional platform event channel, for `"events": "pubsub"`.
+    #[serde(default)]
+    pub pubsub: salesforce_events::PubSubSettings,
     /// Which fields each side mirrors (and so may not be edited there). Absent: the pack's manifest says, else the Case ⇄ Incident default.
     #[serde(default)]
     pub ownership: Option<Ownership>,
@@ -196,8 +208,11 @@ const DEMO_SALESFORCE_SECRET: &str = "demo-salesforce-secret";
 const DEMO_SERVICENOW_SECRET: &str = "demo-servicenow-secret";
 
 /// Start the emulators and describe them as a one-tenant configuration, `demo`.
-pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflows: &[PathBuf], ports: Option<&[u16]>) -> Result<(Sim, Config)> {
-    let ports = ports.map(<[u16]>::to_vec).unwrap_or_else(|| vec![0, 0, 0, 0]);
+/// `events` says how the org's changes reach seam: over its Pub/Sub API, or as Outbound Messages
+/// (the emulated org is then set up to send them to intake).
+pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflows: &[PathBuf], ports: Option<&[u16]>, events: salesforce_events::Source) -> Result<(Sim, Config)> {
+    let mut ports = ports.map(<[u16]>::to_vec).unwrap_or_default();
+    ports.resize(5, 0);
     // Intake's port must be known before the emulators are told where to push.
     let intake_port = if ports[0] == 0 { std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port() } else { ports[0] };
     let listen = format!("127.0.0.1:{intake_port}");
@@ -208,9 +223,11 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         servicenow_secret: Secret::value(DEMO_SERVICENOW_SECRET),
     };
     let mut sim_config = SimConfig::new(state.join("sim"));
-    (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port) = (ports[1], ports[2], ports[3]);
-    sim_config.notify =
-        vec![("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={DEMO_OUTBOUND_TOKEN}"), secret: None, format: None })];
+    (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port, sim_config.pubsub_port) = (ports[1], ports[2], ports[3], ports[4]);
+    if events == salesforce_events::Source::OutboundMessages {
+        sim_config.notify =
+            vec![("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={DEMO_OUTBOUND_TOKEN}"), secret: None, format: None })];
+    }
     let sim = Sim::start(sim_config).await?;
     // As the instance's admin would: seam's update set, its push rule sending to this intake.
     sim.install_push_rule("demo", &format!("http://{listen}/intake/demo/servicenow"), DEMO_SERVICENOW_SECRET)?;
@@ -222,6 +239,8 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         servicenow: sim.servicenow_credentials(),
         slack: Some(sim.slack_credentials()),
         intake: intake_cfg,
+        events,
+        pubsub: salesforce_events::PubSubSettings { url: sim.pubsub_url.clone(), platform_event: None },
         ownership: None,
     };
     let config = Config { listen, journal: state.join("journal.db"), poll_seconds: 5,
@@ -267,7 +286,10 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         for w in started.workflows.load().iter() {
             tracing::info!(tenant = %name, workflow = %w.manifest.id(), sha256 = %w.hash, signer = ?w.signer, "workflow loaded");
         }
-        let systems = Arc::new(t.connect(name).await.with_context(|| format!("tenant {name}"))?);
+        let mut systems = t.connect(name).await.with_context(|| format!("tenant {name}"))?;
+        let pubsub = t.events == salesforce_events::Source::Pubsub;
+        systems.salesforce_echoes = !pubsub;
+        let systems = Arc::new(systems);
         tenants.insert(name.clone(), t.intake.keys(name)?);
         let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: started.mapping, workflows: started.workflows, counters: metrics.counters(name) });
         processors.insert(name.clone(), processor.clone());
@@ -286,7 +308,14 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
             let reconciler = Reconciler { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), mapping: processor.active.clone() };
             tokio::spawn(reconcile_every(reconciler, Duration::from_secs(config.reconcile_minutes * 60)));
         }
-        let poller = Poller { tenant: name.clone(), journal: journal.clone(), systems };
+        let poller = Arc::new(Poller { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), poll_salesforce: !pubsub });
+        if pubsub {
+            let mirrored = pack.ownership.mirrors.iter().filter(|m| m.system == crate::model::System::Salesforce).map(|m| m.object.clone());
+            let topics = salesforce_events::topics(mirrored, t.pubsub.platform_event.as_deref());
+            let subscriber = salesforce_events::Subscriber::new(name, journal.clone(), systems.clone(), poller.clone(), processor.counters.clone(), &t.intake.salesforce_org_id, &t.pubsub, t.ca_pem.as_deref())?;
+            tracing::info!(tenant = %name, topics = ?topics, url = %t.pubsub.url, "Salesforce changes come over the Pub/Sub API");
+            Arc::new(subscriber).start(topics);
+        }
         let every = Duration::from_secs(config.poll_seconds.max(1));
         // The first pass at once: on a first start it sets the watermarks at "now" (what changes
         // from then on is caught up, nothing before), on a restart it catches up on the downtime.
@@ -330,7 +359,7 @@ async fn reconcile_every(reconciler: Reconciler, every: Duration) {
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let (sim, config) = if args.sim {
-        let (sim, config) = sim_config(&args.state, &args.pack, &args.workflows, args.ports.as_deref()).await?;
+        let (sim, config) = sim_config(&args.state, &args.pack, &args.workflows, args.ports.as_deref(), args.salesforce_events).await?;
         super::sim::print_banner(&sim);
         (Some(sim), config)
     } else {

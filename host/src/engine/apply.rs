@@ -18,6 +18,10 @@ pub struct Systems {
     pub salesforce: Salesforce,
     pub servicenow: ServiceNow,
     pub slack: Option<Slack>,
+    /// Whether seam's own Salesforce writes come back as changes to expect as echoes:
+    /// Outbound Messages bring them; the Pub/Sub subscriber drops them at the source
+    /// (their `changeOrigin` names seam's client), so none would come.
+    pub salesforce_echoes: bool,
 }
 
 /// One write made in a system, for the audit trail.
@@ -123,7 +127,15 @@ impl Systems {
         let sn = ServiceNow::new(servicenow, tenant, ca_pem, policy.clone())?;
         sn.authenticate().await.with_context(|| format!("authenticating to ServiceNow at {}", servicenow.instance_url))?;
         let slack = slack.map(|c| Slack::new(c, tenant, ca_pem, policy)).transpose()?;
-        Ok(Systems { salesforce: sf, servicenow: sn, slack })
+        Ok(Systems { salesforce: sf, servicenow: sn, slack, salesforce_echoes: true })
+    }
+
+    /// Whether `system` sends seam's own writes back as changes. seam's ServiceNow push
+    /// rule skips the integration user's changes at the source, so an echo expected from
+    /// ServiceNow would never come, and meanwhile every other value of that field would
+    /// read as stale; a catch-up poll that reads seam's write back finds it in the shadow.
+    pub fn echoes_come_back(&self, system: System) -> bool {
+        system == System::Salesforce && self.salesforce_echoes
     }
 
     /// A link a person can open.

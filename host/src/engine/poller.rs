@@ -30,6 +30,9 @@ pub struct Poller {
     pub tenant: String,
     pub journal: Arc<Journal>,
     pub systems: Arc<Systems>,
+    /// Whether each pass reads Cases too. Not when Salesforce's changes come over the Pub/Sub
+    /// API, whose replay ids leave nothing to catch up on but gaps ([`Poller::catch_up_cases_since`]).
+    pub poll_salesforce: bool,
 }
 
 /// What one pass found.
@@ -43,11 +46,40 @@ pub struct Polled {
 impl Poller {
     pub async fn poll_once(&self) -> Result<Polled> {
         let mut polled = Polled::default();
-        for (read, new) in [self.poll_cases().await?, self.poll_incidents().await?] {
+        let cases = if self.poll_salesforce { self.poll_cases().await? } else { (0, 0) };
+        for (read, new) in [cases, self.poll_incidents().await?] {
             polled.read += read;
             polled.new += new;
         }
         Ok(polled)
+    }
+
+    /// Read every Case changed since `since_ms` (epoch milliseconds), page by page: what a
+    /// change event stream could not replay. Returns how many changes were new to the journal.
+    pub async fn catch_up_cases_since(&self, since_ms: i64) -> Result<usize> {
+        let since = chrono::DateTime::from_timestamp_millis(since_ms).unwrap_or(chrono::DateTime::UNIX_EPOCH);
+        let mark = since.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+        // Never forward: a later watermark would skip part of the gap.
+        let current = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
+        if current.as_deref().is_none_or(|c| c > mark.as_str()) {
+            self.journal.set_watermark(&self.tenant, SALESFORCE_CASES, &mark)?;
+        }
+        self.catch_up_cases().await
+    }
+
+    /// Read every Case changed since the watermark, page by page; how many changes were new.
+    pub async fn catch_up_cases(&self) -> Result<usize> {
+        let mut new = 0;
+        loop {
+            let before = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
+            let (read, fresh) = self.poll_cases().await?;
+            new += fresh;
+            // A short page is the last; a full one that did not move the watermark (a page of
+            // Cases all stamped in one millisecond) would be read again forever.
+            if read < PAGE || self.journal.watermark(&self.tenant, SALESFORCE_CASES)? == before {
+                return Ok(new);
+            }
+        }
     }
 
     /// A first start: the watermark is set at `at`, and nothing before it is read.
@@ -66,20 +98,30 @@ impl Poller {
         Ok((read, new))
     }
 
+    /// A first start of Case polling: the watermark just past the newest Case there is (what is
+    /// there now is history). Does nothing when the watermark is set.
+    pub async fn begin_cases(&self) -> Result<()> {
+        if self.journal.watermark(&self.tenant, SALESFORCE_CASES)?.is_some() {
+            return Ok(());
+        }
+        // The newest change there is, one millisecond on: what is there now is history.
+        // With no Case at all there is no history, and every Case to come is new: the
+        // watermark starts at the epoch (this machine's clock says nothing of the org's).
+        let newest = self.systems.salesforce.query("SELECT SystemModstamp FROM Case ORDER BY SystemModstamp DESC LIMIT 1").await?;
+        let at = newest
+            .first()
+            .and_then(|r| r.get("SystemModstamp").and_then(Value::as_str))
+            .and_then(|s| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok().map(|t| t.with_timezone(&chrono::Utc)))
+            .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::milliseconds(1));
+        self.start_at(SALESFORCE_CASES, &at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())?;
+        Ok(())
+    }
+
     async fn poll_cases(&self) -> Result<(usize, usize)> {
         let sf = &self.systems.salesforce;
-        let since = self.journal.watermark(&self.tenant, "salesforce.Case")?;
+        let since = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
         if since.is_none() {
-            // The newest change there is, one millisecond on: what is there now is history.
-            // With no Case at all there is no history, and every Case to come is new: the
-            // watermark starts at the epoch (this machine's clock says nothing of the org's).
-            let newest = sf.query("SELECT SystemModstamp FROM Case ORDER BY SystemModstamp DESC LIMIT 1").await?;
-            let at = newest
-                .first()
-                .and_then(|r| r.get("SystemModstamp").and_then(Value::as_str))
-                .and_then(|s| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok().map(|t| t.with_timezone(&chrono::Utc)))
-                .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::milliseconds(1));
-            return self.start_at(SALESFORCE_CASES, &at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string());
+            return self.begin_cases().await.map(|()| (0, 0));
         }
         // `>=`: records sharing the watermark's millisecond are read again and dropped as duplicates.
         let filter = since.as_deref().map(|t| format!(" WHERE SystemModstamp >= {}", t.replace("+0000", "Z"))).unwrap_or_default();

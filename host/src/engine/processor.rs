@@ -53,6 +53,9 @@ pub struct Counters {
     pub reverts: Counter,
     pub retries: Counter,
     pub dead_letters: Counter,
+    /// Times a Pub/Sub subscription could not resume where it stopped (its replay id was
+    /// past the retention window) and a catch-up poll covered the gap.
+    pub stream_gaps: Counter,
     /// Seconds per pack call, by tenant and pack.
     pub plugin_seconds: PluginLatency,
 }
@@ -81,6 +84,7 @@ impl Default for Counters {
             reverts: Counter::default(),
             retries: Counter::default(),
             dead_letters: Counter::default(),
+            stream_gaps: Counter::default(),
             plugin_seconds: Family::new_with_constructor(latency_histogram),
         }
     }
@@ -211,7 +215,7 @@ impl Processor {
             .collect();
         if !restorable.is_empty() && progress == 0 {
             let put_back = self.systems.update(source.clone(), &restorable).await.map_err(Failure::from_apply)?;
-            if echoes_come_back(source.system) {
+            if self.systems.echoes_come_back(source.system) {
                 out.expect.extend(put_back.fields.into_iter().map(|f| (source.clone(), f.name, f.value)));
             }
             for f in violations.iter().filter(|f| restorable.contains_key(&f.name)) {
@@ -283,7 +287,7 @@ impl Processor {
                     let before = journal.shadow_fields(&self.tenant, &w.record, &touched)?;
                     let plugin = by.get(w.action).cloned().flatten();
                     let reason = if plugin.is_some() { "workflow" } else { "sync" };
-                    account_for(w, Some(&before), plugin, reason, &mut step);
+                    account_for(w, Some(&before), plugin, reason, self.systems.echoes_come_back(w.record.system), &mut step);
                 }
                 if n == actions.len() && last_is_update {
                     last_step = step;
@@ -318,8 +322,8 @@ impl Processor {
 
 /// What a write leaves in the journal: audit rows for the values it changed
 /// (`before`: the target's shadow), the shadow of what the record now holds,
-/// and the echoes to expect back.
-pub(crate) fn account_for(w: &Write, before: Option<&HashMap<String, Value>>, plugin: Option<String>, reason: &str, out: &mut Outcome) {
+/// and the echoes to expect back (when the system sends seam's writes back: `echoes_come_back`).
+pub(crate) fn account_for(w: &Write, before: Option<&HashMap<String, Value>>, plugin: Option<String>, reason: &str, echoes_come_back: bool, out: &mut Outcome) {
     for f in &w.fields {
         let old = before.and_then(|b| b.get(&f.name)).cloned();
         // Sent along but unchanged (impact stays 1 when urgency moves): no change to explain.
@@ -333,19 +337,11 @@ pub(crate) fn account_for(w: &Write, before: Option<&HashMap<String, Value>>, pl
     for f in w.observed.iter().filter(|f| before.and_then(|b| b.get(&f.name)) != Some(&f.value)) {
         out.shadow.push((w.record.clone(), f.name.clone(), f.value.clone()));
     }
-    if echoes_come_back(w.record.system) {
+    if echoes_come_back {
         out.expect.extend(w.fields.iter().map(|f| (w.record.clone(), f.name.clone(), f.value.clone())));
     }
 }
 
-/// Whether a system sends seam's own writes back as changes, to be expected as echoes.
-/// Salesforce's Outbound Messages do. seam's ServiceNow push rule skips the integration
-/// user's changes at the source, so an echo expected from ServiceNow would never come,
-/// and meanwhile every other value of that field would read as stale; a catch-up poll
-/// that reads seam's write back finds it in the shadow.
-fn echoes_come_back(system: System) -> bool {
-    matches!(system, System::Salesforce)
-}
 
 /// A pack may only write, on a linked record, fields the target system does not own.
 fn check(ownership: &ownership::Ownership, pack: &ActivePack, change: &Change, actions: &[Action]) -> std::result::Result<(), String> {

@@ -142,7 +142,7 @@ impl Reconciler {
         let body: Map<String, Json> = fields.iter().map(|f| (f.name.clone(), normalize::json(&f.value))).collect();
         let write = self.systems.update(mirror.clone(), &body).await.with_context(|| format!("repairing {mirror}"))?;
         let mut out = Outcome::default();
-        account_for(&write, Some(found), None, "reconcile: drift repaired from the owner", &mut out);
+        account_for(&write, Some(found), None, "reconcile: drift repaired from the owner", self.systems.echoes_come_back(write.record.system), &mut out);
         let key = format!("reconcile:{}", chrono::Utc::now().timestamp_millis());
         self.journal.record_outcome(&self.tenant, &key, &pack.manifest.id(), &out)?;
         tracing::info!(tenant = %self.tenant, record = %mirror, fields = ?fields.iter().map(|f| &f.name).collect::<Vec<_>>(), "reconcile repaired drift");

@@ -28,6 +28,9 @@ pub struct Faults {
     pub drop_streams: f64,
     /// Cut the next N Pub/Sub subscriptions that have a batch to send.
     pub drop_streams_next: u32,
+    /// Publish the next N change events as gap events (`GAP_UPDATE`, header only), as
+    /// Salesforce does when it cannot build an event: subscribers must read the records.
+    pub gap_events_next: u32,
 }
 
 impl Default for Faults {
@@ -43,6 +46,7 @@ impl Default for Faults {
             retry_after_secs: 1,
             drop_streams: 0.0,
             drop_streams_next: 0,
+            gap_events_next: 0,
         }
     }
 }
@@ -104,6 +108,16 @@ impl FaultSwitch {
         roll(f.drop_notifications)
     }
 
+    /// Should this change event be published as a gap event?
+    pub fn gap_event(&self) -> bool {
+        let mut f = self.faults.lock().unwrap();
+        if f.gap_events_next > 0 {
+            f.gap_events_next -= 1;
+            return true;
+        }
+        false
+    }
+
     /// Should this subscription be cut instead of sending its batch?
     pub fn drop_stream(&self) -> bool {
         let mut f = self.faults.lock().unwrap();
@@ -120,7 +134,7 @@ pub fn apply_setting(faults: &mut Faults, key: &str, value: &str) -> anyhow::Res
     let mut json = serde_json::to_value(&*faults)?;
     let slot = json
         .get_mut(key)
-        .ok_or_else(|| anyhow::anyhow!("unknown fault {key:?}; known: rate_limit, rate_limit_next, server_error, server_error_next, latency_ms, drop_notifications, drop_notifications_next, retry_after_secs, drop_streams, drop_streams_next"))?;
+        .ok_or_else(|| anyhow::anyhow!("unknown fault {key:?}; known: rate_limit, rate_limit_next, server_error, server_error_next, latency_ms, drop_notifications, drop_notifications_next, retry_after_secs, drop_streams, drop_streams_next, gap_events_next"))?;
     *slot = serde_json::from_str(value).map_err(|_| anyhow::anyhow!("fault {key} needs a number, got {value:?}"))?;
     *faults = serde_json::from_value(json).map_err(|e| anyhow::anyhow!("fault {key}={value}: {e}"))?;
     Ok(())

@@ -239,9 +239,27 @@ impl Journal {
         self.record(tenant, events, Some(is_echo)).await
     }
 
+    /// As [`Journal::record_settling_echoes`], and a source's position (a stream's replay id) set
+    /// in the same transaction: after a crash, the stream resumes exactly after what was stored.
+    pub async fn record_up_to(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: EchoCheck, source: &str, position: &str) -> Result<Vec<Recorded>> {
+        self.record_marking(tenant, events, Some(is_echo), Some((source.to_string(), position.to_string()))).await
+    }
+
     async fn record(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: Option<EchoCheck>) -> Result<Vec<Recorded>> {
+        self.record_marking(tenant, events, is_echo, None).await
+    }
+
+    async fn record_marking(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: Option<EchoCheck>, mark: Option<(String, String)>) -> Result<Vec<Recorded>> {
         let tenant = tenant.to_string();
-        let out = self.write_grouped(move |db| insert_events(db, &tenant, &events, is_echo)).await?;
+        let out = self
+            .write_grouped(move |db| {
+                let out = insert_events(db, &tenant, &events, is_echo)?;
+                if let Some((source, position)) = &mark {
+                    put_watermark(db, &tenant, source, position)?;
+                }
+                Ok(out)
+            })
+            .await?;
         if out.iter().any(|r| matches!(r, Recorded::New(_))) {
             self.arrived.notify_waiters();
         }
@@ -975,10 +993,18 @@ impl Journal {
     }
 
     pub fn set_watermark(&self, tenant: &str, source: &str, value: &str) -> Result<()> {
-        let db = self.db.lock().unwrap();
-        db.prepare_cached("INSERT INTO watermarks (tenant, source, value) VALUES (?1, ?2, ?3) ON CONFLICT (tenant, source) DO UPDATE SET value = excluded.value")?.execute(params![tenant, source, value])?;
+        put_watermark(&self.db.lock().unwrap(), tenant, source, value)
+    }
+
+    pub fn clear_watermark(&self, tenant: &str, source: &str) -> Result<()> {
+        self.db.lock().unwrap().execute("DELETE FROM watermarks WHERE tenant = ?1 AND source = ?2", params![tenant, source])?;
         Ok(())
     }
+}
+
+fn put_watermark(db: &Connection, tenant: &str, source: &str, value: &str) -> Result<()> {
+    db.prepare_cached("INSERT INTO watermarks (tenant, source, value) VALUES (?1, ?2, ?3) ON CONFLICT (tenant, source) DO UPDATE SET value = excluded.value")?.execute(params![tenant, source, value])?;
+    Ok(())
 }
 
 impl Journal {

@@ -83,6 +83,22 @@ impl Salesforce {
         &self.api.http
     }
 
+    /// The `client=` this connection's calls carry in `Sforce-Call-Options`, which the
+    /// org's change events report in `changeOrigin`.
+    pub fn client_id(&self) -> &str {
+        self.api.call_options.strip_prefix("client=").unwrap_or_default()
+    }
+
+    /// The session (a current access token, fetched if need be), for calls that are not REST (Pub/Sub).
+    pub async fn session(&self) -> Result<Arc<Token>> {
+        self.api.tokens.get().await
+    }
+
+    /// The org no longer honours `session` (a Pub/Sub call was refused): the next call logs in again.
+    pub fn session_refused(&self, session: &Arc<Token>) {
+        self.api.tokens.invalidate(session);
+    }
+
     /// The org's API host, as its last login answered.
     pub fn instance_url(&self) -> String {
         self.api.tokens.peek().and_then(|t| t.instance_url.clone()).unwrap_or_default()

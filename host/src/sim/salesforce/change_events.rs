@@ -189,7 +189,8 @@ impl Bus {
 
     /// Append the events of one transaction's writes (inside it: `db` is the write's transaction).
     /// Records of one object changed the same way share one event.
-    pub fn append_in(&self, db: &Connection, writes: &[Written], commit_user: &str, change_origin: &str, removed: &[String]) -> Result<()> {
+    /// With `gap`, the events are gap events: `GAP_<type>`, the header alone.
+    pub fn append_in(&self, db: &Connection, writes: &[Written], commit_user: &str, change_origin: &str, removed: &[String], gap: bool) -> Result<()> {
         if writes.is_empty() {
             return Ok(());
         }
@@ -200,10 +201,13 @@ impl Bus {
         let mut grouped: Vec<(&'static ObjectDef, &'static str, Arc<EventSchema>, Body, Vec<&str>)> = Vec::new();
         for w in writes.iter().filter(|w| w.obj.notifies) {
             let schema = self.schema(w.obj, removed)?;
-            let body = body(&schema, w);
-            match grouped.iter_mut().find(|(obj, change, _, b, _)| obj.name == w.obj.name && *change == w.change && *b == body) {
+            let (change, body) = match gap {
+                false => (w.change, body(&schema, w)),
+                true => (gap_type(w.change), Body { values: vec![Avro::Union(0, Box::new(Avro::Null)); schema.fields.len()], changed: vec![], nulled: vec![] }),
+            };
+            match grouped.iter_mut().find(|(obj, c, _, b, _)| obj.name == w.obj.name && *c == change && *b == body) {
                 Some(group) => group.4.push(w.id),
-                None => grouped.push((w.obj, w.change, schema, body, vec![w.id])),
+                None => grouped.push((w.obj, change, schema, body, vec![w.id])),
             }
         }
         for (sequence, (obj, change, schema, body, ids)) in grouped.into_iter().enumerate() {
@@ -273,6 +277,15 @@ impl Bus {
     pub fn stats(&self) -> Value {
         let (count, oldest) = self.store.with_db(|db| db.query_row("SELECT COUNT(*), MIN(replay) FROM change_events", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))).unwrap_or((0, None));
         json!({ "events": count, "oldest_replay": oldest, "newest_replay": self.tip(), "settings": self.settings() })
+    }
+}
+
+fn gap_type(change: &str) -> &'static str {
+    match change {
+        "CREATE" => "GAP_CREATE",
+        "DELETE" => "GAP_DELETE",
+        "UNDELETE" => "GAP_UNDELETE",
+        _ => "GAP_UPDATE",
     }
 }
 

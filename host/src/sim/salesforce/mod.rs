@@ -402,7 +402,8 @@ fn publish_in(e: &Emulator, db: &rusqlite::Connection, writes: &[(&'static Objec
     let Some(bus) = &e.change_events else { return Ok(()) };
     let removed: Vec<String> = e.removed_fields.read().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
     let written: Vec<_> = writes.iter().map(|(obj, change, id, record, before)| change_events::Written { obj, change: change.as_str(), id, record, before: *before }).collect();
-    bus.append_in(db, &written, &caller.user, &caller.change_origin(), &removed)
+    let gap = !written.is_empty() && e.faults.gap_event();
+    bus.append_in(db, &written, &caller.user, &caller.change_origin(), &removed, gap)
 }
 
 /// After the transaction that appended change events committed: wake the subscriptions.

@@ -62,8 +62,8 @@ impl CallMetadata {
 /// A channel to the Pub/Sub endpoint `url` (`https://host:port`) over TLS, trusting what
 /// every other connection of seam trusts (the system's roots and `ca_pem`).
 pub fn channel(url: &str, ca_pem: Option<&Path>) -> Result<tonic::transport::Channel> {
-    let mut tls = crate::connectors::tls::client_config(ca_pem)?;
-    tls.alpn_protocols = vec![b"h2".to_vec()];
+    // gRPC is HTTP/2 only: the connector offers `h2` in ALPN.
+    let tls = crate::connectors::tls::client_config(ca_pem)?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http2().build();
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .with_context(|| format!("the Pub/Sub URL {url:?} is not a URL"))?

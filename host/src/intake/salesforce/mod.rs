@@ -1,4 +1,7 @@
-//! Salesforce notifications: Outbound Messages (SOAP) and change events (JSON).
+//! Salesforce notifications: Outbound Messages (SOAP) and change events (JSON);
+//! Change Data Capture over the Pub/Sub API is [`pubsub`].
+
+pub mod pubsub;
 
 use crate::engine::normalize;
 use crate::model::{Change, ChangeKind};
