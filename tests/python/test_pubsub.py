@@ -150,6 +150,12 @@ def test_case_changes_arrive_as_change_events_and_replay_from_a_stored_id(sim, p
     assert header["changeType"] == "UPDATE"
     assert sorted(changed_fields(schema, header["changedFields"])) == ["Description", "LastModifiedDate", "Status"]
     assert update["Status"] == "Working" and update["Subject"] is None, "an update carries only what changed"
+    assert update["ChangeEventHeader"]["commitNumber"] > create["ChangeEventHeader"]["commitNumber"]
+
+    http.delete(f"{api}/sobjects/Case/{case_id}", headers=auth).raise_for_status()
+    _, delete = decode(stub, metadata, pb2, subscriber.next_events().events[0])
+    assert (delete["ChangeEventHeader"]["changeType"], delete["ChangeEventHeader"]["recordIds"]) == ("DELETE", [case_id])
+    assert delete["Subject"] is None and delete["Status"] is None, "a delete carries the header alone"
     subscriber.close()
 
     # A client that stored the CREATE's replay id resumes after it: the UPDATE comes next.

@@ -182,14 +182,14 @@ def test_init_doctor_serve_sync_both_ways_with_no_secret_in_any_log(org, tmp_pat
     assert not re.search(r"00D5g000004SEAMEAW![0-9a-f]{48}", everything), "a Salesforce session id reached the output"
 
 
-def set_up(sim, env, tmp_path, port):
+def set_up(sim, env, tmp_path, port, events=("--salesforce-events", "outbound-messages")):
     """`seam init` for tenant acme (no Slack), and its update set committed in the instance."""
     sf, sn = sim.info["salesforce"], sim.info["servicenow"]
     config = tmp_path / "seam.json"
     seam(["init", "--config", str(config), "--tenant", "acme", "--salesforce-login-url", sf["login_url"], "--salesforce-client-id", sf["client_id"],
           "--salesforce-username", sf["username"], "--salesforce-private-key", sf["private_key"], "--salesforce-org-id", sf["organization_id"],
           "--servicenow-url", sn["url"], "--servicenow-username", sn["username"], "--servicenow-client-id", sn["client_id"],
-          "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--pack", PACK, "--salesforce-events", "outbound-messages"], env)
+          "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--pack", PACK, *events], env)
     update_set = tmp_path / "seam-acme.xml"
     seam(["servicenow", "update-set", "--config", str(config), "--tenant", "acme", "-o", str(update_set)], env)
     install_update_set(sn, update_set)
@@ -248,6 +248,37 @@ def test_doctor_names_each_missing_piece(org, tmp_path):
     cc["tenants"]["acme"]["salesforce"]["auth"] = {"flow": "client_credentials", "client_id": sf["client_id"], "client_secret": {"env": "SEAM_ACME_SF_CC"}}
     (tmp_path / "cc.json").write_text(json.dumps(cc))
     doctor_fails({**env, "SEAM_ACME_SF_CC": sf["client_secret"]}, tmp_path / "cc.json", "Salesforce login", "request not supported on this domain", "my.salesforce.com")
+
+
+def test_a_pubsub_tenant_is_checked_and_synced_from_the_orgs_change_events(org, tmp_path):
+    """seam init's default: Salesforce's changes over the Pub/Sub API, the CA only through SSL_CERT_FILE."""
+    sim, env = org
+    sf, sn = sim.info["salesforce"], sim.info["servicenow"]
+    port = free_port()
+    config = set_up(sim, env, tmp_path, port, events=("--pubsub-url", sf["pubsub_url"]))
+    assert json.loads(config.read_text())["tenants"]["acme"]["events"] == "pubsub"
+    doctor = seam(["doctor", "--config", str(config)], env)
+    assert "✓ Salesforce change events: /data/CaseChangeEvent" in doctor.stdout, doctor.stdout
+    # The org sends no Outbound Message: its Case changes reach seam only as change events.
+    serve, log = start_serve(config, env, tmp_path / "serve.log", port)
+    try:
+        jane = Salesforce(username="jane.agent@acme.example", consumer_key=sf["client_id"], privatekey_file=sf["private_key"],
+                          domain="login", instance_url=sf["url"].removeprefix("https://") + "/services/oauth2/token#")
+        wait_for("the subscription", lambda: "subscribed to Salesforce change events" in open(tmp_path / "serve.log").read())
+        case_id = jane.Case.create({"Subject": "Printer on fire", "Priority": "High"})["id"]
+        incident = wait_for("the incident", lambda: jane.Case.get(case_id).get("ServiceNow_Incident__c"))
+        jane.Case.update(case_id, {"Priority": "Critical"})
+        beth = ServiceNowClient(sn["url"], ("beth.anglin", "beth-password"))
+        gr = beth.GlideRecord("incident")
+        wait_for("the incident to follow the Case", lambda: gr.get(incident) and gr.get_value("urgency") == "1")
+    finally:
+        serve.terminate()
+        serve.wait(timeout=20)
+    # A Pub/Sub endpoint that does not answer is named, with the next step.
+    broken = json.loads(config.read_text())
+    broken["tenants"]["acme"]["pubsub"]["url"] = f"https://127.0.0.1:{free_port()}"
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    doctor_fails(env, tmp_path / "broken.json", "Salesforce change events", "127.0.0.1")
 
 
 def test_backfill_asks_first_stops_on_ctrl_c_and_goes_on_where_it_stopped(org, tmp_path):

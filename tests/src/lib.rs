@@ -17,7 +17,6 @@ use std::sync::Arc;
 /// The tenant the rig serves, and the secrets its notifications carry.
 pub const TENANT: &str = "acme";
 pub const OM_TOKEN: &str = "om-token";
-pub const SF_SECRET: &str = "sf-secret";
 pub const SN_SECRET: &str = "sn-secret";
 
 /// A journal, seam's intake on loopback, and the emulators pushing their notifications to it.
@@ -62,7 +61,6 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
     let tenant = TenantIntake {
         salesforce_org_id: ORG_ID.into(),
         salesforce_token: seam::secrets::Secret::value(OM_TOKEN),
-        salesforce_secret: Some(seam::secrets::Secret::value(SF_SECRET)),
         servicenow_secret: seam::secrets::Secret::value(SN_SECRET),
     }
     .keys(TENANT)

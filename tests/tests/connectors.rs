@@ -167,29 +167,20 @@ async fn a_resumed_attempt_does_not_append_a_journal_entry_twice() {
 
 #[tokio::test]
 async fn seams_salesforce_writes_carry_its_client_id_which_change_events_report_as_their_origin() {
-    use seam::sim::notify::{Format, NotifyTarget};
     let (sim, systems) = start("call-options").await;
-    // A receiver for the org's change events.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let app = axum::Router::new().route(
-        "/events",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(serde_json::from_slice(&body).unwrap());
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/events", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    sim.salesforce.notifier.as_ref().unwrap().set_target(Some(&NotifyTarget { url, secret: None, format: Some(Format::Json) })).unwrap();
-
     let id = systems.salesforce.create("Case", &obj(json!({ "Subject": "written by seam" }))).await.unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
-    let header = &event["payload"]["ChangeEventHeader"];
-    assert_eq!(header["recordIds"], json!([id]));
-    assert_eq!(header["changeOrigin"], format!("com/salesforce/api/rest/59.0;client={}", seam::connectors::salesforce::call_client("sim")));
+    // The org's change event of that write, read off its event bus and decoded as a subscriber does.
+    let bus = sim.salesforce.change_events.as_ref().unwrap();
+    let stored = bus.read("/data/CaseChangeEvent", 0, bus.tip(), 10).unwrap().pop().expect("the create published a change event");
+    let schema = apache_avro_schema(&bus.schema_json(&stored.schema_id).unwrap());
+    let event = seam::connectors::salesforce::pubsub::event::decode(&schema, &stored.payload).unwrap();
+    let header = event.header.as_ref().unwrap();
+    assert_eq!(header.record_ids, vec![id]);
+    assert_eq!(header.change_origin, format!("com/salesforce/api/rest/59.0;client={}", systems.salesforce.client_id()));
+    assert!(event.made_by_client(systems.salesforce.client_id()) && !event.made_by_client("someone-else"));
     sim.shutdown();
+}
+
+fn apache_avro_schema(json: &str) -> seam::connectors::salesforce::pubsub::Schema {
+    seam::connectors::salesforce::pubsub::Schema::parse_str(json).unwrap()
 }

@@ -48,7 +48,7 @@ async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them()
         .iter()
         .enumerate()
         .map(|(i, ex)| {
-            let keys = TenantIntake { salesforce_org_id: "00D".into(), salesforce_token: Secret::value("t"), salesforce_secret: None, servicenow_secret: Secret::value(ex.secret.clone()) }.keys("x").unwrap();
+            let keys = TenantIntake { salesforce_org_id: "00D".into(), salesforce_token: Secret::value("t"), servicenow_secret: Secret::value(ex.secret.clone()) }.keys("x").unwrap();
             (format!("ex{i}"), keys)
         })
         .collect();

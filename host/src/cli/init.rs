@@ -249,7 +249,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
             who["organization_id"].as_str().context("the org did not say its id; give --salesforce-org-id")?.to_string()
         }
     };
-    let intake = TenantIntake { salesforce_org_id: org_id, salesforce_token: make("outbound-token"), salesforce_secret: None, servicenow_secret: make("servicenow-secret") };
+    let intake = TenantIntake { salesforce_org_id: org_id, salesforce_token: make("outbound-token"), servicenow_secret: make("servicenow-secret") };
     if config.admin_token.is_none() {
         let path = secrets_dir.join("admin-token");
         made.push((path.clone(), random_secret()));

@@ -204,7 +204,6 @@ pub fn check_tenant_name(name: &str) -> Result<()> {
 
 /// The demo tenant's intake secrets (the emulators know them; they guard nothing real).
 const DEMO_OUTBOUND_TOKEN: &str = "demo-outbound-token";
-const DEMO_SALESFORCE_SECRET: &str = "demo-salesforce-secret";
 const DEMO_SERVICENOW_SECRET: &str = "demo-servicenow-secret";
 
 /// Start the emulators and describe them as a one-tenant configuration, `demo`.
@@ -219,7 +218,6 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
     let intake_cfg = TenantIntake {
         salesforce_org_id: crate::sim::salesforce::ORG_ID.into(),
         salesforce_token: Secret::value(DEMO_OUTBOUND_TOKEN),
-        salesforce_secret: Some(Secret::value(DEMO_SALESFORCE_SECRET)),
         servicenow_secret: Secret::value(DEMO_SERVICENOW_SECRET),
     };
     let mut sim_config = SimConfig::new(state.join("sim"));

@@ -30,12 +30,6 @@ pub struct SimArgs {
     /// `seam servicenow update-set` into the emulator, as on a real instance.)
     #[arg(long = "notify", value_name = "EMULATOR=URL")]
     pub notify: Vec<String>,
-    /// HMAC secret for an emulator's notifications: `servicenow=s3cret` (repeatable).
-    #[arg(long = "notify-secret", value_name = "EMULATOR=SECRET")]
-    pub notify_secrets: Vec<String>,
-    /// Notification form: `salesforce=json` sends change events instead of Outbound Messages.
-    #[arg(long = "notify-format", value_name = "EMULATOR=soap|json")]
-    pub notify_formats: Vec<String>,
 }
 
 const EMULATORS: &[&str] = &["salesforce", "servicenow", "slack"];
@@ -74,21 +68,6 @@ pub fn config(args: &SimArgs) -> Result<SimConfig> {
             bail!("--notify {setting}: the URL must start with http:// or https://");
         }
         config.notify.push((emulator_name(emulator)?, NotifyTarget { url: url.to_string(), secret: None, format: None }));
-    }
-    for (flag, settings) in [("--notify-secret", &args.notify_secrets), ("--notify-format", &args.notify_formats)] {
-        for setting in settings {
-            let (emulator, value) = setting.split_once('=').with_context(|| format!("{flag} {setting}: expected EMULATOR=VALUE"))?;
-            let (_, target) = config
-                .notify
-                .iter_mut()
-                .find(|(n, _)| n == emulator)
-                .with_context(|| format!("{flag} {emulator}: give --notify {emulator}=URL too"))?;
-            if flag == "--notify-secret" {
-                target.secret = Some(value.to_string());
-            } else {
-                target.format = Some(serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| anyhow::anyhow!("{flag} {setting}: expected soap or json"))?);
-            }
-        }
     }
     Ok(config)
 }

@@ -9,7 +9,6 @@
 //! | route | source | authenticated by |
 //! |---|---|---|
 //! | `POST /intake/{tenant}/salesforce/outbound` | Outbound Messages (SOAP) | OrganizationId + `?token=` in the configured URL (Salesforce cannot sign them) |
-//! | `POST /intake/{tenant}/salesforce/events` | change events (JSON) | `X-Seam-Signature: sha256=HMAC(body)` |
 //! | `POST /intake/{tenant}/servicenow` | seam's push business rule (JSON, `servicenow/notification.json`) | `X-Seam-Signature: sha256=HMAC(body)` |
 //! | `GET /intake/healthz` | probes (`seam doctor`) | nothing: it says only that intake answers |
 //!
@@ -46,9 +45,6 @@ pub struct TenantIntake {
     pub salesforce_org_id: String,
     /// The `token` query parameter the Outbound Message endpoint URL carries.
     pub salesforce_token: Secret,
-    /// HMAC key of Salesforce change events posted as JSON; absent: that route is off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub salesforce_secret: Option<Secret>,
     /// HMAC key of the ServiceNow business rule's notifications.
     pub servicenow_secret: Secret,
 }
@@ -60,7 +56,6 @@ impl TenantIntake {
         Ok(IntakeKeys {
             salesforce_org_id: self.salesforce_org_id.clone(),
             salesforce_token: self.salesforce_token.resolve(&what("salesforce_token"))?,
-            salesforce_secret: self.salesforce_secret.as_ref().map(|s| s.resolve(&what("salesforce_secret"))).transpose()?,
             servicenow_secret: self.servicenow_secret.resolve(&what("servicenow_secret"))?,
         })
     }
@@ -71,7 +66,6 @@ impl TenantIntake {
 pub struct IntakeKeys {
     pub salesforce_org_id: String,
     pub salesforce_token: SecretString,
-    pub salesforce_secret: Option<SecretString>,
     pub servicenow_secret: SecretString,
 }
 
@@ -109,7 +103,6 @@ pub fn health_router() -> Router {
 pub fn router(intake: Arc<Intake>, max_body: usize) -> Router {
     let notifications = Router::new()
         .route("/intake/{tenant}/salesforce/outbound", post(salesforce_outbound))
-        .route("/intake/{tenant}/salesforce/events", post(salesforce_events))
         .route("/intake/{tenant}/servicenow", post(servicenow_notification))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(intake);
@@ -178,18 +171,6 @@ async fn salesforce_outbound(State(intake): State<Arc<Intake>>, Path(tenant): Pa
 
 fn accepted((new, duplicates): (usize, usize)) -> Response {
     (StatusCode::ACCEPTED, Json(json!({ "accepted": new, "duplicates": duplicates }))).into_response()
-}
-
-async fn salesforce_events(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = async {
-        let config = intake.tenant(&tenant)?;
-        let secret = config.salesforce_secret.as_ref().ok_or_else(|| reject(StatusCode::NOT_FOUND, format!("tenant {tenant} takes no JSON change events (no intake.salesforce_secret is configured)")))?;
-        verify_signature(&headers, secret.expose_secret(), &body)?;
-        let changes = salesforce::parse_change_event(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
-        intake.record(&tenant, changes).await
-    }
-    .await;
-    result.map_or_else(IntoResponse::into_response, accepted)
 }
 
 async fn servicenow_notification(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {

@@ -83,9 +83,6 @@ pub fn tenant_secrets(name: &str, t: &TenantConfig) -> Vec<(String, Secret)> {
     }
     all.push((at("intake.salesforce_token"), t.intake.salesforce_token.clone()));
     all.push((at("intake.servicenow_secret"), t.intake.servicenow_secret.clone()));
-    if let Some(s) = &t.intake.salesforce_secret {
-        all.push((at("intake.salesforce_secret"), s.clone()));
-    }
     all
 }
 
@@ -231,6 +228,13 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
         }
     }
 
+    if t.events == crate::intake::salesforce::pubsub::Source::Pubsub {
+        checks.push(match &sf {
+            None => skip("Salesforce change events", "needs the Salesforce login"),
+            Some(sf) => change_events(t, sf).await,
+        });
+    }
+
     // Intake at its public URL: what Salesforce's Outbound Messages and ServiceNow's rule post to.
     checks.push(intake_reachable(config).await);
 
@@ -342,6 +346,43 @@ async fn business_rule(config: &Config, name: &str, t: &TenantConfig, sn: &Servi
 
 /// Intake answers `GET /intake/healthz` at the public URL. When nothing listens (seam serve is
 /// not running), a listener of the doctor's own answers on the configured address instead.
+/// The Pub/Sub API answers with seam's session, and Case's change events are there to subscribe to.
+async fn change_events(t: &TenantConfig, sf: &Salesforce) -> Check {
+    use crate::connectors::salesforce::pubsub::{self, proto};
+    const NAME: &str = "Salesforce change events";
+    let url = &t.pubsub.url;
+    let unreachable = "check that this machine reaches the Pub/Sub API (outbound TCP 7443; a proxy in pubsub.url)";
+    let channel = match pubsub::channel(url, t.ca_pem.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(NAME, format!("{e:#}"), "fix the tenant's pubsub.url"),
+    };
+    let session = match sf.session().await {
+        Ok(s) => s,
+        Err(e) => return fail(NAME, e.to_string(), "see the Salesforce login check"),
+    };
+    let metadata = pubsub::CallMetadata { access_token: session.access.clone(), instance_url: session.instance_url.clone().unwrap_or_default(), tenant_id: t.intake.salesforce_org_id.clone() };
+    let topic = pubsub::change_event_topic("Case");
+    let request = match metadata.request(proto::TopicRequest { topic_name: topic.clone() }) {
+        Ok(r) => r,
+        Err(e) => return fail(NAME, format!("{e:#}"), "check the session and intake.salesforce_org_id"),
+    };
+    let mut client = proto::pub_sub_client::PubSubClient::new(channel);
+    match tokio::time::timeout(Duration::from_secs(20), client.get_topic(request)).await {
+        Err(_) => fail(NAME, format!("{url} did not answer within 20 s"), unreachable),
+        Ok(Ok(info)) if info.get_ref().can_subscribe => pass(NAME, format!("{topic} at {url}: the integration user may subscribe")),
+        Ok(Ok(_)) => fail(NAME, format!("the integration user may not subscribe to {topic}"), "assign the Seam_Integration permission set to the integration user (View All on Case)"),
+        Ok(Err(status)) => match status.code() {
+            tonic::Code::NotFound => fail(NAME, format!("{topic}: {}", status.message()), "select Case for Change Data Capture: deploy `seam salesforce metadata` (step 5), or Setup → Change Data Capture"),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => fail(
+                NAME,
+                format!("the Pub/Sub API refused seam's session: {}", status.message()),
+                "check that intake.salesforce_org_id is the org's id and that the integration user has API Enabled",
+            ),
+            code => fail(NAME, format!("{url}: {code}: {}", status.message()), unreachable),
+        },
+    }
+}
+
 async fn intake_reachable(config: &Config) -> Check {
     const CHECK: &str = "intake reachable";
     let url = format!("{}/intake/healthz", config.public_base());

@@ -162,8 +162,11 @@ impl Notifier {
             "{} sends what its business rules send: import seam's update set (`seam servicenow update-set`) to install the push rule",
             self.emulator
         );
-        if let Some(Format::Soap) = target.and_then(|t| t.format) {
-            anyhow::ensure!(self.soap.is_some(), "{} cannot send SOAP notifications; use format json", self.emulator);
+        match target.and_then(|t| t.format) {
+            Some(Format::Soap) => anyhow::ensure!(self.soap.is_some(), "{} cannot send SOAP notifications; use format json", self.emulator),
+            // An org pushes Outbound Messages; its change events are pulled from its Pub/Sub API.
+            Some(Format::Json) => anyhow::ensure!(self.soap.is_none(), "{} pushes Outbound Messages (SOAP) only: its change events are served by its Pub/Sub API (pubsub_url in sim.json)", self.emulator),
+            None => {}
         }
         let value = match target {
             Some(t) => serde_json::to_string(t)?,

@@ -1,5 +1,5 @@
-//! Salesforce notifications: Outbound Messages (SOAP) and change events (JSON);
-//! Change Data Capture over the Pub/Sub API is [`pubsub`].
+//! Salesforce's changes: Outbound Messages (SOAP) posted to intake, parsed here, and
+//! Change Data Capture events over the Pub/Sub API, subscribed to in [`pubsub`].
 
 pub mod pubsub;
 
@@ -113,40 +113,6 @@ pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
         changes.push((key.clone(), normalize::salesforce(&key, kind, &n.object, &n.fields, None)));
     }
     Ok(OutboundMessage { organization_id, changes })
-}
-
-/// A change event (`{"event": {"replayId"}, "payload": {"ChangeEventHeader": {...}, fields...}}`); one change per record id.
-pub fn parse_change_event(body: &[u8]) -> Result<Vec<(String, Change)>, String> {
-    let event: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-    let payload = event.get("payload").and_then(Value::as_object).ok_or("not a change event: no payload object")?;
-    let header = payload.get("ChangeEventHeader").and_then(Value::as_object).ok_or("not a change event: no payload.ChangeEventHeader")?;
-    let replay = event.pointer("/event/replayId").map(|v| v.to_string()).ok_or("the change event has no event.replayId")?;
-    let object = header.get("entityName").and_then(Value::as_str).ok_or("ChangeEventHeader.entityName is missing")?;
-    let kind = match header.get("changeType").and_then(Value::as_str) {
-        Some("CREATE") | Some("UNDELETE") => ChangeKind::Created,
-        Some("UPDATE") => ChangeKind::Updated,
-        Some("DELETE") => ChangeKind::Deleted,
-        other => return Err(format!("unknown changeType {other:?}")),
-    };
-    let ids: Vec<&str> = header.get("recordIds").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    if ids.is_empty() {
-        return Err("ChangeEventHeader.recordIds is empty".into());
-    }
-    let changed: Option<Vec<&str>> = (kind == ChangeKind::Updated)
-        .then(|| header.get("changedFields").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default());
-    let user = header.get("commitUser").and_then(Value::as_str).unwrap_or_default();
-    Ok(ids
-        .into_iter()
-        .map(|id| {
-            let mut fields: Map<String, Value> = payload.iter().filter(|(k, _)| k.as_str() != "ChangeEventHeader").map(|(k, v)| (k.clone(), v.clone())).collect();
-            fields.insert("Id".into(), Value::String(id.to_string()));
-            fields.insert("LastModifiedById".into(), Value::String(user.to_string()));
-            let key = format!("sf-ce:{replay}:{id}");
-            let mut change = normalize::salesforce(&key, kind, object, &fields, changed.as_deref());
-            change.origin_user = user.to_string();
-            (key, change)
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -413,27 +413,20 @@ fn published(e: &Emulator) {
     }
 }
 
-/// The notification a change of `record` sends to the configured target, if any:
-/// an Outbound Message (creates and updates, as Salesforce sends them) or a change
-/// event (with the changed fields and the committing user, deletes included).
+/// The Outbound Message a change of `record` sends to the configured target, if any
+/// (creates and updates: Salesforce sends none for a delete).
 fn outgoing<'a>(e: &'a Emulator, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>) -> Option<super::notify::Outgoing<'a>> {
     let notifier = e.notifier.as_ref()?;
-    if !obj.notifies {
+    if !obj.notifies || change == ChangeType::Delete {
         return None;
     }
-    let outgoing = notifier.outgoing(record.get("Id").and_then(Value::as_str).unwrap_or_default())?;
-    (change != ChangeType::Delete || outgoing.format() != super::notify::Format::Soap).then_some(outgoing)
+    notifier.outgoing(record.get("Id").and_then(Value::as_str).unwrap_or_default())
 }
 
 /// Queue a change's notification inside the transaction `db` of the write that made it, numbered there.
-fn queue_in(db: &rusqlite::Connection, outgoing: super::notify::Outgoing, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, caller: &Caller) -> anyhow::Result<()> {
+fn queue_in(db: &rusqlite::Connection, outgoing: super::notify::Outgoing, obj: &ObjectDef, record: &Map<String, Value>) -> anyhow::Result<()> {
     let sequence = crate::sim::store::next_in(db, "sf.notification")?;
-    outgoing.queue_in(db, |format| {
-        Ok(match format {
-            super::notify::Format::Soap => soap::notification(&ids::make("04l", sequence), obj.name, record),
-            super::notify::Format::Json => change_event(obj, change, record, before, caller, sequence).to_string(),
-        })
-    })
+    outgoing.queue_in(db, |_| Ok(soap::notification(&ids::make("04l", sequence), obj.name, record)))
 }
 
 /// Store one written record and queue its notification in one transaction: as on
@@ -442,7 +435,7 @@ fn store_notifying(e: &Emulator, obj: &'static ObjectDef, change: ChangeType, id
     let outgoing = outgoing(e, obj, change, record);
     e.store.put_all_with(EMULATOR, vec![(obj.name.to_string(), id.to_string(), record.clone())], |db| {
         if let Some(o) = outgoing {
-            queue_in(db, o, obj, change, record, before, caller)?;
+            queue_in(db, o, obj, record)?;
         }
         publish_in(e, db, &[(obj, change, id, record, before)], caller)
     })?;
@@ -450,52 +443,16 @@ fn store_notifying(e: &Emulator, obj: &'static ObjectDef, change: ChangeType, id
     Ok(())
 }
 
-/// Deletes' notifications and change events, after the deletes (their own transaction).
+/// Deletes' change events, after the deletes (their own transaction); Outbound Messages report no deletes.
 fn notify_deleted(e: &Emulator, deleted: &[(&'static ObjectDef, String, Map<String, Value>)], caller: &Caller) {
     let stored = e.store.put_all_with(EMULATOR, Vec::new(), |db| {
-        for (obj, _, record) in deleted {
-            if let Some(outgoing) = outgoing(e, obj, ChangeType::Delete, record) {
-                queue_in(db, outgoing, obj, ChangeType::Delete, record, None, caller)?;
-            }
-        }
         let writes: Vec<_> = deleted.iter().map(|(obj, id, record)| (*obj, ChangeType::Delete, id.as_str(), record, None)).collect();
         publish_in(e, db, &writes, caller)
     });
     match stored {
         Ok(()) => published(e),
-        Err(err) => tracing::error!("queueing a notification: {err:#}"),
+        Err(err) => tracing::error!("publishing change events of deletes: {err:#}"),
     }
-}
-
-/// A Change Data Capture event as a webhook body: the header, then the changed fields' new values.
-fn change_event(obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>, before: Option<&Map<String, Value>>, caller: &Caller, sequence: u64) -> Value {
-    let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
-    let changed: Vec<&str> = match change {
-        ChangeType::Delete => vec![],
-        ChangeType::Create => record.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.as_str()).collect(),
-        ChangeType::Update => record.iter().filter(|(k, v)| before.and_then(|b| b.get(k.as_str())) != Some(*v)).map(|(k, _)| k.as_str()).collect(),
-    };
-    let mut payload = Map::new();
-    payload.insert(
-        "ChangeEventHeader".into(),
-        json!({
-            "entityName": obj.name,
-            "recordIds": [id],
-            "changeType": change.as_str(),
-            "changeOrigin": caller.change_origin(),
-            "transactionKey": hex::encode(rand::random::<[u8; 16]>()),
-            "sequenceNumber": 1,
-            "commitTimestamp": chrono::Utc::now().timestamp_millis(),
-            "commitNumber": sequence,
-            "commitUser": caller.user,
-            "changedFields": if change == ChangeType::Update { changed.clone() } else { vec![] },
-            "nulledFields": changed.iter().filter(|k| record.get(**k).is_some_and(Value::is_null)).collect::<Vec<_>>(),
-        }),
-    );
-    for name in &changed {
-        payload.insert(name.to_string(), record[*name].clone());
-    }
-    json!({ "schema": "seam-change-event-1", "event": { "replayId": sequence }, "payload": payload })
 }
 
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, SfError> {
@@ -820,7 +777,7 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, c
     let stored = e.store.put_all_with(EMULATOR, writes, |db| {
         for (w, o) in notifying.iter().zip(outgoing) {
             if let Some(o) = o {
-                queue_in(db, o, w.obj, change(w), &w.record, w.before.as_ref(), caller)?;
+                queue_in(db, o, w.obj, &w.record)?;
             }
         }
         let events: Vec<_> = notifying.iter().map(|w| (w.obj, change(w), w.id.as_str(), &w.record, w.before.as_ref())).collect();

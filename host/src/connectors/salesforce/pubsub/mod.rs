@@ -15,6 +15,8 @@ pub mod proto {
 }
 
 use anyhow::{Context, Result};
+/// The Avro schema type events are decoded with.
+pub use apache_avro::Schema;
 use std::path::Path;
 use std::time::Duration;
 
