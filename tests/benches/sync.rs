@@ -1,12 +1,15 @@
 //! End to end against the emulators, with the durable journal: the engine
 //! and the Salesforce, ServiceNow and Slack emulators in this process, on
 //! loopback HTTPS, notifications pushed to intake as the real systems do.
+//! It runs twice, one after the other: Salesforce's changes as Outbound
+//! Messages, then as change events over the Pub/Sub API, and compares them.
 //!
 //! 0. Machine speed: a fixed piece of work on every core, so figures from a
 //!    shared VM whose speed drifts can be compared (see `machine_speed`).
 //! 1. Setup: PAIRS new Cases; the engine opens an incident for each.
 //! 2. Steady: one change a second (a Case edit, then an incident edit, in turn):
-//!    API calls seam makes per synced change.
+//!    API calls seam makes per synced change, and the Salesforce reads among them
+//!    (what intake costs: catch-up polls, a gap's read-backs).
 //! 3. Burst: 10,000 changes at once (half Case edits, half incident edits):
 //!    changes/s until every one is synced, latency from webhook receipt to
 //!    the target write, API calls per change.
@@ -18,7 +21,8 @@
 
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
-use seam_tests::{engine_on_sim_with, seampack, settle_within, CASE_INCIDENT};
+use seam::intake::salesforce::pubsub::Source;
+use seam_tests::{engine_on_sim_events, seampack, settle_within, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -49,7 +53,24 @@ fn args() -> Args {
 fn main() {
     let args = args();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(run(args));
+    rt.block_on(async {
+        println!("machine speed: {:.0} reference records/s on all cores (JSON out and back in, an indexed SQLite insert); the figures below move with it", machine_speed());
+        let om = run(&args, Source::OutboundMessages).await;
+        let pubsub = run(&args, Source::Pubsub).await;
+        println!();
+        println!(
+            "Pub/Sub against Outbound Messages, this run: burst {:.0} vs {:.0} changes/s ({:.2}x); hot swap {:.0} vs {:.0} changes/s ({:.2}x); Salesforce reads per 1,000 changes in the burst {:.2} vs {:.2}",
+            pubsub.burst_rate, om.burst_rate, pubsub.burst_rate / om.burst_rate, pubsub.swap_rate, om.swap_rate, pubsub.swap_rate / om.swap_rate,
+            pubsub.burst_reads_per_1000, om.burst_reads_per_1000
+        );
+    });
+}
+
+/// One source's figures, for the comparison at the end.
+struct Summary {
+    burst_rate: f64,
+    swap_rate: f64,
+    burst_reads_per_1000: f64,
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -77,6 +98,10 @@ impl Bench {
         let s = self.seam_systems();
         s.salesforce.http().calls() + s.servicenow.http().calls()
     }
+    /// Of those, reads of Salesforce: what intake costs there (catch-up polls, read-backs), and lookups.
+    fn salesforce_reads(&self) -> u64 {
+        self.seam_systems().salesforce.http().reads()
+    }
     /// The journal's account of a pair: audit rows and events, for a failure message.
     fn story(&self, case: &str, incident: &str) -> String {
         let rows = |sql: &str, n: usize| -> Vec<String> {
@@ -100,16 +125,28 @@ impl Bench {
     }
 }
 
-async fn run(args: Args) {
+async fn run(args: &Args, source: Source) -> Summary {
     // Catch-up polling is for lost notifications; once a minute, as a production
     // configuration would have it (the demo polls every 5 s). Its cost is printed apart.
-    let (sim, engine, config) = engine_on_sim_with("bench-sync", seampack(CASE_INCIDENT, "case-incident", None), &[], |c| c.poll_seconds = POLL_SECONDS).await;
+    let name = match source {
+        Source::OutboundMessages => "bench-sync-om",
+        Source::Pubsub => "bench-sync-pubsub",
+    };
+    let (sim, engine, config) = engine_on_sim_events(name, seampack(CASE_INCIDENT, "case-incident", None), &[], source, |c| c.poll_seconds = POLL_SECONDS).await;
     let db = rusqlite::Connection::open(&config.journal).unwrap();
     db.busy_timeout(Duration::from_secs(30)).unwrap();
     let bench = Bench { sim, engine, db };
     let people = bench.sim.systems(RetryPolicy::default()).await.unwrap();
-    println!("sync bench: engine + emulators in one process on {} cores, journal {} (SQLite WAL, synchronous=FULL)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), config.journal.display());
-    println!("machine speed: {:.0} reference records/s on all cores (JSON out and back in, an indexed SQLite insert); the figures below move with it", machine_speed());
+    println!();
+    println!(
+        "sync bench, Salesforce's changes as {}: engine + emulators in one process on {} cores, journal {} (SQLite WAL, synchronous=FULL)",
+        match source {
+            Source::OutboundMessages => "Outbound Messages",
+            Source::Pubsub => "change events over the Pub/Sub API",
+        },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        config.journal.display()
+    );
 
     // 1. Setup.
     let started = Instant::now();
@@ -154,6 +191,7 @@ async fn run(args: Args) {
 
     // 2. Steady: one change a second.
     let calls = bench.seam_calls();
+    let reads = bench.salesforce_reads();
     let audit_before = bench.count("SELECT COUNT(*) FROM audit");
     for s in 0..args.steady_seconds {
         let tick = Instant::now();
@@ -163,16 +201,19 @@ async fn run(args: Args) {
     bench.settle(Duration::from_secs(60)).await;
     let steady_calls = bench.seam_calls() - calls;
     println!(
-        "steady, 1 change/s for {} s: {} API calls for {} changes = {:.2} calls per change (target <= 1.0); {} fields written",
+        "steady, 1 change/s for {} s: {} API calls for {} changes = {:.2} calls per change (target <= 1.0); {} fields written; {} of the calls read Salesforce",
         args.steady_seconds,
         steady_calls,
         args.steady_seconds,
         steady_calls as f64 / args.steady_seconds as f64,
-        bench.count("SELECT COUNT(*) FROM audit") - audit_before
+        bench.count("SELECT COUNT(*) FROM audit") - audit_before,
+        bench.salesforce_reads() - reads
     );
 
     // 3. Burst.
+    let reads = bench.salesforce_reads();
     let burst = run_changes(&bench, &people, &cases, &incidents, args.burst, 2_000_000, None).await;
+    let burst_reads = bench.salesforce_reads() - reads;
     println!(
         "burst of {}: all synced in {:.2} s = {:.0} changes/s (target >= 2,000); webhook -> target write p50 {} ms, p99 {} ms; {} API calls = {:.3} per change (target <= 0.05)",
         args.burst,
@@ -184,6 +225,12 @@ async fn run(args: Args) {
         burst.calls as f64 / args.burst as f64
     );
     println!("  ({} events journaled, changes and their echoes; {} coalesced into an earlier update of their record)", burst.events, burst.merged);
+    println!(
+        "  intake: {} Salesforce reads for {} changes = {:.2} per 1,000 (with Pub/Sub, target <= 1)",
+        burst_reads,
+        args.burst,
+        burst_reads as f64 * 1000.0 / args.burst as f64
+    );
     print_cpu(&burst, args.burst);
 
     // 4. Hot swap under load.
@@ -198,6 +245,12 @@ async fn run(args: Args) {
         versions
     );
     print_cpu(&swap, args.burst);
+    bench.sim.shutdown();
+    Summary {
+        burst_rate: args.burst as f64 / burst.elapsed.as_secs_f64(),
+        swap_rate: args.burst as f64 / swap.elapsed.as_secs_f64(),
+        burst_reads_per_1000: burst_reads as f64 * 1000.0 / args.burst as f64,
+    }
 }
 
 /// CPU per change: the steadier figure when the VM's wall-clock runs vary.

@@ -109,6 +109,17 @@ pub async fn engine_on_sim_with(
     workflows: &[Vec<u8>],
     tweak: impl FnOnce(&mut seam::cli::serve::Config),
 ) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
+    engine_on_sim_events(name, mapping, workflows, seam::intake::salesforce::pubsub::Source::OutboundMessages, tweak).await
+}
+
+/// [`engine_on_sim_with`], with the org's changes coming as `events` say.
+pub async fn engine_on_sim_events(
+    name: &str,
+    mapping: Vec<u8>,
+    workflows: &[Vec<u8>],
+    events: seam::intake::salesforce::pubsub::Source,
+    tweak: impl FnOnce(&mut seam::cli::serve::Config),
+) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
     let state = scratch_dir(name);
     let mapping_path = state.join("mapping.seampack");
     std::fs::write(&mapping_path, mapping).unwrap();
@@ -121,7 +132,7 @@ pub async fn engine_on_sim_with(
             path
         })
         .collect();
-    let (sim, mut config) = seam::cli::serve::sim_config(&state, &mapping_path, &workflow_paths, None, seam::intake::salesforce::pubsub::Source::OutboundMessages).await.unwrap();
+    let (sim, mut config) = seam::cli::serve::sim_config(&state, &mapping_path, &workflow_paths, None, events).await.unwrap();
     // Tests reconcile when they mean to, not on a timer.
     config.reconcile_minutes = 0;
     tweak(&mut config);
@@ -134,6 +145,15 @@ pub async fn settle(sim: &Sim, engine: &seam::cli::serve::Engine) {
     settle_within(sim, engine, std::time::Duration::from_secs(30)).await;
 }
 
+/// Case change events the org published that `demo`'s Pub/Sub subscription has not stored (0 without one).
+fn unread_case_events(sim: &Sim, engine: &seam::cli::serve::Engine) -> u64 {
+    let topic = "/data/CaseChangeEvent";
+    let Some(position) = engine.journal.watermark("demo", &seam::intake::salesforce::pubsub::position_source(topic)).unwrap() else { return 0 };
+    // The emulator's replay ids are 8 bytes, big-endian: here in hex, before the '@'.
+    let stored = position.split('@').next().and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
+    sim.salesforce.change_events.as_ref().unwrap().newest(topic).saturating_sub(stored)
+}
+
 /// [`settle`] with a time bound; returns when the quiet began (five empty looks, 50 ms apart).
 pub async fn settle_within(sim: &Sim, engine: &seam::cli::serve::Engine, limit: std::time::Duration) -> std::time::Instant {
     let started = std::time::Instant::now();
@@ -141,7 +161,8 @@ pub async fn settle_within(sim: &Sim, engine: &seam::cli::serve::Engine, limit: 
     loop {
         let pending = engine.journal.status_count("demo", "pending").unwrap()
             + sim.salesforce.notifier.as_ref().unwrap().pending()
-            + sim.servicenow.notifier.as_ref().unwrap().pending();
+            + sim.servicenow.notifier.as_ref().unwrap().pending()
+            + unread_case_events(sim, engine);
         quiet_since = match (pending, quiet_since) {
             (0, Some((at, looks))) if looks + 1 >= 5 => return at,
             (0, Some((at, looks))) => Some((at, looks + 1)),

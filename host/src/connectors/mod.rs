@@ -67,13 +67,15 @@ pub struct Http {
     client: reqwest::Client,
     policy: RetryPolicy,
     calls: Arc<AtomicU64>,
+    /// Of those, reads (GET).
+    reads: Arc<AtomicU64>,
 }
 
 impl Http {
     /// `ca_pem`: a CA to trust on top of the system's roots (see [`tls`]).
     pub fn new(system: &'static str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
         let client = tls::http_client(ca_pem)?.timeout(Duration::from_secs(30)).build()?;
-        Ok(Http { system, client, policy, calls: Arc::new(AtomicU64::new(0)) })
+        Ok(Http { system, client, policy, calls: Arc::new(AtomicU64::new(0)), reads: Arc::new(AtomicU64::new(0)) })
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -85,13 +87,22 @@ impl Http {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// Of [`Http::calls`], the reads (GET): queries, record reads, describes.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
     /// Send, retrying transient failures. `build` makes a fresh request per attempt.
     /// Returns the first response that is not a transient failure.
     pub async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<Response> {
         let mut last = String::new();
         for attempt in 0..self.policy.attempts {
             self.calls.fetch_add(1, Ordering::Relaxed);
-            let retry_after = match build(&self.client).send().await {
+            let request = build(&self.client);
+            if request.try_clone().and_then(|r| r.build().ok()).is_some_and(|r| r.method() == reqwest::Method::GET) {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+            }
+            let retry_after = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = response

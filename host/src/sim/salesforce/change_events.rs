@@ -253,6 +253,11 @@ impl Bus {
         })
     }
 
+    /// The newest replay id of `topic` (0 if it has none).
+    pub fn newest(&self, topic: &str) -> u64 {
+        self.store.with_db(|db| db.query_row("SELECT COALESCE(MAX(replay), 0) FROM change_events WHERE topic = ?1", params![topic], |r| r.get::<_, i64>(0))).unwrap_or(0) as u64
+    }
+
     /// The replay id before the oldest event kept: a subscription may resume after it, not before.
     pub fn horizon(&self) -> u64 {
         self.store.counter("sf.pubsub.purged")
