@@ -100,32 +100,28 @@ impl FaultSwitch {
 
     /// Should this change notification be dropped?
     pub fn drop_notification(&self) -> bool {
-        let mut f = self.faults.lock().unwrap();
-        if f.drop_notifications_next > 0 {
-            f.drop_notifications_next -= 1;
-            return true;
-        }
-        roll(f.drop_notifications)
+        self.decide(|f| (&mut f.drop_notifications_next, f.drop_notifications))
     }
 
     /// Should this change event be published as a gap event?
     pub fn gap_event(&self) -> bool {
-        let mut f = self.faults.lock().unwrap();
-        if f.gap_events_next > 0 {
-            f.gap_events_next -= 1;
-            return true;
-        }
-        false
+        self.decide(|f| (&mut f.gap_events_next, 0.0))
     }
 
     /// Should this subscription be cut instead of sending its batch?
     pub fn drop_stream(&self) -> bool {
+        self.decide(|f| (&mut f.drop_streams_next, f.drop_streams))
+    }
+
+    /// A fault with a deterministic count (`…_next`, used up first) and a probability.
+    fn decide(&self, fault: impl FnOnce(&mut Faults) -> (&mut u32, f64)) -> bool {
         let mut f = self.faults.lock().unwrap();
-        if f.drop_streams_next > 0 {
-            f.drop_streams_next -= 1;
+        let (next, probability) = fault(&mut f);
+        if *next > 0 {
+            *next -= 1;
             return true;
         }
-        roll(f.drop_streams)
+        roll(probability)
     }
 }
 
