@@ -89,7 +89,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         let _ = stop_rx.await;
     })
     .await?;
-    println!("seam intake on http://{}; the emulators push their notifications there\n", engine.listen);
+    match args.salesforce_events {
+        crate::intake::salesforce::pubsub::Source::Pubsub => println!(
+            "seam subscribes to the org's change events at {}; ServiceNow's push rule posts to seam's intake on http://{}\n",
+            sim.pubsub_url, engine.listen
+        ),
+        crate::intake::salesforce::pubsub::Source::OutboundMessages => println!("seam intake on http://{}; the emulators push their notifications there\n", engine.listen),
+    }
     let people = sim.systems(RetryPolicy::default()).await?;
     let mut demo = Demo { sim, engine, people, audited: 0 };
 

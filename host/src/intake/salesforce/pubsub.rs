@@ -7,9 +7,10 @@
 //!   replay id it reached, so a restart resumes right after what was stored:
 //!   nothing is lost and nothing is stored twice. A keepalive's replay id is
 //!   stored too.
-//! - **Bounded.** At most [`MAX_REQUESTED`] events are requested and not yet
-//!   journaled; more are asked for only as batches are stored, so a slow
-//!   engine slows the stream instead of filling memory.
+//! - **Bounded.** At most [`MAX_REQUESTED`] events are owed by the server, and
+//!   one batch is held while it is journaled (more are asked for as a batch
+//!   arrives, so the next is on its way meanwhile): a slow engine slows the
+//!   stream instead of filling memory.
 //! - **Echo-free.** seam's own writes carry `Sforce-Call-Options:
 //!   client=seam-<tenant>`, which their events report in `changeOrigin`; they
 //!   are dropped here, at the source.
@@ -215,7 +216,15 @@ impl Subscriber {
                 Ok(None) => return Ok(()),
                 Err(status) => return Err(self.refused(topic, status, stored.as_ref(), &session)),
             };
+            // Ask for more before storing this batch, so the next one is on its way while the journal
+            // commits; what is held stays bounded: this batch, and at most the limit owed.
             let pending = response.pending_num_requested;
+            if pending <= MAX_REQUESTED / 2 {
+                let more = FetchRequest { num_requested: MAX_REQUESTED - pending, ..Default::default() };
+                if requests.send(more).await.is_err() {
+                    return Ok(());
+                }
+            }
             let batch = self.read(topic, &response, &metadata).await.map_err(Interrupted::Failed)?;
             // The replay id reached: the last event's, or what a keepalive reports.
             position.replay_id = response.events.last().map(|e| e.replay_id.clone()).filter(|r| !r.is_empty()).unwrap_or(response.latest_replay_id.clone());
@@ -232,13 +241,6 @@ impl Subscriber {
             }
             if let Some(since) = batch.overflow_since {
                 self.catch_up(topic, Some(since)).await;
-            }
-            // Stored: ask for more, in batches, never more than the limit owed.
-            if pending <= MAX_REQUESTED / 2 {
-                let more = FetchRequest { num_requested: MAX_REQUESTED - pending, ..Default::default() };
-                if requests.send(more).await.is_err() {
-                    return Ok(());
-                }
             }
         }
     }
