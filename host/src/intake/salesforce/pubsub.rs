@@ -7,10 +7,10 @@
 //!   replay id it reached, so a restart resumes right after what was stored:
 //!   nothing is lost and nothing is stored twice. A keepalive's replay id is
 //!   stored too.
-//! - **Bounded.** At most [`MAX_REQUESTED`] events are owed by the server, and
-//!   one batch is held while it is journaled (more are asked for as a batch
-//!   arrives, so the next is on its way meanwhile): a slow engine slows the
-//!   stream instead of filling memory.
+//! - **Bounded.** The server owes at most [`MAX_REQUESTED`] events (it counts
+//!   no more), and one batch is held while it is journaled (more are asked for
+//!   as a batch arrives, so the next is on its way meanwhile): a slow engine
+//!   slows the stream instead of filling memory.
 //! - **Echo-free.** seam's own writes carry `Sforce-Call-Options:
 //!   client=seam-<tenant>`, which their events report in `changeOrigin`; they
 //!   are dropped here, at the source.
@@ -271,10 +271,17 @@ impl Subscriber {
     }
 
     /// Poll what changed since `since_ms` (a gap), or since the Case watermark, journaled like any poll.
+    /// A position that never saw a commit (only keepalives) has no time of its own: never the epoch,
+    /// which would bring the org's whole history.
     async fn catch_up(&self, topic: &str, since_ms: Option<i64>) {
-        let polled = match since_ms {
+        let polled = match since_ms.filter(|ms| *ms > 0) {
             Some(ms) => self.poller.catch_up_cases_since(ms).await,
-            None => self.poller.catch_up_cases().await,
+            None => {
+                if let Err(e) = self.poller.begin_cases().await {
+                    tracing::error!(tenant = %self.tenant, topic, "the catch-up poll could not start: {e:#}");
+                }
+                self.poller.catch_up_cases().await
+            }
         };
         match polled {
             Ok(n) => tracing::info!(tenant = %self.tenant, topic, "the catch-up poll journaled {n} change(s) the stream did not bring"),
@@ -315,7 +322,11 @@ impl Subscriber {
             }
             match header.change_type.as_str() {
                 "CREATE" | "UNDELETE" | "UPDATE" | "DELETE" => batch.changes.extend(changes(&decoded, header, &replay)),
-                "GAP_OVERFLOW" => batch.overflow_since = Some(batch.overflow_since.unwrap_or(i64::MAX).min(header.commit_timestamp - 1000)),
+                "GAP_OVERFLOW" => batch.overflow_since = Some(batch.overflow_since.unwrap_or(i64::MAX).min(header.commit_timestamp.saturating_sub(1000))),
+                // A gap naming a key prefix (`500*`, every record of the object) is read as an overflow is.
+                gap if gap.starts_with("GAP_") && header.record_ids.iter().any(|id| id.contains('*')) => {
+                    batch.overflow_since = Some(batch.overflow_since.unwrap_or(i64::MAX).min(header.commit_timestamp.saturating_sub(1000)));
+                }
                 gap if gap.starts_with("GAP_") => {
                     for id in &header.record_ids {
                         batch.changes.push(self.read_back(&header.entity_name, id, &replay).await?);
@@ -383,11 +394,15 @@ pub fn changes(decoded: &event::Event, header: &event::Header, replay: &str) -> 
             }
             fields.insert("Id".into(), Value::String(id.clone()));
             fields.insert("LastModifiedById".into(), Value::String(header.commit_user.clone()));
-            // Keyed by record version, as Outbound Messages and polls key what they bring
-            // (for a change its modification stamp, written by the same commit): one change
-            // that comes by two roads is journaled once.
-            let version = fields.get("LastModifiedDate").and_then(Value::as_str).filter(|_| kind != ChangeKind::Deleted).and_then(|stamp| normalize::salesforce_version_key(id, stamp));
-            let key = version.unwrap_or_else(|| format!("sf-cdc:{replay}:{id}"));
+            // The record's version, which change events leave out: the echo filter knows an event
+            // older than what a poll or a read-back already brought by it.
+            if let Some(stamp) = fields.get("LastModifiedDate").cloned().or_else(|| event::format_datetime(header.commit_timestamp).map(Value::String)) {
+                fields.entry("SystemModstamp").or_insert(stamp);
+            }
+            // Keyed by the event: modification stamps count whole seconds on a real org, and two
+            // transactions in one second are two events, each with changes of its own. The same
+            // change read again by a poll is journaled too, and is no news against the shadow.
+            let key = format!("sf-cdc:{replay}:{id}");
             let mut change = normalize::salesforce(&key, kind, &header.entity_name, &fields, changed.as_deref());
             change.origin_user = header.commit_user.clone();
             (key, change)

@@ -376,8 +376,8 @@ fn bitmaps(positions: &[usize]) -> Avro {
     Avro::Array(vec![Avro::String(format!("0x{hex}"))])
 }
 
-/// A random 128-bit id in the 8-4-4-4-12 form Salesforce uses for event ids and transaction keys.
-fn uuid_like() -> String {
+/// A random 128-bit id in the 8-4-4-4-12 form Salesforce uses for event ids, transaction keys and rpc ids.
+pub(crate) fn uuid_like() -> String {
     let h = hex::encode(rand::random::<[u8; 16]>());
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }

@@ -45,8 +45,7 @@ fn failure(code: Code, error_code: &str, message: &str) -> Status {
 }
 
 fn rpc_id() -> String {
-    let h = hex::encode(rand::random::<[u8; 16]>());
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    super::change_events::uuid_like()
 }
 
 /// Replay ids are opaque to clients; here, the bus position as 8 bytes, big-endian.
