@@ -329,7 +329,7 @@ impl Subscriber {
                 }
                 gap if gap.starts_with("GAP_") => {
                     for id in &header.record_ids {
-                        batch.changes.push(self.read_back(&header.entity_name, id, &replay).await?);
+                        batch.changes.extend(self.read_back(topic, &header.entity_name, id, &replay).await?);
                     }
                 }
                 other => tracing::warn!(tenant = %self.tenant, topic, replay, "skipping a change event of unknown type {other}"),
@@ -339,18 +339,22 @@ impl Subscriber {
     }
 
     /// A record the platform could not describe in its event (`GAP_*`), as it is now.
-    async fn read_back(&self, object: &str, id: &str, replay: &str) -> Result<(String, Change)> {
+    /// `None` when the org refuses the read: retrying the batch would be refused again, and
+    /// the topic would stall behind it, so the record is skipped, loudly (reconcile finds its drift).
+    async fn read_back(&self, topic: &str, object: &str, id: &str, replay: &str) -> Result<Option<(String, Change)>> {
+        let key = format!("sf-cdc:{replay}:{id}");
         match self.systems.salesforce.get(object, id).await {
             Ok(mut record) => {
                 record.remove("attributes");
-                let stamp = record.get("SystemModstamp").and_then(Value::as_str).unwrap_or_default().to_string();
-                let key = normalize::salesforce_version_key(id, &stamp).unwrap_or_else(|| format!("sf-cdc:{replay}:{id}"));
-                Ok((key.clone(), normalize::salesforce(&key, ChangeKind::Updated, object, &record, None)))
+                Ok(Some((key.clone(), normalize::salesforce(&key, ChangeKind::Updated, object, &record, None))))
             }
             Err(crate::connectors::ConnectorError::Refused { status: 404, .. }) => {
-                let key = format!("sf-cdc:{replay}:{id}");
                 let fields = serde_json::Map::from_iter([("Id".to_string(), Value::String(id.into()))]);
-                Ok((key.clone(), normalize::salesforce(&key, ChangeKind::Deleted, object, &fields, None)))
+                Ok(Some((key.clone(), normalize::salesforce(&key, ChangeKind::Deleted, object, &fields, None))))
+            }
+            Err(e @ crate::connectors::ConnectorError::Refused { .. }) => {
+                tracing::error!(tenant = %self.tenant, topic, replay, "skipping {object} {id}, which a gap event named: the org refused to read it back ({e}); check the integration user's access to {object}");
+                Ok(None)
             }
             Err(e) => Err(anyhow!("reading back {object} {id} after a gap event: {e}")),
         }
