@@ -145,12 +145,17 @@ pub async fn settle(sim: &Sim, engine: &seam::cli::serve::Engine) {
     settle_within(sim, engine, std::time::Duration::from_secs(30)).await;
 }
 
+/// The emulator's bus position a tenant's Pub/Sub subscription to `topic` has stored (`None` before any).
+pub fn stored_replay(journal: &Journal, tenant: &str, topic: &str) -> Option<u64> {
+    let position = journal.watermark(tenant, &seam::intake::salesforce::pubsub::position_source(topic)).unwrap()?;
+    // The emulator's replay ids are 8 bytes, big-endian: here in hex, before the '@'.
+    Some(position.split('@').next().and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0))
+}
+
 /// Case change events the org published that `demo`'s Pub/Sub subscription has not stored (0 without one).
 fn unread_case_events(sim: &Sim, engine: &seam::cli::serve::Engine) -> u64 {
     let topic = "/data/CaseChangeEvent";
-    let Some(position) = engine.journal.watermark("demo", &seam::intake::salesforce::pubsub::position_source(topic)).unwrap() else { return 0 };
-    // The emulator's replay ids are 8 bytes, big-endian: here in hex, before the '@'.
-    let stored = position.split('@').next().and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
+    let Some(stored) = stored_replay(&engine.journal, "demo", topic) else { return 0 };
     sim.salesforce.change_events.as_ref().unwrap().newest(topic).saturating_sub(stored)
 }
 

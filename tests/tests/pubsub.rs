@@ -67,9 +67,7 @@ impl Harness {
 
     /// The bus position the Case subscription has stored.
     fn stored(&self) -> u64 {
-        let stored = self.journal.watermark(TENANT, &events::position_source("/data/CaseChangeEvent")).unwrap().unwrap_or_default();
-        // The emulator's replay ids: 8 bytes, big-endian, in hex here.
-        stored.split('@').next().and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0)
+        seam_tests::stored_replay(&self.journal, TENANT, "/data/CaseChangeEvent").unwrap_or(0)
     }
 
     /// Until the subscription has stored everything the org published, ServiceNow has sent

@@ -143,7 +143,7 @@ impl Poller {
 
     async fn poll_incidents(&self) -> Result<(usize, usize)> {
         let sn = &self.systems.servicenow;
-        let since = self.journal.watermark(&self.tenant, "servicenow.incident")?;
+        let since = self.journal.watermark(&self.tenant, SERVICENOW_INCIDENTS)?;
         if since.is_none() {
             // sys_updated_on counts whole seconds: the newest change's second is history, the next one is not.
             // With no incident at all, every incident to come is new (see the Cases above).
