@@ -26,6 +26,8 @@ enum Command {
     Init(cli::init::InitArgs),
     /// Check each tenant against its systems, and say what to fix.
     Doctor(cli::doctor::DoctorArgs),
+    /// Link a Case and an incident as partners (seam's own creates link; this is the operator's way).
+    Link(cli::link::LinkArgs),
     /// Bring in the Cases changed since a date (a first start syncs no history).
     Backfill(cli::backfill::BackfillArgs),
     /// Work with rule packs (WebAssembly components).
@@ -66,6 +68,7 @@ fn main() -> std::process::ExitCode {
             Command::Backfill(args) => cli::backfill::run(args).await,
             Command::Doctor(args) => cli::doctor::run(args).await,
             Command::Init(args) => cli::init::run(args).await,
+            Command::Link(args) => cli::link::run(args).await,
             Command::Serve(args) => cli::serve::run(args).await,
             Command::Servicenow(cmd) => cli::servicenow::run(cmd),
             Command::Salesforce(cmd) => cli::salesforce::run(cmd),

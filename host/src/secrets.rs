@@ -109,28 +109,7 @@ fn warn_if_shared(path: &Path, what: &str) {
 /// Write `secret` to `path` readable by its owner only (0600 on Unix), for
 /// `seam init` and the emulators' configuration.
 pub fn write_secret_file(path: &Path, secret: &str) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    #[cfg(unix)]
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        // A file that existed keeps its mode through open(); make it private either way.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).with_context(|| format!("making {} private", path.display()))?;
-        file.write_all(secret.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-    }
-    #[cfg(not(unix))]
-    std::fs::write(path, secret).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::files::write_private(path, secret.as_bytes())
 }
 
 impl Serialize for Secret {

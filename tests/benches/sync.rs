@@ -361,7 +361,7 @@ async fn run_changes(bench: &Bench, people: &Systems, cases: &[String], incident
     // one made is whichever the system applied last).
     let sn = &bench.seam_systems().servicenow;
     let sf = &bench.seam_systems().salesforce;
-    let rows = sn.query("incident", "correlation_idISNOTEMPTY", 100_000).await.unwrap();
+    let rows = sn.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100_000).await.unwrap();
     assert_eq!(rows.len(), cases.len(), "one incident per Case, no more");
     let case_rows = sf.query("SELECT Id, Subject, Status FROM Case").await.unwrap();
     let text = |r: &Map<String, Value>, f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default().to_string();

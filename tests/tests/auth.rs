@@ -184,17 +184,17 @@ async fn servicenow_tokens_are_renewed_before_they_expire_and_replaced_when_revo
     admin(&sim, reqwest::Method::PUT, oauth.clone(), Some(json!({ "access_token_lifespan": 125 }))).await;
     let sn = ServiceNow::new(&sim.servicenow_credentials(), "acme", Some(&sim.ca_pem), quick()).unwrap();
     sn.authenticate().await.unwrap();
-    sn.query("sys_user", "active=true", 10).await.unwrap();
+    sn.query("sys_user", &seam::connectors::servicenow::Query::literal("active=true"), 10).await.unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
-    sn.query("sys_user", "active=true", 10).await.unwrap();
+    sn.query("sys_user", &seam::connectors::servicenow::Query::literal("active=true"), 10).await.unwrap();
     let grants = admin(&sim, reqwest::Method::GET, oauth.clone(), None).await["grants"].clone();
     assert_eq!((grants["password"].as_u64(), grants["refresh_token"].as_u64()), (Some(1), Some(1)), "{grants}");
 
     // Every token revoked: the next call is refused once, logs in with the password again, and succeeds.
     admin(&sim, reqwest::Method::PUT, oauth.clone(), Some(json!({ "access_token_lifespan": 1800 }))).await;
-    sn.query("sys_user", "active=true", 10).await.unwrap();
+    sn.query("sys_user", &seam::connectors::servicenow::Query::literal("active=true"), 10).await.unwrap();
     admin(&sim, reqwest::Method::DELETE, format!("{}/__admin/sessions", sim.servicenow.base_url), None).await;
-    assert_eq!(sn.query("sys_user", &format!("user_name={SN_USERNAME}"), 10).await.unwrap().len(), 1);
+    assert_eq!(sn.query("sys_user", &seam::connectors::servicenow::Query::new().eq("user_name", &SN_USERNAME).unwrap(), 10).await.unwrap().len(), 1);
     let grants = admin(&sim, reqwest::Method::GET, oauth, None).await["grants"].clone();
     assert_eq!(grants["password"].as_u64(), Some(2), "{grants}");
     sim.shutdown();
@@ -217,7 +217,7 @@ async fn servicenow_client_credentials_need_the_property_and_basic_still_works()
         quick(),
     )
     .unwrap();
-    let property = &admin_sn.query("sys_properties", &format!("name={}", seam::sim::servicenow::oauth::CLIENT_CREDENTIALS_PROPERTY), 1).await.unwrap()[0];
+    let property = &admin_sn.query("sys_properties", &seam::connectors::servicenow::Query::new().eq("name", seam::sim::servicenow::oauth::CLIENT_CREDENTIALS_PROPERTY).unwrap(), 1).await.unwrap()[0];
     admin_sn.update("sys_properties", property["sys_id"].as_str().unwrap(), &serde_json::from_value(json!({ "value": "false" })).unwrap()).await.unwrap();
     let err = ServiceNow::new(&cc, "acme", Some(&sim.ca_pem), quick()).unwrap().authenticate().await.unwrap_err().to_string();
     assert!(err.contains("access_denied") && err.contains("glide.oauth.inbound.client.credential.grant_type.enabled"), "{err}");
@@ -239,7 +239,7 @@ async fn secrets_come_from_the_environment_and_a_missing_one_is_named() {
     std::env::set_var("SEAM_AUTH_TEST_SN_PASSWORD", SN_PASSWORD);
     c.auth = servicenow::Auth::Basic { username: SN_USERNAME.into(), password: Secret::env("SEAM_AUTH_TEST_SN_PASSWORD") };
     let sn = ServiceNow::new(&c, "acme", Some(&sim.ca_pem), quick()).unwrap();
-    assert_eq!(sn.query("sys_user", &format!("user_name={SN_USERNAME}"), 1).await.unwrap().len(), 1);
+    assert_eq!(sn.query("sys_user", &seam::connectors::servicenow::Query::new().eq("user_name", &SN_USERNAME).unwrap(), 1).await.unwrap().len(), 1);
     c.auth = servicenow::Auth::Basic { username: SN_USERNAME.into(), password: Secret::env("SEAM_AUTH_TEST_UNSET") };
     let err = ServiceNow::new(&c, "acme", Some(&sim.ca_pem), quick()).err().unwrap().to_string();
     assert!(err.contains("tenants.acme.servicenow.auth.password") && err.contains("SEAM_AUTH_TEST_UNSET"), "{err}");

@@ -76,7 +76,7 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
     Dispatcher::new(engine.processors["demo"].clone(), 64).drain().await.unwrap();
     settle(&sim, &engine).await;
     assert_eq!(people.salesforce.count("SELECT COUNT() FROM Case WHERE ServiceNow_Incident__c = null").await.unwrap(), 0, "every Case has its incident");
-    let incidents = people.servicenow.query("incident", "correlation_idISNOTEMPTY", 1000).await.unwrap();
+    let incidents = people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 1000).await.unwrap();
     assert_eq!(incidents.len(), 450, "one each: the High Cases, read again after seam linked them, were not carried twice");
     let resumed_total = all().plan().await.unwrap();
     assert_eq!(resumed_total.left, 0, "the span ends where the first run began, and seam's writes to the Cases moved them past it: {resumed_total:?}");

@@ -131,7 +131,7 @@ async fn repeating_a_linked_create_finds_the_first_record_instead_of_making_anot
     let second = systems.apply_resuming(&change, &create, Resume::After(0), Default::default(), |_, _, _| Ok(())).await.unwrap().writes;
     assert_eq!(first.iter().filter(|w| w.operation == "create").count(), 1);
     assert_eq!(second.iter().filter(|w| w.operation == "create").count(), 0, "{second:?}");
-    let incidents = sn.query("incident", &format!("correlation_id={case}"), 10).await.unwrap();
+    let incidents = sn.query("incident", &seam::connectors::servicenow::Query::new().eq("correlation_id", &case).unwrap(), 10).await.unwrap();
     assert_eq!(incidents.len(), 1);
     assert_eq!(sf.get("Case", &case).await.unwrap()[normalize::CASE_INCIDENT_FIELD], incidents[0]["sys_id"]);
     sim.shutdown();
@@ -157,7 +157,7 @@ async fn a_resumed_attempt_does_not_append_a_journal_entry_twice() {
     assert!(resumed.writes.is_empty() && resumed_linked.writes.is_empty(), "{:?} {:?}", resumed.writes, resumed_linked.writes);
     let comments = sf.query(&format!("SELECT Id FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap();
     assert_eq!(comments.len(), 1);
-    let notes = sn.query("sys_journal_field", &format!("element_id={incident}^element=work_notes"), 10).await.unwrap();
+    let notes = sn.query("sys_journal_field", &seam::connectors::servicenow::Query::new().eq("element_id", &incident).unwrap().eq("element", "work_notes").unwrap(), 10).await.unwrap();
     assert_eq!(notes.len(), 1);
     // A fresh attempt is not second-guessed: the same text again is a new entry.
     systems.apply(&change, &appends[..1]).await.unwrap();

@@ -161,7 +161,7 @@ async fn a_system_that_fails_for_a_while_converges_through_retries() {
     assert!(h.processor.counters.retries.get() >= 1, "at least one journal-level retry");
     let incident = sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().expect("linked in the end").to_string();
     // Exactly one incident, despite the retries.
-    let all = h.people.servicenow.query("incident", &format!("correlation_id={case}"), 10).await.unwrap();
+    let all = h.people.servicenow.query("incident", &seam::connectors::servicenow::Query::new().eq("correlation_id", &case).unwrap(), 10).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["sys_id"], incident.as_str());
     assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
@@ -199,7 +199,7 @@ async fn a_forbidden_write_is_dead_lettered_and_re_driven_once_fixed() {
 async fn catch_up_polling_recovers_notifications_that_never_arrived() {
     use seam::engine::poller::Poller;
     let h = harness("poll").await;
-    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone(), poll_salesforce: true };
+    let poller = Poller::new(TENANT, h.journal.clone(), h.systems.clone(), true);
     let (sf, sn) = (&h.people.salesforce, &h.people.servicenow);
     assert_eq!(poller.poll_once().await.unwrap().read, 0, "a first start reads nothing: it sets the watermarks");
 
@@ -246,7 +246,7 @@ async fn a_first_start_syncs_no_history_and_catches_up_from_then_on() {
     h.sim.salesforce.faults.set(Default::default());
     h.sim.servicenow.faults.set(Default::default());
 
-    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone(), poll_salesforce: true };
+    let poller = Poller::new(TENANT, h.journal.clone(), h.systems.clone(), true);
     let first = poller.poll_once().await.unwrap();
     h.settle().await;
     assert_eq!((first.read, h.journal.count(TENANT).unwrap(), h.writes()), (0, 0, 0), "history is not synced");
@@ -264,7 +264,7 @@ async fn a_first_start_syncs_no_history_and_catches_up_from_then_on() {
     h.settle().await;
     assert_eq!(polled.new, 1, "{polled:?}");
     assert!(sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].is_string(), "the new Case is synced");
-    let incidents = h.people.servicenow.query("incident", "correlation_idISNOTEMPTY", 100).await.unwrap();
+    let incidents = h.people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100).await.unwrap();
     assert_eq!(incidents.len(), 1, "and only it: the old Cases have no incidents");
     h.sim.shutdown();
 }
@@ -273,7 +273,7 @@ async fn a_first_start_syncs_no_history_and_catches_up_from_then_on() {
 async fn a_change_that_failed_is_not_brought_back_by_the_catch_up_poll() {
     use seam::engine::poller::Poller;
     let h = harness("poll-dead").await;
-    let poller = Poller { tenant: TENANT.into(), journal: h.journal.clone(), systems: h.systems.clone(), poll_salesforce: true };
+    let poller = Poller::new(TENANT, h.journal.clone(), h.systems.clone(), true);
     let sf = &h.people.salesforce;
     let case = sf.create("Case", &obj(json!({ "Subject": "about to break", "Priority": "Low" }))).await.unwrap();
     h.settle().await;
@@ -337,7 +337,7 @@ async fn a_burst_runs_in_parallel_keeps_each_records_order_and_shares_batched_wr
     assert!(sn_update_calls * 4 < updates, "{updates} incident updates in {sn_update_calls} ServiceNow calls: batched");
 
     // Every Case has exactly one incident, and it ends on the last priority (High: impact 1, urgency 2).
-    let incidents = people.servicenow.query("incident", "correlation_idSTARTSWITH500", 10 * N).await.unwrap();
+    let incidents = people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idSTARTSWITH500"), 10 * N).await.unwrap();
     assert_eq!(incidents.len(), N);
     for case in cases.iter() {
         let mine: Vec<_> = incidents.iter().filter(|i| i["correlation_id"] == case.as_str()).collect();
@@ -555,5 +555,193 @@ async fn seams_own_write_coming_back_is_settled_at_intake_unless_an_earlier_even
     assert_eq!(sn.get("incident", &incident).await.unwrap()["short_description"]["value"], "third", "the person's edit carried across");
     assert!(h.journal.expected_echoes(TENANT, &record).unwrap().iter().all(|(_, field, _)| field != "Status"));
     assert_eq!(h.processor.counters.reverts.get(), 0, "the echo, processed after the person's edit, was not taken for a person's edit of a mirrored field");
+    h.sim.shutdown();
+}
+
+/// The dead letters that are identity conflicts, and the audit's word on `record`'s link field.
+fn conflicts(h: &Harness, record: &RecordRef, field: &str) -> (usize, Vec<String>) {
+    let letters = h.journal.dead_letters(Some(TENANT)).unwrap().into_iter().filter(|l| l.error.starts_with("identity conflict") && l.record == *record).count();
+    let audit = h.journal.audit_of(TENANT, record, field).unwrap().into_iter().map(|a| a.reason).filter(|r| r.starts_with("identity conflict")).collect();
+    (letters, audit)
+}
+
+#[tokio::test]
+async fn an_incident_that_names_a_linked_case_takes_nothing_over() {
+    let h = harness("hijack-from-servicenow").await;
+    let case = synced_case(&h).await;
+    let status = h.people.salesforce.get("Case", &case).await.unwrap()["Status"].clone();
+    let writes = h.writes();
+    // A ServiceNow user opens an incident that claims the Case, and resolves it with text for the customer.
+    let rogue = h.people.servicenow.insert("incident", &obj(json!({ "short_description": "mine now", "correlation_id": case, "state": "6", "close_code": "Solved (Permanently)", "close_notes": "ATTACKER TEXT" }))).await.unwrap();
+    let rogue = RecordRef { system: System::Servicenow, object: "incident".into(), id: rogue["sys_id"].as_str().unwrap().into() };
+    h.settle().await;
+    assert_eq!(h.writes(), writes, "nothing was written across");
+    assert_eq!(h.people.salesforce.get("Case", &case).await.unwrap()["Status"], status);
+    let comments = h.people.salesforce.query(&format!("SELECT CommentBody FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap();
+    assert!(comments.iter().all(|c| !c["CommentBody"].as_str().unwrap_or_default().contains("ATTACKER")), "{comments:?}");
+    let (letters, audit) = conflicts(&h, &rogue, "correlation_id");
+    assert_eq!((letters, audit.len()), (1, 1), "the conflict is dead-lettered and audited: {audit:?}");
+    assert!(audit[0].contains("but seam linked"), "{audit:?}");
+    assert_eq!(h.processor.counters.identity_conflicts.get(), 1);
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_case_that_names_another_customers_incident_takes_nothing_over() {
+    let h = harness("hijack-from-salesforce").await;
+    let victim = synced_case(&h).await;
+    let incident = incident_of(&h, &victim).await;
+    let before = h.people.servicenow.get("incident", &incident).await.unwrap();
+    let writes = h.writes();
+    let rogue = h.people.salesforce.create("Case", &obj(json!({ "Subject": "overwritten", "Description": "ATTACKER TEXT", "Priority": "High", "ServiceNow_Incident__c": incident }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.writes(), writes, "nothing was written across, not even a new incident");
+    let after = h.people.servicenow.get("incident", &incident).await.unwrap();
+    for field in ["short_description", "description", "impact", "urgency", "correlation_id"] {
+        assert_eq!(after[field], before[field], "{field} of the victim's incident");
+    }
+    let rogue = RecordRef { system: System::Salesforce, object: "Case".into(), id: rogue };
+    let (letters, audit) = conflicts(&h, &rogue, "ServiceNow_Incident__c");
+    assert_eq!((letters, audit.len()), (1, 1), "{audit:?}");
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn an_edit_of_the_link_field_is_put_back_and_the_rest_goes_to_the_real_partner() {
+    let h = harness("hijack-by-edit").await;
+    let (mine, other) = (synced_case(&h).await, synced_case(&h).await);
+    let (my_incident, other_incident) = (incident_of(&h, &mine).await, incident_of(&h, &other).await);
+    let theirs = h.people.servicenow.get("incident", &other_incident).await.unwrap()["short_description"].clone();
+    h.people.salesforce.update("Case", &mine, &obj(json!({ "ServiceNow_Incident__c": other_incident, "Subject": "moved" }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.people.servicenow.get("incident", &my_incident).await.unwrap()["short_description"]["value"], "moved");
+    assert_eq!(h.people.servicenow.get("incident", &other_incident).await.unwrap()["short_description"], theirs, "the other incident is untouched");
+    assert_eq!(incident_of(&h, &mine).await, my_incident, "the link field was put back");
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn an_operator_links_a_conflicting_pair_and_its_event_goes_through() {
+    let h = harness("operator-link").await;
+    // An incident a person opened in ServiceNow, and a Case that names it: the incident does not name the Case.
+    let incident = h.people.servicenow.insert("incident", &obj(json!({ "short_description": "opened by hand" }))).await.unwrap()["sys_id"].as_str().unwrap().to_string();
+    h.settle().await;
+    let writes = h.writes();
+    let case = h.people.salesforce.create("Case", &obj(json!({ "Subject": "the same outage", "Priority": "High", "ServiceNow_Incident__c": incident }))).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.writes(), writes);
+    let case_ref = RecordRef { system: System::Salesforce, object: "Case".into(), id: case.clone() };
+    assert_eq!(conflicts(&h, &case_ref, "ServiceNow_Incident__c").0, 1);
+
+    // The operator looks, and links them: both link fields are written, and the conflict is re-driven.
+    seam::engine::identity::link_by_operator(&h.journal, TENANT, &h.systems, &case, &incident, "operator test").await.unwrap();
+    assert_eq!(h.journal.link_of(TENANT, &case_ref).unwrap(), Some(incident.clone()));
+    assert_eq!(h.people.servicenow.get("incident", &incident).await.unwrap()["correlation_id"]["value"], case.as_str());
+    let again = seam::engine::identity::link_by_operator(&h.journal, TENANT, &h.systems, &case, &"f".repeat(32), "operator test").await.unwrap_err();
+    assert!(again.to_string().contains("is linked with"), "{again}");
+    let dead: Vec<i64> = h.journal.dead_letters(Some(TENANT)).unwrap().iter().map(|d| d.id).collect();
+    h.journal.redrive(Some(&dead), "test").unwrap();
+    h.settle().await;
+    assert_eq!(h.people.servicenow.get("incident", &incident).await.unwrap()["short_description"]["value"], "the same outage");
+    assert!(h.journal.dead_letters(Some(TENANT)).unwrap().is_empty());
+    let audit = h.journal.audit_of(TENANT, &RecordRef { system: System::Servicenow, object: "incident".into(), id: incident }, "correlation_id").unwrap();
+    assert!(audit.iter().any(|a| a.reason == "linked by operator test"), "{:?}", audit.iter().map(|a| &a.reason).collect::<Vec<_>>());
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_pair_whose_records_name_each_other_is_linked_when_the_journal_does_not_know_it() {
+    let h = harness("rebuild").await;
+    // A pair made before this journal: the records name each other, the journal has no link.
+    // The org sends nothing meanwhile, and ServiceNow's push rule skips the integration user's writes.
+    h.sim.salesforce.notifier.as_ref().unwrap().set_target(None).unwrap();
+    let case = h.people.salesforce.create("Case", &obj(json!({ "Subject": "before seam", "Priority": "Low" }))).await.unwrap();
+    let incident = h.systems.servicenow.insert("incident", &obj(json!({ "short_description": "before seam", "correlation_id": case }))).await.unwrap()["sys_id"].as_str().unwrap().to_string();
+    h.people.salesforce.update("Case", &case, &obj(json!({ "ServiceNow_Incident__c": incident }))).await.unwrap();
+    journal_case_updates(&h, &case, "rebuild", &[("after the rebuild", "Low")]).await;
+    h.settle().await;
+    assert_eq!(h.people.servicenow.get("incident", &incident).await.unwrap()["short_description"]["value"], "after the rebuild");
+    let case_ref = RecordRef { system: System::Salesforce, object: "Case".into(), id: case };
+    assert_eq!(h.journal.link_of(TENANT, &case_ref).unwrap(), Some(incident));
+    assert!(h.journal.dead_letters(Some(TENANT)).unwrap().is_empty());
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_bulk_load_stamped_in_one_second_is_polled_page_by_page() {
+    use seam::engine::poller::Poller;
+    const N: usize = 1000;
+    let h = harness("bulk-load").await;
+    // Only the poller brings these: the org sends nothing, and the integration user's incidents are not pushed.
+    h.sim.salesforce.notifier.as_ref().unwrap().set_target(None).unwrap();
+    let case = h.people.salesforce.create("Case", &obj(json!({ "Subject": "template", "Priority": "Low" }))).await.unwrap();
+    let incident = h.systems.servicenow.insert("incident", &obj(json!({ "short_description": "template" }))).await.unwrap()["sys_id"].as_str().unwrap().to_string();
+    let poller = Poller::new(TENANT, h.journal.clone(), h.systems.clone(), true);
+    poller.poll_once().await.unwrap();
+    assert_eq!(h.journal.count(TENANT).unwrap(), 0, "a first start reads no history");
+
+    // A bulk load: N Cases and N incidents, each side all stamped in one second.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let (sf_stamp, sn_stamp) = (later.format("%Y-%m-%dT%H:%M:%S.000+0000").to_string(), later.format("%Y-%m-%d %H:%M:%S").to_string());
+    let (sf_store, sn_store) = (&h.sim.salesforce.store, &h.sim.servicenow.store);
+    let case_template = sf_store.get("salesforce", "Case", &case).unwrap();
+    let incident_template = sn_store.get("servicenow", "incident", &incident).unwrap();
+    for n in 0..N {
+        let id = format!("500{n:012}BLK");
+        let mut c = case_template.clone();
+        c.insert("Id".into(), json!(id));
+        for f in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
+            c.insert(f.into(), json!(sf_stamp));
+        }
+        sf_store.put("salesforce", "Case", &id, c).unwrap();
+        let sys_id = format!("{n:032x}");
+        let mut i = incident_template.clone();
+        i.insert("sys_id".into(), json!(sys_id));
+        i.insert("sys_updated_on".into(), json!(sn_stamp));
+        i.insert("number".into(), json!(format!("INC9{n:06}")));
+        sn_store.put("servicenow", "incident", &sys_id, i).unwrap();
+    }
+
+    // Each pass reads a page of each: five pages each, then nothing.
+    let mut passes = Vec::new();
+    loop {
+        let polled = poller.poll_once().await.unwrap();
+        passes.push((polled.read, polled.new));
+        if polled.read == 0 || passes.len() > 8 {
+            break;
+        }
+    }
+    assert_eq!(passes, vec![(400, 400); 5].into_iter().chain([(0, 0)]).collect::<Vec<_>>(), "pages of 200 per system, each new");
+    assert_eq!(h.journal.count(TENANT).unwrap(), 2 * N as u64);
+
+    // A gap's catch-up reads the whole stamp again in one call, page after page, and stops.
+    poller.owe_cases(Some(later.timestamp_millis())).await.unwrap();
+    assert_eq!(poller.pay_cases().await.unwrap(), Some(0), "every Case read again, none new");
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn record_text_cannot_widen_a_query_or_leave_its_url_path() {
+    use seam::runtime::{LookupFailure, RecordSource};
+    let h = harness("injection").await;
+    let (sf, sn) = (&h.people.salesforce, &h.people.servicenow);
+    // Another customer's company, and an Account whose external id tries to match every company.
+    sn.insert("core_company", &obj(json!({ "name": "Victim Corp", "u_sf_external_id": "VICTIM-1" }))).await.unwrap();
+    let account = sf.create("Account", &obj(json!({ "Name": "Mallory", "External_Id__c": "X^NQsys_idISNOTEMPTY" }))).await.unwrap();
+    let case = sf.create("Case", &obj(json!({ "Subject": "attach me anywhere", "Priority": "Low", "AccountId": account }))).await.unwrap();
+    h.settle().await;
+    let incident = incident_of(&h, &case).await;
+    assert_eq!(sn.get("incident", &incident).await.unwrap()["company"]["value"], "", "no company matched the injected key");
+
+    // A pack's find with the same value finds nothing; with a quote, SOQL finds nothing either.
+    let found = h.systems.find(System::Servicenow, "core_company", "u_sf_external_id", "X^NQsys_idISNOTEMPTY", &["name".into()]).await.unwrap();
+    assert!(found.is_none(), "{found:?}");
+    let found = h.systems.find(System::Salesforce, "Account", "External_Id__c", "' OR Name != '", &["Name".into()]).await.unwrap();
+    assert!(found.is_none(), "{found:?}");
+    // An id that climbs out of its object's path reads nothing, and says why.
+    let climb = RecordRef { system: System::Salesforce, object: "Case".into(), id: format!("../Account/{account}") };
+    assert!(matches!(h.systems.get(&climb, &["Name".into()]).await, Err(LookupFailure::NotGranted(why)) if why.contains("not a Salesforce record id")));
+    let climb = RecordRef { system: System::Servicenow, object: "incident".into(), id: "../sys_user".into() };
+    assert!(matches!(h.systems.get(&climb, &["name".into()]).await, Err(LookupFailure::NotGranted(why)) if why.contains("sys_id")));
     h.sim.shutdown();
 }

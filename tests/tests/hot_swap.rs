@@ -88,7 +88,7 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     }
 
     // Exactly one incident per Case.
-    let incidents = people.servicenow.query("incident", "correlation_idSTARTSWITH500", 1000).await.unwrap();
+    let incidents = people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idSTARTSWITH500"), 1000).await.unwrap();
     assert_eq!(incidents.len(), cases.len());
     let correlated: HashSet<&str> = incidents.iter().filter_map(|i| i["correlation_id"].as_str()).collect();
     assert_eq!(correlated.len(), cases.len(), "one incident each, none doubled");

@@ -107,6 +107,19 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
+    // An Outbound Message of this org: `prolog` before the envelope, `n` Notifications, `subject` as a Case's Subject (raw XML).
+    let om = format!("{}/intake/{TENANT}/salesforce/outbound?token=om-token", s.base);
+    let outbound = |prolog: &str, n: usize, subject: &str| {
+        let notification = |i: usize| format!(r#"<Notification><Id>04l{i:015}</Id><sObject xsi:type="sf:Case" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>500{i:015}</sf:Id><sf:Subject>{subject}</sf:Subject></sObject></Notification>"#);
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>{prolog}<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>{}</OrganizationId>{}</notifications></soapenv:Body></soapenv:Envelope>"#,
+            seam::sim::salesforce::ORG_ID,
+            (0..n).map(notification).collect::<String>()
+        )
+    };
+    assert_eq!(post(om.clone(), outbound("", 100, "fine"), None).await.0, 200, "100 Notifications are Salesforce's limit, and accepted");
+    let accepted = s.journal.count(TENANT).unwrap();
+    assert_eq!(accepted, 100);
     let cases = [
         ("unsigned", post(sn.clone(), good.clone(), None).await, 401, "unsigned"),
         ("wrong key", post(sn.clone(), good.clone(), Some(sign("guess", good.as_bytes()))).await, 401, "does not match"),
@@ -120,7 +133,30 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
             let b = "x".repeat(100 * 1024);
             post(sn.clone(), b.clone(), Some(sign(SN_SECRET, b.as_bytes()))).await
         }, 413, ""),
-        ("unknown tenant", post(format!("{}/intake/nobody/servicenow", s.base), good.clone(), Some(sign(SN_SECRET, good.as_bytes()))).await, 404, "no tenant"),
+        // The same answer as a wrong key: tenant names cannot be probed.
+        ("unknown tenant", post(format!("{}/intake/nobody/servicenow", s.base), good.clone(), Some(sign(SN_SECRET, good.as_bytes()))).await, 401, "does not match"),
+        ("unknown tenant, SOAP", post(format!("{}/intake/nobody/salesforce/outbound?token=om-token", s.base), "<x/>".into(), None).await, 401, "token"),
+        ("JSON nested too deep", {
+            let b = format!("{}{}", "[".repeat(500), "]".repeat(500));
+            post(sn.clone(), b.clone(), Some(sign(SN_SECRET, b.as_bytes()))).await
+        }, 400, "not JSON"),
+        ("JSON not UTF-8", {
+            // The event id's first byte is not UTF-8, inside a JSON string.
+            let bytes = good.replacen("x:0:insert", "\u{1}:0:insert", 1).into_bytes().into_iter().map(|c| if c == 1 { 0xff } else { c }).collect::<Vec<u8>>();
+            let signature = sign(SN_SECRET, &bytes);
+            let r = client.post(sn.clone()).header("X-Seam-Signature", signature).body(bytes).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }, 400, ""),
+        ("SOAP entity bomb", post(om.clone(), outbound(r#"<!DOCTYPE lol [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>"#, 1, "&b;"), None).await, 400, "DOCTYPE"),
+        ("SOAP external entity", post(om.clone(), outbound(r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>"#, 1, "&e;"), None).await, 400, "DOCTYPE"),
+        ("SOAP nested too deep", post(om.clone(), outbound("", 1, &format!("{}{}", "<a>".repeat(100), "</a>".repeat(100))), None).await, 400, "deeper"),
+        ("SOAP with 101 Notifications", post(om.clone(), outbound("", 101, "x"), None).await, 400, "more than 100"),
+        ("SOAP not UTF-8", {
+            let mut bytes = outbound("", 1, "x").into_bytes();
+            bytes.extend_from_slice(&[0xff, 0xfe]);
+            let r = client.post(om.clone()).body(bytes).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }, 400, "UTF-8"),
         ("SOAP without token", post(format!("{}/intake/{TENANT}/salesforce/outbound", s.base), "<x/>".into(), None).await, 401, "token"),
         ("SOAP garbage", post(format!("{}/intake/{TENANT}/salesforce/outbound?token=om-token", s.base), "<x>".into(), None).await, 400, ""),
         ("SOAP from another org", {
@@ -132,6 +168,6 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
         assert_eq!(status, want_status, "{what}: {body}");
         assert!(body.contains(want_text), "{what}: {body}");
     }
-    assert_eq!(s.journal.count(TENANT).unwrap(), 0, "nothing was stored");
+    assert_eq!(s.journal.count(TENANT).unwrap(), accepted, "nothing more was stored");
     s.sim.shutdown();
 }

@@ -49,7 +49,7 @@ async fn harness(name: &str) -> Harness {
     let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
     let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, Ownership::default())));
     let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters });
-    let poller = Arc::new(Poller { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), poll_salesforce: false });
+    let poller = Arc::new(Poller::new(TENANT, journal.clone(), systems.clone(), false));
     Harness { sim, journal, processor, systems, people, poller }
 }
 
@@ -63,6 +63,34 @@ impl Harness {
     /// Subscribe to Case's change events; the tasks stop when the handles are aborted.
     fn subscribe(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.subscriber().start(events::topics([], None))
+    }
+
+    /// Until the first subscription stands: its catch-up poll of what came before is done, and
+    /// its first keepalive stored a position. A Case made earlier would come by the poll too.
+    async fn subscribed(&self) {
+        let started = Instant::now();
+        while seam_tests::stored_replay(&self.journal, TENANT, "/data/CaseChangeEvent").is_none() || self.journal.watermark(TENANT, seam::engine::poller::SALESFORCE_CASES_OWED).unwrap().is_some() {
+            assert!(started.elapsed() < Duration::from_secs(10), "the subscription did not stand");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A Case synced over a subscription, which then stops; while seam is down, a Case titled
+    /// `subject` is made and the org lets its event expire. Returns that Case.
+    async fn down_past_retention(&self, subject: &str) -> String {
+        let subscription = self.subscribe();
+        self.subscribed().await;
+        let sf = &self.people.salesforce;
+        sf.create("Case", &obj(json!({ "Subject": "seen" }))).await.unwrap();
+        self.settle().await;
+        subscription.iter().for_each(|t| t.abort());
+        let bus = self.sim.salesforce.change_events.as_ref().unwrap();
+        let missed = sf.create("Case", &obj(json!({ "Subject": subject }))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        bus.set_settings(BusSettings { retention_seconds: 0.1, keepalive_seconds: 0.2 }).unwrap();
+        assert!(bus.horizon() >= bus.tip(), "the org no longer has the events");
+        bus.set_settings(BusSettings { keepalive_seconds: 0.2, ..Default::default() }).unwrap();
+        missed
     }
 
     /// The bus position the Case subscription has stored.
@@ -104,7 +132,7 @@ impl Harness {
 async fn cases_sync_over_pubsub_and_seams_own_writes_are_dropped_at_the_source() {
     let h = harness("sync").await;
     let _subscription = h.subscribe();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.subscribed().await;
     let sf = &h.people.salesforce;
     let case = sf.create("Case", &obj(json!({ "Subject": "Checkout down", "Priority": "High" }))).await.unwrap();
     h.settle().await;
@@ -126,7 +154,7 @@ async fn cases_sync_over_pubsub_and_seams_own_writes_are_dropped_at_the_source()
 async fn one_event_for_several_records_is_one_change_each() {
     let h = harness("multi").await;
     let _subscription = h.subscribe();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.subscribed().await;
     let sf = &h.people.salesforce;
     let mut cases = Vec::new();
     for n in 0..3 {
@@ -155,7 +183,7 @@ async fn one_event_for_several_records_is_one_change_each() {
 async fn a_restart_resumes_after_the_stored_replay_id_exactly_once() {
     let h = harness("restart").await;
     let subscription = h.subscribe();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.subscribed().await;
     let sf = &h.people.salesforce;
     let first = sf.create("Case", &obj(json!({ "Subject": "before the crash" }))).await.unwrap();
     h.settle().await;
@@ -171,7 +199,7 @@ async fn a_restart_resumes_after_the_stored_replay_id_exactly_once() {
     let incident = h.incident_of(&first).await.unwrap();
     assert_eq!(h.people.servicenow.get("incident", &incident).await.unwrap()["short_description"]["value"], "edited while seam was down");
     assert_eq!(h.salesforce_events(), 3, "three changes, each journaled once");
-    let incidents = h.people.servicenow.query("incident", "correlation_idISNOTEMPTY", 100).await.unwrap();
+    let incidents = h.people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100).await.unwrap();
     assert_eq!(incidents.len(), 2, "no Case got a second incident");
     h.sim.shutdown();
 }
@@ -179,20 +207,8 @@ async fn a_restart_resumes_after_the_stored_replay_id_exactly_once() {
 #[tokio::test]
 async fn a_replay_id_past_retention_is_a_gap_a_catch_up_poll_covers() {
     let h = harness("gap").await;
-    let subscription = h.subscribe();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let missed = h.down_past_retention("its event expired").await;
     let sf = &h.people.salesforce;
-    sf.create("Case", &obj(json!({ "Subject": "seen" }))).await.unwrap();
-    h.settle().await;
-    subscription.iter().for_each(|t| t.abort());
-
-    // seam is down longer than the org keeps events.
-    let bus = h.sim.salesforce.change_events.as_ref().unwrap();
-    let missed = sf.create("Case", &obj(json!({ "Subject": "its event expired" }))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    bus.set_settings(BusSettings { retention_seconds: 0.1, keepalive_seconds: 0.2 }).unwrap();
-    assert!(bus.horizon() >= bus.tip(), "the org no longer has the events");
-    bus.set_settings(BusSettings { keepalive_seconds: 0.2, ..Default::default() }).unwrap();
 
     let _again = h.subscribe();
     h.settle().await;
@@ -202,7 +218,7 @@ async fn a_replay_id_past_retention_is_a_gap_a_catch_up_poll_covers() {
     let after = sf.create("Case", &obj(json!({ "Subject": "after the gap" }))).await.unwrap();
     h.settle().await;
     assert!(h.incident_of(&after).await.is_some());
-    assert_eq!(h.people.servicenow.query("incident", "correlation_idISNOTEMPTY", 100).await.unwrap().len(), 3);
+    assert_eq!(h.people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100).await.unwrap().len(), 3);
     h.sim.shutdown();
 }
 
@@ -210,7 +226,7 @@ async fn a_replay_id_past_retention_is_a_gap_a_catch_up_poll_covers() {
 async fn gap_events_are_read_back_through_rest() {
     let h = harness("gap-events").await;
     let _subscription = h.subscribe();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.subscribed().await;
     let sf = &h.people.salesforce;
     let case = sf.create("Case", &obj(json!({ "Subject": "gap me", "Priority": "Low" }))).await.unwrap();
     h.settle().await;
@@ -220,5 +236,39 @@ async fn gap_events_are_read_back_through_rest() {
     sf.update("Case", &case, &obj(json!({ "Priority": "Critical" }))).await.unwrap();
     h.settle().await;
     assert_eq!(h.people.servicenow.get("incident", &incident).await.unwrap()["urgency"]["value"], "1", "the record was read back and its change carried across");
+    h.sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_gap_whose_catch_up_poll_fails_stays_owed_across_a_restart() {
+    use seam::engine::poller::SALESFORCE_CASES_OWED;
+    let h = harness("gap-owed").await;
+    let missed = h.down_past_retention("its event expired, and the first poll failed").await;
+    let bus = h.sim.salesforce.change_events.as_ref().unwrap();
+    // When seam comes back, the org's REST API fails.
+    h.sim.salesforce.faults.set(seam::sim::faults::Faults { server_error: 1.0, ..Default::default() });
+    let failing = h.subscribe();
+    // The new subscription stands at the tip, and its keepalives store its position; the poll stays owed.
+    let started = Instant::now();
+    while h.processor.counters.stream_gaps.get() == 0 || h.stored() < bus.tip() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the gap was not found");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(h.journal.watermark(TENANT, SALESFORCE_CASES_OWED).unwrap().is_some(), "the failed catch-up poll is still owed");
+    failing.iter().for_each(|t| t.abort());
+
+    // After a restart, with the org answering again, the debt is paid.
+    h.sim.salesforce.faults.set(Default::default());
+    let _again = h.subscribe();
+    let started = Instant::now();
+    while h.journal.watermark(TENANT, SALESFORCE_CASES_OWED).unwrap().is_some() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the owed poll was not paid");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.settle().await;
+    assert!(h.incident_of(&missed).await.is_some(), "the owed poll brought the Case whose event had expired");
+    assert_eq!(h.processor.counters.stream_gaps.get(), 1, "one gap, counted once");
+    assert_eq!(h.people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100).await.unwrap().len(), 2);
     h.sim.shutdown();
 }

@@ -59,7 +59,7 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
     let case_now = sf.get("Case", &case).await.unwrap();
     let incident = case_now["ServiceNow_Incident__c"].as_str().expect("the Case is linked").to_string();
     let number = case_now["ServiceNow_Number__c"].as_str().unwrap().to_string();
-    let incidents = sn.query("incident", &format!("correlation_id={case}"), 10).await.unwrap();
+    let incidents = sn.query("incident", &seam::connectors::servicenow::Query::new().eq("correlation_id", &case).unwrap(), 10).await.unwrap();
     assert_eq!(incidents.len(), 1, "one incident, though both packs asked to open it");
     assert_eq!(incidents[0]["priority"], "1");
     let tasks = tasks_on(&people, &case).await;
@@ -96,7 +96,7 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
     assert!(tasks_on(&people, &shop_case).await.is_empty(), "a small account gets no Task");
     assert!(bridge(&people, &format!("sev1-case-{}", sf.get("Case", &shop_case).await.unwrap()["CaseNumber"].as_str().unwrap())).await.is_none());
     assert_eq!(tasks_on(&people, &later).await.len(), 1);
-    assert_eq!(sn.query("incident", &format!("correlation_id={later}"), 10).await.unwrap().len(), 1);
+    assert_eq!(sn.query("incident", &seam::connectors::servicenow::Query::new().eq("correlation_id", &later).unwrap(), 10).await.unwrap().len(), 1);
     let later_number = sf.get("Case", &later).await.unwrap()["CaseNumber"].as_str().unwrap().to_string();
     let later_bridge = bridge(&people, &format!("sev1-case-{later_number}")).await.expect("a bridge for the raised Case");
     let later_incident = sf.get("Case", &later).await.unwrap()["ServiceNow_Number__c"].as_str().unwrap().to_string();
@@ -153,7 +153,7 @@ async fn a_workflow_resumed_after_a_failure_repeats_nothing_and_still_links_what
 
     let case_now = sf.get("Case", &case).await.unwrap();
     let number = case_now["ServiceNow_Number__c"].as_str().unwrap().to_string();
-    assert_eq!(people.servicenow.query("incident", &format!("correlation_id={case}"), 10).await.unwrap().len(), 1, "one incident");
+    assert_eq!(people.servicenow.query("incident", &seam::connectors::servicenow::Query::new().eq("correlation_id", &case).unwrap(), 10).await.unwrap().len(), 1, "one incident");
     let tasks = tasks_on(&people, &case).await;
     assert_eq!(tasks.len(), 1, "one Task: {tasks:?}");
     let messages = bridge(&people, &format!("sev1-case-{}", case_now["CaseNumber"].as_str().unwrap())).await.unwrap();

@@ -45,6 +45,7 @@ pub struct Metrics {
     retries: Family<TenantLabel, Counter>,
     dead_lettered: Family<TenantLabel, Counter>,
     stream_gaps: Family<TenantLabel, Counter>,
+    identity_conflicts: Family<TenantLabel, Counter>,
     plugin_seconds: PluginLatency,
     /// Backlog alerts sent (see `engine::alerts`).
     pub alerts: Family<TenantLabel, Counter>,
@@ -73,6 +74,7 @@ impl Metrics {
             retries: Family::default(),
             dead_lettered: Family::default(),
             stream_gaps: Family::default(),
+            identity_conflicts: Family::default(),
             plugin_seconds: Family::new_with_constructor(latency_histogram),
             alerts: Family::default(),
             backlog: Family::default(),
@@ -90,6 +92,7 @@ impl Metrics {
         registry.register("retries", "Transient failures scheduled for another attempt", m.retries.clone());
         registry.register("events_dead_lettered", "Events sent to the dead-letter queue", m.dead_lettered.clone());
         registry.register("pubsub_gaps", "Pub/Sub subscriptions that could not resume where they stopped (replay id past retention): a catch-up poll covered the gap", m.stream_gaps.clone());
+        registry.register("identity_conflicts", "Records that named a partner which did not name them back: dead-lettered with nothing written across (see `seam link`)", m.identity_conflicts.clone());
         registry.register_with_unit("plugin_call", "Time of one pack call (instantiate + run), by pack", prometheus_client::registry::Unit::Seconds, m.plugin_seconds.clone());
         registry.register("backlog_alerts", "Backlog or dead-letter alerts sent to people", m.alerts.clone());
         registry.register("backlog_events", "Events waiting to be processed", m.backlog.clone());
@@ -111,6 +114,7 @@ impl Metrics {
             retries: self.retries.get_or_create_owned(&t),
             dead_letters: self.dead_lettered.get_or_create_owned(&t),
             stream_gaps: self.stream_gaps.get_or_create_owned(&t),
+            identity_conflicts: self.identity_conflicts.get_or_create_owned(&t),
             plugin_seconds: self.plugin_seconds.clone(),
         }
     }

@@ -5,6 +5,7 @@
 //! Each step prints what seam wrote, from its audit trail.
 
 use super::serve::{self, Engine};
+use crate::connectors::salesforce::soql;
 use crate::connectors::RetryPolicy;
 use crate::engine::apply::Systems;
 use crate::sim::Sim;
@@ -140,10 +141,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("Where things stand, read back from the emulators:");
     println!("  Case {} {case}: Status={} Priority={} Incident={} Assignee={}", v(&case_now, "CaseNumber"), v(&case_now, "Status"), v(&case_now, "Priority"), v(&case_now, "ServiceNow_Number__c"), v(&case_now, "ServiceNow_Assignee__c"));
     println!("  Incident {} {incident}: state={} priority={} company={} correlation_id={}", v(&inc_now, "number"), v(&inc_now, "state"), v(&inc_now, "priority"), v(&inc_now, "company"), v(&inc_now, "correlation_id"));
-    for comment in sf.query(&format!("SELECT CommentBody FROM CaseComment WHERE ParentId = '{case}'")).await? {
+    for comment in sf.query(&format!("SELECT CommentBody FROM CaseComment WHERE ParentId = {}", soql::literal(&case))).await? {
         println!("  Case comment: {}", comment["CommentBody"]);
     }
-    for task in sf.query(&format!("SELECT Subject, Priority, OwnerId FROM Task WHERE WhatId = '{case}'")).await? {
+    for task in sf.query(&format!("SELECT Subject, Priority, OwnerId FROM Task WHERE WhatId = {}", soql::literal(&case))).await? {
         println!("  Task for the account team: {} (Priority {}, owner {})", task["Subject"], task["Priority"], task["OwnerId"]);
     }
     if let Some(slack) = &demo.people.slack {

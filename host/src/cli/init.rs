@@ -274,7 +274,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
     for (path, value) in &made {
         write_secret_file(path, value)?;
     }
-    crate::files::write_atomically(&args.config, serde_json::to_string_pretty(&config)?.as_bytes())?;
+    crate::files::write_private(&args.config, serde_json::to_string_pretty(&config)?.as_bytes())?;
     println!("{} {} (tenant {tenant})", if existing { "updated" } else { "wrote" }, args.config.display());
     let t = &config.tenants[&tenant];
     let mut people_secrets: Vec<String> = Vec::new();

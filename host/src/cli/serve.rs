@@ -251,7 +251,7 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         alerts: AlertConfig::default(),
         reconcile_minutes: default_reconcile(),
     };
-    std::fs::write(state.join("seam.json"), serde_json::to_string_pretty(&config)?)?;
+    crate::files::write_private(&state.join("seam.json"), serde_json::to_string_pretty(&config)?.as_bytes())?;
     Ok((sim, config))
 }
 
@@ -306,7 +306,7 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
             let reconciler = Reconciler { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), mapping: processor.active.clone() };
             tokio::spawn(reconcile_every(reconciler, Duration::from_secs(config.reconcile_minutes * 60)));
         }
-        let poller = Arc::new(Poller { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), poll_salesforce: !pubsub });
+        let poller = Arc::new(Poller::new(&name, journal.clone(), systems.clone(), !pubsub));
         if pubsub {
             let mirrored = pack.ownership.mirrors.iter().filter(|m| m.system == crate::model::System::Salesforce).map(|m| m.object.clone());
             let topics = salesforce_events::topics(mirrored, t.pubsub.platform_event.as_deref());

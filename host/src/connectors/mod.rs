@@ -27,6 +27,10 @@ pub enum ConnectorError {
     /// The system refused the request; repeating it will not help.
     #[error("{system} refused the request ({status}): {message}")]
     Refused { system: &'static str, status: u16, message: String },
+    /// Not sent: a name, id or query value that cannot be what it claims to be
+    /// (`../Account` as an id, a value an encoded query cannot carry).
+    #[error("not sent to {system}: {message}")]
+    Invalid { system: &'static str, message: String },
 }
 
 impl ConnectorError {

@@ -5,9 +5,9 @@
 //! both records, and the customer is matched on the stable key
 //! (Account.External_Id__c ⇄ core_company.u_sf_external_id), never a name.
 
-use super::normalize::{self, ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD, COMPANY_KEY_FIELD};
-use crate::connectors::salesforce::{self, Salesforce};
-use crate::connectors::servicenow::{self, ServiceNow};
+use super::normalize::{self, ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD, COMPANY_KEY_FIELD, INCIDENT_CASE_FIELD};
+use crate::connectors::salesforce::{self, soql, Salesforce};
+use crate::connectors::servicenow::{self, Query, ServiceNow};
 use crate::connectors::slack::{self, Slack};
 use crate::connectors::{ConnectorError, RetryPolicy};
 use crate::model::{Action, Carried, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
@@ -68,6 +68,12 @@ pub enum ApplyError {
     /// Progress could not be recorded; the event is retried (creates are found, not repeated).
     #[error("recording progress: {0}")]
     Progress(String),
+}
+
+impl From<crate::connectors::servicenow::QueryError> for ApplyError {
+    fn from(e: crate::connectors::servicenow::QueryError) -> Self {
+        ApplyError::Connector(e.into())
+    }
 }
 
 impl ApplyError {
@@ -294,12 +300,12 @@ impl Systems {
         match record.system {
             System::Servicenow => {
                 let element = if kind == JournalKind::WorkNote { "work_notes" } else { "comments" };
-                let query = format!("element_id={}^element={element}^ORDERBYDESCsys_created_on", record.id);
+                let query = Query::new().eq("element_id", &record.id)?.eq("element", element)?.order_by_desc("sys_created_on")?;
                 let rows = self.servicenow.query("sys_journal_field", &query, 20).await?;
                 Ok(rows.iter().any(|r| r.get("value").and_then(Json::as_str) == Some(text)))
             }
             System::Salesforce => {
-                let soql = format!("SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{}' ORDER BY CreatedDate DESC LIMIT 20", record.id.replace('\'', ""));
+                let soql = format!("SELECT Id, CommentBody FROM CaseComment WHERE ParentId = {} ORDER BY CreatedDate DESC LIMIT 20", soql::literal(&record.id));
                 let rows = self.salesforce.query(&soql).await?;
                 Ok(rows.iter().any(|r| r.get("CommentBody").and_then(Json::as_str) == Some(text)))
             }
@@ -360,13 +366,13 @@ impl Systems {
         let mut writes = Vec::new();
         match (system, link, source.system) {
             (System::Servicenow, true, System::Salesforce) => {
-                body.insert("correlation_id".into(), Json::String(source.id.clone()));
+                body.insert(INCIDENT_CASE_FIELD.into(), Json::String(source.id.clone()));
                 body.insert("correlation_display".into(), Json::String(format!("Salesforce {}", source.object)));
                 if let Some(company) = self.company_for_case(change).await? {
                     body.entry("company").or_insert(Json::String(company));
                 }
                 // Find before create: a retry after a crash must not open a second incident.
-                let existing = if surely_new { None } else { self.servicenow.query(object, &format!("correlation_id={}", source.id), 1).await?.into_iter().next() };
+                let existing = if surely_new { None } else { self.servicenow.query(object, &Query::new().eq(INCIDENT_CASE_FIELD, &source.id)?, 1).await?.into_iter().next() };
                 let created = match existing {
                     Some(found) => found,
                     None => {
@@ -397,7 +403,7 @@ impl Systems {
                     body.entry("AccountId").or_insert(Json::String(account));
                 }
                 // Find before create: a retry after a crash must not open a second Case.
-                let soql = format!("SELECT Id FROM {object} WHERE {CASE_INCIDENT_FIELD} = '{}' LIMIT 1", source.id.replace('\'', ""));
+                let soql = format!("SELECT Id FROM {} WHERE {CASE_INCIDENT_FIELD} = {} LIMIT 1", soql::name(object).map_err(|e| ApplyError::Unsupported(e.to_string()))?, soql::literal(&source.id));
                 let existing = if surely_new { None } else { self.salesforce.query(&soql).await?.first().and_then(|r| r.get("Id")).and_then(Json::as_str).map(str::to_string) };
                 let id = match existing {
                     Some(id) => id,
@@ -408,7 +414,7 @@ impl Systems {
                     }
                 };
                 let record = RecordRef { system, object: object.into(), id: id.clone() };
-                let back = Map::from_iter([("correlation_id".to_string(), Json::String(id)), ("correlation_display".to_string(), Json::String(format!("Salesforce {object}")))]);
+                let back = Map::from_iter([(INCIDENT_CASE_FIELD.to_string(), Json::String(id)), ("correlation_display".to_string(), Json::String(format!("Salesforce {object}")))]);
                 writes.push(self.update(source.clone(), &back).await?);
                 Ok((record, None, writes))
             }
@@ -439,7 +445,7 @@ impl Systems {
             tracing::warn!(account = account_id, "the Case's Account has no {ACCOUNT_KEY_FIELD}; the incident gets no company");
             return Ok(None);
         };
-        let companies = self.servicenow.query("core_company", &format!("{COMPANY_KEY_FIELD}={key}"), 2).await?;
+        let companies = self.servicenow.query("core_company", &Query::new().eq(COMPANY_KEY_FIELD, key)?, 2).await?;
         match companies.as_slice() {
             [one] => Ok(one.get("sys_id").and_then(Json::as_str).map(str::to_string)),
             [] => {
@@ -455,9 +461,9 @@ impl Systems {
         let Some(company) = change.snapshot.iter().find(|f| f.name == "company").and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
-        let rows = self.servicenow.query("core_company", &format!("sys_id={company}"), 1).await?;
+        let rows = self.servicenow.query("core_company", &Query::new().eq("sys_id", company)?, 1).await?;
         let Some(key) = rows.first().and_then(|r| r.get(COMPANY_KEY_FIELD)).and_then(Json::as_str).filter(|s| !s.is_empty()) else { return Ok(None) };
-        let accounts = self.salesforce.query(&format!("SELECT Id FROM Account WHERE {ACCOUNT_KEY_FIELD} = '{}'", key.replace('\'', "\\'"))).await?;
+        let accounts = self.salesforce.query(&format!("SELECT Id FROM Account WHERE {ACCOUNT_KEY_FIELD} = {}", soql::literal(key))).await?;
         Ok(accounts.first().and_then(|a| a.get("Id")).and_then(Json::as_str).map(str::to_string))
     }
 }

@@ -188,7 +188,7 @@ impl Backfill {
 /// The condition for the Cases after `place` in SystemModstamp and Id order (nothing without one).
 fn after(place: Option<&Place>) -> String {
     match place.filter(|p| !p.stamp.is_empty()) {
-        Some(p) => format!(" AND (SystemModstamp > {0} OR (SystemModstamp = {0} AND Id > '{1}'))", p.stamp, p.id.replace(['\'', '\\'], "")),
+        Some(p) => format!(" AND (SystemModstamp > {0} OR (SystemModstamp = {0} AND Id > {1}))", p.stamp, crate::connectors::salesforce::soql::literal(&p.id)),
         None => String::new(),
     }
 }

@@ -6,6 +6,8 @@
 
 use super::apply::Systems;
 use super::normalize;
+use crate::connectors::salesforce::soql;
+use crate::connectors::servicenow::{Query, QueryError};
 use crate::connectors::ConnectorError;
 use crate::model::{ChangeKind, Field, RecordRef, System, Value};
 use crate::runtime::imports::lookup::{BoxFuture, Found};
@@ -21,6 +23,7 @@ impl RecordSource for Systems {
             };
             let snapshot = found.map_err(|e| match e {
                 ConnectorError::Refused { status: 404, .. } => LookupFailure::NotFound,
+                ConnectorError::Invalid { message, .. } => LookupFailure::NotGranted(message),
                 other => LookupFailure::Unavailable(other.to_string()),
             })?;
             Ok(pick(snapshot, fields))
@@ -29,14 +32,14 @@ impl RecordSource for Systems {
 
     fn find<'a>(&'a self, system: System, object: &'a str, key: &'a str, value: &'a str, fields: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>> {
         Box::pin(async move {
-            let unavailable = |e: ConnectorError| LookupFailure::Unavailable(e.to_string());
-            let named = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !named(object) || !named(key) {
-                return Err(LookupFailure::NotGranted(format!("{object:?}.{key:?} is not a field name")));
-            }
+            let unavailable = |e: ConnectorError| match e {
+                ConnectorError::Invalid { message, .. } => LookupFailure::NotGranted(message),
+                other => LookupFailure::Unavailable(other.to_string()),
+            };
             let row = match system {
                 System::Salesforce => {
-                    let soql = format!("SELECT Id FROM {object} WHERE {key} = '{}' LIMIT 1", value.replace('\\', "\\\\").replace('\'', "\\'"));
+                    let (object, key) = soql::name(object).and_then(|o| Ok((o, soql::name(key)?))).map_err(|e| LookupFailure::NotGranted(e.to_string()))?;
+                    let soql = format!("SELECT Id FROM {object} WHERE {key} = {} LIMIT 1", soql::literal(value));
                     let ids = self.salesforce.query(&soql).await.map_err(unavailable)?;
                     match ids.first().and_then(|r| r.get("Id")).and_then(|v| v.as_str()) {
                         // The whole record, so `fields` are read the way `get` reads them.
@@ -45,11 +48,13 @@ impl RecordSource for Systems {
                     }
                 }
                 System::Servicenow => {
-                    // `^` separates encoded-query terms; a value holding one cannot be matched exactly.
-                    if value.contains('^') {
-                        return Ok(None);
-                    }
-                    let rows = self.servicenow.query(object, &format!("{key}={value}"), 1).await.map_err(unavailable)?;
+                    let query = match Query::new().eq(key, value) {
+                        Ok(q) => q,
+                        // No record is found by an empty key.
+                        Err(QueryError::Empty { .. }) => return Ok(None),
+                        Err(e) => return Err(LookupFailure::NotGranted(e.to_string())),
+                    };
+                    let rows = self.servicenow.query(object, &query, 1).await.map_err(unavailable)?;
                     rows.first().map(|r| normalize::servicenow("lookup", ChangeKind::Updated, object, r, None))
                 }
                 System::Slack => None,

@@ -9,13 +9,15 @@
 //! field; `poller` catches up on notifications that never arrived; `alerts`
 //! tells a person when the backlog or the dead letters pass a threshold;
 //! `reconcile` compares linked pairs and repairs drift; `backfill` brings
-//! history in when asked (a first start syncs none).
+//! history in when asked (a first start syncs none); `identity` decides
+//! which records are partners (a record's link field is only a claim).
 
 pub mod alerts;
 pub mod apply;
 pub mod backfill;
 pub mod dispatcher;
 pub mod echoes;
+pub mod identity;
 mod lookup;
 pub mod normalize;
 pub mod ownership;

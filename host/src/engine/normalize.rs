@@ -10,6 +10,8 @@ use serde_json::{Map, Value as Json};
 
 /// The Case field holding the linked incident's sys_id.
 pub const CASE_INCIDENT_FIELD: &str = "ServiceNow_Incident__c";
+/// The incident field holding the linked Case's id.
+pub const INCIDENT_CASE_FIELD: &str = "correlation_id";
 /// The Case field holding the linked incident's number.
 pub const CASE_INCIDENT_NUMBER_FIELD: &str = "ServiceNow_Number__c";
 /// The Account field holding the customer's stable key.
@@ -96,7 +98,7 @@ pub fn servicenow(event_id: &str, kind: ChangeKind, table: &str, record: &Map<St
     }
     let text = |name: &str| snapshot.iter().find(|f| f.name == name).and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()).map(str::to_string);
     // correlation_id holds the Case id when the incident came from Salesforce.
-    let linked = text("correlation_id").filter(|id| id.starts_with("500")).map(|id| RecordRef { system: System::Salesforce, object: "Case".into(), id });
+    let linked = text(INCIDENT_CASE_FIELD).filter(|id| id.starts_with("500")).map(|id| RecordRef { system: System::Salesforce, object: "Case".into(), id });
     let changed = changed.map(|names| names.iter().flat_map(|n| [n.to_string(), format!("{n}.display")]).collect::<Vec<_>>());
     let changed_refs: Option<Vec<&str>> = changed.as_ref().map(|v| v.iter().map(String::as_str).collect());
     Change {

@@ -3,6 +3,11 @@
 //! changed since its watermark (Case.SystemModstamp, incident.sys_updated_on)
 //! and journals it like a notification.
 //!
+//! Pages are read by keyset, `(timestamp, id)`: the watermark is the last
+//! record read, and the next page starts after it. A bulk load that stamps a
+//! thousand records in one second is read page by page, not the same first
+//! page forever.
+//!
 //! Duplicates cost nothing: a poll uses the notification's own event key
 //! (ServiceNow: `sys_id:mod_count:operation`; Salesforce: record id and
 //! SystemModstamp, `normalize::salesforce_version_key`), so the journal drops
@@ -14,6 +19,8 @@
 
 use super::apply::Systems;
 use super::normalize;
+use crate::connectors::salesforce::soql;
+use crate::connectors::servicenow::Query;
 use crate::model::{Change, ChangeKind};
 use crate::store::Journal;
 use anyhow::Result;
@@ -25,14 +32,43 @@ const PAGE: usize = 200;
 /// The watermarks' names in the journal.
 pub const SALESFORCE_CASES: &str = "salesforce.Case";
 pub const SERVICENOW_INCIDENTS: &str = "servicenow.incident";
+/// Set while a catch-up poll of Cases is owed (a change event stream's gap): the debt outlives a
+/// failed poll and a crash, and is paid by [`Poller::pay_cases`].
+pub const SALESFORCE_CASES_OWED: &str = "salesforce.Case.owed";
 
 pub struct Poller {
     pub tenant: String,
     pub journal: Arc<Journal>,
     pub systems: Arc<Systems>,
     /// Whether each pass reads Cases too. Not when Salesforce's changes come over the Pub/Sub
-    /// API, whose replay ids leave nothing to catch up on but gaps ([`Poller::catch_up_cases_since`]).
+    /// API, whose replay ids leave nothing to catch up on but gaps ([`Poller::owe_cases`]).
     pub poll_salesforce: bool,
+    /// One reader of the Case watermark at a time: the periodic pass and each topic's gap
+    /// recovery would otherwise move it under each other.
+    cases: tokio::sync::Mutex<()>,
+}
+
+/// A watermark: the stamp of the last record read, and its id (`stamp|id`). A stamp alone
+/// (a first start, a gap to read) reads from the first record of that stamp on.
+struct Mark<'a> {
+    stamp: &'a str,
+    id: Option<&'a str>,
+}
+
+impl<'a> Mark<'a> {
+    fn parse(text: &'a str) -> Mark<'a> {
+        match text.split_once('|') {
+            Some((stamp, id)) => Mark { stamp, id: Some(id) },
+            None => Mark { stamp: text, id: None },
+        }
+    }
+
+    fn encode(&self) -> String {
+        match self.id {
+            Some(id) => format!("{}|{id}", self.stamp),
+            None => self.stamp.to_string(),
+        }
+    }
 }
 
 /// What one pass found.
@@ -44,9 +80,18 @@ pub struct Polled {
 }
 
 impl Poller {
+    pub fn new(tenant: &str, journal: Arc<Journal>, systems: Arc<Systems>, poll_salesforce: bool) -> Poller {
+        Poller { tenant: tenant.into(), journal, systems, poll_salesforce, cases: Default::default() }
+    }
+
     pub async fn poll_once(&self) -> Result<Polled> {
         let mut polled = Polled::default();
-        let cases = if self.poll_salesforce { self.poll_cases().await? } else { (0, 0) };
+        let cases = if self.poll_salesforce {
+            let _cases = self.cases.lock().await;
+            self.poll_cases().await?
+        } else {
+            (0, 0)
+        };
         for (read, new) in [cases, self.poll_incidents().await?] {
             polled.read += read;
             polled.new += new;
@@ -54,21 +99,32 @@ impl Poller {
         Ok(polled)
     }
 
-    /// Read every Case changed since `since_ms` (epoch milliseconds), page by page: what a
-    /// change event stream could not replay. Returns how many changes were new to the journal.
-    pub async fn catch_up_cases_since(&self, since_ms: i64) -> Result<usize> {
-        let since = chrono::DateTime::from_timestamp_millis(since_ms).unwrap_or(chrono::DateTime::UNIX_EPOCH);
-        let mark = since.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
-        // Never forward: a later watermark would skip part of the gap.
-        let current = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
-        if current.as_deref().is_none_or(|c| c > mark.as_str()) {
-            self.journal.set_watermark(&self.tenant, SALESFORCE_CASES, &mark)?;
+    /// Owe a catch-up poll of Cases: those changed since `since_ms` (epoch milliseconds), or with
+    /// `None` those changed since the watermark (set now if it is not yet). Stored before it
+    /// returns, so the stream may move on: the debt stands until [`Poller::pay_cases`] has read
+    /// it all.
+    pub async fn owe_cases(&self, since_ms: Option<i64>) -> Result<()> {
+        let _cases = self.cases.lock().await;
+        if self.journal.watermark(&self.tenant, SALESFORCE_CASES)?.is_none() {
+            self.begin_cases().await?;
         }
-        self.catch_up_cases().await
+        let current = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
+        // Never forward: a later watermark would skip part of the gap. A stamp alone reads
+        // from the first record of that stamp.
+        let lowered = since_ms
+            .map(|ms| chrono::DateTime::from_timestamp_millis(ms).unwrap_or(chrono::DateTime::UNIX_EPOCH).format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
+            .filter(|mark| current.as_deref().is_none_or(|c| Mark::parse(c).stamp >= mark.as_str()));
+        let from = lowered.or(current).unwrap_or_default();
+        self.journal.set_watermarks(&self.tenant, &[(SALESFORCE_CASES, &from), (SALESFORCE_CASES_OWED, &from)], &[])
     }
 
-    /// Read every Case changed since the watermark, page by page; how many changes were new.
-    pub async fn catch_up_cases(&self) -> Result<usize> {
+    /// Pay an owed catch-up poll of Cases, page by page. `None` when nothing was owed; else how
+    /// many changes were new to the journal. On failure the debt stands, to be paid later.
+    pub async fn pay_cases(&self) -> Result<Option<usize>> {
+        let _cases = self.cases.lock().await;
+        if self.journal.watermark(&self.tenant, SALESFORCE_CASES_OWED)?.is_none() {
+            return Ok(None);
+        }
         let mut new = 0;
         loop {
             let before = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
@@ -77,9 +133,11 @@ impl Poller {
             // A short page is the last; a full one that did not move the watermark (a page of
             // Cases all stamped in one millisecond) would be read again forever.
             if read < PAGE || self.journal.watermark(&self.tenant, SALESFORCE_CASES)? == before {
-                return Ok(new);
+                break;
             }
         }
+        self.journal.clear_watermark(&self.tenant, SALESFORCE_CASES_OWED)?;
+        Ok(Some(new))
     }
 
     /// A first start: the watermark is set at `at`, and nothing before it is read.
@@ -100,7 +158,7 @@ impl Poller {
 
     /// A first start of Case polling: the watermark just past the newest Case there is (what is
     /// there now is history). Does nothing when the watermark is set.
-    pub async fn begin_cases(&self) -> Result<()> {
+    async fn begin_cases(&self) -> Result<()> {
         if self.journal.watermark(&self.tenant, SALESFORCE_CASES)?.is_some() {
             return Ok(());
         }
@@ -119,14 +177,19 @@ impl Poller {
 
     async fn poll_cases(&self) -> Result<(usize, usize)> {
         let sf = &self.systems.salesforce;
-        let since = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
-        if since.is_none() {
+        let Some(since) = self.journal.watermark(&self.tenant, SALESFORCE_CASES)? else {
             return self.begin_cases().await.map(|()| (0, 0));
-        }
-        // `>=`: records sharing the watermark's millisecond are read again and dropped as duplicates.
-        let filter = since.as_deref().map(|t| format!(" WHERE SystemModstamp >= {}", t.replace("+0000", "Z"))).unwrap_or_default();
+        };
+        let since = Mark::parse(&since);
+        let t = since.stamp.replace("+0000", "Z");
+        let filter = match since.id {
+            // After the last record read: later stamps, and later ids of its stamp.
+            Some(id) => format!("SystemModstamp > {t} OR (SystemModstamp = {t} AND Id > {})", soql::literal(id)),
+            // A stamp alone (a first start, a gap): from its first record on.
+            None => format!("SystemModstamp >= {t}"),
+        };
         // One query brings the records whole (FIELDS(ALL) allows 200 rows, our page).
-        let rows = sf.query(&format!("SELECT FIELDS(ALL) FROM Case{filter} ORDER BY SystemModstamp LIMIT {PAGE}")).await?;
+        let rows = sf.query(&format!("SELECT FIELDS(ALL) FROM Case WHERE {filter} ORDER BY SystemModstamp, Id LIMIT {PAGE}")).await?;
         let mut events = Vec::new();
         let mut mark = None;
         for mut record in rows {
@@ -136,27 +199,31 @@ impl Poller {
             let key = normalize::salesforce_version_key(&id, &stamp).unwrap_or_else(|| format!("sf-poll:{id}:{stamp}"));
             let kind = if created { ChangeKind::Created } else { ChangeKind::Updated };
             events.push((key.clone(), normalize::salesforce(&key, kind, "Case", &record, None)));
-            mark = Some(stamp);
+            mark = Some(Mark { stamp: &stamp, id: Some(&id) }.encode());
         }
         self.journal(SALESFORCE_CASES, mark, events).await
     }
 
     async fn poll_incidents(&self) -> Result<(usize, usize)> {
         let sn = &self.systems.servicenow;
-        let since = self.journal.watermark(&self.tenant, SERVICENOW_INCIDENTS)?;
-        if since.is_none() {
+        let Some(since) = self.journal.watermark(&self.tenant, SERVICENOW_INCIDENTS)? else {
             // sys_updated_on counts whole seconds: the newest change's second is history, the next one is not.
             // With no incident at all, every incident to come is new (see the Cases above).
-            let newest = sn.query("incident", "ORDERBYDESCsys_updated_on", 1).await?;
+            let newest = sn.query("incident", &Query::literal("ORDERBYDESCsys_updated_on"), 1).await?;
             let at = newest
                 .first()
                 .and_then(|r| r.get("sys_updated_on").and_then(Value::as_str))
                 .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc()))
                 .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::seconds(1));
             return self.start_at(SERVICENOW_INCIDENTS, &at.format("%Y-%m-%d %H:%M:%S").to_string());
-        }
-        let filter = since.map(|t| format!("sys_updated_on>={t}^")).unwrap_or_default();
-        let rows = sn.query_with_display("incident", &format!("{filter}ORDERBYsys_updated_on"), PAGE).await?;
+        };
+        let since = Mark::parse(&since);
+        let query = match since.id {
+            // After the last record read: later stamps, and later sys_ids of its stamp.
+            Some(id) => Query::new().above("sys_updated_on", since.stamp)?.or_else(Query::new().eq("sys_updated_on", since.stamp)?.above("sys_id", id)?),
+            None => Query::new().at_least("sys_updated_on", since.stamp)?,
+        };
+        let rows = sn.query_with_display("incident", &query.order_by("sys_updated_on")?.order_by("sys_id")?, PAGE).await?;
         let mut events = Vec::new();
         let mut mark = None;
         for mut row in rows {
@@ -169,7 +236,7 @@ impl Poller {
             let key = format!("sn:{id}:{count}:{operation}");
             let kind = if count == "0" { ChangeKind::Created } else { ChangeKind::Updated };
             events.push((key.clone(), normalize::servicenow(&key, kind, "incident", &row, None)));
-            mark = Some(updated);
+            mark = Some(Mark { stamp: &updated, id: Some(&id) }.encode());
         }
         self.journal(SERVICENOW_INCIDENTS, mark, events).await
     }

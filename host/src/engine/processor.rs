@@ -12,6 +12,7 @@
 
 use super::apply::{ApplyError, Resume, Systems, Write};
 use super::echoes;
+use super::identity::{self, Refusal};
 use super::normalize;
 use super::ownership;
 use crate::packs::ActivePack;
@@ -56,6 +57,8 @@ pub struct Counters {
     /// Times a Pub/Sub subscription could not resume where it stopped (its replay id was
     /// past the retention window) and a catch-up poll covered the gap.
     pub stream_gaps: Counter,
+    /// Records that named a partner which did not name them back (see `identity`).
+    pub identity_conflicts: Counter,
     /// Seconds per pack call, by tenant and pack.
     pub plugin_seconds: PluginLatency,
 }
@@ -85,6 +88,7 @@ impl Default for Counters {
             retries: Counter::default(),
             dead_letters: Counter::default(),
             stream_gaps: Counter::default(),
+            identity_conflicts: Counter::default(),
             plugin_seconds: Family::new_with_constructor(latency_histogram),
         }
     }
@@ -145,6 +149,13 @@ impl Processor {
                 tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 Processed::DeadLetter(why)
             }
+            Err(Failure::Conflict { why, audit }) => {
+                let why = format!("identity conflict: {why}; nothing was written across. If the two records are partners, link them with `seam link`, then re-drive this event");
+                self.journal.dead_letter_audited(entry.id, &merged, &why, Some((self.tenant.clone(), entry.event_key.clone(), vec![audit]))).await?;
+                tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
+                self.counters.identity_conflicts.inc();
+                Processed::DeadLetter(why)
+            }
         };
         // Events merged into this one count as processed (and as echoes or synced) with it.
         let events = changes.len() as u64;
@@ -179,14 +190,30 @@ impl Processor {
             change.changed = latest_fields(changes.iter().map(|c| &c.changed));
         }
         let source = change.source.clone();
-        if change.linked.is_none() {
-            change.linked = self.local_link(&source).map_err(Failure::transient)?;
+        // The partner is the one seam linked. What the record's link field names is only a
+        // claim, taken when the partner names it back (see `identity`); a person's edit of the
+        // field is put back by the ownership gate below, and never read.
+        let claimed = change.linked.take();
+        change.linked = self.local_link(&source).map_err(Failure::transient)?;
+        let mut adopted = None;
+        if let (None, Some(claimed)) = (&change.linked, claimed) {
+            match identity::check_claim(&self.journal, &self.tenant, &self.systems, &source, &claimed).await {
+                Ok(()) => {
+                    change.linked = Some(claimed.clone());
+                    adopted = Some(claimed);
+                }
+                Err(Refusal::Conflict(why)) => return Err(Failure::Conflict { audit: identity::conflict_audit(&source, &claimed, &why), why }),
+                Err(Refusal::Unavailable(why)) => return Err(Failure::Transient(why)),
+            }
         }
         // The packs see the change as the first attempt did, so they ask for the
         // same actions and the progress count lines up; what those actions made
         // (the partner a linked create opened) comes back through `carried`.
         let shadow = self.journal.shadow(&self.tenant, &source).map_err(Failure::transient)?;
         let mut out = Outcome::default();
+        if let Some(partner) = &adopted {
+            out.links.push(case_and_incident(&source, partner));
+        }
         // A Salesforce change event carries only the changed fields; the pack
         // still sees the rest of the record as last synced.
         if change.kind == ChangeKind::Updated {
@@ -301,12 +328,8 @@ impl Processor {
         out.shadow.extend(last_step.shadow);
         out.expect.extend(last_step.expect);
         let writes = applied.writes;
-        if let Some(partner) = &applied.linked {
-            match (source.system, partner.system) {
-                (System::Salesforce, System::Servicenow) => out.links.push((source.id.clone(), partner.id.clone())),
-                (System::Servicenow, System::Salesforce) => out.links.push((partner.id.clone(), source.id.clone())),
-                _ => {}
-            }
+        if let Some(partner) = applied.linked.as_ref().filter(|p| p.system != System::Slack && p.system != source.system) {
+            out.links.push(case_and_incident(&source, partner));
         }
         tracing::info!(tenant = %self.tenant, event = key, writes = writes.len(), "synced {}", source);
         Ok((Processed::Synced { writes: writes.len() + reverted, reverted }, out))
@@ -317,6 +340,14 @@ impl Processor {
             System::Salesforce => RecordRef { system: System::Servicenow, object: "incident".into(), id },
             _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
         }))
+    }
+}
+
+/// A link as the journal keeps it: (Case id, incident sys_id).
+fn case_and_incident(source: &RecordRef, partner: &RecordRef) -> (String, String) {
+    match source.system {
+        System::Salesforce => (source.id.clone(), partner.id.clone()),
+        _ => (partner.id.clone(), source.id.clone()),
     }
 }
 
@@ -354,6 +385,9 @@ fn check(ownership: &ownership::Ownership, pack: &ActivePack, change: &Change, a
             Action::Create { system, object, fields, link_to_source: true } => (*system, object.as_str(), fields),
             _ => continue,
         };
+        if let Some(f) = fields.iter().find(|f| identity::is_link_field(system, &f.name)) {
+            return Err(format!("plugin {} tried to write {system} {object}.{}, the link field; links are seam's alone (its linked creates, and `seam link`)", pack.plugin.meta(), f.name));
+        }
         if let Some(f) = fields.iter().find(|f| ownership.owner(system, object, &f.name) == system) {
             return Err(format!(
                 "plugin {} tried to write {system} {object}.{}, which {system} owns; a pack may only write mirrored fields",
@@ -368,6 +402,8 @@ fn check(ownership: &ownership::Ownership, pack: &ActivePack, change: &Change, a
 enum Failure {
     Transient(String),
     Permanent(String),
+    /// The record names a partner that does not name it back: nothing is written, and the refusal is audited.
+    Conflict { why: String, audit: AuditRow },
 }
 
 impl Failure {

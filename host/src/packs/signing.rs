@@ -46,12 +46,7 @@ impl KeyPair {
         if path.exists() {
             bail!("{} exists; not overwriting a key", path.display());
         }
-        std::fs::write(path, hex::encode(self.key.to_bytes()) + "\n").with_context(|| format!("writing {}", path.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
+        crate::files::write_private(path, (hex::encode(self.key.to_bytes()) + "\n").as_bytes())?;
         let public = public_path(path);
         std::fs::write(&public, hex::encode(self.key.verifying_key().as_bytes()) + "\n").with_context(|| format!("writing {}", public.display()))?;
         Ok(())

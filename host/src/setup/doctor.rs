@@ -11,7 +11,7 @@ use super::salesforce::Metadata;
 use super::servicenow::{property_prefix, rule_name, PUSH_TABLE, SCRIPT_MARKER};
 use crate::cli::serve::{Config, TenantConfig};
 use crate::connectors::salesforce::{Auth as SfAuth, Salesforce};
-use crate::connectors::servicenow::{Auth as SnAuth, ServiceNow};
+use crate::connectors::servicenow::{Auth as SnAuth, Query, QueryError, ServiceNow};
 use crate::connectors::slack::Slack;
 use crate::connectors::{error_chain, RetryPolicy};
 use crate::engine::normalize::COMPANY_KEY_FIELD;
@@ -251,7 +251,7 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
             Ok(sn) => {
                 let user = t.servicenow.integration_user().unwrap_or_default().to_string();
                 let login = match sn.authenticate().await {
-                    Ok(()) => sn.query("sys_user", &format!("user_name={user}"), 1).await.map(|rows| rows.len()),
+                    Ok(()) => query(&sn, "sys_user", Query::new().eq("user_name", &user), 1).await.map(|rows| rows.len()),
                     Err(e) => Err(e),
                 };
                 match login {
@@ -277,7 +277,7 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
             checks.push(skip("ServiceNow business rule", "needs the ServiceNow login"));
         }
         Some(sn) => {
-            checks.push(match sn.query("sys_dictionary", &format!("name=core_company^element={COMPANY_KEY_FIELD}^active=true"), 1).await {
+            checks.push(match query(sn, "sys_dictionary", Query::new().eq("name", "core_company").and_then(|q| q.eq("element", COMPANY_KEY_FIELD)?.eq("active", "true")), 1).await {
                 Ok(rows) if !rows.is_empty() => pass("ServiceNow field", format!("core_company.{COMPANY_KEY_FIELD} exists")),
                 Ok(_) => fail("ServiceNow field", format!("core_company has no field {COMPANY_KEY_FIELD}"), "import and commit the update set of `seam servicenow update-set`"),
                 Err(e) => fail("ServiceNow field", format!("reading sys_dictionary: {e}"), "give the integration user read access to sys_dictionary, or check the field by hand"),
@@ -303,12 +303,17 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
     checks
 }
 
+/// A query the doctor builds from configuration, or the reason it cannot be sent.
+async fn query(sn: &ServiceNow, table: &str, query: Result<Query, QueryError>, limit: usize) -> crate::connectors::Result<Vec<serde_json::Map<String, Value>>> {
+    sn.query(table, &query?, limit).await
+}
+
 /// The push rule: installed, active, sending this tenant's changes to this intake, with this secret.
 async fn business_rule(config: &Config, name: &str, t: &TenantConfig, sn: &ServiceNow) -> Check {
     const CHECK: &str = "ServiceNow business rule";
     let again = "generate the update set again (`seam servicenow update-set`), import it and commit it";
     let rule = rule_name(name);
-    let rows = match sn.query("sys_script", &format!("collection={PUSH_TABLE}^name={rule}"), 5).await {
+    let rows = match query(sn, "sys_script", Query::new().eq("collection", PUSH_TABLE).and_then(|q| q.eq("name", &rule)), 5).await {
         Ok(rows) => rows,
         Err(e) => return fail(CHECK, format!("reading sys_script: {e}"), "give the integration user read access to sys_script, or check the rule by hand"),
     };
@@ -323,7 +328,7 @@ async fn business_rule(config: &Config, name: &str, t: &TenantConfig, sn: &Servi
         return fail(CHECK, format!("\"{rule}\" is not the rule seam generates for {name}"), again);
     }
     let prefix = property_prefix(name);
-    let property = |key: String| async move { sn.query("sys_properties", &format!("name={key}"), 1).await.map(|rows| rows.first().and_then(|r| r.get("value")).and_then(Value::as_str).map(str::to_string)) };
+    let property = |key: String| async move { query(sn, "sys_properties", Query::new().eq("name", &key), 1).await.map(|rows| rows.first().and_then(|r| r.get("value")).and_then(Value::as_str).map(str::to_string)) };
     let endpoint = format!("{}/intake/{name}/servicenow", config.public_base());
     match property(format!("{prefix}endpoint")).await {
         Ok(Some(at)) if at == endpoint => {}

@@ -252,7 +252,8 @@ impl Sim {
         let info_file = dir.join("sim.json");
         let sim = Sim { salesforce: sf, servicenow: sn, slack: sl, pubsub_url, ca_pem: tls_files.ca_pem, info_file, connected_app, handles };
         let info = serde_json::to_string_pretty(&sim.info())?;
-        std::fs::write(&sim.info_file, info).with_context(|| format!("writing {}", sim.info_file.display()))?;
+        // It holds the emulators' credentials.
+        crate::files::write_private(&sim.info_file, info.as_bytes())?;
         Ok(sim)
     }
 

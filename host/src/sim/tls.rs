@@ -33,6 +33,6 @@ pub fn ensure(dir: &Path) -> Result<TlsFiles> {
 
     std::fs::write(&files.ca_pem, ca_cert.pem())?;
     std::fs::write(&files.cert_pem, cert.pem())?;
-    std::fs::write(&files.key_pem, key.serialize_pem())?;
+    crate::files::write_private(&files.key_pem, key.serialize_pem().as_bytes())?;
     Ok(files)
 }

@@ -823,9 +823,17 @@ impl Journal {
     /// A permanent failure: the event, and the events merged into it, wait in
     /// the dead-letter queue (re-driving it re-drives them).
     pub async fn dead_letter(&self, id: i64, merged: &[i64], error: &str) -> Result<()> {
+        self.dead_letter_audited(id, merged, error, None).await
+    }
+
+    /// As [`Journal::dead_letter`], with audit rows `(tenant, event key, rows)` saying why, in the same transaction.
+    pub async fn dead_letter_audited(&self, id: i64, merged: &[i64], error: &str, audit: Option<(String, String, Vec<AuditRow>)>) -> Result<()> {
         let error = error.to_string();
         let ids: Vec<i64> = std::iter::once(id).chain(merged.iter().copied()).collect();
         self.write_grouped(move |db| {
+            if let Some((tenant, event_key, rows)) = &audit {
+                commit_outcome(db, tenant, event_key, "seam", &Outcome { audit: rows.clone(), ..Outcome::default() })?;
+            }
             for &id in &ids {
                 db.prepare_cached("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, error])?;
                 db.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)")?
@@ -855,7 +863,7 @@ impl Journal {
         .await
     }
 
-    /// Record writes made outside any event (reconciliation), atomically: shadow, audit, expected echoes.
+    /// Record writes made outside any event (reconciliation, `seam link`), atomically: shadow, audit, links, expected echoes.
     pub fn record_outcome(&self, tenant: &str, key: &str, plugin: &str, outcome: &Outcome) -> Result<()> {
         let mut db = self.db.lock().unwrap();
         let tx = db.transaction()?;
@@ -997,7 +1005,20 @@ impl Journal {
     }
 
     pub fn clear_watermark(&self, tenant: &str, source: &str) -> Result<()> {
-        self.db.lock().unwrap().execute("DELETE FROM watermarks WHERE tenant = ?1 AND source = ?2", params![tenant, source])?;
+        self.set_watermarks(tenant, &[], &[source])
+    }
+
+    /// Set some watermarks and clear others, all or none.
+    pub fn set_watermarks(&self, tenant: &str, set: &[(&str, &str)], clear: &[&str]) -> Result<()> {
+        let mut db = self.db.lock().unwrap();
+        let tx = db.transaction()?;
+        for (source, value) in set {
+            put_watermark(&tx, tenant, source, value)?;
+        }
+        for source in clear {
+            tx.execute("DELETE FROM watermarks WHERE tenant = ?1 AND source = ?2", params![tenant, source])?;
+        }
+        tx.commit()?;
         Ok(())
     }
 }

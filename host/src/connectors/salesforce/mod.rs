@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod pubsub;
+pub mod soql;
 
 use super::batch::Batcher;
 use super::token::{Token, Tokens};
@@ -117,14 +118,17 @@ impl Salesforce {
 
     /// Create a record; returns its id.
     pub async fn create(&self, object: &str, fields: &Map<String, Value>) -> Result<String> {
+        checked(object, None)?;
         self.creates.submit((object.to_string(), fields.clone())).await
     }
 
     pub async fn update(&self, object: &str, id: &str, fields: &Map<String, Value>) -> Result<()> {
+        checked(object, Some(id))?;
         self.updates.submit((object.to_string(), id.to_string(), fields.clone())).await
     }
 
     pub async fn get(&self, object: &str, id: &str) -> Result<Map<String, Value>> {
+        checked(object, Some(id))?;
         let body = self.get_path(&format!("sobjects/{object}/{id}")).await?;
         Ok(body.as_object().cloned().unwrap_or_default())
     }
@@ -148,6 +152,15 @@ impl Salesforce {
             }
         }
     }
+}
+
+/// An object name and record id, checked before they go into a URL path or a request:
+/// a pack's lookup of `../Account/…` reads nothing.
+fn checked(object: &str, id: Option<&str>) -> Result<()> {
+    let invalid = |e: soql::NameError| ConnectorError::Invalid { system: "salesforce", message: e.to_string() };
+    soql::name(object).map_err(invalid)?;
+    id.map(soql::id).transpose().map_err(invalid)?;
+    Ok(())
 }
 
 /// The query resource for `soql`.

@@ -4,6 +4,7 @@
 //! queued while others are in flight share one call (see [`super::batch`]).
 
 pub mod auth;
+pub mod query;
 
 use super::batch::Batcher;
 use super::{ConnectorError, Http, Result, RetryPolicy};
@@ -15,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use auth::{Auth, Credentials};
+pub use query::{Query, QueryError};
 
 /// Inner requests per Batch API call.
 pub const BATCH_LIMIT: usize = 200;
@@ -73,16 +75,19 @@ impl ServiceNow {
 
     /// Insert a record; returns it as stored.
     pub async fn insert(&self, table: &str, fields: &Map<String, Value>) -> Result<Map<String, Value>> {
+        checked(table, None)?;
         self.writes.submit(Write { table: table.into(), id: None, fields: fields.clone() }).await
     }
 
     /// Update a record; returns it as stored.
     pub async fn update(&self, table: &str, id: &str, fields: &Map<String, Value>) -> Result<Map<String, Value>> {
+        checked(table, Some(id))?;
         self.writes.submit(Write { table: table.into(), id: Some(id.into()), fields: fields.clone() }).await
     }
 
     /// A record with `{"value", "display_value"}` per field.
     pub async fn get(&self, table: &str, id: &str) -> Result<Map<String, Value>> {
+        checked(table, Some(id))?;
         let api = &self.api;
         let url = api.url(table, Some(id));
         let params = [("sysparm_display_value", "all"), ("sysparm_exclude_reference_link", "true")];
@@ -91,24 +96,40 @@ impl ServiceNow {
     }
 
     /// Records matching an encoded query, plain values.
-    pub async fn query(&self, table: &str, encoded: &str, limit: usize) -> Result<Vec<Map<String, Value>>> {
-        self.query_as(table, encoded, limit, "false").await
+    pub async fn query(&self, table: &str, query: &Query, limit: usize) -> Result<Vec<Map<String, Value>>> {
+        self.query_as(table, query, limit, "false").await
     }
 
     /// Records matching an encoded query, each field as `{"value", "display_value"}`.
-    pub async fn query_with_display(&self, table: &str, encoded: &str, limit: usize) -> Result<Vec<Map<String, Value>>> {
-        self.query_as(table, encoded, limit, "all").await
+    pub async fn query_with_display(&self, table: &str, query: &Query, limit: usize) -> Result<Vec<Map<String, Value>>> {
+        self.query_as(table, query, limit, "all").await
     }
 
-    async fn query_as(&self, table: &str, encoded: &str, limit: usize, display: &str) -> Result<Vec<Map<String, Value>>> {
+    async fn query_as(&self, table: &str, query: &Query, limit: usize, display: &str) -> Result<Vec<Map<String, Value>>> {
+        checked(table, None)?;
         let api = &self.api;
         let url = api.url(table, None);
         let limit = limit.to_string();
-        let params = [("sysparm_query", encoded), ("sysparm_limit", limit.as_str()), ("sysparm_exclude_reference_link", "true"), ("sysparm_display_value", display)];
+        let params = [("sysparm_query", query.as_str()), ("sysparm_limit", limit.as_str()), ("sysparm_exclude_reference_link", "true"), ("sysparm_display_value", display)];
         let response = api.send(|client| client.get(&url).query(&params)).await?;
         let rows = api.result(response).await?;
         Ok(rows.as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect())
     }
+}
+
+/// A table name and sys_id, checked before they go into a URL path: a pack's lookup of
+/// `../sys_user` reads nothing.
+fn checked(table: &str, id: Option<&str>) -> Result<()> {
+    let invalid = |message: String| ConnectorError::Invalid { system: "servicenow", message };
+    query::checked_table(table).map_err(|e| invalid(e.to_string()))?;
+    match id {
+        Some(id) if !is_sys_id(id) => Err(invalid(format!("{id:?} is not a ServiceNow sys_id (32 hex digits)"))),
+        _ => Ok(()),
+    }
+}
+
+pub fn is_sys_id(id: &str) -> bool {
+    id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 impl Api {

@@ -12,6 +12,11 @@ use serde_json::{Map, Value};
 /// The acknowledgement Salesforce waits for; without it, it sends the message again.
 pub const ACK: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"#;
 
+/// Salesforce sends at most 100 notifications in one message; more is not Salesforce.
+pub const MAX_NOTIFICATIONS: usize = 100;
+/// An Outbound Message nests about six deep; far deeper is an attack on the parser.
+const MAX_DEPTH: usize = 32;
+
 pub struct OutboundMessage {
     pub organization_id: String,
     /// (event key, change) per `<Notification>`.
@@ -50,7 +55,13 @@ pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
         match event {
             Event::Start(e) => {
                 let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if path.len() >= MAX_DEPTH {
+                    return Err(format!("the Outbound Message nests deeper than {MAX_DEPTH} elements; Salesforce's nest about six"));
+                }
                 match name.as_str() {
+                    "Notification" if notifications.len() == MAX_NOTIFICATIONS => {
+                        return Err(format!("the Outbound Message carries more than {MAX_NOTIFICATIONS} Notifications, which Salesforce never sends"));
+                    }
                     "Notification" => notifications.push(Notification::default()),
                     "sObject" => {
                         let ty = attribute(&e, "type").ok_or("an sObject has no xsi:type")?;
@@ -89,6 +100,8 @@ pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
                 }
                 buffer.clear();
             }
+            // Entity definitions are how XML bombs and external entities start; SOAP has none.
+            Event::DocType(_) => return Err("the Outbound Message has a DOCTYPE, which SOAP forbids (entity definitions are refused)".into()),
             Event::Eof => break,
             _ => {}
         }

@@ -18,7 +18,9 @@
 //!   `…replayid.corrupted`) cannot be resumed: the subscription starts again
 //!   at the tip and a catch-up poll reads what changed since the last stored
 //!   commit. `GAP_*` events (the platform could not build the event) are read
-//!   back through REST; `GAP_OVERFLOW` is polled.
+//!   back through REST; `GAP_OVERFLOW` is polled. The poll is owed in the
+//!   journal before the stream moves on: a poll that fails is tried again,
+//!   and one a crash interrupted is paid after the restart.
 //! - Connections that fail are retried with exponential backoff and jitter.
 
 use crate::connectors::salesforce::pubsub::proto::{pub_sub_client::PubSubClient, FetchRequest, FetchResponse, ReplayPreset, SchemaRequest};
@@ -152,15 +154,11 @@ impl Subscriber {
 
     async fn follow(self: Arc<Self>, topic: String) {
         let mut failures = 0u32;
-        let mut gap_since = None;
         loop {
-            match self.subscribe(&topic, gap_since.take()).await {
+            match self.subscribe(&topic).await {
                 Ok(()) => failures = 0,
-                Err(Interrupted::Gap(since)) => {
-                    // Start again at the tip at once; the poll covers what lies between.
-                    gap_since = Some(since);
-                    continue;
-                }
+                // Start again at the tip at once; the owed poll covers what lies between.
+                Err(Interrupted::Gap) => continue,
                 Err(Interrupted::Failed(e)) => {
                     failures += 1;
                     tracing::warn!(tenant = %self.tenant, topic, "the Pub/Sub subscription stopped, reconnecting: {e:#}");
@@ -170,8 +168,8 @@ impl Subscriber {
         }
     }
 
-    /// One Subscribe call, until it ends. `gap_since`: a gap to poll once the new subscription stands.
-    async fn subscribe(&self, topic: &str, gap_since: Option<i64>) -> Result<(), Interrupted> {
+    /// One Subscribe call, until it ends.
+    async fn subscribe(&self, topic: &str) -> Result<(), Interrupted> {
         let source = position_source(topic);
         let stored = self.journal.watermark(&self.tenant, &source).map_err(Interrupted::Failed)?.and_then(|p| Position::parse(&p));
         let mut position = stored.clone().unwrap_or(Position { replay_id: vec![], commit_ms: 0 });
@@ -179,16 +177,15 @@ impl Subscriber {
         if let Some(p) = &stored {
             let age = chrono::Utc::now().timestamp_millis() - p.commit_ms;
             if p.commit_ms > 0 && age > RETENTION.as_millis() as i64 {
-                return Err(self.gap(topic, p, "it is older than the 72 hours Salesforce keeps events"));
+                return Err(self.gap(topic, p, "it is older than the 72 hours Salesforce keeps events").await);
             }
         }
         let session = self.systems.salesforce.session().await.map_err(|e| Interrupted::Failed(e.into()))?;
         let metadata = CallMetadata { access_token: session.access.clone(), instance_url: session.instance_url.clone().unwrap_or_default(), tenant_id: self.org_id.clone() };
         // A first start of the Case topic: Cases changed from now on are news, and a poll
         // covers those changed before the subscription stands.
-        let first_case_start = stored.is_none() && topic == pubsub::change_event_topic("Case");
-        if first_case_start {
-            self.poller.begin_cases().await.map_err(Interrupted::Failed)?;
+        if stored.is_none() && topic == pubsub::change_event_topic("Case") {
+            self.poller.owe_cases(None).await.map_err(Interrupted::Failed)?;
         }
         let (preset, replay_id) = match &stored {
             Some(p) if !p.replay_id.is_empty() => (ReplayPreset::Custom, p.replay_id.clone()),
@@ -202,19 +199,18 @@ impl Subscriber {
         let call = client.subscribe(metadata.request(ReceiverStream::new(outgoing)).map_err(Interrupted::Failed)?).await;
         let mut stream = match call {
             Ok(response) => response.into_inner(),
-            Err(status) => return Err(self.refused(topic, status, stored.as_ref(), &session)),
+            Err(status) => return Err(self.refused(topic, status, stored.as_ref(), &session).await),
         };
         tracing::info!(tenant = %self.tenant, topic, resume = stored.is_some(), "subscribed to Salesforce change events");
-        if let Some(since) = gap_since {
-            self.catch_up(topic, Some(since)).await;
-        } else if first_case_start {
-            self.catch_up(topic, None).await;
-        }
+        // A poll owed (a gap, a first start, or one that failed before) is paid once the
+        // subscription stands, so nothing falls between the poll and the stream.
+        let mut debt = Debt { owed: true, ..Default::default() };
+        self.pay(topic, &mut debt).await;
         loop {
             let response = match stream.message().await {
                 Ok(Some(response)) => response,
                 Ok(None) => return Ok(()),
-                Err(status) => return Err(self.refused(topic, status, stored.as_ref(), &session)),
+                Err(status) => return Err(self.refused(topic, status, stored.as_ref(), &session).await),
             };
             // Ask for more before storing this batch, so the next one is on its way while the journal
             // commits; what is held stays bounded: this batch, and at most the limit owed.
@@ -240,17 +236,20 @@ impl Subscriber {
                 self.counters.echoes.inc_by(batch.echoes);
             }
             if let Some(since) = batch.overflow_since {
-                self.catch_up(topic, Some(since)).await;
+                self.poller.owe_cases(Some(since)).await.map_err(Interrupted::Failed)?;
+                debt = Debt { owed: true, ..Default::default() };
             }
+            // Keepalives come at least every few minutes, so a poll that failed is tried again.
+            self.pay(topic, &mut debt).await;
         }
     }
 
     /// Why a call failed, and what to do: a gap to recover, or a reconnect.
-    fn refused(&self, topic: &str, status: tonic::Status, stored: Option<&Position>, session: &Arc<crate::connectors::token::Token>) -> Interrupted {
+    async fn refused(&self, topic: &str, status: tonic::Status, stored: Option<&Position>, session: &Arc<crate::connectors::token::Token>) -> Interrupted {
         let code = pubsub::error_code(&status).unwrap_or_default().to_string();
         if code.contains("replayid.corrupted") || code.contains("replayid.validation.failed") {
             if let Some(p) = stored {
-                return self.gap(topic, p, &format!("Salesforce refused it ({code})"));
+                return self.gap(topic, p, &format!("Salesforce refused it ({code})")).await;
             }
         }
         if status.code() == tonic::Code::Unauthenticated {
@@ -259,33 +258,42 @@ impl Subscriber {
         Interrupted::Failed(anyhow!("{} {}: {}", status.code(), if code.is_empty() { "" } else { &code }, status.message()))
     }
 
-    /// A stored position that cannot be resumed: forget it, count it, and say where the poll must start.
-    fn gap(&self, topic: &str, position: &Position, why: &str) -> Interrupted {
+    /// A stored position that cannot be resumed: owe a poll from its commit time, count the gap,
+    /// and forget the position. The debt is stored first: a crash in between resumes at the
+    /// position again, and finds the same gap.
+    async fn gap(&self, topic: &str, position: &Position, why: &str) -> Interrupted {
         self.counters.stream_gaps.inc();
-        let since = chrono::DateTime::from_timestamp_millis(position.commit_ms).map(|t| t.to_rfc3339()).unwrap_or_else(|| "the beginning".into());
-        tracing::warn!(tenant = %self.tenant, topic, "cannot resume the Pub/Sub subscription at its stored replay id: {why}. Subscribing at the tip; a catch-up poll reads what changed since {since}");
+        let since = chrono::DateTime::from_timestamp_millis(position.commit_ms).filter(|_| position.commit_ms > 0);
+        let from = since.map(|t| t.to_rfc3339()).unwrap_or_else(|| "the last catch-up poll".into());
+        tracing::warn!(tenant = %self.tenant, topic, "cannot resume the Pub/Sub subscription at its stored replay id: {why}. Subscribing at the tip; a catch-up poll reads what changed since {from}");
+        // A position that never saw a commit (only keepalives) has no time of its own: never the
+        // epoch, which would bring the org's whole history; the Case watermark says where to read.
+        if let Err(e) = self.poller.owe_cases(since.map(|_| position.commit_ms)).await {
+            return Interrupted::Failed(e.context("storing the catch-up poll a Pub/Sub gap needs"));
+        }
         if let Err(e) = self.journal.clear_watermark(&self.tenant, &position_source(topic)) {
             return Interrupted::Failed(e);
         }
-        Interrupted::Gap(position.commit_ms)
+        Interrupted::Gap
     }
 
-    /// Poll what changed since `since_ms` (a gap), or since the Case watermark, journaled like any poll.
-    /// A position that never saw a commit (only keepalives) has no time of its own: never the epoch,
-    /// which would bring the org's whole history.
-    async fn catch_up(&self, topic: &str, since_ms: Option<i64>) {
-        let polled = match since_ms.filter(|ms| *ms > 0) {
-            Some(ms) => self.poller.catch_up_cases_since(ms).await,
-            None => {
-                if let Err(e) = self.poller.begin_cases().await {
-                    tracing::error!(tenant = %self.tenant, topic, "the catch-up poll could not start: {e:#}");
-                }
-                self.poller.catch_up_cases().await
+    /// Pay the owed catch-up poll, if any, and if a failed one is due for another try.
+    async fn pay(&self, topic: &str, debt: &mut Debt) {
+        if !debt.owed || debt.retry_at.is_some_and(|at| tokio::time::Instant::now() < at) {
+            return;
+        }
+        match self.poller.pay_cases().await {
+            Ok(None) => *debt = Debt::default(),
+            Ok(Some(n)) => {
+                *debt = Debt::default();
+                tracing::info!(tenant = %self.tenant, topic, "the catch-up poll journaled {n} change(s) the stream did not bring");
             }
-        };
-        match polled {
-            Ok(n) => tracing::info!(tenant = %self.tenant, topic, "the catch-up poll journaled {n} change(s) the stream did not bring"),
-            Err(e) => tracing::error!(tenant = %self.tenant, topic, "the catch-up poll for a Pub/Sub gap failed (the periodic reconcile will find what it missed): {e:#}"),
+            Err(e) => {
+                debt.failures += 1;
+                let wait = backoff(debt.failures);
+                debt.retry_at = Some(tokio::time::Instant::now() + wait);
+                tracing::error!(tenant = %self.tenant, topic, "the catch-up poll for a Pub/Sub gap failed; it stays owed and is tried again in {wait:?}: {e:#}");
+            }
         }
     }
 
@@ -352,7 +360,7 @@ impl Subscriber {
                 let fields = serde_json::Map::from_iter([("Id".to_string(), Value::String(id.into()))]);
                 Ok(Some((key.clone(), normalize::salesforce(&key, ChangeKind::Deleted, object, &fields, None))))
             }
-            Err(e @ crate::connectors::ConnectorError::Refused { .. }) => {
+            Err(e @ (crate::connectors::ConnectorError::Refused { .. } | crate::connectors::ConnectorError::Invalid { .. })) => {
                 tracing::error!(tenant = %self.tenant, topic, replay, "skipping {object} {id}, which a gap event named: the org refused to read it back ({e}); check the integration user's access to {object}");
                 Ok(None)
             }
@@ -375,9 +383,18 @@ impl Subscriber {
 
 /// Why a subscription ended.
 enum Interrupted {
-    /// Its stored position cannot be resumed: poll from this commit time (ms) and start at the tip.
-    Gap(i64),
+    /// Its stored position cannot be resumed: start at the tip (a poll is owed for what lies between).
+    Gap,
     Failed(anyhow::Error),
+}
+
+/// A subscription's view of the owed catch-up poll (the journal holds the debt itself).
+#[derive(Default)]
+struct Debt {
+    /// Whether one may be owed: the journal is asked only then, not at every batch.
+    owed: bool,
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// The changes one event stands for: one per record it names.

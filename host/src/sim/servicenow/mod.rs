@@ -281,8 +281,8 @@ async fn list(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<
     let limit = q.get("sysparm_limit").and_then(|v| v.parse::<usize>().ok()).unwrap_or(DEFAULT_LIMIT);
     let offset = q.get("sysparm_offset").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
     let params = Params::from(&q);
-    let mut rows = e.store.scan(EMULATOR, table.name, |r| encoded.matches(|f| value_of(&e, table, r, f)));
-    rows.sort_by(|a, b| encoded.compare(|f| value_of(&e, table, a, f), |f| value_of(&e, table, b, f)));
+    let mut rows = e.store.scan(EMULATOR, table.name, |r| encoded.matches(|f| value_of(&e, table, r, f), |f| table.numeric(f)));
+    rows.sort_by(|a, b| encoded.compare(|f| value_of(&e, table, a, f), |f| value_of(&e, table, b, f), |f| table.numeric(f)));
     let total = rows.len();
     let result: Vec<Value> = rows.iter().skip(offset).take(limit).map(|r| render(&e, table, r, &params)).collect();
     let mut response = Json(json!({ "result": result })).into_response();
@@ -601,7 +601,7 @@ async fn attachment_list(State(e): Ctx, Query(q): Query<HashMap<String, String>>
         Ok(eq) => eq,
         Err(why) => return failure(StatusCode::BAD_REQUEST, "Invalid query", Some(&why)),
     };
-    let rows = e.store.scan(EMULATOR, "sys_attachment", |r| encoded.matches(|f| value_of(&e, table, r, f)));
+    let rows = e.store.scan(EMULATOR, "sys_attachment", |r| encoded.matches(|f| value_of(&e, table, r, f), |f| table.numeric(f)));
     let mut response = Json(json!({ "result": rows.iter().map(|r| attachment_json(&e, r)).collect::<Vec<_>>() })).into_response();
     response.headers_mut().insert("X-Total-Count", HeaderValue::from(rows.len()));
     response

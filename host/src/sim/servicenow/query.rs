@@ -3,8 +3,10 @@
 //! `^` is AND, `^OR` is OR with the condition before it, `^NQ` starts a new
 //! query OR-ed with the previous ones. Operators follow the field name
 //! directly: `=`, `!=`, `>`, `>=`, `<`, `<=`, `LIKE`, `NOTLIKE`, `STARTSWITH`,
-//! `ENDSWITH`, `IN`, `NOT IN`, `ISEMPTY`, `ISNOTEMPTY`. Values compare as
-//! numbers when both sides are numbers, otherwise as text.
+//! `ENDSWITH`, `IN`, `NOT IN`, `ISEMPTY`, `ISNOTEMPTY`. A numeric column's
+//! values compare as numbers (when both sides are numbers), any other as
+//! text: a sys_id of digits alone still sorts among the others. A value's own `^`
+//! is written `^^`.
 
 use std::cmp::Ordering;
 
@@ -69,11 +71,37 @@ fn condition(text: &str) -> Result<Condition, String> {
     Ok(Condition { field: field.to_string(), op: *op, value: rest[op_text.len()..].to_string() })
 }
 
+/// The terms between single `^`s; `^^` is a `^` inside a term (ServiceNow's
+/// `escapeQueryTermSeparator`), read left to right.
+fn terms(q: &str) -> Vec<String> {
+    let mut terms = vec![String::new()];
+    let mut chars = q.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '^' if chars.peek() == Some(&'^') => {
+                chars.next();
+                terms.last_mut().unwrap().push('^');
+            }
+            '^' => terms.push(String::new()),
+            c => terms.last_mut().unwrap().push(c),
+        }
+    }
+    terms
+}
+
 pub fn parse(q: &str) -> Result<EncodedQuery, String> {
     let mut query = EncodedQuery::default();
-    for group_text in q.split("^NQ") {
+    // `NQ` opening a term starts a new group.
+    let mut groups: Vec<Vec<String>> = vec![Vec::new()];
+    for term in terms(q) {
+        match term.strip_prefix("NQ") {
+            Some(rest) => groups.push(vec![rest.to_string()]),
+            None => groups.last_mut().unwrap().push(term),
+        }
+    }
+    for group_terms in groups {
         let mut group: Vec<Vec<Condition>> = Vec::new();
-        for part in group_text.split('^').filter(|p| !p.is_empty()) {
+        for part in group_terms.iter().filter(|p| !p.is_empty()) {
             if let Some(field) = part.strip_prefix("ORDERBYDESC") {
                 query.order.push((field.to_string(), true));
             } else if let Some(field) = part.strip_prefix("ORDERBY") {
@@ -91,16 +119,17 @@ pub fn parse(q: &str) -> Result<EncodedQuery, String> {
     Ok(query)
 }
 
-fn cmp(a: &str, b: &str) -> Ordering {
+fn cmp(a: &str, b: &str, numeric: bool) -> Ordering {
     match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        (Ok(x), Ok(y)) if numeric => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
         _ => a.cmp(b),
     }
 }
 
 impl Condition {
-    /// `value` is the record's value for the field ("" when empty).
-    pub fn holds(&self, value: &str) -> bool {
+    /// `value` is the record's value for the field ("" when empty); `numeric`: whether its column holds numbers.
+    pub fn holds(&self, value: &str, numeric: bool) -> bool {
+        let cmp = |a: &str, b: &str| cmp(a, b, numeric);
         let (v, lv, want) = (value, value.to_lowercase(), self.value.to_lowercase());
         match self.op {
             Op::Eq => v == self.value,
@@ -122,14 +151,15 @@ impl Condition {
 }
 
 impl EncodedQuery {
-    pub fn matches(&self, value_of: impl Fn(&str) -> String) -> bool {
+    /// `numeric`: whether a field's column holds numbers.
+    pub fn matches(&self, value_of: impl Fn(&str) -> String, numeric: impl Fn(&str) -> bool) -> bool {
         self.groups.is_empty()
-            || self.groups.iter().any(|group| group.iter().all(|clause| clause.iter().any(|c| c.holds(&value_of(&c.field)))))
+            || self.groups.iter().any(|group| group.iter().all(|clause| clause.iter().any(|c| c.holds(&value_of(&c.field), numeric(&c.field)))))
     }
 
-    pub fn compare(&self, a: impl Fn(&str) -> String, b: impl Fn(&str) -> String) -> Ordering {
+    pub fn compare(&self, a: impl Fn(&str) -> String, b: impl Fn(&str) -> String, numeric: impl Fn(&str) -> bool) -> Ordering {
         for (field, desc) in &self.order {
-            let o = cmp(&a(field), &b(field));
+            let o = cmp(&a(field), &b(field), numeric(field));
             let o = if *desc { o.reverse() } else { o };
             if o != Ordering::Equal {
                 return o;
@@ -149,7 +179,7 @@ mod tests {
     }
 
     fn holds(q: &str, r: &HashMap<String, String>) -> bool {
-        parse(q).unwrap().matches(|f| r.get(f).cloned().unwrap_or_default())
+        parse(q).unwrap().matches(|f| r.get(f).cloned().unwrap_or_default(), |_| true)
     }
 
     #[test]
@@ -167,6 +197,14 @@ mod tests {
         assert!(holds("state!=6", &r));
         assert!(holds("priority<10", &r), "numeric, not text, comparison");
         assert!(holds("", &r));
+    }
+
+    #[test]
+    fn a_doubled_caret_is_a_caret_in_the_value() {
+        let r = rec(&[("u_key", "X^NQsys_idISNOTEMPTY"), ("sys_id", "1")]);
+        assert!(holds("u_key=X^^NQsys_idISNOTEMPTY", &r));
+        assert!(!holds("u_key=X^^NQsys_idISNOTEMPTY", &rec(&[("u_key", "Y"), ("sys_id", "1")])), "no second query group");
+        assert!(holds("u_key=a^^^sys_id=1", &rec(&[("u_key", "a^"), ("sys_id", "1")])), "`^^` then a separator");
     }
 
     #[test]

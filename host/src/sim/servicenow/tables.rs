@@ -170,6 +170,16 @@ impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
+
+    /// Whether a column holds numbers (integers, and choices whose values are numbers, as
+    /// state and priority): queries compare its values as numbers, others as text.
+    pub fn numeric(&self, name: &str) -> bool {
+        match self.column(name).map(|c| &c.kind) {
+            Some(Kind::Integer) => true,
+            Some(Kind::Choice(values)) => values.iter().all(|(v, _)| v.parse::<f64>().is_ok()),
+            _ => false,
+        }
+    }
 }
 
 /// ServiceNow's timestamp format, UTC.
