@@ -1,7 +1,9 @@
 //! The operator's API, served beside intake: packs per tenant (list, hot
 //! load, roll back the mapping or a workflow with `?pack=NAME`), the
-//! dashboard and its JSON (`dashboard`), and Prometheus `/metrics` (`metrics`). Every call needs `Authorization: Bearer <admin_token>`
-//! from the configuration; without a configured token the API is off.
+//! dashboard and its JSON (`dashboard`), and Prometheus `/metrics` (`metrics`).
+//! Every API call needs `Authorization: Bearer <admin_token>` from the
+//! configuration, checked before its body is read; without a configured token
+//! the API is off. The dashboard page itself and `/metrics` need none.
 
 pub mod dashboard;
 pub mod metrics;
@@ -29,24 +31,36 @@ pub struct Admin {
 }
 
 pub fn router(admin: Arc<Admin>) -> Router {
-    Router::new()
-        .route("/metrics", get(prometheus))
-        .route("/dashboard", get(dashboard::page))
+    // The token is checked before a handler runs, so before a body is read: a caller
+    // without it gets no `100 Continue`, and its upload is never taken in.
+    let guarded = Router::new()
         .route("/admin/api/overview", get(dashboard::overview))
         .route("/admin/api/trail", get(dashboard::trail))
         .route("/admin/api/dead-letters/{id}/redrive", post(dashboard::redrive))
         .route("/admin/packs", get(list))
         .route("/admin/tenants/{tenant}/packs", post(install))
         .route("/admin/tenants/{tenant}/packs/rollback", post(rollback))
-        .layer(DefaultBodyLimit::max(MAX_PACK_BYTES))
+        .route_layer(axum::middleware::from_fn_with_state(admin.clone(), require_token))
+        .layer(DefaultBodyLimit::max(MAX_PACK_BYTES));
+    Router::new()
+        .route("/metrics", get(prometheus))
+        .route("/dashboard", get(dashboard::page))
+        .merge(guarded)
         .with_state(admin)
+}
+
+async fn require_token(State(admin): State<Arc<Admin>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match authorize(&admin, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
 }
 
 pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-pub(crate) fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
     let Some(token) = &admin.token else {
         return Err(error(StatusCode::FORBIDDEN, "the admin API is off: set admin_token in the configuration"));
     };
@@ -75,20 +89,14 @@ async fn prometheus(State(admin): State<Arc<Admin>>) -> Response {
     }
 }
 
-async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&admin, &headers) {
-        return r;
-    }
+async fn list(State(admin): State<Arc<Admin>>) -> Response {
     match admin.registry.list() {
         Ok(packs) => Json(packs).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
 }
 
-async fn install(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = authorize(&admin, &headers) {
-        return r;
-    }
+async fn install(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, body: axum::body::Bytes) -> Response {
     match admin.registry.install(&tenant, &body, "admin").await {
         Ok(active) => Json(json!({ "tenant": tenant, "active": active })).into_response(),
         // Nothing changed: the old pack is still active.
@@ -102,10 +110,7 @@ struct RollbackQuery {
     pack: Option<String>,
 }
 
-async fn rollback(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, Query(query): Query<RollbackQuery>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&admin, &headers) {
-        return r;
-    }
+async fn rollback(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, Query(query): Query<RollbackQuery>) -> Response {
     match admin.registry.rollback(&tenant, query.pack.as_deref()).await {
         Ok(active) => Json(json!({ "tenant": tenant, "active": active })).into_response(),
         Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
