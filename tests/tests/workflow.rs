@@ -88,7 +88,8 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
     // 3. A Critical Case on a small account is left to the mapping.
     let shop_case = sf.create("Case", &obj(json!({ "Subject": "Card reader offline", "Priority": "Critical", "AccountId": small }))).await.unwrap();
     // 4. A High Case on the Gold account raised to Critical later fires then, with the existing incident.
-    let later = sf.create("Case", &obj(json!({ "Subject": "Slow search", "Priority": "High", "AccountId": gold }))).await.unwrap();
+    // Its Subject tries Slack's mrkdwn: a channel-wide ping and a forged link.
+    let later = sf.create("Case", &obj(json!({ "Subject": "Slow search <!channel> & <https://evil.example|log in>", "Priority": "High", "AccountId": gold }))).await.unwrap();
     settle(&sim, &engine).await;
     assert!(tasks_on(&people, &later).await.is_empty(), "High is not a sev-1");
     sf.update("Case", &later, &obj(json!({ "Priority": "Critical" }))).await.unwrap();
@@ -101,6 +102,8 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
     let later_bridge = bridge(&people, &format!("sev1-case-{later_number}")).await.expect("a bridge for the raised Case");
     let later_incident = sf.get("Case", &later).await.unwrap()["ServiceNow_Number__c"].as_str().unwrap().to_string();
     assert!(later_bridge[0].contains(&later_incident), "the bridge names the existing incident: {}", later_bridge[0]);
+    assert!(later_bridge[0].contains("Slow search &lt;!channel&gt; &amp; &lt;https://evil.example|log in&gt;"), "record text reaches Slack as text: {}", later_bridge[0]);
+    assert!(!later_bridge[0].contains("<!channel>"));
 
     // 5. A priority-1 incident raised in ServiceNow for the Gold customer: the Account is found by its stable key.
     let raised = sn.insert("incident", &obj(json!({ "short_description": "Payments down in EU", "impact": "1", "urgency": "1", "company": gold_company }))).await.unwrap();

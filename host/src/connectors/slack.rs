@@ -19,6 +19,14 @@ fn default_api_url() -> String {
     "https://slack.com/api/".into()
 }
 
+/// Text as Slack's mrkdwn carries it literally: `&`, `<` and `>` are its control characters
+/// (`<!channel>`, `<@U123>`, `<url|label>`), written `&amp;`, `&lt;`, `&gt;`. Record text that
+/// reaches Slack goes through here, so a Case's Subject cannot ping a channel or forge a link;
+/// Slack still links the plain URLs in it.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 pub struct Slack {
     http: Http,
     base_url: String,

@@ -240,7 +240,7 @@ impl Systems {
                         let record = self.target(target, &ctx, "append-journal")?;
                         self.appended(&record, *kind, &self.expand(text, &ctx)).await?
                     }
-                    Action::PostSlack { channel, create_channel, text } => self.posted(channel, *create_channel, &self.expand(text, &ctx)).await?,
+                    Action::PostSlack { channel, create_channel, text } => self.posted(channel, *create_channel, &slack::escape(&self.expand(text, &ctx))).await?,
                     _ => false,
                 };
                 if already {
@@ -281,7 +281,7 @@ impl Systems {
                 Action::PostSlack { channel, create_channel, text } => {
                     let slack = self.slack.as_ref().ok_or_else(|| ApplyError::Unsupported("the pack posts to Slack, but no Slack connection is configured".into()))?;
                     let channel_id = if *create_channel { slack.ensure_channel(channel).await? } else { channel.clone() };
-                    let text = self.expand(text, &ctx);
+                    let text = slack::escape(&self.expand(text, &ctx));
                     let ts = slack.post(&channel_id, &text).await?;
                     let record = RecordRef { system: System::Slack, object: "message".into(), id: format!("{channel_id}/{ts}") };
                     writes.push(Write::sent(record, "post", &Map::from_iter([("text".to_string(), Json::String(text))])));
