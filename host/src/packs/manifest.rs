@@ -78,3 +78,24 @@ impl Manifest {
         format!("{}@{}", self.name, self.version)
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::Manifest;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a pack's author (or a tampered pack) puts in the manifest section, parsing
+        /// answers with a manifest or an error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let _ = Manifest::parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_fields_never_panic(name in "\\PC{0,20}", version in "\\PC{0,12}", world in "\\PC{0,40}") {
+            let json = serde_json::json!({ "name": name, "version": version, "world": world, "lookups": {} });
+            let _ = Manifest::parse(json.to_string().as_bytes());
+        }
+    }
+}

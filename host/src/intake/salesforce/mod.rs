@@ -102,6 +102,8 @@ pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
             }
             // Entity definitions are how XML bombs and external entities start; SOAP has none.
             Event::DocType(_) => return Err("the Outbound Message has a DOCTYPE, which SOAP forbids (entity definitions are refused)".into()),
+            // A message cut short would otherwise be read as the Notifications before the cut.
+            Event::Eof if !path.is_empty() => return Err(format!("the Outbound Message ends inside <{}>: it was cut short; nothing of it is stored", path.join("><"))),
             Event::Eof => break,
             _ => {}
         }
@@ -126,6 +128,53 @@ pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
         changes.push((key.clone(), normalize::salesforce(&key, kind, &n.object, &n.fields, None)));
     }
     Ok(OutboundMessage { organization_id, changes })
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests over the Outbound Message parser: it never panics, a message it
+    //! accepts is read whole, and a cut-off one is refused (never stored in part).
+    use super::*;
+    use crate::sim::salesforce::soap::{notification, outbound_message};
+    use proptest::prelude::*;
+
+    fn message(subjects: &[String]) -> String {
+        let notifications: Vec<String> = subjects
+            .iter()
+            .enumerate()
+            .map(|(i, subject)| {
+                let record = serde_json::json!({ "Id": format!("500{i:015}"), "Subject": subject, "SystemModstamp": "2026-12-02T10:00:00.000Z" });
+                notification(&format!("04l{i:015}"), "Case", record.as_object().unwrap())
+            })
+            .collect();
+        outbound_message("00D000000000001AAA", "https://x.example", &notifications.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse_outbound(&bytes);
+        }
+
+        #[test]
+        fn any_text_in_any_number_of_notifications_is_read_whole(subjects in proptest::collection::vec("\\PC{0,40}", 1..8)) {
+            let parsed = parse_outbound(message(&subjects).as_bytes()).unwrap();
+            prop_assert_eq!(parsed.changes.len(), subjects.len());
+            for ((_, change), subject) in parsed.changes.iter().zip(&subjects) {
+                let got = change.snapshot.iter().find(|f| f.name == "Subject").and_then(|f| f.value.as_text()).unwrap_or_default();
+                prop_assert_eq!(got, subject.as_str());
+            }
+        }
+
+        #[test]
+        fn a_message_cut_short_is_refused(subjects in proptest::collection::vec("[a-z &<>]{0,12}", 1..5), cut in 0.0f64..1.0) {
+            let whole = message(&subjects);
+            let end = whole.trim_end().len();
+            let at = ((end as f64) * cut) as usize;
+            prop_assume!(whole.is_char_boundary(at) && at < end);
+            prop_assert!(parse_outbound(&whole.as_bytes()[..at]).is_err(), "accepted {} of {} bytes", at, end);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -94,6 +94,29 @@ impl Contract {
 }
 
 #[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse(&bytes);
+        }
+
+        /// Each of the contract's examples, cut anywhere, is refused: never read in part.
+        #[test]
+        fn a_notification_cut_short_is_refused(example in 0usize..4, cut in 0.0f64..1.0) {
+            let examples = Contract::load().examples;
+            let body = examples[example % examples.len()].body.trim_end().to_string();
+            let at = ((body.len() as f64) * cut) as usize;
+            prop_assume!(body.is_char_boundary(at) && at < body.len());
+            prop_assert!(parse(&body.as_bytes()[..at]).is_err());
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Value as V;
