@@ -100,7 +100,7 @@ def test_init_doctor_serve_sync_both_ways_with_no_secret_in_any_log(org, tmp_pat
                  "--servicenow-url", sn["url"], "--servicenow-flow", "oauth-password", "--servicenow-username", sn["username"],
                  "--servicenow-client-id", sn["client_id"], "--slack", "--slack-api-url", sim.info["slack"]["url"],
                  "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--journal", str(tmp_path / "journal.db"),
-                 "--pack", PACK, "--workflow", WORKFLOW, "--salesforce-events", "outbound-messages"], env)
+                 "--pack", PACK, "--workflow", WORKFLOW, "--salesforce-events", "outbound-messages", "--allow-unsigned"], env)
     outputs.append(init.stdout + init.stderr)
     assert "export SEAM_ACME_SERVICENOW_PASSWORD" in init.stdout
     written = json.loads(config.read_text())
@@ -189,7 +189,7 @@ def set_up(sim, env, tmp_path, port, events=("--salesforce-events", "outbound-me
     seam(["init", "--config", str(config), "--tenant", "acme", "--salesforce-login-url", sf["login_url"], "--salesforce-client-id", sf["client_id"],
           "--salesforce-username", sf["username"], "--salesforce-private-key", sf["private_key"], "--salesforce-org-id", sf["organization_id"],
           "--servicenow-url", sn["url"], "--servicenow-username", sn["username"], "--servicenow-client-id", sn["client_id"],
-          "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--pack", PACK, *events], env)
+          "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--pack", PACK, "--allow-unsigned", *events], env)
     update_set = tmp_path / "seam-acme.xml"
     seam(["servicenow", "update-set", "--config", str(config), "--tenant", "acme", "-o", str(update_set)], env)
     install_update_set(sn, update_set)

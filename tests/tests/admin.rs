@@ -36,3 +36,19 @@ async fn a_wrong_admin_token_is_refused_before_any_body_is_read() {
     assert_eq!(r.status(), 422, "{}", r.text().await.unwrap());
     sim.shutdown();
 }
+
+#[tokio::test]
+async fn a_configuration_with_no_key_to_trust_is_refused_unless_it_allows_unsigned_packs() {
+    let state = seam_tests::scratch_dir("trust");
+    let pack = state.join("case-incident.seampack");
+    std::fs::write(&pack, seampack(CASE_INCIDENT, "case-incident", None)).unwrap();
+    let (sim, mut config) = sim_config(&state, &pack, &[], None, seam::intake::salesforce::pubsub::Source::OutboundMessages).await.unwrap();
+    assert!(config.allow_unsigned, "the emulators' configuration allows the unsigned packs this checkout builds");
+    config.check().unwrap();
+    config.allow_unsigned = false;
+    let refused = config.check().unwrap_err().to_string();
+    assert!(refused.contains("trusted_keys") && refused.contains("allow_unsigned"), "{refused}");
+    let refused = start_engine(&config, std::future::pending()).await.err().expect("the engine does not start").to_string();
+    assert!(refused.contains("trusted_keys"), "{refused}");
+    sim.shutdown();
+}

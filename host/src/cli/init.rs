@@ -105,6 +105,12 @@ pub struct InitArgs {
     /// Workflow packs (repeatable).
     #[arg(long = "workflow")]
     pub workflows: Vec<PathBuf>,
+    /// The public key of a pack signer to trust (`seam pack keygen` makes KEY and KEY.pub; repeatable).
+    #[arg(long = "trusted-key")]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Load unsigned packs (development only; without it, seam needs --trusted-key).
+    #[arg(long)]
+    pub allow_unsigned: bool,
     /// A CA to trust besides the system's (a proxy that re-signs traffic).
     #[arg(long)]
     pub ca_pem: Option<PathBuf>,
@@ -192,6 +198,21 @@ pub async fn run(args: InitArgs) -> Result<()> {
     };
     if config.tenants.contains_key(&tenant) && !args.force {
         bail!("{} already has a tenant {tenant}: add --force to replace it", args.config.display());
+    }
+    for key in &args.trusted_keys {
+        let key = std::path::absolute(key).unwrap_or_else(|_| key.clone());
+        if !config.trusted_keys.contains(&key) {
+            config.trusted_keys.push(key);
+        }
+    }
+    config.allow_unsigned |= args.allow_unsigned;
+    config.check_trust()?;
+    // A key that does not read, or a pack it did not sign, is found now rather than at `seam serve`.
+    let trusted = crate::packs::TrustedKeys::read(&config.trusted_keys)?;
+    for pack in std::iter::once(&args.pack).chain(&args.workflows).filter(|_| trusted.required()) {
+        let bytes = super::read_pack(pack)?;
+        let opened = crate::packs::Pack::open(&bytes).with_context(|| format!("{}: seam loads only signed packs here (`seam pack build`, then `seam pack sign`)", pack.display()))?;
+        trusted.check(&opened.signed, opened.signature.as_ref()).with_context(|| format!("{}", pack.display()))?;
     }
     if let Some(url) = &args.public_url {
         config.public_url = Some(url.trim_end_matches('/').to_string());

@@ -70,9 +70,13 @@ pub struct Config {
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     pub tenants: HashMap<String, TenantConfig>,
-    /// Public key files (`seam pack keygen`); when any are given, only packs signed by one of them load.
+    /// Public key files (`seam pack keygen`): only packs signed by one of them load.
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
+    /// With no `trusted_keys`, load unsigned packs anyway (development: `seam serve --sim` and
+    /// the demo set it, and say so). Without it, seam refuses to start with no key to trust.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsigned: bool,
     /// Bearer token for the admin API (`/admin/...`: list, load and roll back packs) and the
     /// dashboard (a secret: a value, `{"env": …}` or `{"file": …}`); absent: the API is off.
     #[serde(default)]
@@ -173,10 +177,23 @@ impl Config {
             t.salesforce.check(&format!("tenants.{name}.salesforce"))?;
             t.servicenow.check(&format!("tenants.{name}.servicenow"))?;
         }
+        self.check_trust()?;
         if let Some(url) = &self.public_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 anyhow::bail!("public_url must be an http(s):// URL where the systems reach intake; got {url:?}");
             }
+        }
+        Ok(())
+    }
+
+    /// Packs must be signed by a trusted key, unless the configuration says otherwise.
+    pub fn check_trust(&self) -> Result<()> {
+        if self.trusted_keys.is_empty() && !self.allow_unsigned {
+            anyhow::bail!(
+                "no trusted_keys: seam loads only packs signed by a key it trusts. List the signers' public keys in \
+                 trusted_keys (`seam pack keygen`, then `seam pack sign` each pack; `seam init --trusted-key`), or set \
+                 \"allow_unsigned\": true to run unsigned packs (development only)"
+            );
         }
         Ok(())
     }
@@ -245,6 +262,8 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         concurrency: default_concurrency(),
         tenants: HashMap::from([("demo".to_string(), tenant)]),
         trusted_keys: vec![],
+        // The emulators run the packs this checkout builds, unsigned (the banner says so).
+        allow_unsigned: true,
         admin_token: Some(Secret::value(hex::encode(rand::random::<[u8; 16]>()))),
         public_url: None,
         plugins_dir: Some(state.join("plugins")),
@@ -267,6 +286,7 @@ pub struct Engine {
 
 /// Load every tenant's pack and connections, then start the processors, pollers and intake.
 pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<Engine> {
+    config.check_trust()?;
     let journal = Arc::new(Journal::open(&config.journal)?);
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let trusted = TrustedKeys::read(&config.trusted_keys)?;
@@ -380,6 +400,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
     println!("metrics: http://{}/metrics", engine.listen);
+    if config.allow_unsigned && config.trusted_keys.is_empty() {
+        println!("allow_unsigned: packs load without a signature check (set trusted_keys for real data)");
+    }
     if let Some(dir) = &config.plugins_dir {
         println!("hot-loading packs written to {}/<tenant>/", dir.display());
     }
