@@ -23,8 +23,7 @@ impl RecordSource for Systems {
             };
             let snapshot = found.map_err(|e| match e {
                 ConnectorError::Refused { status: 404, .. } => LookupFailure::NotFound,
-                ConnectorError::Invalid { message, .. } => LookupFailure::NotGranted(message),
-                other => LookupFailure::Unavailable(other.to_string()),
+                other => failure(other),
             })?;
             Ok(pick(snapshot, fields))
         })
@@ -32,18 +31,14 @@ impl RecordSource for Systems {
 
     fn find<'a>(&'a self, system: System, object: &'a str, key: &'a str, value: &'a str, fields: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>> {
         Box::pin(async move {
-            let unavailable = |e: ConnectorError| match e {
-                ConnectorError::Invalid { message, .. } => LookupFailure::NotGranted(message),
-                other => LookupFailure::Unavailable(other.to_string()),
-            };
             let row = match system {
                 System::Salesforce => {
                     let (object, key) = soql::name(object).and_then(|o| Ok((o, soql::name(key)?))).map_err(|e| LookupFailure::NotGranted(e.to_string()))?;
                     let soql = format!("SELECT Id FROM {object} WHERE {key} = {} LIMIT 1", soql::literal(value));
-                    let ids = self.salesforce.query(&soql).await.map_err(unavailable)?;
+                    let ids = self.salesforce.query(&soql).await.map_err(failure)?;
                     match ids.first().and_then(|r| r.get("Id")).and_then(|v| v.as_str()) {
                         // The whole record, so `fields` are read the way `get` reads them.
-                        Some(id) => Some(normalize::salesforce("lookup", ChangeKind::Updated, object, &self.salesforce.get(object, id).await.map_err(unavailable)?, None)),
+                        Some(id) => Some(normalize::salesforce("lookup", ChangeKind::Updated, object, &self.salesforce.get(object, id).await.map_err(failure)?, None)),
                         None => None,
                     }
                 }
@@ -54,13 +49,22 @@ impl RecordSource for Systems {
                         Err(QueryError::Empty { .. }) => return Ok(None),
                         Err(e) => return Err(LookupFailure::NotGranted(e.to_string())),
                     };
-                    let rows = self.servicenow.query(object, &query, 1).await.map_err(unavailable)?;
+                    let rows = self.servicenow.query(object, &query, 1).await.map_err(failure)?;
                     rows.first().map(|r| normalize::servicenow("lookup", ChangeKind::Updated, object, r, None))
                 }
                 System::Slack => None,
             };
             Ok(row.map(|change| (change.source, pick(change.snapshot, fields))))
         })
+    }
+}
+
+/// A connector's failure as the pack sees it: a request seam would not send (a name or id
+/// that is not one) is not granted; anything else may pass, and the event is retried.
+fn failure(e: ConnectorError) -> LookupFailure {
+    match e {
+        ConnectorError::Invalid { message, .. } => LookupFailure::NotGranted(message),
+        other => LookupFailure::Unavailable(other.to_string()),
     }
 }
 

@@ -105,9 +105,7 @@ impl Poller {
     /// it all.
     pub async fn owe_cases(&self, since_ms: Option<i64>) -> Result<()> {
         let _cases = self.cases.lock().await;
-        if self.journal.watermark(&self.tenant, SALESFORCE_CASES)?.is_none() {
-            self.begin_cases().await?;
-        }
+        self.begin_cases().await?;
         let current = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
         // Never forward: a later watermark would skip part of the gap. A stamp alone reads
         // from the first record of that stamp.
@@ -130,8 +128,8 @@ impl Poller {
             let before = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
             let (read, fresh) = self.poll_cases().await?;
             new += fresh;
-            // A short page is the last; a full one that did not move the watermark (a page of
-            // Cases all stamped in one millisecond) would be read again forever.
+            // A short page is the last. Keyset pages always move the watermark; one that did not
+            // (a system that ignored the keyset) would be read again forever.
             if read < PAGE || self.journal.watermark(&self.tenant, SALESFORCE_CASES)? == before {
                 break;
             }
