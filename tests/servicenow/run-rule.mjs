@@ -1,6 +1,6 @@
 // Runs seam's push business rule the way a ServiceNow instance runs it, with the
 // platform's APIs shimmed: `current` (a GlideRecord), `gs`, `sn_ws.RESTMessageV2`,
-// `GlideCertificateEncryption` and `GlideStringUtil`. For each example of the
+// `GlideCertificateEncryption`, `GlideStringUtil` and `GlideDateTime`. For each example of the
 // notification contract it evaluates the rule's condition (for the example's
 // user, and for the integration user), runs the script, and prints one JSON line
 // with the request the script made.
@@ -85,10 +85,14 @@ for (const example of contract.examples) {
     }
   };
   const GlideStringUtil = { base64Encode: (s) => Buffer.from(s, "utf8").toString("base64") };
+  // The instance's clock, at the example's sending time: milliseconds since the epoch.
+  const GlideDateTime = class {
+    getNumericValue() { return example.sent_at * 1000; }
+  };
   const user = example.elements.find((e) => e.name === "sys_updated_by").value;
   const condition = (who) => new Function("gs", "current", `return (${rule.condition});`)(gsFor(who, example, log), glideRecord(example));
   const runs = { person: condition(user), integration_user: condition(INTEGRATION_USER) };
-  const run = new Function("current", "previous", "gs", "sn_ws", "GlideCertificateEncryption", "GlideStringUtil", rule.script);
-  run(glideRecord(example), null, gsFor(user, example, log), sn_ws, GlideCertificateEncryption, GlideStringUtil);
+  const run = new Function("current", "previous", "gs", "sn_ws", "GlideCertificateEncryption", "GlideStringUtil", "GlideDateTime", rule.script);
+  run(glideRecord(example), null, gsFor(user, example, log), sn_ws, GlideCertificateEncryption, GlideStringUtil, GlideDateTime);
   console.log(JSON.stringify({ name: example.name, condition: runs, sent, log }));
 }

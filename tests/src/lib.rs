@@ -66,7 +66,7 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
     .keys(TENANT)
     .unwrap();
     let counters = seam::engine::processor::Counters::default();
-    let intake = Arc::new(Intake { journal: journal.clone(), tenants: HashMap::from([(TENANT.to_string(), tenant)]), counters: HashMap::from([(TENANT.to_string(), counters.clone())]) });
+    let intake = Arc::new(Intake::new(journal.clone(), HashMap::from([(TENANT.to_string(), tenant)]), HashMap::from([(TENANT.to_string(), counters.clone())])));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, intake::router(intake, max_body)).await.unwrap() });

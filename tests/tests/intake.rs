@@ -26,8 +26,14 @@ async fn wait_for(journal: &Journal, n: u64) {
     }
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
+/// The headers that sign a ServiceNow notification now, as the business rule does.
+fn sign(secret: &str, body: &[u8]) -> [(String, String); 2] {
     seam::sim::notify::sign(secret, body)
+}
+
+/// The same, signed `seconds_ago` seconds ago.
+fn sign_at(secret: &str, body: &[u8], seconds_ago: i64) -> [(String, String); 2] {
+    seam::intake::servicenow::signed_headers(secret, chrono::Utc::now().timestamp() - seconds_ago, body)
 }
 
 #[tokio::test]
@@ -82,7 +88,11 @@ async fn a_redelivered_notification_is_stored_once() {
     let url = format!("{}/intake/{TENANT}/servicenow", s.base);
     let body = seam::intake::servicenow::Contract::load().examples.remove(1).body;
     for expected in [json!({ "accepted": 1, "duplicates": 0 }), json!({ "accepted": 0, "duplicates": 1 })] {
-        let r = client.post(&url).header("X-Seam-Signature", sign(SN_SECRET, body.as_bytes())).body(body.clone()).send().await.unwrap();
+        let mut r = client.post(&url).body(body.clone());
+        for (name, value) in sign(SN_SECRET, body.as_bytes()) {
+            r = r.header(name, value);
+        }
+        let r = r.send().await.unwrap();
         assert_eq!(r.status(), 202);
         assert_eq!(r.json::<serde_json::Value>().await.unwrap(), expected);
     }
@@ -96,12 +106,12 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
     let client = reqwest::Client::new();
     let sn = format!("{}/intake/{TENANT}/servicenow", s.base);
     let good = json!({ "event_id": "x:0:insert", "table": "incident", "sys_id": "b".repeat(32), "operation": "insert", "current": { "sys_id": "b".repeat(32), "sys_mod_count": "0" }, "display_values": {}, "journal": {} }).to_string();
-    let post = |url: String, body: String, signature: Option<String>| {
+    let post = |url: String, body: String, signature: Option<[(String, String); 2]>| {
         let client = client.clone();
         async move {
             let mut r = client.post(url).body(body);
-            if let Some(sig) = signature {
-                r = r.header("X-Seam-Signature", sig);
+            for (name, value) in signature.into_iter().flatten() {
+                r = r.header(name, value);
             }
             let r = r.send().await.unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
@@ -124,6 +134,13 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
         ("unsigned", post(sn.clone(), good.clone(), None).await, 401, "unsigned"),
         ("wrong key", post(sn.clone(), good.clone(), Some(sign("guess", good.as_bytes()))).await, 401, "does not match"),
         ("tampered", post(sn.clone(), good.replace("insert", "delete"), Some(sign(SN_SECRET, good.as_bytes()))).await, 401, "does not match"),
+        // A notification captured and sent again later; and one dated ahead to outlive the window.
+        ("replayed", post(sn.clone(), good.clone(), Some(sign_at(SN_SECRET, good.as_bytes(), 6 * 60))).await, 401, "replayed"),
+        ("signed in the future", post(sn.clone(), good.clone(), Some(sign_at(SN_SECRET, good.as_bytes(), -6 * 60))).await, 401, "replayed"),
+        ("timestamp moved", {
+            let [_, signature] = sign_at(SN_SECRET, good.as_bytes(), 6 * 60);
+            post(sn.clone(), good.clone(), Some([("X-Seam-Timestamp".into(), chrono::Utc::now().timestamp().to_string()), signature])).await
+        }, 401, "does not match"),
         ("not JSON", post(sn.clone(), "{oops".into(), Some(sign(SN_SECRET, b"{oops"))).await, 400, "not JSON"),
         ("bad operation", {
             let b = good.replace("insert", "merge");
@@ -143,8 +160,11 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
         ("JSON not UTF-8", {
             // The event id's first byte is not UTF-8, inside a JSON string.
             let bytes = good.replacen("x:0:insert", "\u{1}:0:insert", 1).into_bytes().into_iter().map(|c| if c == 1 { 0xff } else { c }).collect::<Vec<u8>>();
-            let signature = sign(SN_SECRET, &bytes);
-            let r = client.post(sn.clone()).header("X-Seam-Signature", signature).body(bytes).send().await.unwrap();
+            let mut r = client.post(sn.clone()).body(bytes.clone());
+            for (name, value) in sign(SN_SECRET, &bytes) {
+                r = r.header(name, value);
+            }
+            let r = r.send().await.unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         }, 400, ""),
         ("SOAP entity bomb", post(om.clone(), outbound(r#"<!DOCTYPE lol [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>"#, 1, "&b;"), None).await, 400, "DOCTYPE"),

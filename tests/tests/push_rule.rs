@@ -52,7 +52,10 @@ async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them()
             (format!("ex{i}"), keys)
         })
         .collect();
-    let intake = Arc::new(Intake { journal: journal.clone(), tenants, counters: HashMap::new() });
+    // The contract's examples were signed at fixed times; intake's clock reads a moment later.
+    let mut intake = Intake::new(journal.clone(), tenants, HashMap::new());
+    intake.clock = || Contract::load().examples.iter().map(|e| e.sent_at).max().unwrap_or_default() + 1;
+    let intake = Arc::new(intake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, intake::router(intake, intake::DEFAULT_MAX_BODY)).await.unwrap() });
@@ -67,6 +70,7 @@ async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them()
         let request = &sent[0];
         assert_eq!((request["endpoint"].as_str(), request["method"].as_str()), (Some(setup.endpoint.as_str()), Some("post")));
         assert_eq!(request["headers"]["Content-Type"], "application/json");
+        assert_eq!(request["headers"]["X-Seam-Timestamp"], example.sent_at.to_string().as_str(), "{}", example.name);
         assert_eq!(request["headers"]["X-Seam-Signature"], example.signature.as_str(), "{}", example.name);
         assert_eq!(request["body"].as_str(), Some(example.body.as_str()), "{}: the body, byte for byte", example.name);
 

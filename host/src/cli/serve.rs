@@ -354,7 +354,7 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         None => None,
     };
     let admin = Arc::new(Admin { registry: registry.clone(), journal: journal.clone(), metrics: metrics.clone(), token: config.admin_token()? });
-    let intake = Arc::new(Intake { journal: journal.clone(), tenants, counters: processors.iter().map(|(name, p)| (name.clone(), p.counters.clone())).collect() });
+    let intake = Arc::new(Intake::new(journal.clone(), tenants, processors.iter().map(|(name, p)| (name.clone(), p.counters.clone())).collect()));
     let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding intake to {}", config.listen))?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, intake::router(intake, intake::DEFAULT_MAX_BODY).merge(crate::admin::router(admin))).with_graceful_shutdown(shutdown).await {

@@ -9,7 +9,7 @@
 //! | route | source | authenticated by |
 //! |---|---|---|
 //! | `POST /intake/{tenant}/salesforce/outbound` | Outbound Messages (SOAP) | OrganizationId + `?token=` in the configured URL (Salesforce cannot sign them) |
-//! | `POST /intake/{tenant}/servicenow` | seam's push business rule (JSON, `servicenow/notification.json`) | `X-Seam-Signature: sha256=HMAC(body)` |
+//! | `POST /intake/{tenant}/servicenow` | seam's push business rule (JSON, `servicenow/notification.json`) | `X-Seam-Signature: sha256=HMAC(timestamp.body)`, signed within 5 minutes (`X-Seam-Timestamp`) |
 //! | `GET /intake/healthz` | probes (`seam doctor`) | nothing: it says only that intake answers |
 //!
 //! A signature's HMAC-SHA256 may be written in hex or in Base64 (ServiceNow's
@@ -28,9 +28,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -74,6 +72,13 @@ pub struct Intake {
     pub tenants: HashMap<String, IntakeKeys>,
     /// Each tenant's processor counters: an echo settled here counts as processed, and as an echo.
     pub counters: HashMap<String, Counters>,
+    /// Now, in Unix seconds: what a notification's signing time is checked against.
+    pub clock: fn() -> i64,
+}
+
+/// The system clock, in Unix seconds.
+pub fn system_clock() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 /// A rejected notification: the status and the reason, sent back as is.
@@ -117,6 +122,10 @@ static DECOY: std::sync::LazyLock<IntakeKeys> = std::sync::LazyLock::new(|| {
 });
 
 impl Intake {
+    pub fn new(journal: Arc<Journal>, tenants: HashMap<String, IntakeKeys>, counters: HashMap<String, Counters>) -> Intake {
+        Intake { journal, tenants, counters, clock: system_clock }
+    }
+
     fn tenant(&self, name: &str) -> &IntakeKeys {
         self.tenants.get(name).unwrap_or_else(|| {
             tracing::warn!(tenant = name, "intake: a notification for a tenant that is not configured (answered as a wrong key)");
@@ -143,19 +152,31 @@ impl Intake {
     }
 }
 
-/// Check `X-Seam-Signature: sha256=<hex or Base64>` against the body, in constant time.
-fn verify_signature(headers: &HeaderMap, secret: &str, body: &[u8]) -> Result<(), Rejection> {
-    let header = headers
-        .get("x-seam-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "unsigned: the X-Seam-Signature header is missing"))?;
-    let encoded = header.strip_prefix("sha256=").ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature must be sha256=<hex or Base64 HMAC>"))?;
+/// Check `X-Seam-Timestamp` and `X-Seam-Signature: sha256=<hex or Base64>` against the body, in
+/// constant time, then that the notification was signed within [`servicenow::MAX_AGE_SECONDS`] of `now`.
+fn verify_signature(headers: &HeaderMap, secret: &str, body: &[u8], now: i64) -> Result<(), Rejection> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let encoded = header(servicenow::SIGNATURE_HEADER)
+        .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "unsigned: the X-Seam-Signature header is missing"))?
+        .strip_prefix("sha256=")
+        .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature must be sha256=<hex or Base64 HMAC>"))?;
+    let timestamp: i64 = header(servicenow::TIMESTAMP_HEADER).and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
+        reject(StatusCode::UNAUTHORIZED, "X-Seam-Timestamp (Unix seconds, signed with the body) is missing or not a number; the business rule predates it: generate and install the update set again (`seam servicenow update-set`)")
+    })?;
     // 32 bytes: 64 hex digits, or 44 Base64 characters.
     let signature = if encoded.len() == 64 { hex::decode(encoded).ok() } else { base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).ok() }
         .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature is neither hex nor Base64"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    mac.verify_slice(&signature).map_err(|_| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature does not match the body; check the shared secret"))
+    if !subtle_eq(&signature, &servicenow::mac(secret, timestamp, body)) {
+        return Err(reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature does not match the timestamp and body; check the shared secret"));
+    }
+    let age = now - timestamp;
+    if age.abs() > servicenow::MAX_AGE_SECONDS {
+        return Err(reject(
+            StatusCode::UNAUTHORIZED,
+            format!("the notification was signed {age} s from intake's clock, more than the {} s allowed: a replayed notification is refused (if it is not a replay, check the instance's and seam's clocks)", servicenow::MAX_AGE_SECONDS),
+        ));
+    }
+    Ok(())
 }
 
 async fn salesforce_outbound(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
@@ -186,7 +207,7 @@ fn accepted((new, duplicates): (usize, usize)) -> Response {
 async fn servicenow_notification(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let config = intake.tenant(&tenant);
-        verify_signature(&headers, config.servicenow_secret.expose_secret(), &body)?;
+        verify_signature(&headers, config.servicenow_secret.expose_secret(), &body, (intake.clock)())?;
         let change = servicenow::parse(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
         intake.record(&tenant, vec![change]).await
     }
@@ -208,20 +229,43 @@ mod tests {
         for example in servicenow::Contract::load().examples {
             let mut headers = HeaderMap::new();
             headers.insert("x-seam-signature", example.signature.parse().unwrap());
-            verify_signature(&headers, &example.secret, example.body.as_bytes()).unwrap_or_else(|r| panic!("{}: {}", example.name, r.1));
+            headers.insert("x-seam-timestamp", example.sent_at.to_string().parse().unwrap());
+            let now = example.sent_at + 2;
+            verify_signature(&headers, &example.secret, example.body.as_bytes(), now).unwrap_or_else(|r| panic!("{}: {}", example.name, r.1));
             let mut tampered = example.body.clone().into_bytes();
             tampered[10] ^= 1;
-            assert_eq!(verify_signature(&headers, &example.secret, &tampered).unwrap_err().0, StatusCode::UNAUTHORIZED);
-            assert_eq!(verify_signature(&headers, "another key", example.body.as_bytes()).unwrap_err().0, StatusCode::UNAUTHORIZED);
+            assert_eq!(verify_signature(&headers, &example.secret, &tampered, now).unwrap_err().0, StatusCode::UNAUTHORIZED);
+            assert_eq!(verify_signature(&headers, "another key", example.body.as_bytes(), now).unwrap_err().0, StatusCode::UNAUTHORIZED);
+            // The timestamp is under the MAC: moving it forward to pass the window breaks the signature.
+            headers.insert("x-seam-timestamp", (example.sent_at + 1).to_string().parse().unwrap());
+            assert!(verify_signature(&headers, &example.secret, example.body.as_bytes(), now).unwrap_err().1.contains("does not match"));
         }
     }
 
     #[test]
-    fn hex_signatures_still_verify() {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"k").unwrap();
-        mac.update(b"body");
+    fn a_notification_signed_more_than_five_minutes_from_now_is_refused() {
+        let body = br#"{"event_id":"x"}"#;
+        let signed_at = 1_764_580_000;
         let mut headers = HeaderMap::new();
-        headers.insert("x-seam-signature", format!("sha256={}", hex::encode(mac.finalize().into_bytes())).parse().unwrap());
-        verify_signature(&headers, "k", b"body").unwrap();
+        for (name, value) in servicenow::signed_headers("k", signed_at, body) {
+            headers.insert(axum::http::HeaderName::try_from(name).unwrap(), value.parse().unwrap());
+        }
+        verify_signature(&headers, "k", body, signed_at + servicenow::MAX_AGE_SECONDS).unwrap();
+        verify_signature(&headers, "k", body, signed_at - servicenow::MAX_AGE_SECONDS).unwrap();
+        for now in [signed_at + servicenow::MAX_AGE_SECONDS + 1, signed_at - servicenow::MAX_AGE_SECONDS - 1] {
+            let refused = verify_signature(&headers, "k", body, now).unwrap_err();
+            assert_eq!(refused.0, StatusCode::UNAUTHORIZED);
+            assert!(refused.1.contains("replayed"), "{}", refused.1);
+        }
+        headers.remove("x-seam-timestamp");
+        assert!(verify_signature(&headers, "k", body, signed_at).unwrap_err().1.contains("X-Seam-Timestamp"));
+    }
+
+    #[test]
+    fn hex_signatures_still_verify() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-seam-signature", format!("sha256={}", hex::encode(servicenow::mac("k", 7, b"body"))).parse().unwrap());
+        headers.insert("x-seam-timestamp", "7".parse().unwrap());
+        verify_signature(&headers, "k", b"body", 7).unwrap();
     }
 }

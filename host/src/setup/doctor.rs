@@ -325,7 +325,7 @@ async fn business_rule(config: &Config, name: &str, t: &TenantConfig, sn: &Servi
         return fail(CHECK, format!("\"{rule}\" is inactive"), "activate it (System Definition → Business Rules)");
     }
     if text("when") != "async" || !text("script").starts_with(&format!("{SCRIPT_MARKER}{name}")) {
-        return fail(CHECK, format!("\"{rule}\" is not the rule seam generates for {name}"), again);
+        return fail(CHECK, format!("\"{rule}\" is not the rule this seam generates for {name} (an older one signs without the timestamp intake requires)"), again);
     }
     let prefix = property_prefix(name);
     let property = |key: String| async move { query(sn, "sys_properties", Query::new().eq("name", &key), 1).await.map(|rows| rows.first().and_then(|r| r.get("value")).and_then(Value::as_str).map(str::to_string)) };

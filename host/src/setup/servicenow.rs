@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 /// The table whose changes the rule sends.
 pub const PUSH_TABLE: &str = "incident";
 /// The first line of the rule's script: how the rule is recognised (the emulator runs it by this).
-pub const SCRIPT_MARKER: &str = "// seam:push-rule v1 tenant=";
+pub const SCRIPT_MARKER: &str = "// seam:push-rule v2 tenant=";
 const SCRIPT_TEMPLATE: &str = include_str!("servicenow/push_rule.js");
 /// The company field's length: the Salesforce key field is Text(64).
 const COMPANY_KEY_LENGTH: u32 = 64;

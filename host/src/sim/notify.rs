@@ -13,10 +13,8 @@
 
 use super::faults::FaultSwitch;
 use super::store::Store;
-use hmac::{Hmac, Mac};
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -467,7 +465,9 @@ impl Notifier {
         };
         let mut request = self.client.post(&batch.url).header("Content-Type", content_type);
         if let Some(secret) = secret {
-            request = request.header("X-Seam-Signature", sign(&secret, body.as_bytes()));
+            for (name, value) in sign(&secret, body.as_bytes()) {
+                request = request.header(name, value);
+            }
         }
         if batch.format == Format::Soap {
             request = request.header("SOAPAction", "\"\"");
@@ -533,11 +533,9 @@ fn redacted(url: &str) -> String {
     }
 }
 
-/// `sha256=<hex HMAC-SHA256 of body>`, the signature the engine's intake checks.
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+/// The headers that sign `body` now, as the engine's intake checks them (`X-Seam-Timestamp`, `X-Seam-Signature`).
+pub fn sign(secret: &str, body: &[u8]) -> [(String, String); 2] {
+    crate::intake::servicenow::signed_headers(secret, chrono::Utc::now().timestamp(), body)
 }
 
 enum Batch {

@@ -14,6 +14,36 @@ use serde_json::{json, Map, Value};
 /// The contract: the body's shape, the signature, and worked examples.
 pub const CONTRACT: &str = include_str!("notification.json");
 
+/// When the rule signed the notification, in Unix seconds.
+pub const TIMESTAMP_HEADER: &str = "X-Seam-Timestamp";
+/// `sha256=` and the MAC of the timestamp and the body ([`signature`]).
+pub const SIGNATURE_HEADER: &str = "X-Seam-Signature";
+/// How far a notification's signing time may be from intake's clock, either way. Older is
+/// refused as a replay: someone who captured a signed notification cannot send it again later.
+pub const MAX_AGE_SECONDS: i64 = 300;
+
+/// `sha256=` and the Base64 HMAC-SHA256 of `{timestamp}.{body}`, keyed with the secret's UTF-8
+/// bytes (`GlideCertificateEncryption.generateMac(GlideStringUtil.base64Encode(secret), "HmacSHA256", …)`).
+/// The timestamp is inside the MAC, so it cannot be moved without the key.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    use base64::Engine as _;
+    format!("sha256={}", base64::engine::general_purpose::STANDARD.encode(mac(secret, timestamp, body)))
+}
+
+/// The raw HMAC-SHA256 of `{timestamp}.{body}`.
+pub fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The two headers a signed notification carries, signed at `timestamp`.
+pub fn signed_headers(secret: &str, timestamp: i64, body: &[u8]) -> [(String, String); 2] {
+    [(TIMESTAMP_HEADER.to_string(), timestamp.to_string()), (SIGNATURE_HEADER.to_string(), signature(secret, timestamp, body))]
+}
+
 /// `{"event_id", "table", "sys_id", "operation", "current", "display_values", "journal", …}` → (event key, change).
 pub fn parse(body: &[u8]) -> Result<(String, Change), String> {
     let n: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
@@ -56,6 +86,7 @@ pub fn parse(body: &[u8]) -> Result<(String, Change), String> {
 #[derive(serde::Deserialize)]
 pub struct Contract {
     pub signature_header: String,
+    pub timestamp_header: String,
     pub examples: Vec<Example>,
 }
 
@@ -67,9 +98,11 @@ pub struct Example {
     pub operation: String,
     pub secret: String,
     pub elements: Vec<Element>,
+    /// When the rule sends it (Unix seconds): the `X-Seam-Timestamp` header.
+    pub sent_at: i64,
     /// The request body, byte for byte.
     pub body: String,
-    /// `sha256=<Base64 HMAC-SHA256 of the body>`.
+    /// `sha256=<Base64 HMAC-SHA256 of "{sent_at}.{body}">`.
     pub signature: String,
 }
 

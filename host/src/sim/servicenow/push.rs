@@ -16,9 +16,8 @@
 
 use super::{display_of, journal_entries, raw, tables, Emulator, EMULATOR};
 use crate::setup::servicenow::{property_prefix, SCRIPT_MARKER};
-use hmac::{Hmac, Mac};
+use crate::intake::servicenow::signed_headers;
 use serde_json::{json, Map, Value};
-use sha2::Sha256;
 use std::collections::BTreeMap;
 
 /// Attempts the rule's script makes before it gives up.
@@ -97,8 +96,10 @@ pub fn run(e: &Emulator, job: &str) -> Result<Request, String> {
         fields.insert(name, value);
     }
     let body = body(table.name, &operation, &fields, &displays, &journal);
-    let signature = signature(&secret, &body);
-    Ok(Request { url, body, headers: vec![("Content-Type".into(), "application/json".into()), ("X-Seam-Signature".into(), signature)] })
+    // Signed as the rule signs: when the job runs, each attempt anew.
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    headers.extend(signed_headers(&secret, chrono::Utc::now().timestamp(), body.as_bytes()));
+    Ok(Request { url, body, headers })
 }
 
 /// The body the rule sends (see the contract): keys sorted, values as text.
@@ -120,19 +121,10 @@ pub fn body(table: &str, operation: &str, fields: &BTreeMap<String, String>, dis
     .to_string()
 }
 
-/// `sha256=` and the Base64 HMAC-SHA256 of `body`, keyed with the secret's bytes
-/// (`GlideCertificateEncryption.generateMac(GlideStringUtil.base64Encode(secret), "HmacSHA256", body)`).
-pub fn signature(secret: &str, body: &str) -> String {
-    use base64::Engine as _;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body.as_bytes());
-    format!("sha256={}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intake::servicenow::Contract;
+    use crate::intake::servicenow::{signature, Contract};
 
     #[test]
     fn the_emulator_sends_the_contracts_bytes_for_the_contracts_records() {
@@ -163,7 +155,7 @@ mod tests {
             }
             let sent = body(&example.table, &example.operation, &fields, &displays, &journal);
             assert_eq!(sent, example.body, "{}", example.name);
-            assert_eq!(signature(&example.secret, &sent), example.signature, "{}", example.name);
+            assert_eq!(signature(&example.secret, example.sent_at, sent.as_bytes()), example.signature, "{}", example.name);
         }
     }
 }
