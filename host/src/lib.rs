@@ -8,6 +8,7 @@ pub mod connectors;
 pub mod engine;
 pub mod files;
 pub mod intake;
+pub mod listener;
 pub mod model;
 pub mod packs;
 pub mod runtime;

@@ -38,7 +38,8 @@ def test_dashboard_in_headless_chromium(tmp_path):
     log = open(tmp_path / "serve.log", "ab")
     with serving(state, ports, log) as info:
         config = json.loads((state / "seam.json").read_text())
-        token, listen = config["admin_token"], config["listen"]
+        # The operator token is in a file beside the configuration; the admin listener is apart from intake.
+        token, listen = open(config["admin"]["operator_token"]["file"]).read().strip(), config["admin"]["listen"]
         sf, _ = clients(info)
         healthy = sf.Case.create({"Subject": "Dashboard healthy", "Priority": "High"})["id"]
         broken = sf.Case.create({"Subject": "Dashboard broken", "Priority": "Low"})["id"]

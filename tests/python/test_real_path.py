@@ -99,7 +99,7 @@ def test_init_doctor_serve_sync_both_ways_with_no_secret_in_any_log(org, tmp_pat
                  "--salesforce-username", sf["username"], "--salesforce-private-key", sf["private_key"],
                  "--servicenow-url", sn["url"], "--servicenow-flow", "oauth-password", "--servicenow-username", sn["username"],
                  "--servicenow-client-id", sn["client_id"], "--slack", "--slack-api-url", sim.info["slack"]["url"],
-                 "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--journal", str(tmp_path / "journal.db"),
+                 "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}", "--journal", str(tmp_path / "journal.db"),
                  "--pack", PACK, "--workflow", WORKFLOW, "--salesforce-events", "outbound-messages", "--allow-unsigned"], env)
     outputs.append(init.stdout + init.stderr)
     assert "export SEAM_ACME_SERVICENOW_PASSWORD" in init.stdout
@@ -107,9 +107,9 @@ def test_init_doctor_serve_sync_both_ways_with_no_secret_in_any_log(org, tmp_pat
     tenant = written["tenants"]["acme"]
     assert tenant["intake"]["salesforce_org_id"] == sf["organization_id"], "init read the org's id through the login"
     assert tenant["servicenow"]["auth"]["password"] == {"env": "SEAM_ACME_SERVICENOW_PASSWORD"}
-    assert "file" in tenant["intake"]["servicenow_secret"] and "file" in written["admin_token"]
+    assert "file" in tenant["intake"]["servicenow_secret"] and "file" in written["admin"]["operator_token"]
     assert "ca_pem" not in tenant or tenant["ca_pem"] is None
-    made = [open(tenant["intake"][k]["file"]).read() for k in ("salesforce_token", "servicenow_secret")] + [open(written["admin_token"]["file"]).read()]
+    made = [open(tenant["intake"][k]["file"]).read() for k in ("salesforce_token", "servicenow_secret")] + [open(written["admin"]["operator_token"]["file"]).read()]
     assert all(secret not in config.read_text() for secret in made + [sn["password"], sn["client_secret"]]), "the configuration holds references only"
     # A second init of the same tenant is refused, and changes nothing.
     again = seam(["init", "--config", str(config), "--tenant", "acme", "--salesforce-login-url", sf["login_url"], "--salesforce-client-id", "x",
@@ -189,7 +189,7 @@ def set_up(sim, env, tmp_path, port, events=("--salesforce-events", "outbound-me
     seam(["init", "--config", str(config), "--tenant", "acme", "--salesforce-login-url", sf["login_url"], "--salesforce-client-id", sf["client_id"],
           "--salesforce-username", sf["username"], "--salesforce-private-key", sf["private_key"], "--salesforce-org-id", sf["organization_id"],
           "--servicenow-url", sn["url"], "--servicenow-username", sn["username"], "--servicenow-client-id", sn["client_id"],
-          "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--pack", PACK, "--allow-unsigned", *events], env)
+          "--public-url", f"http://127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}", "--pack", PACK, "--allow-unsigned", *events], env)
     update_set = tmp_path / "seam-acme.xml"
     seam(["servicenow", "update-set", "--config", str(config), "--tenant", "acme", "-o", str(update_set)], env)
     install_update_set(sn, update_set)

@@ -23,8 +23,8 @@ fn state(name: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell() {
-    let (sim, engine, config) = engine_on_sim("reconcile", seampack(CASE_INCIDENT, "case-incident", None), &[]).await;
-    let listen = config.listen.clone();
+    let (sim, engine, _) = engine_on_sim("reconcile", seampack(CASE_INCIDENT, "case-incident", None), &[]).await;
+    let admin_url = engine.admin_url.clone();
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
     let (sf, sn) = (&people.salesforce, &people.servicenow);
     let mut cases = Vec::new();
@@ -71,7 +71,7 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
     assert_eq!((why[0].old.clone(), why[0].new.clone()), (Some(Value::Text("edited by hand".into())), Value::Text("Case 0".into())));
 
     // /metrics reports what happened, in the Prometheus text format.
-    let text = reqwest::get(format!("http://{listen}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{admin_url}/metrics")).await.unwrap().text().await.unwrap();
     for needle in [
         "seam_events_received_total{tenant=\"demo\",system=\"salesforce\"}",
         "seam_events_synced_total{tenant=\"demo\"}",
@@ -89,6 +89,13 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
     }
     let synced: f64 = text.lines().find(|l| l.starts_with("seam_events_synced_total{tenant=\"demo\"}")).unwrap().rsplit(' ').next().unwrap().parse().unwrap();
     assert!(synced >= 3.0, "{synced}");
+    // Scraped without a token, so it names tenants and packs, never a record.
+    for case in &cases {
+        let incident = incident_of(sf.get("Case", case).await.unwrap());
+        for id in [case.as_str(), &case[..15], incident.as_str()] {
+            assert!(!text.contains(id), "/metrics names the record {id}:\n{text}");
+        }
+    }
     sim.shutdown();
 }
 

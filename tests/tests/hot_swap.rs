@@ -25,8 +25,8 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     let (sim, config) = sim_config(&state, &first, &[], None, seam::intake::salesforce::pubsub::Source::OutboundMessages).await.unwrap();
     let engine = start_engine(&config, std::future::pending()).await.unwrap();
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
-    let admin = format!("http://{}/admin", config.listen);
-    let token = seam::secrets::ExposeSecret::expose_secret(&config.admin_token().unwrap().unwrap()).to_string();
+    let admin = format!("{}/admin", engine.admin_url);
+    let token = seam::secrets::ExposeSecret::expose_secret(&config.admin.operator_token().unwrap().unwrap()).to_string();
     let http = reqwest::Client::new();
     let post = |path: String, body: Vec<u8>| http.post(format!("{admin}{path}")).bearer_auth(&token).body(body).send();
 

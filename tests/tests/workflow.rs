@@ -115,8 +115,8 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
     assert!(raised_bridge[0].contains(raised["sys_id"].as_str().unwrap()));
 
     // 6. Rolling the workflow back removes it (it had no earlier version); the mapping carries on.
-    let admin = format!("http://{}/admin", config.listen);
-    let token = seam::secrets::ExposeSecret::expose_secret(&config.admin_token().unwrap().unwrap()).to_string();
+    let admin = format!("{}/admin", engine.admin_url);
+    let token = seam::secrets::ExposeSecret::expose_secret(&config.admin.operator_token().unwrap().unwrap()).to_string();
     let http = reqwest::Client::new();
     let r = http.post(format!("{admin}/tenants/demo/packs/rollback?pack=sev1-bridge")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());

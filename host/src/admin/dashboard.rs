@@ -3,9 +3,10 @@
 //! packs and versions, backlog, links with their sync state, dead letters
 //! with a re-drive button, and the audit trail of any record.
 
+use super::access::{Grant, Scope};
 use super::{blocking, error, Admin};
 use crate::model::{RecordRef, System};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -21,11 +22,11 @@ pub async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-/// Everything the page shows at once, per tenant.
-pub async fn overview(State(admin): State<Arc<Admin>>) -> Response {
+/// Everything the page shows at once, for each tenant the token sees.
+pub async fn overview(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>) -> Response {
     let result = blocking(move || {
         let mut tenants = Vec::new();
-        for packs in admin.registry.list()? {
+        for packs in admin.registry.list()?.into_iter().filter(|p| grant.sees(&p.tenant)) {
             let t = packs.tenant.clone();
             tenants.push(json!({
                 "tenant": t,
@@ -51,7 +52,13 @@ pub struct TrailQuery {
 }
 
 /// A record's audit trail (every field, or one), each change with the event behind it.
-pub async fn trail(State(admin): State<Arc<Admin>>, Query(q): Query<TrailQuery>) -> Response {
+/// A token for one tenant reads that tenant's trails alone.
+pub async fn trail(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>, Query(mut q): Query<TrailQuery>) -> Response {
+    if let Some(own) = &grant.tenant {
+        if let Err(refused) = grant.allow(q.tenant.get_or_insert_with(|| own.clone()), Scope::Read) {
+            return refused;
+        }
+    }
     let system: System = match q.system.parse() {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -72,7 +79,16 @@ pub async fn trail(State(admin): State<Arc<Admin>>, Query(q): Query<TrailQuery>)
 }
 
 /// Send one dead letter through again; its history notes it was the dashboard.
-pub async fn redrive(State(admin): State<Arc<Admin>>, Path(id): Path<i64>) -> Response {
+pub async fn redrive(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>, Path(id): Path<i64>) -> Response {
+    let tenant = match admin.journal.event_tenant(id) {
+        // Another tenant's event is answered as none: its ids say nothing to this token.
+        Ok(Some(tenant)) if grant.sees(&tenant) => tenant,
+        Ok(_) => return error(StatusCode::NOT_FOUND, format!("there is no event {id}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    };
+    if let Err(refused) = grant.allow(&tenant, Scope::Operate) {
+        return refused;
+    }
     match admin.journal.redrive(Some(&[id]), "dashboard") {
         Ok(n) => Json(json!({ "redriven": n })).into_response(),
         Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),

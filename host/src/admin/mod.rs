@@ -1,18 +1,22 @@
-//! The operator's API, served beside intake: packs per tenant (list, hot
-//! load, roll back the mapping or a workflow with `?pack=NAME`), the
-//! dashboard and its JSON (`dashboard`), and Prometheus `/metrics` (`metrics`).
-//! Every API call needs `Authorization: Bearer <admin_token>` from the
-//! configuration, checked before its body is read; without a configured token
-//! the API is off. The dashboard page itself and `/metrics` need none.
+//! The operator's API, on its own listener (loopback unless configured
+//! otherwise): packs per tenant (list, hot load, roll back the mapping or a
+//! workflow with `?pack=NAME`), the dashboard and its JSON (`dashboard`), and
+//! Prometheus `/metrics` (`metrics`). Every API call needs
+//! `Authorization: Bearer <token>`, checked before its body is read; a token
+//! is for one tenant or all, with a scope (`access`). Without a configured
+//! token the API is off. The dashboard page itself (it asks for a token) and
+//! `/metrics` (tenants and packs, no record ids) need none.
 
+pub mod access;
 pub mod dashboard;
 pub mod metrics;
 pub mod watch;
 
 use crate::packs::Registry;
 use crate::store::Journal;
+use access::{Grant, Scope, Tokens};
 use metrics::Metrics;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,19 +31,22 @@ pub struct Admin {
     pub registry: Arc<Registry>,
     pub journal: Arc<Journal>,
     pub metrics: Arc<Metrics>,
-    pub token: Option<crate::secrets::SecretString>,
+    pub tokens: Tokens,
+    /// Seconds a caller has to send a request's body (`limits.body_timeout_seconds`).
+    pub body_timeout_seconds: u64,
 }
 
 pub fn router(admin: Arc<Admin>) -> Router {
     // The token is checked before a handler runs, so before a body is read: a caller
     // without it gets no `100 Continue`, and its upload is never taken in.
-    let guarded = Router::new()
+    let routes = Router::new()
         .route("/admin/api/overview", get(dashboard::overview))
         .route("/admin/api/trail", get(dashboard::trail))
         .route("/admin/api/dead-letters/{id}/redrive", post(dashboard::redrive))
         .route("/admin/packs", get(list))
         .route("/admin/tenants/{tenant}/packs", post(install))
-        .route("/admin/tenants/{tenant}/packs/rollback", post(rollback))
+        .route("/admin/tenants/{tenant}/packs/rollback", post(rollback));
+    let guarded = crate::listener::bodies_within(routes, admin.body_timeout_seconds, MAX_PACK_BYTES)
         .route_layer(axum::middleware::from_fn_with_state(admin.clone(), require_token))
         .layer(DefaultBodyLimit::max(MAX_PACK_BYTES));
     Router::new()
@@ -49,9 +56,12 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .with_state(admin)
 }
 
-async fn require_token(State(admin): State<Arc<Admin>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn require_token(State(admin): State<Arc<Admin>>, mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     match authorize(&admin, request.headers()) {
-        Ok(()) => next.run(request).await,
+        Ok(grant) => {
+            request.extensions_mut().insert(grant);
+            next.run(request).await
+        }
         Err(refused) => refused,
     }
 }
@@ -60,16 +70,12 @@ pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Resp
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = &admin.token else {
-        return Err(error(StatusCode::FORBIDDEN, "the admin API is off: set admin_token in the configuration"));
-    };
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    if crate::intake::subtle_eq(given.as_bytes(), crate::secrets::ExposeSecret::expose_secret(token).as_bytes()) {
-        Ok(())
-    } else {
-        Err(error(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <admin_token>)"))
+fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<Grant, Response> {
+    if admin.tokens.is_empty() {
+        return Err(error(StatusCode::FORBIDDEN, "the admin API is off: set admin.operator_token or a tenant's admin_tokens in the configuration"));
     }
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    admin.tokens.grant(given).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <token>)"))
 }
 
 /// Run journal (SQLite) work off the async workers; a failure becomes a 500 naming it.
@@ -89,14 +95,17 @@ async fn prometheus(State(admin): State<Arc<Admin>>) -> Response {
     }
 }
 
-async fn list(State(admin): State<Arc<Admin>>) -> Response {
+async fn list(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>) -> Response {
     match admin.registry.list() {
-        Ok(packs) => Json(packs).into_response(),
+        Ok(packs) => Json(packs.into_iter().filter(|p| grant.sees(&p.tenant)).collect::<Vec<_>>()).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
 }
 
-async fn install(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, body: axum::body::Bytes) -> Response {
+async fn install(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>, Path(tenant): Path<String>, body: axum::body::Bytes) -> Response {
+    if let Err(refused) = grant.allow(&tenant, Scope::Operate) {
+        return refused;
+    }
     match admin.registry.install(&tenant, &body, "admin").await {
         Ok(active) => Json(json!({ "tenant": tenant, "active": active })).into_response(),
         // Nothing changed: the old pack is still active.
@@ -110,7 +119,10 @@ struct RollbackQuery {
     pack: Option<String>,
 }
 
-async fn rollback(State(admin): State<Arc<Admin>>, Path(tenant): Path<String>, Query(query): Query<RollbackQuery>) -> Response {
+async fn rollback(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>, Path(tenant): Path<String>, Query(query): Query<RollbackQuery>) -> Response {
+    if let Err(refused) = grant.allow(&tenant, Scope::Operate) {
+        return refused;
+    }
     match admin.registry.rollback(&tenant, query.pack.as_deref()).await {
         Ok(active) => Json(json!({ "tenant": tenant, "active": active })).into_response(),
         Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),

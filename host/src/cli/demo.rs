@@ -92,10 +92,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .await?;
     match args.salesforce_events {
         crate::intake::salesforce::pubsub::Source::Pubsub => println!(
-            "seam subscribes to the org's change events at {}; ServiceNow's push rule posts to seam's intake on http://{}\n",
-            sim.pubsub_url, engine.listen
+            "seam subscribes to the org's change events at {}; ServiceNow's push rule posts to seam's intake on {}\n",
+            sim.pubsub_url, engine.intake_url
         ),
-        crate::intake::salesforce::pubsub::Source::OutboundMessages => println!("seam intake on http://{}; the emulators push their notifications there\n", engine.listen),
+        crate::intake::salesforce::pubsub::Source::OutboundMessages => println!("seam intake on {}; the emulators push their notifications there\n", engine.intake_url),
     }
     let people = sim.systems(RetryPolicy::default()).await?;
     let mut demo = Demo { sim, engine, people, audited: 0 };

@@ -96,6 +96,9 @@ pub struct InitArgs {
     /// Where intake listens (a new configuration only).
     #[arg(long, default_value = "0.0.0.0:8787")]
     pub listen: String,
+    /// Where the admin API, the dashboard and /metrics listen (a new configuration only).
+    #[arg(long, default_value = "127.0.0.1:8788")]
+    pub admin_listen: String,
     /// The journal (a new configuration only; default: journal.db beside the configuration).
     #[arg(long)]
     pub journal: Option<PathBuf>,
@@ -194,7 +197,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
     } else {
         // The configuration's own defaults for what is not given.
         let journal = args.journal.clone().unwrap_or_else(|| dir.join("journal.db"));
-        serde_json::from_value::<Config>(serde_json::json!({ "listen": args.listen, "journal": journal, "tenants": {} })).context("a new configuration")?
+        serde_json::from_value::<Config>(serde_json::json!({ "listen": args.listen, "admin": { "listen": args.admin_listen }, "journal": journal, "tenants": {} })).context("a new configuration")?
     };
     if config.tenants.contains_key(&tenant) && !args.force {
         bail!("{} already has a tenant {tenant}: add --force to replace it", args.config.display());
@@ -271,10 +274,10 @@ pub async fn run(args: InitArgs) -> Result<()> {
         }
     };
     let intake = TenantIntake { salesforce_org_id: org_id, salesforce_token: make("outbound-token"), servicenow_secret: make("servicenow-secret") };
-    if config.admin_token.is_none() {
+    if config.admin.operator_token.is_none() {
         let path = secrets_dir.join("admin-token");
         made.push((path.clone(), random_secret()));
-        config.admin_token = Some(Secret::file(path));
+        config.admin.operator_token = Some(Secret::file(path));
     }
     let tenant_config = TenantConfig {
         pack: std::path::absolute(&args.pack).unwrap_or_else(|_| args.pack.clone()),
@@ -287,6 +290,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
         events: args.salesforce_events,
         pubsub: crate::intake::salesforce::pubsub::PubSubSettings { url: args.pubsub_url.clone(), platform_event: None },
         ownership: None,
+        admin_tokens: Default::default(),
     };
     config.tenants.insert(tenant.clone(), tenant_config);
     config.check()?;

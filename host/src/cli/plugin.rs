@@ -37,7 +37,7 @@ pub enum PluginCommand {
     },
 }
 
-/// Where the running host is: its configuration names the intake address and the admin token.
+/// Where the running host is: its configuration names the admin listener and the operator token.
 #[derive(Args)]
 pub struct AdminArgs {
     /// The running host's configuration (`seam serve --sim` writes STATE/seam.json).
@@ -48,9 +48,11 @@ pub struct AdminArgs {
 impl AdminArgs {
     async fn call(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<serde_json::Value> {
         let config: super::serve::Config = super::read_json(&self.config, "configuration")?;
-        let token = config.admin_token()?.with_context(|| format!("{} has no admin_token, so the admin API is off", self.config.display()))?;
-        let url = format!("http://{}/admin{path}", config.listen);
-        let response = reqwest::Client::new()
+        let token = config.admin.operator_token()?.with_context(|| format!("{} has no admin.operator_token for the command line to use", self.config.display()))?;
+        let url = format!("{}/admin{path}", config.admin.url());
+        // The admin listener's own certificate is trusted besides the system's (it is often self-made).
+        let response = crate::connectors::tls::http_client(config.admin.tls_cert.as_deref())?
+            .build()?
             .request(method, &url)
             .bearer_auth(crate::secrets::ExposeSecret::expose_secret(&token))
             .body(body)

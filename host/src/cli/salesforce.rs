@@ -54,7 +54,7 @@ fn metadata(args: MetadataArgs) -> Result<()> {
                     }
                 };
                 if config.public_url.is_none() {
-                    eprintln!("note: {} has no public_url; the Outbound Message will go to http://{}, which Salesforce must be able to reach", path.display(), config.listen);
+                    eprintln!("note: {} has no public_url; the Outbound Message will go to {}, which Salesforce must be able to reach", path.display(), config.intake_url());
                 }
                 let endpoint = format!("{}/intake/{tenant}/salesforce/outbound?token={}", config.public_base(), crate::secrets::ExposeSecret::expose_secret(&token));
                 Some(Outbound { endpoint, integration_user: user, tenant: tenant.clone() })

@@ -18,6 +18,7 @@ use crate::intake::salesforce::pubsub as salesforce_events;
 use crate::intake::{self, Intake, TenantIntake};
 use crate::secrets::Secret;
 use crate::admin::Admin;
+use crate::listener::Bound;
 use crate::packs::{Registry, TrustedKeys};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::sim::notify::NotifyTarget;
@@ -48,9 +49,9 @@ pub struct ServeArgs {
     /// With --sim: a workflow pack the `demo` tenant runs too (repeat for more).
     #[arg(long = "workflow")]
     pub workflows: Vec<PathBuf>,
-    /// With --sim: fixed ports (intake, salesforce, servicenow, slack, and Salesforce's Pub/Sub API),
-    /// so a restart comes back where it was.
-    #[arg(long, num_args = 4..=5, value_names = ["INTAKE", "SALESFORCE", "SERVICENOW", "SLACK", "PUBSUB"])]
+    /// With --sim: fixed ports (intake, salesforce, servicenow, slack, Salesforce's Pub/Sub API,
+    /// and the admin listener), so a restart comes back where it was.
+    #[arg(long, num_args = 4..=6, value_names = ["INTAKE", "SALESFORCE", "SERVICENOW", "SLACK", "PUBSUB", "ADMIN"])]
     pub ports: Option<Vec<u16>>,
     /// With --sim: how the emulated org's changes reach seam.
     #[arg(long, value_enum, default_value = "pubsub")]
@@ -60,8 +61,20 @@ pub struct ServeArgs {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where intake listens, e.g. `127.0.0.1:8787`.
+    /// Where intake listens, e.g. `0.0.0.0:8787`: the one listener that faces the systems.
     pub listen: String,
+    /// Intake's TLS certificate chain (PEM), with `tls_key`; absent: plain HTTP, for TLS ended in front of seam.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// The admin listener: the API, the dashboard and `/metrics`.
+    #[serde(default)]
+    pub admin: AdminSettings,
+    /// Connection caps, read timeouts and intake rate limits.
+    #[serde(default)]
+    pub limits: crate::listener::Limits,
     pub journal: PathBuf,
     /// Seconds between catch-up polls.
     #[serde(default = "default_poll")]
@@ -77,12 +90,8 @@ pub struct Config {
     /// the demo set it, and say so). Without it, seam refuses to start with no key to trust.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unsigned: bool,
-    /// Bearer token for the admin API (`/admin/...`: list, load and roll back packs) and the
-    /// dashboard (a secret: a value, `{"env": …}` or `{"file": …}`); absent: the API is off.
-    #[serde(default)]
-    pub admin_token: Option<Secret>,
     /// Where the systems reach intake from outside (`https://seam.example.com`): the URLs the
-    /// generated business rule and Outbound Message post to. Absent: `http://{listen}`.
+    /// generated business rule and Outbound Message post to. Absent: `http(s)://{listen}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// A directory with one sub-directory per tenant; a `.seampack` written there is hot-loaded.
@@ -98,6 +107,46 @@ pub struct Config {
 
 fn default_reconcile() -> u64 {
     60
+}
+
+/// Where the admin API, the dashboard and `/metrics` listen, and who may call the API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Loopback by default: reach it from the host, or through a tunnel or proxy you control.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// The admin listener's TLS certificate chain (PEM), with `tls_key`; absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// A token that operates every tenant (a secret: a value, `{"env": …}` or `{"file": …}`).
+    /// Tenants' own tokens are `tenants.NAME.admin_tokens`. With none at all, the API is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_token: Option<Secret>,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:8788".into()
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings { listen: default_admin_listen(), tls_cert: None, tls_key: None, operator_token: None }
+    }
+}
+
+impl AdminSettings {
+    /// The operator token, read.
+    pub fn operator_token(&self) -> Result<Option<crate::secrets::SecretString>> {
+        self.operator_token.as_ref().map(|t| t.resolve("admin.operator_token")).transpose()
+    }
+
+    /// `https://` or `http://` and the admin listener's address.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls_cert.is_some() { "https" } else { "http" }, self.listen)
+    }
 }
 
 fn default_poll() -> u64 {
@@ -137,6 +186,9 @@ pub struct TenantConfig {
     /// Which fields each side mirrors (and so may not be edited there). Absent: the pack's manifest says, else the Case ⇄ Incident default.
     #[serde(default)]
     pub ownership: Option<Ownership>,
+    /// Admin API tokens for this tenant alone: `read`, and `operate` (install, roll back, re-drive).
+    #[serde(default)]
+    pub admin_tokens: crate::admin::access::TenantTokens,
 }
 
 impl TenantConfig {
@@ -178,6 +230,12 @@ impl Config {
             t.servicenow.check(&format!("tenants.{name}.servicenow"))?;
         }
         self.check_trust()?;
+        crate::listener::tls_files(&self.tls_cert, &self.tls_key, "")?;
+        crate::listener::tls_files(&self.admin.tls_cert, &self.admin.tls_key, "admin.")?;
+        self.limits.check()?;
+        if self.listen == self.admin.listen {
+            anyhow::bail!("listen and admin.listen are both {}: intake and the admin API need their own listeners (the admin one on loopback, or behind a proxy you control)", self.listen);
+        }
         if let Some(url) = &self.public_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 anyhow::bail!("public_url must be an http(s):// URL where the systems reach intake; got {url:?}");
@@ -200,12 +258,17 @@ impl Config {
 
     /// The base URL the systems post notifications to.
     pub fn public_base(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_string()
+        self.public_url.clone().unwrap_or_else(|| self.intake_url()).trim_end_matches('/').to_string()
     }
 
-    /// The admin token, read.
-    pub fn admin_token(&self) -> Result<Option<crate::secrets::SecretString>> {
-        self.admin_token.as_ref().map(|t| t.resolve("admin_token")).transpose()
+    /// `https://` or `http://` and intake's listen address.
+    pub fn intake_url(&self) -> String {
+        format!("{}://{}", if self.tls_cert.is_some() { "https" } else { "http" }, self.listen)
+    }
+
+    /// Every admin token, read, with what each grants.
+    pub fn admin_tokens(&self) -> Result<crate::admin::access::Tokens> {
+        crate::admin::access::Tokens::read(self.admin.operator_token.as_ref(), self.tenants.iter().map(|(name, t)| (name, &t.admin_tokens)))
     }
 }
 
@@ -219,33 +282,50 @@ pub fn check_tenant_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The demo tenant's intake secrets (the emulators know them; they guard nothing real).
-const DEMO_OUTBOUND_TOKEN: &str = "demo-outbound-token";
-const DEMO_SERVICENOW_SECRET: &str = "demo-servicenow-secret";
+/// A random secret kept in `dir/name` (0600), made on first use and read after: a restart keeps
+/// what the emulators were told, and the configuration names the file, not the value.
+fn secret_file(dir: &std::path::Path, name: &str) -> Result<(Secret, String)> {
+    let path = dir.join(name);
+    let value = match std::fs::read_to_string(&path) {
+        Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
+        _ => {
+            let v = hex::encode(rand::random::<[u8; 24]>());
+            crate::files::write_private(&path, v.as_bytes())?;
+            v
+        }
+    };
+    Ok((Secret::file(std::fs::canonicalize(&path).unwrap_or(path)), value))
+}
+
+/// A free loopback port, or the one asked for.
+fn port_or_free(port: u16) -> Result<u16> {
+    Ok(if port == 0 { std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port() } else { port })
+}
 
 /// Start the emulators and describe them as a one-tenant configuration, `demo`.
 /// `events` says how the org's changes reach seam: over its Pub/Sub API, or as Outbound Messages
 /// (the emulated org is then set up to send them to intake).
 pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflows: &[PathBuf], ports: Option<&[u16]>, events: salesforce_events::Source) -> Result<(Sim, Config)> {
     let mut ports = ports.map(<[u16]>::to_vec).unwrap_or_default();
-    ports.resize(5, 0);
+    ports.resize(6, 0);
     // Intake's port must be known before the emulators are told where to push.
-    let intake_port = if ports[0] == 0 { std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port() } else { ports[0] };
-    let listen = format!("127.0.0.1:{intake_port}");
-    let intake_cfg = TenantIntake {
-        salesforce_org_id: crate::sim::salesforce::ORG_ID.into(),
-        salesforce_token: Secret::value(DEMO_OUTBOUND_TOKEN),
-        servicenow_secret: Secret::value(DEMO_SERVICENOW_SECRET),
-    };
+    let listen = format!("127.0.0.1:{}", port_or_free(ports[0])?);
+    // Random per state directory, never printed: the emulators are told them below.
+    let secrets = state.join("secrets");
+    std::fs::create_dir_all(&secrets).with_context(|| format!("creating {}", secrets.display()))?;
+    let (outbound_token, outbound_token_value) = secret_file(&secrets, "outbound-token")?;
+    let (servicenow_secret, servicenow_secret_value) = secret_file(&secrets, "servicenow-secret")?;
+    let (operator_token, _) = secret_file(&secrets, "admin-token")?;
+    let intake_cfg = TenantIntake { salesforce_org_id: crate::sim::salesforce::ORG_ID.into(), salesforce_token: outbound_token, servicenow_secret };
     let mut sim_config = SimConfig::new(state.join("sim"));
     (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port, sim_config.pubsub_port) = (ports[1], ports[2], ports[3], ports[4]);
     if events == salesforce_events::Source::OutboundMessages {
         sim_config.notify =
-            vec![("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={DEMO_OUTBOUND_TOKEN}"), secret: None, format: None })];
+            vec![("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={outbound_token_value}"), secret: None, format: None })];
     }
     let sim = Sim::start(sim_config).await?;
     // As the instance's admin would: seam's update set, its push rule sending to this intake.
-    sim.install_push_rule("demo", &format!("http://{listen}/intake/demo/servicenow"), DEMO_SERVICENOW_SECRET)?;
+    sim.install_push_rule("demo", &format!("http://{listen}/intake/demo/servicenow"), &servicenow_secret_value)?;
     let tenant = TenantConfig {
         pack: std::fs::canonicalize(pack).unwrap_or_else(|_| pack.to_path_buf()),
         workflows: workflows.iter().map(|w| std::fs::canonicalize(w).unwrap_or_else(|_| w.clone())).collect(),
@@ -257,14 +337,15 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         events,
         pubsub: salesforce_events::PubSubSettings { url: sim.pubsub_url.clone(), platform_event: None },
         ownership: None,
+        admin_tokens: Default::default(),
     };
-    let config = Config { listen, journal: state.join("journal.db"), poll_seconds: 5,
+    let admin = AdminSettings { listen: format!("127.0.0.1:{}", port_or_free(ports[5])?), operator_token: Some(operator_token), ..AdminSettings::default() };
+    let config = Config { listen, tls_cert: None, tls_key: None, admin, limits: Default::default(), journal: state.join("journal.db"), poll_seconds: 5,
         concurrency: default_concurrency(),
         tenants: HashMap::from([("demo".to_string(), tenant)]),
         trusted_keys: vec![],
         // The emulators run the packs this checkout builds, unsigned (the banner says so).
         allow_unsigned: true,
-        admin_token: Some(Secret::value(hex::encode(rand::random::<[u8; 16]>()))),
         public_url: None,
         plugins_dir: Some(state.join("plugins")),
         alerts: AlertConfig::default(),
@@ -278,7 +359,9 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
 pub struct Engine {
     pub journal: Arc<Journal>,
     pub processors: HashMap<String, Arc<Processor>>,
-    pub listen: String,
+    /// Where intake and the admin listener answer (`http(s)://address`).
+    pub intake_url: String,
+    pub admin_url: String,
     pub registry: Arc<Registry>,
     /// Hot loading from `plugins_dir` lasts as long as this.
     _watcher: Option<notify::RecommendedWatcher>,
@@ -319,7 +402,7 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
             systems: systems.clone(),
             config: config.alerts.clone(),
             sent: metrics.alerts.get_or_create_owned(&TenantLabel { tenant: name.clone() }),
-            dashboard: Some(format!("http://{}/dashboard", config.listen)),
+            dashboard: Some(format!("{}/dashboard", config.admin.url())),
         };
         tokio::spawn(alerter.run_forever());
         if config.reconcile_minutes > 0 {
@@ -353,15 +436,18 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         Some(dir) => Some(crate::admin::watch::start(dir, registry.clone(), config.tenants.keys().cloned().collect())?),
         None => None,
     };
-    let admin = Arc::new(Admin { registry: registry.clone(), journal: journal.clone(), metrics: metrics.clone(), token: config.admin_token()? });
-    let intake = Arc::new(Intake::new(journal.clone(), tenants, processors.iter().map(|(name, p)| (name.clone(), p.counters.clone())).collect()));
-    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding intake to {}", config.listen))?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, intake::router(intake, intake::DEFAULT_MAX_BODY).merge(crate::admin::router(admin))).with_graceful_shutdown(shutdown).await {
-            tracing::error!("intake stopped: {e}");
-        }
-    });
-    Ok(Engine { journal, processors, listen: config.listen.clone(), registry, _watcher: watcher })
+    let admin = Arc::new(Admin { registry: registry.clone(), journal: journal.clone(), metrics: metrics.clone(), tokens: config.admin_tokens()?, body_timeout_seconds: config.limits.body_timeout_seconds });
+    let mut intake = Intake::new(journal.clone(), tenants, processors.iter().map(|(name, p)| (name.clone(), p.counters.clone())).collect());
+    intake.limit(&config.limits);
+    // Both bound before either serves: a taken port fails the start, naming the setting.
+    let intake_listener = Bound::bind("intake", &config.listen, crate::listener::tls_files(&config.tls_cert, &config.tls_key, "")?.as_ref()).await?;
+    let admin_listener = Bound::bind("admin", &config.admin.listen, crate::listener::tls_files(&config.admin.tls_cert, &config.admin.tls_key, "admin.")?.as_ref()).await?;
+    let (intake_url, admin_url) = (intake_listener.url(), admin_listener.url());
+    let handles = vec![axum_server::Handle::new(), axum_server::Handle::new()];
+    intake_listener.serve(intake::router(Arc::new(intake), intake::DEFAULT_MAX_BODY), &config.limits, handles[0].clone());
+    admin_listener.serve(crate::admin::router(admin), &config.limits, handles[1].clone());
+    crate::listener::stop_on(shutdown, handles);
+    Ok(Engine { journal, processors, intake_url, admin_url, registry, _watcher: watcher })
 }
 
 /// Reconcile on a schedule; the first pass after one period, so start-up is not slowed.
@@ -389,17 +475,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let _ = stop_rx.await;
     })
     .await?;
-    println!("intake listening on http://{} for tenant(s) {}", engine.listen, config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
-    if let Some(token) = config.admin_token()? {
-        println!("admin API on http://{}/admin (bearer admin_token from the configuration; `seam plugin list|install|rollback`)", engine.listen);
-        if args.sim {
-            // The emulators' throwaway token: the link opens the dashboard as is.
-            println!("dashboard: http://{}/dashboard#token={}", engine.listen, crate::secrets::ExposeSecret::expose_secret(&token));
-        } else {
-            println!("dashboard: http://{}/dashboard (add #token=<admin_token> to the address)", engine.listen);
-        }
-    }
-    println!("metrics: http://{}/metrics", engine.listen);
+    println!("intake listening on {} for tenant(s) {}", engine.intake_url, config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
+    // Where the token is, never the token.
+    let token_at = match &config.admin.operator_token {
+        Some(Secret::File(path)) => format!("the operator token is in {}", path.display()),
+        Some(Secret::Env(name)) => format!("the operator token is in ${name}"),
+        Some(Secret::Value(_)) => "the operator token is admin.operator_token in the configuration".to_string(),
+        None if config.tenants.values().any(|t| t.admin_tokens.read.is_some() || t.admin_tokens.operate.is_some()) => "tenants' tokens are their admin_tokens in the configuration".to_string(),
+        None => "off: no admin token is configured".to_string(),
+    };
+    println!("admin API on {}/admin ({token_at}; `seam plugin list|install|rollback`)", engine.admin_url);
+    println!("dashboard: {}/dashboard (it asks for the token)", engine.admin_url);
+    println!("metrics: {}/metrics", engine.admin_url);
     if config.allow_unsigned && config.trusted_keys.is_empty() {
         println!("allow_unsigned: packs load without a signature check (set trusted_keys for real data)");
     }

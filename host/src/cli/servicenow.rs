@@ -62,7 +62,7 @@ fn write_update_set(args: UpdateSetArgs) -> Result<()> {
         Some(path) => {
             let config = super::serve::Config::load(path)?;
             if config.public_url.is_none() {
-                eprintln!("note: {} has no public_url; the rule will post to http://{}, which the instance must be able to reach", path.display(), config.listen);
+                eprintln!("note: {} has no public_url; the rule will post to {}, which the instance must be able to reach", path.display(), config.intake_url());
             }
             push_setup(&config, &args.tenant)?
         }

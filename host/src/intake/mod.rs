@@ -74,6 +74,10 @@ pub struct Intake {
     pub counters: HashMap<String, Counters>,
     /// Now, in Unix seconds: what a notification's signing time is checked against.
     pub clock: fn() -> i64,
+    /// Each tenant's notifications per second (`limits.intake_per_second`, `intake_burst`).
+    rate: crate::listener::RateLimiter,
+    /// Seconds a sender has to send a notification's body.
+    body_timeout_seconds: u64,
 }
 
 /// The system clock, in Unix seconds.
@@ -106,12 +110,31 @@ pub fn health_router() -> Router {
 }
 
 pub fn router(intake: Arc<Intake>, max_body: usize) -> Router {
-    let notifications = Router::new()
+    let routes = Router::new()
         .route("/intake/{tenant}/salesforce/outbound", post(salesforce_outbound))
-        .route("/intake/{tenant}/servicenow", post(servicenow_notification))
+        .route("/intake/{tenant}/servicenow", post(servicenow_notification));
+    // The rate limit first: a tenant over it is answered before its body is read.
+    let notifications = crate::listener::bodies_within(routes, intake.body_timeout_seconds, max_body)
+        .route_layer(axum::middleware::from_fn_with_state(intake.clone(), within_rate))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(intake);
     health_router().merge(notifications)
+}
+
+/// 429 with `Retry-After` for a tenant past its rate. Unknown tenants share one budget, so
+/// inventing names does not buy more.
+async fn within_rate(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let key = if intake.tenants.contains_key(&tenant) { tenant.as_str() } else { "" };
+    match intake.rate.take(key) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            tracing::warn!(tenant = %tenant, "intake: over the tenant's rate; answered 429");
+            let mut response = reject(StatusCode::TOO_MANY_REQUESTS, format!("over this tenant's intake rate; send again in {seconds} s")).into_response();
+            response.headers_mut().insert("retry-after", seconds.into());
+            response
+        }
+    }
 }
 
 /// The keys checked for a tenant that is not configured: random, so nothing matches them, and
@@ -123,7 +146,14 @@ static DECOY: std::sync::LazyLock<IntakeKeys> = std::sync::LazyLock::new(|| {
 
 impl Intake {
     pub fn new(journal: Arc<Journal>, tenants: HashMap<String, IntakeKeys>, counters: HashMap<String, Counters>) -> Intake {
-        Intake { journal, tenants, counters, clock: system_clock }
+        let limits = crate::listener::Limits::default();
+        Intake { journal, tenants, counters, clock: system_clock, rate: crate::listener::RateLimiter::new(limits.intake_per_second, limits.intake_burst), body_timeout_seconds: limits.body_timeout_seconds }
+    }
+
+    /// Apply the configuration's limits: the rate each tenant may send at, and the body deadline.
+    pub fn limit(&mut self, limits: &crate::listener::Limits) {
+        self.rate = crate::listener::RateLimiter::new(limits.intake_per_second, limits.intake_burst);
+        self.body_timeout_seconds = limits.body_timeout_seconds;
     }
 
     fn tenant(&self, name: &str) -> &IntakeKeys {

@@ -960,6 +960,12 @@ impl Journal {
         .collect()
     }
 
+    /// The tenant an event belongs to, if there is such an event.
+    pub fn event_tenant(&self, id: i64) -> Result<Option<String>> {
+        let db = self.db.lock().unwrap();
+        Ok(db.query_row("SELECT tenant FROM events WHERE id = ?1", params![id], |r| r.get(0)).optional()?)
+    }
+
     /// Put dead letters back in the queue (all of them when `ids` is None),
     /// noting who did (`by`: `cli`, `dashboard`) in the event's history. Returns how many.
     /// Progress is kept, so actions that already happened are not repeated.
