@@ -75,6 +75,16 @@ def test_dashboard_in_headless_chromium(tmp_path):
         metrics = requests.get(f"http://{listen}/metrics").text
         assert 'seam_dead_letters{tenant="demo"}' in metrics and "# EOF" in metrics
 
+        # The intake secrets are random, kept in files (0600) the configuration names; the output says where
+        # the operator token is, and no secret of seam's appears in it.
+        intake = config["tenants"]["demo"]["intake"]
+        secrets = [token] + [open(intake[k]["file"]).read().strip() for k in ("salesforce_token", "servicenow_secret")]
+        assert all(len(s) >= 32 for s in secrets) and len(set(secrets)) == 3, "random, one per use"
+        assert all(oct(os.stat(intake[k]["file"]).st_mode & 0o777) == "0o600" for k in ("salesforce_token", "servicenow_secret"))
+        output = open(tmp_path / "serve.log").read()
+        assert config["admin"]["operator_token"]["file"] in output, output
+        assert not any(s in output for s in secrets), "a secret reached the output"
+
 
 def test_reconcile_command_reports_and_repairs_drift(tmp_path):
     """`seam reconcile` against a running `seam serve --sim`: a dry run reports, a real run repairs, a second run finds nothing."""

@@ -83,12 +83,14 @@ pub async fn run(args: SimArgs) -> Result<()> {
 
 pub fn print_banner(sim: &Sim) {
     let info = sim.info();
-    println!("salesforce  {}   user {} / {} (token {})", info["salesforce"]["url"].as_str().unwrap_or(""), info["salesforce"]["username"].as_str().unwrap_or(""), info["salesforce"]["password"].as_str().unwrap_or(""), info["salesforce"]["security_token"].as_str().unwrap_or(""));
-    println!("servicenow  {}   user {} / {}", info["servicenow"]["url"].as_str().unwrap_or(""), info["servicenow"]["username"].as_str().unwrap_or(""), info["servicenow"]["password"].as_str().unwrap_or(""));
+    // Addresses and user names; passwords and tokens stay in the connection details file (0600).
+    let text = |system: &str, key: &str| info[system][key].as_str().unwrap_or("").to_string();
+    println!("salesforce  {}   user {}", text("salesforce", "url"), text("salesforce", "username"));
+    println!("servicenow  {}   user {}", text("servicenow", "url"), text("servicenow", "username"));
     println!("  pub/sub   {}   (Salesforce's change events: eventbus.v1.PubSub over gRPC)", sim.pubsub_url);
-    println!("slack       {}   token {}", info["slack"]["url"].as_str().unwrap_or(""), info["slack"]["token"].as_str().unwrap_or(""));
+    println!("slack       {}", text("slack", "url"));
     println!("CA certificate: {}   (export REQUESTS_CA_BUNDLE / SSL_CERT_FILE to trust it)", sim.ca_pem.display());
-    println!("connection details: {}", sim.info_file.display());
+    println!("connection details, passwords and tokens: {}", sim.info_file.display());
 }
 
 pub async fn wait_for_stop() {
