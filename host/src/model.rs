@@ -167,6 +167,38 @@ pub struct Change {
     pub linked: Option<RecordRef>,
 }
 
+impl Change {
+    /// When the source system committed the change, in Unix milliseconds, as its record says:
+    /// Salesforce's `SystemModstamp` (else `LastModifiedDate`), ServiceNow's `sys_updated_on`
+    /// (UTC). These are the systems' own audit fields, on every object and table.
+    pub fn committed_at_ms(&self) -> Option<i64> {
+        let names: &[&str] = match self.source.system {
+            System::Salesforce => &["SystemModstamp", "LastModifiedDate"],
+            System::Servicenow => &["sys_updated_on"],
+            System::Slack => &[],
+        };
+        let at = |name: &str| match &self.changed.iter().chain(&self.snapshot).find(|f| f.name == name)?.value {
+            Value::Text(text) => parse_system_time(text),
+            // Change events carry datetimes as Avro longs: milliseconds.
+            Value::Number(ms) => Some(*ms as i64),
+            _ => None,
+        };
+        names.iter().find_map(|name| at(name))
+    }
+}
+
+/// `2026-12-01T09:12:00.000+0000`, `2026-12-01T09:12:00Z` (Salesforce) or `2026-12-01 09:12:00`
+/// (ServiceNow, UTC) → Unix milliseconds.
+fn parse_system_time(text: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Some(t.timestamp_millis());
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc().timestamp_millis())
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "record")]
 pub enum Target {

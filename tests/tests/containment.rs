@@ -49,6 +49,42 @@ fn only_note(actions: &[Action]) -> &str {
     }
 }
 
+/// The note a `time-and-chance` call answers: what the pack read of its clock and randomness.
+async fn time_and_chance(plugin: &Plugin, change: &Change) -> String {
+    match plugin.run(change, none()).await.unwrap().as_slice() {
+        [Action::AppendJournal { text, .. }] => text.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_event_sees_the_same_clock_and_randomness_and_another_event_its_own() {
+    let runtime = Runtime::new(config()).unwrap();
+    let plugin = misbehave(&runtime, Grants::default()).await;
+    // Committed at 2026-12-01T09:12:00Z, as Salesforce stamps it.
+    let change = ask("time-and-chance", &[("SystemModstamp", "2026-12-01T09:12:00.000+0000")]);
+    let first = time_and_chance(&plugin, &change).await;
+    assert!(first.starts_with("now 1796116320000 "), "the clock reads the commit time: {first}");
+    // The same event again, later, on a warm instance and on a fresh one: the same answer.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(time_and_chance(&plugin, &change).await, first);
+    let fresh = misbehave(&Runtime::new(config()).unwrap(), Grants::default()).await;
+    assert_eq!(time_and_chance(&fresh, &change).await, first, "another instance, the same answer");
+    // Another event: its own time (ServiceNow's stamp) and its own draws.
+    let mut other = ask("time-and-chance", &[("sys_updated_on", "2026-12-01 09:13:00")]);
+    other.source = RecordRef { system: System::Servicenow, object: "incident".into(), id: "a".repeat(32) };
+    other.event_id = "another".into();
+    let second = time_and_chance(&plugin, &other).await;
+    assert!(second.starts_with("now 1796116380000 "), "{second}");
+    assert_ne!(second.rsplit(' ').next(), first.rsplit(' ').next(), "another event draws other bytes");
+    // A replay under `run_at` (the processor's fallback, when the change names no time).
+    let bare = ask("time-and-chance", &[]);
+    match plugin.run_at(&bare, 42_000, none()).await.unwrap().as_slice() {
+        [Action::AppendJournal { text, .. }] => assert!(text.starts_with("now 42000 "), "{text}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_change_that_traps_fails_its_whole_batch_and_the_rest_answer_alone() {
     let runtime = Runtime::new(config()).unwrap();

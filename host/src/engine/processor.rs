@@ -126,7 +126,9 @@ impl Processor {
         let workflows = self.workflows.load_full();
         let changes: Vec<&Change> = std::iter::once(&entry.change).chain(due.merged.iter().map(|e| &e.change)).collect();
         let merged = due.merged_ids();
-        let outcome = self.process(&pack, &workflows, &changes, &entry.event_key, entry.id, resume, due.carried.clone()).await;
+        // The packs' clock when the change names no commit time: when the latest of them was stored.
+        let received_at_ms = due.merged.last().unwrap_or(entry).received_at_ms;
+        let outcome = self.process(&pack, &workflows, &changes, (&entry.event_key, entry.id, received_at_ms), resume, due.carried.clone()).await;
         let plugin = pack.plugin.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
@@ -178,7 +180,7 @@ impl Processor {
     /// (oldest first): each is filtered for echoes and staleness in turn, and
     /// what is news in any of them, at its latest value, is carried across once.
     #[allow(clippy::too_many_arguments)]
-    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], changes: &[&Change], key: &str, id: i64, resume: Resume, carried: Carried) -> Result<(Processed, Outcome), Failure> {
+    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], changes: &[&Change], (key, id, received_at_ms): (&str, i64, i64), resume: Resume, carried: Carried) -> Result<(Processed, Outcome), Failure> {
         let progress = match resume {
             Resume::Start => 0,
             Resume::After(n) => n,
@@ -271,11 +273,13 @@ impl Processor {
         // actions run as one list, so a workflow's `{{linked.url}}` can name the
         // record the mapping opens. `by[i]` is the pack behind action i (None: the mapping).
         let records: Arc<dyn RecordSource> = self.systems.clone();
+        // Every pack sees the same time for this change, whenever it runs (see `runtime::determinism`).
+        let at_ms = change.committed_at_ms().unwrap_or(received_at_ms);
         let mut actions = Vec::new();
         let mut by: Vec<Option<String>> = Vec::new();
         for (n, p) in std::iter::once(pack).chain(workflows.iter().map(|w| w.as_ref())).enumerate() {
             let started = std::time::Instant::now();
-            let ran = p.plugin.run(&change, records.clone()).await;
+            let ran = p.plugin.run_at(&change, at_ms, records.clone()).await;
             let labels = PackLabels { tenant: self.tenant.clone(), pack: p.manifest.id() };
             self.counters.plugin_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
             let asked = match ran {

@@ -18,6 +18,7 @@
 pub mod batch;
 pub mod bindings;
 pub mod cache;
+mod determinism;
 pub mod error;
 pub mod imports;
 pub mod state;
@@ -375,14 +376,22 @@ impl Plugin {
         self.loaded
     }
 
-    /// Run the pack on one change: a mapping's `map-change`, a workflow's `on-change`.
+    /// Run the pack on one change: a mapping's `map-change`, a workflow's `on-change`. The
+    /// pack's clocks read the change's commit time ([`Change::committed_at_ms`], else the
+    /// epoch); [`Plugin::run_at`] gives another.
     pub async fn run(&self, change: &Change, records: Arc<dyn RecordSource>) -> Result<Vec<Action>, PluginError> {
-        self.run_timed(change, records).await.0
+        self.run_at(change, change.committed_at_ms().unwrap_or(0), records).await
+    }
+
+    /// [`Plugin::run`] with the pack's clocks at `at_ms` (Unix milliseconds).
+    pub async fn run_at(&self, change: &Change, at_ms: i64, records: Arc<dyn RecordSource>) -> Result<Vec<Action>, PluginError> {
+        let (outcome, _) = self.call(&Batch::of(self.api, [change]), (at_ms, &change.event_id), records).await;
+        outcome.and_then(|mut answers| answers.pop().expect("one answer per change"))
     }
 
     /// [`Plugin::run`], also reporting where the time went.
     pub async fn run_timed(&self, change: &Change, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
-        let (outcome, timing) = self.call(&Batch::of(self.api, [change]), records).await;
+        let (outcome, timing) = self.call(&Batch::of(self.api, [change]), (change.committed_at_ms().unwrap_or(0), &change.event_id), records).await;
         (outcome.and_then(|mut answers| answers.pop().expect("one answer per change")), timing)
     }
 
@@ -392,13 +401,16 @@ impl Plugin {
     /// out of time or memory, the whole batch fails with that error (run the
     /// changes alone to find the one that did it); otherwise each change gets
     /// its own answer, in order. Lookups are the call's: when one could not
-    /// reach its system, every refusal in the batch is made transient.
+    /// reach its system, every refusal in the batch is made transient. The call's clocks and
+    /// seed are the first change's.
     pub async fn run_batch<'a>(&self, changes: impl IntoIterator<Item = &'a Change>, records: Arc<dyn RecordSource>) -> Result<Vec<Result<Vec<Action>, PluginError>>, PluginError> {
-        self.call(&Batch::of(self.api, changes), records).await.0
+        let changes: Vec<&Change> = changes.into_iter().collect();
+        let (at_ms, event_id) = changes.first().map(|c| (c.committed_at_ms().unwrap_or(0), c.event_id.clone())).unwrap_or_default();
+        self.call(&Batch::of(self.api, changes), (at_ms, &event_id), records).await.0
     }
 
-    /// One call, on a warm instance when there is one.
-    async fn call(&self, batch: &Batch, records: Arc<dyn RecordSource>) -> (Result<Vec<Result<Vec<Action>, PluginError>>, PluginError>, CallTiming) {
+    /// One call, on a warm instance when there is one, its clocks and seed at `(at_ms, event_id)`.
+    async fn call(&self, batch: &Batch, (at_ms, event_id): (i64, &str), records: Arc<dyn RecordSource>) -> (Result<Vec<Result<Vec<Action>, PluginError>>, PluginError>, CallTiming) {
         let runtime = &self.runtime.inner;
         let _share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
         let _slot = runtime.slots.acquire().await.expect("the slot semaphore is never closed");
@@ -410,7 +422,7 @@ impl Plugin {
                 (self.runtime.new_store(state), None, 0, None)
             }
         };
-        store.data_mut().begin_call(records, Instant::now() + runtime.config.call_budget);
+        store.data_mut().begin_call(records, Instant::now() + runtime.config.call_budget, at_ms, event_id);
         store.set_epoch_deadline(1);
         let mut timing = CallTiming::default();
 

@@ -25,6 +25,8 @@ pub struct PluginState {
     pub(crate) lookup_unavailable: Option<String>,
     pub(crate) log_lines: u32,
     stderr: MemoryOutputPipe,
+    /// The time and the seed of the call's event, which the guest's clocks and randomness read.
+    moment: super::determinism::Moment,
     /// How much of stderr earlier calls on this instance wrote.
     stderr_seen: usize,
     wasi: WasiCtx,
@@ -35,8 +37,17 @@ impl PluginState {
     pub(crate) fn new(plugin: Arc<PluginMeta>, grants: Arc<Grants>, memory_limit: usize) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         // No preopened directories, no environment, no arguments; sockets stay at
-        // their default (every address denied, TCP/UDP/name lookup off).
-        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        // their default (every address denied, TCP/UDP/name lookup off). The clocks read the
+        // event's commit time and randomness comes from the event's id: a replay maps the same.
+        let moment = super::determinism::Moment::default();
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .wall_clock(moment.wall_clock())
+            .monotonic_clock(moment.monotonic_clock())
+            .secure_random(moment.random())
+            .insecure_random(moment.random())
+            .insecure_random_seed(0)
+            .build();
         PluginState {
             plugin,
             grants,
@@ -47,14 +58,17 @@ impl PluginState {
             lookup_unavailable: None,
             log_lines: 0,
             stderr,
+            moment,
             stderr_seen: 0,
             wasi,
             table: ResourceTable::new(),
         }
     }
 
-    /// Start a call: its records, its deadline, and clean bookkeeping.
-    pub(crate) fn begin_call(&mut self, records: Arc<dyn RecordSource>, deadline: Instant) {
+    /// Start a call for the event `event_id`, committed at `at_ms`: its records, its deadline,
+    /// its clock and seed, and clean bookkeeping.
+    pub(crate) fn begin_call(&mut self, records: Arc<dyn RecordSource>, deadline: Instant, at_ms: i64, event_id: &str) {
+        self.moment.set(at_ms, event_id);
         self.records = records;
         self.deadline = deadline;
         self.timed_out = false;

@@ -220,6 +220,8 @@ pub struct Entry {
     pub event_key: String,
     pub change: Change,
     pub status: String,
+    /// When intake stored it (Unix milliseconds).
+    pub received_at_ms: i64,
 }
 
 impl Journal {
@@ -420,14 +422,14 @@ impl Journal {
     /// Events in the order they were received.
     pub fn entries(&self, tenant: &str) -> Result<Vec<Entry>> {
         let db = self.db.lock().unwrap();
-        let mut stmt = db.prepare_cached("SELECT id, tenant, event_key, change, status FROM events WHERE tenant = ?1 ORDER BY id")?;
+        let mut stmt = db.prepare_cached("SELECT id, tenant, event_key, change, status, received_at_ms FROM events WHERE tenant = ?1 ORDER BY id")?;
         let rows = stmt.query_map(params![tenant], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?))
         })?;
         rows.map(|row| {
-            let (id, tenant, event_key, change, status) = row?;
+            let (id, tenant, event_key, change, status, received_at_ms) = row?;
             let change = stored_change::decode(&change).with_context(|| format!("journal event {id} is unreadable"))?;
-            Ok(Entry { id, tenant, event_key, change, status })
+            Ok(Entry { id, tenant, event_key, change, status, received_at_ms })
         })
         .collect()
     }
@@ -757,17 +759,17 @@ impl Journal {
                 chosen.push(Claimed { id, touches, takes_fresh: fresh_update, merged: Vec::new() });
             }
         }
-        let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress, progress_linked FROM events WHERE id = ?1")?;
+        let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress, progress_linked, received_at_ms FROM events WHERE id = ?1")?;
         let mut load = |id: i64| -> Result<(Entry, u32, usize, Carried)> {
-            let (tenant, event_key, change, status, attempts, progress, linked) = load.query_row(params![id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?, r.get::<_, Option<String>>(6)?))
+            let (tenant, event_key, change, status, attempts, progress, linked, received_at_ms) = load.query_row(params![id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?, r.get::<_, Option<String>>(6)?, r.get::<_, i64>(7)?))
             })?;
             let change = stored_change::decode(&change).with_context(|| format!("journal event {id} is unreadable"))?;
             // Journals from before `Carried` hold the partner alone.
             let carried = linked
                 .map(|l| serde_json::from_str::<Carried>(&l).or_else(|_| serde_json::from_str::<RecordRef>(&l).map(|r| Carried { linked: Some(r), ..Carried::default() })).unwrap_or_default())
                 .unwrap_or_default();
-            Ok((Entry { id, tenant, event_key, change, status }, attempts, progress as usize, carried))
+            Ok((Entry { id, tenant, event_key, change, status, received_at_ms }, attempts, progress as usize, carried))
         };
         chosen
             .into_iter()
