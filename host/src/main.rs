@@ -26,6 +26,8 @@ enum Command {
     Init(cli::init::InitArgs),
     /// Check each tenant against its systems, and say what to fix.
     Doctor(cli::doctor::DoctorArgs),
+    /// The journal's upkeep: prune what retention says is old.
+    Journal(cli::journal::JournalArgs),
     /// Link a Case and an incident as partners (seam's own creates link; this is the operator's way).
     Link(cli::link::LinkArgs),
     /// Bring in the Cases changed since a date (a first start syncs no history).
@@ -63,6 +65,7 @@ fn main() -> std::process::ExitCode {
             Command::Pack(cmd) => cli::pack::run(cmd).await,
             Command::Sim(args) => cli::sim::run(args).await,
             Command::Dlq(args) => cli::dlq::run(args),
+            Command::Journal(args) => cli::journal::run(args),
             Command::Audit(args) => cli::audit::run(args),
             Command::Reconcile(args) => cli::reconcile::run(args).await,
             Command::Backfill(args) => cli::backfill::run(args).await,

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod dlq;
 pub mod doctor;
 pub mod init;
+pub mod journal;
 pub mod link;
 pub mod pack;
 pub mod plugin;

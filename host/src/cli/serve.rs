@@ -76,6 +76,9 @@ pub struct Config {
     #[serde(default)]
     pub limits: crate::listener::Limits,
     pub journal: PathBuf,
+    /// How long the journal keeps settled events and audit rows (`seam journal prune`).
+    #[serde(default)]
+    pub retention: crate::store::retention::Retention,
     /// Seconds between catch-up polls.
     #[serde(default = "default_poll")]
     pub poll_seconds: u64,
@@ -233,6 +236,7 @@ impl Config {
         crate::listener::tls_files(&self.tls_cert, &self.tls_key, "")?;
         crate::listener::tls_files(&self.admin.tls_cert, &self.admin.tls_key, "admin.")?;
         self.limits.check()?;
+        self.retention.check()?;
         if self.listen == self.admin.listen {
             anyhow::bail!("listen and admin.listen are both {}: intake and the admin API need their own listeners (the admin one on loopback, or behind a proxy you control)", self.listen);
         }
@@ -340,7 +344,7 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         admin_tokens: Default::default(),
     };
     let admin = AdminSettings { listen: format!("127.0.0.1:{}", port_or_free(ports[5])?), operator_token: Some(operator_token), ..AdminSettings::default() };
-    let config = Config { listen, tls_cert: None, tls_key: None, admin, limits: Default::default(), journal: state.join("journal.db"), poll_seconds: 5,
+    let config = Config { listen, tls_cert: None, tls_key: None, admin, limits: Default::default(), journal: state.join("journal.db"), retention: Default::default(), poll_seconds: 5,
         concurrency: default_concurrency(),
         tenants: HashMap::from([("demo".to_string(), tenant)]),
         trusted_keys: vec![],
@@ -431,6 +435,9 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
             }
         });
     }
+    if config.retention.every_minutes > 0.0 {
+        tokio::spawn(prune_every(journal.clone(), config.retention.clone()));
+    }
     let registry = Arc::new(registry);
     let watcher = match &config.plugins_dir {
         Some(dir) => Some(crate::admin::watch::start(dir, registry.clone(), config.tenants.keys().cloned().collect())?),
@@ -448,6 +455,20 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
     admin_listener.serve(crate::admin::router(admin), &config.limits, handles[1].clone());
     crate::listener::stop_on(shutdown, handles);
     Ok(Engine { journal, processors, intake_url, admin_url, registry, _watcher: watcher })
+}
+
+/// Prune the journal on a schedule, on a blocking thread (it is SQLite work, in chunks).
+async fn prune_every(journal: Arc<Journal>, retention: crate::store::retention::Retention) {
+    let every = Duration::from_secs_f64(retention.every_minutes * 60.0);
+    loop {
+        tokio::time::sleep(every).await;
+        let (journal, retention) = (journal.clone(), retention.clone());
+        match tokio::task::spawn_blocking(move || journal.prune(&retention, chrono::Utc::now().timestamp_millis(), false)).await {
+            Ok(Ok(p)) => tracing::info!(events = p.events, audit_rows = p.audit_rows, history_rows = p.history_rows, "journal pruned"),
+            Ok(Err(e)) => tracing::warn!("pruning the journal failed: {e:#}"),
+            Err(e) => tracing::warn!("pruning the journal stopped: {e}"),
+        }
+    }
 }
 
 /// Reconcile on a schedule; the first pass after one period, so start-up is not slowed.

@@ -5,6 +5,7 @@
 //! use (`views`: why a field changed, link states, backlog).
 
 pub mod journal;
+pub mod retention;
 mod stored_change;
 pub mod views;
 
