@@ -238,7 +238,7 @@ impl Systems {
                 let already = match action {
                     Action::AppendJournal { target, kind, text } => {
                         let record = self.target(target, &ctx, "append-journal")?;
-                        self.appended(&record, *kind, &self.expand(text, &ctx)).await?
+                        self.appended(&record, *kind, &journal_text(&record, self.expand(text, &ctx))).await?
                     }
                     Action::PostSlack { channel, create_channel, text } => self.posted(channel, *create_channel, &slack::escape(&self.expand(text, &ctx))).await?,
                     _ => false,
@@ -258,7 +258,7 @@ impl Systems {
                 }
                 Action::AppendJournal { target, kind, text } => {
                     let record = self.target(target, &ctx, "append-journal")?;
-                    let text = self.expand(text, &ctx);
+                    let text = journal_text(&record, self.expand(text, &ctx));
                     writes.push(self.journal(&record, *kind, &text).await?);
                 }
                 Action::Create { link_to_source: true, system, object, .. } if ctx.linked.is_some() => {
@@ -295,7 +295,7 @@ impl Systems {
         Ok(Applied { writes, linked: ctx.linked })
     }
 
-    /// Whether `text` is already among the latest entries of the record's journal.
+    /// Whether `text` (as [`journal_text`] writes it) is already among the latest entries of the record's journal.
     async fn appended(&self, record: &RecordRef, kind: JournalKind, text: &str) -> Result<bool, ApplyError> {
         match record.system {
             System::Servicenow => {
@@ -479,4 +479,13 @@ fn known_partner_number(change: &Change) -> Option<String> {
 
 fn to_fields(body: &Map<String, Json>) -> Vec<Field> {
     body.iter().filter_map(|(k, v)| normalize::value(v).map(|v| Field { name: k.clone(), value: v })).collect()
+}
+
+/// Journal text as it is written to `record`'s system: for ServiceNow with its `[code]` tags
+/// broken (see [`servicenow::journal_text`]); Salesforce shows a CaseComment as plain text.
+fn journal_text(record: &RecordRef, text: String) -> String {
+    match record.system {
+        System::Servicenow => crate::connectors::servicenow::journal_text(&text),
+        _ => text,
+    }
 }

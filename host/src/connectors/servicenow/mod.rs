@@ -132,6 +132,27 @@ pub fn is_sys_id(id: &str) -> bool {
     id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// Text for a journal field (comments, work notes) with its `[code]` tags broken. ServiceNow
+/// escapes HTML in a journal entry, but renders what stands between `[code]` and `[/code]` as
+/// HTML while `glide.ui.security.allow_codetag` is true, its default. A word joiner (U+2060,
+/// invisible) after the bracket keeps the tag from matching, so text from another system
+/// shows as typed and cannot put markup in front of the agents reading the incident.
+pub fn journal_text(text: &str) -> String {
+    const JOINER: char = '\u{2060}';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('[') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let name = rest.strip_prefix('/').unwrap_or(rest);
+        if name.get(..4).is_some_and(|n| n.eq_ignore_ascii_case("code")) {
+            out.push(JOINER);
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Api {
     fn instance_url(&self) -> &str {
         &self.base
@@ -216,5 +237,21 @@ impl Api {
             };
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::journal_text;
+
+    #[test]
+    fn code_tags_in_journal_text_are_broken_and_the_rest_is_as_typed() {
+        let attack = "see [code]<img src=x onerror=alert(1)>[/code] and [CODE]x[/Code]";
+        let safe = journal_text(attack);
+        assert!(!safe.to_ascii_lowercase().contains("[code]") && !safe.to_ascii_lowercase().contains("[/code]"), "{safe}");
+        assert_eq!(safe.replace('\u{2060}', ""), attack, "only the invisible joiner is added");
+        for plain in ["", "[", "a [link] here", "[cod", "array[0] = 1", "ends with ["] {
+            assert_eq!(journal_text(plain), plain);
+        }
     }
 }
