@@ -31,6 +31,11 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// `https://address` when the listener serves TLS, else `http://address`.
+pub fn url(tls: bool, address: impl std::fmt::Display) -> String {
+    format!("{}://{address}", if tls { "https" } else { "http" })
+}
+
 /// `tls_cert` and `tls_key` as a configuration holds them: both or neither.
 pub fn tls_files(cert: &Option<PathBuf>, key: &Option<PathBuf>, setting: &str) -> Result<Option<TlsFiles>> {
     match (cert, key) {
@@ -130,7 +135,7 @@ impl Bound {
 
     /// `https://` or `http://` and the address.
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.addr)
+        url(self.tls.is_some(), self.addr)
     }
 
     /// Serve `router` until `handle` is told to shut down. Its routes read bodies through

@@ -18,6 +18,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// A new secret for seam to make (intake tokens, HMAC keys, admin tokens): 32 random bytes, in hex.
+pub fn random_secret() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
 /// A secret as the configuration gives it.
 #[derive(Clone)]
 pub enum Secret {

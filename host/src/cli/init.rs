@@ -154,10 +154,6 @@ fn env_name(tenant: &str, what: &str) -> String {
     format!("SEAM_{}_{what}", tenant.to_ascii_uppercase().replace('-', "_"))
 }
 
-fn random_secret() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
 pub async fn run(args: InitArgs) -> Result<()> {
     let mut ask = Asker { interactive: std::io::stdin().is_terminal(), missing: Vec::new() };
     let tenant = ask.value(&args.tenant, "--tenant", "Tenant name (letters, digits, - and _)")?;
@@ -224,7 +220,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
     let mut made: Vec<(PathBuf, String)> = Vec::new();
     let mut make = |name: &str| {
         let path = secrets_dir.join(&tenant).join(name);
-        made.push((path.clone(), random_secret()));
+        made.push((path.clone(), crate::secrets::random_secret()));
         Secret::file(path)
     };
     let salesforce = salesforce::Credentials {
@@ -276,7 +272,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
     let intake = TenantIntake { salesforce_org_id: org_id, salesforce_token: make("outbound-token"), servicenow_secret: make("servicenow-secret") };
     if config.admin.operator_token.is_none() {
         let path = secrets_dir.join("admin-token");
-        made.push((path.clone(), random_secret()));
+        made.push((path.clone(), crate::secrets::random_secret()));
         config.admin.operator_token = Some(Secret::file(path));
     }
     let tenant_config = TenantConfig {

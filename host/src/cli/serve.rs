@@ -148,7 +148,7 @@ impl AdminSettings {
 
     /// `https://` or `http://` and the admin listener's address.
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls_cert.is_some() { "https" } else { "http" }, self.listen)
+        crate::listener::url(self.tls_cert.is_some(), &self.listen)
     }
 }
 
@@ -267,7 +267,7 @@ impl Config {
 
     /// `https://` or `http://` and intake's listen address.
     pub fn intake_url(&self) -> String {
-        format!("{}://{}", if self.tls_cert.is_some() { "https" } else { "http" }, self.listen)
+        crate::listener::url(self.tls_cert.is_some(), &self.listen)
     }
 
     /// Every admin token, read, with what each grants.
@@ -293,7 +293,7 @@ fn secret_file(dir: &std::path::Path, name: &str) -> Result<(Secret, String)> {
     let value = match std::fs::read_to_string(&path) {
         Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
         _ => {
-            let v = hex::encode(rand::random::<[u8; 24]>());
+            let v = crate::secrets::random_secret();
             crate::files::write_private(&path, v.as_bytes())?;
             v
         }

@@ -140,7 +140,7 @@ async fn within_rate(State(intake): State<Arc<Intake>>, Path(tenant): Path<Strin
 /// The keys checked for a tenant that is not configured: random, so nothing matches them, and
 /// an unknown tenant gets the answer a wrong key gets (tenant names cannot be probed).
 static DECOY: std::sync::LazyLock<IntakeKeys> = std::sync::LazyLock::new(|| {
-    let random = || SecretString::from(hex::encode(rand::random::<[u8; 32]>()));
+    let random = || SecretString::from(crate::secrets::random_secret());
     IntakeKeys { salesforce_org_id: String::new(), salesforce_token: random(), servicenow_secret: random() }
 });
 

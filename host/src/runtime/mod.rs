@@ -385,13 +385,16 @@ impl Plugin {
 
     /// [`Plugin::run`] with the pack's clocks at `at_ms` (Unix milliseconds).
     pub async fn run_at(&self, change: &Change, at_ms: i64, records: Arc<dyn RecordSource>) -> Result<Vec<Action>, PluginError> {
-        let (outcome, _) = self.call(&Batch::of(self.api, [change]), (at_ms, &change.event_id), records).await;
-        outcome.and_then(|mut answers| answers.pop().expect("one answer per change"))
+        self.run_timed_at(change, at_ms, records).await.0
     }
 
     /// [`Plugin::run`], also reporting where the time went.
     pub async fn run_timed(&self, change: &Change, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
-        let (outcome, timing) = self.call(&Batch::of(self.api, [change]), (change.committed_at_ms().unwrap_or(0), &change.event_id), records).await;
+        self.run_timed_at(change, change.committed_at_ms().unwrap_or(0), records).await
+    }
+
+    async fn run_timed_at(&self, change: &Change, at_ms: i64, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
+        let (outcome, timing) = self.call(&Batch::of(self.api, [change]), (at_ms, &change.event_id), records).await;
         (outcome.and_then(|mut answers| answers.pop().expect("one answer per change")), timing)
     }
 

@@ -88,11 +88,13 @@ impl Journal {
             after = rows.last().map(|r| r.0).unwrap_or(after);
             let tx = db.transaction()?;
             for id in &old {
-                pruned.history_rows += tx.prepare_cached("SELECT COUNT(*) FROM event_history WHERE event_id = ?1")?.query_row(params![id], |r| r.get::<_, i64>(0))? as u64;
-                if !dry_run {
-                    tx.prepare_cached("DELETE FROM event_history WHERE event_id = ?1")?.execute(params![id])?;
+                pruned.history_rows += if dry_run {
+                    tx.prepare_cached("SELECT COUNT(*) FROM event_history WHERE event_id = ?1")?.query_row(params![id], |r| r.get::<_, i64>(0))? as u64
+                } else {
+                    let history = tx.prepare_cached("DELETE FROM event_history WHERE event_id = ?1")?.execute(params![id])? as u64;
                     tx.prepare_cached("DELETE FROM events WHERE id = ?1")?.execute(params![id])?;
-                }
+                    history
+                };
             }
             tx.commit()?;
             pruned.events += old.len() as u64;
