@@ -354,7 +354,10 @@ impl Action {
     pub fn create_linked(system: System, object: impl Into<String>, fields: impl IntoIterator<Item = Field>) -> Action {
         Action::Create(Create { system, object: object.into(), fields: fields.into_iter().collect(), link_to_source: true })
     }
-    /// Create an unlinked record (a Task, a note...).
+    /// Create an unlinked record (a Task, a note...). A Salesforce record is created by
+    /// upsert on its `Seam_Key__c` External ID field (the action's idempotency key), so a
+    /// retry never makes a second one: the object needs that field (`seam salesforce
+    /// metadata` adds it to Activity, for Tasks and Events).
     pub fn create(system: System, object: impl Into<String>, fields: impl IntoIterator<Item = Field>) -> Action {
         Action::Create(Create { system, object: object.into(), fields: fields.into_iter().collect(), link_to_source: false })
     }

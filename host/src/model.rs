@@ -223,6 +223,10 @@ pub struct Carried {
     pub linked_number: Option<String>,
     /// The record the latest create made.
     pub created: Option<RecordRef>,
+    /// The idempotency keys of the actions carried out so far (see `engine::apply::action_keys`):
+    /// a retry skips these, whichever pack version asks for them again.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub done: std::collections::BTreeSet<String>,
 }
 
 /// What a pack asks the host to do. Serialized as `{"update": {...}}` etc.

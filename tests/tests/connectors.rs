@@ -128,7 +128,7 @@ async fn repeating_a_linked_create_finds_the_first_record_instead_of_making_anot
     let create = [Action::Create { system: System::Servicenow, object: "incident".into(), fields: vec![Field::new("short_description", "once")], link_to_source: true }];
     // As if the first attempt's progress was lost in a crash: the same action runs again, as a resumed attempt.
     let first = systems.apply(&change, &create).await.unwrap();
-    let second = systems.apply_resuming(&change, &create, Resume::After(0), Default::default(), |_, _, _| Ok(())).await.unwrap().writes;
+    let second = systems.apply_resuming("e1", &change, &create, Resume::Retry, Default::default(), |_, _, _| Ok(())).await.unwrap().writes;
     assert_eq!(first.iter().filter(|w| w.operation == "create").count(), 1);
     assert_eq!(second.iter().filter(|w| w.operation == "create").count(), 0, "{second:?}");
     let incidents = sn.query("incident", &seam::connectors::servicenow::Query::new().eq("correlation_id", &case).unwrap(), 10).await.unwrap();
@@ -152,8 +152,8 @@ async fn a_resumed_attempt_does_not_append_a_journal_entry_twice() {
     ];
     // The first attempt appended both, then crashed before recording it: a resumed attempt finds them and adds nothing.
     systems.apply(&change, &appends).await.unwrap();
-    let resumed = systems.apply_resuming(&change, &appends[..1], Resume::After(0), Default::default(), |_, _, _| Ok(())).await.unwrap();
-    let resumed_linked = systems.apply_resuming(&change, &appends, Resume::After(1), Default::default(), |_, _, _| Ok(())).await.unwrap();
+    let resumed = systems.apply_resuming("e1", &change, &appends[..1], Resume::Retry, Default::default(), |_, _, _| Ok(())).await.unwrap();
+    let resumed_linked = systems.apply_resuming("e1", &change, &appends, Resume::Retry, Default::default(), |_, _, _| Ok(())).await.unwrap();
     assert!(resumed.writes.is_empty() && resumed_linked.writes.is_empty(), "{:?} {:?}", resumed.writes, resumed_linked.writes);
     let comments = sf.query(&format!("SELECT Id FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap();
     assert_eq!(comments.len(), 1);
@@ -183,4 +183,93 @@ async fn seams_salesforce_writes_carry_its_client_id_which_change_events_report_
 
 fn apache_avro_schema(json: &str) -> seam::connectors::salesforce::pubsub::Schema {
     seam::connectors::salesforce::pubsub::Schema::parse_str(json).unwrap()
+}
+
+/// Each kind of write that must not happen twice, carried out by the system with its
+/// response lost on the way back (the connection cut after the write): the connector
+/// does not send it again blindly, and the retried attempt finds what was made.
+#[tokio::test]
+async fn a_write_whose_response_is_lost_is_found_by_the_retry_not_made_again() {
+    let (sim, systems) = start("lost-response").await;
+    let (sf, sn) = (&systems.salesforce, &systems.servicenow);
+    let slack = systems.slack.as_ref().unwrap();
+    let case = sf.create("Case", &obj(json!({ "Subject": "lost responses" }))).await.unwrap();
+    let incident = sn.insert("incident", &obj(json!({ "short_description": "lost responses", "correlation_id": case }))).await.unwrap()["sys_id"].as_str().unwrap().to_string();
+    let channel = slack.ensure_channel("lost-responses").await.unwrap();
+    let mut change = normalize::salesforce("e-lost", ChangeKind::Updated, "Case", &sf.get("Case", &case).await.unwrap(), Some(&["Subject"]));
+    change.linked = Some(RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() });
+
+    // The connector alone: one insert reaches the system, and the caller is told it may have been applied.
+    sim.servicenow.faults.set(Faults { drop_responses_next: 1, ..Faults::default() });
+    let before = sn.http().calls();
+    let err = sn.insert("incident", &obj(json!({ "short_description": "sent once" }))).await.unwrap_err();
+    assert!(err.is_transient() && err.to_string().contains("may have been applied"), "{err}");
+    assert_eq!(sn.http().calls() - before, 1, "not sent again");
+    let made = sn.query("incident", &seam::connectors::servicenow::Query::new().eq("short_description", "sent once").unwrap(), 10).await.unwrap();
+    assert_eq!(made.len(), 1, "the system made it once");
+
+    let task = Action::Create { system: System::Salesforce, object: "Task".into(), fields: vec![Field::new("Subject", "Call the customer"), Field::new("WhatId", case.as_str())], link_to_source: false };
+    let comment = Action::AppendJournal { target: Target::Source, kind: JournalKind::Comment, text: "Engineer assigned".into() };
+    let note = Action::AppendJournal { target: Target::Linked, kind: JournalKind::WorkNote, text: "Customer told".into() };
+    let post = Action::PostSlack { channel: "lost-responses".into(), create_channel: false, text: "Bridge open".into() };
+    let lose_next_write = |system: &seam::sim::Emulator| system.faults.set(Faults { drop_responses_next: 1, ..Faults::default() });
+    for (action, system) in [(&task, &sim.salesforce), (&comment, &sim.salesforce), (&note, &sim.servicenow), (&post, &sim.slack)] {
+        let actions = std::slice::from_ref(action);
+        lose_next_write(system);
+        match systems.apply_resuming("e-lost", &change, actions, Resume::Start, Default::default(), |_, _, _| Ok(())).await {
+            // An upsert by key is safe to send again at once: the connector does.
+            Ok(_) => assert_eq!(action, &task, "only the create by key may be sent again blindly"),
+            Err(err) => {
+                assert!(err.is_transient(), "{action}: {err}");
+                // The event is retried from the journal: nothing recorded the action as done.
+                systems.apply_resuming("e-lost", &change, actions, Resume::Retry, Default::default(), |_, _, _| Ok(())).await.unwrap();
+            }
+        }
+    }
+    let tasks = sf.query(&format!("SELECT Id, Seam_Key__c FROM Task WHERE WhatId = '{case}'")).await.unwrap();
+    assert_eq!(tasks.len(), 1, "one Task: {tasks:?}");
+    assert_eq!(tasks[0]["Seam_Key__c"].as_str().map(str::len), Some(32), "made by its key: {tasks:?}");
+    assert_eq!(sf.query(&format!("SELECT Id FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap().len(), 1, "one comment");
+    let notes = sn.query("sys_journal_field", &seam::connectors::servicenow::Query::new().eq("element_id", &incident).unwrap().eq("element", "work_notes").unwrap(), 10).await.unwrap();
+    assert_eq!(notes.len(), 1, "one work note");
+    assert_eq!(slack.history(&channel).await.unwrap(), vec!["Bridge open".to_string()], "one message");
+    sim.shutdown();
+}
+
+/// A pack swapped in while an event waited for its retry asks for other actions, in
+/// another order: what the first attempt did is known by key, so the retry does the
+/// new pack's new action, skips what is done wherever it now stands, and does the rest.
+#[tokio::test]
+async fn a_retry_under_a_new_pack_version_skips_what_was_done_by_key_not_by_place() {
+    let (sim, systems) = start("resume-swap").await;
+    let sf = &systems.salesforce;
+    let case = sf.create("Case", &obj(json!({ "Subject": "swap", "Priority": "Low" }))).await.unwrap();
+    let change = normalize::salesforce("e-swap", ChangeKind::Updated, "Case", &sf.get("Case", &case).await.unwrap(), Some(&["Subject"]));
+    let comment = Action::AppendJournal { target: Target::Source, kind: JournalKind::Comment, text: "Looking into it".into() };
+    let post = Action::PostSlack { channel: "swap".into(), create_channel: true, text: "Case {{source.id}} escalated".into() };
+    let priority = Action::Update { target: Target::Source, fields: vec![Field::new("Priority", "High")] };
+
+    // Version 1: the comment is made, then Slack fails past every retry.
+    sim.slack.faults.set(Faults { server_error_next: 5, retry_after_secs: 0, ..Faults::default() });
+    let mut carried = seam::model::Carried::default();
+    let err = systems
+        .apply_resuming("e-swap", &change, &[comment.clone(), post.clone()], Resume::Start, Default::default(), |_, done, _| {
+            carried = done.clone();
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(carried.done.len(), 1, "the comment is recorded as done");
+
+    // Version 2 puts a new action first and the old two in another order.
+    let resumed = systems.apply_resuming("e-swap", &change, &[priority, post, comment], Resume::Retry, carried, |_, _, _| Ok(())).await.unwrap();
+    let operations: Vec<_> = resumed.writes.iter().map(|w| (w.action, w.operation)).collect();
+    assert!(!resumed.writes.iter().any(|w| w.operation == "journal"), "the comment is not made again: {operations:?}");
+    assert_eq!(sf.get("Case", &case).await.unwrap()["Priority"], "High", "the new action ran");
+    assert_eq!(sf.query(&format!("SELECT Id FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap().len(), 1);
+    let slack = systems.slack.as_ref().unwrap();
+    let channel = slack.ensure_channel("swap").await.unwrap();
+    assert_eq!(slack.history(&channel).await.unwrap(), vec![format!("Case {case} escalated")]);
+    sim.shutdown();
 }

@@ -166,3 +166,35 @@ async fn a_workflow_resumed_after_a_failure_repeats_nothing_and_still_links_what
     assert!(!messages[0].contains("{{"), "no placeholder left unfilled: {}", messages[0]);
     sim.shutdown();
 }
+
+/// Each system carries out seam's writes and loses the responses (the connection cut on
+/// the way back), so the first attempts end not knowing what happened: the incident,
+/// the Task and the bridge message are still made once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_whose_responses_are_lost_after_each_write_makes_every_record_once() {
+    let (sim, engine, _) = start("workflow-lost").await;
+    let people = sim.systems(RetryPolicy::default()).await.unwrap();
+    let sf = &people.salesforce;
+    let gold = sf.create("Account", &obj(json!({ "Name": "Acme Corporation", "AnnualRevenue": 5.0e7, "Tier__c": "Gold" }))).await.unwrap();
+    let lose = |n| seam::sim::faults::Faults { drop_responses_next: n, ..Default::default() };
+    // ServiceNow: the incident insert. Slack: the channel and the message.
+    sim.servicenow.faults.set(lose(1));
+    sim.slack.faults.set(lose(2));
+    let case = sf.create("Case", &obj(json!({ "Subject": "Payments down", "Priority": "Critical", "AccountId": gold }))).await.unwrap();
+    // Salesforce: the Case's link stamp and the Task (set after the person's own create).
+    sim.salesforce.faults.set(lose(2));
+    settle(&sim, &engine).await;
+    for emulator in [&sim.servicenow, &sim.slack, &sim.salesforce] {
+        assert_eq!(emulator.faults.get().drop_responses_next, 0, "{}: every lost response was used", emulator.name);
+    }
+
+    let case_now = sf.get("Case", &case).await.unwrap();
+    let incidents = people.servicenow.query("incident", &seam::connectors::servicenow::Query::new().eq("correlation_id", &case).unwrap(), 10).await.unwrap();
+    assert_eq!(incidents.len(), 1, "one incident");
+    assert_eq!(case_now["ServiceNow_Incident__c"], incidents[0]["sys_id"]);
+    assert_eq!(tasks_on(&people, &case).await.len(), 1, "one Task");
+    let messages = bridge(&people, &format!("sev1-case-{}", case_now["CaseNumber"].as_str().unwrap())).await.unwrap();
+    assert_eq!(messages.len(), 1, "one message: {messages:?}");
+    assert!(engine.processors["demo"].counters.retries.get() >= 1, "the event was retried from the journal");
+    sim.shutdown();
+}

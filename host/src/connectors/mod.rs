@@ -5,6 +5,12 @@
 //! retrying (429, 5xx, Salesforce's REQUEST_LIMIT_EXCEEDED, connection
 //! errors) with exponential backoff and jitter, honouring `Retry-After`, and
 //! reports the rest as permanent with the system's own error text.
+//!
+//! A request that is not safe to repeat (a create, a journal append, a chat
+//! message) goes through [`Http::send_once`]: it is sent again only when the
+//! failure shows the system did not act on it. Otherwise the caller learns
+//! that it may have been applied, and finds the record by its key before it
+//! tries again (see `engine::apply`).
 
 pub mod batch;
 pub mod salesforce;
@@ -99,6 +105,20 @@ impl Http {
     /// Send, retrying transient failures. `build` makes a fresh request per attempt.
     /// Returns the first response that is not a transient failure.
     pub async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<Response> {
+        self.send_as(build, Repeat::Safe).await
+    }
+
+    /// Send a request that must not be applied twice. It is retried only when the
+    /// system surely did not act on it: the connection was never made, or it was
+    /// turned away (429, 503, Salesforce's REQUEST_LIMIT_EXCEEDED). A timeout, a
+    /// dropped connection, a 500, 502 or 504 may come after the write was made, so it
+    /// is a [`ConnectorError::Unavailable`] saying so, and the caller looks for the
+    /// record before it sends again.
+    pub async fn send_once(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<Response> {
+        self.send_as(build, Repeat::OnlyIfUnsent).await
+    }
+
+    pub(crate) async fn send_as(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder, repeat: Repeat) -> Result<Response> {
         let mut last = String::new();
         for attempt in 0..self.policy.attempts {
             self.calls.fetch_add(1, Ordering::Relaxed);
@@ -117,6 +137,12 @@ impl Http {
                         .map(Duration::from_secs);
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
                         last = format!("{status}: {}", truncate(&response.text().await.unwrap_or_default()));
+                        // 429 and 503 turn a request away before it is handled; a 500, 502 or
+                        // 504 can come from a gateway or a timeout after the write was made.
+                        let turned_away = matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE);
+                        if !turned_away && repeat == Repeat::OnlyIfUnsent {
+                            return Err(self.maybe_applied(attempt, &last));
+                        }
                         retry_after
                     } else if status == StatusCode::FORBIDDEN {
                         // Salesforce says "over the limit" with a 403 and an error code.
@@ -132,6 +158,9 @@ impl Http {
                 }
                 Err(e) => {
                     last = error_chain(&e);
+                    if !e.is_connect() && repeat == Repeat::OnlyIfUnsent {
+                        return Err(self.maybe_applied(attempt, &last));
+                    }
                     None
                 }
             };
@@ -142,6 +171,10 @@ impl Http {
             }
         }
         Err(ConnectorError::Unavailable { system: self.system, attempts: self.policy.attempts, message: last })
+    }
+
+    fn maybe_applied(&self, attempt: u32, failure: &str) -> ConnectorError {
+        ConnectorError::Unavailable { system: self.system, attempts: attempt + 1, message: format!("{failure} (the request may have been applied; it is not sent again blindly)") }
     }
 
     /// A response that must be a success, else a permanent error with the body.
@@ -160,6 +193,15 @@ impl Http {
     }
 }
 
+/// Whether a request may be sent again after a failure that could have come after the system acted on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    /// Reads, updates, upserts: applying one twice leaves what applying it once does.
+    Safe,
+    /// Creates, appends, posts: only when the request surely never reached the system.
+    OnlyIfUnsent,
+}
+
 /// An error with its causes: reqwest's own text ("error sending request") hides the
 /// part an operator needs ("invalid peer certificate: UnknownIssuer", "Connection refused").
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -174,6 +216,11 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// One segment of a URL path, percent-encoded: whatever it holds, it stays one segment.
+pub fn path_segment(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn truncate(s: &str) -> String {

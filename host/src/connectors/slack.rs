@@ -1,6 +1,6 @@
 //! Slack Web API client: create (or reuse) a channel, post to it.
 
-use super::{ConnectorError, Http, Result, RetryPolicy};
+use super::{ConnectorError, Http, Repeat, Result, RetryPolicy};
 use crate::secrets::{ExposeSecret, Secret, SecretString};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -52,8 +52,13 @@ impl Slack {
     }
 
     async fn call(&self, method: &str, body: Value) -> Result<Value> {
+        self.call_as(method, body, Repeat::Safe).await
+    }
+
+    /// `repeat`: a message posted twice shows twice (see [`Http::send_once`]).
+    async fn call_as(&self, method: &str, body: Value, repeat: Repeat) -> Result<Value> {
         let url = format!("{}{method}", self.base_url);
-        let response = self.http.send(|client| client.post(&url).bearer_auth(self.token.expose_secret()).json(&body)).await?;
+        let response = self.http.send_as(|client| client.post(&url).bearer_auth(self.token.expose_secret()).json(&body), repeat).await?;
         let body = self.http.json(response).await?;
         if body["ok"] == json!(true) {
             Ok(body)
@@ -99,7 +104,7 @@ impl Slack {
 
     /// Post `text`; returns the message timestamp.
     pub async fn post(&self, channel: &str, text: &str) -> Result<String> {
-        let body = self.call("chat.postMessage", json!({ "channel": channel, "text": text })).await?;
+        let body = self.call_as("chat.postMessage", json!({ "channel": channel, "text": text }), Repeat::OnlyIfUnsent).await?;
         Ok(body["ts"].as_str().unwrap_or_default().to_string())
     }
 }

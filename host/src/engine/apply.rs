@@ -5,13 +5,15 @@
 //! both records, and the customer is matched on the stable key
 //! (Account.External_Id__c ⇄ core_company.u_sf_external_id), never a name.
 
-use super::normalize::{self, ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD, COMPANY_KEY_FIELD, INCIDENT_CASE_FIELD};
+use super::normalize::{self, ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD, COMPANY_KEY_FIELD, CREATE_KEY_FIELD, INCIDENT_CASE_FIELD};
 use crate::connectors::salesforce::{self, soql, Salesforce};
 use crate::connectors::servicenow::{self, Query, ServiceNow};
 use crate::connectors::slack::{self, Slack};
 use crate::connectors::{ConnectorError, RetryPolicy};
 use crate::model::{Action, Carried, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
 use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// The tenant's connections.
 pub struct Systems {
@@ -86,13 +88,38 @@ impl ApplyError {
     }
 }
 
-/// Where to start carrying out a pack's actions.
+/// Whether the actions were tried before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resume {
-    /// From the first action: nothing has been tried.
+    /// A first attempt: nothing has been tried.
     Start,
-    /// After `n` actions an earlier attempt finished; action `n` may or may not have happened.
-    After(usize),
+    /// An earlier attempt stopped part way. The actions whose keys it recorded as done
+    /// (`Carried::done`) are skipped; any other may have happened with its record lost
+    /// (a crash, or a response that never came), so a create looks for its record by key
+    /// and an append or post for its text before it is made.
+    Retry,
+}
+
+/// Each action's idempotency key: a hash of the event and the action as the pack asked for
+/// it (its placeholders unexpanded), and which repeat of that same action it is. A retry
+/// recomputes the actions with whichever pack version is active then, and the keys of those
+/// that were already carried out match, wherever they now stand in the list.
+pub fn action_keys(event: &str, actions: &[Action]) -> Vec<String> {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    actions
+        .iter()
+        .map(|action| {
+            let text = serde_json::to_string(action).unwrap_or_default();
+            let repeat = seen.entry(text.clone()).or_default();
+            let mut hash = Sha256::new();
+            for part in [event.as_bytes(), text.as_bytes(), &repeat.to_le_bytes()] {
+                hash.update((part.len() as u64).to_le_bytes());
+                hash.update(part);
+            }
+            *repeat += 1;
+            hex::encode(&hash.finalize()[..16])
+        })
+        .collect()
 }
 
 /// What carrying out the actions did.
@@ -110,11 +137,13 @@ struct Context<'a> {
     linked_number: Option<String>,
     /// The record the latest create made (a Task, say), for `{{created.url}}`.
     created: Option<RecordRef>,
+    /// The keys of the actions carried out.
+    done: std::collections::BTreeSet<String>,
 }
 
 impl Context<'_> {
     fn carried(&self) -> Carried {
-        Carried { linked: self.linked.clone(), linked_number: self.linked_number.clone(), created: self.created.clone() }
+        Carried { linked: self.linked.clone(), linked_number: self.linked_number.clone(), created: self.created.clone(), done: self.done.clone() }
     }
 }
 
@@ -205,17 +234,20 @@ impl Systems {
 
     /// Run `actions` for `change`; returns every write made, in order.
     pub async fn apply(&self, change: &Change, actions: &[Action]) -> Result<Vec<Write>, ApplyError> {
-        Ok(self.apply_resuming(change, actions, Resume::Start, Carried::default(), |_, _, _| Ok(())).await?.writes)
+        Ok(self.apply_resuming(&change.event_id, change, actions, Resume::Start, Carried::default(), |_, _, _| Ok(())).await?.writes)
     }
 
-    /// Run the actions from where `resume` says, calling `done(n, carried, writes)`
-    /// after each one (n = actions finished so far; the writes that action made)
-    /// so the caller can persist progress, and what the writes leave, together,
+    /// Run the actions not yet done, calling `done(n, carried, writes)` after each one
+    /// (n = the actions through this one; `carried.done` with its key added; the writes
+    /// it made) so the caller can persist progress, and what the writes leave, together,
     /// and resume after a failure instead of repeating what already happened.
-    /// `carried`: what the earlier attempt's actions left (the partner it created), so the
-    /// same actions resolve the same way; a linked create is a no-op once there is a partner.
+    /// `event`: what the action keys are made from (see [`action_keys`]).
+    /// `carried`: what the earlier attempt's actions left (the partner it created, the keys
+    /// of the actions it carried out), so the same actions resolve the same way; a linked
+    /// create is a no-op once there is a partner.
     pub async fn apply_resuming(
         &self,
+        event: &str,
         change: &Change,
         actions: &[Action],
         resume: Resume,
@@ -224,17 +256,18 @@ impl Systems {
     ) -> Result<Applied, ApplyError> {
         let linked = carried.linked.or_else(|| change.linked.clone());
         let linked_number = carried.linked_number.or_else(|| linked.as_ref().and_then(|_| known_partner_number(change)));
-        let mut ctx = Context { change, linked, linked_number, created: carried.created };
+        let mut ctx = Context { change, linked, linked_number, created: carried.created, done: carried.done };
         let mut writes = Vec::new();
-        let (start, uncertain) = match resume {
-            Resume::Start => (0, None),
-            Resume::After(n) => (n, Some(n)),
-        };
-        for (n, action) in actions.iter().enumerate().skip(start) {
-            // The first action after a failed attempt may have happened with its
-            // progress lost (a crash between the write and the record of it).
-            // Updates and linked creates are safe to repeat; an append is not.
-            if uncertain == Some(n) {
+        let retry = resume == Resume::Retry;
+        for (n, (action, key)) in actions.iter().zip(action_keys(event, actions)).enumerate() {
+            if ctx.done.contains(&key) {
+                continue;
+            }
+            // On a retry, an action not recorded as done may still have happened (a crash
+            // between the write and the record of it, or a response lost on the way back).
+            // Updates and linked creates are safe to repeat, and a create by key finds its
+            // record; an append or a post is looked for first.
+            if retry {
                 let already = match action {
                     Action::AppendJournal { target, kind, text } => {
                         let record = self.target(target, &ctx, "append-journal")?;
@@ -245,6 +278,7 @@ impl Systems {
                 };
                 if already {
                     tracing::info!(source = %change.source, "resuming: action {n} already happened before the last attempt stopped; not repeating it");
+                    ctx.done.insert(key);
                     done(n + 1, &ctx.carried(), &[]).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
                     continue;
                 }
@@ -269,8 +303,8 @@ impl Systems {
                 Action::Create { system, object, fields, link_to_source } => {
                     let body = self.fields_json(fields, &ctx);
                     // A record announced as just created, on a first attempt, cannot have a partner yet: skip the search.
-                    let surely_new = change.kind == ChangeKind::Created && uncertain.is_none();
-                    let (created, number, mut made) = self.create(change, *system, object, body, *link_to_source, surely_new).await?;
+                    let surely_new = change.kind == ChangeKind::Created && !retry;
+                    let (created, number, mut made) = self.create(change, (*system, object), body, *link_to_source, surely_new, &key).await?;
                     if *link_to_source {
                         ctx.linked = Some(created.clone());
                         ctx.linked_number = number;
@@ -290,6 +324,7 @@ impl Systems {
             for w in &mut writes[before..] {
                 w.action = n;
             }
+            ctx.done.insert(key);
             done(n + 1, &ctx.carried(), &writes[before..]).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
         }
         Ok(Applied { writes, linked: ctx.linked })
@@ -332,7 +367,7 @@ impl Systems {
             System::Servicenow => {
                 let element = if kind == JournalKind::WorkNote { "work_notes" } else { "comments" };
                 let body = Map::from_iter([(element.to_string(), Json::String(text.to_string()))]);
-                let result = self.servicenow.update(&record.object, &record.id, &body).await?;
+                let result = self.servicenow.append(&record.object, &record.id, &body).await?;
                 // The journal field reads back empty; what seam appended is what its echo will carry.
                 let mut write = Write::returned(record.clone(), "journal", &body, &result);
                 write.observed.retain(|f| f.name != element);
@@ -353,14 +388,16 @@ impl Systems {
     }
 
     /// Create a record; for a linked create, stamp the correlation into both records and match the customer.
+    /// Made so a retry finds what an earlier attempt created: a linked record by its link
+    /// field (unless `surely_new`), any other Salesforce record by upsert on `key`.
     async fn create(
         &self,
         change: &Change,
-        system: System,
-        object: &str,
+        (system, object): (System, &str),
         mut body: Map<String, Json>,
         link: bool,
         surely_new: bool,
+        key: &str,
     ) -> Result<(RecordRef, Option<String>, Vec<Write>), ApplyError> {
         let source = &change.source;
         let mut writes = Vec::new();
@@ -420,8 +457,15 @@ impl Systems {
             }
             (_, true, _) => Err(ApplyError::Unsupported(format!("seam links Salesforce records with ServiceNow records; cannot link {source} to a new {system} {object}"))),
             (System::Salesforce, false, _) => {
-                let id = self.salesforce.create(object, &body).await?;
+                let id = self.salesforce.upsert(object, CREATE_KEY_FIELD, key, &body).await.map_err(|e| match e {
+                    ConnectorError::Refused { status: 400 | 404, message, .. } if message.contains(CREATE_KEY_FIELD) => ApplyError::Unsupported(format!(
+                        "creating a Salesforce {object} needs its External ID field {CREATE_KEY_FIELD}, which keeps a retried create from making a second record; \
+                         `seam salesforce metadata` adds it to Activity (Tasks and Events); add it to {object} the same way ({message})"
+                    )),
+                    e => e.into(),
+                })?;
                 let record = RecordRef { system, object: object.into(), id };
+                body.insert(CREATE_KEY_FIELD.into(), Json::String(key.to_string()));
                 writes.push(Write::sent(record.clone(), "create", &body));
                 Ok((record, None, writes))
             }

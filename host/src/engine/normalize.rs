@@ -18,6 +18,10 @@ pub const CASE_INCIDENT_NUMBER_FIELD: &str = "ServiceNow_Number__c";
 pub const ACCOUNT_KEY_FIELD: &str = "External_Id__c";
 /// The ServiceNow company field holding the same key.
 pub const COMPANY_KEY_FIELD: &str = "u_sf_external_id";
+/// The External ID field of a record a pack creates in Salesforce (a Task, say), holding
+/// the action's idempotency key: seam creates it by upsert on this key, so a retried
+/// create finds the record instead of making a second. On Activity, so Tasks and Events have it.
+pub const CREATE_KEY_FIELD: &str = "Seam_Key__c";
 
 pub fn value(json: &Json) -> Option<Value> {
     match json {

@@ -121,7 +121,7 @@ impl Processor {
     /// outcome could not be recorded; the event is still pending.
     pub async fn process_due(&self, due: Due) -> Result<Processed> {
         let (entry, attempts) = (&due.entry, due.attempts);
-        let resume = if attempts == 0 { Resume::Start } else { Resume::After(due.progress) };
+        let resume = if attempts == 0 { Resume::Start } else { Resume::Retry };
         let pack = self.active.load_full();
         let workflows = self.workflows.load_full();
         let changes: Vec<&Change> = std::iter::once(&entry.change).chain(due.merged.iter().map(|e| &e.change)).collect();
@@ -181,10 +181,8 @@ impl Processor {
     /// what is news in any of them, at its latest value, is carried across once.
     #[allow(clippy::too_many_arguments)]
     async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], changes: &[&Change], (key, id, received_at_ms): (&str, i64, i64), resume: Resume, carried: Carried) -> Result<(Processed, Outcome), Failure> {
-        let progress = match resume {
-            Resume::Start => 0,
-            Resume::After(n) => n,
-        };
+        // Actions an earlier attempt carried out: not an echo, whatever the filter says now.
+        let progress = carried.done.len();
         let mut change = (*changes.last().expect("an event has a change")).clone();
         if changes.len() > 1 {
             // The record as its latest notification has it; fields only an earlier one carried, from that one.
@@ -208,9 +206,10 @@ impl Processor {
                 Err(Refusal::Unavailable(why)) => return Err(Failure::Transient(why)),
             }
         }
-        // The packs see the change as the first attempt did, so they ask for the
-        // same actions and the progress count lines up; what those actions made
-        // (the partner a linked create opened) comes back through `carried`.
+        // The packs see the change as the first attempt did, so they ask for the same
+        // actions (a pack swapped in meanwhile may ask for others: what was done is known
+        // by key, not by place); what those actions made (the partner a linked create
+        // opened) comes back through `carried`.
         let shadow = self.journal.shadow(&self.tenant, &source).map_err(Failure::transient)?;
         let mut out = Outcome::default();
         if let Some(partner) = &adopted {
@@ -307,7 +306,7 @@ impl Processor {
         let mut last_step = Outcome::default();
         let applied = self
             .systems
-            .apply_resuming(&change, &actions, resume, carried, |n, carried, writes| {
+            .apply_resuming(key, &change, &actions, resume, carried, |n, carried, writes| {
                 let mut step = Outcome::default();
                 for w in writes {
                     // Only the fields the write touched are compared (an update's one or
@@ -324,7 +323,7 @@ impl Processor {
                     last_step = step;
                     return Ok(());
                 }
-                journal.set_progress(&self.tenant, id, key, &plugin_id, n, carried, &step)
+                journal.set_progress(&self.tenant, id, key, &plugin_id, carried, &step)
             })
             .await
             .map_err(Failure::from_apply)?;

@@ -206,7 +206,9 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
             let objects: std::collections::BTreeSet<&str> = wanted.iter().map(|f| f.object.as_str()).collect();
             let mut failed = None;
             for object in objects {
-                match sf.get_path(&format!("sobjects/{object}/describe")).await {
+                // Activity's fields are Task's and Event's; Activity itself is not an sObject to describe.
+                let described = if object == "Activity" { "Task" } else { object };
+                match sf.get_path(&format!("sobjects/{described}/describe")).await {
                     Ok(describe) => {
                         let names: Vec<&str> = describe["fields"].as_array().into_iter().flatten().filter_map(|f| f["name"].as_str()).collect();
                         missing.extend(wanted.iter().filter(|f| f.object == object && !names.contains(&f.name.as_str())).map(|f| format!("{}.{}", f.object, f.name)));

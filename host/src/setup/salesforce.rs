@@ -3,7 +3,8 @@
 //!
 //! - the custom fields seam reads and writes: on Case the incident link and
 //!   number and every field the tenant's packs mirror there; on Account the
-//!   customer key (External ID, unique);
+//!   customer key (External ID, unique); on Activity (Tasks and Events) the
+//!   key seam creates records by, so a retried create finds its record;
 //! - Change Data Capture for Case and Account (`PlatformEventChannelMember`s
 //!   of the standard `ChangeEvents` channel);
 //! - the permission set `Seam_Integration` for the integration user: API
@@ -15,7 +16,7 @@
 //! Each file's elements are in the order of the Metadata API's schema (a
 //! deploy refuses any other order); the tests check it.
 
-use crate::engine::normalize::{ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD};
+use crate::engine::normalize::{ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD, CREATE_KEY_FIELD};
 use crate::engine::ownership::Ownership;
 use crate::model::System;
 use anyhow::{Context, Result};
@@ -37,8 +38,10 @@ pub struct CustomField {
     /// The API name, `…__c`.
     pub name: String,
     pub length: u32,
-    /// External ID, unique, case-insensitive: a key seam matches on.
+    /// External ID, case-insensitive: a key seam matches on.
     pub key: bool,
+    /// No two records may hold the same value (Activity fields cannot be unique).
+    pub unique: bool,
     pub description: String,
 }
 
@@ -74,11 +77,15 @@ impl Metadata {
     /// The fields seam needs given the tenant's ownership map: the link fields, the customer
     /// key, and each custom field the Salesforce side mirrors.
     pub fn for_ownership(ownership: &Ownership, outbound: Option<Outbound>) -> Metadata {
-        let field = |object: &str, name: &str, length: u32, key: bool, description: &str| CustomField { object: object.into(), name: name.into(), length, key, description: description.into() };
+        let field = |object: &str, name: &str, length: u32, key: bool, description: &str| CustomField { object: object.into(), name: name.into(), length, key, unique: key, description: description.into() };
         let mut fields = vec![
             field("Case", CASE_INCIDENT_FIELD, 32, false, "The sys_id of the linked ServiceNow incident. seam writes it; do not edit."),
             field("Case", CASE_INCIDENT_NUMBER_FIELD, 40, false, "The number of the linked ServiceNow incident. seam writes it; do not edit."),
             field("Account", ACCOUNT_KEY_FIELD, 64, true, "The customer's stable key, the same as the ServiceNow company's u_sf_external_id; seam matches customers on it."),
+            CustomField {
+                unique: false,
+                ..field("Activity", CREATE_KEY_FIELD, 32, true, "The key seam creates this Task by, so a retried create finds it instead of making another. seam writes it; do not edit.")
+            },
         ];
         for mirror in ownership.mirrors.iter().filter(|m| m.system == System::Salesforce) {
             for name in mirror.fields.iter().filter(|f| f.ends_with("__c")) {
@@ -194,7 +201,7 @@ fn custom_field(f: &CustomField) -> String {
         t("required", false),
         t("trackHistory", false),
         t("type", "Text"),
-        t("unique", f.key),
+        t("unique", f.unique),
     ]);
     document("CustomField", &nodes)
 }
@@ -345,9 +352,9 @@ mod tests {
         let outbound = Outbound { endpoint: "https://seam.example.com/intake/acme-eu/salesforce/outbound?token=a&b".into(), integration_user: "seam@acme.example".into(), tenant: "acme-eu".into() };
         let metadata = Metadata::for_ownership(&Ownership::default(), Some(outbound));
         let names: Vec<String> = metadata.fields.iter().map(|f| format!("{}.{}", f.object, f.name)).collect();
-        assert_eq!(names, ["Case.ServiceNow_Incident__c", "Case.ServiceNow_Number__c", "Account.External_Id__c", "Case.ServiceNow_Assignee__c"]);
+        assert_eq!(names, ["Case.ServiceNow_Incident__c", "Case.ServiceNow_Number__c", "Account.External_Id__c", "Activity.Seam_Key__c", "Case.ServiceNow_Assignee__c"]);
         let written = metadata.write(&dir).unwrap();
-        assert_eq!(written.len(), 1 + 4 + 2 + 1 + 2);
+        assert_eq!(written.len(), 1 + 5 + 2 + 1 + 2);
         for path in written.iter().filter(|p| p.extension().is_some_and(|e| e == "xml")) {
             check_order(&std::fs::read_to_string(path).unwrap());
         }
@@ -355,6 +362,8 @@ mod tests {
         assert!(workflow.contains("<fullName>Seam_acme_eu</fullName>") && workflow.contains("?token=a&amp;b"), "{workflow}");
         let key = std::fs::read_to_string(dir.join("force-app/main/default/objects/Account/fields/External_Id__c.field-meta.xml")).unwrap();
         assert!(key.contains("<externalId>true</externalId>") && key.contains("<unique>true</unique>"));
+        let create_key = std::fs::read_to_string(dir.join("force-app/main/default/objects/Activity/fields/Seam_Key__c.field-meta.xml")).unwrap();
+        assert!(create_key.contains("<externalId>true</externalId>") && create_key.contains("<unique>false</unique>"), "{create_key}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

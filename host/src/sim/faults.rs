@@ -1,5 +1,6 @@
-//! Fault injection, per emulator: rate limiting, server errors, latency and
-//! dropped notifications and Pub/Sub streams, set by `seam sim --fault` or `PUT /__admin/faults`.
+//! Fault injection, per emulator: rate limiting, server errors, latency, lost
+//! responses and dropped notifications and Pub/Sub streams, set by `seam sim --fault`
+//! or `PUT /__admin/faults`.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -22,6 +23,11 @@ pub struct Faults {
     pub drop_notifications: f64,
     /// Never send the next N change notifications.
     pub drop_notifications_next: u32,
+    /// Probability (0..1) that a write (any request but a GET) is carried out and its
+    /// connection then cut before the response: the client cannot tell whether it happened.
+    pub drop_responses: f64,
+    /// Carry out the next N writes and cut each one's connection before the response.
+    pub drop_responses_next: u32,
     /// Seconds a rate-limited client is told to wait.
     pub retry_after_secs: u64,
     /// Probability (0..1) that a Pub/Sub subscription is cut (UNAVAILABLE) instead of sending its next batch.
@@ -43,6 +49,8 @@ impl Default for Faults {
             latency_ms: 0,
             drop_notifications: 0.0,
             drop_notifications_next: 0,
+            drop_responses: 0.0,
+            drop_responses_next: 0,
             retry_after_secs: 1,
             drop_streams: 0.0,
             drop_streams_next: 0,
@@ -103,6 +111,11 @@ impl FaultSwitch {
         self.decide(|f| (&mut f.drop_notifications_next, f.drop_notifications))
     }
 
+    /// Should this write's response be lost after the write is made?
+    pub fn drop_response(&self) -> bool {
+        self.decide(|f| (&mut f.drop_responses_next, f.drop_responses))
+    }
+
     /// Should this change event be published as a gap event?
     pub fn gap_event(&self) -> bool {
         self.decide(|f| (&mut f.gap_events_next, 0.0))
@@ -128,9 +141,9 @@ impl FaultSwitch {
 /// Parse `--fault salesforce.rate_limit=0.2` style settings onto `faults`.
 pub fn apply_setting(faults: &mut Faults, key: &str, value: &str) -> anyhow::Result<()> {
     let mut json = serde_json::to_value(&*faults)?;
-    let slot = json
-        .get_mut(key)
-        .ok_or_else(|| anyhow::anyhow!("unknown fault {key:?}; known: rate_limit, rate_limit_next, server_error, server_error_next, latency_ms, drop_notifications, drop_notifications_next, retry_after_secs, drop_streams, drop_streams_next, gap_events_next"))?;
+    // The known names are the fields of `Faults`, so the message cannot fall behind them.
+    let known = json.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+    let slot = json.get_mut(key).ok_or_else(|| anyhow::anyhow!("unknown fault {key:?}; known: {known}"))?;
     *slot = serde_json::from_str(value).map_err(|_| anyhow::anyhow!("fault {key} needs a number, got {value:?}"))?;
     *faults = serde_json::from_value(json).map_err(|e| anyhow::anyhow!("fault {key}={value}: {e}"))?;
     Ok(())

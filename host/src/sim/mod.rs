@@ -397,7 +397,29 @@ async fn fault_layer(State(emulator): State<Arc<Emulator>>, request: Request, ne
         return (emulator.fault_response)(fault);
     }
     emulator.requests.fetch_add(1, Ordering::Relaxed);
-    next.run(request).await
+    let write = request.method() != axum::http::Method::GET;
+    let response = next.run(request).await;
+    if write && emulator.faults.drop_response() {
+        tracing::debug!(emulator = emulator.name, "fault injection: the write was made and its response is lost");
+        return lost(response);
+    }
+    response
+}
+
+/// A response whose connection is cut before it arrives, as when a proxy or the network
+/// fails after the server acted: the body fails before its first byte, and the server
+/// closes the connection without finishing the message.
+fn lost(response: Response) -> Response {
+    struct Cut;
+    impl http_body::Body for Cut {
+        type Data = axum::body::Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            std::task::Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault injection: response lost"))))
+        }
+    }
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, axum::body::Body::new(Cut))
 }
 
 /// The user and password of an `Authorization: Basic` header.

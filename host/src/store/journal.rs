@@ -317,9 +317,10 @@ impl Journal {
                  attempts INTEGER NOT NULL DEFAULT 0,
                  next_at_ms INTEGER NOT NULL DEFAULT 0,
                  last_error TEXT,
-                 -- actions already carried out, so a retry resumes instead of repeating them
+                 -- how many actions are already carried out (their keys are in progress_linked)
                  progress INTEGER NOT NULL DEFAULT 0,
-                 -- what those actions left for the later ones (`Carried`: partner, its number, last created record)
+                 -- what those actions left for the later ones (`Carried`: partner, its number,
+                 -- last created record, and the keys of the actions done, which a retry skips)
                  progress_linked TEXT,
                  -- the partner record the change names (from its link field), for ordering
                  linked_id TEXT,
@@ -629,9 +630,8 @@ pub struct Due {
     pub entry: Entry,
     /// Earlier attempts, including any a crash cut short.
     pub attempts: u32,
-    /// Actions already carried out by an earlier attempt.
-    pub progress: usize,
-    /// What the actions an earlier attempt carried out left for the later ones (the partner it created, say).
+    /// What the actions an earlier attempt carried out left for the later ones (the partner
+    /// it created, say), and their keys.
     pub carried: Carried,
     /// Later updates of the same record processed with this one, in order
     /// (coalesced: one pack call, one write, one outcome for them all).
@@ -759,29 +759,29 @@ impl Journal {
                 chosen.push(Claimed { id, touches, takes_fresh: fresh_update, merged: Vec::new() });
             }
         }
-        let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress, progress_linked, received_at_ms FROM events WHERE id = ?1")?;
-        let mut load = |id: i64| -> Result<(Entry, u32, usize, Carried)> {
-            let (tenant, event_key, change, status, attempts, progress, linked, received_at_ms) = load.query_row(params![id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, i64>(5)?, r.get::<_, Option<String>>(6)?, r.get::<_, i64>(7)?))
+        let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress_linked, received_at_ms FROM events WHERE id = ?1")?;
+        let mut load = |id: i64| -> Result<(Entry, u32, Carried)> {
+            let (tenant, event_key, change, status, attempts, linked, received_at_ms) = load.query_row(params![id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, i64>(6)?))
             })?;
             let change = stored_change::decode(&change).with_context(|| format!("journal event {id} is unreadable"))?;
             // Journals from before `Carried` hold the partner alone.
             let carried = linked
                 .map(|l| serde_json::from_str::<Carried>(&l).or_else(|_| serde_json::from_str::<RecordRef>(&l).map(|r| Carried { linked: Some(r), ..Carried::default() })).unwrap_or_default())
                 .unwrap_or_default();
-            Ok((Entry { id, tenant, event_key, change, status, received_at_ms }, attempts, progress as usize, carried))
+            Ok((Entry { id, tenant, event_key, change, status, received_at_ms }, attempts, carried))
         };
         chosen
             .into_iter()
             .map(|c| {
-                let (entry, attempts, progress, carried) = load(c.id)?;
+                let (entry, attempts, carried) = load(c.id)?;
                 let merged = c.merged.iter().map(|&m| load(m).map(|(e, ..)| e)).collect::<Result<_>>()?;
-                Ok((Due { entry, attempts, progress, carried, merged }, c.touches))
+                Ok((Due { entry, attempts, carried, merged }, c.touches))
             })
             .collect::<Result<_>>()?
         };
         // Count the attempt before it starts: after a crash, `attempts > 0` tells
-        // the next attempt that the last action it finds may have half-happened,
+        // the next attempt that an action not recorded as done may have half-happened,
         // and `merged_into` that it folds in the same events as before.
         if !claimed.is_empty() {
             let ids: Vec<(i64, Vec<i64>)> = claimed.iter().map(|(due, _)| (due.entry.id, due.merged_ids())).collect();
@@ -799,13 +799,12 @@ impl Journal {
         Ok(claimed)
     }
 
-    /// Remember that the first `progress` actions of an event are done.
-    /// Record that `progress` actions are done, with what their writes leave, in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub fn set_progress(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, progress: usize, carried: &Carried, writes: &Outcome) -> Result<()> {
+    /// Record the actions carried out so far (`carried.done`, by key) and what they leave
+    /// for the later ones, with what their writes leave, in one transaction.
+    pub fn set_progress(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, carried: &Carried, writes: &Outcome) -> Result<()> {
         let mut db = self.db.lock().unwrap();
         let tx = db.transaction()?;
-        tx.prepare_cached("UPDATE events SET progress = ?2, progress_linked = ?3 WHERE id = ?1")?.execute(params![id, progress as i64, serde_json::to_string(carried)?])?;
+        tx.prepare_cached("UPDATE events SET progress = ?2, progress_linked = ?3 WHERE id = ?1")?.execute(params![id, carried.done.len() as i64, serde_json::to_string(carried)?])?;
         commit_outcome(&tx, tenant, event_key, plugin, writes)?;
         tx.commit()?;
         Ok(())

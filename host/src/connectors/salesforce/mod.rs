@@ -13,7 +13,7 @@ pub mod soql;
 
 use super::batch::Batcher;
 use super::token::{Token, Tokens};
-use super::{ConnectorError, Http, Result, RetryPolicy};
+use super::{ConnectorError, Http, Repeat, Result, RetryPolicy};
 use crate::secrets::ExposeSecret;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -107,7 +107,7 @@ impl Salesforce {
 
     /// A GET of any path on the org (`/services/data`, `sobjects/Case/describe`), with seam's session.
     pub async fn get_path(&self, path: &str) -> Result<Value> {
-        let response = self.api.call(reqwest::Method::GET, path, None).await?;
+        let response = self.api.call(reqwest::Method::GET, path, None, Repeat::Safe).await?;
         self.api.http.json(response).await
     }
 
@@ -120,6 +120,22 @@ impl Salesforce {
     pub async fn create(&self, object: &str, fields: &Map<String, Value>) -> Result<String> {
         checked(object, None)?;
         self.creates.submit((object.to_string(), fields.clone())).await
+    }
+
+    /// Create or update the one record whose External ID field `key_field` holds `key`
+    /// (`PATCH sobjects/{object}/{key_field}/{key}`); returns its id. Safe to repeat: a
+    /// second call finds the record the first made. Several records with the key (the
+    /// field is not unique) is an error, and nothing is written.
+    pub async fn upsert(&self, object: &str, key_field: &str, key: &str, fields: &Map<String, Value>) -> Result<String> {
+        checked(object, None)?;
+        soql::name(key_field).map_err(|e| ConnectorError::Invalid { system: "salesforce", message: e.to_string() })?;
+        let path = format!("sobjects/{object}/{key_field}/{}", super::path_segment(key));
+        let response = self.api.call(reqwest::Method::PATCH, &path, Some(&Value::Object(fields.clone())), Repeat::Safe).await?;
+        if response.status() == reqwest::StatusCode::MULTIPLE_CHOICES {
+            return Err(ConnectorError::Refused { system: "salesforce", status: 300, message: format!("more than one {object} has {key_field} = {key}; remove the duplicates") });
+        }
+        let body = self.api.http.json(response).await?;
+        body["id"].as_str().map(str::to_string).ok_or_else(|| ConnectorError::Refused { system: "salesforce", status: 200, message: format!("an upsert answered without an id: {}", super::truncate(&body.to_string())) })
     }
 
     pub async fn update(&self, object: &str, id: &str, fields: &Map<String, Value>) -> Result<()> {
@@ -180,20 +196,24 @@ fn record(object: &str, id: Option<String>, mut fields: Map<String, Value>) -> V
 impl Api {
     /// Send a REST call under `/services/data/vXX.X/` (or a `/services/...` path as given),
     /// logging in again once if the org says the session is no longer valid.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<reqwest::Response> {
+    /// `repeat`: whether the request is safe to send twice (see [`Http::send_once`]).
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>, repeat: Repeat) -> Result<reqwest::Response> {
         for fresh_login in [false, true] {
             let token: Arc<Token> = self.tokens.get().await?;
             let instance = token.instance_url.as_deref().unwrap_or_default();
             let url = if path.starts_with("/services/") { format!("{instance}{path}") } else { format!("{instance}/services/data/v{API_VERSION}/{path}") };
             let response = self
                 .http
-                .send(|client| {
-                    let request = client.request(method.clone(), &url).bearer_auth(token.access.expose_secret()).header("Sforce-Call-Options", &self.call_options);
-                    match body {
-                        Some(b) => request.json(b),
-                        None => request,
-                    }
-                })
+                .send_as(
+                    |client| {
+                        let request = client.request(method.clone(), &url).bearer_auth(token.access.expose_secret()).header("Sforce-Call-Options", &self.call_options);
+                        match body {
+                            Some(b) => request.json(b),
+                            None => request,
+                        }
+                    },
+                    repeat,
+                )
                 .await?;
             if let Some(usage) = response.headers().get("sforce-limit-info").and_then(|v| v.to_str().ok()).and_then(parse_api_usage) {
                 *self.usage.lock().unwrap() = Some(usage);
@@ -214,7 +234,9 @@ impl Api {
     async fn collection(&self, method: reqwest::Method, records: Vec<Value>) -> Vec<Result<Value>> {
         let n = records.len();
         let body = json!({ "allOrNone": false, "records": records });
-        let results = match self.call(method, "composite/sobjects", Some(&body)).await {
+        // Creating twice makes two records; updating twice leaves what updating once does.
+        let repeat = if method == reqwest::Method::POST { Repeat::OnlyIfUnsent } else { Repeat::Safe };
+        let results = match self.call(method, "composite/sobjects", Some(&body), repeat).await {
             Ok(response) => self.http.json(response).await,
             Err(e) => Err(e),
         };

@@ -2,12 +2,15 @@
 //!
 //! Inserts and updates go through the Batch API (`/api/now/v1/batch`): writes
 //! queued while others are in flight share one call (see [`super::batch`]).
+//! Updates share calls with updates, and inserts and journal appends with their
+//! own kind: a failed call of updates is simply sent again, one that may have
+//! inserted or appended is not (see [`Http::send_once`]).
 
 pub mod auth;
 pub mod query;
 
 use super::batch::Batcher;
-use super::{ConnectorError, Http, Result, RetryPolicy};
+use super::{ConnectorError, Http, Repeat, Result, RetryPolicy};
 use crate::secrets::ExposeSecret;
 use base64::Engine as _;
 use reqwest::RequestBuilder;
@@ -25,7 +28,10 @@ const PARALLEL_WRITES: usize = 2;
 
 pub struct ServiceNow {
     api: Arc<Api>,
-    writes: Batcher<Write, Map<String, Value>>,
+    /// Updates: safe to repeat.
+    updates: Batcher<Write, Map<String, Value>>,
+    /// Inserts and journal appends: each applied twice makes a second record or entry.
+    additions: Batcher<Write, Map<String, Value>>,
 }
 
 struct Api {
@@ -47,14 +53,15 @@ impl ServiceNow {
         let http = Http::new("servicenow", ca_pem, policy)?;
         let access = auth::Access::new(credentials, http.clone(), &format!("tenants.{tenant}.servicenow"))?;
         let api = Arc::new(Api { http, base: credentials.base().to_string(), access });
-        let writes = {
+        let batcher = |repeat: Repeat| {
             let api = api.clone();
             Batcher::new("servicenow", BATCH_LIMIT, PARALLEL_WRITES, move |batch: Vec<Write>| {
                 let api = api.clone();
-                async move { api.batch(batch).await }
+                async move { api.batch(batch, repeat).await }
             })
         };
-        Ok(ServiceNow { api, writes })
+        let (updates, additions) = (batcher(Repeat::Safe), batcher(Repeat::OnlyIfUnsent));
+        Ok(ServiceNow { api, updates, additions })
     }
 
     pub fn http(&self) -> &Http {
@@ -76,13 +83,20 @@ impl ServiceNow {
     /// Insert a record; returns it as stored.
     pub async fn insert(&self, table: &str, fields: &Map<String, Value>) -> Result<Map<String, Value>> {
         checked(table, None)?;
-        self.writes.submit(Write { table: table.into(), id: None, fields: fields.clone() }).await
+        self.additions.submit(Write { table: table.into(), id: None, fields: fields.clone() }).await
     }
 
-    /// Update a record; returns it as stored.
+    /// Update a record; returns it as stored. Not for journal fields: see [`ServiceNow::append`].
     pub async fn update(&self, table: &str, id: &str, fields: &Map<String, Value>) -> Result<Map<String, Value>> {
         checked(table, Some(id))?;
-        self.writes.submit(Write { table: table.into(), id: Some(id.into()), fields: fields.clone() }).await
+        self.updates.submit(Write { table: table.into(), id: Some(id.into()), fields: fields.clone() }).await
+    }
+
+    /// Append to a record's journal fields (`comments`, `work_notes`: a PATCH that adds an
+    /// entry rather than setting a value, so it is not repeated blindly); returns the record.
+    pub async fn append(&self, table: &str, id: &str, entries: &Map<String, Value>) -> Result<Map<String, Value>> {
+        checked(table, Some(id))?;
+        self.additions.submit(Write { table: table.into(), id: Some(id.into()), fields: entries.clone() }).await
     }
 
     /// A record with `{"value", "display_value"}` per field.
@@ -91,7 +105,7 @@ impl ServiceNow {
         let api = &self.api;
         let url = api.url(table, Some(id));
         let params = [("sysparm_display_value", "all"), ("sysparm_exclude_reference_link", "true")];
-        let response = api.send(|client| client.get(&url).query(&params)).await?;
+        let response = api.send(|client| client.get(&url).query(&params), Repeat::Safe).await?;
         Ok(api.result(response).await?.as_object().cloned().unwrap_or_default())
     }
 
@@ -111,7 +125,7 @@ impl ServiceNow {
         let url = api.url(table, None);
         let limit = limit.to_string();
         let params = [("sysparm_query", query.as_str()), ("sysparm_limit", limit.as_str()), ("sysparm_exclude_reference_link", "true"), ("sysparm_display_value", display)];
-        let response = api.send(|client| client.get(&url).query(&params)).await?;
+        let response = api.send(|client| client.get(&url).query(&params), Repeat::Safe).await?;
         let rows = api.result(response).await?;
         Ok(rows.as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect())
     }
@@ -160,13 +174,13 @@ impl Api {
 
     /// Send with the instance's credentials, retrying what is transient; a 401 to an OAuth
     /// token gets one new token and one more try.
-    async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<reqwest::Response> {
+    async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder, repeat: Repeat) -> Result<reqwest::Response> {
         match &self.access {
-            auth::Access::Basic { username, password } => self.http.send(|client| build(client).basic_auth(username, Some(password.expose_secret()))).await,
+            auth::Access::Basic { username, password } => self.http.send_as(|client| build(client).basic_auth(username, Some(password.expose_secret())), repeat).await,
             auth::Access::OAuth(tokens) => {
                 for fresh in [false, true] {
                     let token = tokens.get().await?;
-                    let response = self.http.send(|client| build(client).bearer_auth(token.access.expose_secret())).await?;
+                    let response = self.http.send_as(|client| build(client).bearer_auth(token.access.expose_secret()), repeat).await?;
                     if response.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh {
                         tracing::info!("ServiceNow refused the access token; getting a new one");
                         tokens.invalidate(&token);
@@ -195,7 +209,7 @@ impl Api {
     }
 
     /// One Batch API call carrying every write; one result per write, in order.
-    async fn batch(&self, writes: Vec<Write>) -> Vec<Result<Map<String, Value>>> {
+    async fn batch(&self, writes: Vec<Write>, repeat: Repeat) -> Vec<Result<Map<String, Value>>> {
         let n = writes.len();
         let b64 = base64::engine::general_purpose::STANDARD;
         let requests: Vec<Value> = writes
@@ -213,7 +227,7 @@ impl Api {
             .collect();
         let body = json!({ "batch_request_id": "seam", "rest_requests": requests });
         let url = format!("{}/api/now/v1/batch", self.instance_url());
-        let answer = match self.send(|client| client.post(&url).json(&body)).await {
+        let answer = match self.send(|client| client.post(&url).json(&body), repeat).await {
             Ok(response) => self.http.json(response).await,
             Err(e) => Err(e),
         };

@@ -184,6 +184,8 @@ fn objects() -> &'static [ObjectDef] {
                     f("ActivityDate", FieldType::Date),
                     f("WhatId", FieldType::Reference(&["Account", "Case"])),
                     f("WhoId", FieldType::Reference(&["Contact"])),
+                    // A custom Activity field, as `seam salesforce metadata` defines it: External ID, not unique.
+                    FieldDef { external_id: true, ..f("Seam_Key__c", FieldType::Text(32)) },
                 ]),
             },
             ObjectDef {
