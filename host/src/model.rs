@@ -237,6 +237,9 @@ pub enum Action {
     AppendJournal { target: Target, kind: JournalKind, text: String },
     Create { system: System, object: String, fields: Vec<Field>, link_to_source: bool },
     PostSlack { channel: String, create_channel: bool, text: String },
+    /// Delete a record. Not a pack's to ask for: the host adds it when a pack's delete
+    /// policy says a deleted record's partner goes too (see `packs::manifest::Deletes`).
+    Delete { target: Target },
 }
 
 impl fmt::Display for Value {
@@ -272,6 +275,7 @@ impl fmt::Display for Action {
             Action::PostSlack { channel, create_channel, text } => {
                 write!(f, "post to Slack #{channel}{}: {text:?}", if *create_channel { " (create)" } else { "" })
             }
+            Action::Delete { target } => write!(f, "delete {target}"),
         }
     }
 }

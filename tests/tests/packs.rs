@@ -79,6 +79,9 @@ async fn a_manifest_that_does_not_match_its_component_is_refused_whole() {
     // The ownership map is the mapping's to give; a workflow manifest with one is refused.
     assert!(format!("{:#}", wrong_kind.validate().unwrap_err()).contains("a workflow pack has no ownership map"));
     wrong_kind.ownership = None;
+    // So is the delete policy.
+    assert!(format!("{:#}", wrong_kind.validate().unwrap_err()).contains("a workflow pack has no delete policy"));
+    wrong_kind.deletes = None;
     let err = packs::load(&runtime, &artifact::build(&component, &wrong_kind).unwrap(), "x", &TrustedKeys::default()).await.err().unwrap();
     assert!(format!("{err:#}").contains("the manifest says seam:sync/workflow@0.2.0, but the component implements seam:sync/mapping@0.2.0"), "{err:#}");
     let err = packs::load(&runtime, &artifact::build(&pack_bytes(SEV1_BRIDGE), &manifest()).unwrap(), "x", &TrustedKeys::default()).await.err().unwrap();

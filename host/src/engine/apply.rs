@@ -232,6 +232,15 @@ impl Systems {
         }
     }
 
+    /// Delete a record; `false` when it was gone already.
+    pub async fn delete(&self, record: &RecordRef) -> Result<bool, ApplyError> {
+        match record.system {
+            System::Salesforce => Ok(self.salesforce.delete(&record.object, &record.id).await?),
+            System::Servicenow => Ok(self.servicenow.delete(&record.object, &record.id).await?),
+            System::Slack => Err(ApplyError::Unsupported("seam does not delete Slack messages".into())),
+        }
+    }
+
     /// Run `actions` for `change`; returns every write made, in order.
     pub async fn apply(&self, change: &Change, actions: &[Action]) -> Result<Vec<Write>, ApplyError> {
         Ok(self.apply_resuming(&change.event_id, change, actions, Resume::Start, Carried::default(), |_, _, _| Ok(())).await?.writes)
@@ -289,6 +298,13 @@ impl Systems {
                     let record = self.target(target, &ctx, "update")?;
                     let body = self.fields_json(fields, &ctx);
                     writes.push(self.update(record, &body).await?);
+                }
+                Action::Delete { target } => {
+                    let record = self.target(target, &ctx, "delete")?;
+                    // Gone already (a retry, or someone else deleted it): nothing to write.
+                    if self.delete(&record).await? {
+                        writes.push(Write::sent(record, "delete", &Map::new()));
+                    }
                 }
                 Action::AppendJournal { target, kind, text } => {
                     let record = self.target(target, &ctx, "append-journal")?;

@@ -25,6 +25,17 @@ pub fn link_field(system: System) -> &'static str {
     }
 }
 
+/// The values that clear a record's link to its partner (the link field, and the partner's
+/// number or name beside it), as a field list for an update.
+pub fn cleared_link(system: System) -> Vec<crate::model::Field> {
+    let (fields, empty) = match system {
+        System::Salesforce => (&[CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD][..], Value::Null),
+        // ServiceNow keeps an empty string, not a null.
+        _ => (&[INCIDENT_CASE_FIELD, "correlation_display"][..], Value::Text(String::new())),
+    };
+    fields.iter().map(|f| crate::model::Field { name: f.to_string(), value: empty.clone() }).collect()
+}
+
 /// Whether a pack may write `field`: link fields are seam's alone, on both sides.
 pub fn is_link_field(system: System, field: &str) -> bool {
     field == link_field(system)

@@ -1,7 +1,8 @@
 //! Catch-up polling: notifications can be lost (dropped, misconfigured, an
 //! endpoint down for longer than the sender retries). The poller reads what
-//! changed since its watermark (Case.SystemModstamp, incident.sys_updated_on)
-//! and journals it like a notification.
+//! changed since its watermark (Case.SystemModstamp, incident.sys_updated_on,
+//! and the incidents' deletes in `sys_audit_delete.sys_created_on`) and
+//! journals it like a notification.
 //!
 //! Pages are read by keyset, `(timestamp, id)`: the watermark is the last
 //! record read, and the next page starts after it. A bulk load that stamps a
@@ -32,6 +33,7 @@ const PAGE: usize = 200;
 /// The watermarks' names in the journal.
 pub const SALESFORCE_CASES: &str = "salesforce.Case";
 pub const SERVICENOW_INCIDENTS: &str = "servicenow.incident";
+pub const SERVICENOW_INCIDENT_DELETES: &str = "servicenow.incident.deleted";
 /// Set while a catch-up poll of Cases is owed (a change event stream's gap): the debt outlives a
 /// failed poll and a crash, and is paid by [`Poller::pay_cases`].
 pub const SALESFORCE_CASES_OWED: &str = "salesforce.Case.owed";
@@ -46,6 +48,8 @@ pub struct Poller {
     /// One reader of the Case watermark at a time: the periodic pass and each topic's gap
     /// recovery would otherwise move it under each other.
     cases: tokio::sync::Mutex<()>,
+    /// Set once the instance has refused seam a read of `sys_audit_delete` (said once in the log).
+    deletes_refused: std::sync::atomic::AtomicBool,
 }
 
 /// A watermark: the stamp of the last record read, and its id (`stamp|id`). A stamp alone
@@ -81,7 +85,7 @@ pub struct Polled {
 
 impl Poller {
     pub fn new(tenant: &str, journal: Arc<Journal>, systems: Arc<Systems>, poll_salesforce: bool) -> Poller {
-        Poller { tenant: tenant.into(), journal, systems, poll_salesforce, cases: Default::default() }
+        Poller { tenant: tenant.into(), journal, systems, poll_salesforce, cases: Default::default(), deletes_refused: Default::default() }
     }
 
     pub async fn poll_once(&self) -> Result<Polled> {
@@ -92,7 +96,7 @@ impl Poller {
         } else {
             (0, 0)
         };
-        for (read, new) in [cases, self.poll_incidents().await?] {
+        for (read, new) in [cases, self.poll_incidents().await?, self.poll_incident_deletes().await?] {
             polled.read += read;
             polled.new += new;
         }
@@ -202,31 +206,37 @@ impl Poller {
         self.journal(SALESFORCE_CASES, mark, events).await
     }
 
-    async fn poll_incidents(&self) -> Result<(usize, usize)> {
+    /// A ServiceNow source's next page: the rows of `table` matching `base`, after the watermark
+    /// `source` by keyset on (`stamp`, sys_id). The first start sets the watermark instead (and
+    /// reads nothing): `stamp` counts whole seconds, so the newest row's second is history and
+    /// the next one is not; with no row at all, every row to come is new.
+    async fn servicenow_page(&self, source: &str, table: &str, base: Query, stamp: &str) -> Result<Option<Vec<serde_json::Map<String, Value>>>> {
         let sn = &self.systems.servicenow;
-        let Some(since) = self.journal.watermark(&self.tenant, SERVICENOW_INCIDENTS)? else {
-            // sys_updated_on counts whole seconds: the newest change's second is history, the next one is not.
-            // With no incident at all, every incident to come is new (see the Cases above).
-            let newest = sn.query("incident", &Query::literal("ORDERBYDESCsys_updated_on"), 1).await?;
+        let Some(since) = self.journal.watermark(&self.tenant, source)? else {
+            let newest = sn.query(table, &base.order_by_desc(stamp)?, 1).await?;
             let at = newest
                 .first()
-                .and_then(|r| r.get("sys_updated_on").and_then(Value::as_str))
+                .and_then(|r| r.get(stamp).and_then(|v| v.get("value").or(Some(v))).and_then(Value::as_str))
                 .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc()))
                 .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::seconds(1));
-            return self.start_at(SERVICENOW_INCIDENTS, &at.format("%Y-%m-%d %H:%M:%S").to_string());
+            self.start_at(source, &at.format("%Y-%m-%d %H:%M:%S").to_string())?;
+            return Ok(None);
         };
         let since = Mark::parse(&since);
         let query = match since.id {
-            // After the last record read: later stamps, and later sys_ids of its stamp.
-            Some(id) => Query::new().above("sys_updated_on", since.stamp)?.or_else(Query::new().eq("sys_updated_on", since.stamp)?.above("sys_id", id)?),
-            None => Query::new().at_least("sys_updated_on", since.stamp)?,
+            // After the last row read: later stamps, and later sys_ids of its stamp.
+            Some(id) => base.clone().above(stamp, since.stamp)?.or_else(base.eq(stamp, since.stamp)?.above("sys_id", id)?),
+            None => base.at_least(stamp, since.stamp)?,
         };
-        let rows = sn.query_with_display("incident", &query.order_by("sys_updated_on")?.order_by("sys_id")?, PAGE).await?;
+        Ok(Some(sn.query_with_display(table, &query.order_by(stamp)?.order_by("sys_id")?, PAGE).await?))
+    }
+
+    async fn poll_incidents(&self) -> Result<(usize, usize)> {
+        let Some(rows) = self.servicenow_page(SERVICENOW_INCIDENTS, "incident", Query::new(), "sys_updated_on").await? else { return Ok((0, 0)) };
         let mut events = Vec::new();
         let mut mark = None;
         for mut row in rows {
-            let value = |r: &serde_json::Map<String, Value>, f: &str| r.get(f).and_then(|v| v.get("value").or(Some(v))).and_then(Value::as_str).unwrap_or_default().to_string();
-            let (id, count, updated) = (value(&row, "sys_id"), value(&row, "sys_mod_count"), value(&row, "sys_updated_on"));
+            let (id, count, updated) = (plain(&row, "sys_id"), plain(&row, "sys_mod_count"), plain(&row, "sys_updated_on"));
             // Journals read back empty; a poll cannot know what was appended.
             row.remove("work_notes");
             row.remove("comments");
@@ -237,5 +247,67 @@ impl Poller {
             mark = Some(Mark { stamp: &updated, id: Some(&id) }.encode());
         }
         self.journal(SERVICENOW_INCIDENTS, mark, events).await
+    }
+
+    /// Incidents deleted since the watermark, from the platform's record of deletes
+    /// (`sys_audit_delete`), for delete notifications that never arrived. Each is journaled
+    /// under the key its notification has (`sn:{sys_id}:{sys_mod_count}:delete`, the count
+    /// read from the deleted record's XML), so the two are one event. An instance that does
+    /// not let seam read the table is told of once, and the rest of the poll goes on.
+    async fn poll_incident_deletes(&self) -> Result<(usize, usize)> {
+        use std::sync::atomic::Ordering;
+        if self.deletes_refused.load(Ordering::Relaxed) {
+            return Ok((0, 0));
+        }
+        let rows = match self.servicenow_page(SERVICENOW_INCIDENT_DELETES, "sys_audit_delete", Query::new().eq("tablename", "incident")?, "sys_created_on").await {
+            Ok(Some(rows)) => rows,
+            Ok(None) => return Ok((0, 0)),
+            Err(e) if matches!(e.downcast_ref::<crate::connectors::ConnectorError>(), Some(crate::connectors::ConnectorError::Refused { status: 401 | 403, .. })) => {
+                self.deletes_refused.store(true, Ordering::Relaxed);
+                tracing::warn!(tenant = %self.tenant, "incident deletes are not caught up: the instance refuses seam a read of sys_audit_delete ({e}); give the integration user's role read access to it (docs/real-orgs.md)");
+                return Ok((0, 0));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut events = Vec::new();
+        let mut mark = None;
+        for row in rows {
+            let (audit_id, id, deleted_at) = (plain(&row, "sys_id"), plain(&row, "documentkey"), plain(&row, "sys_created_on"));
+            let key = match xml_element(&plain(&row, "payload"), "sys_mod_count") {
+                Some(count) => format!("sn:{id}:{count}:delete"),
+                None => format!("sn-deleted:{audit_id}"),
+            };
+            let record = serde_json::Map::from_iter([("sys_id".to_string(), Value::String(id.clone()))]);
+            events.push((key.clone(), normalize::servicenow(&key, ChangeKind::Deleted, "incident", &record, None)));
+            mark = Some(Mark { stamp: &deleted_at, id: Some(&audit_id) }.encode());
+        }
+        self.journal(SERVICENOW_INCIDENT_DELETES, mark, events).await
+    }
+}
+
+/// A field of a Table API row read with display values (`{"value", "display_value"}`) or without.
+fn plain(row: &serde_json::Map<String, Value>, field: &str) -> String {
+    row.get(field).and_then(|v| v.get("value").or(Some(v))).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// The text of the first `<name>` element of an XML document, when it holds only digits
+/// (all the poller reads: a record's sys_mod_count).
+fn xml_element(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let text = &xml[start..start + xml[start..].find('<')?];
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())).then(|| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xml_element;
+
+    #[test]
+    fn a_deleted_records_mod_count_is_read_from_its_payload() {
+        let payload = r#"<?xml version="1.0" encoding="UTF-8"?><record_update table="incident"><incident><number>INC0010001</number><sys_mod_count>4</sys_mod_count></incident></record_update>"#;
+        assert_eq!(xml_element(payload, "sys_mod_count").as_deref(), Some("4"));
+        assert_eq!(xml_element(payload, "sys_id"), None);
+        assert_eq!(xml_element("<sys_mod_count>4 OR 1</sys_mod_count>", "sys_mod_count"), None, "only digits");
+        assert_eq!(xml_element("<sys_mod_count>", "sys_mod_count"), None, "cut short");
     }
 }

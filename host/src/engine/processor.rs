@@ -15,6 +15,7 @@ use super::echoes;
 use super::identity::{self, Refusal};
 use super::normalize;
 use super::ownership;
+use crate::packs::manifest::DeletePolicy;
 use crate::packs::ActivePack;
 use arc_swap::ArcSwap;
 use crate::model::{latest_fields, Action, Carried, Change, ChangeKind, Field, RecordRef, System, Target, Value};
@@ -193,7 +194,9 @@ impl Processor {
         // The partner is the one seam linked. What the record's link field names is only a
         // claim, taken when the partner names it back (see `identity`); a person's edit of the
         // field is put back by the ownership gate below, and never read.
-        let claimed = change.linked.take();
+        // A deleted record's claim is not weighed: it can no longer be read back, and
+        // only a link seam made has a partner to unlink.
+        let claimed = change.linked.take().filter(|_| change.kind != ChangeKind::Deleted);
         change.linked = self.local_link(&source).map_err(Failure::transient)?;
         let mut adopted = None;
         if let (None, Some(claimed)) = (&change.linked, claimed) {
@@ -293,6 +296,31 @@ impl Processor {
             actions.extend(asked);
         }
 
+        // A deleted record's partner: the packs have mapped the delete (a note, or closing
+        // it); the mapping pack's delete policy says what becomes of the partner, and the
+        // link goes either way. The host's own actions run last, under the same keys.
+        let mut unlinked = None;
+        if change.kind == ChangeKind::Deleted {
+            if let Some(partner) = change.linked.clone() {
+                let policy = pack.manifest.deletes.clone().unwrap_or_default().policy(source.system);
+                let updates_partner = actions.iter().any(|a| matches!(a, Action::Update { target: Target::Linked, .. }));
+                if policy == DeletePolicy::Close && !updates_partner {
+                    return Err(Failure::Permanent(format!(
+                        "{source} was deleted and pack {}'s delete policy for {} is close, but the packs asked for no update of {partner}; \
+                         map the delete to the update that closes it, or set \"deletes\" to unlink",
+                        pack.manifest.id(),
+                        source.system
+                    )));
+                }
+                actions.push(match policy {
+                    DeletePolicy::Delete => Action::Delete { target: Target::Linked },
+                    DeletePolicy::Unlink | DeletePolicy::Close => Action::Update { target: Target::Linked, fields: identity::cleared_link(partner.system) },
+                });
+                by.push(None);
+                unlinked = Some((partner, policy));
+            }
+        }
+
         // Carry it across. After each action its progress is recorded in one
         // transaction with what its writes leave (audit, shadow, echoes to
         // expect): an attempt cut short by a crash must not leave the next one
@@ -331,8 +359,24 @@ impl Processor {
         out.shadow.extend(last_step.shadow);
         out.expect.extend(last_step.expect);
         let writes = applied.writes;
-        if let Some(partner) = applied.linked.as_ref().filter(|p| p.system != System::Slack && p.system != source.system) {
-            out.links.push(case_and_incident(&source, partner));
+        match unlinked {
+            Some((partner, policy)) => {
+                let what = if policy == DeletePolicy::Delete { "deleted with it" } else { "unlinked" };
+                out.audit.push(AuditRow {
+                    record: partner.clone(),
+                    field: identity::link_field(partner.system).to_string(),
+                    old: Some(Value::Text(source.id.clone())),
+                    new: Value::Null,
+                    reason: format!("{source} was deleted: its partner is {what} (deletes: {})", policy.name()),
+                    plugin: None,
+                });
+                out.unlinks.push(case_and_incident(&source, &partner));
+            }
+            None => {
+                if let Some(partner) = applied.linked.as_ref().filter(|p| p.system != System::Slack && p.system != source.system) {
+                    out.links.push(case_and_incident(&source, partner));
+                }
+            }
         }
         tracing::info!(tenant = %self.tenant, event = key, writes = writes.len(), "synced {}", source);
         Ok((Processed::Synced { writes: writes.len() + reverted, reverted }, out))

@@ -1,7 +1,9 @@
 //! What a pack says about itself: name, version, the `seam:sync` world it
-//! implements, the fields it mirrors (ownership) and what it may look up.
+//! implements, the fields it mirrors (ownership), what becomes of a deleted
+//! record's partner (deletes) and what it may look up.
 
 use crate::engine::ownership::Ownership;
+use crate::model::System;
 use crate::runtime::{Grants, World};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -21,9 +23,61 @@ pub struct Manifest {
     /// Absent: the default Case ⇄ Incident map. Mapping packs only.
     #[serde(default)]
     pub ownership: Option<Ownership>,
+    /// What becomes of a record's partner when the record is deleted. Absent: both sides
+    /// unlink. Mapping packs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<Deletes>,
     /// What the pack may read through `lookup`.
     #[serde(default)]
     pub lookups: Grants,
+}
+
+/// The delete policy, by the system in which the record was deleted:
+/// `{"salesforce": "unlink", "servicenow": "close"}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deletes {
+    /// When a Case is deleted: what becomes of its incident.
+    #[serde(default)]
+    pub salesforce: DeletePolicy,
+    /// When an incident is deleted: what becomes of its Case.
+    #[serde(default)]
+    pub servicenow: DeletePolicy,
+}
+
+impl Deletes {
+    pub fn policy(&self, deleted_in: System) -> DeletePolicy {
+        match deleted_in {
+            System::Salesforce => self.salesforce,
+            _ => self.servicenow,
+        }
+    }
+}
+
+/// What becomes of the partner of a deleted record. In every case the pack first maps the
+/// delete like any change (a note on the partner, say), and the link goes: the partner's link
+/// fields are cleared, or the partner is deleted with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletePolicy {
+    /// The partner stays as it is, no longer synced.
+    #[default]
+    Unlink,
+    /// The pack's actions close the partner (they must update it), and it is unlinked.
+    Close,
+    /// The partner is deleted too.
+    Delete,
+}
+
+impl DeletePolicy {
+    /// As the manifest spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeletePolicy::Unlink => "unlink",
+            DeletePolicy::Close => "close",
+            DeletePolicy::Delete => "delete",
+        }
+    }
 }
 
 impl Manifest {
@@ -41,6 +95,9 @@ impl Manifest {
         let (world, _) = self.world_version()?;
         if world == World::Workflow && self.ownership.is_some() {
             bail!("a workflow pack has no ownership map: the tenant's mapping pack (or its configuration) says which side owns each field; remove `ownership` from the manifest");
+        }
+        if world == World::Workflow && self.deletes.is_some() {
+            bail!("a workflow pack has no delete policy: the tenant's mapping pack says what becomes of a deleted record's partner; remove `deletes` from the manifest");
         }
         Ok(())
     }
@@ -69,6 +126,7 @@ impl Manifest {
             world: format!("seam:sync/{}@{}", plugin.world(), plugin.api().as_str()),
             description: String::new(),
             ownership: None,
+            deletes: None,
             lookups: plugin.grants().clone(),
         }
     }

@@ -457,6 +457,8 @@ pub struct Outcome {
     pub audit: Vec<AuditRow>,
     /// (Case id, incident sys_id)
     pub links: Vec<(String, String)>,
+    /// Links that end: one of the pair was deleted. (Case id, incident sys_id)
+    pub unlinks: Vec<(String, String)>,
     /// Values written now, whose notifications will come back.
     pub expect: Vec<(RecordRef, String, Value)>,
     /// Expected echoes this event was (ids from [`Journal::expected_echoes`]).
@@ -601,6 +603,9 @@ fn commit_outcome(tx: &Connection, tenant: &str, event_key: &str, plugin: &str, 
     }
     for (case_id, incident_id) in &outcome.links {
         tx.prepare_cached("INSERT INTO links (tenant, case_id, incident_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?.execute(params![tenant, case_id, incident_id, now])?;
+    }
+    for (case_id, incident_id) in &outcome.unlinks {
+        tx.prepare_cached("DELETE FROM links WHERE tenant = ?1 AND case_id = ?2 AND incident_id = ?3")?.execute(params![tenant, case_id, incident_id])?;
     }
     for (record, field, value) in &outcome.expect {
         tx.prepare_cached("INSERT INTO expected_echoes (tenant, system, object, record_id, field, value, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![tenant, record.system.to_string(), record.object, record.id, field, encode(value), now])?;

@@ -37,8 +37,10 @@ fn case_status(state: &str) -> Option<&'static str> {
 }
 
 fn case_to_incident(change: &Change) -> Result<Vec<Action>, String> {
-    // A new Case, or one that predates its link, gets an incident with everything.
-    let creating = change.linked.is_none() && change.kind != ChangeKind::Deleted;
+    // A new Case, or one that predates its link, gets an incident with everything; a closed
+    // one (the Case of an incident that was deleted, say) gets none.
+    let unlinked = change.linked.is_none();
+    let creating = unlinked && change.kind != ChangeKind::Deleted && change.text("Status") != Some("Closed");
     let touched = |name: &str| creating || change.changed(name);
 
     let mut fields = Vec::new();
@@ -57,22 +59,33 @@ fn case_to_incident(change: &Change) -> Result<Vec<Action>, String> {
     }
 
     Ok(match change.kind {
+        // The manifest's delete policy for Salesforce is unlink: the incident stays, with a note.
         ChangeKind::Deleted if change.linked.is_some() => {
-            vec![Action::work_note_linked("The Salesforce Case linked to this incident was deleted.")]
+            vec![Action::work_note_linked("The Salesforce Case linked to this incident was deleted; seam no longer syncs this incident.")]
         }
         ChangeKind::Deleted => vec![],
         _ if creating => vec![Action::create_linked(System::Servicenow, "incident", fields)],
-        _ if fields.is_empty() => vec![],
+        _ if unlinked || fields.is_empty() => vec![],
         _ => vec![Action::update_linked(fields)],
     })
 }
 
 fn incident_to_case(change: &Change) -> Result<Vec<Action>, String> {
     // An incident opened in ServiceNow directly has no Case to write to.
-    if change.linked.is_none() || change.kind == ChangeKind::Deleted {
+    if change.linked.is_none() {
         return Ok(vec![]);
     }
     let number = change.text("number").unwrap_or("the incident");
+    // The manifest's delete policy for ServiceNow is close: the incident was where the work
+    // happened, so its Case closes (with a note for the agents, not the customer), and the
+    // host unlinks it. A catch-up poll knows a deleted incident by its sys_id alone.
+    if change.kind == ChangeKind::Deleted {
+        let what = change.text("number").map_or_else(|| "The ServiceNow incident linked to this Case".to_string(), |n| format!("{n}, linked to this Case,"));
+        return Ok(vec![
+            Action::update_linked([field("Status", "Closed")]),
+            Action::work_note_linked(format!("{what} was deleted in ServiceNow; the Case is closed and no longer synced.")),
+        ]);
+    }
     let mut fields = Vec::new();
     let mut actions = Vec::new();
 

@@ -143,6 +143,18 @@ impl Salesforce {
         self.updates.submit((object.to_string(), id.to_string(), fields.clone())).await
     }
 
+    /// Delete a record; `false` when it was gone already (deleted, or never there), which a
+    /// repeated delete finds. Safe to repeat.
+    pub async fn delete(&self, object: &str, id: &str) -> Result<bool> {
+        checked(object, Some(id))?;
+        let response = self.api.call(reqwest::Method::DELETE, &format!("sobjects/{object}/{id}"), None, Repeat::Safe).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        self.api.http.expect_success(response).await?;
+        Ok(true)
+    }
+
     pub async fn get(&self, object: &str, id: &str) -> Result<Map<String, Value>> {
         checked(object, Some(id))?;
         let body = self.get_path(&format!("sobjects/{object}/{id}")).await?;

@@ -99,6 +99,18 @@ impl ServiceNow {
         self.additions.submit(Write { table: table.into(), id: Some(id.into()), fields: entries.clone() }).await
     }
 
+    /// Delete a record; `false` when it was gone already, which a repeated delete finds. Safe to repeat.
+    pub async fn delete(&self, table: &str, id: &str) -> Result<bool> {
+        checked(table, Some(id))?;
+        let url = self.api.url(table, Some(id));
+        let response = self.api.send(|client| client.delete(&url), Repeat::Safe).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        self.api.http.expect_success(response).await?;
+        Ok(true)
+    }
+
     /// A record with `{"value", "display_value"}` per field.
     pub async fn get(&self, table: &str, id: &str) -> Result<Map<String, Value>> {
         checked(table, Some(id))?;

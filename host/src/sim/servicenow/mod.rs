@@ -507,15 +507,49 @@ fn push_jobs<'a>(e: &'a Emulator, table: &Table, operation: &str, user: &str, re
         .collect()
 }
 
-/// A delete's push jobs, after the delete (their own transaction).
-fn notify_deleted(e: &Emulator, table: &Table, record: &Record, user: &str) {
+/// What follows a delete, in one transaction of its own: the `sys_audit_delete` row
+/// (a record of a platform table, `sys_…`, is not audited) and the push jobs.
+fn after_delete(e: &Emulator, table: &Table, record: &Record, user: &str) {
     let jobs = push_jobs(e, table, "delete", user, record, Some(record));
-    if jobs.is_empty() {
+    let mut writes = Vec::new();
+    if !table.name.starts_with("sys_") {
+        let id = sys_id();
+        let mut audit = Record::new();
+        let now = tables::now();
+        for (k, v) in [
+            ("sys_id", id.as_str()),
+            ("tablename", table.name),
+            ("documentkey", raw(record, "sys_id")),
+            ("display_value", &display_of(e, table, record, table.display)),
+            ("payload", &deleted_payload(table, record)),
+            ("sys_created_on", &now),
+            ("sys_created_by", user),
+            ("sys_updated_on", &now),
+            ("sys_updated_by", user),
+            ("sys_mod_count", "0"),
+            ("sys_class_name", "sys_audit_delete"),
+        ] {
+            audit.insert(k.into(), text(v));
+        }
+        writes.push(("sys_audit_delete".to_string(), id, audit));
+    }
+    if writes.is_empty() && jobs.is_empty() {
         return;
     }
-    if let Err(err) = e.store.put_all_with(EMULATOR, Vec::new(), |db| queue_jobs(db, jobs)) {
-        tracing::error!("queueing a ServiceNow notification: {err:#}");
+    if let Err(err) = e.store.put_all_with(EMULATOR, writes, |db| queue_jobs(db, jobs)) {
+        tracing::error!("recording a ServiceNow delete: {err:#}");
     }
+}
+
+/// The deleted record as `sys_audit_delete.payload` holds it: an XML document with one element per field.
+fn deleted_payload(table: &Table, record: &Record) -> String {
+    let mut xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><record_update table=\"{0}\"><{0}>", table.name);
+    for (name, value) in record.iter().filter(|(k, _)| !k.starts_with('_')) {
+        let value = value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+        xml.push_str(&format!("<{name}>{}</{name}>", quick_xml::escape::escape(value.as_str())));
+    }
+    xml.push_str(&format!("</{0}></record_update>", table.name));
+    xml
 }
 
 async fn insert(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<String, String>>, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
@@ -547,7 +581,7 @@ async fn delete(State(e): Ctx, Path((table, id)): Path<(String, String)>, axum::
     let table = or_respond!(table_or_400(&table));
     match e.store.delete(EMULATOR, table.name, &id) {
         Ok(Some(record)) => {
-            notify_deleted(&e, table, &record, &user);
+            after_delete(&e, table, &record, &user);
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(None) => no_record(),

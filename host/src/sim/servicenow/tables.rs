@@ -127,6 +127,9 @@ pub fn tables() -> &'static [Table] {
                 col("element", Kind::Text),
                 col("value", Kind::Text),
             ]),
+            // Deleted records, as the platform audits a delete: the table, the record's sys_id
+            // (documentkey) and the record as XML (payload), stamped with when it went.
+            table("sys_audit_delete", "display_value", None, texts(&["tablename", "documentkey", "display_value", "payload"])),
             table("sys_properties", "name", None, vec![
                 col("name", Kind::Text),
                 col("value", Kind::Text),
