@@ -7,7 +7,7 @@ use seam::engine::ownership::Ownership;
 use arc_swap::ArcSwap;
 use seam::engine::dispatcher::Dispatcher;
 use seam::packs::ActivePack;
-use seam::engine::processor::Processor;
+use seam::engine::processor::{Processor, Retrying};
 use seam::model::{RecordRef, System, Value};
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
 use seam::sim::Sim;
@@ -38,6 +38,10 @@ async fn harness(name: &str) -> Harness {
 }
 
 async fn harness_with(name: &str, ownership: Ownership) -> Harness {
+    harness_retrying(name, ownership, Retrying::default()).await
+}
+
+async fn harness_retrying(name: &str, ownership: Ownership, retrying: Retrying) -> Harness {
     let Rig { sim, journal, journal_path, counters, .. } = rig(&format!("engine-{name}"), 1 << 20).await;
     let policy = RetryPolicy { attempts: 4, base: Duration::from_millis(20), max: Duration::from_millis(200) };
     let systems = Arc::new(sim.seam_systems(policy.clone()).await.unwrap());
@@ -45,7 +49,7 @@ async fn harness_with(name: &str, ownership: Ownership) -> Harness {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
     let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, ownership)));
-    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters });
+    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters, retrying });
     Harness { sim, journal, journal_path, processor, systems, people }
 }
 
@@ -743,5 +747,68 @@ async fn record_text_cannot_widen_a_query_or_leave_its_url_path() {
     assert!(matches!(h.systems.get(&climb, &["Name".into()]).await, Err(LookupFailure::NotGranted(why)) if why.contains("not a Salesforce record id")));
     let climb = RecordRef { system: System::Servicenow, object: "incident".into(), id: "../sys_user".into() };
     assert!(matches!(h.systems.get(&climb, &["name".into()]).await, Err(LookupFailure::NotGranted(why)) if why.contains("sys_id")));
+    h.sim.shutdown();
+}
+
+/// ServiceNow is down for 30 minutes, played on the journal's clock in seconds: the new Case
+/// that needs it waits, retried with backoff, and gets its incident once the instance is back,
+/// while an incident change that needs only Salesforce goes through during the outage. A Case
+/// whose outage outlasts the retry window (an hour here) is dead-lettered, saying for how long.
+#[tokio::test]
+async fn an_outage_is_waited_out_for_the_retry_window_without_holding_up_other_records() {
+    let h = harness_retrying("outage", Ownership::default(), Retrying::for_hours(1)).await;
+    let (sf, sn) = (&h.people.salesforce, &h.people.servicenow);
+    let clock = &h.journal.clock;
+    let drain = || async { Dispatcher::new(h.processor.clone(), 16).drain().await.unwrap() };
+    // Deliveries still on their way from the emulators reach intake (in real time).
+    let delivered = || async {
+        let started = Instant::now();
+        while h.sim.salesforce.notifier.as_ref().unwrap().stats().pending + h.sim.servicenow.notifier.as_ref().unwrap().stats().pending > 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "notifications stuck");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let case_a = sf.create("Case", &obj(json!({ "Subject": "before the outage", "Priority": "Low" }))).await.unwrap();
+    h.settle().await;
+    let incident_a = sf.get("Case", &case_a).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+
+    // An engineer picks incident A up just as the instance goes down.
+    sn.update("incident", &incident_a, &obj(json!({ "state": "2" }))).await.unwrap();
+    h.sim.servicenow.faults.set(seam::sim::faults::Faults { server_error: 1.0, retry_after_secs: 0, ..Default::default() });
+    let case_b = sf.create("Case", &obj(json!({ "Subject": "during the outage", "Priority": "High" }))).await.unwrap();
+    delivered().await;
+    drain().await;
+    assert_eq!(sf.get("Case", &case_a).await.unwrap()["Status"], "Working", "A's change needs only Salesforce: not held up");
+    for _ in 0..6 {
+        clock.advance(Duration::from_secs(5 * 60));
+        drain().await;
+        assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0, "30 minutes into a 1-hour window");
+    }
+    let retries = h.processor.counters.retries.get();
+    assert!((3..=30).contains(&retries), "backoff spaces the retries: {retries} in 30 minutes");
+    assert!(sf.get("Case", &case_b).await.unwrap()["ServiceNow_Incident__c"].is_null());
+
+    // The instance is back: within the longest backoff (10 minutes), B gets its incident.
+    h.sim.servicenow.faults.set(Default::default());
+    clock.advance(Duration::from_secs(10 * 60));
+    drain().await;
+    assert!(sf.get("Case", &case_b).await.unwrap()["ServiceNow_Incident__c"].is_string(), "B is linked after the outage");
+
+    // Down again, for longer than the window.
+    h.sim.servicenow.faults.set(seam::sim::faults::Faults { server_error: 1.0, retry_after_secs: 0, ..Default::default() });
+    let case_c = sf.create("Case", &obj(json!({ "Subject": "a long outage", "Priority": "High" }))).await.unwrap();
+    delivered().await;
+    drain().await;
+    for _ in 0..7 {
+        clock.advance(Duration::from_secs(10 * 60));
+        drain().await;
+    }
+    clock.advance(Duration::from_secs(10 * 60));
+    drain().await;
+    let letters = h.journal.dead_letters(Some(TENANT)).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].record.id, case_c);
+    assert!(letters[0].error.starts_with("gave up after 1h"), "{}", letters[0].error);
+    h.sim.servicenow.faults.set(Default::default());
     h.sim.shutdown();
 }

@@ -48,7 +48,7 @@ async fn harness(name: &str) -> Harness {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
     let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, Ownership::default())));
-    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters });
+    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters, retrying: Default::default() });
     let poller = Arc::new(Poller::new(TENANT, journal.clone(), systems.clone(), false));
     Harness { sim, journal, processor, systems, people, poller }
 }
@@ -161,6 +161,14 @@ async fn one_event_for_several_records_is_one_change_each() {
         cases.push(sf.create("Case", &obj(json!({ "Subject": format!("batch {n}"), "Priority": "Low" }))).await.unwrap());
     }
     h.settle().await;
+    // seam's link stamps on the three are events of their own: all published before the count starts.
+    let started = std::time::Instant::now();
+    for case in &cases {
+        while h.incident_of(case).await.is_none() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "{case} was not linked");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     let before = h.sim.salesforce.change_events.as_ref().unwrap().tip();
     // One collection call changes the three alike: Salesforce publishes one event naming all three.
     let session = sf.session().await.unwrap();

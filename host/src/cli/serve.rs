@@ -13,7 +13,7 @@ use crate::engine::poller::Poller;
 use crate::admin::metrics::{Metrics, TenantLabel};
 use crate::engine::alerts::{AlertConfig, Alerter};
 use crate::engine::reconcile::Reconciler;
-use crate::engine::processor::Processor;
+use crate::engine::processor::{Processor, Retrying};
 use crate::intake::salesforce::pubsub as salesforce_events;
 use crate::intake::{self, Intake, TenantIntake};
 use crate::secrets::Secret;
@@ -82,6 +82,10 @@ pub struct Config {
     /// Seconds between catch-up polls.
     #[serde(default = "default_poll")]
     pub poll_seconds: u64,
+    /// Hours an event is retried through an outage (5xx, 429, timeouts, refused
+    /// connections), from its first failure, before it goes to the dead-letter queue.
+    #[serde(default = "default_retry_hours")]
+    pub retry_hours: u64,
     /// Events processed at once per tenant (each record's events stay in order).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -106,6 +110,10 @@ pub struct Config {
     /// Minutes between reconciliation passes over every linked pair (`seam reconcile`); 0: never.
     #[serde(default = "default_reconcile")]
     pub reconcile_minutes: u64,
+}
+
+fn default_retry_hours() -> u64 {
+    24
 }
 
 fn default_reconcile() -> u64 {
@@ -344,7 +352,7 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         admin_tokens: Default::default(),
     };
     let admin = AdminSettings { listen: format!("127.0.0.1:{}", port_or_free(ports[5])?), operator_token: Some(operator_token), ..AdminSettings::default() };
-    let config = Config { listen, tls_cert: None, tls_key: None, admin, limits: Default::default(), journal: state.join("journal.db"), retention: Default::default(), poll_seconds: 5,
+    let config = Config { listen, tls_cert: None, tls_key: None, admin, limits: Default::default(), journal: state.join("journal.db"), retention: Default::default(), poll_seconds: 5, retry_hours: default_retry_hours(),
         concurrency: default_concurrency(),
         tenants: HashMap::from([("demo".to_string(), tenant)]),
         trusted_keys: vec![],
@@ -396,7 +404,7 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         systems.salesforce_echoes = !pubsub;
         let systems = Arc::new(systems);
         tenants.insert(name.clone(), t.intake.keys(name)?);
-        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: started.mapping, workflows: started.workflows, counters: metrics.counters(name) });
+        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: started.mapping, workflows: started.workflows, counters: metrics.counters(name), retrying: Retrying::for_hours(config.retry_hours) });
         processors.insert(name.clone(), processor.clone());
         let dispatcher = Dispatcher::new(processor.clone(), config.concurrency);
         tokio::spawn(async move { dispatcher.run_forever().await });

@@ -63,7 +63,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Full jitter: a random wait up to base·2ⁿ (capped), and never less than
     /// the server's `Retry-After`.
-    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let ceiling = self.base.saturating_mul(1 << attempt.min(16)).min(self.max);
         let jittered = ceiling.mul_f64(rand::random::<f64>());
         retry_after.map_or(jittered, |asked| asked.max(jittered))

@@ -15,6 +15,7 @@ use super::echoes;
 use super::identity::{self, Refusal};
 use super::normalize;
 use super::ownership;
+use crate::connectors::RetryPolicy;
 use crate::packs::manifest::DeletePolicy;
 use crate::packs::ActivePack;
 use arc_swap::ArcSwap;
@@ -104,18 +105,37 @@ pub struct Processor {
     /// The tenant's workflow packs, run after the mapping on every change, in this order.
     pub workflows: Workflows,
     pub counters: Counters,
+    /// How long, and how often, an event is retried through an outage.
+    pub retrying: Retrying,
+}
+
+/// A transient failure (a system down, rate-limited, timing out) is retried from the journal
+/// with capped exponential backoff and jitter until it has failed for `window`; then the event
+/// goes to the dead-letter queue. A waiting event holds nothing up: its record's later events
+/// wait behind it, other records and tenants go on.
+#[derive(Clone, Debug)]
+pub struct Retrying {
+    /// From the first failure (24 hours by default).
+    pub window: Duration,
+    /// The wait before each retry: up to base·2ⁿ, capped at `max` (`attempts` is not used).
+    pub backoff: RetryPolicy,
+}
+
+impl Default for Retrying {
+    fn default() -> Self {
+        Retrying::for_hours(24)
+    }
+}
+
+impl Retrying {
+    /// Retries for `hours` from the first failure, at most 10 minutes apart.
+    pub fn for_hours(hours: u64) -> Retrying {
+        Retrying { window: Duration::from_secs(hours * 3600), backoff: RetryPolicy { attempts: 0, base: Duration::from_secs(1), max: Duration::from_secs(600) } }
+    }
 }
 
 /// A tenant's workflow packs, swapped as a whole.
 pub type Workflows = Arc<ArcSwap<Vec<Arc<ActivePack>>>>;
-
-/// Transient failures are retried this many times (about 8 minutes of backoff)
-/// before the event goes to the dead-letter queue for a person to re-drive.
-const MAX_ATTEMPTS: u32 = 20;
-
-fn backoff(attempts: u32) -> Duration {
-    Duration::from_millis((200u64 << attempts.min(8)).min(30_000))
-}
 
 impl Processor {
     /// Process one claimed event and record the outcome. An error means the
@@ -137,12 +157,12 @@ impl Processor {
                 self.journal.finish(&self.tenant, entry.id, &merged, &entry.event_key, &plugin, status, out).await?;
                 processed
             }
-            Err(Failure::Transient(why)) if attempts + 1 < MAX_ATTEMPTS => {
-                self.journal.retry_later(entry.id, &why, backoff(attempts)).await?;
+            Err(Failure::Transient(why)) if self.failing_for(&due) < self.retrying.window => {
+                self.journal.retry_later(entry.id, &why, self.retrying.backoff.delay(attempts, None)).await?;
                 Processed::Retry(why)
             }
             Err(Failure::Transient(why)) => {
-                let why = format!("gave up after {MAX_ATTEMPTS} attempts: {why}");
+                let why = format!("gave up after {} of failures ({} attempts): {why}", hours_minutes(self.failing_for(&due)), attempts + 1);
                 self.journal.dead_letter(entry.id, &merged, &why).await?;
                 tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 Processed::DeadLetter(why)
@@ -382,12 +402,24 @@ impl Processor {
         Ok((Processed::Synced { writes: writes.len() + reverted, reverted }, out))
     }
 
+    /// How long `due` has been failing (nothing before its first failure).
+    fn failing_for(&self, due: &Due) -> Duration {
+        let now = self.journal.clock.now_ms();
+        Duration::from_millis(due.failing_since_ms.map_or(0, |since| (now - since).max(0) as u64))
+    }
+
     fn local_link(&self, source: &RecordRef) -> Result<Option<RecordRef>> {
         Ok(self.journal.link_of(&self.tenant, source)?.map(|id| match source.system {
             System::Salesforce => RecordRef { system: System::Servicenow, object: "incident".into(), id },
             _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
         }))
     }
+}
+
+/// `1h 05m`, `0h 30m`: a retry window as the dead-letter message gives it.
+fn hours_minutes(d: Duration) -> String {
+    let minutes = d.as_secs() / 60;
+    format!("{}h {:02}m", minutes / 60, minutes % 60)
 }
 
 /// A link as the journal keeps it: (Case id, incident sys_id).

@@ -22,6 +22,8 @@ pub struct Journal {
     /// Writes waiting for [`Journal::write_grouped`]'s next transaction.
     committer: Committer,
     _checkpointer: Checkpointer,
+    /// When events fall due and how long they have failed (see [`Clock`]).
+    pub clock: super::clock::Clock,
 }
 
 /// One queued write: runs inside the group's transaction and answers when
@@ -384,6 +386,8 @@ impl Journal {
         // the change, and the event whose processing took this one along.
         add_column(&db, "events", "kind", "TEXT")?;
         add_column(&db, "events", "merged_into", "INTEGER")?;
+        // When the event's transient failures began (its retries give up a window later).
+        add_column(&db, "events", "failing_since_ms", "INTEGER")?;
         db.execute_batch(
             "CREATE INDEX IF NOT EXISTS events_by_merged ON events (merged_into) WHERE merged_into IS NOT NULL;
              -- The dispatcher's scan (`claim`) reads this index alone, never the rows (each holds a whole record).
@@ -407,6 +411,7 @@ impl Journal {
             reader: Mutex::new(reader),
             arrived: tokio::sync::Notify::new(),
             _checkpointer: checkpointer,
+            clock: Default::default(),
         })
     }
 
@@ -635,6 +640,8 @@ pub struct Due {
     pub entry: Entry,
     /// Earlier attempts, including any a crash cut short.
     pub attempts: u32,
+    /// When its transient failures began ([`Journal::retry_later`]); `None` before the first.
+    pub failing_since_ms: Option<i64>,
     /// What the actions an earlier attempt carried out left for the later ones (the partner
     /// it created, say), and their keys.
     pub carried: Carried,
@@ -693,7 +700,7 @@ impl Journal {
         // reading connection, so it does not wait for, or hold up, writes.
         let claimed: Vec<(Due, Vec<String>)> = {
         let db = self.reader.lock().unwrap();
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.clock.now_ms();
         // Up to 5,000 rows: how far past blocked events the scan looks for runnable
         // ones. A literal, not a parameter: SQLite (3.48 on) re-prepares a statement
         // whose LIMIT is a parameter each time it is bound.
@@ -764,24 +771,24 @@ impl Journal {
                 chosen.push(Claimed { id, touches, takes_fresh: fresh_update, merged: Vec::new() });
             }
         }
-        let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress_linked, received_at_ms FROM events WHERE id = ?1")?;
-        let mut load = |id: i64| -> Result<(Entry, u32, Carried)> {
-            let (tenant, event_key, change, status, attempts, linked, received_at_ms) = load.query_row(params![id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, i64>(6)?))
+        let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress_linked, received_at_ms, failing_since_ms FROM events WHERE id = ?1")?;
+        let mut load = |id: i64| -> Result<(Entry, u32, Carried, Option<i64>)> {
+            let (tenant, event_key, change, status, attempts, linked, received_at_ms, failing_since_ms) = load.query_row(params![id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, i64>(6)?, r.get::<_, Option<i64>>(7)?))
             })?;
             let change = stored_change::decode(&change).with_context(|| format!("journal event {id} is unreadable"))?;
             // Journals from before `Carried` hold the partner alone.
             let carried = linked
                 .map(|l| serde_json::from_str::<Carried>(&l).or_else(|_| serde_json::from_str::<RecordRef>(&l).map(|r| Carried { linked: Some(r), ..Carried::default() })).unwrap_or_default())
                 .unwrap_or_default();
-            Ok((Entry { id, tenant, event_key, change, status, received_at_ms }, attempts, carried))
+            Ok((Entry { id, tenant, event_key, change, status, received_at_ms }, attempts, carried, failing_since_ms))
         };
         chosen
             .into_iter()
             .map(|c| {
-                let (entry, attempts, carried) = load(c.id)?;
+                let (entry, attempts, carried, failing_since_ms) = load(c.id)?;
                 let merged = c.merged.iter().map(|&m| load(m).map(|(e, ..)| e)).collect::<Result<_>>()?;
-                Ok((Due { entry, attempts, carried, merged }, c.touches))
+                Ok((Due { entry, attempts, failing_since_ms, carried, merged }, c.touches))
             })
             .collect::<Result<_>>()?
         };
@@ -815,12 +822,13 @@ impl Journal {
         Ok(())
     }
 
-    /// A transient failure: try again after `delay`.
+    /// A transient failure: try again after `delay`. The first one starts the event's failing time.
     pub async fn retry_later(&self, id: i64, error: &str, delay: std::time::Duration) -> Result<()> {
-        let at = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
+        let now = self.clock.now_ms();
+        let at = now + delay.as_millis() as i64;
         let error = error.to_string();
         self.write_grouped(move |db| {
-            db.prepare_cached("UPDATE events SET next_at_ms = ?2, last_error = ?3 WHERE id = ?1")?.execute(params![id, at, error])?;
+            db.prepare_cached("UPDATE events SET next_at_ms = ?2, last_error = ?3, failing_since_ms = COALESCE(failing_since_ms, ?4) WHERE id = ?1")?.execute(params![id, at, error, now])?;
             Ok(())
         })
         .await
@@ -985,13 +993,14 @@ impl Journal {
         let now = chrono::Utc::now().timestamp_millis();
         for id in &ids {
             // Attempts are kept: they tell the processor to resume (not repeat) what an earlier attempt did.
-            let updated = tx.prepare_cached("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE status = 'dead' AND id = ?1")?.execute(params![id])?;
+            // A re-driven event gets a whole retry window again.
+            let updated = tx.prepare_cached("UPDATE events SET status = 'pending', next_at_ms = 0, failing_since_ms = NULL WHERE status = 'dead' AND id = ?1")?.execute(params![id])?;
             anyhow::ensure!(updated == 1, "event {id} is not in the dead-letter queue (see `seam dlq list`); nothing was re-driven");
             tx.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)")?.execute(params![id, now, format!("by {by}")])?;
             // The events merged into it go with it: its progress counts their actions too.
             let merged: Vec<i64> = tx.prepare_cached("SELECT id FROM events WHERE merged_into = ?1 AND status = 'dead'")?.query_map(params![id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
             for m in merged.iter().filter(|m| !ids.contains(m)) {
-                tx.prepare_cached("UPDATE events SET status = 'pending', next_at_ms = 0 WHERE id = ?1")?.execute(params![m])?;
+                tx.prepare_cached("UPDATE events SET status = 'pending', next_at_ms = 0, failing_since_ms = NULL WHERE id = ?1")?.execute(params![m])?;
                 tx.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)")?.execute(params![m, now, format!("by {by}, with event {id}")])?;
             }
         }

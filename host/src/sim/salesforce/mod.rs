@@ -295,7 +295,9 @@ fn refuse_removed<'a>(e: &Emulator, obj: &ObjectDef, mut fields: impl Iterator<I
 }
 
 /// Validate and prepare a new record (not yet stored).
-fn prepare_create(e: &Emulator, obj: &'static ObjectDef, input: &Map<String, Value>, user: &str) -> Result<(String, Map<String, Value>), SfError> {
+/// `at`: the transaction's time, which every record of one request shares (a collection's
+/// records are changed alike, and one change event names them all).
+fn prepare_create(e: &Emulator, obj: &'static ObjectDef, input: &Map<String, Value>, user: &str, at: &str) -> Result<(String, Map<String, Value>), SfError> {
     if obj.name == "User" {
         return Err(SfError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "Users are read-only in the emulator"));
     }
@@ -308,7 +310,7 @@ fn prepare_create(e: &Emulator, obj: &'static ObjectDef, input: &Map<String, Val
         record.insert(def.name.to_string(), Value::Null);
     }
     record.extend(values);
-    let t = now();
+    let t = at;
     record.insert("Id".into(), json!(id));
     record.insert("IsDeleted".into(), json!(false));
     for f in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
@@ -329,7 +331,8 @@ fn prepare_create(e: &Emulator, obj: &'static ObjectDef, input: &Map<String, Val
 }
 
 /// Validate and prepare an update of `existing`.
-fn prepare_update(e: &Emulator, obj: &'static ObjectDef, existing: &Map<String, Value>, input: &Map<String, Value>, user: &str) -> Result<Map<String, Value>, SfError> {
+/// `at`: the transaction's time (see [`prepare_create`]).
+fn prepare_update(e: &Emulator, obj: &'static ObjectDef, existing: &Map<String, Value>, input: &Map<String, Value>, user: &str, at: &str) -> Result<Map<String, Value>, SfError> {
     if obj.name == "User" {
         return Err(SfError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "Users are read-only in the emulator"));
     }
@@ -337,7 +340,7 @@ fn prepare_update(e: &Emulator, obj: &'static ObjectDef, existing: &Map<String, 
     let values = schema::validate(obj, input, Some(existing), &e.store)?;
     let mut record = existing.clone();
     record.extend(values);
-    let t = now();
+    let t = at;
     record.insert("LastModifiedDate".into(), json!(t));
     record.insert("SystemModstamp".into(), json!(t));
     record.insert("LastModifiedById".into(), json!(user));
@@ -473,8 +476,9 @@ fn status_for(e: &SfError) -> StatusCode {
 
 async fn create(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
+    let at = now();
     let obj = or_respond!(object_or_404(&params["object"]));
-    let result = parse_body(&body).and_then(|input| prepare_create(&e, obj, &input, &caller.user));
+    let result = parse_body(&body).and_then(|input| prepare_create(&e, obj, &input, &caller.user, &at));
     match result {
         Ok((id, record)) => {
             if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &caller) {
@@ -511,9 +515,10 @@ async fn read(State(e): Ctx, Path(params): Path<HashMap<String, String>>, Query(
 
 async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
+    let at = now();
     let obj = or_respond!(object_or_404(&params["object"]));
     let (id, existing) = or_respond!(find(&e, obj, &params["id"]));
-    match parse_body(&body).and_then(|input| prepare_update(&e, obj, &existing, &input, &caller.user)) {
+    match parse_body(&body).and_then(|input| prepare_update(&e, obj, &existing, &input, &caller.user, &at)) {
         Ok(record) => {
             if let Err(err) = store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(&existing), &caller) {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
@@ -557,6 +562,7 @@ async fn read_by_external_id(State(e): Ctx, Path(params): Path<HashMap<String, S
 
 async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
+    let at = now();
     let obj = or_respond!(object_or_404(&params["object"]));
     let def = or_respond!(external_id_field(obj, &params["field"]));
     let value = params["value"].clone();
@@ -568,7 +574,7 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
     match found.as_slice() {
         [] => {
             input.insert(def.name.to_string(), json!(value));
-            match prepare_create(&e, obj, &input, &caller.user) {
+            match prepare_create(&e, obj, &input, &caller.user, &at) {
                 Ok((id, record)) => {
                     if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &caller) {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
@@ -580,7 +586,7 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
         }
         [existing] => {
             let id = existing["Id"].as_str().unwrap_or_default().to_string();
-            match prepare_update(&e, obj, existing, &input, &caller.user) {
+            match prepare_update(&e, obj, existing, &input, &caller.user, &at) {
                 Ok(record) => {
                     if let Err(err) = store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(existing), &caller) {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
@@ -792,6 +798,7 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, c
 
 async fn collection_create(State(e): Ctx, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
+    let at = now();
     let parsed = or_respond!(parse_collection(&body));
     let prepared = parsed
         .records
@@ -802,7 +809,7 @@ async fn collection_create(State(e): Ctx, axum::Extension(caller): axum::Extensi
             if input.contains_key("Id") {
                 return Err((None, SfError::new("INVALID_FIELD", "cannot specify Id in an insert call")));
             }
-            let (id, record) = prepare_create(&e, obj, &input, &caller.user).map_err(|err| (None, err))?;
+            let (id, record) = prepare_create(&e, obj, &input, &caller.user, &at).map_err(|err| (None, err))?;
             Ok(PreparedWrite { obj, id, record, before: None })
         })
         .collect();
@@ -811,6 +818,7 @@ async fn collection_create(State(e): Ctx, axum::Extension(caller): axum::Extensi
 
 async fn collection_update(State(e): Ctx, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
     let _write = e.write_lock();
+    let at = now();
     let parsed = or_respond!(parse_collection(&body));
     let prepared = parsed
         .records
@@ -821,7 +829,7 @@ async fn collection_update(State(e): Ctx, axum::Extension(caller): axum::Extensi
             let raw_id = input.remove("Id").and_then(|v| v.as_str().map(str::to_string)).ok_or_else(|| (None, SfError::new("MISSING_ARGUMENT", "Id not specified in an update call")))?;
             let id = ids::normalize(&raw_id).ok_or_else(|| (Some(raw_id.clone()), SfError::new("MALFORMED_ID", format!("invalid id: {raw_id}"))))?;
             let existing = e.store.get(EMULATOR, obj.name, &id).ok_or_else(|| (Some(id.clone()), SfError::new("ENTITY_IS_DELETED", "entity is deleted")))?;
-            let record = prepare_update(&e, obj, &existing, &input, &caller.user).map_err(|err| (Some(id.clone()), err))?;
+            let record = prepare_update(&e, obj, &existing, &input, &caller.user, &at).map_err(|err| (Some(id.clone()), err))?;
             Ok(PreparedWrite { obj, id, record, before: Some(existing) })
         })
         .collect();
