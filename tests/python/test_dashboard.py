@@ -105,7 +105,7 @@ def test_reconcile_command_reports_and_repairs_drift(tmp_path):
 
         dry = subprocess.run([SEAM, "reconcile", "--config", config, "--dry-run"], capture_output=True, text=True, timeout=60)
         assert dry.returncode == 0, dry.stderr
-        assert "1 linked pair(s): 0 in sync, 1 drifted" in dry.stdout, dry.stdout
+        assert "1 linked pair(s): 0 in sync (0 unchanged since the last check), 1 drifted" in dry.stdout, dry.stdout
         assert f'would repair: servicenow incident {incident} short_description: "typed over" → "Reconcile me" (salesforce owns it)' in dry.stdout, dry.stdout
 
         fixed = subprocess.run([SEAM, "reconcile", "--config", config], capture_output=True, text=True, timeout=60)

@@ -59,8 +59,14 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
     settle(&sim, &engine).await;
     assert_eq!(sn.get("incident", &incident0).await.unwrap()["short_description"]["value"], "Case 0");
     assert_eq!(sf.get("Case", &cases[1]).await.unwrap()["Status"], "New", "the Status mirrors the incident's state again");
+    let calls = || reconciler.systems.salesforce.http().calls() + reconciler.systems.servicenow.http().calls();
+    let before = calls();
     let again = reconciler.run(true, |_, _| {}).await.unwrap();
     assert_eq!((again.in_sync, again.drifted), (3, 0), "{again:?}");
+    assert_eq!(again.unchanged, 1, "the pair no one touched is not mapped again: {again:?}");
+    assert_eq!(calls() - before, 2, "the three pairs are read in one call per system");
+    let quiet = reconciler.run(true, |_, _| {}).await.unwrap();
+    assert_eq!((quiet.in_sync, quiet.unchanged), (3, 3), "nothing changed since: {quiet:?}");
     let p = &engine.processors["demo"].counters;
     assert_eq!(p.reverts.get(), 0, "the repairs' echoes were recognised, not reverted");
     assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0);

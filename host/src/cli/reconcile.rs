@@ -84,9 +84,10 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
 
 fn print_report(tenant: &str, r: &Report, dry_run: bool) {
     println!(
-        "{tenant}: {} linked pair(s): {} in sync, {} drifted, {} skipped (events still waiting), {} could not be checked",
+        "{tenant}: {} linked pair(s): {} in sync ({} unchanged since the last check), {} drifted, {} skipped (events still waiting), {} could not be checked",
         r.pairs,
         r.in_sync,
+        r.unchanged,
         r.drifted,
         r.skipped,
         r.failed.len()

@@ -484,7 +484,7 @@ async fn reconcile_every(reconciler: Reconciler, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         match reconciler.run(true, |_, _| {}).await {
-            Ok(r) => tracing::info!(tenant = %reconciler.tenant, pairs = r.pairs, in_sync = r.in_sync, repaired = r.drifted, skipped = r.skipped, failed = r.failed.len(), "reconciliation pass"),
+            Ok(r) => tracing::info!(tenant = %reconciler.tenant, pairs = r.pairs, in_sync = r.in_sync, unchanged = r.unchanged, repaired = r.drifted, skipped = r.skipped, failed = r.failed.len(), "reconciliation pass"),
             Err(e) => tracing::warn!(tenant = %reconciler.tenant, "reconciliation pass failed: {e:#}"),
         }
     }

@@ -12,7 +12,10 @@ use super::processor::account_for;
 use crate::model::{Action, ChangeKind, Field, RecordRef, System, Target, Value};
 use crate::packs::ActivePack;
 use crate::runtime::RecordSource;
+use crate::connectors::salesforce::soql;
+use crate::connectors::servicenow::Query;
 use crate::store::journal::Outcome;
+use crate::store::views::ReconcileTarget;
 use crate::store::Journal;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
@@ -43,13 +46,26 @@ pub struct Drift {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub pairs: usize,
+    /// Found in sync, `unchanged` included.
     pub in_sync: usize,
+    /// In sync at the last check, and neither record changed since (the same SystemModstamp
+    /// and sys_updated_on): not mapped or compared again.
+    pub unchanged: usize,
     pub drifted: usize,
     /// Pairs with events still waiting: left to the engine.
     pub skipped: usize,
     pub drifts: Vec<Drift>,
     /// (Case id, what went wrong) for pairs that could not be checked.
     pub failed: Vec<(String, String)>,
+}
+
+/// Pairs read per batch: one SOQL query (`FIELDS(ALL)` allows 200 rows) and one Table API
+/// query each, so a pass costs two API calls per 200 pairs.
+const BATCH: usize = 200;
+
+/// A field's text, from a plain row or a `{"value", "display_value"}` one.
+fn text_of(row: &Map<String, Json>, field: &str) -> String {
+    row.get(field).and_then(|v| v.get("value").or(Some(v))).and_then(Json::as_str).unwrap_or_default().to_string()
 }
 
 /// Equal as the systems mean it: a missing value, null and "" are the same; 1 and "1" are the same.
@@ -70,38 +86,87 @@ impl Reconciler {
     /// Check every link; with `repair`, write the owner's values where they drifted.
     /// `progress(done, total)` is called after each pair.
     pub async fn run(&self, repair: bool, progress: impl Fn(usize, usize)) -> Result<Report> {
-        let states = self.journal.link_states(&self.tenant, usize::MAX >> 1)?;
-        let mut report = Report { pairs: states.len(), ..Report::default() };
+        let targets = self.journal.reconcile_targets(&self.tenant)?;
+        let total = targets.len();
+        let mut report = Report { pairs: total, ..Report::default() };
         let pack = self.mapping.load_full();
-        for (n, link) in states.iter().enumerate() {
-            if link.pending > 0 {
-                report.skipped += 1;
-            } else {
-                match self.pair(&pack, &link.case_id, &link.incident_id, repair).await {
-                    Ok(drifts) if drifts.is_empty() => report.in_sync += 1,
-                    Ok(drifts) => {
+        let mut done = 0;
+        let (waiting, ready): (Vec<_>, Vec<_>) = targets.into_iter().partition(|t| t.waiting);
+        for _ in &waiting {
+            report.skipped += 1;
+            done += 1;
+            progress(done, total);
+        }
+        for batch in ready.chunks(BATCH) {
+            let (cases, incidents) = match self.read_batch(batch).await {
+                Ok(read) => read,
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    report.failed.extend(batch.iter().map(|t| (t.case_id.clone(), why.clone())));
+                    done += batch.len();
+                    progress(done, total);
+                    continue;
+                }
+            };
+            let mut in_sync_now = Vec::new();
+            for t in batch {
+                let checked = match (cases.get(&t.case_id), incidents.get(&t.incident_id)) {
+                    (Some(case), Some(incident)) => {
+                        let stamps = (text_of(case, "SystemModstamp"), text_of(incident, "sys_updated_on"));
+                        if t.stamps.as_ref() == Some(&stamps) {
+                            report.in_sync += 1;
+                            report.unchanged += 1;
+                            Ok(None)
+                        } else {
+                            self.pair(&pack, t, case, incident, repair).await.map(|drifts| Some((drifts, stamps)))
+                        }
+                    }
+                    (None, _) => Err(anyhow::anyhow!("Case {} is not there (deleted, or the integration user cannot see it)", t.case_id)),
+                    (_, None) => Err(anyhow::anyhow!("incident {} is not there (deleted, or the integration user cannot see it)", t.incident_id)),
+                };
+                match checked {
+                    Ok(None) => {}
+                    Ok(Some((drifts, (case_stamp, incident_stamp)))) if drifts.is_empty() => {
+                        report.in_sync += 1;
+                        in_sync_now.push((t.case_id.clone(), case_stamp, incident_stamp));
+                    }
+                    Ok(Some((drifts, _))) => {
                         report.drifted += 1;
                         report.drifts.extend(drifts);
                     }
-                    Err(e) => report.failed.push((link.case_id.clone(), format!("{e:#}"))),
+                    Err(e) => report.failed.push((t.case_id.clone(), format!("{e:#}"))),
                 }
+                done += 1;
+                progress(done, total);
             }
-            progress(n + 1, states.len());
+            self.journal.set_reconciled(&self.tenant, in_sync_now).await?;
         }
         Ok(report)
     }
 
-    async fn pair(&self, pack: &ActivePack, case_id: &str, incident_id: &str, repair: bool) -> Result<Vec<Drift>> {
-        let case_ref = RecordRef { system: System::Salesforce, object: "Case".into(), id: case_id.into() };
-        let incident_ref = RecordRef { system: System::Servicenow, object: "incident".into(), id: incident_id.into() };
-        let case = self.systems.salesforce.get("Case", case_id).await.with_context(|| format!("reading {case_ref}"))?;
-        let incident = self.systems.servicenow.get("incident", incident_id).await.with_context(|| format!("reading {incident_ref}"))?;
-        // Each record as if every field had just changed: what the pack makes of it is what its partner should hold.
-        let mut case_change = normalize::salesforce("reconcile", ChangeKind::Updated, "Case", &case, None);
-        case_change.linked = Some(incident_ref.clone());
-        let mut incident_change = normalize::servicenow("reconcile", ChangeKind::Updated, "incident", &incident, None);
-        incident_change.linked = Some(case_ref.clone());
+    /// A batch's Cases and incidents, each by its id, in one call per system.
+    async fn read_batch(&self, batch: &[ReconcileTarget]) -> Result<(HashMap<String, Map<String, Json>>, HashMap<String, Map<String, Json>>)> {
+        let case_ids: Vec<String> = batch.iter().map(|t| soql::literal(&t.case_id)).collect();
+        let soql = format!("SELECT FIELDS(ALL) FROM Case WHERE Id IN ({}) LIMIT {BATCH}", case_ids.join(", "));
+        let cases = self.systems.salesforce.query(&soql).await.context("reading a batch of Cases")?;
+        let incident_ids: Vec<&str> = batch.iter().map(|t| t.incident_id.as_str()).collect();
+        let incidents = self.systems.servicenow.query_with_display("incident", &Query::new().one_of("sys_id", &incident_ids)?, BATCH).await.context("reading a batch of incidents")?;
+        let cases = cases.into_iter().map(|mut c| {
+            c.remove("attributes");
+            (text_of(&c, "Id"), c)
+        });
+        let incidents = incidents.into_iter().map(|i| (text_of(&i, "sys_id"), i));
+        Ok((cases.collect(), incidents.collect()))
+    }
 
+    async fn pair(&self, pack: &ActivePack, target: &ReconcileTarget, case: &Map<String, Json>, incident: &Map<String, Json>, repair: bool) -> Result<Vec<Drift>> {
+        let case_ref = RecordRef { system: System::Salesforce, object: "Case".into(), id: target.case_id.clone() };
+        let incident_ref = RecordRef { system: System::Servicenow, object: "incident".into(), id: target.incident_id.clone() };
+        // Each record as if every field had just changed: what the pack makes of it is what its partner should hold.
+        let mut case_change = normalize::salesforce("reconcile", ChangeKind::Updated, "Case", case, None);
+        case_change.linked = Some(incident_ref.clone());
+        let mut incident_change = normalize::servicenow("reconcile", ChangeKind::Updated, "incident", incident, None);
+        incident_change.linked = Some(case_ref.clone());
         // Both sides in one call to the pack.
         let records: Arc<dyn RecordSource> = self.systems.clone();
         let answers = pack.plugin.run_batch([&case_change, &incident_change], records).await.with_context(|| format!("running {} on {case_ref} and {incident_ref}", pack.manifest.id()))?;

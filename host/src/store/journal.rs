@@ -386,6 +386,9 @@ impl Journal {
         // the change, and the event whose processing took this one along.
         add_column(&db, "events", "kind", "TEXT")?;
         add_column(&db, "events", "merged_into", "INTEGER")?;
+        // The records' stamps (SystemModstamp, sys_updated_on) when reconciliation last found the pair in sync.
+        add_column(&db, "links", "case_stamp", "TEXT")?;
+        add_column(&db, "links", "incident_stamp", "TEXT")?;
         // When the event's transient failures began (its retries give up a window later).
         add_column(&db, "events", "failing_since_ms", "INTEGER")?;
         db.execute_batch(

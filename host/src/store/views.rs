@@ -179,6 +179,40 @@ impl Journal {
     }
 
     /// Links, newest first, with their sync state.
+    /// Every link of `tenant` as reconciliation walks them, by Case id.
+    pub fn reconcile_targets(&self, tenant: &str) -> Result<Vec<ReconcileTarget>> {
+        let db = self.db.lock().unwrap();
+        let mut stmt = db.prepare(
+            "SELECT l.case_id, l.incident_id, l.case_stamp, l.incident_stamp,
+                EXISTS (SELECT 1 FROM events e WHERE e.tenant = l.tenant AND e.status = 'pending'
+                    AND (e.record_id IN (l.case_id, l.incident_id) OR e.linked_id IN (l.case_id, l.incident_id)))
+             FROM links l WHERE l.tenant = ?1 ORDER BY l.case_id",
+        )?;
+        let rows = stmt.query_map(params![tenant], |r| {
+            let stamps = match (r.get::<_, Option<String>>(2)?, r.get::<_, Option<String>>(3)?) {
+                (Some(case), Some(incident)) => Some((case, incident)),
+                _ => None,
+            };
+            Ok(ReconcileTarget { case_id: r.get(0)?, incident_id: r.get(1)?, stamps, waiting: r.get(4)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Remember the stamps at which reconciliation found pairs in sync: (Case id, Case stamp, incident stamp).
+    pub async fn set_reconciled(&self, tenant: &str, pairs: Vec<(String, String, String)>) -> Result<()> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let tenant = tenant.to_string();
+        self.write_grouped(move |db| {
+            for (case_id, case_stamp, incident_stamp) in &pairs {
+                db.prepare_cached("UPDATE links SET case_stamp = ?3, incident_stamp = ?4 WHERE tenant = ?1 AND case_id = ?2")?.execute(params![tenant, case_id, case_stamp, incident_stamp])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     pub fn link_states(&self, tenant: &str, limit: usize) -> Result<Vec<LinkState>> {
         let db = self.db.lock().unwrap();
         let mut stmt = db.prepare(
@@ -235,4 +269,15 @@ impl Journal {
         let rows = stmt.query_map(params![tenant], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// A linked pair as reconciliation sees it.
+#[derive(Clone, Debug)]
+pub struct ReconcileTarget {
+    pub case_id: String,
+    pub incident_id: String,
+    /// (Case SystemModstamp, incident sys_updated_on) when last found in sync.
+    pub stamps: Option<(String, String)>,
+    /// Events of the pair still waiting: left to the engine.
+    pub waiting: bool,
 }

@@ -22,6 +22,8 @@ pub enum QueryError {
     Empty { field: String },
     #[error("the value for {field} holds a control character ({code:#04x}), which an encoded query cannot carry; fix the value at its source")]
     Control { field: String, code: u32 },
+    #[error("a value for {field} holds a comma, which an IN list cannot carry; query it on its own")]
+    Comma { field: String },
 }
 
 impl From<QueryError> for super::ConnectorError {
@@ -60,6 +62,22 @@ impl Query {
     /// `field>value`.
     pub fn above(self, field: &str, value: &str) -> Result<Query, QueryError> {
         self.term(field, ">", value)
+    }
+
+    /// `fieldINa,b,c`: any of `values` (none of which may hold a comma, the list's separator).
+    pub fn one_of(self, field: &str, values: &[&str]) -> Result<Query, QueryError> {
+        let field = checked_field(field)?;
+        let mut list = Vec::with_capacity(values.len());
+        for value in values {
+            if value.contains(',') {
+                return Err(QueryError::Comma { field: field.into() });
+            }
+            list.push(escape(field, value)?);
+        }
+        if list.is_empty() {
+            return Err(QueryError::Empty { field: field.into() });
+        }
+        Ok(self.push(format!("{field}IN{}", list.join(","))))
     }
 
     /// `self^NQother`: records matching either (`^NQ` starts a new query, OR-ed with this one).
@@ -154,6 +172,13 @@ fn is_name(name: &str) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_in_list_escapes_each_value_and_refuses_a_comma() {
+        assert_eq!(Query::new().one_of("sys_id", &["a1", "b^2"]).unwrap().as_str(), "sys_idINa1,b^^2");
+        assert!(matches!(Query::new().one_of("sys_id", &["a,b"]), Err(QueryError::Comma { .. })));
+        assert!(matches!(Query::new().one_of("sys_id", &[]), Err(QueryError::Empty { .. })));
+    }
 
     #[test]
     fn a_caret_in_a_value_adds_no_term() {
