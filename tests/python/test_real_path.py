@@ -148,7 +148,7 @@ def test_init_doctor_serve_sync_both_ways_with_no_secret_in_any_log(org, tmp_pat
     outputs.append(doctor.stdout + doctor.stderr)
     assert "✗" not in doctor.stdout and "all checks passed" in doctor.stdout, doctor.stdout
     for check in ["secrets", "DNS", "TLS", "Salesforce login", "Salesforce API version", "Salesforce fields", "intake reachable",
-                  "ServiceNow login", "ServiceNow field", "ServiceNow business rule", "Slack"]:
+                  "ServiceNow login", "ServiceNow field", "ServiceNow business rule", "ServiceNow deletes", "Slack"]:
         assert f"✓ {check}:" in doctor.stdout, f"{check}: {doctor.stdout}"
 
     # 5. seam serve, and a Case synced both ways.

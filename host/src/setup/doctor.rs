@@ -3,7 +3,8 @@
 //! trusted; each login works and is the org the configuration names; the API
 //! version is offered; the fields seam needs exist for its user (describe,
 //! sys_dictionary); the push business rule is installed, active, and posts to
-//! this intake with this secret; intake answers at its public URL; the Slack
+//! this intake with this secret; incident deletes can be read back
+//! (sys_audit_delete); intake answers at its public URL; the Slack
 //! token is taken. A check that fails says what to do next; a check that
 //! depends on a failed one is skipped.
 
@@ -277,6 +278,7 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
         None => {
             checks.push(skip("ServiceNow field", "needs the ServiceNow login"));
             checks.push(skip("ServiceNow business rule", "needs the ServiceNow login"));
+            checks.push(skip("ServiceNow deletes", "needs the ServiceNow login"));
         }
         Some(sn) => {
             checks.push(match query(sn, "sys_dictionary", Query::new().eq("name", "core_company").and_then(|q| q.eq("element", COMPANY_KEY_FIELD)?.eq("active", "true")), 1).await {
@@ -285,6 +287,15 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
                 Err(e) => fail("ServiceNow field", format!("reading sys_dictionary: {e}"), "give the integration user read access to sys_dictionary, or check the field by hand"),
             });
             checks.push(business_rule(config, name, t, sn).await);
+            // Catch-up polling reads incident deletes from the platform's audit of deletes.
+            checks.push(match query(sn, "sys_audit_delete", Query::new().eq("tablename", "incident"), 1).await {
+                Ok(_) => pass("ServiceNow deletes", "sys_audit_delete is readable: a delete whose notification is lost is caught up"),
+                Err(e) => fail(
+                    "ServiceNow deletes",
+                    format!("reading sys_audit_delete: {e}"),
+                    "add a read ACL on sys_audit_delete for the integration user's role (docs/real-orgs.md, step 3); without it a lost delete notification is not caught up",
+                ),
+            });
         }
     }
 
