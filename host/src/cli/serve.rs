@@ -422,6 +422,11 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
             tokio::spawn(reconcile_every(reconciler, Duration::from_secs(config.reconcile_minutes * 60)));
         }
         let poller = Arc::new(Poller::new(&name, journal.clone(), systems.clone(), !pubsub));
+        // A first start's watermarks before seam says it is ready: a Case made after that is
+        // caught up even if seam stops before its first poll or subscription.
+        if let Err(e) = poller.begin().await {
+            tracing::warn!(tenant = %name, "setting the first catch-up watermarks failed (the first poll tries again): {e:#}");
+        }
         if pubsub {
             let mirrored = pack.ownership.mirrors.iter().filter(|m| m.system == crate::model::System::Salesforce).map(|m| m.object.clone());
             let topics = salesforce_events::topics(mirrored, t.pubsub.platform_event.as_deref());

@@ -206,22 +206,49 @@ impl Poller {
         self.journal(SALESFORCE_CASES, mark, events).await
     }
 
+    /// A first start's watermarks, set before seam says it is ready: what changes from then on
+    /// is caught up even when seam stops before its first poll (a Pub/Sub subscription with
+    /// no stored position catches up from the Case watermark). Does nothing on a restart.
+    pub async fn begin(&self) -> Result<()> {
+        {
+            let _cases = self.cases.lock().await;
+            self.begin_cases().await?;
+        }
+        self.begin_servicenow(SERVICENOW_INCIDENTS, "incident", Query::new(), "sys_updated_on").await?;
+        // An instance that hides its audit of deletes is told of by the first poll.
+        if let Err(e) = self.begin_servicenow(SERVICENOW_INCIDENT_DELETES, "sys_audit_delete", Query::new().eq("tablename", "incident")?, "sys_created_on").await {
+            tracing::debug!(tenant = %self.tenant, "incident deletes: no first watermark yet: {e:#}");
+        }
+        Ok(())
+    }
+
+    /// A ServiceNow source's first start: its watermark just past the newest row of `table`
+    /// matching `base`. `stamp` counts whole seconds, so the newest row's second is history and
+    /// the next one is not; with no row at all, every row to come is new. `false` when the
+    /// watermark was there already.
+    async fn begin_servicenow(&self, source: &str, table: &str, base: Query, stamp: &str) -> Result<bool> {
+        if self.journal.watermark(&self.tenant, source)?.is_some() {
+            return Ok(false);
+        }
+        let newest = self.systems.servicenow.query(table, &base.order_by_desc(stamp)?, 1).await?;
+        let at = newest
+            .first()
+            .map(|r| plain(r, stamp))
+            .and_then(|s| chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc()))
+            .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::seconds(1));
+        self.start_at(source, &at.format("%Y-%m-%d %H:%M:%S").to_string())?;
+        Ok(true)
+    }
+
     /// A ServiceNow source's next page: the rows of `table` matching `base`, after the watermark
-    /// `source` by keyset on (`stamp`, sys_id). The first start sets the watermark instead (and
-    /// reads nothing): `stamp` counts whole seconds, so the newest row's second is history and
-    /// the next one is not; with no row at all, every row to come is new.
+    /// `source` by keyset on (`stamp`, sys_id). A first start sets the watermark instead, and
+    /// reads nothing (see [`Poller::begin_servicenow`]).
     async fn servicenow_page(&self, source: &str, table: &str, base: Query, stamp: &str) -> Result<Option<Vec<serde_json::Map<String, Value>>>> {
         let sn = &self.systems.servicenow;
-        let Some(since) = self.journal.watermark(&self.tenant, source)? else {
-            let newest = sn.query(table, &base.order_by_desc(stamp)?, 1).await?;
-            let at = newest
-                .first()
-                .and_then(|r| r.get(stamp).and_then(|v| v.get("value").or(Some(v))).and_then(Value::as_str))
-                .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc()))
-                .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::seconds(1));
-            self.start_at(source, &at.format("%Y-%m-%d %H:%M:%S").to_string())?;
+        if self.begin_servicenow(source, table, base.clone(), stamp).await? {
             return Ok(None);
-        };
+        }
+        let Some(since) = self.journal.watermark(&self.tenant, source)? else { return Ok(None) };
         let since = Mark::parse(&since);
         let query = match since.id {
             // After the last row read: later stamps, and later sys_ids of its stamp.
