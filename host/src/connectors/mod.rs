@@ -7,7 +7,7 @@
 //! reports the rest as permanent with the system's own error text.
 //!
 //! A request that is not safe to repeat (a create, a journal append, a chat
-//! message) goes through [`Http::send_once`]: it is sent again only when the
+//! message) is sent as [`Repeat::OnlyIfUnsent`]: it is sent again only when the
 //! failure shows the system did not act on it. Otherwise the caller learns
 //! that it may have been applied, and finds the record by its key before it
 //! tries again (see `engine::apply`).
@@ -108,16 +108,8 @@ impl Http {
         self.send_as(build, Repeat::Safe).await
     }
 
-    /// Send a request that must not be applied twice. It is retried only when the
-    /// system surely did not act on it: the connection was never made, or it was
-    /// turned away (429, 503, Salesforce's REQUEST_LIMIT_EXCEEDED). A timeout, a
-    /// dropped connection, a 500, 502 or 504 may come after the write was made, so it
-    /// is a [`ConnectorError::Unavailable`] saying so, and the caller looks for the
-    /// record before it sends again.
-    pub async fn send_once(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<Response> {
-        self.send_as(build, Repeat::OnlyIfUnsent).await
-    }
-
+    /// [`Http::send`], with the failures after which the request is sent again limited by
+    /// `repeat` (see [`Repeat::OnlyIfUnsent`]).
     pub(crate) async fn send_as(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder, repeat: Repeat) -> Result<Response> {
         let mut last = String::new();
         for attempt in 0..self.policy.attempts {
@@ -177,6 +169,16 @@ impl Http {
         ConnectorError::Unavailable { system: self.system, attempts: attempt + 1, message: format!("{failure} (the request may have been applied; it is not sent again blindly)") }
     }
 
+    /// The answer to a delete: `false` when the record was gone already (404), which a
+    /// repeated delete finds; else it must be a success.
+    pub async fn deleted(&self, response: Response) -> Result<bool> {
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        self.expect_success(response).await?;
+        Ok(true)
+    }
+
     /// A response that must be a success, else a permanent error with the body.
     pub async fn expect_success(&self, response: Response) -> Result<Response> {
         let status = response.status();
@@ -198,7 +200,11 @@ impl Http {
 pub(crate) enum Repeat {
     /// Reads, updates, upserts: applying one twice leaves what applying it once does.
     Safe,
-    /// Creates, appends, posts: only when the request surely never reached the system.
+    /// Creates, appends, posts: sent again only when the system surely did not act on
+    /// it: the connection was never made, or it was turned away (429, 503, Salesforce's
+    /// REQUEST_LIMIT_EXCEEDED). A timeout, a dropped connection, a 500, 502 or 504 may
+    /// come after the write was made, so it is a [`ConnectorError::Unavailable`] saying
+    /// so, and the caller looks for the record before it sends again.
     OnlyIfUnsent,
 }
 

@@ -55,7 +55,7 @@ impl Slack {
         self.call_as(method, body, Repeat::Safe).await
     }
 
-    /// `repeat`: a message posted twice shows twice (see [`Http::send_once`]).
+    /// `repeat`: a message posted twice shows twice (see [`Repeat::OnlyIfUnsent`]).
     async fn call_as(&self, method: &str, body: Value, repeat: Repeat) -> Result<Value> {
         let url = format!("{}{method}", self.base_url);
         let response = self.http.send_as(|client| client.post(&url).bearer_auth(self.token.expose_secret()).json(&body), repeat).await?;

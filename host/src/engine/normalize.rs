@@ -49,6 +49,12 @@ fn pick(snapshot: &[Field], changed: Option<&[&str]>) -> Vec<Field> {
     }
 }
 
+/// A field's text in a record as the systems return it: plain, or ServiceNow's
+/// `{"value", "display_value"}` (read with display values); "" when absent or not text.
+pub fn text_field(record: &Map<String, Json>, field: &str) -> String {
+    record.get(field).and_then(|v| v.get("value").or(Some(v))).and_then(Json::as_str).unwrap_or_default().to_string()
+}
+
 /// A Salesforce record (REST JSON) as a change; `changed` = None means every set field.
 /// The journal key of one version of a Salesforce record, the same whichever
 /// channel brings it (an Outbound Message writes `SystemModstamp` as

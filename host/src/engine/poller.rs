@@ -214,48 +214,47 @@ impl Poller {
             let _cases = self.cases.lock().await;
             self.begin_cases().await?;
         }
-        self.begin_servicenow(SERVICENOW_INCIDENTS, "incident", Query::new(), "sys_updated_on").await?;
-        // An instance that hides its audit of deletes is told of by the first poll.
-        if let Err(e) = self.begin_servicenow(SERVICENOW_INCIDENT_DELETES, "sys_audit_delete", Query::new().eq("tablename", "incident")?, "sys_created_on").await {
-            tracing::debug!(tenant = %self.tenant, "incident deletes: no first watermark yet: {e:#}");
+        if self.journal.watermark(&self.tenant, SERVICENOW_INCIDENTS)?.is_none() {
+            self.begin_servicenow(SERVICENOW_INCIDENTS, "incident", Query::new(), "sys_updated_on").await?;
+        }
+        if self.journal.watermark(&self.tenant, SERVICENOW_INCIDENT_DELETES)?.is_none() {
+            // An instance that hides its audit of deletes is told of by the first poll.
+            if let Err(e) = self.begin_servicenow(SERVICENOW_INCIDENT_DELETES, "sys_audit_delete", Query::new().eq("tablename", "incident")?, "sys_created_on").await {
+                tracing::debug!(tenant = %self.tenant, "incident deletes: no first watermark yet: {e:#}");
+            }
         }
         Ok(())
     }
 
     /// A ServiceNow source's first start: its watermark just past the newest row of `table`
     /// matching `base`. `stamp` counts whole seconds, so the newest row's second is history and
-    /// the next one is not; with no row at all, every row to come is new. `false` when the
-    /// watermark was there already.
-    async fn begin_servicenow(&self, source: &str, table: &str, base: Query, stamp: &str) -> Result<bool> {
-        if self.journal.watermark(&self.tenant, source)?.is_some() {
-            return Ok(false);
-        }
+    /// the next one is not; with no row at all, every row to come is new.
+    async fn begin_servicenow(&self, source: &str, table: &str, base: Query, stamp: &str) -> Result<()> {
         let newest = self.systems.servicenow.query(table, &base.order_by_desc(stamp)?, 1).await?;
         let at = newest
             .first()
-            .map(|r| plain(r, stamp))
+            .map(|r| normalize::text_field(r, stamp))
             .and_then(|s| chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc()))
             .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::seconds(1));
         self.start_at(source, &at.format("%Y-%m-%d %H:%M:%S").to_string())?;
-        Ok(true)
+        Ok(())
     }
 
     /// A ServiceNow source's next page: the rows of `table` matching `base`, after the watermark
     /// `source` by keyset on (`stamp`, sys_id). A first start sets the watermark instead, and
     /// reads nothing (see [`Poller::begin_servicenow`]).
     async fn servicenow_page(&self, source: &str, table: &str, base: Query, stamp: &str) -> Result<Option<Vec<serde_json::Map<String, Value>>>> {
-        let sn = &self.systems.servicenow;
-        if self.begin_servicenow(source, table, base.clone(), stamp).await? {
+        let Some(since) = self.journal.watermark(&self.tenant, source)? else {
+            self.begin_servicenow(source, table, base, stamp).await?;
             return Ok(None);
-        }
-        let Some(since) = self.journal.watermark(&self.tenant, source)? else { return Ok(None) };
+        };
         let since = Mark::parse(&since);
         let query = match since.id {
             // After the last row read: later stamps, and later sys_ids of its stamp.
             Some(id) => base.clone().above(stamp, since.stamp)?.or_else(base.eq(stamp, since.stamp)?.above("sys_id", id)?),
             None => base.at_least(stamp, since.stamp)?,
         };
-        Ok(Some(sn.query_with_display(table, &query.order_by(stamp)?.order_by("sys_id")?, PAGE).await?))
+        Ok(Some(self.systems.servicenow.query_with_display(table, &query.order_by(stamp)?.order_by("sys_id")?, PAGE).await?))
     }
 
     async fn poll_incidents(&self) -> Result<(usize, usize)> {
@@ -263,7 +262,7 @@ impl Poller {
         let mut events = Vec::new();
         let mut mark = None;
         for mut row in rows {
-            let (id, count, updated) = (plain(&row, "sys_id"), plain(&row, "sys_mod_count"), plain(&row, "sys_updated_on"));
+            let (id, count, updated) = (normalize::text_field(&row, "sys_id"), normalize::text_field(&row, "sys_mod_count"), normalize::text_field(&row, "sys_updated_on"));
             // Journals read back empty; a poll cannot know what was appended.
             row.remove("work_notes");
             row.remove("comments");
@@ -299,8 +298,8 @@ impl Poller {
         let mut events = Vec::new();
         let mut mark = None;
         for row in rows {
-            let (audit_id, id, deleted_at) = (plain(&row, "sys_id"), plain(&row, "documentkey"), plain(&row, "sys_created_on"));
-            let key = match xml_element(&plain(&row, "payload"), "sys_mod_count") {
+            let (audit_id, id, deleted_at) = (normalize::text_field(&row, "sys_id"), normalize::text_field(&row, "documentkey"), normalize::text_field(&row, "sys_created_on"));
+            let key = match xml_element(&normalize::text_field(&row, "payload"), "sys_mod_count") {
                 Some(count) => format!("sn:{id}:{count}:delete"),
                 None => format!("sn-deleted:{audit_id}"),
             };
@@ -310,11 +309,6 @@ impl Poller {
         }
         self.journal(SERVICENOW_INCIDENT_DELETES, mark, events).await
     }
-}
-
-/// A field of a Table API row read with display values (`{"value", "display_value"}`) or without.
-fn plain(row: &serde_json::Map<String, Value>, field: &str) -> String {
-    row.get(field).and_then(|v| v.get("value").or(Some(v))).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 /// The text of the first `<name>` element of an XML document, when it holds only digits

@@ -63,11 +63,6 @@ pub struct Report {
 /// query each, so a pass costs two API calls per 200 pairs.
 const BATCH: usize = 200;
 
-/// A field's text, from a plain row or a `{"value", "display_value"}` one.
-fn text_of(row: &Map<String, Json>, field: &str) -> String {
-    row.get(field).and_then(|v| v.get("value").or(Some(v))).and_then(Json::as_str).unwrap_or_default().to_string()
-}
-
 /// Equal as the systems mean it: a missing value, null and "" are the same; 1 and "1" are the same.
 fn same(found: Option<&Value>, expected: &Value) -> bool {
     fn text(v: Option<&Value>) -> String {
@@ -112,7 +107,7 @@ impl Reconciler {
             for t in batch {
                 let checked = match (cases.get(&t.case_id), incidents.get(&t.incident_id)) {
                     (Some(case), Some(incident)) => {
-                        let stamps = (text_of(case, "SystemModstamp"), text_of(incident, "sys_updated_on"));
+                        let stamps = (normalize::text_field(case, "SystemModstamp"), normalize::text_field(incident, "sys_updated_on"));
                         if t.stamps.as_ref() == Some(&stamps) {
                             report.in_sync += 1;
                             report.unchanged += 1;
@@ -153,9 +148,9 @@ impl Reconciler {
         let incidents = self.systems.servicenow.query_with_display("incident", &Query::new().one_of("sys_id", &incident_ids)?, BATCH).await.context("reading a batch of incidents")?;
         let cases = cases.into_iter().map(|mut c| {
             c.remove("attributes");
-            (text_of(&c, "Id"), c)
+            (normalize::text_field(&c, "Id"), c)
         });
-        let incidents = incidents.into_iter().map(|i| (text_of(&i, "sys_id"), i));
+        let incidents = incidents.into_iter().map(|i| (normalize::text_field(&i, "sys_id"), i));
         Ok((cases.collect(), incidents.collect()))
     }
 

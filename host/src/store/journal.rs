@@ -319,7 +319,7 @@ impl Journal {
                  attempts INTEGER NOT NULL DEFAULT 0,
                  next_at_ms INTEGER NOT NULL DEFAULT 0,
                  last_error TEXT,
-                 -- how many actions are already carried out (their keys are in progress_linked)
+                 -- unused: journals before idempotency keys counted the actions done here
                  progress INTEGER NOT NULL DEFAULT 0,
                  -- what those actions left for the later ones (`Carried`: partner, its number,
                  -- last created record, and the keys of the actions done, which a retry skips)
@@ -819,7 +819,7 @@ impl Journal {
     pub fn set_progress(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, carried: &Carried, writes: &Outcome) -> Result<()> {
         let mut db = self.db.lock().unwrap();
         let tx = db.transaction()?;
-        tx.prepare_cached("UPDATE events SET progress = ?2, progress_linked = ?3 WHERE id = ?1")?.execute(params![id, carried.done.len() as i64, serde_json::to_string(carried)?])?;
+        tx.prepare_cached("UPDATE events SET progress_linked = ?2 WHERE id = ?1")?.execute(params![id, serde_json::to_string(carried)?])?;
         commit_outcome(&tx, tenant, event_key, plugin, writes)?;
         tx.commit()?;
         Ok(())

@@ -178,7 +178,6 @@ impl Journal {
         keys.iter().filter_map(|(t, k)| self.event_story(t, k).transpose()).collect()
     }
 
-    /// Links, newest first, with their sync state.
     /// Every link of `tenant` as reconciliation walks them, by Case id.
     pub fn reconcile_targets(&self, tenant: &str) -> Result<Vec<ReconcileTarget>> {
         let db = self.db.lock().unwrap();
@@ -213,6 +212,7 @@ impl Journal {
         .await
     }
 
+    /// Links, newest first, with their sync state.
     pub fn link_states(&self, tenant: &str, limit: usize) -> Result<Vec<LinkState>> {
         let db = self.db.lock().unwrap();
         let mut stmt = db.prepare(

@@ -148,11 +148,7 @@ impl Salesforce {
     pub async fn delete(&self, object: &str, id: &str) -> Result<bool> {
         checked(object, Some(id))?;
         let response = self.api.call(reqwest::Method::DELETE, &format!("sobjects/{object}/{id}"), None, Repeat::Safe).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        self.api.http.expect_success(response).await?;
-        Ok(true)
+        self.api.http.deleted(response).await
     }
 
     pub async fn get(&self, object: &str, id: &str) -> Result<Map<String, Value>> {
@@ -208,7 +204,7 @@ fn record(object: &str, id: Option<String>, mut fields: Map<String, Value>) -> V
 impl Api {
     /// Send a REST call under `/services/data/vXX.X/` (or a `/services/...` path as given),
     /// logging in again once if the org says the session is no longer valid.
-    /// `repeat`: whether the request is safe to send twice (see [`Http::send_once`]).
+    /// `repeat`: whether the request is safe to send twice (see [`Repeat::OnlyIfUnsent`]).
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>, repeat: Repeat) -> Result<reqwest::Response> {
         for fresh_login in [false, true] {
             let token: Arc<Token> = self.tokens.get().await?;

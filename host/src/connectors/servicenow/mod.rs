@@ -4,7 +4,7 @@
 //! queued while others are in flight share one call (see [`super::batch`]).
 //! Updates share calls with updates, and inserts and journal appends with their
 //! own kind: a failed call of updates is simply sent again, one that may have
-//! inserted or appended is not (see [`Http::send_once`]).
+//! inserted or appended is not (see [`Repeat::OnlyIfUnsent`]).
 
 pub mod auth;
 pub mod query;
@@ -104,11 +104,7 @@ impl ServiceNow {
         checked(table, Some(id))?;
         let url = self.api.url(table, Some(id));
         let response = self.api.send(|client| client.delete(&url), Repeat::Safe).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        self.api.http.expect_success(response).await?;
-        Ok(true)
+        self.api.http.deleted(response).await
     }
 
     /// A record with `{"value", "display_value"}` per field.
