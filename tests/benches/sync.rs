@@ -18,8 +18,17 @@
 //!    doubled (no field written twice by one event, one incident per Case).
 //! 5. Reconciliation: a pass over every pair (API calls per 200 pairs), then
 //!    another after ten edits, which maps only the pairs that changed.
+//! 6. Retention, once, with Outbound Messages: a steady load (RATE changes/s,
+//!    half Case edits, half incident edits) for MINUTES minutes with the
+//!    background prune every minute. The ages are shrunk to minutes (settled
+//!    events 2, audit rows 3: below what a configuration accepts, so that the
+//!    level a week's traffic reaches shows in ten minutes); the prune is the
+//!    one `seam serve` runs. Each minute: the journal's size on disk and the
+//!    rows it keeps; then how much it grew in the last three minutes against
+//!    the first three.
 //!
-//! `cargo bench -p seam-tests --bench sync [-- --pairs N --burst N --steady-seconds N]`
+//! `cargo bench -p seam-tests --bench sync [-- --pairs N --burst N --steady-seconds N --retention-minutes MINUTES --retention-rate RATE]`
+//! (`--retention-minutes 0` leaves out the retention run)
 
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
@@ -35,10 +44,12 @@ struct Args {
     pairs: usize,
     burst: usize,
     steady_seconds: usize,
+    retention_minutes: usize,
+    retention_rate: usize,
 }
 
 fn args() -> Args {
-    let mut a = Args { pairs: 1000, burst: 10_000, steady_seconds: 20 };
+    let mut a = Args { pairs: 1000, burst: 10_000, steady_seconds: 20, retention_minutes: 10, retention_rate: 20 };
     let argv: Vec<String> = std::env::args().collect();
     for pair in argv.windows(2) {
         let n = pair[1].parse().ok();
@@ -46,6 +57,8 @@ fn args() -> Args {
             ("--pairs", Some(n)) => a.pairs = n,
             ("--burst", Some(n)) => a.burst = n,
             ("--steady-seconds", Some(n)) => a.steady_seconds = n,
+            ("--retention-minutes", Some(n)) => a.retention_minutes = n,
+            ("--retention-rate", Some(n)) => a.retention_rate = n,
             _ => {}
         }
     }
@@ -65,6 +78,9 @@ fn main() {
             pubsub.burst_rate, om.burst_rate, pubsub.burst_rate / om.burst_rate, pubsub.swap_rate, om.swap_rate, pubsub.swap_rate / om.swap_rate,
             pubsub.burst_reads_per_1000, om.burst_reads_per_1000
         );
+        if args.retention_minutes > 0 {
+            retention(&args).await;
+        }
     });
 }
 
@@ -89,6 +105,7 @@ struct Bench {
     sim: seam::sim::Sim,
     engine: seam::cli::serve::Engine,
     db: rusqlite::Connection,
+    path: std::path::PathBuf,
 }
 
 impl Bench {
@@ -127,17 +144,18 @@ impl Bench {
     }
 }
 
-async fn run(args: &Args, source: Source) -> Summary {
+/// The engine on fresh emulators with `pairs` Cases each linked to its incident; prints the setup's figures.
+async fn start(name: &str, source: Source, pairs: usize, tweak: impl FnOnce(&mut seam::cli::serve::Config)) -> (Bench, Systems, Vec<String>, Vec<String>) {
     // Catch-up polling is for lost notifications; once a minute, as a production
     // configuration would have it (the demo polls every 5 s). Its cost is printed apart.
-    let name = match source {
-        Source::OutboundMessages => "bench-sync-om",
-        Source::Pubsub => "bench-sync-pubsub",
-    };
-    let (sim, engine, config) = engine_on_sim_events(name, seampack(CASE_INCIDENT, "case-incident", None), &[], source, |c| c.poll_seconds = POLL_SECONDS).await;
+    let (sim, engine, config) = engine_on_sim_events(name, seampack(CASE_INCIDENT, "case-incident", None), &[], source, |c| {
+        c.poll_seconds = POLL_SECONDS;
+        tweak(c)
+    })
+    .await;
     let db = rusqlite::Connection::open(&config.journal).unwrap();
     db.busy_timeout(Duration::from_secs(30)).unwrap();
-    let bench = Bench { sim, engine, db };
+    let bench = Bench { sim, engine, db, path: config.journal.clone() };
     let people = bench.sim.systems(RetryPolicy::default()).await.unwrap();
     println!();
     println!(
@@ -149,15 +167,19 @@ async fn run(args: &Args, source: Source) -> Summary {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         config.journal.display()
     );
+    let (cases, incidents) = setup(&bench, &people, pairs).await;
+    (bench, people, cases, incidents)
+}
 
-    // 1. Setup.
+/// 1. Setup: `pairs` new Cases, each given its incident; returns the linked (Case, incident) ids.
+async fn setup(bench: &Bench, people: &Systems, pairs: usize) -> (Vec<String>, Vec<String>) {
     let started = Instant::now();
     let calls = bench.seam_calls();
     let cases: Vec<String> = {
         let ids = std::sync::Mutex::new(Vec::new());
         all(
-            (0..args.pairs).map(|i| {
-                let (people, ids) = (&people, &ids);
+            (0..pairs).map(|i| {
+                let (people, ids) = (people, &ids);
                 async move {
                     let id = people.salesforce.create("Case", &obj(json!({ "Subject": format!("bench case {i}"), "Priority": "Medium" }))).await.unwrap();
                     ids.lock().unwrap().push(id);
@@ -170,13 +192,13 @@ async fn run(args: &Args, source: Source) -> Summary {
     };
     let setup = bench.settle(Duration::from_secs(600)).await - started;
     let links = bench.count("SELECT COUNT(*) FROM links WHERE tenant = 'demo'");
-    assert_eq!(links as usize, args.pairs, "every new Case must have its incident");
+    assert_eq!(links as usize, pairs, "every new Case must have its incident");
     println!(
         "setup: {} new Cases -> incidents linked both ways in {:.1} s ({:.0}/s), {:.2} API calls per new Case",
-        args.pairs,
+        pairs,
         setup.as_secs_f64(),
-        args.pairs as f64 / setup.as_secs_f64(),
-        (bench.seam_calls() - calls) as f64 / args.pairs as f64
+        pairs as f64 / setup.as_secs_f64(),
+        (bench.seam_calls() - calls) as f64 / pairs as f64
     );
     let incidents: Vec<String> = {
         let mut stmt = bench.db.prepare("SELECT incident_id FROM links WHERE tenant = 'demo' ORDER BY case_id").unwrap();
@@ -190,6 +212,15 @@ async fn run(args: &Args, source: Source) -> Summary {
         assert_eq!(linked.len(), cases.len());
         linked
     };
+    (cases, incidents)
+}
+
+async fn run(args: &Args, source: Source) -> Summary {
+    let name = match source {
+        Source::OutboundMessages => "bench-sync-om",
+        Source::Pubsub => "bench-sync-pubsub",
+    };
+    let (bench, people, cases, incidents) = start(name, source, args.pairs, |_| {}).await;
 
     // 2. Steady: one change a second.
     let calls = bench.seam_calls();
@@ -287,6 +318,57 @@ async fn run(args: &Args, source: Source) -> Summary {
         swap_rate: args.burst as f64 / swap.elapsed.as_secs_f64(),
         burst_reads_per_1000: burst_reads as f64 * 1000.0 / args.burst as f64,
     }
+}
+
+/// 6. Retention: the journal's size under a steady load with the background prune (see the top).
+async fn retention(args: &Args) {
+    let shrunk = seam::store::retention::Retention { settled_event_days: 2.0 / 1440.0, audit_days: 3.0 / 1440.0, every_minutes: 1.0 };
+    let (bench, people, cases, incidents) = start("bench-sync-retention", Source::OutboundMessages, 200, |c| c.retention = shrunk).await;
+    let (minutes, rate) = (args.retention_minutes, args.retention_rate);
+    println!(
+        "retention: {rate} changes/s for {minutes} min, settled events kept 2 min and audit rows 3 min (the defaults are 7 and 90 days), pruned every minute"
+    );
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let on_disk = || {
+        let size = |suffix: &str| std::fs::metadata(format!("{}{suffix}", bench.path.display())).map_or(0, |m| m.len());
+        (size(""), size("-wal"))
+    };
+    let loaded = {
+        let (db, wal) = on_disk();
+        db + wal
+    };
+    let mut sizes = Vec::new();
+    let mut n = 0;
+    for minute in 1..=minutes {
+        for _ in 0..60 {
+            let tick = Instant::now();
+            all((n..n + rate).map(|k| change(&people, &cases, &incidents, k, 5_000_000 + k)), rate).await;
+            n += rate;
+            tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
+        }
+        let (db, wal) = on_disk();
+        sizes.push(db + wal);
+        println!(
+            "  minute {minute:>2}: {n} changes made; journal {:.1} MiB on disk (database {:.1}, WAL {:.1}); keeps {} events, {} audit rows, {} history rows; {} events waiting",
+            mib(db + wal),
+            mib(db),
+            mib(wal),
+            bench.count("SELECT COUNT(*) FROM events"),
+            bench.count("SELECT COUNT(*) FROM audit"),
+            bench.count("SELECT COUNT(*) FROM event_history"),
+            bench.count("SELECT COUNT(*) FROM events WHERE status = 'pending'"),
+        );
+    }
+    if minutes >= 6 {
+        let grew = |from: usize, to: usize| mib(sizes[to - 1].saturating_sub(if from == 0 { loaded } else { sizes[from - 1] }));
+        let (first, last) = (grew(0, 3), grew(minutes - 3, minutes));
+        println!(
+            "  the journal grew {first:.1} MiB in the load's first three minutes and {last:.1} MiB in its last three ({:.0}% of it): {}",
+            100.0 * last / first.max(f64::EPSILON),
+            if last <= first / 4.0 { "it levels off" } else { "it does not level off" }
+        );
+    }
+    bench.sim.shutdown();
 }
 
 /// CPU per change: the steadier figure when the VM's wall-clock runs vary.

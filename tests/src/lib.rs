@@ -153,10 +153,9 @@ pub fn stored_replay(journal: &Journal, tenant: &str, topic: &str) -> Option<u64
 }
 
 /// Case change events the org published that `demo`'s Pub/Sub subscription has not stored (0 without one).
-fn unread_case_events(sim: &Sim, engine: &seam::cli::serve::Engine) -> u64 {
-    let topic = "/data/CaseChangeEvent";
-    let Some(stored) = stored_replay(&engine.journal, "demo", topic) else { return 0 };
-    sim.salesforce.change_events.as_ref().unwrap().newest(topic).saturating_sub(stored)
+fn unread_case_events(sim: &Sim, stored: Option<u64>) -> u64 {
+    let Some(stored) = stored else { return 0 };
+    sim.salesforce.change_events.as_ref().unwrap().newest("/data/CaseChangeEvent").saturating_sub(stored)
 }
 
 /// [`settle`] with a time bound; returns when the quiet began (five empty looks, 50 ms apart).
@@ -164,10 +163,9 @@ pub async fn settle_within(sim: &Sim, engine: &seam::cli::serve::Engine, limit: 
     let started = std::time::Instant::now();
     let mut quiet_since: Option<(std::time::Instant, u32)> = None;
     loop {
-        let pending = engine.journal.status_count("demo", "pending").unwrap()
-            + sim.salesforce.notifier.as_ref().unwrap().pending()
-            + sim.servicenow.notifier.as_ref().unwrap().pending()
-            + unread_case_events(sim, engine);
+        // Read as serving code reads, off the tokio workers (see `blocking::serving_keeps_sqlite_off_the_tokio_workers`).
+        let (waiting, stored) = engine.journal.run(|j| Ok((j.status_count("demo", "pending")?, stored_replay(j, "demo", "/data/CaseChangeEvent")))).await.unwrap();
+        let pending = waiting + sim.salesforce.notifier.as_ref().unwrap().pending() + sim.servicenow.notifier.as_ref().unwrap().pending() + unread_case_events(sim, stored);
         quiet_since = match (pending, quiet_since) {
             (0, Some((at, looks))) if looks + 1 >= 5 => return at,
             (0, Some((at, looks))) => Some((at, looks + 1)),

@@ -2,7 +2,7 @@
 //! retries that converge, refusals that do not retry, links and identity.
 
 use seam::connectors::{ConnectorError, RetryPolicy};
-use seam::engine::apply::{ApplyError, Resume, Systems};
+use seam::engine::apply::{no_progress, ApplyError, Resume, Systems};
 use seam::engine::normalize;
 use seam::model::{Action, ChangeKind, Field, JournalKind, RecordRef, System, Target};
 use seam::sim::faults::Faults;
@@ -128,7 +128,7 @@ async fn repeating_a_linked_create_finds_the_first_record_instead_of_making_anot
     let create = [Action::Create { system: System::Servicenow, object: "incident".into(), fields: vec![Field::new("short_description", "once")], link_to_source: true }];
     // As if the first attempt's progress was lost in a crash: the same action runs again, as a resumed attempt.
     let first = systems.apply(&change, &create).await.unwrap();
-    let second = systems.apply_resuming("e1", &change, &create, Resume::Retry, Default::default(), |_, _, _| Ok(())).await.unwrap().writes;
+    let second = systems.apply_resuming("e1", &change, &create, Resume::Retry, Default::default(), no_progress).await.unwrap().writes;
     assert_eq!(first.iter().filter(|w| w.operation == "create").count(), 1);
     assert_eq!(second.iter().filter(|w| w.operation == "create").count(), 0, "{second:?}");
     let incidents = sn.query("incident", &seam::connectors::servicenow::Query::new().eq("correlation_id", &case).unwrap(), 10).await.unwrap();
@@ -152,8 +152,8 @@ async fn a_resumed_attempt_does_not_append_a_journal_entry_twice() {
     ];
     // The first attempt appended both, then crashed before recording it: a resumed attempt finds them and adds nothing.
     systems.apply(&change, &appends).await.unwrap();
-    let resumed = systems.apply_resuming("e1", &change, &appends[..1], Resume::Retry, Default::default(), |_, _, _| Ok(())).await.unwrap();
-    let resumed_linked = systems.apply_resuming("e1", &change, &appends, Resume::Retry, Default::default(), |_, _, _| Ok(())).await.unwrap();
+    let resumed = systems.apply_resuming("e1", &change, &appends[..1], Resume::Retry, Default::default(), no_progress).await.unwrap();
+    let resumed_linked = systems.apply_resuming("e1", &change, &appends, Resume::Retry, Default::default(), no_progress).await.unwrap();
     assert!(resumed.writes.is_empty() && resumed_linked.writes.is_empty(), "{:?} {:?}", resumed.writes, resumed_linked.writes);
     let comments = sf.query(&format!("SELECT Id FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap();
     assert_eq!(comments.len(), 1);
@@ -216,13 +216,13 @@ async fn a_write_whose_response_is_lost_is_found_by_the_retry_not_made_again() {
     for (action, system) in [(&task, &sim.salesforce), (&comment, &sim.salesforce), (&note, &sim.servicenow), (&post, &sim.slack)] {
         let actions = std::slice::from_ref(action);
         lose_next_write(system);
-        match systems.apply_resuming("e-lost", &change, actions, Resume::Start, Default::default(), |_, _, _| Ok(())).await {
+        match systems.apply_resuming("e-lost", &change, actions, Resume::Start, Default::default(), no_progress).await {
             // An upsert by key is safe to send again at once: the connector does.
             Ok(_) => assert_eq!(action, &task, "only the create by key may be sent again blindly"),
             Err(err) => {
                 assert!(err.is_transient(), "{action}: {err}");
                 // The event is retried from the journal: nothing recorded the action as done.
-                systems.apply_resuming("e-lost", &change, actions, Resume::Retry, Default::default(), |_, _, _| Ok(())).await.unwrap();
+                systems.apply_resuming("e-lost", &change, actions, Resume::Retry, Default::default(), no_progress).await.unwrap();
             }
         }
     }
@@ -254,8 +254,8 @@ async fn a_retry_under_a_new_pack_version_skips_what_was_done_by_key_not_by_plac
     let mut carried = seam::model::Carried::default();
     let err = systems
         .apply_resuming("e-swap", &change, &[comment.clone(), post.clone()], Resume::Start, Default::default(), |_, done, _| {
-            carried = done.clone();
-            Ok(())
+            carried = done;
+            Box::pin(async { Ok(()) })
         })
         .await
         .unwrap_err();
@@ -263,7 +263,7 @@ async fn a_retry_under_a_new_pack_version_skips_what_was_done_by_key_not_by_plac
     assert_eq!(carried.done.len(), 1, "the comment is recorded as done");
 
     // Version 2 puts a new action first and the old two in another order.
-    let resumed = systems.apply_resuming("e-swap", &change, &[priority, post, comment], Resume::Retry, carried, |_, _, _| Ok(())).await.unwrap();
+    let resumed = systems.apply_resuming("e-swap", &change, &[priority, post, comment], Resume::Retry, carried, no_progress).await.unwrap();
     let operations: Vec<_> = resumed.writes.iter().map(|w| (w.action, w.operation)).collect();
     assert!(!resumed.writes.iter().any(|w| w.operation == "journal"), "the comment is not made again: {operations:?}");
     assert_eq!(sf.get("Case", &case).await.unwrap()["Priority"], "High", "the new action ran");

@@ -467,7 +467,7 @@ async fn after_a_crash_a_coalesced_group_is_claimed_again_as_it_was() {
 
     // The host dies mid-way; another edit arrives; the journal is opened again.
     let later = journal_case_updates(&h, &case, "after", &[("c", "Low")]).await;
-    let journal = Journal::open(&h.journal_path).unwrap();
+    let journal = std::sync::Arc::new(Journal::open(&h.journal_path).unwrap());
     let again = journal.claim(TENANT, &Default::default(), 16).await.unwrap();
     assert_eq!(again.len(), 1, "the later edit waits behind the group it did not join");
     let (due, _) = &again[0];
@@ -541,7 +541,7 @@ async fn seams_own_write_coming_back_is_settled_at_intake_unless_an_earlier_even
     // own it would have been settled.
     let now = sf.get("Case", &case).await.unwrap();
     let written = Outcome { expect: vec![(record.clone(), "Status".into(), Value::Text("On Hold".into()))], ..Outcome::default() };
-    h.journal.record_outcome(TENANT, "seam-write", "test", &written).unwrap();
+    h.journal.record_outcome(TENANT, "seam-write", "test", written).await.unwrap();
     let mut person = now.clone();
     person.insert("Subject".into(), json!("third"));
     h.journal.record_all(TENANT, vec![("person-1".into(), normalize::salesforce("person-1", ChangeKind::Updated, "Case", &person, Some(&["Subject"])))]).await.unwrap();

@@ -286,7 +286,7 @@ async fn a_journal_from_before_keeps_its_shadow_and_open_events_under_the_new_la
             .unwrap();
         }
     }
-    let journal = Journal::open(&path).unwrap();
+    let journal = std::sync::Arc::new(Journal::open(&path).unwrap());
     let case = RecordRef { system: System::Salesforce, object: "Case".into(), id: "500A".into() };
     let shadow = journal.shadow("acme", &case).unwrap();
     assert_eq!(shadow.len(), 2, "{shadow:?}");

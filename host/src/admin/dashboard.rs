@@ -80,16 +80,17 @@ pub async fn trail(State(admin): State<Arc<Admin>>, Extension(grant): Extension<
 
 /// Send one dead letter through again; its history notes it was the dashboard.
 pub async fn redrive(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>, Path(id): Path<i64>) -> Response {
-    let tenant = match admin.journal.event_tenant(id) {
+    let journal = admin.journal.clone();
+    let tenant = match blocking(move || journal.event_tenant(id)).await {
         // Another tenant's event is answered as none: its ids say nothing to this token.
         Ok(Some(tenant)) if grant.sees(&tenant) => tenant,
         Ok(_) => return error(StatusCode::NOT_FOUND, format!("there is no event {id}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(response) => return response,
     };
     if let Err(refused) = grant.allow(&tenant, Scope::Operate) {
         return refused;
     }
-    match admin.journal.redrive(Some(&[id]), "dashboard") {
+    match admin.journal.run(move |j| j.redrive(Some(&[id]), "dashboard")).await {
         Ok(n) => Json(json!({ "redriven": n })).into_response(),
         Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
     }

@@ -53,6 +53,8 @@ pub struct Metrics {
     backlog_age: Family<TenantLabel, Gauge<f64, AtomicU64>>,
     dead_letters: Family<TenantLabel, Gauge>,
     packs: Family<PackSlotLabels, Gauge>,
+    /// Journal calls made on a tokio worker thread (see `store::blocking`); zero when all is well.
+    journal_on_workers: Counter,
 }
 
 impl Default for Metrics {
@@ -81,6 +83,7 @@ impl Metrics {
             backlog_age: Family::default(),
             dead_letters: Family::default(),
             packs: Family::default(),
+            journal_on_workers: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("events_received", "Events journaled from notifications and catch-up polls, by source system", m.received.clone());
@@ -99,6 +102,7 @@ impl Metrics {
         registry.register_with_unit("backlog_age", "How long the oldest waiting event has waited", prometheus_client::registry::Unit::Seconds, m.backlog_age.clone());
         registry.register("dead_letters", "Events in the dead-letter queue now", m.dead_letters.clone());
         registry.register("pack_info", "The packs each tenant runs (1 per active pack)", m.packs.clone());
+        registry.register("journal_calls_on_workers", "Journal (SQLite) calls made on a tokio worker thread, where they hold up other tasks; anything above zero is a defect to report", m.journal_on_workers.clone());
         Metrics { registry, ..m }
     }
 
@@ -138,6 +142,7 @@ impl Metrics {
                 self.packs.get_or_create(&PackSlotLabels { tenant: t.tenant.clone(), slot, pack, sha256 }).set(1);
             }
         }
+        self.journal_on_workers.inc_by(journal.calls_on_workers().saturating_sub(self.journal_on_workers.get()));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)

@@ -80,7 +80,7 @@ fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<Grant, Response> {
 
 /// Run journal (SQLite) work off the async workers; a failure becomes a 500 naming it.
 pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(work).await {
+    match tokio::task::spawn_blocking(move || crate::store::blocking::may_block(work)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
@@ -96,9 +96,9 @@ async fn prometheus(State(admin): State<Arc<Admin>>) -> Response {
 }
 
 async fn list(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>) -> Response {
-    match admin.registry.list() {
+    match blocking(move || admin.registry.list()).await {
         Ok(packs) => Json(packs.into_iter().filter(|p| grant.sees(&p.tenant)).collect::<Vec<_>>()).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(response) => response,
     }
 }
 

@@ -107,7 +107,7 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
             break Ended::Interrupted;
         }
         // Room in the backlog first: the running engine sets the pace.
-        let backlog = job.backlog()?;
+        let backlog = job.backlog().await?;
         bar.set_message(format!("{backlog} waiting to be carried across"));
         if backlog >= args.window {
             if backlog < last_backlog {
@@ -133,7 +133,7 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
     let done = job.plan().await?.done;
     match outcome {
         Ended::Finished => {
-            println!("All {} Case(s) are journaled; `seam serve` carries them across ({} still waiting now).", done, job.backlog()?);
+            println!("All {} Case(s) are journaled; `seam serve` carries them across ({} still waiting now).", done, job.backlog().await?);
             Ok(())
         }
         Ended::Interrupted => {

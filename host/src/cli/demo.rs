@@ -52,12 +52,13 @@ impl Demo {
         while quiet < 5 {
             let pending = self.sim.salesforce.notifier.as_ref().map_or(0, |n| n.stats().pending)
                 + self.sim.servicenow.notifier.as_ref().map_or(0, |n| n.stats().pending)
-                + self.engine.journal.status_count(TENANT, "pending")?;
+                + self.engine.journal.run(|j| j.status_count(TENANT, "pending")).await?;
             quiet = if pending == 0 { quiet + 1 } else { 0 };
             anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the engine did not settle within 30 s (see SEAM_LOG=debug)");
             tokio::time::sleep(Duration::from_millis(60)).await;
         }
-        let rows = self.engine.journal.audit_after(TENANT, self.audited)?;
+        let after = self.audited;
+        let (rows, dead) = self.engine.journal.run(move |j| Ok((j.audit_after(TENANT, after)?, j.status_count(TENANT, "dead")?))).await?;
         if rows.is_empty() {
             println!("    seam wrote nothing");
         }
@@ -66,7 +67,6 @@ impl Demo {
             println!("    ✓ {} {} {}.{field}: {old} → {}   ({}, {})", record.system, record.object, short(&record.id), entry.new, entry.reason, entry.plugin);
             self.audited = id;
         }
-        let dead = self.engine.journal.status_count(TENANT, "dead")?;
         anyhow::ensure!(dead == 0, "{dead} event(s) were dead-lettered; see `seam dlq list`");
         println!();
         Ok(())
@@ -155,7 +155,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     }
     // The question an auditor asks months later, answered from the journal (`seam audit why`).
-    let urgency = demo.engine.journal.why(Some(TENANT), &crate::model::RecordRef { system: crate::model::System::Servicenow, object: "incident".into(), id: incident.clone() }, "urgency")?;
+    let record = crate::model::RecordRef { system: crate::model::System::Servicenow, object: "incident".into(), id: incident.clone() };
+    let (urgency, journaled) = demo.engine.journal.run(move |j| Ok((j.why(Some(TENANT), &record, "urgency")?, j.count(TENANT)?))).await?;
     println!("\nWhy is the incident's urgency {}? (`seam audit why servicenow incident {incident} urgency`)", urgency.first().map(|c| c.new.to_string()).unwrap_or_default());
     for change in &urgency {
         let old = change.old.as_ref().map(|o| o.to_string()).unwrap_or_else(|| "—".into());
@@ -167,7 +168,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let c = &demo.engine.processors[TENANT].counters;
     println!(
         "\nseam: {} events journaled, {} echoes dropped, {} writes, {} reverted, {} dead letters; {} API calls to Salesforce and {} to ServiceNow made by the people above.",
-        demo.engine.journal.count(TENANT)?,
+        journaled,
         c.echoes.get(),
         c.writes.get(),
         c.reverts.get(),

@@ -28,7 +28,7 @@ pub async fn run(args: LinkArgs) -> Result<()> {
     let Some(tenant) = config.tenants.get(&args.tenant) else {
         bail!("no tenant {:?} in {} (tenants: {})", args.tenant, args.config.display(), config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
     };
-    let journal = Journal::open(&config.journal)?;
+    let journal = std::sync::Arc::new(Journal::open(&config.journal)?);
     let systems = tenant.connect(&args.tenant).await.with_context(|| format!("tenant {}", args.tenant))?;
     let by = std::env::var("USER").map(|u| format!("operator {u}")).unwrap_or_else(|_| "an operator".into());
     identity::link_by_operator(&journal, &args.tenant, &systems, &args.case, &args.incident, &by).await?;

@@ -382,7 +382,8 @@ pub struct Engine {
 /// Load every tenant's pack and connections, then start the processors, pollers and intake.
 pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<Engine> {
     config.check_trust()?;
-    let journal = Arc::new(Journal::open(&config.journal)?);
+    let path = config.journal.clone();
+    let journal = Arc::new(crate::store::blocking::off_worker(move || Journal::open(&path)).await?);
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let trusted = TrustedKeys::read(&config.trusted_keys)?;
     let store = config.journal.parent().map(|d| d.join("packs")).unwrap_or_else(|| PathBuf::from("packs"));
@@ -475,11 +476,10 @@ async fn prune_every(journal: Arc<Journal>, retention: crate::store::retention::
     let every = Duration::from_secs_f64(retention.every_minutes * 60.0);
     loop {
         tokio::time::sleep(every).await;
-        let (journal, retention) = (journal.clone(), retention.clone());
-        match tokio::task::spawn_blocking(move || journal.prune(&retention, chrono::Utc::now().timestamp_millis(), false)).await {
-            Ok(Ok(p)) => tracing::info!(events = p.events, audit_rows = p.audit_rows, history_rows = p.history_rows, "journal pruned"),
-            Ok(Err(e)) => tracing::warn!("pruning the journal failed: {e:#}"),
-            Err(e) => tracing::warn!("pruning the journal stopped: {e}"),
+        let retention = retention.clone();
+        match journal.run(move |j| j.prune(&retention, j.clock.now_ms(), false)).await {
+            Ok(p) => tracing::info!(events = p.events, audit_rows = p.audit_rows, history_rows = p.history_rows, "journal pruned"),
+            Err(e) => tracing::warn!("pruning the journal failed: {e:#}"),
         }
     }
 }

@@ -89,8 +89,9 @@ impl Alerter {
 
     /// Check once; alert or clear when the episode starts or ends.
     pub async fn check(&self) -> Result<Option<Alert>> {
-        let backlog = self.journal.backlog(&self.tenant)?;
-        let open = self.journal.watermark(&self.tenant, EPISODE)?.is_some_and(|v| v == "open");
+        let tenant = self.tenant.clone();
+        let (backlog, episode) = self.journal.run(move |j| Ok((j.backlog(&tenant)?, j.watermark(&tenant, EPISODE)?))).await?;
+        let open = episode.is_some_and(|v| v == "open");
         let alert = if !open {
             let breaches = self.breaches(&backlog, 1.0);
             if breaches.is_empty() {
@@ -123,7 +124,7 @@ impl Alerter {
             let channel = slack.ensure_channel(&self.config.slack_channel).await?;
             slack.post(&channel, text).await?;
         }
-        self.journal.set_watermark(&self.tenant, EPISODE, state)?;
+        self.journal.set_watermark(&self.tenant, EPISODE, state).await?;
         self.sent.inc();
         Ok(Some(alert))
     }

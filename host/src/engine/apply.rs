@@ -11,6 +11,7 @@ use crate::connectors::servicenow::{self, Query, ServiceNow};
 use crate::connectors::slack::{self, Slack};
 use crate::connectors::{ConnectorError, RetryPolicy};
 use crate::model::{Action, Carried, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
+use crate::runtime::imports::lookup::BoxFuture;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -120,6 +121,11 @@ pub fn action_keys(event: &str, actions: &[Action]) -> Vec<String> {
             hex::encode(&hash.finalize()[..16])
         })
         .collect()
+}
+
+/// For [`Systems::apply_resuming`] when nothing is to be kept of each action's progress.
+pub fn no_progress<'d>(_: usize, _: Carried, _: Vec<Write>) -> BoxFuture<'d, anyhow::Result<()>> {
+    Box::pin(async { Ok(()) })
 }
 
 /// What carrying out the actions did.
@@ -243,10 +249,10 @@ impl Systems {
 
     /// Run `actions` for `change`; returns every write made, in order.
     pub async fn apply(&self, change: &Change, actions: &[Action]) -> Result<Vec<Write>, ApplyError> {
-        Ok(self.apply_resuming(&change.event_id, change, actions, Resume::Start, Carried::default(), |_, _, _| Ok(())).await?.writes)
+        Ok(self.apply_resuming(&change.event_id, change, actions, Resume::Start, Carried::default(), no_progress).await?.writes)
     }
 
-    /// Run the actions not yet done, calling `done(n, carried, writes)` after each one
+    /// Run the actions not yet done, awaiting `done(n, carried, writes)` after each one
     /// (n = the actions through this one; `carried.done` with its key added; the writes
     /// it made) so the caller can persist progress, and what the writes leave, together,
     /// and resume after a failure instead of repeating what already happened.
@@ -254,14 +260,14 @@ impl Systems {
     /// `carried`: what the earlier attempt's actions left (the partner it created, the keys
     /// of the actions it carried out), so the same actions resolve the same way; a linked
     /// create is a no-op once there is a partner.
-    pub async fn apply_resuming(
+    pub async fn apply_resuming<'d>(
         &self,
         event: &str,
         change: &Change,
         actions: &[Action],
         resume: Resume,
         carried: Carried,
-        mut done: impl FnMut(usize, &Carried, &[Write]) -> anyhow::Result<()>,
+        mut done: impl FnMut(usize, Carried, Vec<Write>) -> BoxFuture<'d, anyhow::Result<()>>,
     ) -> Result<Applied, ApplyError> {
         let linked = carried.linked.or_else(|| change.linked.clone());
         let linked_number = carried.linked_number.or_else(|| linked.as_ref().and_then(|_| known_partner_number(change)));
@@ -288,7 +294,7 @@ impl Systems {
                 if already {
                     tracing::info!(source = %change.source, "resuming: action {n} already happened before the last attempt stopped; not repeating it");
                     ctx.done.insert(key);
-                    done(n + 1, &ctx.carried(), &[]).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
+                    done(n + 1, ctx.carried(), Vec::new()).await.map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
                     continue;
                 }
             }
@@ -341,7 +347,7 @@ impl Systems {
                 w.action = n;
             }
             ctx.done.insert(key);
-            done(n + 1, &ctx.carried(), &writes[before..]).map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
+            done(n + 1, ctx.carried(), writes[before..].to_vec()).await.map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
         }
         Ok(Applied { writes, linked: ctx.linked })
     }

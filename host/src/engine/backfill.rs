@@ -100,8 +100,9 @@ impl Backfill {
         format!("backfill.salesforce.Case.{}", &hex::encode(Sha256::digest(what.as_bytes()))[..16])
     }
 
-    fn place(&self) -> Result<Option<Place>> {
-        match self.journal.watermark(&self.tenant, &self.place_key())? {
+    async fn place(&self) -> Result<Option<Place>> {
+        let (tenant, key) = (self.tenant.clone(), self.place_key());
+        match self.journal.run(move |j| j.watermark(&tenant, &key)).await? {
             Some(text) => Ok(Some(serde_json::from_str(&text).context("reading the backfill's place in the journal")?)),
             None => Ok(None),
         }
@@ -124,7 +125,7 @@ impl Backfill {
     /// says how much of today's allowance is used). A condition Salesforce refuses is named here.
     pub async fn plan(&self) -> Result<Plan> {
         let sf = &self.systems.salesforce;
-        let place = self.place()?;
+        let place = self.place().await?;
         // What is left is counted after the place: the Cases already brought in may have moved
         // out of the span since (seam's own writes to them change their SystemModstamp).
         let soql = format!("SELECT COUNT() FROM Case WHERE {}{}", self.filter(place.as_ref()), after(place.as_ref()));
@@ -150,7 +151,7 @@ impl Backfill {
                 return Ok(Err(Pause::Budget(used, allowance)));
             }
         }
-        let stored = self.place()?;
+        let stored = self.place().await?;
         let filter = self.filter(stored.as_ref());
         let after = after(stored.as_ref());
         let mut place = stored.unwrap_or_else(|| Place { until: self.until(None), ..Place::default() });
@@ -175,13 +176,14 @@ impl Backfill {
         let read = events.len();
         let new = self.journal.record_all(&self.tenant, events).await?.iter().filter(|r| r.is_new()).count();
         place.done += read as u64;
-        self.journal.set_watermark(&self.tenant, &self.place_key(), &serde_json::to_string(&place)?)?;
+        self.journal.set_watermark(&self.tenant, &self.place_key(), &serde_json::to_string(&place)?).await?;
         Ok(Ok((read, new)))
     }
 
     /// Events of the tenant still waiting to be carried across (the running engine's backlog).
-    pub fn backlog(&self) -> Result<u64> {
-        self.journal.status_count(&self.tenant, "pending")
+    pub async fn backlog(&self) -> Result<u64> {
+        let tenant = self.tenant.clone();
+        self.journal.run(move |j| j.status_count(&tenant, "pending")).await
     }
 }
 

@@ -67,14 +67,14 @@ impl Dispatcher {
             let free = self.concurrency - tasks.len();
             let held_off = short_at.is_some_and(|t| t.elapsed() < RESCAN);
             if (tasks.is_empty() || free >= (self.concurrency / 4).max(1)) && !held_off {
-                let claimed = p.journal.claim(&p.tenant, &touched, free).await?;
+                let claimed = p.claim(&touched, free).await?;
                 short_at = (claimed.len() < free).then(Instant::now);
-                for (due, touches) in claimed {
+                for (due, touches, known) in claimed {
                     let id = due.entry.id;
                     touched.extend(touches.iter().cloned());
                     busy.insert(id, touches);
                     let p = p.clone();
-                    tasks.spawn(async move { (id, p.process_due(due).await) });
+                    tasks.spawn(async move { (id, p.process_claimed(due, known).await) });
                 }
             }
             if tasks.is_empty() {

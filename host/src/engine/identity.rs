@@ -9,13 +9,14 @@
 use super::apply::{Systems, Write};
 pub use super::normalize::INCIDENT_CASE_FIELD;
 use super::normalize::{CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD};
-use super::processor::account_for;
+use super::processor::{account_for, shadows_of};
 use crate::model::{RecordRef, System, Value};
 use crate::runtime::{LookupFailure, RecordSource};
 use crate::store::journal::{AuditRow, Outcome};
 use crate::store::Journal;
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value as Json};
+use std::sync::Arc;
 
 /// The field in which a record of `system` names its partner.
 pub fn link_field(system: System) -> &'static str {
@@ -52,8 +53,9 @@ pub enum Refusal {
 
 /// Check a claim by `source` (unlinked in the journal) to the partner `claimed`: taken only
 /// when `claimed` is not linked elsewhere and names `source` back.
-pub async fn check_claim(journal: &Journal, tenant: &str, systems: &Systems, source: &RecordRef, claimed: &RecordRef) -> Result<(), Refusal> {
-    if let Some(other) = journal.link_of(tenant, claimed).map_err(|e| Refusal::Unavailable(format!("{e:#}")))? {
+pub async fn check_claim(journal: &Arc<Journal>, tenant: &str, systems: &Systems, source: &RecordRef, claimed: &RecordRef) -> Result<(), Refusal> {
+    let (t, c) = (tenant.to_string(), claimed.clone());
+    if let Some(other) = journal.run(move |j| j.link_of(&t, &c)).await.map_err(|e| Refusal::Unavailable(format!("{e:#}")))? {
         return Err(Refusal::Conflict(format!("{source} names {claimed} as its partner, but seam linked {claimed} with {other}")));
     }
     let field = link_field(claimed.system);
@@ -84,11 +86,13 @@ pub fn conflict_audit(source: &RecordRef, claimed: &RecordRef, why: &str) -> Aud
 /// `seam link`: an operator links a Case and an incident. Neither may be linked elsewhere;
 /// both records are read (they must exist), their link fields are written to name each
 /// other, and the link is recorded with audit rows naming `by`.
-pub async fn link_by_operator(journal: &Journal, tenant: &str, systems: &Systems, case_id: &str, incident_id: &str, by: &str) -> Result<()> {
+pub async fn link_by_operator(journal: &Arc<Journal>, tenant: &str, systems: &Systems, case_id: &str, incident_id: &str, by: &str) -> Result<()> {
     let case = RecordRef { system: System::Salesforce, object: "Case".into(), id: case_id.into() };
     let incident = RecordRef { system: System::Servicenow, object: "incident".into(), id: incident_id.into() };
-    for (record, partner) in [(&case, &incident), (&incident, &case)] {
-        match journal.link_of(tenant, record)? {
+    let (t, c, i) = (tenant.to_string(), case.clone(), incident.clone());
+    let (case_link, incident_link) = journal.run(move |j| Ok((j.link_of(&t, &c)?, j.link_of(&t, &i)?))).await?;
+    for (record, partner, link) in [(&case, &incident, case_link), (&incident, &case, incident_link)] {
+        match link {
             Some(other) if other == partner.id => bail!("{case} and {incident} are linked already"),
             Some(other) => bail!("{record} is linked with {other}; a record has one partner"),
             None => {}
@@ -112,13 +116,11 @@ pub async fn link_by_operator(journal: &Journal, tenant: &str, systems: &Systems
     let mut writes: Vec<Write> = Vec::new();
     writes.push(systems.update(case.clone(), &case_back).await.with_context(|| format!("writing the link into {case}"))?);
     writes.push(systems.update(incident.clone(), &incident_back).await.with_context(|| format!("writing the link into {incident}"))?);
-    for w in &writes {
-        let names: Vec<&str> = w.fields.iter().chain(&w.observed).map(|f| f.name.as_str()).collect();
-        let before = journal.shadow_fields(tenant, &w.record, &names)?;
+    for (w, before) in writes.iter().zip(shadows_of(journal, tenant, writes.iter().map(|w| w.record.clone()).collect()).await?) {
         account_for(w, Some(&before), None, &format!("linked by {by}"), systems.echoes_come_back(w.record.system), &mut out);
     }
     out.links.push((case.id.clone(), incident.id.clone()));
-    journal.record_outcome(tenant, &format!("link:{}:{}", case.id, incident.id), "seam link", &out)
+    journal.record_outcome(tenant, &format!("link:{}:{}", case.id, incident.id), "seam link", out).await
 }
 
 #[cfg(test)]

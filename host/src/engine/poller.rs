@@ -110,41 +110,47 @@ impl Poller {
     pub async fn owe_cases(&self, since_ms: Option<i64>) -> Result<()> {
         let _cases = self.cases.lock().await;
         self.begin_cases().await?;
-        let current = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
+        let current = self.watermark(SALESFORCE_CASES).await?;
         // Never forward: a later watermark would skip part of the gap. A stamp alone reads
         // from the first record of that stamp.
         let lowered = since_ms
             .map(|ms| chrono::DateTime::from_timestamp_millis(ms).unwrap_or(chrono::DateTime::UNIX_EPOCH).format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
             .filter(|mark| current.as_deref().is_none_or(|c| Mark::parse(c).stamp >= mark.as_str()));
         let from = lowered.or(current).unwrap_or_default();
-        self.journal.set_watermarks(&self.tenant, &[(SALESFORCE_CASES, &from), (SALESFORCE_CASES_OWED, &from)], &[])
+        self.journal.set_watermarks(&self.tenant, &[(SALESFORCE_CASES, &from), (SALESFORCE_CASES_OWED, &from)], &[]).await
     }
 
     /// Pay an owed catch-up poll of Cases, page by page. `None` when nothing was owed; else how
     /// many changes were new to the journal. On failure the debt stands, to be paid later.
     pub async fn pay_cases(&self) -> Result<Option<usize>> {
         let _cases = self.cases.lock().await;
-        if self.journal.watermark(&self.tenant, SALESFORCE_CASES_OWED)?.is_none() {
+        if self.watermark(SALESFORCE_CASES_OWED).await?.is_none() {
             return Ok(None);
         }
         let mut new = 0;
         loop {
-            let before = self.journal.watermark(&self.tenant, SALESFORCE_CASES)?;
+            let before = self.watermark(SALESFORCE_CASES).await?;
             let (read, fresh) = self.poll_cases().await?;
             new += fresh;
             // A short page is the last. Keyset pages always move the watermark; one that did not
             // (a system that ignored the keyset) would be read again forever.
-            if read < PAGE || self.journal.watermark(&self.tenant, SALESFORCE_CASES)? == before {
+            if read < PAGE || self.watermark(SALESFORCE_CASES).await? == before {
                 break;
             }
         }
-        self.journal.clear_watermark(&self.tenant, SALESFORCE_CASES_OWED)?;
+        self.journal.clear_watermark(&self.tenant, SALESFORCE_CASES_OWED).await?;
         Ok(Some(new))
     }
 
+    /// A source's watermark, read off the tokio workers.
+    async fn watermark(&self, source: &str) -> Result<Option<String>> {
+        let (tenant, source) = (self.tenant.clone(), source.to_string());
+        self.journal.run(move |j| j.watermark(&tenant, &source)).await
+    }
+
     /// A first start: the watermark is set at `at`, and nothing before it is read.
-    fn start_at(&self, source: &str, at: &str) -> Result<(usize, usize)> {
-        self.journal.set_watermark(&self.tenant, source, at)?;
+    async fn start_at(&self, source: &str, at: &str) -> Result<(usize, usize)> {
+        self.journal.set_watermark(&self.tenant, source, at).await?;
         tracing::info!(tenant = %self.tenant, "first start: catch-up polling of {source} begins at {at}; what changed before is history, not synced (`seam backfill` brings it)");
         Ok((0, 0))
     }
@@ -153,7 +159,7 @@ impl Poller {
         let read = events.len();
         let new = self.journal.record_all(&self.tenant, events).await?.iter().filter(|r| r.is_new()).count();
         if let Some(mark) = mark {
-            self.journal.set_watermark(&self.tenant, source, &mark)?;
+            self.journal.set_watermark(&self.tenant, source, &mark).await?;
         }
         Ok((read, new))
     }
@@ -161,7 +167,7 @@ impl Poller {
     /// A first start of Case polling: the watermark just past the newest Case there is (what is
     /// there now is history). Does nothing when the watermark is set.
     async fn begin_cases(&self) -> Result<()> {
-        if self.journal.watermark(&self.tenant, SALESFORCE_CASES)?.is_some() {
+        if self.watermark(SALESFORCE_CASES).await?.is_some() {
             return Ok(());
         }
         // The newest change there is, one millisecond on: what is there now is history.
@@ -173,13 +179,13 @@ impl Poller {
             .and_then(|r| r.get("SystemModstamp").and_then(Value::as_str))
             .and_then(|s| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok().map(|t| t.with_timezone(&chrono::Utc)))
             .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::milliseconds(1));
-        self.start_at(SALESFORCE_CASES, &at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())?;
+        self.start_at(SALESFORCE_CASES, &at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()).await?;
         Ok(())
     }
 
     async fn poll_cases(&self) -> Result<(usize, usize)> {
         let sf = &self.systems.salesforce;
-        let Some(since) = self.journal.watermark(&self.tenant, SALESFORCE_CASES)? else {
+        let Some(since) = self.watermark(SALESFORCE_CASES).await? else {
             return self.begin_cases().await.map(|()| (0, 0));
         };
         let since = Mark::parse(&since);
@@ -214,10 +220,10 @@ impl Poller {
             let _cases = self.cases.lock().await;
             self.begin_cases().await?;
         }
-        if self.journal.watermark(&self.tenant, SERVICENOW_INCIDENTS)?.is_none() {
+        if self.watermark(SERVICENOW_INCIDENTS).await?.is_none() {
             self.begin_servicenow(SERVICENOW_INCIDENTS, "incident", Query::new(), "sys_updated_on").await?;
         }
-        if self.journal.watermark(&self.tenant, SERVICENOW_INCIDENT_DELETES)?.is_none() {
+        if self.watermark(SERVICENOW_INCIDENT_DELETES).await?.is_none() {
             // An instance that hides its audit of deletes is told of by the first poll.
             if let Err(e) = self.begin_servicenow(SERVICENOW_INCIDENT_DELETES, "sys_audit_delete", Query::new().eq("tablename", "incident")?, "sys_created_on").await {
                 tracing::debug!(tenant = %self.tenant, "incident deletes: no first watermark yet: {e:#}");
@@ -236,7 +242,7 @@ impl Poller {
             .map(|r| normalize::text_field(r, stamp))
             .and_then(|s| chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc()))
             .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::seconds(1));
-        self.start_at(source, &at.format("%Y-%m-%d %H:%M:%S").to_string())?;
+        self.start_at(source, &at.format("%Y-%m-%d %H:%M:%S").to_string()).await?;
         Ok(())
     }
 
@@ -244,7 +250,7 @@ impl Poller {
     /// `source` by keyset on (`stamp`, sys_id). A first start sets the watermark instead, and
     /// reads nothing (see [`Poller::begin_servicenow`]).
     async fn servicenow_page(&self, source: &str, table: &str, base: Query, stamp: &str) -> Result<Option<Vec<serde_json::Map<String, Value>>>> {
-        let Some(since) = self.journal.watermark(&self.tenant, source)? else {
+        let Some(since) = self.watermark(source).await? else {
             self.begin_servicenow(source, table, base, stamp).await?;
             return Ok(None);
         };

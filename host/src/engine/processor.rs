@@ -25,7 +25,7 @@ use crate::store::journal::{AuditRow, Due, Outcome};
 use crate::store::Journal;
 use anyhow::Result;
 use serde_json::{Map, Value as Json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -138,9 +138,21 @@ impl Retrying {
 pub type Workflows = Arc<ArcSwap<Vec<Arc<ActivePack>>>>;
 
 impl Processor {
-    /// Process one claimed event and record the outcome. An error means the
-    /// outcome could not be recorded; the event is still pending.
+    /// Claim up to `limit` events none of whose records is in `busy` (see [`Journal::claim`]),
+    /// each with what the journal knows of its record, read in the same trip.
+    pub async fn claim(&self, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>, Known)>> {
+        self.journal.claim_reading(&self.tenant, busy, limit, Known::read).await
+    }
+
+    /// Process an event claimed with [`Journal::claim`] (what the journal knows of its record read now).
     pub async fn process_due(&self, due: Due) -> Result<Processed> {
+        let (known, due) = self.journal.run(move |j| Ok((Known::read(j, &due)?, due))).await?;
+        self.process_claimed(due, known).await
+    }
+
+    /// Process an event claimed with [`Processor::claim`] and record the outcome. An
+    /// error means the outcome could not be recorded; the event is still pending.
+    pub async fn process_claimed(&self, due: Due, known: Known) -> Result<Processed> {
         let (entry, attempts) = (&due.entry, due.attempts);
         let resume = if attempts == 0 { Resume::Start } else { Resume::Retry };
         let pack = self.active.load_full();
@@ -149,7 +161,7 @@ impl Processor {
         let merged = due.merged_ids();
         // The packs' clock when the change names no commit time: when the latest of them was stored.
         let received_at_ms = due.merged.last().unwrap_or(entry).received_at_ms;
-        let outcome = self.process(&pack, &workflows, &changes, (&entry.event_key, entry.id, received_at_ms), resume, due.carried.clone()).await;
+        let outcome = self.process(&pack, &workflows, &changes, (&entry.event_key, entry.id, received_at_ms), resume, due.carried.clone(), known).await;
         let plugin = pack.plugin.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
@@ -201,7 +213,7 @@ impl Processor {
     /// (oldest first): each is filtered for echoes and staleness in turn, and
     /// what is news in any of them, at its latest value, is carried across once.
     #[allow(clippy::too_many_arguments)]
-    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], changes: &[&Change], (key, id, received_at_ms): (&str, i64, i64), resume: Resume, carried: Carried) -> Result<(Processed, Outcome), Failure> {
+    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], changes: &[&Change], (key, id, received_at_ms): (&str, i64, i64), resume: Resume, carried: Carried, known: Known) -> Result<(Processed, Outcome), Failure> {
         // Actions an earlier attempt carried out: not an echo, whatever the filter says now.
         let progress = carried.done.len();
         let mut change = (*changes.last().expect("an event has a change")).clone();
@@ -217,7 +229,8 @@ impl Processor {
         // A deleted record's claim is not weighed: it can no longer be read back, and
         // only a link seam made has a partner to unlink.
         let claimed = change.linked.take().filter(|_| change.kind != ChangeKind::Deleted);
-        change.linked = self.local_link(&source).map_err(Failure::transient)?;
+        let Known { partner, shadow, partner_shadow, expected } = known;
+        change.linked = partner.clone();
         let mut adopted = None;
         if let (None, Some(claimed)) = (&change.linked, claimed) {
             match identity::check_claim(&self.journal, &self.tenant, &self.systems, &source, &claimed).await {
@@ -233,7 +246,6 @@ impl Processor {
         // actions (a pack swapped in meanwhile may ask for others: what was done is known
         // by key, not by place); what those actions made (the partner a linked create
         // opened) comes back through `carried`.
-        let shadow = self.journal.shadow(&self.tenant, &source).map_err(Failure::transient)?;
         let mut out = Outcome::default();
         if let Some(partner) = &adopted {
             out.links.push(case_and_incident(&source, partner));
@@ -250,7 +262,6 @@ impl Processor {
         }
 
         // Echo filter (see `echoes::news`).
-        let expected = self.journal.expected_echoes(&self.tenant, &source).map_err(Failure::transient)?;
         let news = echoes::news(&source, changes, &shadow, &expected, &mut out);
         if news.is_empty() && change.kind != ChangeKind::Deleted && progress == 0 {
             return Ok((Processed::Echo, out));
@@ -348,33 +359,49 @@ impl Processor {
         // The last action, when it is an update, is recorded with the event's
         // outcome instead: one transaction (and one disk sync) fewer, and after a
         // crash in between, an update is safe to repeat.
-        let journal = self.journal.clone();
         let plugin_id = pack.plugin.meta().to_string();
         let last_is_update = matches!(actions.last(), Some(Action::Update { .. }));
-        let mut last_step = Outcome::default();
+        let last_step = std::sync::Mutex::new(Outcome::default());
+        // Each write's "before" comes from the shadows as committed: the source's and its
+        // partner's read above, brought up to date with what each step commits; a record
+        // first written now (a Task, the partner a create opened) is read when it is.
+        let committed: std::sync::Mutex<HashMap<RecordRef, HashMap<String, Value>>> = std::sync::Mutex::new(HashMap::from_iter([(source.clone(), shadow.clone())].into_iter().chain(partner.zip(partner_shadow))));
+        let (journal, tenant, systems, by, plugin_id, last_step_slot, committed, count) = (&self.journal, &self.tenant, &self.systems, &by, &plugin_id, &last_step, &committed, actions.len());
         let applied = self
             .systems
-            .apply_resuming(key, &change, &actions, resume, carried, |n, carried, writes| {
-                let mut step = Outcome::default();
-                for w in writes {
-                    // Only the fields the write touched are compared (an update's one or
-                    // two, not the 30-odd of the record's shadow).
-                    let mut touched: Vec<&str> = w.fields.iter().chain(&w.observed).map(|f| f.name.as_str()).collect();
-                    touched.sort_unstable();
-                    touched.dedup();
-                    let before = journal.shadow_fields(&self.tenant, &w.record, &touched)?;
-                    let plugin = by.get(w.action).cloned().flatten();
-                    let reason = if plugin.is_some() { "workflow" } else { "sync" };
-                    account_for(w, Some(&before), plugin, reason, self.systems.echoes_come_back(w.record.system), &mut step);
-                }
-                if n == actions.len() && last_is_update {
-                    last_step = step;
-                    return Ok(());
-                }
-                journal.set_progress(&self.tenant, id, key, &plugin_id, carried, &step)
+            .apply_resuming(key, &change, &actions, resume, carried, move |n, carried, writes| {
+                Box::pin(async move {
+                    let unread: Vec<RecordRef> = {
+                        let known = committed.lock().unwrap();
+                        let mut unread: Vec<RecordRef> = writes.iter().map(|w| w.record.clone()).filter(|r| !known.contains_key(r)).collect();
+                        unread.dedup();
+                        unread
+                    };
+                    let read = shadows_of(journal, tenant, unread.clone()).await?;
+                    let step = {
+                        let mut known = committed.lock().unwrap();
+                        known.extend(unread.into_iter().zip(read));
+                        let mut step = Outcome::default();
+                        for w in &writes {
+                            let plugin = by.get(w.action).cloned().flatten();
+                            let reason = if plugin.is_some() { "workflow" } else { "sync" };
+                            account_for(w, known.get(&w.record), plugin, reason, systems.echoes_come_back(w.record.system), &mut step);
+                        }
+                        for (record, field, value) in &step.shadow {
+                            known.entry(record.clone()).or_default().insert(field.clone(), value.clone());
+                        }
+                        step
+                    };
+                    if n == count && last_is_update {
+                        *last_step_slot.lock().unwrap() = step;
+                        return Ok(());
+                    }
+                    journal.set_progress(tenant, id, key, plugin_id, &carried, step).await
+                })
             })
             .await
             .map_err(Failure::from_apply)?;
+        let last_step = last_step.into_inner().unwrap();
         out.audit.extend(last_step.audit);
         out.shadow.extend(last_step.shadow);
         out.expect.extend(last_step.expect);
@@ -408,11 +435,32 @@ impl Processor {
         Duration::from_millis(due.failing_since_ms.map_or(0, |since| (now - since).max(0) as u64))
     }
 
-    fn local_link(&self, source: &RecordRef) -> Result<Option<RecordRef>> {
-        Ok(self.journal.link_of(&self.tenant, source)?.map(|id| match source.system {
-            System::Salesforce => RecordRef { system: System::Servicenow, object: "incident".into(), id },
-            _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
-        }))
+}
+
+/// What the journal knows of an event's record when it is claimed: its partner (the one
+/// seam linked), its shadow and its partner's, and the echoes of seam's writes to expect.
+/// No other event of the record or its partner runs until this one finishes, so it holds.
+pub struct Known {
+    partner: Option<RecordRef>,
+    shadow: HashMap<String, Value>,
+    partner_shadow: Option<HashMap<String, Value>>,
+    expected: Vec<(i64, String, Value)>,
+}
+
+impl Known {
+    fn read(journal: &Journal, due: &Due) -> Result<Known> {
+        let (tenant, record) = (&due.entry.tenant, &due.entry.change.source);
+        let partner = journal.link_of(tenant, record)?.map(|id| partner_of(record, id));
+        let partner_shadow = partner.as_ref().map(|p| journal.shadow(tenant, p)).transpose()?;
+        Ok(Known { partner, shadow: journal.shadow(tenant, record)?, partner_shadow, expected: journal.expected_echoes(tenant, record)? })
+    }
+}
+
+/// The record the journal's link names as `source`'s partner.
+fn partner_of(source: &RecordRef, id: String) -> RecordRef {
+    match source.system {
+        System::Salesforce => RecordRef { system: System::Servicenow, object: "incident".into(), id },
+        _ => RecordRef { system: System::Salesforce, object: "Case".into(), id },
     }
 }
 
@@ -428,6 +476,15 @@ fn case_and_incident(source: &RecordRef, partner: &RecordRef) -> (String, String
         System::Salesforce => (source.id.clone(), partner.id.clone()),
         _ => (partner.id.clone(), source.id.clone()),
     }
+}
+
+/// The shadows of `records` (the "before" [`account_for`] compares writes with), in one trip to the journal.
+pub(crate) async fn shadows_of(journal: &Arc<Journal>, tenant: &str, records: Vec<RecordRef>) -> Result<Vec<HashMap<String, Value>>> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenant = tenant.to_string();
+    journal.run(move |j| records.iter().map(|r| j.shadow(&tenant, r)).collect()).await
 }
 
 /// What a write leaves in the journal: audit rows for the values it changed
@@ -486,9 +543,6 @@ enum Failure {
 }
 
 impl Failure {
-    fn transient(e: anyhow::Error) -> Self {
-        Failure::Transient(format!("{e:#}"))
-    }
     fn from_apply(e: ApplyError) -> Self {
         if e.is_transient() {
             Failure::Transient(e.to_string())

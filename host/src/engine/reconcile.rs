@@ -81,7 +81,8 @@ impl Reconciler {
     /// Check every link; with `repair`, write the owner's values where they drifted.
     /// `progress(done, total)` is called after each pair.
     pub async fn run(&self, repair: bool, progress: impl Fn(usize, usize)) -> Result<Report> {
-        let targets = self.journal.reconcile_targets(&self.tenant)?;
+        let tenant = self.tenant.clone();
+        let targets = self.journal.run(move |j| j.reconcile_targets(&tenant)).await?;
         let total = targets.len();
         let mut report = Report { pairs: total, ..Report::default() };
         let pack = self.mapping.load_full();
@@ -204,7 +205,7 @@ impl Reconciler {
         let mut out = Outcome::default();
         account_for(&write, Some(found), None, "reconcile: drift repaired from the owner", self.systems.echoes_come_back(write.record.system), &mut out);
         let key = format!("reconcile:{}", chrono::Utc::now().timestamp_millis());
-        self.journal.record_outcome(&self.tenant, &key, &pack.manifest.id(), &out)?;
+        self.journal.record_outcome(&self.tenant, &key, &pack.manifest.id(), out).await?;
         tracing::info!(tenant = %self.tenant, record = %mirror, fields = ?fields.iter().map(|f| &f.name).collect::<Vec<_>>(), "reconcile repaired drift");
         Ok(())
     }

@@ -14,6 +14,7 @@ use super::{LoadedPack, Manifest};
 use crate::engine::ownership::Ownership;
 use crate::engine::processor::Workflows;
 use crate::runtime::{Plugin, Runtime, World};
+use crate::store::blocking::off_worker;
 use crate::store::journal::PackRecord;
 use crate::store::Journal;
 use anyhow::{bail, Context, Result};
@@ -115,7 +116,7 @@ impl Registry {
     /// which may have been hot-loaded or rolled back since. Workflows installed
     /// through the admin API or the plugins directory come back too.
     pub async fn add_tenant(&mut self, tenant: &str, mapping: &[u8], workflows: &[Vec<u8>], fallback_name: &str, ownership: Option<Ownership>) -> Result<Started> {
-        let history = self.journal.pack_history(tenant)?;
+        let history = self.history(tenant).await?;
         let mut configured: Vec<(String, &[u8])> = vec![(MAPPING_SLOT.to_string(), mapping)];
         for (n, bytes) in workflows.iter().enumerate() {
             let pack = super::Pack::open(bytes).with_context(|| format!("tenant {tenant}: workflow pack {}", n + 1))?;
@@ -165,7 +166,7 @@ impl Registry {
             _ => None,
         };
         if let Some(last) = resume {
-            match self.read_stored(&last.hash) {
+            match self.read_stored(&last.hash).await {
                 Ok(bytes) => {
                     let loaded = super::load(&self.runtime, &bytes, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: reloading {}@{} ({})", last.name, last.version, last.hash))?;
                     return Ok(Some(loaded));
@@ -182,7 +183,7 @@ impl Registry {
         }
         let first = super::load(&self.runtime, bytes, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: the configured pack for {slot}"))?;
         if !known {
-            self.keep(&first, bytes, tenant, "config")?;
+            self.keep(&first, bytes, tenant, "config").await?;
         }
         Ok(Some(first))
     }
@@ -195,19 +196,32 @@ impl Registry {
         self.store.join(format!("{hash}.seampack"))
     }
 
-    fn read_stored(&self, hash: &str) -> Result<Vec<u8>> {
+    async fn read_stored(&self, hash: &str) -> Result<Vec<u8>> {
         let path = self.stored_path(hash);
-        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+        off_worker(move || std::fs::read(&path).with_context(|| format!("reading {}", path.display()))).await
     }
 
-    /// Store the bytes under their hash and record the pack in the tenant's history.
-    fn keep(&self, pack: &LoadedPack, bytes: &[u8], tenant: &str, source: &str) -> Result<()> {
+    /// The tenant's pack history, read off the tokio workers.
+    async fn history(&self, tenant: &str) -> Result<Vec<PackRecord>> {
+        let tenant = tenant.to_string();
+        self.journal.run(move |j| j.pack_history(&tenant)).await
+    }
+
+    /// Store the bytes under their hash (synced to disk) and record the pack in the tenant's
+    /// history, off the tokio workers.
+    async fn keep(&self, pack: &LoadedPack, bytes: &[u8], tenant: &str, source: &str) -> Result<()> {
         let path = self.stored_path(&pack.hash);
-        if !path.exists() {
-            crate::files::write_atomically(&path, bytes)?;
-        }
         let m = &pack.manifest;
-        self.journal.record_pack(tenant, &slot_of(m), &m.name, &m.version, &pack.hash, pack.signer.as_deref(), source)
+        let bytes = bytes.to_vec();
+        let (tenant, slot, name, version, hash, signer, source) = (tenant.to_string(), slot_of(m), m.name.clone(), m.version.clone(), pack.hash.clone(), pack.signer.clone(), source.to_string());
+        self.journal
+            .run(move |j| {
+                if !path.exists() {
+                    crate::files::write_atomically(&path, &bytes)?;
+                }
+                j.record_pack(&tenant, &slot, &name, &version, &hash, signer.as_deref(), &source)
+            })
+            .await
     }
 
     /// Verify, compile and swap in a new pack: the tenant's mapping, or a
@@ -222,7 +236,7 @@ impl Registry {
         if current.as_ref().is_some_and(|c| c.hash == loaded.hash) {
             return Ok(format!("{id} (already active)"));
         }
-        self.keep(&loaded, bytes, tenant, source)?;
+        self.keep(&loaded, bytes, tenant, source).await?;
         let from = current.map_or("nothing".to_string(), |c| c.manifest.id());
         self.put(t, &slot, Some(loaded));
         tracing::info!(tenant, slot, from = %from, to = %id, source, "pack swapped");
@@ -252,12 +266,12 @@ impl Registry {
         let t = self.tenant(tenant)?;
         let slot = slot.unwrap_or(MAPPING_SLOT);
         let _one_at_a_time = t.changing.lock().await;
-        let history = self.journal.pack_history(tenant)?;
+        let history = self.history(tenant).await?;
         let current = active_record(&history, slot).with_context(|| format!("tenant {tenant} runs no pack {slot:?} (see `seam plugin list`)"))?;
         let previous = history.iter().rev().find(|r| r.slot == slot && !r.rolled_back && r.id < current.id && r.hash != current.hash);
         let (loaded, id) = match previous {
             Some(previous) => {
-                let bytes = self.read_stored(&previous.hash)?;
+                let bytes = self.read_stored(&previous.hash).await?;
                 let loaded = super::load(&self.runtime, &bytes, "pack", &self.trusted).await.with_context(|| format!("reloading {}@{}", previous.name, previous.version))?;
                 let id = loaded.manifest.id();
                 (Some(loaded), id)
@@ -267,14 +281,14 @@ impl Registry {
         };
         // Every row after the one returned to is undone, so a second rollback goes further back.
         let returned_to = previous.map_or(0, |p| p.id);
-        for r in history.iter().filter(|r| r.slot == slot && r.id > returned_to && !r.rolled_back) {
-            self.journal.mark_rolled_back(r.id)?;
-        }
+        let undone: Vec<i64> = history.iter().filter(|r| r.slot == slot && r.id > returned_to && !r.rolled_back).map(|r| r.id).collect();
+        self.journal.run(move |j| undone.iter().try_for_each(|&id| j.mark_rolled_back(id))).await?;
         self.put(t, slot, loaded);
         tracing::info!(tenant, slot, to = %id, "pack rolled back");
         Ok(id)
     }
 
+    /// Every tenant's packs, with their history from the journal (a blocking read).
     pub fn list(&self) -> Result<Vec<TenantPacks>> {
         let mut out: Vec<TenantPacks> = self
             .tenants

@@ -61,46 +61,43 @@ impl ComponentCache {
             return Ok((component.clone(), CacheOutcome::Memory));
         }
         let file = self.dir.as_ref().map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_tag)));
-
-        if let Some(file) = file.as_ref().filter(|f| f.exists()) {
-            let started = Instant::now();
-            // Read, not mmap: a file truncated or rewritten under a mapped
-            // component would crash the host with SIGBUS.
-            // SAFETY: the file was written by `Component::serialize` of this
-            // engine configuration (the tag in its name says so); a truncated
-            // or foreign file fails the header checks and is recompiled.
-            let loaded = std::fs::read(file)
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| unsafe { Component::deserialize(engine, &bytes) }.map_err(anyhow::Error::from));
-            match loaded {
-                Ok(component) => {
-                    self.remember(sha256, &component);
-                    return Ok((component, CacheOutcome::Disk(started.elapsed())));
-                }
-                Err(e) => tracing::warn!("ignoring unusable compile cache entry {}: {e:#}", file.display()),
-            }
-        }
-
-        let started = Instant::now();
-        let engine2 = engine.clone();
-        let bytes = wasm.to_vec();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine2, &bytes))
-            .await
-            .context("the compile thread panicked")?
-            .map_err(anyhow::Error::from)
-            .context("compiling the component")?;
-        let compiled = started.elapsed();
-
-        if let Some(file) = file {
-            if let Err(e) = component.serialize().map_err(anyhow::Error::from).and_then(|bytes| crate::files::write_atomically(&file, &bytes)) {
-                tracing::warn!("could not write compile cache entry {}: {e:#}", file.display());
-            }
-        }
+        // The disk and the compiler both block (reads, Cranelift, the cache file's sync): on
+        // the blocking pool, never on a tokio worker.
+        let (engine, bytes) = (engine.clone(), wasm.to_vec());
+        let (component, outcome) = crate::store::blocking::off_worker(move || load_or_compile(&engine, file, &bytes)).await?;
         self.remember(sha256, &component);
-        Ok((component, CacheOutcome::Compiled(compiled)))
+        Ok((component, outcome))
     }
 
     fn remember(&self, sha256: &str, component: &Component) {
         self.memory.lock().unwrap().insert(sha256.to_string(), component.clone());
     }
+}
+
+/// A component from the cache file when it is usable, else compiled (and written to `file`).
+fn load_or_compile(engine: &Engine, file: Option<PathBuf>, wasm: &[u8]) -> Result<(Component, CacheOutcome)> {
+    if let Some(file) = file.as_ref().filter(|f| f.exists()) {
+        let started = Instant::now();
+        // Read, not mmap: a file truncated or rewritten under a mapped
+        // component would crash the host with SIGBUS.
+        // SAFETY: the file was written by `Component::serialize` of this
+        // engine configuration (the tag in its name says so); a truncated
+        // or foreign file fails the header checks and is recompiled.
+        let loaded = std::fs::read(file)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| unsafe { Component::deserialize(engine, &bytes) }.map_err(anyhow::Error::from));
+        match loaded {
+            Ok(component) => return Ok((component, CacheOutcome::Disk(started.elapsed()))),
+            Err(e) => tracing::warn!("ignoring unusable compile cache entry {}: {e:#}", file.display()),
+        }
+    }
+    let started = Instant::now();
+    let component = Component::new(engine, wasm).map_err(anyhow::Error::from).context("compiling the component")?;
+    let compiled = started.elapsed();
+    if let Some(file) = file {
+        if let Err(e) = component.serialize().map_err(anyhow::Error::from).and_then(|bytes| crate::files::write_atomically(&file, &bytes)) {
+            tracing::warn!("could not write compile cache entry {}: {e:#}", file.display());
+        }
+    }
+    Ok((component, CacheOutcome::Compiled(compiled)))
 }

@@ -24,6 +24,8 @@ pub struct Journal {
     _checkpointer: Checkpointer,
     /// When events fall due and how long they have failed (see [`Clock`]).
     pub clock: super::clock::Clock,
+    /// Connections handed out on a tokio worker thread (see [`super::blocking`]).
+    on_workers: std::sync::atomic::AtomicU64,
 }
 
 /// One queued write: runs inside the group's transaction and answers when
@@ -415,7 +417,49 @@ impl Journal {
             arrived: tokio::sync::Notify::new(),
             _checkpointer: checkpointer,
             clock: Default::default(),
+            on_workers: Default::default(),
         })
+    }
+
+    /// Run `work` with the journal on the blocking pool: how serving code calls
+    /// the journal's synchronous methods without holding up a tokio worker.
+    pub async fn run<T: Send + 'static>(self: &Arc<Self>, work: impl FnOnce(&Journal) -> Result<T> + Send + 'static) -> Result<T> {
+        let journal = self.clone();
+        super::blocking::off_worker(move || work(&journal)).await
+    }
+
+    /// How many times a connection was handed out on a tokio worker thread; zero
+    /// when serving code keeps SQLite (and its disk syncs) off the workers.
+    pub fn calls_on_workers(&self) -> u64 {
+        self.on_workers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The writing connection, for reads that must see every commit and for
+    /// writes outside the group commit (the operators' commands).
+    #[track_caller]
+    pub(super) fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.check_thread();
+        self.db.lock().unwrap()
+    }
+
+    /// The reading connection: the last commit, without waiting for a write in progress.
+    #[track_caller]
+    pub(super) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.check_thread();
+        self.reader.lock().unwrap()
+    }
+
+    /// Count a connection handed out on a tokio worker; the first one is logged with the
+    /// stack that asked for it (once: a backtrace costs, and one names the defect).
+    #[track_caller]
+    fn check_thread(&self) {
+        if super::blocking::on_worker() && self.on_workers.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                at = %std::panic::Location::caller(),
+                "a journal call ran on a tokio worker thread, holding up the tasks scheduled there (serving code calls the journal through Journal::run); called from:\n{}",
+                std::backtrace::Backtrace::force_capture()
+            );
+        }
     }
 
     /// Resolves when events are stored after the call (or redriven).
@@ -424,13 +468,13 @@ impl Journal {
     }
 
     pub fn count(&self, tenant: &str) -> Result<u64> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         Ok(db.query_row("SELECT COUNT(*) FROM events WHERE tenant = ?1", params![tenant], |r| r.get::<_, i64>(0))? as u64)
     }
 
     /// Events in the order they were received.
     pub fn entries(&self, tenant: &str) -> Result<Vec<Entry>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let mut stmt = db.prepare_cached("SELECT id, tenant, event_key, change, status, received_at_ms FROM events WHERE tenant = ?1 ORDER BY id")?;
         let rows = stmt.query_map(params![tenant], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?))
@@ -697,12 +741,56 @@ impl Journal {
     /// not of its own record. The group is recorded (`merged_into`) with the
     /// attempt, and a retry claims the same group again.
     /// Returns each event with the records it touches.
-    pub async fn claim(&self, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
-        // The scan reads the last commit (every finished event's outcome is in
-        // it: an event leaves `busy` only once its outcome is committed) on the
-        // reading connection, so it does not wait for, or hold up, writes.
-        let claimed: Vec<(Due, Vec<String>)> = {
-        let db = self.reader.lock().unwrap();
+    pub async fn claim(self: &Arc<Self>, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
+        Ok(self.claim_reading(tenant, busy, limit, |_, _| Ok(())).await?.into_iter().map(|(due, touches, ())| (due, touches)).collect())
+    }
+
+    /// [`Journal::claim`], and for each event claimed what `read` finds in the journal,
+    /// in the same trip off the tokio workers (the processor's view of the event's records:
+    /// they are the event's alone until it finishes, so it holds until then).
+    pub async fn claim_reading<K: Send + 'static>(
+        self: &Arc<Self>,
+        tenant: &str,
+        busy: &HashSet<String>,
+        limit: usize,
+        read: impl Fn(&Journal, &Due) -> Result<K> + Send + 'static,
+    ) -> Result<Vec<(Due, Vec<String>, K)>> {
+        let (tenant, busy) = (tenant.to_string(), busy.clone());
+        let claimed = self
+            .run(move |j| {
+                j.due(&tenant, &busy, limit)?
+                    .into_iter()
+                    .map(|(due, touches)| {
+                        let known = read(j, &due)?;
+                        Ok((due, touches, known))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        // Count the attempt before it starts: after a crash, `attempts > 0` tells
+        // the next attempt that an action not recorded as done may have half-happened,
+        // and `merged_into` that it folds in the same events as before.
+        if !claimed.is_empty() {
+            let ids: Vec<(i64, Vec<i64>)> = claimed.iter().map(|(due, ..)| (due.entry.id, due.merged_ids())).collect();
+            self.write_grouped(move |db| {
+                for (id, merged) in &ids {
+                    db.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?.execute(params![id])?;
+                    for m in merged {
+                        db.prepare_cached("UPDATE events SET attempts = attempts + 1, merged_into = ?2 WHERE id = ?1")?.execute(params![m, id])?;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(claimed)
+    }
+
+    /// The scan behind [`Journal::claim`]. It reads the last commit (every finished
+    /// event's outcome is in it: an event leaves `busy` only once its outcome is
+    /// committed) on the reading connection, so it does not wait for, or hold up, writes.
+    fn due(&self, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
+        let db = self.reader();
         let now = self.clock.now_ms();
         // Up to 5,000 rows: how far past blocked events the scan looks for runnable
         // ones. A literal, not a parameter: SQLite (3.48 on) re-prepares a statement
@@ -793,36 +881,18 @@ impl Journal {
                 let merged = c.merged.iter().map(|&m| load(m).map(|(e, ..)| e)).collect::<Result<_>>()?;
                 Ok((Due { entry, attempts, failing_since_ms, carried, merged }, c.touches))
             })
-            .collect::<Result<_>>()?
-        };
-        // Count the attempt before it starts: after a crash, `attempts > 0` tells
-        // the next attempt that an action not recorded as done may have half-happened,
-        // and `merged_into` that it folds in the same events as before.
-        if !claimed.is_empty() {
-            let ids: Vec<(i64, Vec<i64>)> = claimed.iter().map(|(due, _)| (due.entry.id, due.merged_ids())).collect();
-            self.write_grouped(move |db| {
-                for (id, merged) in &ids {
-                    db.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?.execute(params![id])?;
-                    for m in merged {
-                        db.prepare_cached("UPDATE events SET attempts = attempts + 1, merged_into = ?2 WHERE id = ?1")?.execute(params![m, id])?;
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(claimed)
+            .collect()
     }
 
     /// Record the actions carried out so far (`carried.done`, by key) and what they leave
     /// for the later ones, with what their writes leave, in one transaction.
-    pub fn set_progress(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, carried: &Carried, writes: &Outcome) -> Result<()> {
-        let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
-        tx.prepare_cached("UPDATE events SET progress_linked = ?2 WHERE id = ?1")?.execute(params![id, serde_json::to_string(carried)?])?;
-        commit_outcome(&tx, tenant, event_key, plugin, writes)?;
-        tx.commit()?;
-        Ok(())
+    pub async fn set_progress(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, carried: &Carried, writes: Outcome) -> Result<()> {
+        let (tenant, event_key, plugin, carried) = (tenant.to_string(), event_key.to_string(), plugin.to_string(), serde_json::to_string(carried)?);
+        self.write_grouped(move |db| {
+            db.prepare_cached("UPDATE events SET progress_linked = ?2 WHERE id = ?1")?.execute(params![id, carried])?;
+            commit_outcome(db, &tenant, &event_key, &plugin, &writes)
+        })
+        .await
     }
 
     /// A transient failure: try again after `delay`. The first one starts the event's failing time.
@@ -881,33 +951,30 @@ impl Journal {
     }
 
     /// Record writes made outside any event (reconciliation, `seam link`), atomically: shadow, audit, links, expected echoes.
-    pub fn record_outcome(&self, tenant: &str, key: &str, plugin: &str, outcome: &Outcome) -> Result<()> {
-        let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
-        commit_outcome(&tx, tenant, key, plugin, outcome)?;
-        tx.commit()?;
-        Ok(())
+    pub async fn record_outcome(&self, tenant: &str, key: &str, plugin: &str, outcome: Outcome) -> Result<()> {
+        let (tenant, key, plugin) = (tenant.to_string(), key.to_string(), plugin.to_string());
+        self.write_grouped(move |db| commit_outcome(db, &tenant, &key, &plugin, &outcome)).await
     }
 
     /// The shadow of one record: field → last synced value.
     pub fn shadow(&self, tenant: &str, record: &RecordRef) -> Result<HashMap<String, Value>> {
-        shadow_of(&self.reader.lock().unwrap(), tenant, record)
+        shadow_of(&self.reader(), tenant, record)
     }
 
     /// The shadow of some of a record's fields, by point reads when they are few
     /// (a write's "before": the one or two fields an update sent).
     pub fn shadow_fields(&self, tenant: &str, record: &RecordRef, fields: &[&str]) -> Result<HashMap<String, Value>> {
-        shadow_fields_of(&self.reader.lock().unwrap(), tenant, record, fields)
+        shadow_fields_of(&self.reader(), tenant, record, fields)
     }
 
     /// Values seam wrote to a record whose echoes have not come back: (id, field, value), oldest first.
     pub fn expected_echoes(&self, tenant: &str, record: &RecordRef) -> Result<Vec<(i64, String, Value)>> {
-        expected_echoes_of(&self.reader.lock().unwrap(), tenant, record)
+        expected_echoes_of(&self.reader(), tenant, record)
     }
 
     /// The incident linked to a Case, or the Case linked to an incident, from the local link table.
     pub fn link_of(&self, tenant: &str, record: &RecordRef) -> Result<Option<String>> {
-        let db = self.reader.lock().unwrap();
+        let db = self.reader();
         let sql = match record.system {
             crate::model::System::Salesforce => "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2",
             _ => "SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
@@ -917,7 +984,7 @@ impl Journal {
 
     /// Audit rows for one field of one record, oldest first.
     pub fn audit_of(&self, tenant: &str, record: &RecordRef, field: &str) -> Result<Vec<AuditEntry>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let mut stmt = db.prepare_cached(
             "SELECT event_key, plugin, old_value, new_value, reason FROM audit
              WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5 ORDER BY id",
@@ -934,7 +1001,7 @@ impl Journal {
 
     /// Count events by status (from the last commit).
     pub fn status_count(&self, tenant: &str, status: &str) -> Result<u64> {
-        let db = self.reader.lock().unwrap();
+        let db = self.reader();
         let count = |r: &rusqlite::Row| r.get::<_, i64>(0);
         // Pending and dead counts read their partial indexes (named: without statistics the
         // planner would rather search the event-key index by tenant, every event of it).
@@ -962,7 +1029,7 @@ pub struct DeadLetter {
 impl Journal {
     /// Dead letters, oldest first; all tenants when `tenant` is None.
     pub fn dead_letters(&self, tenant: Option<&str>) -> Result<Vec<DeadLetter>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let mut stmt = db.prepare_cached(
             "SELECT id, tenant, event_key, system, object, record_id, attempts, COALESCE(last_error, ''), received_at_ms
              FROM events WHERE status = 'dead' AND (?1 IS NULL OR tenant = ?1) ORDER BY id",
@@ -979,7 +1046,7 @@ impl Journal {
 
     /// The tenant an event belongs to, if there is such an event.
     pub fn event_tenant(&self, id: i64) -> Result<Option<String>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         Ok(db.query_row("SELECT tenant FROM events WHERE id = ?1", params![id], |r| r.get(0)).optional()?)
     }
 
@@ -987,7 +1054,7 @@ impl Journal {
     /// noting who did (`by`: `cli`, `dashboard`) in the event's history. Returns how many.
     /// Progress is kept, so actions that already happened are not repeated.
     pub fn redrive(&self, ids: Option<&[i64]>, by: &str) -> Result<usize> {
-        let mut db = self.db.lock().unwrap();
+        let mut db = self.writer();
         let tx = db.transaction()?;
         let ids: Vec<i64> = match ids {
             None => tx.prepare("SELECT id FROM events WHERE status = 'dead' ORDER BY id")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?,
@@ -1020,30 +1087,33 @@ impl Journal {
 impl Journal {
     /// How far catch-up polling has read a source (a timestamp in the source's own format).
     pub fn watermark(&self, tenant: &str, source: &str) -> Result<Option<String>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         Ok(db.query_row("SELECT value FROM watermarks WHERE tenant = ?1 AND source = ?2", params![tenant, source], |r| r.get(0)).optional()?)
     }
 
-    pub fn set_watermark(&self, tenant: &str, source: &str, value: &str) -> Result<()> {
-        put_watermark(&self.db.lock().unwrap(), tenant, source, value)
+    pub async fn set_watermark(&self, tenant: &str, source: &str, value: &str) -> Result<()> {
+        self.set_watermarks(tenant, &[(source, value)], &[]).await
     }
 
-    pub fn clear_watermark(&self, tenant: &str, source: &str) -> Result<()> {
-        self.set_watermarks(tenant, &[], &[source])
+    pub async fn clear_watermark(&self, tenant: &str, source: &str) -> Result<()> {
+        self.set_watermarks(tenant, &[], &[source]).await
     }
 
     /// Set some watermarks and clear others, all or none.
-    pub fn set_watermarks(&self, tenant: &str, set: &[(&str, &str)], clear: &[&str]) -> Result<()> {
-        let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
-        for (source, value) in set {
-            put_watermark(&tx, tenant, source, value)?;
-        }
-        for source in clear {
-            tx.execute("DELETE FROM watermarks WHERE tenant = ?1 AND source = ?2", params![tenant, source])?;
-        }
-        tx.commit()?;
-        Ok(())
+    pub async fn set_watermarks(&self, tenant: &str, set: &[(&str, &str)], clear: &[&str]) -> Result<()> {
+        let tenant = tenant.to_string();
+        let set: Vec<(String, String)> = set.iter().map(|(s, v)| (s.to_string(), v.to_string())).collect();
+        let clear: Vec<String> = clear.iter().map(|s| s.to_string()).collect();
+        self.write_grouped(move |db| {
+            for (source, value) in &set {
+                put_watermark(db, &tenant, source, value)?;
+            }
+            for source in &clear {
+                db.prepare_cached("DELETE FROM watermarks WHERE tenant = ?1 AND source = ?2")?.execute(params![tenant, source])?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -1055,7 +1125,7 @@ fn put_watermark(db: &Connection, tenant: &str, source: &str, value: &str) -> Re
 impl Journal {
     /// Audit rows written after row `after`, oldest first: (row id, record, field, entry).
     pub fn audit_after(&self, tenant: &str, after: i64) -> Result<Vec<(i64, RecordRef, String, AuditEntry)>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let mut stmt = db.prepare_cached(
             "SELECT id, system, object, record_id, field, event_key, plugin, old_value, new_value, reason FROM audit WHERE tenant = ?1 AND id > ?2 ORDER BY id",
         )?;
@@ -1097,14 +1167,14 @@ pub struct PackRecord {
 impl Journal {
     #[allow(clippy::too_many_arguments)]
     pub fn record_pack(&self, tenant: &str, slot: &str, name: &str, version: &str, hash: &str, signer: Option<&str>, source: &str) -> Result<()> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         db.prepare_cached("INSERT INTO pack_history (tenant, slot, name, version, hash, signer, source, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![tenant, slot, name, version, hash, signer, source, chrono::Utc::now().timestamp_millis()])?;
         Ok(())
     }
 
     /// A tenant's packs, oldest first.
     pub fn pack_history(&self, tenant: &str) -> Result<Vec<PackRecord>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let mut stmt = db.prepare_cached("SELECT id, tenant, name, version, hash, signer, source, at_ms, rolled_back, slot FROM pack_history WHERE tenant = ?1 ORDER BY id")?;
         let rows = stmt.query_map(params![tenant], |r| {
             Ok(PackRecord {
@@ -1124,7 +1194,7 @@ impl Journal {
     }
 
     pub fn mark_rolled_back(&self, id: i64) -> Result<()> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         db.prepare_cached("UPDATE pack_history SET rolled_back = 1 WHERE id = ?1")?.execute(params![id])?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! the compact form of `stored_change`), and the read-only views operators
 //! use (`views`: why a field changed, link states, backlog).
 
+pub mod blocking;
 pub mod clock;
 pub mod journal;
 pub mod retention;

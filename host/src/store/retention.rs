@@ -78,7 +78,7 @@ impl Journal {
         // event received after the cutoff; open ones on the way are stepped over.
         let mut after = 0i64;
         loop {
-            let mut db = self.db.lock().unwrap();
+            let mut db = self.writer();
             let rows: Vec<(i64, String, i64)> = db
                 .prepare_cached("SELECT id, status, received_at_ms FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?
                 .query_map(params![after, CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -106,7 +106,7 @@ impl Journal {
         // Audit rows, oldest first (ids grow with time).
         let mut after = 0i64;
         loop {
-            let mut db = self.db.lock().unwrap();
+            let mut db = self.writer();
             let old: Vec<i64> = db
                 .prepare_cached("SELECT id FROM audit WHERE id > ?1 AND at_ms < ?2 ORDER BY id LIMIT ?3")?
                 .query_map(params![after, audit_before, CHUNK as i64], |r| r.get(0))?
@@ -126,7 +126,7 @@ impl Journal {
         }
 
         // History older than the audit's horizon, of events no longer open (a dead letter's story stays while it waits).
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         // (Rows of the settled events above are counted there already, in a dry run.)
         let kept = "SELECT id FROM events WHERE status IN ('pending', 'dead') OR (status IN ('done', 'echo') AND received_at_ms < ?2)";
         pruned.history_rows += if dry_run {

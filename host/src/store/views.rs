@@ -87,7 +87,7 @@ impl Journal {
 
     fn changes(&self, tenant: Option<&str>, record: &RecordRef, field: Option<&str>, limit: usize) -> Result<Vec<FieldChange>> {
         let rows: Vec<AuditRead> = {
-            let db = self.db.lock().unwrap();
+            let db = self.writer();
             let mut stmt = db.prepare(
                 "SELECT at_ms, field, tenant, event_key, plugin, old_value, new_value, reason FROM audit
                  WHERE (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4 AND (?5 IS NULL OR field = ?5)
@@ -108,7 +108,7 @@ impl Journal {
 
     /// One event's story by its key.
     pub fn event_story(&self, tenant: &str, key: &str) -> Result<Option<EventStory>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let row = db
             .query_row(
                 "SELECT id, system, object, record_id, change, received_at_ms, status, attempts, last_error, news FROM events WHERE tenant = ?1 AND event_key = ?2",
@@ -163,7 +163,7 @@ impl Journal {
     /// Events about `record` that have not gone through: pending or dead-lettered.
     pub fn unfinished(&self, tenant: Option<&str>, record: &RecordRef) -> Result<Vec<EventStory>> {
         let keys: Vec<(String, String)> = {
-            let db = self.db.lock().unwrap();
+            let db = self.writer();
             let mut stmt = db.prepare(
                 // One part per status, each over its partial index (open events only; named,
                 // or the planner, without statistics, would scan every event in id order).
@@ -180,7 +180,7 @@ impl Journal {
 
     /// Every link of `tenant` as reconciliation walks them, by Case id.
     pub fn reconcile_targets(&self, tenant: &str) -> Result<Vec<ReconcileTarget>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let mut stmt = db.prepare(
             "SELECT l.case_id, l.incident_id, l.case_stamp, l.incident_stamp,
                 EXISTS (SELECT 1 FROM events e WHERE e.tenant = l.tenant AND e.status = 'pending'
@@ -214,7 +214,7 @@ impl Journal {
 
     /// Links, newest first, with their sync state.
     pub fn link_states(&self, tenant: &str, limit: usize) -> Result<Vec<LinkState>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let mut stmt = db.prepare(
             "SELECT l.case_id, l.incident_id, l.created_at_ms,
                 -- Each side by the audit's (tenant, system, object, record_id) index.
@@ -250,7 +250,7 @@ impl Journal {
     }
 
     pub fn backlog(&self, tenant: &str) -> Result<Backlog> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let (pending, oldest): (i64, Option<i64>) = db.query_row(
             "SELECT COUNT(*), MIN(received_at_ms) FROM events INDEXED BY events_waiting_by_record WHERE tenant = ?1 AND status = 'pending'",
             params![tenant],
@@ -264,7 +264,7 @@ impl Journal {
 
     /// Events received per source system, ever (the journal keeps them all).
     pub fn received_by_system(&self, tenant: &str) -> Result<Vec<(String, u64)>> {
-        let db = self.db.lock().unwrap();
+        let db = self.writer();
         let mut stmt = db.prepare("SELECT system, COUNT(*) FROM events WHERE tenant = ?1 GROUP BY system ORDER BY system")?;
         let rows = stmt.query_map(params![tenant], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -171,7 +171,8 @@ impl Subscriber {
     /// One Subscribe call, until it ends.
     async fn subscribe(&self, topic: &str) -> Result<(), Interrupted> {
         let source = position_source(topic);
-        let stored = self.journal.watermark(&self.tenant, &source).map_err(Interrupted::Failed)?.and_then(|p| Position::parse(&p));
+        let (tenant, at) = (self.tenant.clone(), source.clone());
+        let stored = self.journal.run(move |j| j.watermark(&tenant, &at)).await.map_err(Interrupted::Failed)?.and_then(|p| Position::parse(&p));
         let mut position = stored.clone().unwrap_or(Position { replay_id: vec![], commit_ms: 0 });
         // Too old to resume: Salesforce no longer has what followed it.
         if let Some(p) = &stored {
@@ -271,7 +272,7 @@ impl Subscriber {
         if let Err(e) = self.poller.owe_cases(since.map(|_| position.commit_ms)).await {
             return Interrupted::Failed(e.context("storing the catch-up poll a Pub/Sub gap needs"));
         }
-        if let Err(e) = self.journal.clear_watermark(&self.tenant, &position_source(topic)) {
+        if let Err(e) = self.journal.clear_watermark(&self.tenant, &position_source(topic)).await {
             return Interrupted::Failed(e);
         }
         Interrupted::Gap
