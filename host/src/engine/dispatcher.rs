@@ -56,30 +56,34 @@ impl Dispatcher {
     async fn run(&self, until_idle: bool) -> Result<Vec<Processed>> {
         let p = &self.processor;
         let mut tasks: JoinSet<(i64, Result<Processed>)> = JoinSet::new();
-        let mut busy: HashMap<i64, Vec<String>> = HashMap::new();
-        // The records the events in flight touch (disjoint: claim runs nothing that shares one).
-        let mut touched: HashSet<String> = HashSet::new();
-        let mut done = Vec::new();
-        // When the last scan came up short, and no event has finished since.
-        let mut short_at: Option<Instant> = None;
+        let mut flight = InFlight::default();
         loop {
+            // Events that finished while the last claim was reading the journal (it runs off
+            // the workers, so they keep going meanwhile) free their records before the next
+            // claim: it then fills every free slot at once, and their writes meet in one batch.
+            while let Some(finished) = tasks.try_join_next() {
+                let (id, result) = finished?;
+                if flight.finish(id, result, until_idle, &p.tenant)? {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
             // Claim when there is room for a worthwhile batch: rescanning for one free slot at a time costs more than it gains.
             let free = self.concurrency - tasks.len();
-            let held_off = short_at.is_some_and(|t| t.elapsed() < RESCAN);
+            let held_off = flight.short_at.is_some_and(|t| t.elapsed() < RESCAN);
             if (tasks.is_empty() || free >= (self.concurrency / 4).max(1)) && !held_off {
-                let claimed = p.claim(&touched, free).await?;
-                short_at = (claimed.len() < free).then(Instant::now);
+                let claimed = p.claim(&flight.touched, free).await?;
+                flight.short_at = (claimed.len() < free).then(Instant::now);
                 for (due, touches, known) in claimed {
                     let id = due.entry.id;
-                    touched.extend(touches.iter().cloned());
-                    busy.insert(id, touches);
+                    flight.touched.extend(touches.iter().cloned());
+                    flight.busy.insert(id, touches);
                     let p = p.clone();
                     tasks.spawn(async move { (id, p.process_claimed(due, known).await) });
                 }
             }
             if tasks.is_empty() {
                 if until_idle {
-                    return Ok(done);
+                    return Ok(flight.done);
                 }
                 tokio::select! {
                     _ = p.journal.arrivals() => {}
@@ -92,26 +96,48 @@ impl Dispatcher {
                 finished = tasks.join_next() => {
                     let Some(finished) = finished else { continue };
                     let (id, result) = finished?;
-                    for record in busy.remove(&id).into_iter().flatten() {
-                        touched.remove(&record);
-                    }
-                    short_at = None;
-                    match result {
-                        Ok(processed) => done.push(processed),
-                        Err(e) if until_idle => return Err(e.context(format!("event {id}"))),
-                        // The event stays pending and is claimed again, after a pause so a broken journal is not hammered.
-                        Err(e) => {
-                            tracing::error!(tenant = %p.tenant, event = id, "recording the outcome failed: {e:#}; trying again in 1 s");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                    if !until_idle {
-                        done.clear();
+                    if flight.finish(id, result, until_idle, &p.tenant)? {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
                 _ = p.journal.arrivals(), if room && !held_off => {}
                 _ = tokio::time::sleep(RESCAN), if room && held_off => {}
             }
         }
+    }
+}
+
+/// The dispatcher's view of the events in flight.
+#[derive(Default)]
+struct InFlight {
+    /// Each event's records.
+    busy: HashMap<i64, Vec<String>>,
+    /// The records the events in flight touch (disjoint: claim runs nothing that shares one).
+    touched: HashSet<String>,
+    /// What finished (kept only when running until idle).
+    done: Vec<Processed>,
+    /// When the last scan came up short, and no event has finished since.
+    short_at: Option<Instant>,
+}
+
+impl InFlight {
+    /// An event's task is done: its records are free. `Ok(true)`: its outcome could not be
+    /// recorded, and the dispatcher pauses before claiming again.
+    fn finish(&mut self, id: i64, result: Result<Processed>, until_idle: bool, tenant: &str) -> Result<bool> {
+        for record in self.busy.remove(&id).into_iter().flatten() {
+            self.touched.remove(&record);
+        }
+        self.short_at = None;
+        match result {
+            Ok(processed) if until_idle => self.done.push(processed),
+            Ok(_) => {}
+            Err(e) if until_idle => return Err(e.context(format!("event {id}"))),
+            // The event stays pending and is claimed again, after a pause so a broken journal is not hammered.
+            Err(e) => {
+                tracing::error!(tenant = %tenant, event = id, "recording the outcome failed: {e:#}; trying again in 1 s");
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
