@@ -72,3 +72,58 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         result.await.map_err(|_| gone())?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A batcher whose flush records each batch, answers every request doubled,
+    /// and waits for `gate` before answering (so batches stay in flight).
+    fn doubling(max_batch: usize, parallel: usize, gate: Arc<Semaphore>, seen: Arc<Mutex<Vec<Vec<u32>>>>) -> Batcher<u32, u32> {
+        Batcher::new("test", max_batch, parallel, move |batch: Vec<u32>| {
+            let (gate, seen) = (gate.clone(), seen.clone());
+            async move {
+                seen.lock().unwrap().push(batch.clone());
+                gate.acquire().await.unwrap().forget();
+                batch.into_iter().map(|n| Ok(n * 2)).collect()
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_write_alone_goes_at_once_and_those_waiting_behind_it_go_together_within_the_limit() {
+        let (gate, seen) = (Arc::new(Semaphore::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let batcher = Arc::new(doubling(3, 1, gate.clone(), seen.clone()));
+        let first = tokio::spawn({
+            let b = batcher.clone();
+            async move { b.submit(1).await }
+        });
+        while seen.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // Five more while the first is in flight, with its one slot taken.
+        let rest: Vec<_> = (2..=6)
+            .map(|n| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.submit(n).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        gate.add_permits(3);
+        assert_eq!(first.await.unwrap().unwrap(), 2);
+        for (n, answer) in (2..=6).zip(rest) {
+            assert_eq!(answer.await.unwrap().unwrap(), n * 2, "each write gets its own result");
+        }
+        assert_eq!(*seen.lock().unwrap(), vec![vec![1], vec![2, 3, 4], vec![5, 6]], "at most 3 a batch, in order");
+    }
+
+    #[tokio::test]
+    async fn a_batch_answered_short_fails_the_writes_it_did_not_answer() {
+        let batcher: Batcher<u32, u32> = Batcher::new("test", 10, 1, |batch: Vec<u32>| async move { batch.into_iter().take(1).map(Ok).collect() });
+        let (a, b) = tokio::join!(batcher.submit(1), batcher.submit(2));
+        assert_eq!(a.unwrap(), 1);
+        let err = b.unwrap_err();
+        assert!(err.to_string().contains("fewer results than requests"), "{err}");
+    }
+}

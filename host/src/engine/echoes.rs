@@ -118,3 +118,103 @@ fn newer(seen: &Value, version: &Value) -> bool {
         _ => a > b,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident() -> RecordRef {
+        RecordRef { system: System::Servicenow, object: "incident".into(), id: "inc1".into() }
+    }
+
+    /// An incident update that changed `changed`, at record version `mod_count`.
+    fn update(changed: &[(&str, &str)], mod_count: &str) -> Change {
+        let changed: Vec<Field> = changed.iter().map(|(n, v)| Field::new(*n, *v)).collect();
+        let mut snapshot = changed.clone();
+        snapshot.push(Field::new("sys_mod_count", mod_count));
+        Change { event_id: format!("sn:inc1:{mod_count}"), kind: ChangeKind::Updated, source: incident(), changed, snapshot, origin_user: String::new(), linked: None }
+    }
+
+    fn shadow(fields: &[(&str, &str)]) -> HashMap<String, Value> {
+        fields.iter().map(|(n, v)| (n.to_string(), Value::from(*v))).collect()
+    }
+
+    fn names(news: &[Field]) -> Vec<&str> {
+        news.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn seams_own_value_coming_back_is_no_news_and_consumes_its_expectation() {
+        let mut out = Outcome::default();
+        let news = news(&incident(), &[&update(&[("state", "2")], "4")], &shadow(&[("state", "2")]), &[(7, "state".into(), "2".into())], &mut out);
+        assert!(news.is_empty(), "{news:?}");
+        assert_eq!(out.consumed, vec![7]);
+    }
+
+    #[test]
+    fn an_echo_of_an_earlier_write_is_recognised_after_a_later_write_moved_the_shadow_on() {
+        // seam wrote state 2, then state 3; the notification of the first write arrives now.
+        let expected = [(1, "state".to_string(), Value::from("2")), (2, "state".to_string(), Value::from("3"))];
+        let mut out = Outcome::default();
+        let first = news(&incident(), &[&update(&[("state", "2")], "4")], &shadow(&[("state", "3")]), &expected, &mut out);
+        assert!(first.is_empty(), "{first:?}");
+        assert_eq!(out.consumed, vec![1], "the first write's echo, not the second's");
+    }
+
+    #[test]
+    fn a_partial_echo_keeps_the_persons_field_as_news() {
+        let mut out = Outcome::default();
+        let change = update(&[("state", "2"), ("urgency", "1")], "5");
+        let news = news(&incident(), &[&change], &shadow(&[("state", "2"), ("urgency", "3")]), &[(3, "state".into(), "2".into())], &mut out);
+        assert_eq!(names(&news), vec!["urgency"]);
+        assert_eq!(out.consumed, vec![3]);
+    }
+
+    #[test]
+    fn another_value_of_a_field_whose_write_has_not_come_back_is_stale() {
+        // The notification is older than seam's write of state 3, which is still on its way.
+        let mut out = Outcome::default();
+        let news = news(&incident(), &[&update(&[("state", "1")], "3")], &shadow(&[("state", "3")]), &[(4, "state".into(), "3".into())], &mut out);
+        assert!(news.is_empty(), "{news:?}");
+        assert!(out.consumed.is_empty(), "the write's own echo is still expected");
+    }
+
+    #[test]
+    fn without_expectations_only_a_value_unlike_the_shadow_is_news() {
+        let mut out = Outcome::default();
+        let change = update(&[("state", "2"), ("urgency", "1")], "5");
+        let news = news(&incident(), &[&change], &shadow(&[("state", "2"), ("urgency", "3")]), &[], &mut out);
+        assert_eq!(names(&news), vec!["urgency"]);
+        assert_eq!(out.shadow, vec![(incident(), "sys_mod_count".to_string(), Value::from("5"))], "the version seen is kept");
+    }
+
+    #[test]
+    fn a_version_older_than_one_seen_is_history() {
+        let mut out = Outcome::default();
+        let news = news(&incident(), &[&update(&[("state", "6")], "5")], &shadow(&[("state", "2"), ("sys_mod_count", "7")]), &[], &mut out);
+        assert!(news.is_empty(), "{news:?}");
+        assert!(out.shadow.is_empty(), "the shadow keeps the newer version");
+    }
+
+    #[test]
+    fn a_field_that_went_and_came_back_while_its_updates_waited_is_not_news() {
+        let (there, back) = (update(&[("state", "3")], "5"), update(&[("state", "2")], "6"));
+        let mut out = Outcome::default();
+        let news = news(&incident(), &[&there, &back], &shadow(&[("state", "2")]), &[], &mut out);
+        assert!(news.is_empty(), "{news:?}");
+    }
+
+    #[test]
+    fn intake_settles_only_updates_that_hold_no_news() {
+        let shadow_of = |fields: &[&str]| -> anyhow::Result<HashMap<String, Value>> {
+            let all = shadow(&[("state", "2"), ("sys_mod_count", "3")]);
+            Ok(fields.iter().filter_map(|f| all.get(*f).map(|v| (f.to_string(), v.clone()))).collect())
+        };
+        let echo = settled_echo(&update(&[("state", "2")], "4"), &shadow_of, &[(9, "state".into(), "2".into())]).unwrap();
+        assert_eq!(echo.map(|o| o.consumed), Some(vec![9]));
+        assert!(settled_echo(&update(&[("state", "6")], "4"), &shadow_of, &[]).unwrap().is_none(), "news is queued");
+        let mut created = update(&[("state", "2")], "1");
+        created.kind = ChangeKind::Created;
+        assert!(settled_echo(&created, &shadow_of, &[]).unwrap().is_none(), "a create is never settled at intake");
+    }
+}
