@@ -961,12 +961,6 @@ impl Journal {
         shadow_of(&self.reader(), tenant, record)
     }
 
-    /// The shadow of some of a record's fields, by point reads when they are few
-    /// (a write's "before": the one or two fields an update sent).
-    pub fn shadow_fields(&self, tenant: &str, record: &RecordRef, fields: &[&str]) -> Result<HashMap<String, Value>> {
-        shadow_fields_of(&self.reader(), tenant, record, fields)
-    }
-
     /// Values seam wrote to a record whose echoes have not come back: (id, field, value), oldest first.
     pub fn expected_echoes(&self, tenant: &str, record: &RecordRef) -> Result<Vec<(i64, String, Value)>> {
         expected_echoes_of(&self.reader(), tenant, record)
