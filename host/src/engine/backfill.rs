@@ -174,9 +174,8 @@ impl Backfill {
             place.id = id;
         }
         let read = events.len();
-        let new = self.journal.record_all(&self.tenant, events).await?.iter().filter(|r| r.is_new()).count();
         place.done += read as u64;
-        self.journal.set_watermark(&self.tenant, &self.place_key(), &serde_json::to_string(&place)?).await?;
+        let new = self.journal.record_all_up_to(&self.tenant, events, &self.place_key(), &serde_json::to_string(&place)?).await?.iter().filter(|r| r.is_new()).count();
         Ok(Ok((read, new)))
     }
 

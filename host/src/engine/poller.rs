@@ -157,11 +157,12 @@ impl Poller {
 
     async fn journal(&self, source: &str, mark: Option<String>, events: Vec<(String, Change)>) -> Result<(usize, usize)> {
         let read = events.len();
-        let new = self.journal.record_all(&self.tenant, events).await?.iter().filter(|r| r.is_new()).count();
-        if let Some(mark) = mark {
-            self.journal.set_watermark(&self.tenant, source, &mark).await?;
-        }
-        Ok((read, new))
+        // The page and the watermark past it in one transaction: a crash between them can no longer read the page again.
+        let recorded = match mark {
+            Some(mark) => self.journal.record_all_up_to(&self.tenant, events, source, &mark).await?,
+            None => self.journal.record_all(&self.tenant, events).await?,
+        };
+        Ok((read, recorded.iter().filter(|r| r.is_new()).count()))
     }
 
     /// A first start of Case polling: the watermark just past the newest Case there is (what is

@@ -365,7 +365,7 @@ impl Processor {
         // Each write's "before" comes from the shadows as committed: the source's and its
         // partner's read above, brought up to date with what each step commits; a record
         // first written now (a Task, the partner a create opened) is read when it is.
-        let committed: std::sync::Mutex<HashMap<RecordRef, HashMap<String, Value>>> = std::sync::Mutex::new(HashMap::from_iter([(source.clone(), shadow.clone())].into_iter().chain(partner.zip(partner_shadow))));
+        let committed: std::sync::Mutex<HashMap<RecordRef, HashMap<String, Value>>> = std::sync::Mutex::new(HashMap::from_iter([(source.clone(), shadow)].into_iter().chain(partner.zip(partner_shadow))));
         let (journal, tenant, systems, by, plugin_id, last_step_slot, committed, count) = (&self.journal, &self.tenant, &self.systems, &by, &plugin_id, &last_step, &committed, actions.len());
         let applied = self
             .systems

@@ -251,6 +251,12 @@ impl Journal {
         self.record_marking(tenant, events, Some(is_echo), Some((source.to_string(), position.to_string()))).await
     }
 
+    /// As [`Journal::record_all`], and a source's position (a poll's watermark, a backfill's
+    /// place) set in the same transaction, with the same disk sync.
+    pub async fn record_all_up_to(&self, tenant: &str, events: Vec<(String, Change)>, source: &str, position: &str) -> Result<Vec<Recorded>> {
+        self.record_marking(tenant, events, None, Some((source.to_string(), position.to_string()))).await
+    }
+
     async fn record(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: Option<EchoCheck>) -> Result<Vec<Recorded>> {
         self.record_marking(tenant, events, is_echo, None).await
     }
