@@ -15,7 +15,10 @@ fn main() {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     // A published crate carries its own copy; in the seam workspace the WIT is
     // beside it, one directory per version. The SDK builds packs for the latest.
-    let wit = [dir.join("wit"), dir.join(format!("../wit/since_v{API}"))].into_iter().find(|p| p.is_dir()).expect("seam-guest needs the seam:sync WIT in ./wit or ../wit/since_vX.Y.Z");
+    let wit = [dir.join("wit"), dir.join(format!("../wit/since_v{API}"))]
+        .into_iter()
+        .find(|p| p.is_dir())
+        .expect("seam-guest needs the seam:sync WIT in ./wit or ../wit/since_vX.Y.Z");
     let wit = wit.canonicalize().unwrap();
     println!("cargo:rerun-if-changed={}", wit.display());
 

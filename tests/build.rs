@@ -6,7 +6,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// (package, constant) for every pack the tests load.
-const PACKS: &[(&str, &str)] = &[("case-incident", "CASE_INCIDENT"), ("sev1-bridge", "SEV1_BRIDGE"), ("misbehave", "MISBEHAVE"), ("future-api", "FUTURE_API"), ("api-v0-1-0", "API_V0_1_0")];
+const PACKS: &[(&str, &str)] = &[
+    ("case-incident", "CASE_INCIDENT"),
+    ("sev1-bridge", "SEV1_BRIDGE"),
+    ("misbehave", "MISBEHAVE"),
+    ("future-api", "FUTURE_API"),
+    ("api-v0-1-0", "API_V0_1_0"),
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -43,11 +43,11 @@ static ALLOCATOR: alloc::SizeClasses = alloc::SizeClasses::new();
 // `__seam_mapping_world!` and `__seam_workflow_world!`, written by build.rs.
 include!(concat!(env!("OUT_DIR"), "/worlds.rs"));
 
-pub use bindings::seam::sync::types::{
-    Action, Change, ChangeKind, Create, Field, JournalEntry, JournalKind, RecordRef, SlackPost,
-    System, Target, Update, Value,
-};
 pub use bindings::seam::sync::lookup::LookupError;
+pub use bindings::seam::sync::types::{
+    Action, Change, ChangeKind, Create, Field, JournalEntry, JournalKind, RecordRef, SlackPost, System, Target, Update,
+    Value,
+};
 
 /// A field-mapping pack: one change in, the actions that carry it across out.
 pub trait Mapper {
@@ -194,16 +194,25 @@ mod packed {
         let (start, end) = (span.start as usize, span.start as usize + span.len as usize);
         match batch.text.get(start..end) {
             Some(s) => s,
-            None => panic!("seam sent a span ({start}..{end}) outside its batch's {} bytes of text: a host bug", batch.text.len()),
+            None => panic!(
+                "seam sent a span ({start}..{end}) outside its batch's {} bytes of text: a host bug",
+                batch.text.len()
+            ),
         }
     }
 
     /// Make `fields` the batch's fields in `range`, reusing its fields (and
     /// `spare`'s) with their strings; fields left over go to `spare`.
     fn fill(fields: &mut Vec<Field>, spare: &mut Vec<Field>, batch: &ChangeBatch, range: FieldRange) {
-        let (start, end) = (range.start as usize * FIELD_WORDS, (range.start as usize + range.len as usize) * FIELD_WORDS);
+        let (start, end) =
+            (range.start as usize * FIELD_WORDS, (range.start as usize + range.len as usize) * FIELD_WORDS);
         let Some(words) = batch.fields.get(start..end) else {
-            panic!("seam sent fields {}..{} of a batch of {}: a host bug", range.start, range.start + range.len, batch.fields.len() / FIELD_WORDS)
+            panic!(
+                "seam sent fields {}..{} of a batch of {}: a host bug",
+                range.start,
+                range.start + range.len,
+                batch.fields.len() / FIELD_WORDS
+            )
         };
         let wanted = range.len as usize;
         if fields.len() > wanted {
@@ -352,14 +361,24 @@ impl Action {
     }
     /// Create a record and link it to the change's source.
     pub fn create_linked(system: System, object: impl Into<String>, fields: impl IntoIterator<Item = Field>) -> Action {
-        Action::Create(Create { system, object: object.into(), fields: fields.into_iter().collect(), link_to_source: true })
+        Action::Create(Create {
+            system,
+            object: object.into(),
+            fields: fields.into_iter().collect(),
+            link_to_source: true,
+        })
     }
     /// Create an unlinked record (a Task, a note...). A Salesforce record is created by
     /// upsert on its `Seam_Key__c` External ID field (the action's idempotency key), so a
     /// retry never makes a second one: the object needs that field (`seam salesforce
     /// metadata` adds it to Activity, for Tasks and Events).
     pub fn create(system: System, object: impl Into<String>, fields: impl IntoIterator<Item = Field>) -> Action {
-        Action::Create(Create { system, object: object.into(), fields: fields.into_iter().collect(), link_to_source: false })
+        Action::Create(Create {
+            system,
+            object: object.into(),
+            fields: fields.into_iter().collect(),
+            link_to_source: false,
+        })
     }
     /// Post to a Slack channel, creating it first when `create_channel` is set.
     pub fn slack(channel: impl Into<String>, create_channel: bool, text: impl Into<String>) -> Action {
@@ -392,7 +411,13 @@ pub fn lookup(record: &RecordRef, fields: &[&str]) -> Result<Vec<Field>, LookupE
 /// The first `object` record whose `key` field equals `value`, with `fields`
 /// (`find(System::Salesforce, "Account", "External_Id__c", "ACME-001", &["AnnualRevenue"])`).
 /// The manifest's grant must cover `key` too.
-pub fn find(system: System, object: &str, key: &str, value: &str, fields: &[&str]) -> Result<Option<(RecordRef, Vec<Field>)>, LookupError> {
+pub fn find(
+    system: System,
+    object: &str,
+    key: &str,
+    value: &str,
+    fields: &[&str],
+) -> Result<Option<(RecordRef, Vec<Field>)>, LookupError> {
     bindings::seam::sync::lookup::find(system, object, key, value, &names(fields))
 }
 
@@ -454,7 +479,8 @@ mod tests {
     }
 
     fn change(n: usize, values: Vec<Value>, linked: bool) -> Change {
-        let fields: Vec<Field> = values.into_iter().enumerate().map(|(i, v)| field(format!("Field{i}_{n}"), v)).collect();
+        let fields: Vec<Field> =
+            values.into_iter().enumerate().map(|(i, v)| field(format!("Field{i}_{n}"), v)).collect();
         Change {
             event_id: format!("event-{n}"),
             kind: if n % 2 == 0 { ChangeKind::Updated } else { ChangeKind::Created },
@@ -462,7 +488,11 @@ mod tests {
             changed: fields.iter().take(1).cloned().collect(),
             snapshot: fields,
             origin_user: format!("user-{n}"),
-            linked: linked.then(|| RecordRef { system: System::Servicenow, object: "incident".into(), id: format!("{n:032x}") }),
+            linked: linked.then(|| RecordRef {
+                system: System::Servicenow,
+                object: "incident".into(),
+                id: format!("{n:032x}"),
+            }),
         }
     }
 

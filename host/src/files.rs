@@ -28,7 +28,8 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut file = options.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     // A temporary file an earlier crash left keeps its old mode through open(): set it.
     #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode)).with_context(|| format!("setting the mode of {}", tmp.display()))?;
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", tmp.display()))?;
     #[cfg(not(unix))]
     let _ = mode;
     std::io::Write::write_all(&mut file, bytes).with_context(|| format!("writing {}", tmp.display()))?;

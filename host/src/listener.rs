@@ -99,8 +99,14 @@ impl Default for Limits {
 impl Limits {
     pub fn check(&self) -> Result<()> {
         anyhow::ensure!(self.max_connections > 0, "limits.max_connections must be at least 1");
-        anyhow::ensure!(self.header_timeout_seconds > 0 && self.body_timeout_seconds > 0, "limits: the header and body timeouts must be at least 1 second");
-        anyhow::ensure!(self.intake_per_second > 0.0 && self.intake_burst > 0, "limits: intake_per_second and intake_burst must be above 0");
+        anyhow::ensure!(
+            self.header_timeout_seconds > 0 && self.body_timeout_seconds > 0,
+            "limits: the header and body timeouts must be at least 1 second"
+        );
+        anyhow::ensure!(
+            self.intake_per_second > 0.0 && self.intake_burst > 0,
+            "limits: intake_per_second and intake_burst must be above 0"
+        );
         Ok(())
     }
 }
@@ -116,17 +122,22 @@ pub struct Bound {
 
 impl Bound {
     pub async fn bind(what: &'static str, listen: &str, tls: Option<&TlsFiles>) -> Result<Bound> {
-        let listener = std::net::TcpListener::bind(listen).with_context(|| format!("binding the {what} listener to {listen}"))?;
+        let listener =
+            std::net::TcpListener::bind(listen).with_context(|| format!("binding the {what} listener to {listen}"))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let tls = match tls {
             Some(files) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                Some(
-                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
-                        .await
-                        .with_context(|| format!("reading the {what} listener's TLS certificate {} and key {}", files.cert.display(), files.key.display()))?,
-                )
+                Some(axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key).await.with_context(
+                    || {
+                        format!(
+                            "reading the {what} listener's TLS certificate {} and key {}",
+                            files.cert.display(),
+                            files.key.display()
+                        )
+                    },
+                )?)
             }
             None => None,
         };
@@ -148,7 +159,11 @@ impl Bound {
         macro_rules! run {
             ($server:expr) => {{
                 let mut server = $server.handle(handle);
-                server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+                server
+                    .http_builder()
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout);
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(service).await {
                         tracing::error!("the {what} listener stopped: {e}");
@@ -157,7 +172,8 @@ impl Bound {
             }};
         }
         match self.tls {
-            Some(tls) => run!(axum_server::from_tcp(self.listener).acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(capped))),
+            Some(tls) => run!(axum_server::from_tcp(self.listener)
+                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(capped))),
             None => run!(axum_server::from_tcp(self.listener).acceptor(capped)),
         }
     }
@@ -168,14 +184,19 @@ impl Bound {
 /// there, and an unauthenticated caller's body is never read.
 pub fn bodies_within<S: Clone + Send + Sync + 'static>(router: Router<S>, seconds: u64, max_bytes: usize) -> Router<S> {
     let deadline = Duration::from_secs(seconds);
-    router.route_layer(axum::middleware::from_fn(move |request: Request, next: Next| body_within(deadline, max_bytes, request, next)))
+    router.route_layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+        body_within(deadline, max_bytes, request, next)
+    }))
 }
 
 /// A client that has not sent its whole body by the deadline gets 408, and its connection is
 /// closed; one that announces or sends more than `max_bytes` gets 413.
 async fn body_within(deadline: Duration, max_bytes: usize, request: Request, next: Next) -> Response {
-    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is over the {max_bytes}-byte limit")).into_response();
-    let announced = request.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        (StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is over the {max_bytes}-byte limit")).into_response()
+    };
+    let announced =
+        request.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > max_bytes as u64) {
         return too_large();
     }
@@ -185,7 +206,12 @@ async fn body_within(deadline: Duration, max_bytes: usize, request: Request, nex
         Ok(Err(_)) => too_large(),
         Err(_) => {
             tracing::warn!(path = %parts.uri.path(), "a request's body did not arrive within {} s", deadline.as_secs());
-            (StatusCode::REQUEST_TIMEOUT, [("Connection", "close")], format!("the request body did not arrive within {} s", deadline.as_secs())).into_response()
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                [("Connection", "close")],
+                format!("the request body did not arrive within {} s", deadline.as_secs()),
+            )
+                .into_response()
         }
     }
 }
@@ -221,7 +247,11 @@ pub struct Counted<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -236,7 +266,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {

@@ -233,13 +233,31 @@ pub struct Carried {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
-    Update { target: Target, fields: Vec<Field> },
-    AppendJournal { target: Target, kind: JournalKind, text: String },
-    Create { system: System, object: String, fields: Vec<Field>, link_to_source: bool },
-    PostSlack { channel: String, create_channel: bool, text: String },
+    Update {
+        target: Target,
+        fields: Vec<Field>,
+    },
+    AppendJournal {
+        target: Target,
+        kind: JournalKind,
+        text: String,
+    },
+    Create {
+        system: System,
+        object: String,
+        fields: Vec<Field>,
+        link_to_source: bool,
+    },
+    PostSlack {
+        channel: String,
+        create_channel: bool,
+        text: String,
+    },
     /// Delete a record. Not a pack's to ask for: the host adds it when a pack's delete
     /// policy says a deleted record's partner goes too (see `packs::manifest::Deletes`).
-    Delete { target: Target },
+    Delete {
+        target: Target,
+    },
 }
 
 impl fmt::Display for Value {
@@ -265,12 +283,19 @@ impl fmt::Display for Target {
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |fields: &[Field]| fields.iter().map(|x| format!("{} = {}", x.name, x.value)).collect::<Vec<_>>().join(", ");
+        let list = |fields: &[Field]| {
+            fields.iter().map(|x| format!("{} = {}", x.name, x.value)).collect::<Vec<_>>().join(", ")
+        };
         match self {
             Action::Update { target, fields } => write!(f, "update {target}: {}", list(fields)),
             Action::AppendJournal { target, kind, text } => write!(f, "append {kind:?} to {target}: {text:?}"),
             Action::Create { system, object, fields, link_to_source } => {
-                write!(f, "create {system} {object}{}: {}", if *link_to_source { " (linked)" } else { "" }, list(fields))
+                write!(
+                    f,
+                    "create {system} {object}{}: {}",
+                    if *link_to_source { " (linked)" } else { "" },
+                    list(fields)
+                )
             }
             Action::PostSlack { channel, create_channel, text } => {
                 write!(f, "post to Slack #{channel}{}: {text:?}", if *create_channel { " (create)" } else { "" })

@@ -54,12 +54,17 @@ impl Secret {
             Secret::Value(v) => return Ok(v.clone()),
             Secret::Env(name) => match std::env::var(name) {
                 Ok(v) => v,
-                Err(std::env::VarError::NotPresent) => bail!("{what} is read from the environment variable {name}, which is not set: export it, or name another"),
-                Err(std::env::VarError::NotUnicode(_)) => bail!("{what}: the environment variable {name} is not valid UTF-8"),
+                Err(std::env::VarError::NotPresent) => bail!(
+                    "{what} is read from the environment variable {name}, which is not set: export it, or name another"
+                ),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    bail!("{what}: the environment variable {name} is not valid UTF-8")
+                }
             },
             Secret::File(path) => {
                 warn_if_shared(path, what);
-                let text = std::fs::read_to_string(path).with_context(|| format!("{what} is read from {}, which cannot be read", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{what} is read from {}, which cannot be read", path.display()))?;
                 text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string()
             }
         };
@@ -105,7 +110,12 @@ fn warn_if_shared(path: &Path, what: &str) {
             return;
         }
         warned.push(path.to_path_buf());
-        tracing::warn!("{what} is read from {}, which other users can read (mode {:o}): chmod 600 {}", path.display(), mode & 0o777, path.display());
+        tracing::warn!(
+            "{what} is read from {}, which other users can read (mode {:o}): chmod 600 {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
     }
     #[cfg(not(unix))]
     let _ = (path, what);
@@ -149,15 +159,23 @@ impl<'de> Deserialize<'de> for Secret {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Secret, A::Error> {
                 let Some(key) = map.next_key::<String>()? else {
-                    return Err(de::Error::custom(r#"an empty object is not a secret; write {"env": "VARIABLE"} or {"file": "path"}"#));
+                    return Err(de::Error::custom(
+                        r#"an empty object is not a secret; write {"env": "VARIABLE"} or {"file": "path"}"#,
+                    ));
                 };
                 let secret = match key.as_str() {
                     "env" => Secret::Env(map.next_value()?),
                     "file" => Secret::File(map.next_value()?),
-                    other => return Err(de::Error::custom(format!(r#"unknown secret source {other:?}; write {{"env": "VARIABLE"}} or {{"file": "path"}}"#))),
+                    other => {
+                        return Err(de::Error::custom(format!(
+                            r#"unknown secret source {other:?}; write {{"env": "VARIABLE"}} or {{"file": "path"}}"#
+                        )))
+                    }
                 };
                 if let Some(extra) = map.next_key::<String>()? {
-                    return Err(de::Error::custom(format!(r#"a secret names one source, env or file; {extra:?} is one too many"#)));
+                    return Err(de::Error::custom(format!(
+                        r#"a secret names one source, env or file; {extra:?} is one too many"#
+                    )));
                 }
                 Ok(secret)
             }
@@ -172,13 +190,18 @@ mod tests {
 
     #[test]
     fn each_form_reads_back_and_debug_never_shows_a_value() {
-        let parsed: Vec<Secret> = serde_json::from_str(r#"["hunter2", {"env": "SEAM_TEST_SECRET_A"}, {"file": "/nonexistent/seam-secret"}]"#).unwrap();
+        let parsed: Vec<Secret> =
+            serde_json::from_str(r#"["hunter2", {"env": "SEAM_TEST_SECRET_A"}, {"file": "/nonexistent/seam-secret"}]"#)
+                .unwrap();
         assert!(matches!(&parsed[0], Secret::Value(v) if v.expose_secret() == "hunter2"));
         assert!(matches!(&parsed[1], Secret::Env(n) if n == "SEAM_TEST_SECRET_A"));
         assert!(matches!(&parsed[2], Secret::File(p) if p == Path::new("/nonexistent/seam-secret")));
         let debug = format!("{parsed:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
-        assert_eq!(serde_json::to_string(&parsed).unwrap(), r#"["hunter2",{"env":"SEAM_TEST_SECRET_A"},{"file":"/nonexistent/seam-secret"}]"#);
+        assert_eq!(
+            serde_json::to_string(&parsed).unwrap(),
+            r#"["hunter2",{"env":"SEAM_TEST_SECRET_A"},{"file":"/nonexistent/seam-secret"}]"#
+        );
         let resolved = parsed[0].resolve("x").unwrap();
         assert!(!format!("{resolved:?}").contains("hunter2"));
     }
@@ -198,8 +221,16 @@ mod tests {
 
     #[test]
     fn a_missing_variable_or_file_is_named_with_the_fix() {
-        let err = Secret::env("SEAM_TEST_SURELY_UNSET_VARIABLE").resolve("tenants.t.servicenow.auth.password").unwrap_err().to_string();
-        assert!(err.contains("tenants.t.servicenow.auth.password") && err.contains("SEAM_TEST_SURELY_UNSET_VARIABLE") && err.contains("export"), "{err}");
+        let err = Secret::env("SEAM_TEST_SURELY_UNSET_VARIABLE")
+            .resolve("tenants.t.servicenow.auth.password")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tenants.t.servicenow.auth.password")
+                && err.contains("SEAM_TEST_SURELY_UNSET_VARIABLE")
+                && err.contains("export"),
+            "{err}"
+        );
         let err = format!("{:#}", Secret::file("/nonexistent/seam-secret").resolve("intake key").unwrap_err());
         assert!(err.contains("/nonexistent/seam-secret") && err.contains("intake key"), "{err}");
     }

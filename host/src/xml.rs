@@ -14,5 +14,7 @@ pub fn reference(r: &BytesRef) -> Result<String, String> {
         return Ok(c.to_string());
     }
     let name = r.decode().map_err(|e| e.to_string())?;
-    quick_xml::escape::resolve_predefined_entity(&name).map(str::to_string).ok_or_else(|| format!("unknown XML entity &{name};"))
+    quick_xml::escape::resolve_predefined_entity(&name)
+        .map(str::to_string)
+        .ok_or_else(|| format!("unknown XML entity &{name};"))
 }

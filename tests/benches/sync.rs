@@ -126,7 +126,12 @@ impl Bench {
         let rows = |sql: &str, n: usize| -> Vec<String> {
             let mut stmt = self.db.prepare(sql).unwrap();
             let mapped = stmt
-                .query_map([case, incident], |r| Ok((0..n).map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")).unwrap_or_default()).collect::<Vec<_>>().join(" ")))
+                .query_map([case, incident], |r| {
+                    Ok((0..n)
+                        .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                })
                 .unwrap();
             mapped.map(Result::unwrap).collect()
         };
@@ -145,20 +150,26 @@ impl Bench {
 }
 
 /// The engine on fresh emulators with `pairs` Cases each linked to its incident; prints the setup's figures.
-async fn start(name: &str, source: Source, pairs: usize, tweak: impl FnOnce(&mut seam::cli::serve::Config)) -> (Bench, Systems, Vec<String>, Vec<String>) {
+async fn start(
+    name: &str,
+    source: Source,
+    pairs: usize,
+    tweak: impl FnOnce(&mut seam::cli::serve::Config),
+) -> (Bench, Systems, Vec<String>, Vec<String>) {
     // Catch-up polling is for lost notifications; once a minute, as a production
     // configuration would have it (the demo polls every 5 s). Its cost is printed apart.
-    let (sim, engine, config) = engine_on_sim_events(name, seampack(CASE_INCIDENT, "case-incident", None), &[], source, |c| {
-        c.poll_seconds = POLL_SECONDS;
-        // Intake's rate limit (200 notifications/s, 2,000 at once, by default) would answer most
-        // of a burst 429: the business rule gives up after three tries, Outbound Messages come
-        // back later, and the bench would time the limit. Raised, as an operator expecting
-        // bulk changes sets it.
-        c.limits.intake_per_second = 100_000.0;
-        c.limits.intake_burst = 100_000;
-        tweak(c)
-    })
-    .await;
+    let (sim, engine, config) =
+        engine_on_sim_events(name, seampack(CASE_INCIDENT, "case-incident", None), &[], source, |c| {
+            c.poll_seconds = POLL_SECONDS;
+            // Intake's rate limit (200 notifications/s, 2,000 at once, by default) would answer most
+            // of a burst 429: the business rule gives up after three tries, Outbound Messages come
+            // back later, and the bench would time the limit. Raised, as an operator expecting
+            // bulk changes sets it.
+            c.limits.intake_per_second = 100_000.0;
+            c.limits.intake_burst = 100_000;
+            tweak(c)
+        })
+        .await;
     let db = rusqlite::Connection::open(&config.journal).unwrap();
     db.busy_timeout(Duration::from_secs(30)).unwrap();
     let bench = Bench { sim, engine, db, path: config.journal.clone() };
@@ -187,7 +198,11 @@ async fn setup(bench: &Bench, people: &Systems, pairs: usize) -> (Vec<String>, V
             (0..pairs).map(|i| {
                 let (people, ids) = (people, &ids);
                 async move {
-                    let id = people.salesforce.create("Case", &obj(json!({ "Subject": format!("bench case {i}"), "Priority": "Medium" }))).await.unwrap();
+                    let id = people
+                        .salesforce
+                        .create("Case", &obj(json!({ "Subject": format!("bench case {i}"), "Priority": "Medium" })))
+                        .await
+                        .unwrap();
                     ids.lock().unwrap().push(id);
                 }
             }),
@@ -207,7 +222,8 @@ async fn setup(bench: &Bench, people: &Systems, pairs: usize) -> (Vec<String>, V
         (bench.seam_calls() - calls) as f64 / pairs as f64
     );
     let incidents: Vec<String> = {
-        let mut stmt = bench.db.prepare("SELECT incident_id FROM links WHERE tenant = 'demo' ORDER BY case_id").unwrap();
+        let mut stmt =
+            bench.db.prepare("SELECT incident_id FROM links WHERE tenant = 'demo' ORDER BY case_id").unwrap();
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
         rows.map(Result::unwrap).collect()
     };
@@ -263,7 +279,10 @@ async fn run(args: &Args, source: Source) -> Summary {
         burst.calls,
         burst.calls as f64 / args.burst as f64
     );
-    println!("  ({} events journaled, changes and their echoes; {} coalesced into an earlier update of their record)", burst.events, burst.merged);
+    println!(
+        "  ({} events journaled, changes and their echoes; {} coalesced into an earlier update of their record)",
+        burst.events, burst.merged
+    );
     println!(
         "  intake: {} Salesforce reads for {} changes = {:.2} per 1,000 (with Pub/Sub, target <= 1)",
         burst_reads,
@@ -293,7 +312,8 @@ async fn run(args: &Args, source: Source) -> Summary {
         systems: std::sync::Arc::new(bench.sim.seam_systems(RetryPolicy::default()).await.unwrap()),
         mapping: bench.engine.processors["demo"].active.clone(),
     };
-    let reconcile_calls = || reconciler.systems.salesforce.http().calls() + reconciler.systems.servicenow.http().calls();
+    let reconcile_calls =
+        || reconciler.systems.salesforce.http().calls() + reconciler.systems.servicenow.http().calls();
     for pass in ["first", "second"] {
         if pass == "second" {
             // Ten Case edits (even change numbers), on ten pairs spread over the rest.
@@ -328,8 +348,13 @@ async fn run(args: &Args, source: Source) -> Summary {
 
 /// 6. Retention: the journal's size under a steady load with the background prune (see the top).
 async fn retention(args: &Args) {
-    let shrunk = seam::store::retention::Retention { settled_event_days: 2.0 / 1440.0, audit_days: 3.0 / 1440.0, every_minutes: 1.0 };
-    let (bench, people, cases, incidents) = start("bench-sync-retention", Source::OutboundMessages, 200, |c| c.retention = shrunk).await;
+    let shrunk = seam::store::retention::Retention {
+        settled_event_days: 2.0 / 1440.0,
+        audit_days: 3.0 / 1440.0,
+        every_minutes: 1.0,
+    };
+    let (bench, people, cases, incidents) =
+        start("bench-sync-retention", Source::OutboundMessages, 200, |c| c.retention = shrunk).await;
     let (minutes, rate) = (args.retention_minutes, args.retention_rate);
     println!(
         "retention: {rate} changes/s for {minutes} min, settled events kept 2 min and audit rows 3 min (the defaults are 7 and 90 days), pruned every minute"
@@ -366,7 +391,9 @@ async fn retention(args: &Args) {
         );
     }
     if minutes >= 6 {
-        let grew = |from: usize, to: usize| mib(sizes[to - 1].saturating_sub(if from == 0 { loaded } else { sizes[from - 1] }));
+        let grew = |from: usize, to: usize| {
+            mib(sizes[to - 1].saturating_sub(if from == 0 { loaded } else { sizes[from - 1] }))
+        };
         let (first, last) = (grew(0, 3), grew(minutes - 3, minutes));
         println!(
             "  the journal grew {first:.1} MiB in the load's first three minutes and {last:.1} MiB in its last three ({:.0}% of it): {}",
@@ -394,7 +421,11 @@ fn print_cpu(run: &Run, changes: usize) {
 async fn change(people: &Systems, cases: &[String], incidents: &[String], n: usize, tag: usize) {
     let pair = (n / 2) % cases.len();
     if n % 2 == 0 {
-        people.salesforce.update("Case", &cases[pair], &obj(json!({ "Subject": format!("edit {tag}") }))).await.unwrap();
+        people
+            .salesforce
+            .update("Case", &cases[pair], &obj(json!({ "Subject": format!("edit {tag}") })))
+            .await
+            .unwrap();
     } else {
         let state = ["2", "3"][(n / 2 / cases.len()) % 2];
         people.servicenow.update("incident", &incidents[pair], &obj(json!({ "state": state }))).await.unwrap();
@@ -413,10 +444,14 @@ fn machine_speed() -> f64 {
         db.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID").unwrap();
         let tx = db.unchecked_transaction().unwrap();
         for i in 0..RECORDS {
-            let record: Map<String, Value> = (0..16).map(|f| (format!("Field{f}__c"), json!(format!("value {i} of field {f}")))).collect();
+            let record: Map<String, Value> =
+                (0..16).map(|f| (format!("Field{f}__c"), json!(format!("value {i} of field {f}")))).collect();
             let back: Map<String, Value> = serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
             let key = format!("{:018x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            tx.prepare_cached("INSERT INTO t (id, data) VALUES (?1, ?2)").unwrap().execute(rusqlite::params![key, serde_json::to_string(&back).unwrap()]).unwrap();
+            tx.prepare_cached("INSERT INTO t (id, data) VALUES (?1, ?2)")
+                .unwrap()
+                .execute(rusqlite::params![key, serde_json::to_string(&back).unwrap()])
+                .unwrap();
         }
         tx.commit().unwrap();
     };
@@ -459,7 +494,15 @@ struct Run {
 /// `total` changes as fast as the people side makes them, spread over every
 /// pair; with `swaps`, the pack is swapped that many times along the way.
 /// Checks that every record ends on its last value and no event wrote a field twice.
-async fn run_changes(bench: &Bench, people: &Systems, cases: &[String], incidents: &[String], total: usize, tag: usize, swaps: Option<usize>) -> Run {
+async fn run_changes(
+    bench: &Bench,
+    people: &Systems,
+    cases: &[String],
+    incidents: &[String],
+    total: usize,
+    tag: usize,
+    swaps: Option<usize>,
+) -> Run {
     let calls = bench.seam_calls();
     let first_event = bench.count("SELECT COALESCE(MAX(id), 0) FROM events") + 1;
     let first_audit = bench.count("SELECT COALESCE(MAX(id), 0) FROM audit") + 1;
@@ -485,7 +528,10 @@ async fn run_changes(bench: &Bench, people: &Systems, cases: &[String], incident
     // one made is whichever the system applied last).
     let sn = &bench.seam_systems().servicenow;
     let sf = &bench.seam_systems().salesforce;
-    let rows = sn.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100_000).await.unwrap();
+    let rows = sn
+        .query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100_000)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), cases.len(), "one incident per Case, no more");
     let case_rows = sf.query("SELECT Id, Subject, Status FROM Case").await.unwrap();
     let text = |r: &Map<String, Value>, f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
@@ -536,6 +582,7 @@ async fn run_changes(bench: &Bench, people: &Systems, cases: &[String], incident
     latencies.sort();
     let p = |q: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(0);
     let events = bench.count(&format!("SELECT COUNT(*) FROM events WHERE id >= {first_event}"));
-    let merged = bench.count(&format!("SELECT COUNT(*) FROM events WHERE id >= {first_event} AND merged_into IS NOT NULL"));
+    let merged =
+        bench.count(&format!("SELECT COUNT(*) FROM events WHERE id >= {first_event} AND merged_into IS NOT NULL"));
     Run { elapsed, cpu, p50_ms: p(0.5), p99_ms: p(0.99), calls, events, merged }
 }

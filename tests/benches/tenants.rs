@@ -24,7 +24,12 @@ fn main() {
 /// Resident memory of this process, from /proc (Linux).
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).unwrap_or(0) * 1024
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
 }
 
 fn mib(bytes: u64) -> String {
@@ -66,7 +71,8 @@ async fn run(tenants: usize) {
 
     let records: Arc<dyn RecordSource> = Arc::new(NoRecords);
     let change = seam::cli::plugin::ten_field_case_change(1);
-    let (mut instantiate, mut first, mut second) = (Vec::with_capacity(tenants), Vec::with_capacity(tenants), Vec::with_capacity(tenants));
+    let (mut instantiate, mut first, mut second) =
+        (Vec::with_capacity(tenants), Vec::with_capacity(tenants), Vec::with_capacity(tenants));
     let started = Instant::now();
     for plugin in &plugins {
         let (result, timing) = plugin.run_timed(&change, records.clone()).await;
@@ -85,14 +91,26 @@ async fn run(tenants: usize) {
         v[((v.len() - 1) as f64 * q) as usize]
     };
     let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
-    println!("resident: {} at start, {} with the runtime, {} with {tenants} tenants loaded, {} after every tenant ran", mib(before), mib(after_runtime), mib(after_load), mib(after_calls));
+    println!(
+        "resident: {} at start, {} with the runtime, {} with {tenants} tenants loaded, {} after every tenant ran",
+        mib(before),
+        mib(after_runtime),
+        mib(after_load),
+        mib(after_calls)
+    );
     println!(
         "per tenant: {:.1} KiB resident after loading, {:.1} KiB after running (compiled code is shared by component hash)",
         (after_load - after_runtime) as f64 / 1024.0 / tenants as f64,
         after_calls.saturating_sub(after_runtime) as f64 / 1024.0 / tenants as f64
     );
     println!("loading {packs_loaded} packs (verify, compile or cache hit, link, journal history): {:.2} s, {:.2} ms per tenant", load.as_secs_f64(), load.as_secs_f64() * 1e3 / tenants as f64);
-    println!("first call per tenant: instantiate p50 {}  p99 {}; whole call p50 {}  p99 {}", us(p(&mut instantiate, 0.5)), us(p(&mut instantiate, 0.99)), us(p(&mut first, 0.5)), us(p(&mut first, 0.99)));
+    println!(
+        "first call per tenant: instantiate p50 {}  p99 {}; whole call p50 {}  p99 {}",
+        us(p(&mut instantiate, 0.5)),
+        us(p(&mut instantiate, 0.99)),
+        us(p(&mut first, 0.5)),
+        us(p(&mut first, 0.99))
+    );
     println!(
         "second call: p50 {}  p99 {} (warm for the first {} tenants, which hold the warm slots; the rest instantiate again)",
         us(p(&mut second, 0.5)),

@@ -62,9 +62,13 @@ async fn run(events: usize) {
             async move { p.run(c, r).await.map_err(|e| e.to_string()) }
         })
         .await;
-        let b = measure_batched(&format!("wasm, warm instance, {BATCH} per call"), &changes, &warm, records.clone()).await;
+        let b =
+            measure_batched(&format!("wasm, warm instance, {BATCH} per call"), &changes, &warm, records.clone()).await;
         for (label, m) in [("warm, 1 per call", &w), ("warm, batched", &b)] {
-            assert_eq!(m.outputs, n.outputs, "the WASM pack ({label}) and the native build disagree on some event's actions");
+            assert_eq!(
+                m.outputs, n.outputs,
+                "the WASM pack ({label}) and the native build disagree on some event's actions"
+            );
         }
         native.push(n.rate);
         single.push(w.rate);
@@ -76,7 +80,10 @@ async fn run(events: usize) {
     })
     .await;
     let native_outputs: Vec<_> = changes.iter().map(native_map).collect();
-    assert_eq!(fresh.outputs, native_outputs, "the WASM pack (fresh instances) and the native build disagree on some event's actions");
+    assert_eq!(
+        fresh.outputs, native_outputs,
+        "the WASM pack (fresh instances) and the native build disagree on some event's actions"
+    );
     println!("all {} events gave the same actions natively and in WASM, every round", changes.len());
 
     let native = median(native);
@@ -130,8 +137,13 @@ where
 
 /// [`measure`] for batches: each change's time is its batch's time divided by the batch's size.
 async fn measure_batched(label: &str, changes: &[Change], plugin: &Plugin, records: Arc<dyn RecordSource>) -> Measured {
-    async fn run(plugin: &Plugin, chunk: &[Change], records: &Arc<dyn RecordSource>) -> Vec<Result<Vec<model::Action>, String>> {
-        let answers = plugin.run_batch(chunk, records.clone()).await.expect("a batch of well-formed changes must not trap");
+    async fn run(
+        plugin: &Plugin,
+        chunk: &[Change],
+        records: &Arc<dyn RecordSource>,
+    ) -> Vec<Result<Vec<model::Action>, String>> {
+        let answers =
+            plugin.run_batch(chunk, records.clone()).await.expect("a batch of well-formed changes must not trap");
         answers.into_iter().map(|a| a.map_err(|e| e.to_string())).collect()
     }
     for chunk in changes[..200.min(changes.len())].chunks(BATCH) {
@@ -148,7 +160,13 @@ async fn measure_batched(label: &str, changes: &[Change], plugin: &Plugin, recor
     report(label, changes.len(), started.elapsed(), times, outputs)
 }
 
-fn report(label: &str, events: usize, wall: Duration, mut times: Vec<Duration>, outputs: Vec<Result<Vec<model::Action>, String>>) -> Measured {
+fn report(
+    label: &str,
+    events: usize,
+    wall: Duration,
+    mut times: Vec<Duration>,
+    outputs: Vec<Result<Vec<model::Action>, String>>,
+) -> Measured {
     times.sort();
     let p = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     let rate = events as f64 / wall.as_secs_f64();
@@ -191,7 +209,15 @@ fn sample_change(n: usize) -> Change {
             (ChangeKind::Updated, incident, Some(case), vec![all[1].clone(), all[4].clone()], all)
         }
     };
-    Change { event_id: format!("bench-{n}"), kind, source, changed, snapshot, origin_user: "005000000000001AAA".into(), linked }
+    Change {
+        event_id: format!("bench-{n}"),
+        kind,
+        source,
+        changed,
+        snapshot,
+        origin_user: "005000000000001AAA".into(),
+        linked,
+    }
 }
 
 /// The mapping compiled natively, with the conversions the host would need.
@@ -269,7 +295,9 @@ mod from_guest {
         match t {
             g::Target::Linked => model::Target::Linked,
             g::Target::Source => model::Target::Source,
-            g::Target::Explicit(r) => model::Target::Explicit(model::RecordRef { system: system(r.system), object: r.object, id: r.id }),
+            g::Target::Explicit(r) => {
+                model::Target::Explicit(model::RecordRef { system: system(r.system), object: r.object, id: r.id })
+            }
         }
     }
     pub fn action(a: g::Action) -> model::Action {
@@ -283,8 +311,15 @@ mod from_guest {
                 },
                 text: j.text,
             },
-            g::Action::Create(c) => model::Action::Create { system: system(c.system), object: c.object, fields: fields(c.fields), link_to_source: c.link_to_source },
-            g::Action::PostSlack(p) => model::Action::PostSlack { channel: p.channel, create_channel: p.create_channel, text: p.text },
+            g::Action::Create(c) => model::Action::Create {
+                system: system(c.system),
+                object: c.object,
+                fields: fields(c.fields),
+                link_to_source: c.link_to_source,
+            },
+            g::Action::PostSlack(p) => {
+                model::Action::PostSlack { channel: p.channel, create_channel: p.create_channel, text: p.text }
+            }
         }
     }
 }

@@ -42,7 +42,11 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     if std::path::Path::new("/proc/self").exists() {
         for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
             let file_name = entry.file_name();
-            let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|rest| rest.parse::<u32>().ok()) else { continue };
+            let Some(pid) =
+                file_name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|rest| rest.parse::<u32>().ok())
+            else {
+                continue;
+            };
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
@@ -66,12 +70,23 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
     .keys(TENANT)
     .unwrap();
     let counters = seam::engine::processor::Counters::default();
-    let intake = Arc::new(Intake::new(journal.clone(), HashMap::from([(TENANT.to_string(), tenant)]), HashMap::from([(TENANT.to_string(), counters.clone())])));
+    let intake = Arc::new(Intake::new(
+        journal.clone(),
+        HashMap::from([(TENANT.to_string(), tenant)]),
+        HashMap::from([(TENANT.to_string(), counters.clone())]),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, intake::router(intake, max_body)).await.unwrap() });
     let mut config = SimConfig::new(dir.join("sim"));
-    config.notify = vec![("salesforce".into(), NotifyTarget { url: format!("{base}/intake/{TENANT}/salesforce/outbound?token={OM_TOKEN}"), secret: None, format: None })];
+    config.notify = vec![(
+        "salesforce".into(),
+        NotifyTarget {
+            url: format!("{base}/intake/{TENANT}/salesforce/outbound?token={OM_TOKEN}"),
+            secret: None,
+            format: None,
+        },
+    )];
     let sim = Sim::start(config).await.unwrap();
     // The instance sends through seam's push rule, as its admin installs it.
     sim.install_push_rule(TENANT, &format!("{base}/intake/{TENANT}/servicenow"), SN_SECRET).unwrap();
@@ -98,7 +113,11 @@ pub fn seampack_with(component: &str, plugin: &str, edit: impl FnOnce(&mut seam:
 
 /// The engine serving tenant `demo` on freshly started emulators, with `mapping` and
 /// `workflows` (pack bytes) written into a fresh state directory named after `name`.
-pub async fn engine_on_sim(name: &str, mapping: Vec<u8>, workflows: &[Vec<u8>]) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
+pub async fn engine_on_sim(
+    name: &str,
+    mapping: Vec<u8>,
+    workflows: &[Vec<u8>],
+) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
     engine_on_sim_with(name, mapping, workflows, |_| {}).await
 }
 
@@ -109,7 +128,8 @@ pub async fn engine_on_sim_with(
     workflows: &[Vec<u8>],
     tweak: impl FnOnce(&mut seam::cli::serve::Config),
 ) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
-    engine_on_sim_events(name, mapping, workflows, seam::intake::salesforce::pubsub::Source::OutboundMessages, tweak).await
+    engine_on_sim_events(name, mapping, workflows, seam::intake::salesforce::pubsub::Source::OutboundMessages, tweak)
+        .await
 }
 
 /// [`engine_on_sim_with`], with the org's changes coming as `events` say.
@@ -132,7 +152,8 @@ pub async fn engine_on_sim_events(
             path
         })
         .collect();
-    let (sim, mut config) = seam::cli::serve::sim_config(&state, &mapping_path, &workflow_paths, None, events).await.unwrap();
+    let (sim, mut config) =
+        seam::cli::serve::sim_config(&state, &mapping_path, &workflow_paths, None, events).await.unwrap();
     // Tests reconcile when they mean to, not on a timer.
     config.reconcile_minutes = 0;
     tweak(&mut config);
@@ -159,13 +180,24 @@ fn unread_case_events(sim: &Sim, stored: Option<u64>) -> u64 {
 }
 
 /// [`settle`] with a time bound; returns when the quiet began (five empty looks, 50 ms apart).
-pub async fn settle_within(sim: &Sim, engine: &seam::cli::serve::Engine, limit: std::time::Duration) -> std::time::Instant {
+pub async fn settle_within(
+    sim: &Sim,
+    engine: &seam::cli::serve::Engine,
+    limit: std::time::Duration,
+) -> std::time::Instant {
     let started = std::time::Instant::now();
     let mut quiet_since: Option<(std::time::Instant, u32)> = None;
     loop {
         // Read as serving code reads, off the tokio workers (see `blocking::serving_keeps_sqlite_off_the_tokio_workers`).
-        let (waiting, stored) = engine.journal.run(|j| Ok((j.status_count("demo", "pending")?, stored_replay(j, "demo", "/data/CaseChangeEvent")))).await.unwrap();
-        let pending = waiting + sim.salesforce.notifier.as_ref().unwrap().pending() + sim.servicenow.notifier.as_ref().unwrap().pending() + unread_case_events(sim, stored);
+        let (waiting, stored) = engine
+            .journal
+            .run(|j| Ok((j.status_count("demo", "pending")?, stored_replay(j, "demo", "/data/CaseChangeEvent"))))
+            .await
+            .unwrap();
+        let pending = waiting
+            + sim.salesforce.notifier.as_ref().unwrap().pending()
+            + sim.servicenow.notifier.as_ref().unwrap().pending()
+            + unread_case_events(sim, stored);
         quiet_since = match (pending, quiet_since) {
             (0, Some((at, looks))) if looks + 1 >= 5 => return at,
             (0, Some((at, looks))) => Some((at, looks + 1)),

@@ -19,14 +19,26 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
     let state = seam_tests::scratch_dir("backfill");
     let pack = state.join("mapping.seampack");
     std::fs::write(&pack, seampack(CASE_INCIDENT, "case-incident", None)).unwrap();
-    let (sim, mut config) = seam::cli::serve::sim_config(&state, &pack, &[], None, seam::intake::salesforce::pubsub::Source::OutboundMessages).await.unwrap();
+    let (sim, mut config) = seam::cli::serve::sim_config(
+        &state,
+        &pack,
+        &[],
+        None,
+        seam::intake::salesforce::pubsub::Source::OutboundMessages,
+    )
+    .await
+    .unwrap();
     config.reconcile_minutes = 0;
     let people = sim.systems(seam::connectors::RetryPolicy::default()).await.unwrap();
     let since = chrono::Utc::now() - chrono::Duration::minutes(1);
     sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
     for n in 0..450 {
         let priority = if n % 3 == 0 { "High" } else { "Low" };
-        people.salesforce.create("Case", &obj(json!({ "Subject": format!("history {n}"), "Priority": priority }))).await.unwrap();
+        people
+            .salesforce
+            .create("Case", &obj(json!({ "Subject": format!("history {n}"), "Priority": priority })))
+            .await
+            .unwrap();
     }
     sim.salesforce.faults.set(Default::default());
 
@@ -42,7 +54,8 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
     assert_eq!(engine.journal.count("demo").unwrap(), 0, "a first start syncs no history");
 
     // Only the High ones, first: 150 of them.
-    let high = Backfill::new("demo", engine.journal.clone(), seam_systems.clone(), since, Some("Priority = 'High'".into()));
+    let high =
+        Backfill::new("demo", engine.journal.clone(), seam_systems.clone(), since, Some("Priority = 'High'".into()));
     let plan = high.plan().await.unwrap();
     assert_eq!((plan.done, plan.left), (0, 150), "{plan:?}");
     assert!(plan.salesforce_calls >= 150 && plan.servicenow_calls >= 150, "{plan:?}");
@@ -51,7 +64,8 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
         assert_eq!(read, new);
     }
     settle(&sim, &engine).await;
-    let linked = people.salesforce.count("SELECT COUNT() FROM Case WHERE ServiceNow_Incident__c != null").await.unwrap();
+    let linked =
+        people.salesforce.count("SELECT COUNT() FROM Case WHERE ServiceNow_Incident__c != null").await.unwrap();
     assert_eq!(linked, 150, "each High Case has its incident, and no other");
 
     // Everything since then: one page, then the run stops (Ctrl-C); a new run goes on from there.
@@ -75,15 +89,36 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
     // The engine's own dispatcher carries the pages (a second one beside it would claim
     // the same events: claims are held in the dispatcher, not the journal).
     settle(&sim, &engine).await;
-    assert_eq!(people.salesforce.count("SELECT COUNT() FROM Case WHERE ServiceNow_Incident__c = null").await.unwrap(), 0, "every Case has its incident");
-    let incidents = people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 1000).await.unwrap();
-    assert_eq!(incidents.len(), 450, "one each: the High Cases, read again after seam linked them, were not carried twice");
+    assert_eq!(
+        people.salesforce.count("SELECT COUNT() FROM Case WHERE ServiceNow_Incident__c = null").await.unwrap(),
+        0,
+        "every Case has its incident"
+    );
+    let incidents = people
+        .servicenow
+        .query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        incidents.len(),
+        450,
+        "one each: the High Cases, read again after seam linked them, were not carried twice"
+    );
     let resumed_total = all().plan().await.unwrap();
-    assert_eq!(resumed_total.left, 0, "the span ends where the first run began, and seam's writes to the Cases moved them past it: {resumed_total:?}");
+    assert_eq!(
+        resumed_total.left, 0,
+        "the span ends where the first run began, and seam's writes to the Cases moved them past it: {resumed_total:?}"
+    );
     assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0);
 
     // A condition Salesforce refuses is named before anything starts.
-    let bad = Backfill::new("demo", engine.journal.clone(), seam_systems, parse_since("2026-01-01").unwrap(), Some("Priority = ".into()));
+    let bad = Backfill::new(
+        "demo",
+        engine.journal.clone(),
+        seam_systems,
+        parse_since("2026-01-01").unwrap(),
+        Some("Priority = ".into()),
+    );
     let err = bad.plan().await.unwrap_err().to_string();
     assert!(err.contains("MALFORMED_QUERY") && err.contains("--where"), "{err}");
     sim.shutdown();

@@ -2,7 +2,10 @@
 //! fails its own call; the host keeps serving.
 
 use seam::model::{Action, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
-use seam::runtime::{CacheOutcome, Grant, Grants, NoRecords, Plugin, PluginError, RecordSource, Runtime, RuntimeConfig, StaticRecord, StaticRecords};
+use seam::runtime::{
+    CacheOutcome, Grant, Grants, NoRecords, Plugin, PluginError, RecordSource, Runtime, RuntimeConfig, StaticRecord,
+    StaticRecords,
+};
 use seam_tests::{pack_bytes, CASE_INCIDENT, FUTURE_API, MISBEHAVE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,10 +38,14 @@ fn none() -> Arc<dyn RecordSource> {
 
 /// The plugin still answers a well-behaved call correctly.
 async fn still_serving(plugin: &Plugin) {
-    let actions = plugin.run(&ask("echo", &[("Subject", "hello")]), none()).await.expect("a normal call after a failure");
+    let actions =
+        plugin.run(&ask("echo", &[("Subject", "hello")]), none()).await.expect("a normal call after a failure");
     assert_eq!(
         actions,
-        vec![Action::Update { target: Target::Linked, fields: vec![Field::new("mode", "echo"), Field::new("Subject", "hello")] }]
+        vec![Action::Update {
+            target: Target::Linked,
+            fields: vec![Field::new("mode", "echo"), Field::new("Subject", "hello")]
+        }]
     );
 }
 
@@ -91,7 +98,9 @@ async fn a_change_that_traps_fails_its_whole_batch_and_the_rest_answer_alone() {
     let plugin = misbehave(&runtime, Grants::default()).await;
     let batch = [ask("echo", &[]), ask("panic", &[]), ask("reject", &[])];
     match plugin.run_batch(&batch, none()).await {
-        Err(PluginError::Trap { message, .. }) => assert!(message.contains("misbehave was asked to panic"), "{message}"),
+        Err(PluginError::Trap { message, .. }) => {
+            assert!(message.contains("misbehave was asked to panic"), "{message}")
+        }
         other => panic!("a trap fails the whole call, got {other:?}"),
     }
     // Run alone, the others answer as they would have.
@@ -123,7 +132,10 @@ async fn an_endless_loop_is_stopped_at_the_budget() {
     let started = Instant::now();
     let result = plugin.run(&ask("loop", &[]), none()).await;
     let took = started.elapsed();
-    assert!(matches!(result, Err(PluginError::Timeout { budget, .. }) if budget == Duration::from_millis(300)), "{result:?}");
+    assert!(
+        matches!(result, Err(PluginError::Timeout { budget, .. }) if budget == Duration::from_millis(300)),
+        "{result:?}"
+    );
     assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "stopped after {took:?}");
     still_serving(&plugin).await;
 }
@@ -212,7 +224,8 @@ fn account_records() -> Arc<dyn RecordSource> {
     Arc::new(StaticRecords {
         records: vec![StaticRecord {
             record: RecordRef { system: System::Salesforce, object: "Account".into(), id: "001000000000001AAA".into() },
-            fields: [("Name".to_string(), Value::from("Acme")), ("AnnualRevenue".to_string(), Value::Number(5e7))].into(),
+            fields: [("Name".to_string(), Value::from("Acme")), ("AnnualRevenue".to_string(), Value::Number(5e7))]
+                .into(),
         }],
     })
 }
@@ -220,12 +233,22 @@ fn account_records() -> Arc<dyn RecordSource> {
 #[tokio::test]
 async fn lookups_read_only_what_the_pack_was_granted() {
     let runtime = Runtime::new(config()).unwrap();
-    let grants = Grants(vec![Grant { system: System::Salesforce, object: "Account".into(), fields: vec!["AnnualRevenue".into()] }]);
+    let grants = Grants(vec![Grant {
+        system: System::Salesforce,
+        object: "Account".into(),
+        fields: vec!["AnnualRevenue".into()],
+    }]);
     let plugin = misbehave(&runtime, grants).await;
     let id = ("id", "001000000000001AAA");
 
     let actions = plugin.run(&ask("lookup", &[id, ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
-    assert_eq!(actions, vec![Action::Update { target: Target::Linked, fields: vec![Field { name: "AnnualRevenue".into(), value: Value::Number(5e7) }] }]);
+    assert_eq!(
+        actions,
+        vec![Action::Update {
+            target: Target::Linked,
+            fields: vec![Field { name: "AnnualRevenue".into(), value: Value::Number(5e7) }]
+        }]
+    );
 
     let actions = plugin.run(&ask("lookup", &[id, ("fields", "AnnualRevenue,Name")]), account_records()).await.unwrap();
     assert_eq!(only_note(&actions), "not granted: the pack may not read Name of salesforce Account");
@@ -233,7 +256,10 @@ async fn lookups_read_only_what_the_pack_was_granted() {
     let actions = plugin.run(&ask("lookup", &[id, ("object", "Contact")]), account_records()).await.unwrap();
     assert_eq!(only_note(&actions), "not granted: the pack has no grant to read salesforce Contact");
 
-    let actions = plugin.run(&ask("lookup", &[("id", "001000000000002AAA"), ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
+    let actions = plugin
+        .run(&ask("lookup", &[("id", "001000000000002AAA"), ("fields", "AnnualRevenue")]), account_records())
+        .await
+        .unwrap();
     assert_eq!(only_note(&actions), "not found");
 }
 
@@ -255,7 +281,8 @@ async fn count(plugin: &Plugin) -> String {
 #[tokio::test]
 async fn a_warm_instance_serves_only_its_own_pack_and_never_after_a_failure() {
     let runtime = Runtime::new(RuntimeConfig { calls_per_instance: 3, ..config() }).unwrap();
-    let (tenant_a, tenant_b) = (misbehave(&runtime, Grants::default()).await, misbehave(&runtime, Grants::default()).await);
+    let (tenant_a, tenant_b) =
+        (misbehave(&runtime, Grants::default()).await, misbehave(&runtime, Grants::default()).await);
     // The guest's static counter shows which instance answered.
     assert_eq!(count(&tenant_a).await, "call 1");
     assert_eq!(count(&tenant_a).await, "call 2");
@@ -293,7 +320,11 @@ async fn more_calls_than_pool_slots_wait_instead_of_failing() {
 #[tokio::test]
 async fn a_pack_for_an_unserved_api_version_is_refused() {
     let runtime = Runtime::new(config()).unwrap();
-    let err = runtime.load("future-api", "9.0.0", &pack_bytes(FUTURE_API), Grants::default()).await.err().expect("must be refused");
+    let err = runtime
+        .load("future-api", "9.0.0", &pack_bytes(FUTURE_API), Grants::default())
+        .await
+        .err()
+        .expect("must be refused");
     let text = format!("{err:#}");
     assert!(text.contains("seam:sync@9.0.0") && text.contains("this host serves seam:sync@0.1.0, 0.2.0"), "{text}");
 }
@@ -301,7 +332,8 @@ async fn a_pack_for_an_unserved_api_version_is_refused() {
 #[tokio::test]
 async fn bytes_that_are_not_a_component_are_refused_clearly() {
     let runtime = Runtime::new(config()).unwrap();
-    let err = runtime.load("junk", "0", b"definitely not wasm", Grants::default()).await.err().expect("must be refused");
+    let err =
+        runtime.load("junk", "0", b"definitely not wasm", Grants::default()).await.err().expect("must be refused");
     let text = format!("{err:#}");
     assert!(text.contains("loading pack junk@0") && text.contains("wasm32-wasip2"), "{text}");
 }
@@ -341,7 +373,13 @@ async fn compiled_packs_are_cached_by_hash_on_disk_and_in_memory() {
 async fn a_tenants_runaway_pack_does_not_slow_another_tenant() {
     // As many looping calls as the pool has slots: without a per-pack share they would hold
     // every slot for their whole budget, and the healthy tenant's calls would wait it out.
-    let runtime = Runtime::new(RuntimeConfig { concurrent_calls: 8, calls_per_pack: 2, call_budget: Duration::from_secs(10), ..config() }).unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        concurrent_calls: 8,
+        calls_per_pack: 2,
+        call_budget: Duration::from_secs(10),
+        ..config()
+    })
+    .unwrap();
     let runaway = Arc::new(misbehave(&runtime, Grants::default()).await);
     let healthy = Arc::new(misbehave(&runtime, Grants::default()).await);
     let looping: Vec<_> = (0..8)
@@ -358,10 +396,15 @@ async fn a_tenants_runaway_pack_does_not_slow_another_tenant() {
         })
         .collect();
     for call in calls {
-        let done = tokio::time::timeout(Duration::from_secs(5), call).await.expect("the healthy tenant waited behind the runaway one");
+        let done = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("the healthy tenant waited behind the runaway one");
         assert_eq!(done.unwrap().unwrap().len(), 1);
     }
-    assert!(looping.iter().all(|l| !l.is_finished()), "the runaway calls were still running while the healthy ones were served");
+    assert!(
+        looping.iter().all(|l| !l.is_finished()),
+        "the runaway calls were still running while the healthy ones were served"
+    );
     // Dropping a call mid-loop is how a shutdown ends it.
     for l in looping {
         l.abort();

@@ -34,10 +34,16 @@ async fn start(name: &str, deletes: Option<Deletes>) -> (Sim, seam::cli::serve::
 }
 
 /// A Case with its incident, settled: (Case id, incident sys_id).
-async fn linked_pair(sim: &Sim, engine: &seam::cli::serve::Engine, people: &Systems, subject: &str) -> (String, String) {
+async fn linked_pair(
+    sim: &Sim,
+    engine: &seam::cli::serve::Engine,
+    people: &Systems,
+    subject: &str,
+) -> (String, String) {
     let case = people.salesforce.create("Case", &obj(json!({ "Subject": subject, "Priority": "High" }))).await.unwrap();
     settle(sim, engine).await;
-    let incident = people.salesforce.get("Case", &case).await.unwrap()[CASE_INCIDENT_FIELD].as_str().expect("linked").to_string();
+    let incident =
+        people.salesforce.get("Case", &case).await.unwrap()[CASE_INCIDENT_FIELD].as_str().expect("linked").to_string();
     (case, incident)
 }
 
@@ -47,34 +53,61 @@ fn case_ref(id: &str) -> RecordRef {
 
 async fn notes_on(people: &Systems, incident: &str) -> Vec<String> {
     let query = Query::new().eq("element_id", incident).unwrap().eq("element", "work_notes").unwrap();
-    people.servicenow.query("sys_journal_field", &query, 10).await.unwrap().iter().map(|r| r["value"].as_str().unwrap_or_default().to_string()).collect()
+    people
+        .servicenow
+        .query("sys_journal_field", &query, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_incident_closes_its_case_which_then_opens_no_other() {
     let (sim, engine, people) = start("deletes-incident", None).await;
     let (case, incident) = linked_pair(&sim, &engine, &people, "Checkout fails").await;
-    let number = people.salesforce.get("Case", &case).await.unwrap()["ServiceNow_Number__c"].as_str().unwrap().to_string();
+    let number =
+        people.salesforce.get("Case", &case).await.unwrap()["ServiceNow_Number__c"].as_str().unwrap().to_string();
 
     assert!(people.servicenow.delete("incident", &incident).await.unwrap());
     settle(&sim, &engine).await;
     let case_now = people.salesforce.get("Case", &case).await.unwrap();
     assert_eq!(case_now["Status"], "Closed");
-    assert!(case_now[CASE_INCIDENT_FIELD].is_null() && case_now["ServiceNow_Number__c"].is_null(), "the link fields are cleared: {case_now:?}");
-    let comments = people.salesforce.query(&format!("SELECT CommentBody, IsPublished FROM CaseComment WHERE ParentId = '{case}'")).await.unwrap();
+    assert!(
+        case_now[CASE_INCIDENT_FIELD].is_null() && case_now["ServiceNow_Number__c"].is_null(),
+        "the link fields are cleared: {case_now:?}"
+    );
+    let comments = people
+        .salesforce
+        .query(&format!("SELECT CommentBody, IsPublished FROM CaseComment WHERE ParentId = '{case}'"))
+        .await
+        .unwrap();
     assert_eq!(comments.len(), 1, "{comments:?}");
-    assert_eq!(comments[0]["CommentBody"], format!("{number}, linked to this Case, was deleted in ServiceNow; the Case is closed and no longer synced."));
+    assert_eq!(
+        comments[0]["CommentBody"],
+        format!("{number}, linked to this Case, was deleted in ServiceNow; the Case is closed and no longer synced.")
+    );
     assert_eq!(comments[0]["IsPublished"], false, "a note for the agents, not the customer");
     assert_eq!(engine.journal.link_of("demo", &case_ref(&case)).unwrap(), None, "the link is gone");
     let audit = engine.journal.audit_of("demo", &case_ref(&case), CASE_INCIDENT_FIELD).unwrap();
-    assert!(audit.iter().any(|a| a.reason.contains("was deleted: its partner is unlinked (deletes: close)")), "{audit:?}");
+    assert!(
+        audit.iter().any(|a| a.reason.contains("was deleted: its partner is unlinked (deletes: close)")),
+        "{audit:?}"
+    );
 
     // The Case, closed and unlinked, is edited: no new incident.
     people.salesforce.update("Case", &case, &obj(json!({ "Subject": "Checkout fails (duplicate)" }))).await.unwrap();
     settle(&sim, &engine).await;
-    let incidents = people.servicenow.query("incident", &Query::new().eq(INCIDENT_CASE_FIELD, &case).unwrap(), 10).await.unwrap();
+    let incidents =
+        people.servicenow.query("incident", &Query::new().eq(INCIDENT_CASE_FIELD, &case).unwrap(), 10).await.unwrap();
     assert!(incidents.is_empty(), "{incidents:?}");
-    assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0, "{:?}", engine.journal.dead_letters(Some("demo")));
+    assert_eq!(
+        engine.journal.status_count("demo", "dead").unwrap(),
+        0,
+        "{:?}",
+        engine.journal.dead_letters(Some("demo"))
+    );
     sim.shutdown();
 }
 
@@ -87,18 +120,28 @@ async fn a_deleted_case_leaves_its_incident_unlinked_with_a_note() {
     settle(&sim, &engine).await;
     let incident_now = people.servicenow.get("incident", &incident).await.unwrap();
     assert_eq!(incident_now[INCIDENT_CASE_FIELD]["value"], "", "the incident stays, unlinked: {incident_now:?}");
-    assert_eq!(notes_on(&people, &incident).await, vec!["The Salesforce Case linked to this incident was deleted; seam no longer syncs this incident.".to_string()]);
+    assert_eq!(
+        notes_on(&people, &incident).await,
+        vec!["The Salesforce Case linked to this incident was deleted; seam no longer syncs this incident.".to_string()]
+    );
     assert_eq!(engine.journal.link_of("demo", &case_ref(&case)).unwrap(), None);
     // The incident lives on in ServiceNow, on its own.
     people.servicenow.update("incident", &incident, &obj(json!({ "state": "2" }))).await.unwrap();
     settle(&sim, &engine).await;
-    assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0, "{:?}", engine.journal.dead_letters(Some("demo")));
+    assert_eq!(
+        engine.journal.status_count("demo", "dead").unwrap(),
+        0,
+        "{:?}",
+        engine.journal.dead_letters(Some("demo"))
+    );
     sim.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_policy_of_delete_takes_the_partner_too() {
-    let (sim, engine, people) = start("deletes-delete", Some(Deletes { salesforce: DeletePolicy::Delete, servicenow: DeletePolicy::Close })).await;
+    let (sim, engine, people) =
+        start("deletes-delete", Some(Deletes { salesforce: DeletePolicy::Delete, servicenow: DeletePolicy::Close }))
+            .await;
     let (case, incident) = linked_pair(&sim, &engine, &people, "Duplicate").await;
     people.salesforce.delete("Case", &case).await.unwrap();
     settle(&sim, &engine).await;
@@ -108,7 +151,12 @@ async fn a_delete_policy_of_delete_takes_the_partner_too() {
     let incident_ref = RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() };
     let audit = engine.journal.audit_of("demo", &incident_ref, INCIDENT_CASE_FIELD).unwrap();
     assert!(audit.iter().any(|a| a.reason.contains("its partner is deleted with it (deletes: delete)")), "{audit:?}");
-    assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0, "{:?}", engine.journal.dead_letters(Some("demo")));
+    assert_eq!(
+        engine.journal.status_count("demo", "dead").unwrap(),
+        0,
+        "{:?}",
+        engine.journal.dead_letters(Some("demo"))
+    );
     sim.shutdown();
 }
 
@@ -116,14 +164,24 @@ async fn a_delete_policy_of_delete_takes_the_partner_too() {
 /// is a pack bug, dead-lettered with what to do, and nothing is unlinked half way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_policy_whose_pack_closes_nothing_is_dead_lettered_with_what_to_do() {
-    let (sim, engine, people) = start("deletes-close", Some(Deletes { salesforce: DeletePolicy::Close, servicenow: DeletePolicy::Close })).await;
+    let (sim, engine, people) =
+        start("deletes-close", Some(Deletes { salesforce: DeletePolicy::Close, servicenow: DeletePolicy::Close }))
+            .await;
     let (case, incident) = linked_pair(&sim, &engine, &people, "Nothing closes it").await;
     people.salesforce.delete("Case", &case).await.unwrap();
     seam_tests::settle_within(&sim, &engine, std::time::Duration::from_secs(30)).await;
     let letters = engine.journal.dead_letters(Some("demo")).unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
-    assert!(letters[0].error.contains("delete policy for salesforce is close, but the packs asked for no update of"), "{}", letters[0].error);
-    assert_eq!(engine.journal.link_of("demo", &case_ref(&case)).unwrap().as_deref(), Some(incident.as_str()), "still linked");
+    assert!(
+        letters[0].error.contains("delete policy for salesforce is close, but the packs asked for no update of"),
+        "{}",
+        letters[0].error
+    );
+    assert_eq!(
+        engine.journal.link_of("demo", &case_ref(&case)).unwrap().as_deref(),
+        Some(incident.as_str()),
+        "still linked"
+    );
     assert!(notes_on(&people, &incident).await.is_empty(), "nothing was written");
     sim.shutdown();
 }
@@ -155,6 +213,11 @@ async fn a_lost_delete_notification_is_caught_up_from_the_audit_of_deletes() {
     assert!(case_now[CASE_INCIDENT_FIELD].is_null());
     // Read again, it is the same event.
     assert_eq!(poller.poll_once().await.unwrap().new, 0);
-    assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0, "{:?}", engine.journal.dead_letters(Some("demo")));
+    assert_eq!(
+        engine.journal.status_count("demo", "dead").unwrap(),
+        0,
+        "{:?}",
+        engine.journal.dead_letters(Some("demo"))
+    );
     sim.shutdown();
 }

@@ -20,7 +20,6 @@ fn state(name: &str) -> std::path::PathBuf {
     seam_tests::scratch_dir(name)
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell() {
     let (sim, engine, _) = engine_on_sim("reconcile", seampack(CASE_INCIDENT, "case-incident", None), &[]).await;
@@ -29,10 +28,13 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
     let (sf, sn) = (&people.salesforce, &people.servicenow);
     let mut cases = Vec::new();
     for n in 0..3 {
-        cases.push(sf.create("Case", &obj(json!({ "Subject": format!("Case {n}"), "Priority": "High" }))).await.unwrap());
+        cases.push(
+            sf.create("Case", &obj(json!({ "Subject": format!("Case {n}"), "Priority": "High" }))).await.unwrap(),
+        );
     }
     settle(&sim, &engine).await;
-    let incident_of = |case: Map<String, serde_json::Value>| case["ServiceNow_Incident__c"].as_str().unwrap().to_string();
+    let incident_of =
+        |case: Map<String, serde_json::Value>| case["ServiceNow_Incident__c"].as_str().unwrap().to_string();
     let incident0 = incident_of(sf.get("Case", &cases[0]).await.unwrap());
 
     // Drift no notification announced: an incident summary edited in ServiceNow
@@ -43,22 +45,38 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
     sf.update("Case", &cases[1], &obj(json!({ "Status": "Escalated" }))).await.unwrap();
     settle(&sim, &engine).await;
 
-    let reconciler = Reconciler { tenant: "demo".into(), journal: engine.journal.clone(), systems: Arc::new(sim.seam_systems(RetryPolicy::default()).await.unwrap()), mapping: engine.processors["demo"].active.clone() };
+    let reconciler = Reconciler {
+        tenant: "demo".into(),
+        journal: engine.journal.clone(),
+        systems: Arc::new(sim.seam_systems(RetryPolicy::default()).await.unwrap()),
+        mapping: engine.processors["demo"].active.clone(),
+    };
     let progress = std::sync::Mutex::new(Vec::new());
     let dry = reconciler.run(false, |done, total| progress.lock().unwrap().push((done, total))).await.unwrap();
     assert_eq!((dry.pairs, dry.in_sync, dry.drifted, dry.skipped), (3, 1, 2, 0), "{dry:?}");
     assert_eq!(progress.lock().unwrap().last(), Some(&(3, 3)), "progress reaches the end");
     assert!(dry.drifts.iter().all(|d| !d.repaired));
     let summary = dry.drifts.iter().find(|d| d.field == "short_description").expect("the summary drift");
-    assert_eq!((summary.found.clone(), summary.expected.clone(), summary.owner), (Some(Value::Text("edited by hand".into())), Value::Text("Case 0".into()), System::Salesforce));
-    assert_eq!(sn.get("incident", &incident0).await.unwrap()["short_description"]["value"], "edited by hand", "a dry run changes nothing");
+    assert_eq!(
+        (summary.found.clone(), summary.expected.clone(), summary.owner),
+        (Some(Value::Text("edited by hand".into())), Value::Text("Case 0".into()), System::Salesforce)
+    );
+    assert_eq!(
+        sn.get("incident", &incident0).await.unwrap()["short_description"]["value"],
+        "edited by hand",
+        "a dry run changes nothing"
+    );
 
     let repaired = reconciler.run(true, |_, _| {}).await.unwrap();
     assert_eq!(repaired.drifted, 2);
     assert!(repaired.drifts.iter().all(|d| d.repaired), "{repaired:?}");
     settle(&sim, &engine).await;
     assert_eq!(sn.get("incident", &incident0).await.unwrap()["short_description"]["value"], "Case 0");
-    assert_eq!(sf.get("Case", &cases[1]).await.unwrap()["Status"], "New", "the Status mirrors the incident's state again");
+    assert_eq!(
+        sf.get("Case", &cases[1]).await.unwrap()["Status"],
+        "New",
+        "the Status mirrors the incident's state again"
+    );
     let calls = || reconciler.systems.salesforce.http().calls() + reconciler.systems.servicenow.http().calls();
     let before = calls();
     let again = reconciler.run(true, |_, _| {}).await.unwrap();
@@ -72,9 +90,19 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
     assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0);
 
     // The audit says why the summary changed back.
-    let why = engine.journal.why(Some("demo"), &RecordRef { system: System::Servicenow, object: "incident".into(), id: incident0.clone() }, "short_description").unwrap();
+    let why = engine
+        .journal
+        .why(
+            Some("demo"),
+            &RecordRef { system: System::Servicenow, object: "incident".into(), id: incident0.clone() },
+            "short_description",
+        )
+        .unwrap();
     assert!(why[0].reason.starts_with("reconcile"), "{why:?}");
-    assert_eq!((why[0].old.clone(), why[0].new.clone()), (Some(Value::Text("edited by hand".into())), Value::Text("Case 0".into())));
+    assert_eq!(
+        (why[0].old.clone(), why[0].new.clone()),
+        (Some(Value::Text("edited by hand".into())), Value::Text("Case 0".into()))
+    );
 
     // /metrics reports what happened, in the Prometheus text format.
     let text = reqwest::get(format!("{admin_url}/metrics")).await.unwrap().text().await.unwrap();
@@ -93,7 +121,15 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
     }
-    let synced: f64 = text.lines().find(|l| l.starts_with("seam_events_synced_total{tenant=\"demo\"}")).unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    let synced: f64 = text
+        .lines()
+        .find(|l| l.starts_with("seam_events_synced_total{tenant=\"demo\"}"))
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(synced >= 3.0, "{synced}");
     // Scraped without a token, so it names tenants and packs, never a record.
     for case in &cases {
@@ -111,8 +147,20 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
     let sim = Sim::start(seam::sim::SimConfig::new(dir.join("sim"))).await.unwrap();
     let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
     let systems = Arc::new(sim.seam_systems(RetryPolicy::default()).await.unwrap());
-    let config = AlertConfig { backlog_events: 3, dead_letters: 2, slack_channel: "ops-alerts".into(), ..AlertConfig::default() };
-    let alerter = Alerter { tenant: "acme".into(), journal: journal.clone(), systems: systems.clone(), config, sent: Default::default(), dashboard: Some("http://seam/dashboard".into()) };
+    let config = AlertConfig {
+        backlog_events: 3,
+        dead_letters: 2,
+        slack_channel: "ops-alerts".into(),
+        ..AlertConfig::default()
+    };
+    let alerter = Alerter {
+        tenant: "acme".into(),
+        journal: journal.clone(),
+        systems: systems.clone(),
+        config,
+        sent: Default::default(),
+        dashboard: Some("http://seam/dashboard".into()),
+    };
     let change = |n: usize| Change {
         event_id: format!("e{n}"),
         kind: ChangeKind::Updated,
@@ -125,14 +173,23 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
     let recorded = journal.record_all("acme", (0..4).map(|n| (format!("k{n}"), change(n))).collect()).await.unwrap();
     let ids: Vec<i64> = recorded.iter().map(|r| r.id()).collect();
 
-    assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("4 events waiting (threshold 3)") && t.contains("http://seam/dashboard")));
+    assert!(
+        matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("4 events waiting (threshold 3)") && t.contains("http://seam/dashboard"))
+    );
     // More of the same episode: no second alert.
     journal.dead_letter(ids[0], &[], "refused").await.unwrap();
     journal.dead_letter(ids[1], &[], "refused").await.unwrap();
     assert_eq!(alerter.check().await.unwrap(), None);
     assert_eq!(alerter.check().await.unwrap(), None);
     // A restarted host remembers the episode.
-    let restarted = Alerter { sent: Default::default(), dashboard: None, config: alerter.config.clone(), tenant: "acme".into(), journal: journal.clone(), systems: systems.clone() };
+    let restarted = Alerter {
+        sent: Default::default(),
+        dashboard: None,
+        config: alerter.config.clone(),
+        tenant: "acme".into(),
+        journal: journal.clone(),
+        systems: systems.clone(),
+    };
     assert_eq!(restarted.check().await.unwrap(), None);
     // Still above half a threshold: not over yet.
     journal.redrive(Some(&[ids[0]]), "test").unwrap();
@@ -149,7 +206,9 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
         let r = journal.record_all("acme", vec![(format!("k{n}"), change(n))]).await.unwrap();
         journal.dead_letter(r[0].id(), &[], "refused").await.unwrap();
     }
-    assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("2 in the dead-letter queue")));
+    assert!(
+        matches!(alerter.check().await.unwrap(), Some(Alert::Raised(t)) if t.contains("2 in the dead-letter queue"))
+    );
     assert_eq!(alerter.sent.get(), 3);
 
     let slack = systems.slack.as_ref().unwrap();
@@ -169,15 +228,8 @@ async fn grouped_writes_commit_together_and_a_failing_one_fails_alone() {
     let change = |n: usize| Change {
         event_id: format!("e{n}"),
         kind: ChangeKind::Updated,
-        source: RecordRef {
-            system: System::Salesforce,
-            object: "Case".into(),
-            id: format!("500{n:015}"),
-        },
-        changed: vec![seam::model::Field {
-            name: "Subject".into(),
-            value: Value::Text(format!("s{n}")),
-        }],
+        source: RecordRef { system: System::Salesforce, object: "Case".into(), id: format!("500{n:015}") },
+        changed: vec![seam::model::Field { name: "Subject".into(), value: Value::Text(format!("s{n}")) }],
         snapshot: vec![],
         origin_user: "jane".into(),
         linked: None,
@@ -210,7 +262,11 @@ async fn grouped_writes_commit_together_and_a_failing_one_fails_alone() {
             Ok(1) => ok += 1,
             Ok(n) => panic!("recorded {n} events for one"),
             Err(e) => {
-                assert!(format!("{e:#}").contains("refused on purpose") || format!("{e:#}").contains("the journal write panicked"), "{e:#}");
+                assert!(
+                    format!("{e:#}").contains("refused on purpose")
+                        || format!("{e:#}").contains("the journal write panicked"),
+                    "{e:#}"
+                );
                 failed += 1;
             }
         }
@@ -219,11 +275,7 @@ async fn grouped_writes_commit_together_and_a_failing_one_fails_alone() {
     // The group commit carries on after a write that panicked.
     journal.record_all("acme", vec![("k-after".into(), change(999))]).await.unwrap();
     let entries = journal.entries("acme").unwrap();
-    assert_eq!(
-        entries.len(),
-        197,
-        "the failed writes left nothing, the others all landed"
-    );
+    assert_eq!(entries.len(), 197, "the failed writes left nothing, the others all landed");
     assert!(entries.iter().all(|e| e.event_key.starts_with('k')));
     // Values read back as they were written, by JSON type.
     let e = entries.iter().find(|e| e.event_key == "k3").unwrap();
@@ -291,14 +343,22 @@ async fn a_journal_from_before_keeps_its_shadow_and_open_events_under_the_new_la
     let shadow = journal.shadow("acme", &case).unwrap();
     assert_eq!(shadow.len(), 2, "{shadow:?}");
     assert_eq!(shadow["Subject"], Value::Text("old".into()));
-    assert_eq!((journal.status_count("acme", "pending").unwrap(), journal.status_count("acme", "dead").unwrap()), (1, 1));
+    assert_eq!(
+        (journal.status_count("acme", "pending").unwrap(), journal.status_count("acme", "dead").unwrap()),
+        (1, 1)
+    );
     assert_eq!(journal.dead_letters(Some("acme")).unwrap().len(), 1);
     let claimed = journal.claim("acme", &Default::default(), 10).await.unwrap();
     assert_eq!(claimed.iter().map(|(due, _)| due.entry.event_key.as_str()).collect::<Vec<_>>(), ["k-pending"]);
     let db = rusqlite::Connection::open(&path).unwrap();
-    let shadow_sql: String = db.query_row("SELECT sql FROM sqlite_master WHERE name = 'shadow'", [], |r| r.get(0)).unwrap();
+    let shadow_sql: String =
+        db.query_row("SELECT sql FROM sqlite_master WHERE name = 'shadow'", [], |r| r.get(0)).unwrap();
     assert!(shadow_sql.contains("WITHOUT ROWID"), "{shadow_sql}");
-    let old_indexes: i64 = db.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('events_pending', 'events_by_record')", [], |r| r.get(0)).unwrap();
+    let old_indexes: i64 = db
+        .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('events_pending', 'events_by_record')", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(old_indexes, 0);
     // Opening it again changes nothing.
     drop(journal);

@@ -22,11 +22,15 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     let state = seam_tests::scratch_dir("hot-swap");
     let first = state.join("case-incident-1.0.0.seampack");
     std::fs::write(&first, pack("1.0.0")).unwrap();
-    let (sim, config) = sim_config(&state, &first, &[], None, seam::intake::salesforce::pubsub::Source::OutboundMessages).await.unwrap();
+    let (sim, config) =
+        sim_config(&state, &first, &[], None, seam::intake::salesforce::pubsub::Source::OutboundMessages)
+            .await
+            .unwrap();
     let engine = start_engine(&config, std::future::pending()).await.unwrap();
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
     let admin = format!("{}/admin", engine.admin_url);
-    let token = seam::secrets::ExposeSecret::expose_secret(&config.admin.operator_token().unwrap().unwrap()).to_string();
+    let token =
+        seam::secrets::ExposeSecret::expose_secret(&config.admin.operator_token().unwrap().unwrap()).to_string();
     let http = reqwest::Client::new();
     let post = |path: String, body: Vec<u8>| http.post(format!("{admin}{path}")).bearer_auth(&token).body(body).send();
 
@@ -38,7 +42,11 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     let mut cases = Vec::new();
     for round in 0..ROUNDS {
         for i in 0..PER_ROUND {
-            let id = people.salesforce.create("Case", &obj(json!({ "Subject": format!("swap {round}.{i}"), "Priority": "Medium" }))).await.unwrap();
+            let id = people
+                .salesforce
+                .create("Case", &obj(json!({ "Subject": format!("swap {round}.{i}"), "Priority": "Medium" })))
+                .await
+                .unwrap();
             cases.push(id);
         }
         // A change of pack in the middle of the stream, a different way each round.
@@ -76,19 +84,32 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     let started = Instant::now();
     loop {
         let pending = engine.journal.status_count("demo", "pending").unwrap();
-        let undelivered = sim.salesforce.notifier.as_ref().unwrap().stats().pending + sim.servicenow.notifier.as_ref().unwrap().stats().pending;
+        let undelivered = sim.salesforce.notifier.as_ref().unwrap().stats().pending
+            + sim.servicenow.notifier.as_ref().unwrap().stats().pending;
         if pending == 0 && undelivered == 0 {
-            let linked = people.salesforce.query("SELECT Id FROM Case WHERE ServiceNow_Incident__c != null").await.unwrap().len();
+            let linked = people
+                .salesforce
+                .query("SELECT Id FROM Case WHERE ServiceNow_Incident__c != null")
+                .await
+                .unwrap()
+                .len();
             if linked == cases.len() {
                 break;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "not settled: {pending} pending, {undelivered} undelivered");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not settled: {pending} pending, {undelivered} undelivered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Exactly one incident per Case.
-    let incidents = people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idSTARTSWITH500"), 1000).await.unwrap();
+    let incidents = people
+        .servicenow
+        .query("incident", &seam::connectors::servicenow::Query::literal("correlation_idSTARTSWITH500"), 1000)
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), cases.len());
     let correlated: HashSet<&str> = incidents.iter().filter_map(|i| i["correlation_id"].as_str()).collect();
     assert_eq!(correlated.len(), cases.len(), "one incident each, none doubled");
@@ -98,17 +119,29 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     let audit = engine.journal.audit_after("demo", 0).unwrap();
     let versions: HashSet<&str> = audit.iter().map(|(_, _, _, a)| a.plugin.as_str()).collect();
     assert!(versions.len() >= 2, "{versions:?}");
-    let list: Value = http.get(format!("{admin}/packs")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        http.get(format!("{admin}/packs")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     let history: Vec<(String, String, bool)> = list[0]["history"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["version"].as_str().unwrap().to_string(), r["source"].as_str().unwrap().to_string(), r["rolled_back"].as_bool().unwrap()))
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap().to_string(),
+                r["source"].as_str().unwrap().to_string(),
+                r["rolled_back"].as_bool().unwrap(),
+            )
+        })
         .collect();
     let expect = |v: &str, s: &str, rb: bool| (v.to_string(), s.to_string(), rb);
     assert_eq!(
         history,
-        vec![expect("1.0.0", "config", false), expect("1.0.1", "admin", false), expect("1.1.0", "directory", false), expect("1.0.3", "admin", true)],
+        vec![
+            expect("1.0.0", "config", false),
+            expect("1.0.1", "admin", false),
+            expect("1.1.0", "directory", false),
+            expect("1.0.3", "admin", true)
+        ],
         "{list}"
     );
     assert_eq!(list[0]["active"], "case-incident@1.1.0", "rolled back from 1.0.3 to 1.1.0");

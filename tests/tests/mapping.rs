@@ -17,7 +17,13 @@ fn incident() -> RecordRef {
     RecordRef { system: System::Servicenow, object: "incident".into(), id: "9d385017c611228701d22104cc95c371".into() }
 }
 
-fn change(kind: ChangeKind, source: RecordRef, linked: Option<RecordRef>, changed: &[(&str, &str)], rest: &[(&str, &str)]) -> Change {
+fn change(
+    kind: ChangeKind,
+    source: RecordRef,
+    linked: Option<RecordRef>,
+    changed: &[(&str, &str)],
+    rest: &[(&str, &str)],
+) -> Change {
     let changed: Vec<Field> = changed.iter().map(|(k, v)| Field::new(*k, *v)).collect();
     let mut snapshot: Vec<Field> = rest.iter().map(|(k, v)| Field::new(*k, *v)).collect();
     snapshot.extend(changed.iter().cloned());
@@ -38,7 +44,12 @@ async fn new_case_opens_a_linked_incident_with_summary_and_priority() {
         ChangeKind::Created,
         case(),
         None,
-        &[("Subject", "Checkout API returns 502"), ("Description", "Fails since 09:12"), ("Priority", "High"), ("Origin", "Web")],
+        &[
+            ("Subject", "Checkout API returns 502"),
+            ("Description", "Fails since 09:12"),
+            ("Priority", "High"),
+            ("Origin", "Web"),
+        ],
         &[("CaseNumber", "00001026")],
     );
     let actions = map(&c).await.unwrap();
@@ -60,16 +71,26 @@ async fn new_case_opens_a_linked_incident_with_summary_and_priority() {
 
 #[tokio::test]
 async fn case_update_writes_only_the_changed_mapped_fields() {
-    let c = change(ChangeKind::Updated, case(), Some(incident()), &[("Priority", "Critical")], &[("Subject", "unchanged")]);
+    let c =
+        change(ChangeKind::Updated, case(), Some(incident()), &[("Priority", "Critical")], &[("Subject", "unchanged")]);
     assert_eq!(
         map(&c).await.unwrap(),
         vec![Action::Update { target: Target::Linked, fields: fields(&[("impact", "1"), ("urgency", "1")]) }]
     );
 
-    let c = change(ChangeKind::Updated, case(), Some(incident()), &[("Subject", "Now: all checkouts fail")], &[("Priority", "Low")]);
+    let c = change(
+        ChangeKind::Updated,
+        case(),
+        Some(incident()),
+        &[("Subject", "Now: all checkouts fail")],
+        &[("Priority", "Low")],
+    );
     assert_eq!(
         map(&c).await.unwrap(),
-        vec![Action::Update { target: Target::Linked, fields: fields(&[("short_description", "Now: all checkouts fail")]) }]
+        vec![Action::Update {
+            target: Target::Linked,
+            fields: fields(&[("short_description", "Now: all checkouts fail")])
+        }]
     );
 
     // A change to a field the mapping does not carry produces nothing.
@@ -79,11 +100,16 @@ async fn case_update_writes_only_the_changed_mapped_fields() {
 
 #[tokio::test]
 async fn priority_matrix_covers_every_customer_priority() {
-    for (priority, impact, urgency) in [("Critical", "1", "1"), ("High", "1", "2"), ("Medium", "2", "2"), ("Low", "2", "3")] {
+    for (priority, impact, urgency) in
+        [("Critical", "1", "1"), ("High", "1", "2"), ("Medium", "2", "2"), ("Low", "2", "3")]
+    {
         let c = change(ChangeKind::Updated, case(), Some(incident()), &[("Priority", priority)], &[]);
         assert_eq!(
             map(&c).await.unwrap(),
-            vec![Action::Update { target: Target::Linked, fields: fields(&[("impact", impact), ("urgency", urgency)]) }],
+            vec![Action::Update {
+                target: Target::Linked,
+                fields: fields(&[("impact", impact), ("urgency", urgency)])
+            }],
             "priority {priority}"
         );
     }
@@ -113,8 +139,15 @@ async fn incident_state_assignee_and_resolution_flow_back_to_the_case() {
     assert_eq!(
         map(&c).await.unwrap(),
         vec![
-            Action::Update { target: Target::Linked, fields: fields(&[("Status", "Working"), ("ServiceNow_Assignee__c", "Beth Anglin")]) },
-            Action::AppendJournal { target: Target::Linked, kind: JournalKind::Comment, text: "INC0010001 is assigned to Beth Anglin.".into() },
+            Action::Update {
+                target: Target::Linked,
+                fields: fields(&[("Status", "Working"), ("ServiceNow_Assignee__c", "Beth Anglin")])
+            },
+            Action::AppendJournal {
+                target: Target::Linked,
+                kind: JournalKind::Comment,
+                text: "INC0010001 is assigned to Beth Anglin.".into()
+            },
         ]
     );
 
@@ -140,13 +173,23 @@ async fn incident_state_assignee_and_resolution_flow_back_to_the_case() {
 
 #[tokio::test]
 async fn the_assignee_is_carried_by_name_when_the_display_value_is_known() {
-    let mut c = change(ChangeKind::Updated, incident(), Some(case()), &[("assigned_to", "681ccaf9c0a8016400b98a06818d57c7")], &[("number", "INC0010002")]);
+    let mut c = change(
+        ChangeKind::Updated,
+        incident(),
+        Some(case()),
+        &[("assigned_to", "681ccaf9c0a8016400b98a06818d57c7")],
+        &[("number", "INC0010002")],
+    );
     c.snapshot.push(Field::new("assigned_to.display", "Beth Anglin"));
     assert_eq!(
         map(&c).await.unwrap(),
         vec![
             Action::Update { target: Target::Linked, fields: fields(&[("ServiceNow_Assignee__c", "Beth Anglin")]) },
-            Action::AppendJournal { target: Target::Linked, kind: JournalKind::Comment, text: "INC0010002 is assigned to Beth Anglin.".into() },
+            Action::AppendJournal {
+                target: Target::Linked,
+                kind: JournalKind::Comment,
+                text: "INC0010002 is assigned to Beth Anglin.".into()
+            },
         ]
     );
 }
@@ -154,7 +197,13 @@ async fn the_assignee_is_carried_by_name_when_the_display_value_is_known() {
 #[tokio::test]
 async fn incident_fields_the_case_does_not_mirror_are_not_written() {
     // Work notes and short_description changes on the incident stay in ServiceNow.
-    let c = change(ChangeKind::Updated, incident(), Some(case()), &[("work_notes", "checked logs"), ("short_description", "x")], &[]);
+    let c = change(
+        ChangeKind::Updated,
+        incident(),
+        Some(case()),
+        &[("work_notes", "checked logs"), ("short_description", "x")],
+        &[],
+    );
     assert_eq!(map(&c).await.unwrap(), vec![]);
     // An incident opened in ServiceNow with no Case has nowhere to go.
     let c = change(ChangeKind::Created, incident(), None, &[("state", "1")], &[]);
@@ -178,7 +227,10 @@ async fn cleared_field_is_carried_as_null() {
     c.snapshot = c.changed.clone();
     assert_eq!(
         map(&c).await.unwrap(),
-        vec![Action::Update { target: Target::Linked, fields: vec![Field { name: "description".into(), value: Value::Null }] }]
+        vec![Action::Update {
+            target: Target::Linked,
+            fields: vec![Field { name: "description".into(), value: Value::Null }]
+        }]
     );
 }
 
@@ -198,13 +250,22 @@ async fn a_batch_gets_one_answer_per_change_in_order_and_a_refusal_stays_with_it
         let alone = map(c).await;
         match (answer, &alone) {
             (Ok(a), Ok(b)) => assert_eq!(a, b),
-            (Err(PluginError::Rejected { message: a, .. }), Err(PluginError::Rejected { message: b, .. })) => assert_eq!(a, b),
+            (Err(PluginError::Rejected { message: a, .. }), Err(PluginError::Rejected { message: b, .. })) => {
+                assert_eq!(a, b)
+            }
             other => panic!("batched and alone disagree: {other:?}"),
         }
     }
-    assert!(matches!(&answers[1], Err(PluginError::Rejected { message, .. }) if message.contains("Whenever")), "{:?}", answers[1]);
+    assert!(
+        matches!(&answers[1], Err(PluginError::Rejected { message, .. }) if message.contains("Whenever")),
+        "{:?}",
+        answers[1]
+    );
     let Ok(third) = &answers[2] else { panic!("{:?}", answers[2]) };
-    assert_eq!(third, &vec![Action::Update { target: Target::Linked, fields: fields(&[("short_description", "Third (ünïcode)")]) }]);
+    assert_eq!(
+        third,
+        &vec![Action::Update { target: Target::Linked, fields: fields(&[("short_description", "Third (ünïcode)")]) }]
+    );
     assert!(pack.run_batch([], Arc::new(NoRecords)).await.unwrap().is_empty(), "an empty batch is an empty answer");
 }
 
@@ -214,13 +275,18 @@ async fn a_pack_built_for_seam_sync_0_1_0_still_runs_one_change_per_call() {
     let legacy = runtime.load("legacy", "0.1.0", &pack_bytes(API_V0_1_0), Grants::default()).await.unwrap();
     assert_eq!(legacy.api(), ApiVersion::V0_1_0);
     let subject = change(ChangeKind::Updated, case(), Some(incident()), &[("Subject", "Router down")], &[]);
-    let expected = vec![Action::Update { target: Target::Linked, fields: fields(&[("short_description", "Router down")]) }];
+    let expected =
+        vec![Action::Update { target: Target::Linked, fields: fields(&[("short_description", "Router down")]) }];
     assert_eq!(legacy.run(&subject, Arc::new(NoRecords)).await.unwrap(), expected);
 
     // A batch to a 0.1.0 pack is one call per change, answered in order.
     let nameless = change(ChangeKind::Updated, case(), Some(incident()), &[("Priority", "High")], &[]);
     let answers = legacy.run_batch([&subject, &nameless, &subject], Arc::new(NoRecords)).await.unwrap();
     assert_eq!(answers[0].as_ref().unwrap(), &expected);
-    assert!(matches!(&answers[1], Err(PluginError::Rejected { message, .. }) if message.contains("has no Subject")), "{:?}", answers[1]);
+    assert!(
+        matches!(&answers[1], Err(PluginError::Rejected { message, .. }) if message.contains("has no Subject")),
+        "{:?}",
+        answers[1]
+    );
     assert_eq!(answers[2].as_ref().unwrap(), &expected);
 }

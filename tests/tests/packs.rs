@@ -24,7 +24,14 @@ async fn a_signed_pack_loads_with_its_manifest_and_is_still_a_component() {
     assert_eq!(loaded.manifest.id(), "case-incident@1.0.0");
     assert_eq!(loaded.plugin.meta().to_string(), "case-incident@1.0.0", "the audit names the manifest's version");
     assert!(loaded.signer.is_some());
-    assert!(loaded.manifest.ownership.as_ref().unwrap().mirrors.iter().any(|m| m.fields.contains(&"impact".to_string())));
+    assert!(loaded
+        .manifest
+        .ownership
+        .as_ref()
+        .unwrap()
+        .mirrors
+        .iter()
+        .any(|m| m.fields.contains(&"impact".to_string())));
     // Re-signing replaces the signature; the signed content, and so the hash, stays.
     let again = artifact::sign(&signed, &isv).unwrap();
     assert_eq!(Pack::open(&again).unwrap().hash(), loaded.hash);
@@ -70,7 +77,10 @@ async fn a_manifest_that_does_not_match_its_component_is_refused_whole() {
     let component = pack_bytes(CASE_INCIDENT);
     let mut wrong_world = manifest();
     wrong_world.world = "seam:sync/mapping@0.1.0".into();
-    let err = packs::load(&runtime, &artifact::build(&component, &wrong_world).unwrap(), "x", &TrustedKeys::default()).await.err().unwrap();
+    let err = packs::load(&runtime, &artifact::build(&component, &wrong_world).unwrap(), "x", &TrustedKeys::default())
+        .await
+        .err()
+        .unwrap();
     assert!(format!("{err:#}").contains("implements seam:sync/mapping@0.2.0"), "{err:#}");
 
     // A mapping that calls itself a workflow, and a workflow that calls itself a mapping.
@@ -82,9 +92,25 @@ async fn a_manifest_that_does_not_match_its_component_is_refused_whole() {
     // So is the delete policy.
     assert!(format!("{:#}", wrong_kind.validate().unwrap_err()).contains("a workflow pack has no delete policy"));
     wrong_kind.deletes = None;
-    let err = packs::load(&runtime, &artifact::build(&component, &wrong_kind).unwrap(), "x", &TrustedKeys::default()).await.err().unwrap();
-    assert!(format!("{err:#}").contains("the manifest says seam:sync/workflow@0.2.0, but the component implements seam:sync/mapping@0.2.0"), "{err:#}");
-    let err = packs::load(&runtime, &artifact::build(&pack_bytes(SEV1_BRIDGE), &manifest()).unwrap(), "x", &TrustedKeys::default()).await.err().unwrap();
+    let err = packs::load(&runtime, &artifact::build(&component, &wrong_kind).unwrap(), "x", &TrustedKeys::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains(
+            "the manifest says seam:sync/workflow@0.2.0, but the component implements seam:sync/mapping@0.2.0"
+        ),
+        "{err:#}"
+    );
+    let err = packs::load(
+        &runtime,
+        &artifact::build(&pack_bytes(SEV1_BRIDGE), &manifest()).unwrap(),
+        "x",
+        &TrustedKeys::default(),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(format!("{err:#}").contains("implements seam:sync/workflow@0.2.0"), "{err:#}");
     let mut unknown = manifest();
     unknown.world = "seam:sync/reports@0.1.0".into();
@@ -110,7 +136,8 @@ async fn a_manifest_that_does_not_match_its_component_is_refused_whole() {
 async fn the_default_packs_fixtures_pass_and_a_wrong_expectation_fails_with_both_sides() {
     use seam::packs::fixtures;
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let pack = packs::load(&runtime, &pack_bytes(CASE_INCIDENT), "case-incident", &TrustedKeys::default()).await.unwrap();
+    let pack =
+        packs::load(&runtime, &pack_bytes(CASE_INCIDENT), "case-incident", &TrustedKeys::default()).await.unwrap();
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/case-incident/fixtures"));
     let all = fixtures::read_dir(dir).unwrap();
     assert!(all.len() >= 5);

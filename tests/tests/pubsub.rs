@@ -39,7 +39,12 @@ async fn harness(name: &str) -> Harness {
     // The org publishes change events and sends no Outbound Messages.
     sim.salesforce.notifier.as_ref().unwrap().set_target(None).unwrap();
     // Keepalives soon, so a subscription's stored position passes other objects' events quickly.
-    sim.salesforce.change_events.as_ref().unwrap().set_settings(BusSettings { keepalive_seconds: 0.2, ..Default::default() }).unwrap();
+    sim.salesforce
+        .change_events
+        .as_ref()
+        .unwrap()
+        .set_settings(BusSettings { keepalive_seconds: 0.2, ..Default::default() })
+        .unwrap();
     let policy = RetryPolicy { attempts: 4, base: Duration::from_millis(20), max: Duration::from_millis(200) };
     let mut systems = sim.seam_systems(policy.clone()).await.unwrap();
     systems.salesforce_echoes = false;
@@ -48,7 +53,15 @@ async fn harness(name: &str) -> Harness {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
     let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, Ownership::default())));
-    let processor = Arc::new(Processor { tenant: TENANT.into(), journal: journal.clone(), systems: systems.clone(), active, workflows: Default::default(), counters, retrying: Default::default() });
+    let processor = Arc::new(Processor {
+        tenant: TENANT.into(),
+        journal: journal.clone(),
+        systems: systems.clone(),
+        active,
+        workflows: Default::default(),
+        counters,
+        retrying: Default::default(),
+    });
     let poller = Arc::new(Poller::new(TENANT, journal.clone(), systems.clone(), false));
     Harness { sim, journal, processor, systems, people, poller }
 }
@@ -57,7 +70,19 @@ impl Harness {
     fn subscriber(&self) -> Arc<Subscriber> {
         let settings = PubSubSettings { url: self.sim.pubsub_url.clone(), platform_event: None };
         let org = seam::sim::salesforce::ORG_ID;
-        Arc::new(Subscriber::new(TENANT, self.journal.clone(), self.systems.clone(), self.poller.clone(), self.processor.counters.clone(), org, &settings, Some(&self.sim.ca_pem)).unwrap())
+        Arc::new(
+            Subscriber::new(
+                TENANT,
+                self.journal.clone(),
+                self.systems.clone(),
+                self.poller.clone(),
+                self.processor.counters.clone(),
+                org,
+                &settings,
+                Some(&self.sim.ca_pem),
+            )
+            .unwrap(),
+        )
     }
 
     /// Subscribe to Case's change events; the tasks stop when the handles are aborted.
@@ -69,7 +94,9 @@ impl Harness {
     /// its first keepalive stored a position. A Case made earlier would come by the poll too.
     async fn subscribed(&self) {
         let started = Instant::now();
-        while seam_tests::stored_replay(&self.journal, TENANT, "/data/CaseChangeEvent").is_none() || self.journal.watermark(TENANT, seam::engine::poller::SALESFORCE_CASES_OWED).unwrap().is_some() {
+        while seam_tests::stored_replay(&self.journal, TENANT, "/data/CaseChangeEvent").is_none()
+            || self.journal.watermark(TENANT, seam::engine::poller::SALESFORCE_CASES_OWED).unwrap().is_some()
+        {
             assert!(started.elapsed() < Duration::from_secs(10), "the subscription did not stand");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -105,7 +132,12 @@ impl Harness {
         let mut quiet_since = Instant::now();
         let bus = self.sim.salesforce.change_events.as_ref().unwrap();
         loop {
-            assert!(started.elapsed() < Duration::from_secs(20), "not settled: stored {} of {}", self.stored(), bus.tip());
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "not settled: stored {} of {}",
+                self.stored(),
+                bus.tip()
+            );
             Dispatcher::new(self.processor.clone(), 16).drain().await.unwrap();
             let busy = self.stored() < bus.tip()
                 || self.sim.servicenow.notifier.as_ref().unwrap().stats().pending > 0
@@ -124,7 +156,13 @@ impl Harness {
     }
 
     fn salesforce_events(&self) -> usize {
-        self.journal.received_by_system(TENANT).unwrap().into_iter().filter(|(s, _)| s == "salesforce").map(|(_, n)| n as usize).sum()
+        self.journal
+            .received_by_system(TENANT)
+            .unwrap()
+            .into_iter()
+            .filter(|(s, _)| s == "salesforce")
+            .map(|(_, n)| n as usize)
+            .sum()
     }
 }
 
@@ -138,7 +176,22 @@ async fn cases_sync_over_pubsub_and_seams_own_writes_are_dropped_at_the_source()
     h.settle().await;
     let incident = h.incident_of(&case).await.expect("the Case got its incident");
     // seam wrote the link back to the Case; that write's event names seam's client and is dropped.
-    assert_eq!(h.salesforce_events(), 1, "only Jane's change is journaled: {:?}", h.journal.entries(TENANT).unwrap().iter().map(|e| (e.event_key.clone(), e.change.source.object.clone(), e.change.origin_user.clone(), e.change.changed.iter().map(|f| f.name.clone()).collect::<Vec<_>>())).collect::<Vec<_>>());
+    assert_eq!(
+        h.salesforce_events(),
+        1,
+        "only Jane's change is journaled: {:?}",
+        h.journal
+            .entries(TENANT)
+            .unwrap()
+            .iter()
+            .map(|e| (
+                e.event_key.clone(),
+                e.change.source.object.clone(),
+                e.change.origin_user.clone(),
+                e.change.changed.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
+            ))
+            .collect::<Vec<_>>()
+    );
     assert!(h.processor.counters.echoes.get() >= 1, "seam's own write was counted as an echo");
 
     sf.update("Case", &case, &obj(json!({ "Priority": "Critical" }))).await.unwrap();
@@ -158,7 +211,9 @@ async fn one_event_for_several_records_is_one_change_each() {
     let sf = &h.people.salesforce;
     let mut cases = Vec::new();
     for n in 0..3 {
-        cases.push(sf.create("Case", &obj(json!({ "Subject": format!("batch {n}"), "Priority": "Low" }))).await.unwrap());
+        cases.push(
+            sf.create("Case", &obj(json!({ "Subject": format!("batch {n}"), "Priority": "Low" }))).await.unwrap(),
+        );
     }
     h.settle().await;
     // seam's link stamps on the three are events of their own: all published before the count starts.
@@ -174,15 +229,26 @@ async fn one_event_for_several_records_is_one_change_each() {
     let session = sf.session().await.unwrap();
     let http = seam::connectors::tls::http_client(Some(&h.sim.ca_pem)).unwrap().build().unwrap();
     use seam::secrets::ExposeSecret;
-    let records: Vec<Value> = cases.iter().map(|id| json!({ "attributes": { "type": "Case" }, "Id": id, "Priority": "High" })).collect();
+    let records: Vec<Value> =
+        cases.iter().map(|id| json!({ "attributes": { "type": "Case" }, "Id": id, "Priority": "High" })).collect();
     let url = format!("{}/services/data/v59.0/composite/sobjects", session.instance_url.clone().unwrap());
-    let response = http.patch(url).bearer_auth(session.access.expose_secret()).json(&json!({ "allOrNone": true, "records": records })).send().await.unwrap();
+    let response = http
+        .patch(url)
+        .bearer_auth(session.access.expose_secret())
+        .json(&json!({ "allOrNone": true, "records": records }))
+        .send()
+        .await
+        .unwrap();
     assert!(response.status().is_success(), "{}", response.text().await.unwrap());
     h.settle().await;
     assert_eq!(h.sim.salesforce.change_events.as_ref().unwrap().tip(), before + 1, "one event");
     for case in &cases {
         let incident = h.incident_of(case).await.expect("linked");
-        assert_eq!(h.people.servicenow.get("incident", &incident).await.unwrap()["urgency"]["value"], "2", "each record's change was carried across");
+        assert_eq!(
+            h.people.servicenow.get("incident", &incident).await.unwrap()["urgency"]["value"],
+            "2",
+            "each record's change was carried across"
+        );
     }
     h.sim.shutdown();
 }
@@ -205,9 +271,17 @@ async fn a_restart_resumes_after_the_stored_replay_id_exactly_once() {
     h.settle().await;
     assert!(h.incident_of(&second).await.is_some(), "the Case made during the downtime was synced");
     let incident = h.incident_of(&first).await.unwrap();
-    assert_eq!(h.people.servicenow.get("incident", &incident).await.unwrap()["short_description"]["value"], "edited while seam was down");
+    assert_eq!(
+        h.people.servicenow.get("incident", &incident).await.unwrap()["short_description"]["value"],
+        "edited while seam was down"
+    );
     assert_eq!(h.salesforce_events(), 3, "three changes, each journaled once");
-    let incidents = h.people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100).await.unwrap();
+    let incidents = h
+        .people
+        .servicenow
+        .query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100)
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 2, "no Case got a second incident");
     h.sim.shutdown();
 }
@@ -226,7 +300,15 @@ async fn a_replay_id_past_retention_is_a_gap_a_catch_up_poll_covers() {
     let after = sf.create("Case", &obj(json!({ "Subject": "after the gap" }))).await.unwrap();
     h.settle().await;
     assert!(h.incident_of(&after).await.is_some());
-    assert_eq!(h.people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100).await.unwrap().len(), 3);
+    assert_eq!(
+        h.people
+            .servicenow
+            .query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     h.sim.shutdown();
 }
 
@@ -243,7 +325,11 @@ async fn gap_events_are_read_back_through_rest() {
     h.sim.salesforce.faults.set(seam::sim::faults::Faults { gap_events_next: 1, ..Default::default() });
     sf.update("Case", &case, &obj(json!({ "Priority": "Critical" }))).await.unwrap();
     h.settle().await;
-    assert_eq!(h.people.servicenow.get("incident", &incident).await.unwrap()["urgency"]["value"], "1", "the record was read back and its change carried across");
+    assert_eq!(
+        h.people.servicenow.get("incident", &incident).await.unwrap()["urgency"]["value"],
+        "1",
+        "the record was read back and its change carried across"
+    );
     h.sim.shutdown();
 }
 
@@ -263,7 +349,10 @@ async fn a_gap_whose_catch_up_poll_fails_stays_owed_across_a_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(h.journal.watermark(TENANT, SALESFORCE_CASES_OWED).unwrap().is_some(), "the failed catch-up poll is still owed");
+    assert!(
+        h.journal.watermark(TENANT, SALESFORCE_CASES_OWED).unwrap().is_some(),
+        "the failed catch-up poll is still owed"
+    );
     failing.iter().for_each(|t| t.abort());
 
     // After a restart, with the org answering again, the debt is paid.
@@ -277,6 +366,14 @@ async fn a_gap_whose_catch_up_poll_fails_stays_owed_across_a_restart() {
     h.settle().await;
     assert!(h.incident_of(&missed).await.is_some(), "the owed poll brought the Case whose event had expired");
     assert_eq!(h.processor.counters.stream_gaps.get(), 1, "one gap, counted once");
-    assert_eq!(h.people.servicenow.query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100).await.unwrap().len(), 2);
+    assert_eq!(
+        h.people
+            .servicenow
+            .query("incident", &seam::connectors::servicenow::Query::literal("correlation_idISNOTEMPTY"), 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     h.sim.shutdown();
 }

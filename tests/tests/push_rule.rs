@@ -16,14 +16,23 @@ use std::sync::Arc;
 async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them() {
     let dir = seam_tests::scratch_dir("push-rule");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let setup = PushSetup { tenant: "acme".into(), endpoint: "https://seam.example.com/intake/acme/servicenow".into(), secret: "unused".to_string().into(), integration_user: "seam.integration".into() };
+    let setup = PushSetup {
+        tenant: "acme".into(),
+        endpoint: "https://seam.example.com/intake/acme/servicenow".into(),
+        secret: "unused".to_string().into(),
+        integration_user: "seam.integration".into(),
+    };
     let xml = update_set(&setup, chrono::Utc::now());
 
     // The rule as the instance reads it from the file.
     let records = seam::sim::servicenow::update_sets::records(&xml).unwrap();
-    let (_, rule) = records.iter().find(|(table, _)| table == "sys_script").expect("the update set holds a business rule");
+    let (_, rule) =
+        records.iter().find(|(table, _)| table == "sys_script").expect("the update set holds a business rule");
     let field = |name: &str| rule[name].as_str().unwrap().to_string();
-    assert_eq!((field("collection").as_str(), field("when").as_str(), field("active").as_str()), ("incident", "async", "true"));
+    assert_eq!(
+        (field("collection").as_str(), field("when").as_str(), field("active").as_str()),
+        ("incident", "async", "true")
+    );
     for action in ["action_insert", "action_update", "action_delete"] {
         assert_eq!(field(action), "true", "{action}");
     }
@@ -37,7 +46,8 @@ async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them()
         .output()
         .unwrap_or_else(|e| panic!("running node (Node.js 18 or later runs the business rule's test): {e}"));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let runs: Vec<Value> = String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let runs: Vec<Value> =
+        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
 
     // Intake, with one tenant per example (each signs with its own key).
     let contract = Contract::load();
@@ -48,7 +58,13 @@ async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them()
         .iter()
         .enumerate()
         .map(|(i, ex)| {
-            let keys = TenantIntake { salesforce_org_id: "00D".into(), salesforce_token: Secret::value("t"), servicenow_secret: Secret::value(ex.secret.clone()) }.keys("x").unwrap();
+            let keys = TenantIntake {
+                salesforce_org_id: "00D".into(),
+                salesforce_token: Secret::value("t"),
+                servicenow_secret: Secret::value(ex.secret.clone()),
+            }
+            .keys("x")
+            .unwrap();
             (format!("ex{i}"), keys)
         })
         .collect();
@@ -63,19 +79,28 @@ async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them()
 
     for (i, (run, example)) in runs.iter().zip(&contract.examples).enumerate() {
         assert_eq!(run["name"], example.name.as_str());
-        assert_eq!(run["condition"], json!({ "person": true, "integration_user": false }), "{}: the condition skips the integration user alone", example.name);
+        assert_eq!(
+            run["condition"],
+            json!({ "person": true, "integration_user": false }),
+            "{}: the condition skips the integration user alone",
+            example.name
+        );
         assert_eq!(run["log"], json!([]), "{}: the script complained", example.name);
         let sent = run["sent"].as_array().unwrap();
         assert_eq!(sent.len(), 1, "{}: one request", example.name);
         let request = &sent[0];
-        assert_eq!((request["endpoint"].as_str(), request["method"].as_str()), (Some(setup.endpoint.as_str()), Some("post")));
+        assert_eq!(
+            (request["endpoint"].as_str(), request["method"].as_str()),
+            (Some(setup.endpoint.as_str()), Some("post"))
+        );
         assert_eq!(request["headers"]["Content-Type"], "application/json");
         assert_eq!(request["headers"]["X-Seam-Timestamp"], example.sent_at.to_string().as_str(), "{}", example.name);
         assert_eq!(request["headers"]["X-Seam-Signature"], example.signature.as_str(), "{}", example.name);
         assert_eq!(request["body"].as_str(), Some(example.body.as_str()), "{}: the body, byte for byte", example.name);
 
         // The request as the instance sends it, to intake.
-        let mut post = client.post(format!("{base}/intake/ex{i}/servicenow")).body(request["body"].as_str().unwrap().to_string());
+        let mut post =
+            client.post(format!("{base}/intake/ex{i}/servicenow")).body(request["body"].as_str().unwrap().to_string());
         for (name, value) in request["headers"].as_object().unwrap() {
             post = post.header(name, value.as_str().unwrap());
         }
@@ -85,6 +110,9 @@ async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them()
         let entries = journal.entries(&format!("ex{i}")).unwrap();
         let sys_id = example.elements.iter().find(|e| e.name == "sys_id").and_then(|e| e.value.clone()).unwrap();
         assert_eq!(entries.len(), 1);
-        assert!(entries[0].event_key.starts_with(&format!("sn:{sys_id}:")) && entries[0].event_key.ends_with(&example.operation));
+        assert!(
+            entries[0].event_key.starts_with(&format!("sn:{sys_id}:"))
+                && entries[0].event_key.ends_with(&example.operation)
+        );
     }
 }

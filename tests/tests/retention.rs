@@ -12,13 +12,16 @@ const DAY_MS: i64 = 86_400_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settled_events_and_old_audit_rows_go_and_open_work_stays() {
-    let (sim, engine, mut config) = engine_on_sim("retention", seampack(CASE_INCIDENT, "case-incident", None), &[]).await;
+    let (sim, engine, mut config) =
+        engine_on_sim("retention", seampack(CASE_INCIDENT, "case-incident", None), &[]).await;
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
     let sf = &people.salesforce;
     let obj = |v: serde_json::Value| v.as_object().unwrap().clone();
     let mut cases = Vec::new();
     for n in 0..3 {
-        cases.push(sf.create("Case", &obj(json!({ "Subject": format!("Retained {n}"), "Priority": "High" }))).await.unwrap());
+        cases.push(
+            sf.create("Case", &obj(json!({ "Subject": format!("Retained {n}"), "Priority": "High" }))).await.unwrap(),
+        );
     }
     settle(&sim, &engine).await;
     // One Case whose incident is gone: its next change is a dead letter, open work.
@@ -38,7 +41,16 @@ async fn settled_events_and_old_audit_rows_go_and_open_work_stays() {
     assert!(settled > 0 && total > settled);
     let case0 = RecordRef { system: System::Salesforce, object: "Case".into(), id: cases[0].clone() };
     let incident0 = sf.get("Case", &cases[0]).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
-    let audit_of = |id: &str| journal.record_trail(Some("demo"), &RecordRef { system: System::Servicenow, object: "incident".into(), id: id.into() }, 100).unwrap().len();
+    let audit_of = |id: &str| {
+        journal
+            .record_trail(
+                Some("demo"),
+                &RecordRef { system: System::Servicenow, object: "incident".into(), id: id.into() },
+                100,
+            )
+            .unwrap()
+            .len()
+    };
     assert!(audit_of(&incident0) > 0);
 
     let retention = Retention::default();
@@ -58,7 +70,11 @@ async fn settled_events_and_old_audit_rows_go_and_open_work_stays() {
     let dead = journal.dead_letters(Some("demo")).unwrap();
     assert!(journal.event_story("demo", &dead[0].event_key).unwrap().is_some(), "with its story");
     assert!(audit_of(&incident0) > 0, "audit rows are kept longer than events");
-    assert_eq!(journal.link_of("demo", &case0).unwrap().as_deref(), Some(incident0.as_str()), "links are state, not history");
+    assert_eq!(
+        journal.link_of("demo", &case0).unwrap().as_deref(),
+        Some(incident0.as_str()),
+        "links are state, not history"
+    );
 
     // Ninety-one days on: the audit rows go too; the dead letter still stays.
     let much_later = now + 91 * DAY_MS;
@@ -70,6 +86,9 @@ async fn settled_events_and_old_audit_rows_go_and_open_work_stays() {
     // The configuration's retention is checked with the rest of it.
     config.retention = Retention { settled_event_days: 3.0, ..Retention::default() };
     config.check().unwrap();
-    assert!(Retention { settled_event_days: 1.0, ..Retention::default() }.check().is_err(), "shorter than the systems' redelivery");
+    assert!(
+        Retention { settled_event_days: 1.0, ..Retention::default() }.check().is_err(),
+        "shorter than the systems' redelivery"
+    );
     sim.shutdown();
 }

@@ -64,7 +64,10 @@ pub struct Tokens {
 impl Tokens {
     /// Read the operator token and each tenant's tokens. Two settings with the same value are
     /// refused: a token must say unambiguously what it grants.
-    pub fn read<'a>(operator: Option<&Secret>, tenants: impl IntoIterator<Item = (&'a String, &'a TenantTokens)>) -> anyhow::Result<Tokens> {
+    pub fn read<'a>(
+        operator: Option<&Secret>,
+        tenants: impl IntoIterator<Item = (&'a String, &'a TenantTokens)>,
+    ) -> anyhow::Result<Tokens> {
         let mut entries = Vec::new();
         if let Some(secret) = operator {
             entries.push((secret.resolve("admin.operator_token")?, Grant { tenant: None, scope: Scope::Operate }));
@@ -72,13 +75,19 @@ impl Tokens {
         for (tenant, tokens) in tenants {
             for (scope, secret) in [(Scope::Read, &tokens.read), (Scope::Operate, &tokens.operate)] {
                 if let Some(secret) = secret {
-                    let what = format!("tenants.{tenant}.admin_tokens.{}", if scope == Scope::Read { "read" } else { "operate" });
+                    let what = format!(
+                        "tenants.{tenant}.admin_tokens.{}",
+                        if scope == Scope::Read { "read" } else { "operate" }
+                    );
                     entries.push((secret.resolve(&what)?, Grant { tenant: Some(tenant.clone()), scope }));
                 }
             }
         }
         for (i, (token, _)) in entries.iter().enumerate() {
-            anyhow::ensure!(token.expose_secret().len() >= 16, "an admin token is shorter than 16 characters; use a long random one (`openssl rand -hex 32`)");
+            anyhow::ensure!(
+                token.expose_secret().len() >= 16,
+                "an admin token is shorter than 16 characters; use a long random one (`openssl rand -hex 32`)"
+            );
             anyhow::ensure!(
                 !entries[..i].iter().any(|(other, _)| other.expose_secret() == token.expose_secret()),
                 "two admin token settings hold the same token; give each its own, so a token says what it grants"
@@ -109,7 +118,10 @@ mod tests {
     use super::*;
 
     fn tokens() -> Tokens {
-        let acme = TenantTokens { read: Some(Secret::value("acme-read-0123456789")), operate: Some(Secret::value("acme-operate-0123456789")) };
+        let acme = TenantTokens {
+            read: Some(Secret::value("acme-read-0123456789")),
+            operate: Some(Secret::value("acme-operate-0123456789")),
+        };
         let globex = TenantTokens { read: Some(Secret::value("globex-read-0123456789")), operate: None };
         let names = ["acme".to_string(), "globex".to_string()];
         Tokens::read(Some(&Secret::value("operator-0123456789")), [(&names[0], &acme), (&names[1], &globex)]).unwrap()
@@ -133,7 +145,10 @@ mod tests {
     #[test]
     fn a_token_used_twice_or_too_short_is_refused() {
         let name = "acme".to_string();
-        let same = TenantTokens { read: Some(Secret::value("same-token-0123456789")), operate: Some(Secret::value("same-token-0123456789")) };
+        let same = TenantTokens {
+            read: Some(Secret::value("same-token-0123456789")),
+            operate: Some(Secret::value("same-token-0123456789")),
+        };
         assert!(Tokens::read(None, [(&name, &same)]).err().unwrap().to_string().contains("same token"));
         let short = TenantTokens { read: Some(Secret::value("short")), operate: None };
         assert!(Tokens::read(None, [(&name, &short)]).err().unwrap().to_string().contains("16 characters"));

@@ -53,7 +53,11 @@ pub struct TrailQuery {
 
 /// A record's audit trail (every field, or one), each change with the event behind it.
 /// A token for one tenant reads that tenant's trails alone.
-pub async fn trail(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>, Query(mut q): Query<TrailQuery>) -> Response {
+pub async fn trail(
+    State(admin): State<Arc<Admin>>,
+    Extension(grant): Extension<Grant>,
+    Query(mut q): Query<TrailQuery>,
+) -> Response {
     if let Some(own) = &grant.tenant {
         if let Err(refused) = grant.allow(q.tenant.get_or_insert_with(|| own.clone()), Scope::Read) {
             return refused;
@@ -79,7 +83,11 @@ pub async fn trail(State(admin): State<Arc<Admin>>, Extension(grant): Extension<
 }
 
 /// Send one dead letter through again; its history notes it was the dashboard.
-pub async fn redrive(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>, Path(id): Path<i64>) -> Response {
+pub async fn redrive(
+    State(admin): State<Arc<Admin>>,
+    Extension(grant): Extension<Grant>,
+    Path(id): Path<i64>,
+) -> Response {
     let journal = admin.journal.clone();
     let tenant = match blocking(move || journal.event_tenant(id)).await {
         // Another tenant's event is answered as none: its ids say nothing to this token.

@@ -86,20 +86,42 @@ impl Metrics {
             journal_on_workers: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("events_received", "Events journaled from notifications and catch-up polls, by source system", m.received.clone());
+        registry.register(
+            "events_received",
+            "Events journaled from notifications and catch-up polls, by source system",
+            m.received.clone(),
+        );
         registry.register("events_processed", "Events the engine finished with (any outcome)", m.processed.clone());
         registry.register("events_synced", "Events carried across to the other system", m.synced.clone());
-        registry.register("echoes_suppressed", "Events that were seam's own writes coming back, or changed nothing", m.echoes.clone());
-        registry.register("writes", "Writes made in the systems (updates, creates, journal entries, Slack posts, reverts)", m.writes.clone());
+        registry.register(
+            "echoes_suppressed",
+            "Events that were seam's own writes coming back, or changed nothing",
+            m.echoes.clone(),
+        );
+        registry.register(
+            "writes",
+            "Writes made in the systems (updates, creates, journal entries, Slack posts, reverts)",
+            m.writes.clone(),
+        );
         registry.register("violations_reverted", "Edits of a field the other system owns, put back", m.reverts.clone());
         registry.register("retries", "Transient failures scheduled for another attempt", m.retries.clone());
         registry.register("events_dead_lettered", "Events sent to the dead-letter queue", m.dead_lettered.clone());
         registry.register("pubsub_gaps", "Pub/Sub subscriptions that could not resume where they stopped (replay id past retention): a catch-up poll covered the gap", m.stream_gaps.clone());
         registry.register("identity_conflicts", "Records that named a partner which did not name them back: dead-lettered with nothing written across (see `seam link`)", m.identity_conflicts.clone());
-        registry.register_with_unit("plugin_call", "Time of one pack call (instantiate + run), by pack", prometheus_client::registry::Unit::Seconds, m.plugin_seconds.clone());
+        registry.register_with_unit(
+            "plugin_call",
+            "Time of one pack call (instantiate + run), by pack",
+            prometheus_client::registry::Unit::Seconds,
+            m.plugin_seconds.clone(),
+        );
         registry.register("backlog_alerts", "Backlog or dead-letter alerts sent to people", m.alerts.clone());
         registry.register("backlog_events", "Events waiting to be processed", m.backlog.clone());
-        registry.register_with_unit("backlog_age", "How long the oldest waiting event has waited", prometheus_client::registry::Unit::Seconds, m.backlog_age.clone());
+        registry.register_with_unit(
+            "backlog_age",
+            "How long the oldest waiting event has waited",
+            prometheus_client::registry::Unit::Seconds,
+            m.backlog_age.clone(),
+        );
         registry.register("dead_letters", "Events in the dead-letter queue now", m.dead_letters.clone());
         registry.register("pack_info", "The packs each tenant runs (1 per active pack)", m.packs.clone());
         registry.register("journal_calls_on_workers", "Journal (SQLite) calls made on a tokio worker thread, where they hold up other tasks; anything above zero is a defect to report", m.journal_on_workers.clone());
@@ -137,7 +159,8 @@ impl Metrics {
             self.backlog.get_or_create(&label).set(backlog.pending as i64);
             self.backlog_age.get_or_create(&label).set(backlog.oldest_age_ms.unwrap_or(0) as f64 / 1000.0);
             self.dead_letters.get_or_create(&label).set(backlog.dead as i64);
-            let slots = std::iter::once(("mapping".to_string(), t.active.clone(), t.hash.clone())).chain(t.workflows.iter().map(|w| (w.name.clone(), w.id.clone(), w.hash.clone())));
+            let slots = std::iter::once(("mapping".to_string(), t.active.clone(), t.hash.clone()))
+                .chain(t.workflows.iter().map(|w| (w.name.clone(), w.id.clone(), w.hash.clone())));
             for (slot, pack, sha256) in slots {
                 self.packs.get_or_create(&PackSlotLabels { tenant: t.tenant.clone(), slot, pack, sha256 }).set(1);
             }

@@ -15,12 +15,12 @@ pub mod watch;
 use crate::packs::Registry;
 use crate::store::Journal;
 use access::{Grant, Scope, Tokens};
-use metrics::Metrics;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use metrics::Metrics;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -56,7 +56,11 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .with_state(admin)
 }
 
-async fn require_token(State(admin): State<Arc<Admin>>, mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn require_token(
+    State(admin): State<Arc<Admin>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     match authorize(&admin, request.headers()) {
         Ok(grant) => {
             request.extensions_mut().insert(grant);
@@ -72,14 +76,26 @@ pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Resp
 
 fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<Grant, Response> {
     if admin.tokens.is_empty() {
-        return Err(error(StatusCode::FORBIDDEN, "the admin API is off: set admin.operator_token or a tenant's admin_tokens in the configuration"));
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "the admin API is off: set admin.operator_token or a tenant's admin_tokens in the configuration",
+        ));
     }
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    admin.tokens.grant(given).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <token>)"))
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    admin
+        .tokens
+        .grant(given)
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <token>)"))
 }
 
 /// Run journal (SQLite) work off the async workers; a failure becomes a 500 naming it.
-pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Result<T, Response> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, Response> {
     match tokio::task::spawn_blocking(move || crate::store::blocking::may_block(work)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))),
@@ -90,7 +106,9 @@ pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::R
 /// Prometheus scrapes without a token, as it does everywhere; the figures name tenants and packs, nothing more.
 async fn prometheus(State(admin): State<Arc<Admin>>) -> Response {
     match blocking(move || admin.metrics.render(&admin.journal, &admin.registry)).await {
-        Ok(text) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+        Ok(text) => {
+            ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+        }
         Err(response) => response,
     }
 }
@@ -102,14 +120,21 @@ async fn list(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant
     }
 }
 
-async fn install(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>, Path(tenant): Path<String>, body: axum::body::Bytes) -> Response {
+async fn install(
+    State(admin): State<Arc<Admin>>,
+    Extension(grant): Extension<Grant>,
+    Path(tenant): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     if let Err(refused) = grant.allow(&tenant, Scope::Operate) {
         return refused;
     }
     match admin.registry.install(&tenant, &body, "admin").await {
         Ok(active) => Json(json!({ "tenant": tenant, "active": active })).into_response(),
         // Nothing changed: the old pack is still active.
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("pack refused, {tenant} keeps its current pack: {e:#}")),
+        Err(e) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, format!("pack refused, {tenant} keeps its current pack: {e:#}"))
+        }
     }
 }
 
@@ -119,7 +144,12 @@ struct RollbackQuery {
     pack: Option<String>,
 }
 
-async fn rollback(State(admin): State<Arc<Admin>>, Extension(grant): Extension<Grant>, Path(tenant): Path<String>, Query(query): Query<RollbackQuery>) -> Response {
+async fn rollback(
+    State(admin): State<Arc<Admin>>,
+    Extension(grant): Extension<Grant>,
+    Path(tenant): Path<String>,
+    Query(query): Query<RollbackQuery>,
+) -> Response {
     if let Err(refused) = grant.allow(&tenant, Scope::Operate) {
         return refused;
     }

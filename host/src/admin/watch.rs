@@ -13,7 +13,8 @@ use std::time::Duration;
 /// Watch `dir` (one sub-directory per tenant) until the returned watcher is dropped.
 pub fn start(dir: &Path, registry: Arc<Registry>, tenants: Vec<String>) -> Result<notify::RecommendedWatcher> {
     for tenant in &tenants {
-        std::fs::create_dir_all(dir.join(tenant)).with_context(|| format!("creating {}", dir.join(tenant).display()))?;
+        std::fs::create_dir_all(dir.join(tenant))
+            .with_context(|| format!("creating {}", dir.join(tenant).display()))?;
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -45,7 +46,12 @@ pub fn start(dir: &Path, registry: Arc<Registry>, tenants: Vec<String>) -> Resul
 }
 
 async fn load(registry: &Registry, root: &Path, path: &Path) {
-    let Some(tenant) = path.parent().filter(|p| p.parent() == Some(root)).and_then(|p| p.file_name()).map(|t| t.to_string_lossy().into_owned()) else {
+    let Some(tenant) = path
+        .parent()
+        .filter(|p| p.parent() == Some(root))
+        .and_then(|p| p.file_name())
+        .map(|t| t.to_string_lossy().into_owned())
+    else {
         tracing::warn!(path = %path.display(), "a pack outside PLUGINS/<tenant>/ is ignored");
         return;
     };
@@ -55,6 +61,8 @@ async fn load(registry: &Registry, root: &Path, path: &Path) {
     };
     match registry.install(&tenant, &bytes, "directory").await {
         Ok(active) => tracing::info!(tenant, path = %path.display(), "loaded {active}"),
-        Err(e) => tracing::error!(tenant, path = %path.display(), "pack refused, the tenant keeps its current pack: {e:#}"),
+        Err(e) => {
+            tracing::error!(tenant, path = %path.display(), "pack refused, the tenant keeps its current pack: {e:#}")
+        }
     }
 }

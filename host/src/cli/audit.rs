@@ -37,7 +37,9 @@ pub enum AuditCommand {
 }
 
 pub fn when(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| ms.to_string())
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// "salesforce Case 500… updated by jane at …; done after 1 attempt; dead-lettered …: …; re-driven … by dashboard"
@@ -52,9 +54,16 @@ pub fn describe_event(e: &EventStory) -> Vec<String> {
         1..=4 => format!(": {}", e.changed.join(", ")),
         n => format!(": {}, and {} more", e.changed[..3].join(", "), n - 3),
     };
-    let mut lines = vec![format!("{} {}{by}{what}", e.record, e.kind), format!("received {} (event {}, {}{attempts})", when(e.received_at_ms), e.key, e.status)];
+    let mut lines = vec![
+        format!("{} {}{by}{what}", e.record, e.kind),
+        format!("received {} (event {}, {}{attempts})", when(e.received_at_ms), e.key, e.status),
+    ];
     if !e.merged.is_empty() {
-        lines.push(format!("carried across with {} later update(s) of the record that waited for it: {}", e.merged.len(), e.merged.join(", ")));
+        lines.push(format!(
+            "carried across with {} later update(s) of the record that waited for it: {}",
+            e.merged.len(),
+            e.merged.join(", ")
+        ));
     }
     for (at, what, detail) in &e.history {
         lines.push(format!("{what} {}: {detail}", when(*at)));
@@ -79,7 +88,12 @@ pub fn run(args: AuditArgs) -> Result<()> {
             let changes = journal.why(tenant.as_deref(), &record, &field)?;
             let open = journal.unfinished(tenant.as_deref(), &record)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "record": record, "field": field, "changes": changes, "unfinished": open }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "record": record, "field": field, "changes": changes, "unfinished": open })
+                    )?
+                );
                 return Ok(());
             }
             print_why(&record, &field, &changes, &open);

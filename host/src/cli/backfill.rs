@@ -49,7 +49,10 @@ enum Ended {
 
 pub async fn run(args: BackfillArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
-    let tenant = config.tenants.get(&args.tenant).with_context(|| format!("no tenant {:?} in {}", args.tenant, args.config.display()))?;
+    let tenant = config
+        .tenants
+        .get(&args.tenant)
+        .with_context(|| format!("no tenant {:?} in {}", args.tenant, args.config.display()))?;
     let since = backfill::parse_since(&args.since)?;
     let reserve = backfill::parse_reserve(&args.reserve)?;
     let journal = Arc::new(Journal::open(&config.journal)?);
@@ -58,7 +61,12 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
 
     let plan = job.plan().await?;
     let left = plan.left;
-    println!("{} Case(s) changed since {}{}.", plan.done + left, args.since, args.condition.as_deref().map(|c| format!(" where {c}")).unwrap_or_default());
+    println!(
+        "{} Case(s) changed since {}{}.",
+        plan.done + left,
+        args.since,
+        args.condition.as_deref().map(|c| format!(" where {c}")).unwrap_or_default()
+    );
     if plan.done > 0 {
         println!("An earlier run brought in {}; {left} are left.", plan.done);
     }
@@ -66,7 +74,10 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
         println!("Nothing to do.");
         return Ok(());
     }
-    println!("Carrying them across takes about {} Salesforce and {} ServiceNow API calls (fewer when writes share batches).", plan.salesforce_calls, plan.servicenow_calls);
+    println!(
+        "Carrying them across takes about {} Salesforce and {} ServiceNow API calls (fewer when writes share batches).",
+        plan.salesforce_calls, plan.servicenow_calls
+    );
     if let Some((used, allowance)) = plan.api_usage {
         println!(
             "The org has used {used} of its {allowance} API requests today; the backfill stops while {:.0}% ({}) are still left.",
@@ -89,7 +100,10 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
     }
 
     let bar = ProgressBar::new(plan.done + left);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} Cases journaled, {msg} [{elapsed_precise}, {eta} left]").expect("a valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} Cases journaled, {msg} [{elapsed_precise}, {eta} left]")
+            .expect("a valid template"),
+    );
     bar.set_position(plan.done);
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
@@ -113,7 +127,10 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
             if backlog < last_backlog {
                 idle_since = Instant::now();
             } else if idle_since.elapsed() > Duration::from_secs(60) {
-                bar.println(format!("The backlog has not moved for a minute: is `seam serve` running for tenant {}?", args.tenant));
+                bar.println(format!(
+                    "The backlog has not moved for a minute: is `seam serve` running for tenant {}?",
+                    args.tenant
+                ));
                 idle_since = Instant::now();
             }
             last_backlog = backlog;

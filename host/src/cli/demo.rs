@@ -54,17 +54,32 @@ impl Demo {
                 + self.sim.servicenow.notifier.as_ref().map_or(0, |n| n.stats().pending)
                 + self.engine.journal.run(|j| j.status_count(TENANT, "pending")).await?;
             quiet = if pending == 0 { quiet + 1 } else { 0 };
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the engine did not settle within 30 s (see SEAM_LOG=debug)");
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "the engine did not settle within 30 s (see SEAM_LOG=debug)"
+            );
             tokio::time::sleep(Duration::from_millis(60)).await;
         }
         let after = self.audited;
-        let (rows, dead) = self.engine.journal.run(move |j| Ok((j.audit_after(TENANT, after)?, j.status_count(TENANT, "dead")?))).await?;
+        let (rows, dead) = self
+            .engine
+            .journal
+            .run(move |j| Ok((j.audit_after(TENANT, after)?, j.status_count(TENANT, "dead")?)))
+            .await?;
         if rows.is_empty() {
             println!("    seam wrote nothing");
         }
         for (id, record, field, entry) in rows {
             let old = entry.old.map(|o| o.to_string()).unwrap_or_else(|| "—".into());
-            println!("    ✓ {} {} {}.{field}: {old} → {}   ({}, {})", record.system, record.object, short(&record.id), entry.new, entry.reason, entry.plugin);
+            println!(
+                "    ✓ {} {} {}.{field}: {old} → {}   ({}, {})",
+                record.system,
+                record.object,
+                short(&record.id),
+                entry.new,
+                entry.reason,
+                entry.plugin
+            );
             self.audited = id;
         }
         anyhow::ensure!(dead == 0, "{dead} event(s) were dead-lettered; see `seam dlq list`");
@@ -82,7 +97,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let state = args.state.unwrap_or_else(|| std::env::temp_dir().join(format!("seam-demo-{}", std::process::id())));
     super::read_pack(&args.pack)?;
     super::read_pack(&args.workflow)?;
-    let (sim, config) = serve::sim_config(&state, &args.pack, std::slice::from_ref(&args.workflow), None, args.salesforce_events).await?;
+    let (sim, config) =
+        serve::sim_config(&state, &args.pack, std::slice::from_ref(&args.workflow), None, args.salesforce_events)
+            .await?;
     println!("Emulators (state in {}):", state.display());
     super::sim::print_banner(&sim);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -95,14 +112,22 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             "seam subscribes to the org's change events at {}; ServiceNow's push rule posts to seam's intake on {}\n",
             sim.pubsub_url, engine.intake_url
         ),
-        crate::intake::salesforce::pubsub::Source::OutboundMessages => println!("seam intake on {}; the emulators push their notifications there\n", engine.intake_url),
+        crate::intake::salesforce::pubsub::Source::OutboundMessages => {
+            println!("seam intake on {}; the emulators push their notifications there\n", engine.intake_url)
+        }
     }
     let people = sim.systems(RetryPolicy::default()).await?;
     let mut demo = Demo { sim, engine, people, audited: 0 };
 
     println!("▶ The customer exists in both systems under one stable key, ACME-001 (the names differ)");
     let account = demo.people.salesforce.create("Account", &obj(json!({ "Name": "Acme Corporation", "External_Id__c": "ACME-001", "AnnualRevenue": 5.0e7, "Tier__c": "Gold" }))).await?;
-    demo.people.servicenow.insert("core_company", &obj(json!({ "name": "ACME Corp (EMEA)", "u_sf_external_id": "ACME-001", "customer": "true" }))).await?;
+    demo.people
+        .servicenow
+        .insert(
+            "core_company",
+            &obj(json!({ "name": "ACME Corp (EMEA)", "u_sf_external_id": "ACME-001", "customer": "true" })),
+        )
+        .await?;
     demo.settle().await?;
 
     println!("▶ Jane raises a Case in Salesforce");
@@ -112,7 +137,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .create("Case", &obj(json!({ "Subject": "Checkout API returns 502", "Description": "Every third checkout call fails since 09:12 UTC.", "Priority": "High", "Origin": "Web", "AccountId": account })))
         .await?;
     demo.settle().await?;
-    let incident = demo.people.salesforce.get("Case", &case).await?["ServiceNow_Incident__c"].as_str().context("the Case was not linked to an incident")?.to_string();
+    let incident = demo.people.salesforce.get("Case", &case).await?["ServiceNow_Incident__c"]
+        .as_str()
+        .context("the Case was not linked to an incident")?
+        .to_string();
 
     println!("▶ Jane raises the customer priority to Critical: a sev-1 on a Gold account. The mapping writes urgency (its echo is dropped);");
     println!("  the sev1-bridge workflow gives the account owner a Task and opens a Slack bridge, in the same event");
@@ -137,15 +165,39 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let (sf, sn) = (&demo.people.salesforce, &demo.people.servicenow);
     let case_now = sf.get("Case", &case).await?;
     let inc_now = sn.get("incident", &incident).await?;
-    let v = |r: &Map<String, Value>, f: &str| r.get(f).map(|x| x.get("display_value").unwrap_or(x).to_string()).unwrap_or_default();
+    let v = |r: &Map<String, Value>, f: &str| {
+        r.get(f).map(|x| x.get("display_value").unwrap_or(x).to_string()).unwrap_or_default()
+    };
     println!("Where things stand, read back from the emulators:");
-    println!("  Case {} {case}: Status={} Priority={} Incident={} Assignee={}", v(&case_now, "CaseNumber"), v(&case_now, "Status"), v(&case_now, "Priority"), v(&case_now, "ServiceNow_Number__c"), v(&case_now, "ServiceNow_Assignee__c"));
-    println!("  Incident {} {incident}: state={} priority={} company={} correlation_id={}", v(&inc_now, "number"), v(&inc_now, "state"), v(&inc_now, "priority"), v(&inc_now, "company"), v(&inc_now, "correlation_id"));
-    for comment in sf.query(&format!("SELECT CommentBody FROM CaseComment WHERE ParentId = {}", soql::literal(&case))).await? {
+    println!(
+        "  Case {} {case}: Status={} Priority={} Incident={} Assignee={}",
+        v(&case_now, "CaseNumber"),
+        v(&case_now, "Status"),
+        v(&case_now, "Priority"),
+        v(&case_now, "ServiceNow_Number__c"),
+        v(&case_now, "ServiceNow_Assignee__c")
+    );
+    println!(
+        "  Incident {} {incident}: state={} priority={} company={} correlation_id={}",
+        v(&inc_now, "number"),
+        v(&inc_now, "state"),
+        v(&inc_now, "priority"),
+        v(&inc_now, "company"),
+        v(&inc_now, "correlation_id")
+    );
+    for comment in
+        sf.query(&format!("SELECT CommentBody FROM CaseComment WHERE ParentId = {}", soql::literal(&case))).await?
+    {
         println!("  Case comment: {}", comment["CommentBody"]);
     }
-    for task in sf.query(&format!("SELECT Subject, Priority, OwnerId FROM Task WHERE WhatId = {}", soql::literal(&case))).await? {
-        println!("  Task for the account team: {} (Priority {}, owner {})", task["Subject"], task["Priority"], task["OwnerId"]);
+    for task in sf
+        .query(&format!("SELECT Subject, Priority, OwnerId FROM Task WHERE WhatId = {}", soql::literal(&case)))
+        .await?
+    {
+        println!(
+            "  Task for the account team: {} (Priority {}, owner {})",
+            task["Subject"], task["Priority"], task["OwnerId"]
+        );
     }
     if let Some(slack) = &demo.people.slack {
         for channel in slack.channels().await? {
@@ -155,9 +207,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     }
     // The question an auditor asks months later, answered from the journal (`seam audit why`).
-    let record = crate::model::RecordRef { system: crate::model::System::Servicenow, object: "incident".into(), id: incident.clone() };
-    let (urgency, journaled) = demo.engine.journal.run(move |j| Ok((j.why(Some(TENANT), &record, "urgency")?, j.count(TENANT)?))).await?;
-    println!("\nWhy is the incident's urgency {}? (`seam audit why servicenow incident {incident} urgency`)", urgency.first().map(|c| c.new.to_string()).unwrap_or_default());
+    let record = crate::model::RecordRef {
+        system: crate::model::System::Servicenow,
+        object: "incident".into(),
+        id: incident.clone(),
+    };
+    let (urgency, journaled) =
+        demo.engine.journal.run(move |j| Ok((j.why(Some(TENANT), &record, "urgency")?, j.count(TENANT)?))).await?;
+    println!(
+        "\nWhy is the incident's urgency {}? (`seam audit why servicenow incident {incident} urgency`)",
+        urgency.first().map(|c| c.new.to_string()).unwrap_or_default()
+    );
     for change in &urgency {
         let old = change.old.as_ref().map(|o| o.to_string()).unwrap_or_else(|| "—".into());
         println!("  {old} → {} by {}, because:", change.new, change.plugin);

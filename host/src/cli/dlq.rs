@@ -47,7 +47,14 @@ pub fn run(args: DlqArgs) -> Result<()> {
             } else {
                 println!("{:>6}  {:<10}  {:<44}  {:>8}  error", "id", "tenant", "record", "attempts");
                 for l in letters {
-                    println!("{:>6}  {:<10}  {:<44}  {:>8}  {}", l.id, l.tenant, l.record.to_string(), l.attempts, l.error);
+                    println!(
+                        "{:>6}  {:<10}  {:<44}  {:>8}  {}",
+                        l.id,
+                        l.tenant,
+                        l.record.to_string(),
+                        l.attempts,
+                        l.error
+                    );
                 }
             }
         }

@@ -30,7 +30,11 @@ pub async fn run(args: DoctorArgs) -> Result<()> {
     names.sort();
     if let Some(only) = &args.tenant {
         if !config.tenants.contains_key(only) {
-            bail!("no tenant {only:?} in {}; it has {}", args.config.display(), names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+            bail!(
+                "no tenant {only:?} in {}; it has {}",
+                args.config.display(),
+                names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            );
         }
         names.retain(|n| *n == only);
     }

@@ -157,27 +157,45 @@ fn env_name(tenant: &str, what: &str) -> String {
 pub async fn run(args: InitArgs) -> Result<()> {
     let mut ask = Asker { interactive: std::io::stdin().is_terminal(), missing: Vec::new() };
     let tenant = ask.value(&args.tenant, "--tenant", "Tenant name (letters, digits, - and _)")?;
-    let login_url = ask.value(&args.salesforce_login_url, "--salesforce-login-url", "Salesforce My Domain URL (https://<domain>.my.salesforce.com)")?;
+    let login_url = ask.value(
+        &args.salesforce_login_url,
+        "--salesforce-login-url",
+        "Salesforce My Domain URL (https://<domain>.my.salesforce.com)",
+    )?;
     let client_id = ask.value(&args.salesforce_client_id, "--salesforce-client-id", "Salesforce app consumer key")?;
     let sf_username = match args.salesforce_flow {
         SalesforceFlow::ClientCredentials => String::new(),
         _ => ask.value(&args.salesforce_username, "--salesforce-username", "Salesforce integration user's username")?,
     };
     let private_key = match args.salesforce_flow {
-        SalesforceFlow::JwtBearer => ask.value(&args.salesforce_private_key.as_ref().map(|p| p.display().to_string()), "--salesforce-private-key", "Private key file (PEM) whose certificate the app holds")?,
+        SalesforceFlow::JwtBearer => ask.value(
+            &args.salesforce_private_key.as_ref().map(|p| p.display().to_string()),
+            "--salesforce-private-key",
+            "Private key file (PEM) whose certificate the app holds",
+        )?,
         _ => String::new(),
     };
-    let sn_url = ask.value(&args.servicenow_url, "--servicenow-url", "ServiceNow instance URL (https://<instance>.service-now.com)")?;
+    let sn_url = ask.value(
+        &args.servicenow_url,
+        "--servicenow-url",
+        "ServiceNow instance URL (https://<instance>.service-now.com)",
+    )?;
     let sn_username = match args.servicenow_flow {
         ServiceNowFlow::ClientCredentials => String::new(),
-        _ => ask.value(&args.servicenow_username, "--servicenow-username", "ServiceNow integration user's user name")?,
+        _ => {
+            ask.value(&args.servicenow_username, "--servicenow-username", "ServiceNow integration user's user name")?
+        }
     };
     let sn_client_id = match args.servicenow_flow {
         ServiceNowFlow::Basic => String::new(),
         _ => ask.value(&args.servicenow_client_id, "--servicenow-client-id", "ServiceNow OAuth client id")?,
     };
     let sn_integration_user = match args.servicenow_flow {
-        ServiceNowFlow::ClientCredentials => Some(ask.value(&args.servicenow_integration_user, "--servicenow-integration-user", "ServiceNow OAuth Application User")?),
+        ServiceNowFlow::ClientCredentials => Some(ask.value(
+            &args.servicenow_integration_user,
+            "--servicenow-integration-user",
+            "ServiceNow OAuth Application User",
+        )?),
         _ => args.servicenow_integration_user.clone(),
     };
     if !ask.missing.is_empty() {
@@ -186,10 +204,17 @@ pub async fn run(args: InitArgs) -> Result<()> {
     check_tenant_name(&tenant)?;
 
     // The existing configuration, or a new one; nothing is written until all is checked.
-    let dir = args.config.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = args
+        .config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let existing = args.config.exists();
     let mut config = if existing {
-        Config::load(&args.config).with_context(|| format!("{} exists but cannot be read; fix it, or init into another file", args.config.display()))?
+        Config::load(&args.config).with_context(|| {
+            format!("{} exists but cannot be read; fix it, or init into another file", args.config.display())
+        })?
     } else {
         // The configuration's own defaults for what is not given.
         let journal = args.journal.clone().unwrap_or_else(|| dir.join("journal.db"));
@@ -210,7 +235,9 @@ pub async fn run(args: InitArgs) -> Result<()> {
     let trusted = crate::packs::TrustedKeys::read(&config.trusted_keys)?;
     for pack in std::iter::once(&args.pack).chain(&args.workflows).filter(|_| trusted.required()) {
         let bytes = super::read_pack(pack)?;
-        let opened = crate::packs::Pack::open(&bytes).with_context(|| format!("{}: seam loads only signed packs here (`seam pack build`, then `seam pack sign`)", pack.display()))?;
+        let opened = crate::packs::Pack::open(&bytes).with_context(|| {
+            format!("{}: seam loads only signed packs here (`seam pack build`, then `seam pack sign`)", pack.display())
+        })?;
         trusted.check(&opened.signed, opened.signature.as_ref()).with_context(|| format!("{}", pack.display()))?;
     }
     if let Some(url) = &args.public_url {
@@ -229,10 +256,15 @@ pub async fn run(args: InitArgs) -> Result<()> {
             SalesforceFlow::JwtBearer => salesforce::Auth::JwtBearer {
                 consumer_key: client_id,
                 username: sf_username,
-                private_key: Secret::file(std::path::absolute(&private_key).unwrap_or_else(|_| PathBuf::from(&private_key))),
+                private_key: Secret::file(
+                    std::path::absolute(&private_key).unwrap_or_else(|_| PathBuf::from(&private_key)),
+                ),
                 audience: None,
             },
-            SalesforceFlow::ClientCredentials => salesforce::Auth::ClientCredentials { client_id, client_secret: Secret::env(env_name(&tenant, "SALESFORCE_CLIENT_SECRET")) },
+            SalesforceFlow::ClientCredentials => salesforce::Auth::ClientCredentials {
+                client_id,
+                client_secret: Secret::env(env_name(&tenant, "SALESFORCE_CLIENT_SECRET")),
+            },
             SalesforceFlow::Password => salesforce::Auth::Password {
                 client_id,
                 client_secret: Secret::env(env_name(&tenant, "SALESFORCE_CLIENT_SECRET")),
@@ -245,14 +277,20 @@ pub async fn run(args: InitArgs) -> Result<()> {
     let servicenow = servicenow::Credentials {
         instance_url: sn_url.trim_end_matches('/').to_string(),
         auth: match args.servicenow_flow {
-            ServiceNowFlow::Basic => servicenow::Auth::Basic { username: sn_username, password: Secret::env(env_name(&tenant, "SERVICENOW_PASSWORD")) },
+            ServiceNowFlow::Basic => servicenow::Auth::Basic {
+                username: sn_username,
+                password: Secret::env(env_name(&tenant, "SERVICENOW_PASSWORD")),
+            },
             ServiceNowFlow::OauthPassword => servicenow::Auth::OauthPassword {
                 client_id: sn_client_id,
                 client_secret: Secret::env(env_name(&tenant, "SERVICENOW_CLIENT_SECRET")),
                 username: sn_username,
                 password: Secret::env(env_name(&tenant, "SERVICENOW_PASSWORD")),
             },
-            ServiceNowFlow::ClientCredentials => servicenow::Auth::ClientCredentials { client_id: sn_client_id, client_secret: Secret::env(env_name(&tenant, "SERVICENOW_CLIENT_SECRET")) },
+            ServiceNowFlow::ClientCredentials => servicenow::Auth::ClientCredentials {
+                client_id: sn_client_id,
+                client_secret: Secret::env(env_name(&tenant, "SERVICENOW_CLIENT_SECRET")),
+            },
         },
         integration_user: sn_integration_user.filter(|u| !u.is_empty()),
     };
@@ -265,11 +303,18 @@ pub async fn run(args: InitArgs) -> Result<()> {
             let sf = salesforce::Salesforce::connect(&salesforce, &tenant, args.ca_pem.as_deref(), crate::connectors::RetryPolicy { attempts: 2, ..Default::default() })
                 .await
                 .context("reading the org's id needs a login: give --salesforce-org-id (Setup → Company Information), or fix the login")?;
-            let who = sf.get_path("/services/oauth2/userinfo").await.context("reading the org's id (give --salesforce-org-id)")?;
+            let who = sf
+                .get_path("/services/oauth2/userinfo")
+                .await
+                .context("reading the org's id (give --salesforce-org-id)")?;
             who["organization_id"].as_str().context("the org did not say its id; give --salesforce-org-id")?.to_string()
         }
     };
-    let intake = TenantIntake { salesforce_org_id: org_id, salesforce_token: make("outbound-token"), servicenow_secret: make("servicenow-secret") };
+    let intake = TenantIntake {
+        salesforce_org_id: org_id,
+        salesforce_token: make("outbound-token"),
+        servicenow_secret: make("servicenow-secret"),
+    };
     if config.admin.operator_token.is_none() {
         let path = secrets_dir.join("admin-token");
         made.push((path.clone(), crate::secrets::random_secret()));
@@ -281,10 +326,16 @@ pub async fn run(args: InitArgs) -> Result<()> {
         ca_pem: args.ca_pem.clone(),
         salesforce,
         servicenow,
-        slack: args.slack.then(|| slack::Credentials { api_url: args.slack_api_url.clone(), token: Secret::env(env_name(&tenant, "SLACK_TOKEN")) }),
+        slack: args.slack.then(|| slack::Credentials {
+            api_url: args.slack_api_url.clone(),
+            token: Secret::env(env_name(&tenant, "SLACK_TOKEN")),
+        }),
         intake,
         events: args.salesforce_events,
-        pubsub: crate::intake::salesforce::pubsub::PubSubSettings { url: args.pubsub_url.clone(), platform_event: None },
+        pubsub: crate::intake::salesforce::pubsub::PubSubSettings {
+            url: args.pubsub_url.clone(),
+            platform_event: None,
+        },
         ownership: None,
         admin_tokens: Default::default(),
     };

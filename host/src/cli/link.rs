@@ -26,7 +26,12 @@ pub struct LinkArgs {
 pub async fn run(args: LinkArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
     let Some(tenant) = config.tenants.get(&args.tenant) else {
-        bail!("no tenant {:?} in {} (tenants: {})", args.tenant, args.config.display(), config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
+        bail!(
+            "no tenant {:?} in {} (tenants: {})",
+            args.tenant,
+            args.config.display(),
+            config.tenants.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
     };
     let journal = std::sync::Arc::new(Journal::open(&config.journal)?);
     let systems = tenant.connect(&args.tenant).await.with_context(|| format!("tenant {}", args.tenant))?;
@@ -37,12 +42,17 @@ pub async fn run(args: LinkArgs) -> Result<()> {
     let conflicts: Vec<i64> = journal
         .dead_letters(Some(&args.tenant))?
         .into_iter()
-        .filter(|l| (l.record.id == args.case || l.record.id == args.incident) && l.error.starts_with("identity conflict"))
+        .filter(|l| {
+            (l.record.id == args.case || l.record.id == args.incident) && l.error.starts_with("identity conflict")
+        })
         .map(|l| l.id)
         .collect();
     if !conflicts.is_empty() {
         journal.redrive(Some(&conflicts), &by)?;
-        println!("re-queued {} identity-conflict dead letter(s) of these records; the engine picks them up on its next pass", conflicts.len());
+        println!(
+            "re-queued {} identity-conflict dead letter(s) of these records; the engine picks them up on its next pass",
+            conflicts.len()
+        );
     }
     Ok(())
 }

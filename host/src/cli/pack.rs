@@ -55,15 +55,22 @@ pub async fn run(cmd: PackCommand) -> Result<()> {
             let pair = KeyPair::generate();
             pair.write(&key)?;
             println!("secret key: {} (keep it out of version control)", key.display());
-            println!("public key: {} (id {})", public_path(&key).display(), crate::packs::signing::key_id(&pair.public()));
+            println!(
+                "public key: {} (id {})",
+                public_path(&key).display(),
+                crate::packs::signing::key_id(&pair.public())
+            );
             Ok(())
         }
         PackCommand::Build(args) => {
             let component = super::read_pack(&args.component)?;
             let manifest: Manifest = super::read_json(&args.manifest, "manifest")?;
-            let bytes = artifact::build(&component, &manifest).with_context(|| format!("building a pack from {}", args.component.display()))?;
+            let bytes = artifact::build(&component, &manifest)
+                .with_context(|| format!("building a pack from {}", args.component.display()))?;
             check_world(&bytes).await?;
-            let out = args.out.unwrap_or_else(|| args.manifest.with_file_name(format!("{}-{}.seampack", manifest.name, manifest.version)));
+            let out = args.out.unwrap_or_else(|| {
+                args.manifest.with_file_name(format!("{}-{}.seampack", manifest.name, manifest.version))
+            });
             crate::files::write_atomically(&out, &bytes)?;
             println!("built {} ({}, {} bytes, unsigned)", out.display(), manifest.id(), bytes.len());
             Ok(())
@@ -82,7 +89,9 @@ pub async fn run(cmd: PackCommand) -> Result<()> {
             let pack = Pack::open(&bytes).with_context(|| format!("{} is not a usable pack", args.pack.display()))?;
             check_world(&bytes).await?;
             let trusted = TrustedKeys::read(&args.trust)?;
-            let signer = trusted.check(&pack.signed, pack.signature.as_ref()).with_context(|| format!("{} is refused", args.pack.display()))?;
+            let signer = trusted
+                .check(&pack.signed, pack.signature.as_ref())
+                .with_context(|| format!("{} is refused", args.pack.display()))?;
             println!("{}: {} ({})", args.pack.display(), pack.manifest.id(), pack.manifest.world);
             println!("  sha256 {}", pack.hash());
             match (signer, &pack.signature) {

@@ -48,7 +48,9 @@ pub struct AdminArgs {
 impl AdminArgs {
     async fn call(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<serde_json::Value> {
         let config: super::serve::Config = super::read_json(&self.config, "configuration")?;
-        let token = config.admin.operator_token()?.with_context(|| format!("{} has no admin.operator_token for the command line to use", self.config.display()))?;
+        let token = config.admin.operator_token()?.with_context(|| {
+            format!("{} has no admin.operator_token for the command line to use", self.config.display())
+        })?;
         let url = format!("{}/admin{path}", config.admin.url());
         // The admin listener's own certificate is trusted besides the system's (it is often self-made).
         let response = crate::connectors::tls::http_client(config.admin.tls_cert.as_deref())?
@@ -60,7 +62,8 @@ impl AdminArgs {
             .await
             .with_context(|| format!("calling {url}: is `seam serve` running with {}?", self.config.display()))?;
         let status = response.status();
-        let body: serde_json::Value = response.json().await.with_context(|| format!("reading the answer from {url}"))?;
+        let body: serde_json::Value =
+            response.json().await.with_context(|| format!("reading the answer from {url}"))?;
         if !status.is_success() {
             anyhow::bail!("{}", body["error"].as_str().unwrap_or(&body.to_string()));
         }
@@ -106,7 +109,8 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
         PluginCommand::Bench(args) => bench(args).await,
         PluginCommand::Test(args) => test(args).await,
         PluginCommand::List(admin) => {
-            let tenants: Vec<crate::packs::registry::TenantPacks> = serde_json::from_value(admin.call(reqwest::Method::GET, "/packs", vec![]).await?)?;
+            let tenants: Vec<crate::packs::registry::TenantPacks> =
+                serde_json::from_value(admin.call(reqwest::Method::GET, "/packs", vec![]).await?)?;
             for t in tenants {
                 println!("{}: {} (sha256 {})", t.tenant, t.active, &t.hash[..t.hash.len().min(16)]);
                 for w in &t.workflows {
@@ -114,9 +118,18 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
                 }
                 println!("  history:");
                 for r in t.history {
-                    let when = chrono::DateTime::from_timestamp_millis(r.at_ms).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
+                    let when = chrono::DateTime::from_timestamp_millis(r.at_ms)
+                        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_default();
                     let signer = r.signer.map(|k| format!(", signed by {k}")).unwrap_or_default();
-                    println!("    {when}  {:<9} {}@{}  from {}{signer}{}", r.slot, r.name, r.version, r.source, if r.rolled_back { "  (rolled back)" } else { "" });
+                    println!(
+                        "    {when}  {:<9} {}@{}  from {}{signer}{}",
+                        r.slot,
+                        r.name,
+                        r.version,
+                        r.source,
+                        if r.rolled_back { "  (rolled back)" } else { "" }
+                    );
                 }
             }
             Ok(())
@@ -129,7 +142,8 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
         }
         PluginCommand::Rollback { tenant, pack, admin } => {
             let query = pack.map(|p| format!("?pack={p}")).unwrap_or_default();
-            let answer = admin.call(reqwest::Method::POST, &format!("/tenants/{tenant}/packs/rollback{query}"), vec![]).await?;
+            let answer =
+                admin.call(reqwest::Method::POST, &format!("/tenants/{tenant}/packs/rollback{query}"), vec![]).await?;
             println!("{tenant} now runs {}", answer["active"].as_str().unwrap_or_default());
             Ok(())
         }
@@ -150,7 +164,12 @@ async fn test(args: TestArgs) -> Result<()> {
             None => println!("  ok    {}", outcome.name),
             Some(why) => {
                 failed += 1;
-                println!("  FAIL  {} ({})\n{}", outcome.name, file.display(), why.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n"));
+                println!(
+                    "  FAIL  {} ({})\n{}",
+                    outcome.name,
+                    file.display(),
+                    why.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n")
+                );
             }
         }
     }
@@ -206,7 +225,11 @@ pub fn ten_field_case_change(n: u64) -> Change {
         changed: fields.clone(),
         snapshot: fields,
         origin_user: "005000000000001AAA".into(),
-        linked: Some(RecordRef { system: System::Servicenow, object: "incident".into(), id: "0123456789abcdef0123456789abcdef".into() }),
+        linked: Some(RecordRef {
+            system: System::Servicenow,
+            object: "incident".into(),
+            id: "0123456789abcdef0123456789abcdef".into(),
+        }),
     }
 }
 
@@ -256,7 +279,11 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let mut fresh_total: Vec<Duration> = fresh_timings.iter().map(|t| t.instantiate + t.call).collect();
     let mut call: Vec<Duration> = warm_timings.iter().map(|t| t.call).collect();
     let (one, both) = (format!("{export}, warm instance"), format!("fresh instance + {export}"));
-    for (label, samples) in [("instantiate (fresh instance)", &mut instantiate), (one.as_str(), &mut call), (both.as_str(), &mut fresh_total)] {
+    for (label, samples) in [
+        ("instantiate (fresh instance)", &mut instantiate),
+        (one.as_str(), &mut call),
+        (both.as_str(), &mut fresh_total),
+    ] {
         samples.sort();
         let p = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
         println!("{label:<30} p50 {:>10}   p99 {:>10}", us(p(0.5)), us(p(0.99)));
@@ -271,7 +298,10 @@ async fn bench(args: BenchArgs) -> Result<()> {
 }
 
 /// `calls` calls with a 10-field Case change each, after a warm-up; their timings and the wall time.
-async fn timed_calls(plugin: &crate::runtime::Plugin, calls: u32) -> Result<(Duration, Vec<crate::runtime::CallTiming>)> {
+async fn timed_calls(
+    plugin: &crate::runtime::Plugin,
+    calls: u32,
+) -> Result<(Duration, Vec<crate::runtime::CallTiming>)> {
     let records: Arc<dyn RecordSource> = Arc::new(NoRecords);
     // Warm up: page in the pool slots and code.
     for n in 0..50 {
@@ -284,7 +314,10 @@ async fn timed_calls(plugin: &crate::runtime::Plugin, calls: u32) -> Result<(Dur
         let actions = result.context("the bench call failed")?;
         // A mapping must carry the change across; for most workflows it is not a trigger, and
         // that no-op path is what they run on nearly every change.
-        anyhow::ensure!(!actions.is_empty() || plugin.world() == crate::runtime::World::Workflow, "the mapping pack returned no actions for a 10-field Case change");
+        anyhow::ensure!(
+            !actions.is_empty() || plugin.world() == crate::runtime::World::Workflow,
+            "the mapping pack returned no actions for a 10-field Case change"
+        );
         timings.push(timing);
     }
     Ok((started.elapsed(), timings))

@@ -38,7 +38,11 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
     let mut registry = Registry::new(runtime, TrustedKeys::read(&config.trusted_keys)?, store, journal.clone())?;
     let tenants: Vec<String> = match &args.tenant {
         Some(t) if config.tenants.contains_key(t) => vec![t.clone()],
-        Some(t) => bail!("no tenant {t:?} in {} (tenants: {})", args.config.display(), config.tenants.keys().cloned().collect::<Vec<_>>().join(", ")),
+        Some(t) => bail!(
+            "no tenant {t:?} in {} (tenants: {})",
+            args.config.display(),
+            config.tenants.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
         None => {
             let mut all: Vec<String> = config.tenants.keys().cloned().collect();
             all.sort();
@@ -52,12 +56,24 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
         let bytes = super::read_pack(&t.pack)?;
         let workflows = t.workflows.iter().map(|w| super::read_pack(w)).collect::<Result<Vec<_>>>()?;
         // The pack the tenant runs now (hot-loaded or rolled back since the configuration was written).
-        let started = registry.add_tenant(&name, &bytes, &workflows, &super::pack_name(&t.pack), t.ownership.clone()).await.with_context(|| format!("loading the packs of tenant {name}"))?;
+        let started = registry
+            .add_tenant(&name, &bytes, &workflows, &super::pack_name(&t.pack), t.ownership.clone())
+            .await
+            .with_context(|| format!("loading the packs of tenant {name}"))?;
         let systems = Arc::new(t.connect(&name).await.with_context(|| format!("tenant {name}"))?);
-        let reconciler = Reconciler { tenant: name.clone(), journal: journal.clone(), systems, mapping: Arc::new(ArcSwap::new(started.mapping.load_full())) };
+        let reconciler = Reconciler {
+            tenant: name.clone(),
+            journal: journal.clone(),
+            systems,
+            mapping: Arc::new(ArcSwap::new(started.mapping.load_full())),
+        };
 
         let bar = ProgressBar::new(0);
-        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} pairs {elapsed}").unwrap().progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} pairs {elapsed}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
         bar.set_prefix(format!("reconciling {name}"));
         let report = reconciler
             .run(!args.dry_run, |done, total| {
@@ -73,7 +89,8 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
         reports.push((name, report));
     }
     if args.json {
-        let json: serde_json::Map<String, serde_json::Value> = reports.into_iter().map(|(t, r)| (t, serde_json::to_value(r).unwrap_or_default())).collect();
+        let json: serde_json::Map<String, serde_json::Value> =
+            reports.into_iter().map(|(t, r)| (t, serde_json::to_value(r).unwrap_or_default())).collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
     }
     if failed {
@@ -94,7 +111,13 @@ fn print_report(tenant: &str, r: &Report, dry_run: bool) {
     );
     for d in &r.drifts {
         let found = d.found.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "—".into());
-        let verb = if d.repaired { "repaired" } else if dry_run { "would repair" } else { "NOT repaired" };
+        let verb = if d.repaired {
+            "repaired"
+        } else if dry_run {
+            "would repair"
+        } else {
+            "NOT repaired"
+        };
         println!("  {verb}: {} {}: {found} → {} ({} owns it)", d.record, d.field, d.expected, d.owner);
     }
     for (case, why) in &r.failed {

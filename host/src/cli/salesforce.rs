@@ -43,12 +43,17 @@ fn metadata(args: MetadataArgs) -> Result<()> {
     let (ownership, outbound) = match (&args.config, &args.tenant) {
         (Some(path), Some(tenant)) => {
             let config = super::serve::Config::load(path)?;
-            let t = config.tenants.get(tenant).with_context(|| format!("no tenant {tenant:?} in {}", path.display()))?;
+            let t =
+                config.tenants.get(tenant).with_context(|| format!("no tenant {tenant:?} in {}", path.display()))?;
             let outbound = if args.outbound_message {
                 let token = t.intake.salesforce_token.resolve(&format!("tenants.{tenant}.intake.salesforce_token"))?;
                 let user = match (&args.integration_user, &t.salesforce.auth) {
                     (Some(u), _) => u.clone(),
-                    (None, crate::connectors::salesforce::Auth::JwtBearer { username, .. } | crate::connectors::salesforce::Auth::Password { username, .. }) => username.clone(),
+                    (
+                        None,
+                        crate::connectors::salesforce::Auth::JwtBearer { username, .. }
+                        | crate::connectors::salesforce::Auth::Password { username, .. },
+                    ) => username.clone(),
                     (None, crate::connectors::salesforce::Auth::ClientCredentials { .. }) => {
                         bail!("with the client credentials flow, name the Outbound Message's user: --integration-user <the Run As user's username>")
                     }
@@ -56,7 +61,11 @@ fn metadata(args: MetadataArgs) -> Result<()> {
                 if config.public_url.is_none() {
                     eprintln!("note: {} has no public_url; the Outbound Message will go to {}, which Salesforce must be able to reach", path.display(), config.intake_url());
                 }
-                let endpoint = format!("{}/intake/{tenant}/salesforce/outbound?token={}", config.public_base(), crate::secrets::ExposeSecret::expose_secret(&token));
+                let endpoint = format!(
+                    "{}/intake/{tenant}/salesforce/outbound?token={}",
+                    config.public_base(),
+                    crate::secrets::ExposeSecret::expose_secret(&token)
+                );
                 Some(Outbound { endpoint, integration_user: user, tenant: tenant.clone() })
             } else {
                 None
@@ -69,7 +78,13 @@ fn metadata(args: MetadataArgs) -> Result<()> {
     let written = metadata.write(&args.output)?;
     println!("wrote {} file(s) under {}:", written.len(), args.output.display());
     for f in &metadata.fields {
-        println!("  field {}.{} (Text {}{})", f.object, f.name, f.length, if f.key { ", External ID, unique" } else { "" });
+        println!(
+            "  field {}.{} (Text {}{})",
+            f.object,
+            f.name,
+            f.length,
+            if f.key { ", External ID, unique" } else { "" }
+        );
     }
     println!("  Change Data Capture for Case and Account; permission set {PERMISSION_SET}");
     if metadata.outbound.is_some() {

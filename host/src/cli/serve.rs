@@ -5,22 +5,22 @@
 //! start in the same process and the configuration for one tenant, `demo`,
 //! is written for them (to `STATE/seam.json`, to read or copy).
 
+use crate::admin::metrics::{Metrics, TenantLabel};
+use crate::admin::Admin;
 use crate::connectors::{salesforce, servicenow, slack, RetryPolicy};
+use crate::engine::alerts::{AlertConfig, Alerter};
 use crate::engine::apply::Systems;
 use crate::engine::dispatcher::Dispatcher;
 use crate::engine::ownership::Ownership;
 use crate::engine::poller::Poller;
-use crate::admin::metrics::{Metrics, TenantLabel};
-use crate::engine::alerts::{AlertConfig, Alerter};
-use crate::engine::reconcile::Reconciler;
 use crate::engine::processor::{Processor, Retrying};
+use crate::engine::reconcile::Reconciler;
 use crate::intake::salesforce::pubsub as salesforce_events;
 use crate::intake::{self, Intake, TenantIntake};
-use crate::secrets::Secret;
-use crate::admin::Admin;
 use crate::listener::Bound;
 use crate::packs::{Registry, TrustedKeys};
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::secrets::Secret;
 use crate::sim::notify::NotifyTarget;
 use crate::sim::{Sim, SimConfig};
 use crate::store::Journal;
@@ -212,13 +212,22 @@ impl TenantConfig {
         if crate::packs::artifact::is_plain_component(&bytes) {
             return Ok(Ownership::default());
         }
-        let pack = crate::packs::artifact::Pack::open(&bytes).with_context(|| format!("reading the pack {}", self.pack.display()))?;
+        let pack = crate::packs::artifact::Pack::open(&bytes)
+            .with_context(|| format!("reading the pack {}", self.pack.display()))?;
         Ok(pack.manifest.ownership.unwrap_or_default())
     }
 
     /// Log in to the tenant's systems.
     pub async fn connect(&self, tenant: &str) -> Result<Systems> {
-        Systems::connect(tenant, &self.salesforce, &self.servicenow, self.slack.as_ref(), self.ca_pem.as_deref(), RetryPolicy::default()).await
+        Systems::connect(
+            tenant,
+            &self.salesforce,
+            &self.servicenow,
+            self.slack.as_ref(),
+            self.ca_pem.as_deref(),
+            RetryPolicy::default(),
+        )
+        .await
     }
 }
 
@@ -280,14 +289,20 @@ impl Config {
 
     /// Every admin token, read, with what each grants.
     pub fn admin_tokens(&self) -> Result<crate::admin::access::Tokens> {
-        crate::admin::access::Tokens::read(self.admin.operator_token.as_ref(), self.tenants.iter().map(|(name, t)| (name, &t.admin_tokens)))
+        crate::admin::access::Tokens::read(
+            self.admin.operator_token.as_ref(),
+            self.tenants.iter().map(|(name, t)| (name, &t.admin_tokens)),
+        )
     }
 }
 
 /// Tenant names go into URLs (`/intake/{tenant}/…`), ServiceNow property names and
 /// Salesforce's `Sforce-Call-Options` (`client=seam-{tenant}`): letters, digits, `-` and `_`.
 pub fn check_tenant_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty() && name.len() <= 40 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if !ok {
         anyhow::bail!("tenant name {name:?}: use 1 to 40 letters, digits, '-' or '_', starting with a letter or digit");
     }
@@ -317,7 +332,13 @@ fn port_or_free(port: u16) -> Result<u16> {
 /// Start the emulators and describe them as a one-tenant configuration, `demo`.
 /// `events` says how the org's changes reach seam: over its Pub/Sub API, or as Outbound Messages
 /// (the emulated org is then set up to send them to intake).
-pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflows: &[PathBuf], ports: Option<&[u16]>, events: salesforce_events::Source) -> Result<(Sim, Config)> {
+pub async fn sim_config(
+    state: &std::path::Path,
+    pack: &std::path::Path,
+    workflows: &[PathBuf],
+    ports: Option<&[u16]>,
+    events: salesforce_events::Source,
+) -> Result<(Sim, Config)> {
     let mut ports = ports.map(<[u16]>::to_vec).unwrap_or_default();
     ports.resize(6, 0);
     // Intake's port must be known before the emulators are told where to push.
@@ -328,12 +349,23 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
     let (outbound_token, outbound_token_value) = secret_file(&secrets, "outbound-token")?;
     let (servicenow_secret, servicenow_secret_value) = secret_file(&secrets, "servicenow-secret")?;
     let (operator_token, _) = secret_file(&secrets, "admin-token")?;
-    let intake_cfg = TenantIntake { salesforce_org_id: crate::sim::salesforce::ORG_ID.into(), salesforce_token: outbound_token, servicenow_secret };
+    let intake_cfg = TenantIntake {
+        salesforce_org_id: crate::sim::salesforce::ORG_ID.into(),
+        salesforce_token: outbound_token,
+        servicenow_secret,
+    };
     let mut sim_config = SimConfig::new(state.join("sim"));
-    (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port, sim_config.pubsub_port) = (ports[1], ports[2], ports[3], ports[4]);
+    (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port, sim_config.pubsub_port) =
+        (ports[1], ports[2], ports[3], ports[4]);
     if events == salesforce_events::Source::OutboundMessages {
-        sim_config.notify =
-            vec![("salesforce".into(), NotifyTarget { url: format!("http://{listen}/intake/demo/salesforce/outbound?token={outbound_token_value}"), secret: None, format: None })];
+        sim_config.notify = vec![(
+            "salesforce".into(),
+            NotifyTarget {
+                url: format!("http://{listen}/intake/demo/salesforce/outbound?token={outbound_token_value}"),
+                secret: None,
+                format: None,
+            },
+        )];
     }
     let sim = Sim::start(sim_config).await?;
     // As the instance's admin would: seam's update set, its push rule sending to this intake.
@@ -351,8 +383,21 @@ pub async fn sim_config(state: &std::path::Path, pack: &std::path::Path, workflo
         ownership: None,
         admin_tokens: Default::default(),
     };
-    let admin = AdminSettings { listen: format!("127.0.0.1:{}", port_or_free(ports[5])?), operator_token: Some(operator_token), ..AdminSettings::default() };
-    let config = Config { listen, tls_cert: None, tls_key: None, admin, limits: Default::default(), journal: state.join("journal.db"), retention: Default::default(), poll_seconds: 5, retry_hours: default_retry_hours(),
+    let admin = AdminSettings {
+        listen: format!("127.0.0.1:{}", port_or_free(ports[5])?),
+        operator_token: Some(operator_token),
+        ..AdminSettings::default()
+    };
+    let config = Config {
+        listen,
+        tls_cert: None,
+        tls_key: None,
+        admin,
+        limits: Default::default(),
+        journal: state.join("journal.db"),
+        retention: Default::default(),
+        poll_seconds: 5,
+        retry_hours: default_retry_hours(),
         concurrency: default_concurrency(),
         tenants: HashMap::from([("demo".to_string(), tenant)]),
         trusted_keys: vec![],
@@ -380,7 +425,10 @@ pub struct Engine {
 }
 
 /// Load every tenant's pack and connections, then start the processors, pollers and intake.
-pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<Engine> {
+pub async fn start_engine(
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Engine> {
     config.check_trust()?;
     let path = config.journal.clone();
     let journal = Arc::new(crate::store::blocking::off_worker(move || Journal::open(&path)).await?);
@@ -394,7 +442,10 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
     for (name, t) in &config.tenants {
         let bytes = super::read_pack(&t.pack)?;
         let workflows = t.workflows.iter().map(|w| super::read_pack(w)).collect::<Result<Vec<_>>>()?;
-        let started = registry.add_tenant(name, &bytes, &workflows, &super::pack_name(&t.pack), t.ownership.clone()).await.with_context(|| format!("loading the packs of tenant {name}"))?;
+        let started = registry
+            .add_tenant(name, &bytes, &workflows, &super::pack_name(&t.pack), t.ownership.clone())
+            .await
+            .with_context(|| format!("loading the packs of tenant {name}"))?;
         let pack = started.mapping.load();
         tracing::info!(tenant = %name, pack = %pack.manifest.id(), sha256 = %pack.hash, signer = ?pack.signer, "pack loaded");
         for w in started.workflows.load().iter() {
@@ -405,7 +456,15 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         systems.salesforce_echoes = !pubsub;
         let systems = Arc::new(systems);
         tenants.insert(name.clone(), t.intake.keys(name)?);
-        let processor = Arc::new(Processor { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), active: started.mapping, workflows: started.workflows, counters: metrics.counters(name), retrying: Retrying::for_hours(config.retry_hours) });
+        let processor = Arc::new(Processor {
+            tenant: name.clone(),
+            journal: journal.clone(),
+            systems: systems.clone(),
+            active: started.mapping,
+            workflows: started.workflows,
+            counters: metrics.counters(name),
+            retrying: Retrying::for_hours(config.retry_hours),
+        });
         processors.insert(name.clone(), processor.clone());
         let dispatcher = Dispatcher::new(processor.clone(), config.concurrency);
         tokio::spawn(async move { dispatcher.run_forever().await });
@@ -419,7 +478,12 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         };
         tokio::spawn(alerter.run_forever());
         if config.reconcile_minutes > 0 {
-            let reconciler = Reconciler { tenant: name.clone(), journal: journal.clone(), systems: systems.clone(), mapping: processor.active.clone() };
+            let reconciler = Reconciler {
+                tenant: name.clone(),
+                journal: journal.clone(),
+                systems: systems.clone(),
+                mapping: processor.active.clone(),
+            };
             tokio::spawn(reconcile_every(reconciler, Duration::from_secs(config.reconcile_minutes * 60)));
         }
         let poller = Arc::new(Poller::new(&name, journal.clone(), systems.clone(), !pubsub));
@@ -429,9 +493,23 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
             tracing::warn!(tenant = %name, "setting the first catch-up watermarks failed (the first poll tries again): {e:#}");
         }
         if pubsub {
-            let mirrored = pack.ownership.mirrors.iter().filter(|m| m.system == crate::model::System::Salesforce).map(|m| m.object.clone());
+            let mirrored = pack
+                .ownership
+                .mirrors
+                .iter()
+                .filter(|m| m.system == crate::model::System::Salesforce)
+                .map(|m| m.object.clone());
             let topics = salesforce_events::topics(mirrored, t.pubsub.platform_event.as_deref());
-            let subscriber = salesforce_events::Subscriber::new(name, journal.clone(), systems.clone(), poller.clone(), processor.counters.clone(), &t.intake.salesforce_org_id, &t.pubsub, t.ca_pem.as_deref())?;
+            let subscriber = salesforce_events::Subscriber::new(
+                name,
+                journal.clone(),
+                systems.clone(),
+                poller.clone(),
+                processor.counters.clone(),
+                &t.intake.salesforce_org_id,
+                &t.pubsub,
+                t.ca_pem.as_deref(),
+            )?;
             tracing::info!(tenant = %name, topics = ?topics, url = %t.pubsub.url, "Salesforce changes come over the Pub/Sub API");
             Arc::new(subscriber).start(topics);
         }
@@ -441,7 +519,9 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         tokio::spawn(async move {
             loop {
                 match poller.poll_once().await {
-                    Ok(p) if p.new > 0 => tracing::info!(tenant = %poller.tenant, "catch-up poll found {} change(s) no notification announced", p.new),
+                    Ok(p) if p.new > 0 => {
+                        tracing::info!(tenant = %poller.tenant, "catch-up poll found {} change(s) no notification announced", p.new)
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(tenant = %poller.tenant, "catch-up poll failed: {e:#}"),
                 }
@@ -457,15 +537,39 @@ pub async fn start_engine(config: &Config, shutdown: impl std::future::Future<Ou
         Some(dir) => Some(crate::admin::watch::start(dir, registry.clone(), config.tenants.keys().cloned().collect())?),
         None => None,
     };
-    let admin = Arc::new(Admin { registry: registry.clone(), journal: journal.clone(), metrics: metrics.clone(), tokens: config.admin_tokens()?, body_timeout_seconds: config.limits.body_timeout_seconds });
-    let mut intake = Intake::new(journal.clone(), tenants, processors.iter().map(|(name, p)| (name.clone(), p.counters.clone())).collect());
+    let admin = Arc::new(Admin {
+        registry: registry.clone(),
+        journal: journal.clone(),
+        metrics: metrics.clone(),
+        tokens: config.admin_tokens()?,
+        body_timeout_seconds: config.limits.body_timeout_seconds,
+    });
+    let mut intake = Intake::new(
+        journal.clone(),
+        tenants,
+        processors.iter().map(|(name, p)| (name.clone(), p.counters.clone())).collect(),
+    );
     intake.limit(&config.limits);
     // Both bound before either serves: a taken port fails the start, naming the setting.
-    let intake_listener = Bound::bind("intake", &config.listen, crate::listener::tls_files(&config.tls_cert, &config.tls_key, "")?.as_ref()).await?;
-    let admin_listener = Bound::bind("admin", &config.admin.listen, crate::listener::tls_files(&config.admin.tls_cert, &config.admin.tls_key, "admin.")?.as_ref()).await?;
+    let intake_listener = Bound::bind(
+        "intake",
+        &config.listen,
+        crate::listener::tls_files(&config.tls_cert, &config.tls_key, "")?.as_ref(),
+    )
+    .await?;
+    let admin_listener = Bound::bind(
+        "admin",
+        &config.admin.listen,
+        crate::listener::tls_files(&config.admin.tls_cert, &config.admin.tls_key, "admin.")?.as_ref(),
+    )
+    .await?;
     let (intake_url, admin_url) = (intake_listener.url(), admin_listener.url());
     let handles = vec![axum_server::Handle::new(), axum_server::Handle::new()];
-    intake_listener.serve(intake::router(Arc::new(intake), intake::DEFAULT_MAX_BODY), &config.limits, handles[0].clone());
+    intake_listener.serve(
+        intake::router(Arc::new(intake), intake::DEFAULT_MAX_BODY),
+        &config.limits,
+        handles[0].clone(),
+    );
     admin_listener.serve(crate::admin::router(admin), &config.limits, handles[1].clone());
     crate::listener::stop_on(shutdown, handles);
     Ok(Engine { journal, processors, intake_url, admin_url, registry, _watcher: watcher })
@@ -478,7 +582,12 @@ async fn prune_every(journal: Arc<Journal>, retention: crate::store::retention::
         tokio::time::sleep(every).await;
         let retention = retention.clone();
         match journal.run(move |j| j.prune(&retention, j.clock.now_ms(), false)).await {
-            Ok(p) => tracing::info!(events = p.events, audit_rows = p.audit_rows, history_rows = p.history_rows, "journal pruned"),
+            Ok(p) => tracing::info!(
+                events = p.events,
+                audit_rows = p.audit_rows,
+                history_rows = p.history_rows,
+                "journal pruned"
+            ),
             Err(e) => tracing::warn!("pruning the journal failed: {e:#}"),
         }
     }
@@ -489,7 +598,9 @@ async fn reconcile_every(reconciler: Reconciler, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         match reconciler.run(true, |_, _| {}).await {
-            Ok(r) => tracing::info!(tenant = %reconciler.tenant, pairs = r.pairs, in_sync = r.in_sync, unchanged = r.unchanged, repaired = r.drifted, skipped = r.skipped, failed = r.failed.len(), "reconciliation pass"),
+            Ok(r) => {
+                tracing::info!(tenant = %reconciler.tenant, pairs = r.pairs, in_sync = r.in_sync, unchanged = r.unchanged, repaired = r.drifted, skipped = r.skipped, failed = r.failed.len(), "reconciliation pass")
+            }
             Err(e) => tracing::warn!(tenant = %reconciler.tenant, "reconciliation pass failed: {e:#}"),
         }
     }
@@ -497,7 +608,8 @@ async fn reconcile_every(reconciler: Reconciler, every: Duration) {
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let (sim, config) = if args.sim {
-        let (sim, config) = sim_config(&args.state, &args.pack, &args.workflows, args.ports.as_deref(), args.salesforce_events).await?;
+        let (sim, config) =
+            sim_config(&args.state, &args.pack, &args.workflows, args.ports.as_deref(), args.salesforce_events).await?;
         super::sim::print_banner(&sim);
         (Some(sim), config)
     } else {
@@ -509,13 +621,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let _ = stop_rx.await;
     })
     .await?;
-    println!("intake listening on {} for tenant(s) {}", engine.intake_url, config.tenants.keys().cloned().collect::<Vec<_>>().join(", "));
+    println!(
+        "intake listening on {} for tenant(s) {}",
+        engine.intake_url,
+        config.tenants.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
     // Where the token is, never the token.
     let token_at = match &config.admin.operator_token {
         Some(Secret::File(path)) => format!("the operator token is in {}", path.display()),
         Some(Secret::Env(name)) => format!("the operator token is in ${name}"),
         Some(Secret::Value(_)) => "the operator token is admin.operator_token in the configuration".to_string(),
-        None if config.tenants.values().any(|t| t.admin_tokens.read.is_some() || t.admin_tokens.operate.is_some()) => "tenants' tokens are their admin_tokens in the configuration".to_string(),
+        None if config.tenants.values().any(|t| t.admin_tokens.read.is_some() || t.admin_tokens.operate.is_some()) => {
+            "tenants' tokens are their admin_tokens in the configuration".to_string()
+        }
         None => "off: no admin token is configured".to_string(),
     };
     println!("admin API on {}/admin ({token_at}; `seam plugin list|install|rollback`)", engine.admin_url);

@@ -46,8 +46,17 @@ pub fn run(command: ServiceNowCommand) -> Result<()> {
 
 /// The push rule's setup for `tenant` as the configuration describes it.
 pub fn push_setup(config: &super::serve::Config, tenant: &str) -> Result<PushSetup> {
-    let t = config.tenants.get(tenant).with_context(|| format!("no tenant {tenant:?} in the configuration; it has {}", config.tenants.keys().cloned().collect::<Vec<_>>().join(", ")))?;
-    let integration_user = t.servicenow.integration_user().context("the tenant's servicenow section names no integration_user")?.to_string();
+    let t = config.tenants.get(tenant).with_context(|| {
+        format!(
+            "no tenant {tenant:?} in the configuration; it has {}",
+            config.tenants.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let integration_user = t
+        .servicenow
+        .integration_user()
+        .context("the tenant's servicenow section names no integration_user")?
+        .to_string();
     Ok(PushSetup {
         tenant: tenant.to_string(),
         endpoint: format!("{}/intake/{tenant}/servicenow", config.public_base()),
@@ -62,15 +71,23 @@ fn write_update_set(args: UpdateSetArgs) -> Result<()> {
         Some(path) => {
             let config = super::serve::Config::load(path)?;
             if config.public_url.is_none() {
-                eprintln!("note: {} has no public_url; the rule will post to {}, which the instance must be able to reach", path.display(), config.intake_url());
+                eprintln!(
+                    "note: {} has no public_url; the rule will post to {}, which the instance must be able to reach",
+                    path.display(),
+                    config.intake_url()
+                );
             }
             push_setup(&config, &args.tenant)?
         }
         None => {
-            let missing: Vec<&str> = [("--endpoint", args.endpoint.is_none()), ("--secret-file or --secret-env", args.secret_file.is_none() && args.secret_env.is_none()), ("--integration-user", args.integration_user.is_none())]
-                .into_iter()
-                .filter_map(|(flag, missing)| missing.then_some(flag))
-                .collect();
+            let missing: Vec<&str> = [
+                ("--endpoint", args.endpoint.is_none()),
+                ("--secret-file or --secret-env", args.secret_file.is_none() && args.secret_env.is_none()),
+                ("--integration-user", args.integration_user.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, missing)| missing.then_some(flag))
+            .collect();
             if !missing.is_empty() {
                 bail!("give --config, or all of --endpoint, --secret-file (or --secret-env) and --integration-user; missing: {}", missing.join(", "));
             }
@@ -83,13 +100,25 @@ fn write_update_set(args: UpdateSetArgs) -> Result<()> {
                 (None, Some(var)) => Secret::env(var),
                 (None, None) => unreachable!("checked above"),
             };
-            PushSetup { tenant: args.tenant.clone(), endpoint, secret: secret.resolve("the intake's ServiceNow secret")?, integration_user: args.integration_user.clone().unwrap_or_default() }
+            PushSetup {
+                tenant: args.tenant.clone(),
+                endpoint,
+                secret: secret.resolve("the intake's ServiceNow secret")?,
+                integration_user: args.integration_user.clone().unwrap_or_default(),
+            }
         }
     };
     let xml = update_set(&setup, chrono::Utc::now());
     crate::secrets::write_secret_file(&args.output, &xml)?;
-    println!("wrote {} (update set for tenant {}: the push rule on incident, sending to {})", args.output.display(), setup.tenant, setup.endpoint);
-    println!("import it: System Update Sets → Retrieved Update Sets → Import Update Set from XML, then Preview and Commit.");
+    println!(
+        "wrote {} (update set for tenant {}: the push rule on incident, sending to {})",
+        args.output.display(),
+        setup.tenant,
+        setup.endpoint
+    );
+    println!(
+        "import it: System Update Sets → Retrieved Update Sets → Import Update Set from XML, then Preview and Commit."
+    );
     println!("it holds the intake secret: delete the file once the update set is committed.");
     Ok(())
 }

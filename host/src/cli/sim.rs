@@ -50,8 +50,10 @@ pub fn config(args: &SimArgs) -> Result<SimConfig> {
     config.slack_port = args.slack_port;
     config.pubsub_port = args.pubsub_port;
     for setting in &args.faults {
-        let (key, value) = setting.split_once('=').with_context(|| format!("--fault {setting}: expected EMULATOR.KEY=VALUE"))?;
-        let (emulator, key) = key.split_once('.').with_context(|| format!("--fault {setting}: expected EMULATOR.KEY=VALUE"))?;
+        let (key, value) =
+            setting.split_once('=').with_context(|| format!("--fault {setting}: expected EMULATOR.KEY=VALUE"))?;
+        let (emulator, key) =
+            key.split_once('.').with_context(|| format!("--fault {setting}: expected EMULATOR.KEY=VALUE"))?;
         let emulator = emulator_name(emulator)?;
         let index = match config.faults.iter().position(|(n, _)| *n == emulator) {
             Some(i) => i,
@@ -63,11 +65,14 @@ pub fn config(args: &SimArgs) -> Result<SimConfig> {
         faults::apply_setting(&mut config.faults[index].1, key, value).with_context(|| format!("--fault {setting}"))?;
     }
     for setting in &args.notify {
-        let (emulator, url) = setting.split_once('=').with_context(|| format!("--notify {setting}: expected EMULATOR=URL"))?;
+        let (emulator, url) =
+            setting.split_once('=').with_context(|| format!("--notify {setting}: expected EMULATOR=URL"))?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("--notify {setting}: the URL must start with http:// or https://");
         }
-        config.notify.push((emulator_name(emulator)?, NotifyTarget { url: url.to_string(), secret: None, format: None }));
+        config
+            .notify
+            .push((emulator_name(emulator)?, NotifyTarget { url: url.to_string(), secret: None, format: None }));
     }
     Ok(config)
 }
@@ -96,7 +101,8 @@ pub fn print_banner(sim: &Sim) {
 pub async fn wait_for_stop() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing the SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

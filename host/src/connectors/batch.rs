@@ -53,7 +53,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                     let mut results = sent.await.into_iter();
                     for reply in replies {
                         let result = results.next().unwrap_or_else(|| {
-                            Err(ConnectorError::Unavailable { system, attempts: 1, message: "the batch response had fewer results than requests".into() })
+                            Err(ConnectorError::Unavailable {
+                                system,
+                                attempts: 1,
+                                message: "the batch response had fewer results than requests".into(),
+                            })
                         });
                         let _ = reply.send(result);
                     }
@@ -67,7 +71,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Queue one write and wait for its own result.
     pub async fn submit(&self, request: Req) -> Result<Resp> {
         let (reply, result) = oneshot::channel();
-        let gone = || ConnectorError::Unavailable { system: self.system, attempts: 0, message: "the connector's batcher has stopped".into() };
+        let gone = || ConnectorError::Unavailable {
+            system: self.system,
+            attempts: 0,
+            message: "the connector's batcher has stopped".into(),
+        };
         self.tx.send((request, reply)).map_err(|_| gone())?;
         result.await.map_err(|_| gone())?
     }
@@ -80,7 +88,12 @@ mod tests {
 
     /// A batcher whose flush records each batch, answers every request doubled,
     /// and waits for `gate` before answering (so batches stay in flight).
-    fn doubling(max_batch: usize, parallel: usize, gate: Arc<Semaphore>, seen: Arc<Mutex<Vec<Vec<u32>>>>) -> Batcher<u32, u32> {
+    fn doubling(
+        max_batch: usize,
+        parallel: usize,
+        gate: Arc<Semaphore>,
+        seen: Arc<Mutex<Vec<Vec<u32>>>>,
+    ) -> Batcher<u32, u32> {
         Batcher::new("test", max_batch, parallel, move |batch: Vec<u32>| {
             let (gate, seen) = (gate.clone(), seen.clone());
             async move {
@@ -120,7 +133,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_answered_short_fails_the_writes_it_did_not_answer() {
-        let batcher: Batcher<u32, u32> = Batcher::new("test", 10, 1, |batch: Vec<u32>| async move { batch.into_iter().take(1).map(Ok).collect() });
+        let batcher: Batcher<u32, u32> =
+            Batcher::new("test", 10, 1, |batch: Vec<u32>| async move { batch.into_iter().take(1).map(Ok).collect() });
         let (a, b) = tokio::join!(batcher.submit(1), batcher.submit(2));
         assert_eq!(a.unwrap(), 1);
         let err = b.unwrap_err();

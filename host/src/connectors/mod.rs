@@ -110,7 +110,11 @@ impl Http {
 
     /// [`Http::send`], with the failures after which the request is sent again limited by
     /// `repeat` (see [`Repeat::OnlyIfUnsent`]).
-    pub(crate) async fn send_as(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder, repeat: Repeat) -> Result<Response> {
+    pub(crate) async fn send_as(
+        &self,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        repeat: Repeat,
+    ) -> Result<Response> {
         let mut last = String::new();
         for attempt in 0..self.policy.attempts {
             self.calls.fetch_add(1, Ordering::Relaxed);
@@ -131,7 +135,8 @@ impl Http {
                         last = format!("{status}: {}", truncate(&response.text().await.unwrap_or_default()));
                         // 429 and 503 turn a request away before it is handled; a 500, 502 or
                         // 504 can come from a gateway or a timeout after the write was made.
-                        let turned_away = matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE);
+                        let turned_away =
+                            matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE);
                         if !turned_away && repeat == Repeat::OnlyIfUnsent {
                             return Err(self.maybe_applied(attempt, &last));
                         }
@@ -140,7 +145,11 @@ impl Http {
                         // Salesforce says "over the limit" with a 403 and an error code.
                         let body = response.text().await.unwrap_or_default();
                         if !body.contains("REQUEST_LIMIT_EXCEEDED") {
-                            return Err(ConnectorError::Refused { system: self.system, status: 403, message: truncate(&body) });
+                            return Err(ConnectorError::Refused {
+                                system: self.system,
+                                status: 403,
+                                message: truncate(&body),
+                            });
                         }
                         last = format!("403 REQUEST_LIMIT_EXCEEDED: {}", truncate(&body));
                         retry_after
@@ -166,7 +175,11 @@ impl Http {
     }
 
     fn maybe_applied(&self, attempt: u32, failure: &str) -> ConnectorError {
-        ConnectorError::Unavailable { system: self.system, attempts: attempt + 1, message: format!("{failure} (the request may have been applied; it is not sent again blindly)") }
+        ConnectorError::Unavailable {
+            system: self.system,
+            attempts: attempt + 1,
+            message: format!("{failure} (the request may have been applied; it is not sent again blindly)"),
+        }
     }
 
     /// The answer to a delete: `false` when the record was gone already (404), which a
@@ -191,7 +204,11 @@ impl Http {
 
     pub async fn json(&self, response: Response) -> Result<serde_json::Value> {
         let response = self.expect_success(response).await?;
-        response.json().await.map_err(|e| ConnectorError::Unavailable { system: self.system, attempts: 1, message: format!("unreadable response: {e}") })
+        response.json().await.map_err(|e| ConnectorError::Unavailable {
+            system: self.system,
+            attempts: 1,
+            message: format!("unreadable response: {e}"),
+        })
     }
 }
 

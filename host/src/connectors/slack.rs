@@ -34,7 +34,12 @@ pub struct Slack {
 }
 
 impl Slack {
-    pub fn new(credentials: &Credentials, tenant: &str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
+    pub fn new(
+        credentials: &Credentials,
+        tenant: &str,
+        ca_pem: Option<&Path>,
+        policy: RetryPolicy,
+    ) -> anyhow::Result<Self> {
         Ok(Slack {
             http: Http::new("slack", ca_pem, policy)?,
             base_url: format!("{}/", credentials.api_url.trim_end_matches('/')),
@@ -58,12 +63,19 @@ impl Slack {
     /// `repeat`: a message posted twice shows twice (see [`Repeat::OnlyIfUnsent`]).
     async fn call_as(&self, method: &str, body: Value, repeat: Repeat) -> Result<Value> {
         let url = format!("{}{method}", self.base_url);
-        let response = self.http.send_as(|client| client.post(&url).bearer_auth(self.token.expose_secret()).json(&body), repeat).await?;
+        let response = self
+            .http
+            .send_as(|client| client.post(&url).bearer_auth(self.token.expose_secret()).json(&body), repeat)
+            .await?;
         let body = self.http.json(response).await?;
         if body["ok"] == json!(true) {
             Ok(body)
         } else {
-            Err(ConnectorError::Refused { system: "slack", status: 200, message: body["error"].as_str().unwrap_or("unknown error").to_string() })
+            Err(ConnectorError::Refused {
+                system: "slack",
+                status: 200,
+                message: body["error"].as_str().unwrap_or("unknown error").to_string(),
+            })
         }
     }
 
@@ -79,7 +91,11 @@ impl Slack {
                     .flatten()
                     .find(|c| c["name"] == json!(name))
                     .and_then(|c| c["id"].as_str().map(str::to_string))
-                    .ok_or(ConnectorError::Refused { system: "slack", status: 200, message: format!("channel {name} is taken but not listed") })
+                    .ok_or(ConnectorError::Refused {
+                        system: "slack",
+                        status: 200,
+                        message: format!("channel {name} is taken but not listed"),
+                    })
             }
             Err(e) => Err(e),
         }
@@ -99,12 +115,18 @@ impl Slack {
     /// The texts of a channel's latest messages, newest first.
     pub async fn history(&self, channel: &str) -> Result<Vec<String>> {
         let body = self.call("conversations.history", json!({ "channel": channel, "limit": 50 })).await?;
-        Ok(body["messages"].as_array().into_iter().flatten().filter_map(|m| m["text"].as_str().map(str::to_string)).collect())
+        Ok(body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["text"].as_str().map(str::to_string))
+            .collect())
     }
 
     /// Post `text`; returns the message timestamp.
     pub async fn post(&self, channel: &str, text: &str) -> Result<String> {
-        let body = self.call_as("chat.postMessage", json!({ "channel": channel, "text": text }), Repeat::OnlyIfUnsent).await?;
+        let body =
+            self.call_as("chat.postMessage", json!({ "channel": channel, "text": text }), Repeat::OnlyIfUnsent).await?;
         Ok(body["ts"].as_str().unwrap_or_default().to_string())
     }
 }

@@ -23,7 +23,8 @@ fn system_roots() -> &'static (Arc<RootCertStore>, Vec<String>) {
         let (added, ignored) = store.add_parsable_certificates(found.certs);
         let mut problems: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
         if ignored > 0 {
-            problems.push(format!("{ignored} certificate(s) in the system store could not be parsed and are not trusted"));
+            problems
+                .push(format!("{ignored} certificate(s) in the system store could not be parsed and are not trusted"));
         }
         tracing::debug!(trusted = added, "read the system's root certificates");
         (Arc::new(store), problems)
@@ -46,10 +47,15 @@ pub fn roots(extra_ca: Option<&Path>) -> Result<RootCertStore> {
     let (system, problems) = system_roots();
     let mut roots = (**system).clone();
     if let Some(path) = extra_ca {
-        let pem = std::fs::read(path).with_context(|| format!("reading the CA certificate {} (ca_pem)", path.display()))?;
+        let pem =
+            std::fs::read(path).with_context(|| format!("reading the CA certificate {} (ca_pem)", path.display()))?;
         let mut added = 0;
-        for cert in pem_certificates(&pem).with_context(|| format!("reading the CA certificate {} (ca_pem)", path.display()))? {
-            roots.add(cert).with_context(|| format!("the CA certificate in {} is not usable as a trust anchor", path.display()))?;
+        for cert in
+            pem_certificates(&pem).with_context(|| format!("reading the CA certificate {} (ca_pem)", path.display()))?
+        {
+            roots
+                .add(cert)
+                .with_context(|| format!("the CA certificate in {} is not usable as a trust anchor", path.display()))?;
             added += 1;
         }
         if added == 0 {
@@ -80,5 +86,7 @@ pub fn http_client(extra_ca: Option<&Path>) -> Result<reqwest::ClientBuilder> {
 /// The certificates in a PEM file.
 fn pem_certificates(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("not PEM: {e}"))
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("not PEM: {e}"))
 }

@@ -126,7 +126,11 @@ mod tests {
         let tokens = Tokens::new(Counting { logins: AtomicU32::new(0), lifetime: RENEW_AHEAD / 2 });
         tokens.get().await.unwrap();
         tokens.get().await.unwrap();
-        assert_eq!(tokens.login_method().logins.load(Ordering::SeqCst), 2, "a token within the renewal margin is not used");
+        assert_eq!(
+            tokens.login_method().logins.load(Ordering::SeqCst),
+            2,
+            "a token within the renewal margin is not used"
+        );
     }
 
     async fn futures_join(tokens: &Arc<Tokens<Counting>>, n: usize) -> Vec<Arc<Token>> {

@@ -31,7 +31,13 @@ pub struct AlertConfig {
 
 impl Default for AlertConfig {
     fn default() -> Self {
-        AlertConfig { backlog_events: 1000, backlog_age_seconds: 300, dead_letters: 1, slack_channel: "seam-alerts".into(), check_seconds: 15 }
+        AlertConfig {
+            backlog_events: 1000,
+            backlog_age_seconds: 300,
+            dead_letters: 1,
+            slack_channel: "seam-alerts".into(),
+            check_seconds: 15,
+        }
     }
 }
 
@@ -79,7 +85,11 @@ impl Alerter {
         }
         let age_ms = b.oldest_age_ms.unwrap_or(0);
         if over(age_ms as u64, c.backlog_age_seconds * 1000) {
-            out.push(format!("the oldest has waited {} (threshold {})", age(age_ms), age(c.backlog_age_seconds as i64 * 1000)));
+            out.push(format!(
+                "the oldest has waited {} (threshold {})",
+                age(age_ms),
+                age(c.backlog_age_seconds as i64 * 1000)
+            ));
         }
         if over(b.dead, c.dead_letters) {
             out.push(format!("{} in the dead-letter queue (threshold {})", b.dead, c.dead_letters));
@@ -90,7 +100,8 @@ impl Alerter {
     /// Check once; alert or clear when the episode starts or ends.
     pub async fn check(&self) -> Result<Option<Alert>> {
         let tenant = self.tenant.clone();
-        let (backlog, episode) = self.journal.run(move |j| Ok((j.backlog(&tenant)?, j.watermark(&tenant, EPISODE)?))).await?;
+        let (backlog, episode) =
+            self.journal.run(move |j| Ok((j.backlog(&tenant)?, j.watermark(&tenant, EPISODE)?))).await?;
         let open = episode.is_some_and(|v| v == "open");
         let alert = if !open {
             let breaches = self.breaches(&backlog, 1.0);
@@ -107,7 +118,10 @@ impl Alerter {
             if !self.breaches(&backlog, 0.5).is_empty() {
                 return Ok(None);
             }
-            Alert::Cleared(format!(":white_check_mark: seam, tenant {}: back to normal ({} waiting, {} dead letters).", self.tenant, backlog.pending, backlog.dead))
+            Alert::Cleared(format!(
+                ":white_check_mark: seam, tenant {}: back to normal ({} waiting, {} dead letters).",
+                self.tenant, backlog.pending, backlog.dead
+            ))
         };
         let (text, state) = match &alert {
             Alert::Raised(t) => {

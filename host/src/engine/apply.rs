@@ -5,7 +5,10 @@
 //! both records, and the customer is matched on the stable key
 //! (Account.External_Id__c ⇄ core_company.u_sf_external_id), never a name.
 
-use super::normalize::{self, ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD, COMPANY_KEY_FIELD, CREATE_KEY_FIELD, INCIDENT_CASE_FIELD};
+use super::normalize::{
+    self, ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD, COMPANY_KEY_FIELD, CREATE_KEY_FIELD,
+    INCIDENT_CASE_FIELD,
+};
 use crate::connectors::salesforce::{self, soql, Salesforce};
 use crate::connectors::servicenow::{self, Query, ServiceNow};
 use crate::connectors::slack::{self, Slack};
@@ -51,7 +54,12 @@ impl Write {
         let fields = to_fields(body);
         Write { record, operation, observed: fields.clone(), fields, action: 0 }
     }
-    fn returned(record: RecordRef, operation: &'static str, body: &Map<String, Json>, result: &Map<String, Json>) -> Self {
+    fn returned(
+        record: RecordRef,
+        operation: &'static str,
+        body: &Map<String, Json>,
+        result: &Map<String, Json>,
+    ) -> Self {
         let mut observed = to_fields(result);
         if operation != "create" {
             observed.retain(|f| body.contains_key(&f.name));
@@ -149,7 +157,12 @@ struct Context<'a> {
 
 impl Context<'_> {
     fn carried(&self) -> Carried {
-        Carried { linked: self.linked.clone(), linked_number: self.linked_number.clone(), created: self.created.clone(), done: self.done.clone() }
+        Carried {
+            linked: self.linked.clone(),
+            linked_number: self.linked_number.clone(),
+            created: self.created.clone(),
+            done: self.done.clone(),
+        }
     }
 }
 
@@ -164,9 +177,13 @@ impl Systems {
         policy: RetryPolicy,
     ) -> anyhow::Result<Systems> {
         use anyhow::Context;
-        let sf = Salesforce::connect(salesforce, tenant, ca_pem, policy.clone()).await.with_context(|| format!("logging in to Salesforce at {}", salesforce.login_url))?;
+        let sf = Salesforce::connect(salesforce, tenant, ca_pem, policy.clone())
+            .await
+            .with_context(|| format!("logging in to Salesforce at {}", salesforce.login_url))?;
         let sn = ServiceNow::new(servicenow, tenant, ca_pem, policy.clone())?;
-        sn.authenticate().await.with_context(|| format!("authenticating to ServiceNow at {}", servicenow.instance_url))?;
+        sn.authenticate()
+            .await
+            .with_context(|| format!("authenticating to ServiceNow at {}", servicenow.instance_url))?;
         let slack = slack.map(|c| Slack::new(c, tenant, ca_pem, policy)).transpose()?;
         Ok(Systems { salesforce: sf, servicenow: sn, slack, salesforce_echoes: true })
     }
@@ -182,8 +199,15 @@ impl Systems {
     /// A link a person can open.
     pub fn url(&self, record: &RecordRef) -> String {
         match record.system {
-            System::Salesforce => format!("{}/lightning/r/{}/{}/view", self.salesforce.instance_url(), record.object, record.id),
-            System::Servicenow => format!("{}/nav_to.do?uri={}.do%3Fsys_id%3D{}", self.servicenow.instance_url(), record.object, record.id),
+            System::Salesforce => {
+                format!("{}/lightning/r/{}/{}/view", self.salesforce.instance_url(), record.object, record.id)
+            }
+            System::Servicenow => format!(
+                "{}/nav_to.do?uri={}.do%3Fsys_id%3D{}",
+                self.servicenow.instance_url(),
+                record.object,
+                record.id
+            ),
             System::Slack => record.id.clone(),
         }
     }
@@ -192,7 +216,9 @@ impl Systems {
         if !text.contains("{{") {
             return text.to_string();
         }
-        let mut out = text.replace("{{source.id}}", &ctx.change.source.id).replace("{{source.url}}", &self.url(&ctx.change.source));
+        let mut out = text
+            .replace("{{source.id}}", &ctx.change.source.id)
+            .replace("{{source.url}}", &self.url(&ctx.change.source));
         if let Some(linked) = &ctx.linked {
             out = out.replace("{{linked.id}}", &linked.id).replace("{{linked.url}}", &self.url(linked));
         }
@@ -219,7 +245,9 @@ impl Systems {
         match target {
             Target::Source => Ok(ctx.change.source.clone()),
             Target::Explicit(r) => Ok(r.clone()),
-            Target::Linked => ctx.linked.clone().ok_or_else(|| ApplyError::NoLink(action.to_string(), ctx.change.source.clone())),
+            Target::Linked => {
+                ctx.linked.clone().ok_or_else(|| ApplyError::NoLink(action.to_string(), ctx.change.source.clone()))
+            }
         }
     }
 
@@ -249,7 +277,10 @@ impl Systems {
 
     /// Run `actions` for `change`; returns every write made, in order.
     pub async fn apply(&self, change: &Change, actions: &[Action]) -> Result<Vec<Write>, ApplyError> {
-        Ok(self.apply_resuming(&change.event_id, change, actions, Resume::Start, Carried::default(), no_progress).await?.writes)
+        Ok(self
+            .apply_resuming(&change.event_id, change, actions, Resume::Start, Carried::default(), no_progress)
+            .await?
+            .writes)
     }
 
     /// Run the actions not yet done, awaiting `done(n, carried, writes)` after each one
@@ -270,7 +301,8 @@ impl Systems {
         mut done: impl FnMut(usize, Carried, Vec<Write>) -> BoxFuture<'d, anyhow::Result<()>>,
     ) -> Result<Applied, ApplyError> {
         let linked = carried.linked.or_else(|| change.linked.clone());
-        let linked_number = carried.linked_number.or_else(|| linked.as_ref().and_then(|_| known_partner_number(change)));
+        let linked_number =
+            carried.linked_number.or_else(|| linked.as_ref().and_then(|_| known_partner_number(change)));
         let mut ctx = Context { change, linked, linked_number, created: carried.created, done: carried.done };
         let mut writes = Vec::new();
         let retry = resume == Resume::Retry;
@@ -288,7 +320,9 @@ impl Systems {
                         let record = self.target(target, &ctx, "append-journal")?;
                         self.appended(&record, *kind, &journal_text(&record, self.expand(text, &ctx))).await?
                     }
-                    Action::PostSlack { channel, create_channel, text } => self.posted(channel, *create_channel, &slack::escape(&self.expand(text, &ctx))).await?,
+                    Action::PostSlack { channel, create_channel, text } => {
+                        self.posted(channel, *create_channel, &slack::escape(&self.expand(text, &ctx))).await?
+                    }
                     _ => false,
                 };
                 if already {
@@ -326,7 +360,8 @@ impl Systems {
                     let body = self.fields_json(fields, &ctx);
                     // A record announced as just created, on a first attempt, cannot have a partner yet: skip the search.
                     let surely_new = change.kind == ChangeKind::Created && !retry;
-                    let (created, number, mut made) = self.create(change, (*system, object), body, *link_to_source, surely_new, &key).await?;
+                    let (created, number, mut made) =
+                        self.create(change, (*system, object), body, *link_to_source, surely_new, &key).await?;
                     if *link_to_source {
                         ctx.linked = Some(created.clone());
                         ctx.linked_number = number;
@@ -335,19 +370,29 @@ impl Systems {
                     writes.append(&mut made);
                 }
                 Action::PostSlack { channel, create_channel, text } => {
-                    let slack = self.slack.as_ref().ok_or_else(|| ApplyError::Unsupported("the pack posts to Slack, but no Slack connection is configured".into()))?;
-                    let channel_id = if *create_channel { slack.ensure_channel(channel).await? } else { channel.clone() };
+                    let slack = self.slack.as_ref().ok_or_else(|| {
+                        ApplyError::Unsupported("the pack posts to Slack, but no Slack connection is configured".into())
+                    })?;
+                    let channel_id =
+                        if *create_channel { slack.ensure_channel(channel).await? } else { channel.clone() };
                     let text = slack::escape(&self.expand(text, &ctx));
                     let ts = slack.post(&channel_id, &text).await?;
-                    let record = RecordRef { system: System::Slack, object: "message".into(), id: format!("{channel_id}/{ts}") };
-                    writes.push(Write::sent(record, "post", &Map::from_iter([("text".to_string(), Json::String(text))])));
+                    let record =
+                        RecordRef { system: System::Slack, object: "message".into(), id: format!("{channel_id}/{ts}") };
+                    writes.push(Write::sent(
+                        record,
+                        "post",
+                        &Map::from_iter([("text".to_string(), Json::String(text))]),
+                    ));
                 }
             }
             for w in &mut writes[before..] {
                 w.action = n;
             }
             ctx.done.insert(key);
-            done(n + 1, ctx.carried(), writes[before..].to_vec()).await.map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
+            done(n + 1, ctx.carried(), writes[before..].to_vec())
+                .await
+                .map_err(|e| ApplyError::Progress(format!("{e:#}")))?;
         }
         Ok(Applied { writes, linked: ctx.linked })
     }
@@ -357,12 +402,18 @@ impl Systems {
         match record.system {
             System::Servicenow => {
                 let element = if kind == JournalKind::WorkNote { "work_notes" } else { "comments" };
-                let query = Query::new().eq("element_id", &record.id)?.eq("element", element)?.order_by_desc("sys_created_on")?;
+                let query = Query::new()
+                    .eq("element_id", &record.id)?
+                    .eq("element", element)?
+                    .order_by_desc("sys_created_on")?;
                 let rows = self.servicenow.query("sys_journal_field", &query, 20).await?;
                 Ok(rows.iter().any(|r| r.get("value").and_then(Json::as_str) == Some(text)))
             }
             System::Salesforce => {
-                let soql = format!("SELECT Id, CommentBody FROM CaseComment WHERE ParentId = {} ORDER BY CreatedDate DESC LIMIT 20", soql::literal(&record.id));
+                let soql = format!(
+                    "SELECT Id, CommentBody FROM CaseComment WHERE ParentId = {} ORDER BY CreatedDate DESC LIMIT 20",
+                    soql::literal(&record.id)
+                );
                 let rows = self.salesforce.query(&soql).await?;
                 Ok(rows.iter().any(|r| r.get("CommentBody").and_then(Json::as_str) == Some(text)))
             }
@@ -403,7 +454,11 @@ impl Systems {
                     ("IsPublished".to_string(), Json::Bool(kind == JournalKind::Comment)),
                 ]);
                 let id = self.salesforce.create("CaseComment", &body).await?;
-                Ok(Write::sent(RecordRef { system: System::Salesforce, object: "CaseComment".into(), id }, "create", &body))
+                Ok(Write::sent(
+                    RecordRef { system: System::Salesforce, object: "CaseComment".into(), id },
+                    "create",
+                    &body,
+                ))
             }
             _ => Err(ApplyError::Unsupported(format!("{} has no journal seam can append to", record))),
         }
@@ -503,33 +558,60 @@ impl Systems {
 
     /// The ServiceNow company of the Case's Account, matched on the stable external id.
     async fn company_for_case(&self, change: &Change) -> Result<Option<String>, ApplyError> {
-        let Some(account_id) = change.snapshot.iter().find(|f| f.name == "AccountId").and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()) else {
+        let Some(account_id) = change
+            .snapshot
+            .iter()
+            .find(|f| f.name == "AccountId")
+            .and_then(|f| f.value.as_text())
+            .filter(|s| !s.is_empty())
+        else {
             return Ok(None);
         };
         let account = self.salesforce.get("Account", account_id).await?;
         let Some(key) = account.get(ACCOUNT_KEY_FIELD).and_then(Json::as_str).filter(|s| !s.is_empty()) else {
-            tracing::warn!(account = account_id, "the Case's Account has no {ACCOUNT_KEY_FIELD}; the incident gets no company");
+            tracing::warn!(
+                account = account_id,
+                "the Case's Account has no {ACCOUNT_KEY_FIELD}; the incident gets no company"
+            );
             return Ok(None);
         };
         let companies = self.servicenow.query("core_company", &Query::new().eq(COMPANY_KEY_FIELD, key)?, 2).await?;
         match companies.as_slice() {
             [one] => Ok(one.get("sys_id").and_then(Json::as_str).map(str::to_string)),
             [] => {
-                tracing::warn!(external_id = key, "no ServiceNow company has this {COMPANY_KEY_FIELD}; the incident gets no company");
+                tracing::warn!(
+                    external_id = key,
+                    "no ServiceNow company has this {COMPANY_KEY_FIELD}; the incident gets no company"
+                );
                 Ok(None)
             }
-            _ => Err(ApplyError::Unsupported(format!("more than one ServiceNow company has {COMPANY_KEY_FIELD}={key}; fix the duplicates"))),
+            _ => Err(ApplyError::Unsupported(format!(
+                "more than one ServiceNow company has {COMPANY_KEY_FIELD}={key}; fix the duplicates"
+            ))),
         }
     }
 
     /// The Salesforce Account of the incident's company, matched on the stable external id.
     async fn account_for_incident(&self, change: &Change) -> Result<Option<String>, ApplyError> {
-        let Some(company) = change.snapshot.iter().find(|f| f.name == "company").and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()) else {
+        let Some(company) = change
+            .snapshot
+            .iter()
+            .find(|f| f.name == "company")
+            .and_then(|f| f.value.as_text())
+            .filter(|s| !s.is_empty())
+        else {
             return Ok(None);
         };
         let rows = self.servicenow.query("core_company", &Query::new().eq("sys_id", company)?, 1).await?;
-        let Some(key) = rows.first().and_then(|r| r.get(COMPANY_KEY_FIELD)).and_then(Json::as_str).filter(|s| !s.is_empty()) else { return Ok(None) };
-        let accounts = self.salesforce.query(&format!("SELECT Id FROM Account WHERE {ACCOUNT_KEY_FIELD} = {}", soql::literal(key))).await?;
+        let Some(key) =
+            rows.first().and_then(|r| r.get(COMPANY_KEY_FIELD)).and_then(Json::as_str).filter(|s| !s.is_empty())
+        else {
+            return Ok(None);
+        };
+        let accounts = self
+            .salesforce
+            .query(&format!("SELECT Id FROM Account WHERE {ACCOUNT_KEY_FIELD} = {}", soql::literal(key)))
+            .await?;
         Ok(accounts.first().and_then(|a| a.get("Id")).and_then(Json::as_str).map(str::to_string))
     }
 }
@@ -540,7 +622,13 @@ fn known_partner_number(change: &Change) -> Option<String> {
         System::Salesforce => CASE_INCIDENT_NUMBER_FIELD,
         _ => return None,
     };
-    change.snapshot.iter().find(|f| f.name == field).and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()).map(str::to_string)
+    change
+        .snapshot
+        .iter()
+        .find(|f| f.name == field)
+        .and_then(|f| f.value.as_text())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn to_fields(body: &Map<String, Json>) -> Vec<Field> {

@@ -42,7 +42,13 @@ pub struct Backfill {
 }
 
 impl Backfill {
-    pub fn new(tenant: &str, journal: Arc<Journal>, systems: Arc<Systems>, since: chrono::DateTime<chrono::Utc>, condition: Option<String>) -> Self {
+    pub fn new(
+        tenant: &str,
+        journal: Arc<Journal>,
+        systems: Arc<Systems>,
+        since: chrono::DateTime<chrono::Utc>,
+        condition: Option<String>,
+    ) -> Self {
         Backfill { tenant: tenant.to_string(), journal, systems, since, condition, started: chrono::Utc::now() }
     }
 }
@@ -114,7 +120,8 @@ impl Backfill {
     }
 
     fn filter(&self, place: Option<&Place>) -> String {
-        let mut filter = format!("SystemModstamp >= {} AND SystemModstamp <= {}", soql_time(&self.since), self.until(place));
+        let mut filter =
+            format!("SystemModstamp >= {} AND SystemModstamp <= {}", soql_time(&self.since), self.until(place));
         if let Some(c) = self.condition.as_deref().filter(|c| !c.trim().is_empty()) {
             filter.push_str(&format!(" AND ({c})"));
         }
@@ -130,7 +137,10 @@ impl Backfill {
         // out of the span since (seam's own writes to them change their SystemModstamp).
         let soql = format!("SELECT COUNT() FROM Case WHERE {}{}", self.filter(place.as_ref()), after(place.as_ref()));
         let left = sf.count(&soql).await.map_err(|e| {
-            anyhow::anyhow!("counting the Cases to backfill: {e}{}", if self.condition.is_some() { " (check --where: it is SOQL, ANDed with the date)" } else { "" })
+            anyhow::anyhow!(
+                "counting the Cases to backfill: {e}{}",
+                if self.condition.is_some() { " (check --where: it is SOQL, ANDed with the date)" } else { "" }
+            )
         })?;
         let done = place.map(|p| p.done).unwrap_or(0);
         Ok(Plan {
@@ -155,7 +165,8 @@ impl Backfill {
         let filter = self.filter(stored.as_ref());
         let after = after(stored.as_ref());
         let mut place = stored.unwrap_or_else(|| Place { until: self.until(None), ..Place::default() });
-        let soql = format!("SELECT FIELDS(ALL) FROM Case WHERE {filter}{after} ORDER BY SystemModstamp, Id LIMIT {PAGE}");
+        let soql =
+            format!("SELECT FIELDS(ALL) FROM Case WHERE {filter}{after} ORDER BY SystemModstamp, Id LIMIT {PAGE}");
         let rows = sf.query(&soql).await.map_err(|e| anyhow::anyhow!("reading Cases to backfill: {e}"))?;
         if rows.is_empty() {
             return Ok(Err(Pause::Finished));
@@ -163,19 +174,35 @@ impl Backfill {
         let mut events = Vec::new();
         for mut record in rows {
             record.remove("attributes");
-            let (Some(id), Some(stamp)) = (record.get("Id").and_then(Value::as_str).map(str::to_string), record.get("SystemModstamp").and_then(Value::as_str).map(str::to_string)) else {
+            let (Some(id), Some(stamp)) = (
+                record.get("Id").and_then(Value::as_str).map(str::to_string),
+                record.get("SystemModstamp").and_then(Value::as_str).map(str::to_string),
+            ) else {
                 continue;
             };
-            let key = normalize::salesforce_version_key(&id, &stamp).unwrap_or_else(|| format!("sf-backfill:{id}:{stamp}"));
-            let kind = if record.get("CreatedDate") == record.get("LastModifiedDate") { ChangeKind::Created } else { ChangeKind::Updated };
+            let key =
+                normalize::salesforce_version_key(&id, &stamp).unwrap_or_else(|| format!("sf-backfill:{id}:{stamp}"));
+            let kind = if record.get("CreatedDate") == record.get("LastModifiedDate") {
+                ChangeKind::Created
+            } else {
+                ChangeKind::Updated
+            };
             events.push((key.clone(), normalize::salesforce(&key, kind, "Case", &record, None)));
             // SOQL compares datetimes written as …Z.
-            place.stamp = chrono::DateTime::parse_from_str(&stamp, "%Y-%m-%dT%H:%M:%S%.f%z").map(|t| soql_time(&t.with_timezone(&chrono::Utc))).unwrap_or(stamp);
+            place.stamp = chrono::DateTime::parse_from_str(&stamp, "%Y-%m-%dT%H:%M:%S%.f%z")
+                .map(|t| soql_time(&t.with_timezone(&chrono::Utc)))
+                .unwrap_or(stamp);
             place.id = id;
         }
         let read = events.len();
         place.done += read as u64;
-        let new = self.journal.record_all_up_to(&self.tenant, events, &self.place_key(), &serde_json::to_string(&place)?).await?.iter().filter(|r| r.is_new()).count();
+        let new = self
+            .journal
+            .record_all_up_to(&self.tenant, events, &self.place_key(), &serde_json::to_string(&place)?)
+            .await?
+            .iter()
+            .filter(|r| r.is_new())
+            .count();
         Ok(Ok((read, new)))
     }
 
@@ -189,7 +216,11 @@ impl Backfill {
 /// The condition for the Cases after `place` in SystemModstamp and Id order (nothing without one).
 fn after(place: Option<&Place>) -> String {
     match place.filter(|p| !p.stamp.is_empty()) {
-        Some(p) => format!(" AND (SystemModstamp > {0} OR (SystemModstamp = {0} AND Id > {1}))", p.stamp, crate::connectors::salesforce::soql::literal(&p.id)),
+        Some(p) => format!(
+            " AND (SystemModstamp > {0} OR (SystemModstamp = {0} AND Id > {1}))",
+            p.stamp,
+            crate::connectors::salesforce::soql::literal(&p.id)
+        ),
         None => String::new(),
     }
 }

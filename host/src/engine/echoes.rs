@@ -31,7 +31,13 @@ use std::collections::HashMap;
 /// Coalesced changes go through both in turn, against what the record held
 /// after the one before (`seen`); a field that went somewhere and came back
 /// while its updates waited is not news.
-pub fn news(source: &RecordRef, changes: &[&Change], shadow: &HashMap<String, Value>, expected: &[(i64, String, Value)], out: &mut Outcome) -> Vec<Field> {
+pub fn news(
+    source: &RecordRef,
+    changes: &[&Change],
+    shadow: &HashMap<String, Value>,
+    expected: &[(i64, String, Value)],
+    out: &mut Outcome,
+) -> Vec<Field> {
     let mut seen = shadow.clone();
     let mut fresh_per_change: Vec<Vec<Field>> = Vec::with_capacity(changes.len());
     for c in changes {
@@ -42,13 +48,17 @@ pub fn news(source: &RecordRef, changes: &[&Change], shadow: &HashMap<String, Va
                 .iter()
                 .filter(|f| !f.name.ends_with(".display") && !ownership::system_managed(source.system, &f.name))
                 .filter(|f| {
-                    let echo = expected.iter().find(|(id, name, value)| name == &f.name && value == &f.value && !out.consumed.contains(id));
+                    let echo = expected
+                        .iter()
+                        .find(|(id, name, value)| name == &f.name && value == &f.value && !out.consumed.contains(id));
                     match echo {
                         Some((id, ..)) => {
                             out.consumed.push(*id);
                             false
                         }
-                        None if expected.iter().any(|(id, name, _)| name == &f.name && !out.consumed.contains(id)) => false,
+                        None if expected.iter().any(|(id, name, _)| name == &f.name && !out.consumed.contains(id)) => {
+                            false
+                        }
                         None => seen.get(&f.name) != Some(&f.value),
                     }
                 })
@@ -81,7 +91,11 @@ pub fn news(source: &RecordRef, changes: &[&Change], shadow: &HashMap<String, Va
 ///
 /// [`news`] reads the shadow of the changed fields and the version only, so
 /// only those are asked for.
-pub fn settled_echo(change: &Change, shadow: &ShadowFields, expected: &[(i64, String, Value)]) -> anyhow::Result<Option<Outcome>> {
+pub fn settled_echo(
+    change: &Change,
+    shadow: &ShadowFields,
+    expected: &[(i64, String, Value)],
+) -> anyhow::Result<Option<Outcome>> {
     if change.kind != ChangeKind::Updated {
         return Ok(None);
     }
@@ -132,7 +146,15 @@ mod tests {
         let changed: Vec<Field> = changed.iter().map(|(n, v)| Field::new(*n, *v)).collect();
         let mut snapshot = changed.clone();
         snapshot.push(Field::new("sys_mod_count", mod_count));
-        Change { event_id: format!("sn:inc1:{mod_count}"), kind: ChangeKind::Updated, source: incident(), changed, snapshot, origin_user: String::new(), linked: None }
+        Change {
+            event_id: format!("sn:inc1:{mod_count}"),
+            kind: ChangeKind::Updated,
+            source: incident(),
+            changed,
+            snapshot,
+            origin_user: String::new(),
+            linked: None,
+        }
     }
 
     fn shadow(fields: &[(&str, &str)]) -> HashMap<String, Value> {
@@ -146,7 +168,13 @@ mod tests {
     #[test]
     fn seams_own_value_coming_back_is_no_news_and_consumes_its_expectation() {
         let mut out = Outcome::default();
-        let news = news(&incident(), &[&update(&[("state", "2")], "4")], &shadow(&[("state", "2")]), &[(7, "state".into(), "2".into())], &mut out);
+        let news = news(
+            &incident(),
+            &[&update(&[("state", "2")], "4")],
+            &shadow(&[("state", "2")]),
+            &[(7, "state".into(), "2".into())],
+            &mut out,
+        );
         assert!(news.is_empty(), "{news:?}");
         assert_eq!(out.consumed, vec![7]);
     }
@@ -156,7 +184,8 @@ mod tests {
         // seam wrote state 2, then state 3; the notification of the first write arrives now.
         let expected = [(1, "state".to_string(), Value::from("2")), (2, "state".to_string(), Value::from("3"))];
         let mut out = Outcome::default();
-        let first = news(&incident(), &[&update(&[("state", "2")], "4")], &shadow(&[("state", "3")]), &expected, &mut out);
+        let first =
+            news(&incident(), &[&update(&[("state", "2")], "4")], &shadow(&[("state", "3")]), &expected, &mut out);
         assert!(first.is_empty(), "{first:?}");
         assert_eq!(out.consumed, vec![1], "the first write's echo, not the second's");
     }
@@ -165,7 +194,13 @@ mod tests {
     fn a_partial_echo_keeps_the_persons_field_as_news() {
         let mut out = Outcome::default();
         let change = update(&[("state", "2"), ("urgency", "1")], "5");
-        let news = news(&incident(), &[&change], &shadow(&[("state", "2"), ("urgency", "3")]), &[(3, "state".into(), "2".into())], &mut out);
+        let news = news(
+            &incident(),
+            &[&change],
+            &shadow(&[("state", "2"), ("urgency", "3")]),
+            &[(3, "state".into(), "2".into())],
+            &mut out,
+        );
         assert_eq!(names(&news), vec!["urgency"]);
         assert_eq!(out.consumed, vec![3]);
     }
@@ -174,7 +209,13 @@ mod tests {
     fn another_value_of_a_field_whose_write_has_not_come_back_is_stale() {
         // The notification is older than seam's write of state 3, which is still on its way.
         let mut out = Outcome::default();
-        let news = news(&incident(), &[&update(&[("state", "1")], "3")], &shadow(&[("state", "3")]), &[(4, "state".into(), "3".into())], &mut out);
+        let news = news(
+            &incident(),
+            &[&update(&[("state", "1")], "3")],
+            &shadow(&[("state", "3")]),
+            &[(4, "state".into(), "3".into())],
+            &mut out,
+        );
         assert!(news.is_empty(), "{news:?}");
         assert!(out.consumed.is_empty(), "the write's own echo is still expected");
     }
@@ -185,13 +226,23 @@ mod tests {
         let change = update(&[("state", "2"), ("urgency", "1")], "5");
         let news = news(&incident(), &[&change], &shadow(&[("state", "2"), ("urgency", "3")]), &[], &mut out);
         assert_eq!(names(&news), vec!["urgency"]);
-        assert_eq!(out.shadow, vec![(incident(), "sys_mod_count".to_string(), Value::from("5"))], "the version seen is kept");
+        assert_eq!(
+            out.shadow,
+            vec![(incident(), "sys_mod_count".to_string(), Value::from("5"))],
+            "the version seen is kept"
+        );
     }
 
     #[test]
     fn a_version_older_than_one_seen_is_history() {
         let mut out = Outcome::default();
-        let news = news(&incident(), &[&update(&[("state", "6")], "5")], &shadow(&[("state", "2"), ("sys_mod_count", "7")]), &[], &mut out);
+        let news = news(
+            &incident(),
+            &[&update(&[("state", "6")], "5")],
+            &shadow(&[("state", "2"), ("sys_mod_count", "7")]),
+            &[],
+            &mut out,
+        );
         assert!(news.is_empty(), "{news:?}");
         assert!(out.shadow.is_empty(), "the shadow keeps the newer version");
     }
@@ -210,7 +261,8 @@ mod tests {
             let all = shadow(&[("state", "2"), ("sys_mod_count", "3")]);
             Ok(fields.iter().filter_map(|f| all.get(*f).map(|v| (f.to_string(), v.clone()))).collect())
         };
-        let echo = settled_echo(&update(&[("state", "2")], "4"), &shadow_of, &[(9, "state".into(), "2".into())]).unwrap();
+        let echo =
+            settled_echo(&update(&[("state", "2")], "4"), &shadow_of, &[(9, "state".into(), "2".into())]).unwrap();
         assert_eq!(echo.map(|o| o.consumed), Some(vec![9]));
         assert!(settled_echo(&update(&[("state", "6")], "4"), &shadow_of, &[]).unwrap().is_none(), "news is queued");
         let mut created = update(&[("state", "2")], "1");

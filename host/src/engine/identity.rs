@@ -53,15 +53,33 @@ pub enum Refusal {
 
 /// Check a claim by `source` (unlinked in the journal) to the partner `claimed`: taken only
 /// when `claimed` is not linked elsewhere and names `source` back.
-pub async fn check_claim(journal: &Arc<Journal>, tenant: &str, systems: &Systems, source: &RecordRef, claimed: &RecordRef) -> Result<(), Refusal> {
+pub async fn check_claim(
+    journal: &Arc<Journal>,
+    tenant: &str,
+    systems: &Systems,
+    source: &RecordRef,
+    claimed: &RecordRef,
+) -> Result<(), Refusal> {
     let (t, c) = (tenant.to_string(), claimed.clone());
-    if let Some(other) = journal.run(move |j| j.link_of(&t, &c)).await.map_err(|e| Refusal::Unavailable(format!("{e:#}")))? {
-        return Err(Refusal::Conflict(format!("{source} names {claimed} as its partner, but seam linked {claimed} with {other}")));
+    if let Some(other) =
+        journal.run(move |j| j.link_of(&t, &c)).await.map_err(|e| Refusal::Unavailable(format!("{e:#}")))?
+    {
+        return Err(Refusal::Conflict(format!(
+            "{source} names {claimed} as its partner, but seam linked {claimed} with {other}"
+        )));
     }
     let field = link_field(claimed.system);
     let back = match systems.get(claimed, &[field.to_string()]).await {
-        Ok(fields) => fields.into_iter().find(|f| f.name == field).and_then(|f| f.value.as_text().map(str::to_string)).unwrap_or_default(),
-        Err(LookupFailure::NotFound) => return Err(Refusal::Conflict(format!("{source} names {claimed} as its partner, and there is no such record"))),
+        Ok(fields) => fields
+            .into_iter()
+            .find(|f| f.name == field)
+            .and_then(|f| f.value.as_text().map(str::to_string))
+            .unwrap_or_default(),
+        Err(LookupFailure::NotFound) => {
+            return Err(Refusal::Conflict(format!(
+                "{source} names {claimed} as its partner, and there is no such record"
+            )))
+        }
         Err(e) => return Err(Refusal::Unavailable(format!("reading {claimed} to check {source}'s claim to it: {e}"))),
     };
     if back != source.id {
@@ -86,7 +104,14 @@ pub fn conflict_audit(source: &RecordRef, claimed: &RecordRef, why: &str) -> Aud
 /// `seam link`: an operator links a Case and an incident. Neither may be linked elsewhere;
 /// both records are read (they must exist), their link fields are written to name each
 /// other, and the link is recorded with audit rows naming `by`.
-pub async fn link_by_operator(journal: &Arc<Journal>, tenant: &str, systems: &Systems, case_id: &str, incident_id: &str, by: &str) -> Result<()> {
+pub async fn link_by_operator(
+    journal: &Arc<Journal>,
+    tenant: &str,
+    systems: &Systems,
+    case_id: &str,
+    incident_id: &str,
+    by: &str,
+) -> Result<()> {
     let case = RecordRef { system: System::Salesforce, object: "Case".into(), id: case_id.into() };
     let incident = RecordRef { system: System::Servicenow, object: "incident".into(), id: incident_id.into() };
     let (t, c, i) = (tenant.to_string(), case.clone(), incident.clone());
@@ -106,18 +131,40 @@ pub async fn link_by_operator(journal: &Arc<Journal>, tenant: &str, systems: &Sy
         }
     };
     read(case.clone()).await?;
-    let number = read(incident.clone()).await?.into_iter().find(|f| f.name == "number").and_then(|f| f.value.as_text().map(str::to_string));
+    let number = read(incident.clone())
+        .await?
+        .into_iter()
+        .find(|f| f.name == "number")
+        .and_then(|f| f.value.as_text().map(str::to_string));
     let case_back = Map::from_iter([
         (CASE_INCIDENT_FIELD.to_string(), Json::String(incident.id.clone())),
         (CASE_INCIDENT_NUMBER_FIELD.to_string(), number.map_or(Json::Null, Json::String)),
     ]);
-    let incident_back = Map::from_iter([(INCIDENT_CASE_FIELD.to_string(), Json::String(case.id.clone())), ("correlation_display".to_string(), Json::String("Salesforce Case".into()))]);
+    let incident_back = Map::from_iter([
+        (INCIDENT_CASE_FIELD.to_string(), Json::String(case.id.clone())),
+        ("correlation_display".to_string(), Json::String("Salesforce Case".into())),
+    ]);
     let mut out = Outcome::default();
     let mut writes: Vec<Write> = Vec::new();
-    writes.push(systems.update(case.clone(), &case_back).await.with_context(|| format!("writing the link into {case}"))?);
-    writes.push(systems.update(incident.clone(), &incident_back).await.with_context(|| format!("writing the link into {incident}"))?);
-    for (w, before) in writes.iter().zip(shadows_of(journal, tenant, writes.iter().map(|w| w.record.clone()).collect()).await?) {
-        account_for(w, Some(&before), None, &format!("linked by {by}"), systems.echoes_come_back(w.record.system), &mut out);
+    writes
+        .push(systems.update(case.clone(), &case_back).await.with_context(|| format!("writing the link into {case}"))?);
+    writes.push(
+        systems
+            .update(incident.clone(), &incident_back)
+            .await
+            .with_context(|| format!("writing the link into {incident}"))?,
+    );
+    for (w, before) in
+        writes.iter().zip(shadows_of(journal, tenant, writes.iter().map(|w| w.record.clone()).collect()).await?)
+    {
+        account_for(
+            w,
+            Some(&before),
+            None,
+            &format!("linked by {by}"),
+            systems.echoes_come_back(w.record.system),
+            &mut out,
+        );
     }
     out.links.push((case.id.clone(), incident.id.clone()));
     journal.record_outcome(tenant, &format!("link:{}:{}", case.id, incident.id), "seam link", out).await
@@ -131,10 +178,31 @@ mod tests {
     #[test]
     fn link_fields_are_the_ones_normalize_reads() {
         // normalize reads the claim from these fields; the two must never drift apart.
-        let case = normalize::salesforce("k", crate::model::ChangeKind::Created, "Case", &Map::from_iter([("Id".into(), Json::from("500000000000001AAA")), (link_field(System::Salesforce).into(), Json::from("a".repeat(32)))]), None);
+        let case = normalize::salesforce(
+            "k",
+            crate::model::ChangeKind::Created,
+            "Case",
+            &Map::from_iter([
+                ("Id".into(), Json::from("500000000000001AAA")),
+                (link_field(System::Salesforce).into(), Json::from("a".repeat(32))),
+            ]),
+            None,
+        );
         assert_eq!(case.linked.map(|l| l.id), Some("a".repeat(32)));
-        let incident = normalize::servicenow("k", crate::model::ChangeKind::Created, "incident", &Map::from_iter([("sys_id".into(), Json::from("b".repeat(32))), (link_field(System::Servicenow).into(), Json::from("500000000000001AAA"))]), None);
+        let incident = normalize::servicenow(
+            "k",
+            crate::model::ChangeKind::Created,
+            "incident",
+            &Map::from_iter([
+                ("sys_id".into(), Json::from("b".repeat(32))),
+                (link_field(System::Servicenow).into(), Json::from("500000000000001AAA")),
+            ]),
+            None,
+        );
         assert_eq!(incident.linked.map(|l| l.id).as_deref(), Some("500000000000001AAA"));
-        assert!(is_link_field(System::Servicenow, "correlation_id") && !is_link_field(System::Servicenow, "short_description"));
+        assert!(
+            is_link_field(System::Servicenow, "correlation_id")
+                && !is_link_field(System::Servicenow, "short_description")
+        );
     }
 }

@@ -14,13 +14,22 @@ use crate::runtime::imports::lookup::{BoxFuture, Found};
 use crate::runtime::{LookupFailure, RecordSource};
 
 impl RecordSource for Systems {
-    fn get<'a>(&'a self, record: &'a RecordRef, fields: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>> {
+    fn get<'a>(
+        &'a self,
+        record: &'a RecordRef,
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>> {
         Box::pin(async move {
-            let found = match record.system {
-                System::Salesforce => self.salesforce.get(&record.object, &record.id).await.map(|r| normalize::salesforce("lookup", ChangeKind::Updated, &record.object, &r, None).snapshot),
-                System::Servicenow => self.servicenow.get(&record.object, &record.id).await.map(|r| normalize::servicenow("lookup", ChangeKind::Updated, &record.object, &r, None).snapshot),
-                System::Slack => return Err(LookupFailure::NotFound),
-            };
+            let found =
+                match record.system {
+                    System::Salesforce => self.salesforce.get(&record.object, &record.id).await.map(|r| {
+                        normalize::salesforce("lookup", ChangeKind::Updated, &record.object, &r, None).snapshot
+                    }),
+                    System::Servicenow => self.servicenow.get(&record.object, &record.id).await.map(|r| {
+                        normalize::servicenow("lookup", ChangeKind::Updated, &record.object, &r, None).snapshot
+                    }),
+                    System::Slack => return Err(LookupFailure::NotFound),
+                };
             let snapshot = found.map_err(|e| match e {
                 ConnectorError::Refused { status: 404, .. } => LookupFailure::NotFound,
                 other => failure(other),
@@ -29,16 +38,31 @@ impl RecordSource for Systems {
         })
     }
 
-    fn find<'a>(&'a self, system: System, object: &'a str, key: &'a str, value: &'a str, fields: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>> {
+    fn find<'a>(
+        &'a self,
+        system: System,
+        object: &'a str,
+        key: &'a str,
+        value: &'a str,
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<Found, LookupFailure>> {
         Box::pin(async move {
             let row = match system {
                 System::Salesforce => {
-                    let (object, key) = soql::name(object).and_then(|o| Ok((o, soql::name(key)?))).map_err(|e| LookupFailure::NotGranted(e.to_string()))?;
+                    let (object, key) = soql::name(object)
+                        .and_then(|o| Ok((o, soql::name(key)?)))
+                        .map_err(|e| LookupFailure::NotGranted(e.to_string()))?;
                     let soql = format!("SELECT Id FROM {object} WHERE {key} = {} LIMIT 1", soql::literal(value));
                     let ids = self.salesforce.query(&soql).await.map_err(failure)?;
                     match ids.first().and_then(|r| r.get("Id")).and_then(|v| v.as_str()) {
                         // The whole record, so `fields` are read the way `get` reads them.
-                        Some(id) => Some(normalize::salesforce("lookup", ChangeKind::Updated, object, &self.salesforce.get(object, id).await.map_err(failure)?, None)),
+                        Some(id) => Some(normalize::salesforce(
+                            "lookup",
+                            ChangeKind::Updated,
+                            object,
+                            &self.salesforce.get(object, id).await.map_err(failure)?,
+                            None,
+                        )),
                         None => None,
                     }
                 }

@@ -63,22 +63,38 @@ pub fn text_field(record: &Map<String, Json>, field: &str) -> String {
 /// a second copy would be news again and fail again, a second dead letter.
 /// `None` when the stamp is not a timestamp.
 pub fn salesforce_version_key(id: &str, stamp: &str) -> Option<String> {
-    let at = chrono::DateTime::parse_from_rfc3339(stamp).or_else(|_| chrono::DateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f%z")).ok()?;
+    let at = chrono::DateTime::parse_from_rfc3339(stamp)
+        .or_else(|_| chrono::DateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()?;
     Some(format!("sf:{id}:{}", at.timestamp_millis()))
 }
 
-pub fn salesforce(event_id: &str, kind: ChangeKind, object: &str, record: &Map<String, Json>, changed: Option<&[&str]>) -> Change {
+pub fn salesforce(
+    event_id: &str,
+    kind: ChangeKind,
+    object: &str,
+    record: &Map<String, Json>,
+    changed: Option<&[&str]>,
+) -> Change {
     let snapshot: Vec<Field> = record
         .iter()
         .filter(|(k, _)| k.as_str() != "attributes")
         .filter_map(|(k, v)| value(v).map(|v| Field { name: k.clone(), value: v }))
         .collect();
     let text = |name: &str| record.get(name).and_then(Json::as_str).filter(|s| !s.is_empty());
-    let linked = (object == "Case").then(|| text(CASE_INCIDENT_FIELD)).flatten().map(|id| RecordRef { system: System::Servicenow, object: "incident".into(), id: id.into() });
+    let linked = (object == "Case").then(|| text(CASE_INCIDENT_FIELD)).flatten().map(|id| RecordRef {
+        system: System::Servicenow,
+        object: "incident".into(),
+        id: id.into(),
+    });
     Change {
         event_id: event_id.to_string(),
         kind,
-        source: RecordRef { system: System::Salesforce, object: object.to_string(), id: text("Id").unwrap_or_default().to_string() },
+        source: RecordRef {
+            system: System::Salesforce,
+            object: object.to_string(),
+            id: text("Id").unwrap_or_default().to_string(),
+        },
         changed: pick(&snapshot, changed),
         snapshot,
         origin_user: text("LastModifiedById").unwrap_or_default().to_string(),
@@ -87,7 +103,13 @@ pub fn salesforce(event_id: &str, kind: ChangeKind, object: &str, record: &Map<S
 }
 
 /// A ServiceNow record, plain or `sysparm_display_value=all` form, as a change.
-pub fn servicenow(event_id: &str, kind: ChangeKind, table: &str, record: &Map<String, Json>, changed: Option<&[&str]>) -> Change {
+pub fn servicenow(
+    event_id: &str,
+    kind: ChangeKind,
+    table: &str,
+    record: &Map<String, Json>,
+    changed: Option<&[&str]>,
+) -> Change {
     let mut snapshot = Vec::new();
     for (name, v) in record {
         match v {
@@ -106,15 +128,31 @@ pub fn servicenow(event_id: &str, kind: ChangeKind, table: &str, record: &Map<St
             }
         }
     }
-    let text = |name: &str| snapshot.iter().find(|f| f.name == name).and_then(|f| f.value.as_text()).filter(|s| !s.is_empty()).map(str::to_string);
+    let text = |name: &str| {
+        snapshot
+            .iter()
+            .find(|f| f.name == name)
+            .and_then(|f| f.value.as_text())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     // correlation_id holds the Case id when the incident came from Salesforce.
-    let linked = text(INCIDENT_CASE_FIELD).filter(|id| id.starts_with("500")).map(|id| RecordRef { system: System::Salesforce, object: "Case".into(), id });
-    let changed = changed.map(|names| names.iter().flat_map(|n| [n.to_string(), format!("{n}.display")]).collect::<Vec<_>>());
+    let linked = text(INCIDENT_CASE_FIELD).filter(|id| id.starts_with("500")).map(|id| RecordRef {
+        system: System::Salesforce,
+        object: "Case".into(),
+        id,
+    });
+    let changed =
+        changed.map(|names| names.iter().flat_map(|n| [n.to_string(), format!("{n}.display")]).collect::<Vec<_>>());
     let changed_refs: Option<Vec<&str>> = changed.as_ref().map(|v| v.iter().map(String::as_str).collect());
     Change {
         event_id: event_id.to_string(),
         kind,
-        source: RecordRef { system: System::Servicenow, object: table.to_string(), id: text("sys_id").unwrap_or_default() },
+        source: RecordRef {
+            system: System::Servicenow,
+            object: table.to_string(),
+            id: text("sys_id").unwrap_or_default(),
+        },
         changed: pick(&snapshot, changed_refs.as_deref()),
         origin_user: text("sys_updated_by").unwrap_or_default(),
         linked,

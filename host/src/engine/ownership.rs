@@ -33,13 +33,26 @@ impl Default for Ownership {
                     system: System::Servicenow,
                     object: "incident".into(),
                     // Case summary, customer priority, customer identity, and the link.
-                    fields: strings(&["short_description", "description", "impact", "urgency", "company", "correlation_id", "correlation_display"]),
+                    fields: strings(&[
+                        "short_description",
+                        "description",
+                        "impact",
+                        "urgency",
+                        "company",
+                        "correlation_id",
+                        "correlation_display",
+                    ]),
                 },
                 Mirror {
                     system: System::Salesforce,
                     object: "Case".into(),
                     // Incident technical state and assignee, and the link.
-                    fields: strings(&["Status", "ServiceNow_Assignee__c", "ServiceNow_Incident__c", "ServiceNow_Number__c"]),
+                    fields: strings(&[
+                        "Status",
+                        "ServiceNow_Assignee__c",
+                        "ServiceNow_Incident__c",
+                        "ServiceNow_Number__c",
+                    ]),
                 },
             ],
         }
@@ -50,7 +63,9 @@ impl Ownership {
     /// The system that owns `field` of `object` in `system`.
     pub fn owner(&self, system: System, object: &str, field: &str) -> System {
         let field = field.strip_suffix(".display").unwrap_or(field);
-        let mirrored = self.mirrors.iter().any(|m| m.system == system && m.object.eq_ignore_ascii_case(object) && m.fields.iter().any(|f| f == field));
+        let mirrored = self.mirrors.iter().any(|m| {
+            m.system == system && m.object.eq_ignore_ascii_case(object) && m.fields.iter().any(|f| f == field)
+        });
         match (mirrored, system) {
             (false, s) => s,
             (true, System::Salesforce) => System::Servicenow,
@@ -65,11 +80,29 @@ pub fn system_managed(system: System, field: &str) -> bool {
     match system {
         System::Salesforce => matches!(
             field,
-            "Id" | "IsDeleted" | "CreatedDate" | "CreatedById" | "LastModifiedDate" | "LastModifiedById" | "SystemModstamp" | "CaseNumber" | "IsClosed" | "ClosedDate"
+            "Id" | "IsDeleted"
+                | "CreatedDate"
+                | "CreatedById"
+                | "LastModifiedDate"
+                | "LastModifiedById"
+                | "SystemModstamp"
+                | "CaseNumber"
+                | "IsClosed"
+                | "ClosedDate"
         ),
         System::Servicenow => {
             field.starts_with("sys_")
-                || matches!(field, "number" | "priority" | "active" | "opened_at" | "opened_by" | "resolved_at" | "resolved_by" | "closed_at")
+                || matches!(
+                    field,
+                    "number"
+                        | "priority"
+                        | "active"
+                        | "opened_at"
+                        | "opened_by"
+                        | "resolved_at"
+                        | "resolved_by"
+                        | "closed_at"
+                )
         }
         System::Slack => true,
     }

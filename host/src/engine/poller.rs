@@ -85,7 +85,14 @@ pub struct Polled {
 
 impl Poller {
     pub fn new(tenant: &str, journal: Arc<Journal>, systems: Arc<Systems>, poll_salesforce: bool) -> Poller {
-        Poller { tenant: tenant.into(), journal, systems, poll_salesforce, cases: Default::default(), deletes_refused: Default::default() }
+        Poller {
+            tenant: tenant.into(),
+            journal,
+            systems,
+            poll_salesforce,
+            cases: Default::default(),
+            deletes_refused: Default::default(),
+        }
     }
 
     pub async fn poll_once(&self) -> Result<Polled> {
@@ -114,10 +121,17 @@ impl Poller {
         // Never forward: a later watermark would skip part of the gap. A stamp alone reads
         // from the first record of that stamp.
         let lowered = since_ms
-            .map(|ms| chrono::DateTime::from_timestamp_millis(ms).unwrap_or(chrono::DateTime::UNIX_EPOCH).format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
+            .map(|ms| {
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .unwrap_or(chrono::DateTime::UNIX_EPOCH)
+                    .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+                    .to_string()
+            })
             .filter(|mark| current.as_deref().is_none_or(|c| Mark::parse(c).stamp >= mark.as_str()));
         let from = lowered.or(current).unwrap_or_default();
-        self.journal.set_watermarks(&self.tenant, &[(SALESFORCE_CASES, &from), (SALESFORCE_CASES_OWED, &from)], &[]).await
+        self.journal
+            .set_watermarks(&self.tenant, &[(SALESFORCE_CASES, &from), (SALESFORCE_CASES_OWED, &from)], &[])
+            .await
     }
 
     /// Pay an owed catch-up poll of Cases, page by page. `None` when nothing was owed; else how
@@ -155,7 +169,12 @@ impl Poller {
         Ok((0, 0))
     }
 
-    async fn journal(&self, source: &str, mark: Option<String>, events: Vec<(String, Change)>) -> Result<(usize, usize)> {
+    async fn journal(
+        &self,
+        source: &str,
+        mark: Option<String>,
+        events: Vec<(String, Change)>,
+    ) -> Result<(usize, usize)> {
         let read = events.len();
         // The page and the watermark past it in one transaction: a crash between them can no longer read the page again.
         let recorded = match mark {
@@ -174,11 +193,19 @@ impl Poller {
         // The newest change there is, one millisecond on: what is there now is history.
         // With no Case at all there is no history, and every Case to come is new: the
         // watermark starts at the epoch (this machine's clock says nothing of the org's).
-        let newest = self.systems.salesforce.query("SELECT SystemModstamp FROM Case ORDER BY SystemModstamp DESC LIMIT 1").await?;
+        let newest = self
+            .systems
+            .salesforce
+            .query("SELECT SystemModstamp FROM Case ORDER BY SystemModstamp DESC LIMIT 1")
+            .await?;
         let at = newest
             .first()
             .and_then(|r| r.get("SystemModstamp").and_then(Value::as_str))
-            .and_then(|s| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok().map(|t| t.with_timezone(&chrono::Utc)))
+            .and_then(|s| {
+                chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z")
+                    .ok()
+                    .map(|t| t.with_timezone(&chrono::Utc))
+            })
             .map_or(chrono::DateTime::UNIX_EPOCH, |t| t + chrono::Duration::milliseconds(1));
         self.start_at(SALESFORCE_CASES, &at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()).await?;
         Ok(())
@@ -198,12 +225,19 @@ impl Poller {
             None => format!("SystemModstamp >= {t}"),
         };
         // One query brings the records whole (FIELDS(ALL) allows 200 rows, our page).
-        let rows = sf.query(&format!("SELECT FIELDS(ALL) FROM Case WHERE {filter} ORDER BY SystemModstamp, Id LIMIT {PAGE}")).await?;
+        let rows = sf
+            .query(&format!("SELECT FIELDS(ALL) FROM Case WHERE {filter} ORDER BY SystemModstamp, Id LIMIT {PAGE}"))
+            .await?;
         let mut events = Vec::new();
         let mut mark = None;
         for mut record in rows {
             record.remove("attributes");
-            let (Some(id), Some(stamp)) = (record.get("Id").and_then(Value::as_str).map(str::to_string), record.get("SystemModstamp").and_then(Value::as_str).map(str::to_string)) else { continue };
+            let (Some(id), Some(stamp)) = (
+                record.get("Id").and_then(Value::as_str).map(str::to_string),
+                record.get("SystemModstamp").and_then(Value::as_str).map(str::to_string),
+            ) else {
+                continue;
+            };
             let created = record.get("CreatedDate") == record.get("LastModifiedDate");
             let key = normalize::salesforce_version_key(&id, &stamp).unwrap_or_else(|| format!("sf-poll:{id}:{stamp}"));
             let kind = if created { ChangeKind::Created } else { ChangeKind::Updated };
@@ -226,7 +260,15 @@ impl Poller {
         }
         if self.watermark(SERVICENOW_INCIDENT_DELETES).await?.is_none() {
             // An instance that hides its audit of deletes is told of by the first poll.
-            if let Err(e) = self.begin_servicenow(SERVICENOW_INCIDENT_DELETES, "sys_audit_delete", Query::new().eq("tablename", "incident")?, "sys_created_on").await {
+            if let Err(e) = self
+                .begin_servicenow(
+                    SERVICENOW_INCIDENT_DELETES,
+                    "sys_audit_delete",
+                    Query::new().eq("tablename", "incident")?,
+                    "sys_created_on",
+                )
+                .await
+            {
                 tracing::debug!(tenant = %self.tenant, "incident deletes: no first watermark yet: {e:#}");
             }
         }
@@ -250,7 +292,13 @@ impl Poller {
     /// A ServiceNow source's next page: the rows of `table` matching `base`, after the watermark
     /// `source` by keyset on (`stamp`, sys_id). A first start sets the watermark instead, and
     /// reads nothing (see [`Poller::begin_servicenow`]).
-    async fn servicenow_page(&self, source: &str, table: &str, base: Query, stamp: &str) -> Result<Option<Vec<serde_json::Map<String, Value>>>> {
+    async fn servicenow_page(
+        &self,
+        source: &str,
+        table: &str,
+        base: Query,
+        stamp: &str,
+    ) -> Result<Option<Vec<serde_json::Map<String, Value>>>> {
         let Some(since) = self.watermark(source).await? else {
             self.begin_servicenow(source, table, base, stamp).await?;
             return Ok(None);
@@ -258,18 +306,32 @@ impl Poller {
         let since = Mark::parse(&since);
         let query = match since.id {
             // After the last row read: later stamps, and later sys_ids of its stamp.
-            Some(id) => base.clone().above(stamp, since.stamp)?.or_else(base.eq(stamp, since.stamp)?.above("sys_id", id)?),
+            Some(id) => {
+                base.clone().above(stamp, since.stamp)?.or_else(base.eq(stamp, since.stamp)?.above("sys_id", id)?)
+            }
             None => base.at_least(stamp, since.stamp)?,
         };
-        Ok(Some(self.systems.servicenow.query_with_display(table, &query.order_by(stamp)?.order_by("sys_id")?, PAGE).await?))
+        Ok(Some(
+            self.systems
+                .servicenow
+                .query_with_display(table, &query.order_by(stamp)?.order_by("sys_id")?, PAGE)
+                .await?,
+        ))
     }
 
     async fn poll_incidents(&self) -> Result<(usize, usize)> {
-        let Some(rows) = self.servicenow_page(SERVICENOW_INCIDENTS, "incident", Query::new(), "sys_updated_on").await? else { return Ok((0, 0)) };
+        let Some(rows) = self.servicenow_page(SERVICENOW_INCIDENTS, "incident", Query::new(), "sys_updated_on").await?
+        else {
+            return Ok((0, 0));
+        };
         let mut events = Vec::new();
         let mut mark = None;
         for mut row in rows {
-            let (id, count, updated) = (normalize::text_field(&row, "sys_id"), normalize::text_field(&row, "sys_mod_count"), normalize::text_field(&row, "sys_updated_on"));
+            let (id, count, updated) = (
+                normalize::text_field(&row, "sys_id"),
+                normalize::text_field(&row, "sys_mod_count"),
+                normalize::text_field(&row, "sys_updated_on"),
+            );
             // Journals read back empty; a poll cannot know what was appended.
             row.remove("work_notes");
             row.remove("comments");
@@ -292,10 +354,23 @@ impl Poller {
         if self.deletes_refused.load(Ordering::Relaxed) {
             return Ok((0, 0));
         }
-        let rows = match self.servicenow_page(SERVICENOW_INCIDENT_DELETES, "sys_audit_delete", Query::new().eq("tablename", "incident")?, "sys_created_on").await {
+        let rows = match self
+            .servicenow_page(
+                SERVICENOW_INCIDENT_DELETES,
+                "sys_audit_delete",
+                Query::new().eq("tablename", "incident")?,
+                "sys_created_on",
+            )
+            .await
+        {
             Ok(Some(rows)) => rows,
             Ok(None) => return Ok((0, 0)),
-            Err(e) if matches!(e.downcast_ref::<crate::connectors::ConnectorError>(), Some(crate::connectors::ConnectorError::Refused { status: 401 | 403, .. })) => {
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<crate::connectors::ConnectorError>(),
+                    Some(crate::connectors::ConnectorError::Refused { status: 401 | 403, .. })
+                ) =>
+            {
                 self.deletes_refused.store(true, Ordering::Relaxed);
                 tracing::warn!(tenant = %self.tenant, "incident deletes are not caught up: the instance refuses seam a read of sys_audit_delete ({e}); give the integration user's role read access to it (docs/real-orgs.md)");
                 return Ok((0, 0));
@@ -305,7 +380,11 @@ impl Poller {
         let mut events = Vec::new();
         let mut mark = None;
         for row in rows {
-            let (audit_id, id, deleted_at) = (normalize::text_field(&row, "sys_id"), normalize::text_field(&row, "documentkey"), normalize::text_field(&row, "sys_created_on"));
+            let (audit_id, id, deleted_at) = (
+                normalize::text_field(&row, "sys_id"),
+                normalize::text_field(&row, "documentkey"),
+                normalize::text_field(&row, "sys_created_on"),
+            );
             let key = match xml_element(&normalize::text_field(&row, "payload"), "sys_mod_count") {
                 Some(count) => format!("sn:{id}:{count}:delete"),
                 None => format!("sn-deleted:{audit_id}"),

@@ -16,20 +16,20 @@ use super::identity::{self, Refusal};
 use super::normalize;
 use super::ownership;
 use crate::connectors::RetryPolicy;
+use crate::model::{latest_fields, Action, Carried, Change, ChangeKind, Field, RecordRef, System, Target, Value};
 use crate::packs::manifest::DeletePolicy;
 use crate::packs::ActivePack;
-use arc_swap::ArcSwap;
-use crate::model::{latest_fields, Action, Carried, Change, ChangeKind, Field, RecordRef, System, Target, Value};
 use crate::runtime::{PluginError, RecordSource};
 use crate::store::journal::{AuditRow, Due, Outcome};
 use crate::store::Journal;
 use anyhow::Result;
-use serde_json::{Map, Value as Json};
-use std::collections::{HashMap, HashSet};
+use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use serde_json::{Map, Value as Json};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +39,10 @@ pub enum Processed {
     /// Nothing new: seam's own write coming back, or a no-op.
     Echo,
     /// Carried across; the number of writes made.
-    Synced { writes: usize, reverted: usize },
+    Synced {
+        writes: usize,
+        reverted: usize,
+    },
     Retry(String),
     DeadLetter(String),
 }
@@ -130,7 +133,10 @@ impl Default for Retrying {
 impl Retrying {
     /// Retries for `hours` from the first failure, at most 10 minutes apart.
     pub fn for_hours(hours: u64) -> Retrying {
-        Retrying { window: Duration::from_secs(hours * 3600), backoff: RetryPolicy { attempts: 0, base: Duration::from_secs(1), max: Duration::from_secs(600) } }
+        Retrying {
+            window: Duration::from_secs(hours * 3600),
+            backoff: RetryPolicy { attempts: 0, base: Duration::from_secs(1), max: Duration::from_secs(600) },
+        }
     }
 }
 
@@ -157,11 +163,22 @@ impl Processor {
         let resume = if attempts == 0 { Resume::Start } else { Resume::Retry };
         let pack = self.active.load_full();
         let workflows = self.workflows.load_full();
-        let changes: Vec<&Change> = std::iter::once(&entry.change).chain(due.merged.iter().map(|e| &e.change)).collect();
+        let changes: Vec<&Change> =
+            std::iter::once(&entry.change).chain(due.merged.iter().map(|e| &e.change)).collect();
         let merged = due.merged_ids();
         // The packs' clock when the change names no commit time: when the latest of them was stored.
         let received_at_ms = due.merged.last().unwrap_or(entry).received_at_ms;
-        let outcome = self.process(&pack, &workflows, &changes, (&entry.event_key, entry.id, received_at_ms), resume, due.carried.clone(), known).await;
+        let outcome = self
+            .process(
+                &pack,
+                &workflows,
+                &changes,
+                (&entry.event_key, entry.id, received_at_ms),
+                resume,
+                due.carried.clone(),
+                known,
+            )
+            .await;
         let plugin = pack.plugin.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
@@ -174,7 +191,11 @@ impl Processor {
                 Processed::Retry(why)
             }
             Err(Failure::Transient(why)) => {
-                let why = format!("gave up after {} of failures ({} attempts): {why}", hours_minutes(self.failing_for(&due)), attempts + 1);
+                let why = format!(
+                    "gave up after {} of failures ({} attempts): {why}",
+                    hours_minutes(self.failing_for(&due)),
+                    attempts + 1
+                );
                 self.journal.dead_letter(entry.id, &merged, &why).await?;
                 tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 Processed::DeadLetter(why)
@@ -186,7 +207,14 @@ impl Processor {
             }
             Err(Failure::Conflict { why, audit }) => {
                 let why = format!("identity conflict: {why}; nothing was written across. If the two records are partners, link them with `seam link`, then re-drive this event");
-                self.journal.dead_letter_audited(entry.id, &merged, &why, Some((self.tenant.clone(), entry.event_key.clone(), vec![audit]))).await?;
+                self.journal
+                    .dead_letter_audited(
+                        entry.id,
+                        &merged,
+                        &why,
+                        Some((self.tenant.clone(), entry.event_key.clone(), vec![audit])),
+                    )
+                    .await?;
                 tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 self.counters.identity_conflicts.inc();
                 Processed::DeadLetter(why)
@@ -213,7 +241,16 @@ impl Processor {
     /// (oldest first): each is filtered for echoes and staleness in turn, and
     /// what is news in any of them, at its latest value, is carried across once.
     #[allow(clippy::too_many_arguments)]
-    async fn process(&self, pack: &ActivePack, workflows: &[Arc<ActivePack>], changes: &[&Change], (key, id, received_at_ms): (&str, i64, i64), resume: Resume, carried: Carried, known: Known) -> Result<(Processed, Outcome), Failure> {
+    async fn process(
+        &self,
+        pack: &ActivePack,
+        workflows: &[Arc<ActivePack>],
+        changes: &[&Change],
+        (key, id, received_at_ms): (&str, i64, i64),
+        resume: Resume,
+        carried: Carried,
+        known: Known,
+    ) -> Result<(Processed, Outcome), Failure> {
         // Actions an earlier attempt carried out: not an echo, whatever the filter says now.
         let progress = carried.done.len();
         let mut change = (*changes.last().expect("an event has a change")).clone();
@@ -238,7 +275,9 @@ impl Processor {
                     change.linked = Some(claimed.clone());
                     adopted = Some(claimed);
                 }
-                Err(Refusal::Conflict(why)) => return Err(Failure::Conflict { audit: identity::conflict_audit(&source, &claimed, &why), why }),
+                Err(Refusal::Conflict(why)) => {
+                    return Err(Failure::Conflict { audit: identity::conflict_audit(&source, &claimed, &why), why })
+                }
                 Err(Refusal::Unavailable(why)) => return Err(Failure::Transient(why)),
             }
         }
@@ -269,7 +308,9 @@ impl Processor {
         out.news = news.iter().map(|f| f.name.clone()).collect();
 
         // Ownership gate: a person changed a field the other side owns → put it back.
-        let (violations, allowed): (Vec<Field>, Vec<Field>) = news.into_iter().partition(|f| pack.ownership.owner(source.system, &source.object, &f.name) != source.system);
+        let (violations, allowed): (Vec<Field>, Vec<Field>) = news
+            .into_iter()
+            .partition(|f| pack.ownership.owner(source.system, &source.object, &f.name) != source.system);
         let mut reverted = 0;
         let restorable: Map<String, Json> = violations
             .iter()
@@ -282,7 +323,14 @@ impl Processor {
             }
             for f in violations.iter().filter(|f| restorable.contains_key(&f.name)) {
                 reverted += 1;
-                out.audit.push(AuditRow { record: source.clone(), field: f.name.clone(), old: Some(f.value.clone()), new: shadow[&f.name].clone(), reason: "revert: owned by the other system".into(), plugin: None });
+                out.audit.push(AuditRow {
+                    record: source.clone(),
+                    field: f.name.clone(),
+                    old: Some(f.value.clone()),
+                    new: shadow[&f.name].clone(),
+                    reason: "revert: owned by the other system".into(),
+                    plugin: None,
+                });
             }
         }
         // A mirrored field seam has never synced (a new Case's default Status) has
@@ -334,7 +382,8 @@ impl Processor {
         if change.kind == ChangeKind::Deleted {
             if let Some(partner) = change.linked.clone() {
                 let policy = pack.manifest.deletes.clone().unwrap_or_default().policy(source.system);
-                let updates_partner = actions.iter().any(|a| matches!(a, Action::Update { target: Target::Linked, .. }));
+                let updates_partner =
+                    actions.iter().any(|a| matches!(a, Action::Update { target: Target::Linked, .. }));
                 if policy == DeletePolicy::Close && !updates_partner {
                     return Err(Failure::Permanent(format!(
                         "{source} was deleted and pack {}'s delete policy for {} is close, but the packs asked for no update of {partner}; \
@@ -345,7 +394,9 @@ impl Processor {
                 }
                 actions.push(match policy {
                     DeletePolicy::Delete => Action::Delete { target: Target::Linked },
-                    DeletePolicy::Unlink | DeletePolicy::Close => Action::Update { target: Target::Linked, fields: identity::cleared_link(partner.system) },
+                    DeletePolicy::Unlink | DeletePolicy::Close => {
+                        Action::Update { target: Target::Linked, fields: identity::cleared_link(partner.system) }
+                    }
                 });
                 by.push(None);
                 unlinked = Some((partner, policy));
@@ -365,15 +416,19 @@ impl Processor {
         // Each write's "before" comes from the shadows as committed: the source's and its
         // partner's read above, brought up to date with what each step commits; a record
         // first written now (a Task, the partner a create opened) is read when it is.
-        let committed: std::sync::Mutex<HashMap<RecordRef, HashMap<String, Value>>> = std::sync::Mutex::new(HashMap::from_iter([(source.clone(), shadow)].into_iter().chain(partner.zip(partner_shadow))));
-        let (journal, tenant, systems, by, plugin_id, last_step_slot, committed, count) = (&self.journal, &self.tenant, &self.systems, &by, &plugin_id, &last_step, &committed, actions.len());
+        let committed: std::sync::Mutex<HashMap<RecordRef, HashMap<String, Value>>> = std::sync::Mutex::new(
+            HashMap::from_iter([(source.clone(), shadow)].into_iter().chain(partner.zip(partner_shadow))),
+        );
+        let (journal, tenant, systems, by, plugin_id, last_step_slot, committed, count) =
+            (&self.journal, &self.tenant, &self.systems, &by, &plugin_id, &last_step, &committed, actions.len());
         let applied = self
             .systems
             .apply_resuming(key, &change, &actions, resume, carried, move |n, carried, writes| {
                 Box::pin(async move {
                     let unread: Vec<RecordRef> = {
                         let known = committed.lock().unwrap();
-                        let mut unread: Vec<RecordRef> = writes.iter().map(|w| w.record.clone()).filter(|r| !known.contains_key(r)).collect();
+                        let mut unread: Vec<RecordRef> =
+                            writes.iter().map(|w| w.record.clone()).filter(|r| !known.contains_key(r)).collect();
                         unread.dedup();
                         unread
                     };
@@ -385,7 +440,14 @@ impl Processor {
                         for w in &writes {
                             let plugin = by.get(w.action).cloned().flatten();
                             let reason = if plugin.is_some() { "workflow" } else { "sync" };
-                            account_for(w, known.get(&w.record), plugin, reason, systems.echoes_come_back(w.record.system), &mut step);
+                            account_for(
+                                w,
+                                known.get(&w.record),
+                                plugin,
+                                reason,
+                                systems.echoes_come_back(w.record.system),
+                                &mut step,
+                            );
                         }
                         for (record, field, value) in &step.shadow {
                             known.entry(record.clone()).or_default().insert(field.clone(), value.clone());
@@ -420,7 +482,9 @@ impl Processor {
                 out.unlinks.push(case_and_incident(&source, &partner));
             }
             None => {
-                if let Some(partner) = applied.linked.as_ref().filter(|p| p.system != System::Slack && p.system != source.system) {
+                if let Some(partner) =
+                    applied.linked.as_ref().filter(|p| p.system != System::Slack && p.system != source.system)
+                {
                     out.links.push(case_and_incident(&source, partner));
                 }
             }
@@ -434,7 +498,6 @@ impl Processor {
         let now = self.journal.clock.now_ms();
         Duration::from_millis(due.failing_since_ms.map_or(0, |since| (now - since).max(0) as u64))
     }
-
 }
 
 /// What the journal knows of an event's record when it is claimed: its partner (the one
@@ -452,7 +515,12 @@ impl Known {
         let (tenant, record) = (&due.entry.tenant, &due.entry.change.source);
         let partner = journal.link_of(tenant, record)?.map(|id| partner_of(record, id));
         let partner_shadow = partner.as_ref().map(|p| journal.shadow(tenant, p)).transpose()?;
-        Ok(Known { partner, shadow: journal.shadow(tenant, record)?, partner_shadow, expected: journal.expected_echoes(tenant, record)? })
+        Ok(Known {
+            partner,
+            shadow: journal.shadow(tenant, record)?,
+            partner_shadow,
+            expected: journal.expected_echoes(tenant, record)?,
+        })
     }
 }
 
@@ -479,7 +547,11 @@ fn case_and_incident(source: &RecordRef, partner: &RecordRef) -> (String, String
 }
 
 /// The shadows of `records` (the "before" [`account_for`] compares writes with), in one trip to the journal.
-pub(crate) async fn shadows_of(journal: &Arc<Journal>, tenant: &str, records: Vec<RecordRef>) -> Result<Vec<HashMap<String, Value>>> {
+pub(crate) async fn shadows_of(
+    journal: &Arc<Journal>,
+    tenant: &str,
+    records: Vec<RecordRef>,
+) -> Result<Vec<HashMap<String, Value>>> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
@@ -490,14 +562,28 @@ pub(crate) async fn shadows_of(journal: &Arc<Journal>, tenant: &str, records: Ve
 /// What a write leaves in the journal: audit rows for the values it changed
 /// (`before`: the target's shadow), the shadow of what the record now holds,
 /// and the echoes to expect back (when the system sends seam's writes back: `echoes_come_back`).
-pub(crate) fn account_for(w: &Write, before: Option<&HashMap<String, Value>>, plugin: Option<String>, reason: &str, echoes_come_back: bool, out: &mut Outcome) {
+pub(crate) fn account_for(
+    w: &Write,
+    before: Option<&HashMap<String, Value>>,
+    plugin: Option<String>,
+    reason: &str,
+    echoes_come_back: bool,
+    out: &mut Outcome,
+) {
     for f in &w.fields {
         let old = before.and_then(|b| b.get(&f.name)).cloned();
         // Sent along but unchanged (impact stays 1 when urgency moves): no change to explain.
         if old.as_ref() == Some(&f.value) {
             continue;
         }
-        out.audit.push(AuditRow { record: w.record.clone(), field: f.name.clone(), old, new: f.value.clone(), reason: reason.into(), plugin: plugin.clone() });
+        out.audit.push(AuditRow {
+            record: w.record.clone(),
+            field: f.name.clone(),
+            old,
+            new: f.value.clone(),
+            reason: reason.into(),
+            plugin: plugin.clone(),
+        });
     }
     // What the record holds now; a value the shadow has already is not written again
     // (a ServiceNow create returns all 30-odd fields of the new incident).
@@ -509,9 +595,13 @@ pub(crate) fn account_for(w: &Write, before: Option<&HashMap<String, Value>>, pl
     }
 }
 
-
 /// A pack may only write, on a linked record, fields the target system does not own.
-fn check(ownership: &ownership::Ownership, pack: &ActivePack, change: &Change, actions: &[Action]) -> std::result::Result<(), String> {
+fn check(
+    ownership: &ownership::Ownership,
+    pack: &ActivePack,
+    change: &Change,
+    actions: &[Action],
+) -> std::result::Result<(), String> {
     for action in actions {
         let (system, object, fields) = match action {
             Action::Update { target: Target::Linked, fields } => match &change.linked {
@@ -539,7 +629,10 @@ enum Failure {
     Transient(String),
     Permanent(String),
     /// The record names a partner that does not name it back: nothing is written, and the refusal is audited.
-    Conflict { why: String, audit: AuditRow },
+    Conflict {
+        why: String,
+        audit: AuditRow,
+    },
 }
 
 impl Failure {

@@ -9,11 +9,11 @@
 use super::apply::Systems;
 use super::normalize;
 use super::processor::account_for;
+use crate::connectors::salesforce::soql;
+use crate::connectors::servicenow::Query;
 use crate::model::{Action, ChangeKind, Field, RecordRef, System, Target, Value};
 use crate::packs::ActivePack;
 use crate::runtime::RecordSource;
-use crate::connectors::salesforce::soql;
-use crate::connectors::servicenow::Query;
 use crate::store::journal::Outcome;
 use crate::store::views::ReconcileTarget;
 use crate::store::Journal;
@@ -108,7 +108,10 @@ impl Reconciler {
             for t in batch {
                 let checked = match (cases.get(&t.case_id), incidents.get(&t.incident_id)) {
                     (Some(case), Some(incident)) => {
-                        let stamps = (normalize::text_field(case, "SystemModstamp"), normalize::text_field(incident, "sys_updated_on"));
+                        let stamps = (
+                            normalize::text_field(case, "SystemModstamp"),
+                            normalize::text_field(incident, "sys_updated_on"),
+                        );
                         if t.stamps.as_ref() == Some(&stamps) {
                             report.in_sync += 1;
                             report.unchanged += 1;
@@ -117,8 +120,14 @@ impl Reconciler {
                             self.pair(&pack, t, case, incident, repair).await.map(|drifts| Some((drifts, stamps)))
                         }
                     }
-                    (None, _) => Err(anyhow::anyhow!("Case {} is not there (deleted, or the integration user cannot see it)", t.case_id)),
-                    (_, None) => Err(anyhow::anyhow!("incident {} is not there (deleted, or the integration user cannot see it)", t.incident_id)),
+                    (None, _) => Err(anyhow::anyhow!(
+                        "Case {} is not there (deleted, or the integration user cannot see it)",
+                        t.case_id
+                    )),
+                    (_, None) => Err(anyhow::anyhow!(
+                        "incident {} is not there (deleted, or the integration user cannot see it)",
+                        t.incident_id
+                    )),
                 };
                 match checked {
                     Ok(None) => {}
@@ -141,12 +150,20 @@ impl Reconciler {
     }
 
     /// A batch's Cases and incidents, each by its id, in one call per system.
-    async fn read_batch(&self, batch: &[ReconcileTarget]) -> Result<(HashMap<String, Map<String, Json>>, HashMap<String, Map<String, Json>>)> {
+    async fn read_batch(
+        &self,
+        batch: &[ReconcileTarget],
+    ) -> Result<(HashMap<String, Map<String, Json>>, HashMap<String, Map<String, Json>>)> {
         let case_ids: Vec<String> = batch.iter().map(|t| soql::literal(&t.case_id)).collect();
         let soql = format!("SELECT FIELDS(ALL) FROM Case WHERE Id IN ({}) LIMIT {BATCH}", case_ids.join(", "));
         let cases = self.systems.salesforce.query(&soql).await.context("reading a batch of Cases")?;
         let incident_ids: Vec<&str> = batch.iter().map(|t| t.incident_id.as_str()).collect();
-        let incidents = self.systems.servicenow.query_with_display("incident", &Query::new().one_of("sys_id", &incident_ids)?, BATCH).await.context("reading a batch of incidents")?;
+        let incidents = self
+            .systems
+            .servicenow
+            .query_with_display("incident", &Query::new().one_of("sys_id", &incident_ids)?, BATCH)
+            .await
+            .context("reading a batch of incidents")?;
         let cases = cases.into_iter().map(|mut c| {
             c.remove("attributes");
             (normalize::text_field(&c, "Id"), c)
@@ -155,9 +172,17 @@ impl Reconciler {
         Ok((cases.collect(), incidents.collect()))
     }
 
-    async fn pair(&self, pack: &ActivePack, target: &ReconcileTarget, case: &Map<String, Json>, incident: &Map<String, Json>, repair: bool) -> Result<Vec<Drift>> {
+    async fn pair(
+        &self,
+        pack: &ActivePack,
+        target: &ReconcileTarget,
+        case: &Map<String, Json>,
+        incident: &Map<String, Json>,
+        repair: bool,
+    ) -> Result<Vec<Drift>> {
         let case_ref = RecordRef { system: System::Salesforce, object: "Case".into(), id: target.case_id.clone() };
-        let incident_ref = RecordRef { system: System::Servicenow, object: "incident".into(), id: target.incident_id.clone() };
+        let incident_ref =
+            RecordRef { system: System::Servicenow, object: "incident".into(), id: target.incident_id.clone() };
         // Each record as if every field had just changed: what the pack makes of it is what its partner should hold.
         let mut case_change = normalize::salesforce("reconcile", ChangeKind::Updated, "Case", case, None);
         case_change.linked = Some(incident_ref.clone());
@@ -165,10 +190,21 @@ impl Reconciler {
         incident_change.linked = Some(case_ref.clone());
         // Both sides in one call to the pack.
         let records: Arc<dyn RecordSource> = self.systems.clone();
-        let answers = pack.plugin.run_batch([&case_change, &incident_change], records).await.with_context(|| format!("running {} on {case_ref} and {incident_ref}", pack.manifest.id()))?;
+        let answers = pack
+            .plugin
+            .run_batch([&case_change, &incident_change], records)
+            .await
+            .with_context(|| format!("running {} on {case_ref} and {incident_ref}", pack.manifest.id()))?;
         let mut drifts = Vec::new();
-        for ((owner_change, mirror, mirror_fields), answer) in [(&case_change, &incident_ref, &incident_change.snapshot), (&incident_change, &case_ref, &case_change.snapshot)].into_iter().zip(answers) {
-            let actions = answer.with_context(|| format!("running {} on {}", pack.manifest.id(), owner_change.source))?;
+        for ((owner_change, mirror, mirror_fields), answer) in [
+            (&case_change, &incident_ref, &incident_change.snapshot),
+            (&incident_change, &case_ref, &case_change.snapshot),
+        ]
+        .into_iter()
+        .zip(answers)
+        {
+            let actions =
+                answer.with_context(|| format!("running {} on {}", pack.manifest.id(), owner_change.source))?;
             let owner = owner_change.source.system;
             let mut wrong: Vec<Field> = Vec::new();
             for action in &actions {
@@ -181,13 +217,24 @@ impl Reconciler {
                     }
                     let found = mirror_fields.iter().find(|m| m.name == f.name).map(|m| &m.value);
                     if !same(found, &f.value) && !wrong.iter().any(|w| w.name == f.name) {
-                        drifts.push(Drift { record: mirror.clone(), field: f.name.clone(), found: found.cloned(), expected: f.value.clone(), owner, repaired: false });
+                        drifts.push(Drift {
+                            record: mirror.clone(),
+                            field: f.name.clone(),
+                            found: found.cloned(),
+                            expected: f.value.clone(),
+                            owner,
+                            repaired: false,
+                        });
                         wrong.push(f.clone());
                     }
                 }
             }
             if repair && !wrong.is_empty() {
-                let found: HashMap<String, Value> = drifts.iter().filter(|d| &d.record == mirror).map(|d| (d.field.clone(), d.found.clone().unwrap_or(Value::Null))).collect();
+                let found: HashMap<String, Value> = drifts
+                    .iter()
+                    .filter(|d| &d.record == mirror)
+                    .map(|d| (d.field.clone(), d.found.clone().unwrap_or(Value::Null)))
+                    .collect();
                 self.repair(pack, mirror, &wrong, &found).await?;
                 for d in drifts.iter_mut().filter(|d| &d.record == mirror) {
                     d.repaired = true;
@@ -199,11 +246,24 @@ impl Reconciler {
 
     /// Write the owner's values to the mirror and account for it like any sync.
     /// `found`: what the mirror held, so the audit shows the drift undone.
-    async fn repair(&self, pack: &ActivePack, mirror: &RecordRef, fields: &[Field], found: &HashMap<String, Value>) -> Result<()> {
+    async fn repair(
+        &self,
+        pack: &ActivePack,
+        mirror: &RecordRef,
+        fields: &[Field],
+        found: &HashMap<String, Value>,
+    ) -> Result<()> {
         let body: Map<String, Json> = fields.iter().map(|f| (f.name.clone(), normalize::json(&f.value))).collect();
         let write = self.systems.update(mirror.clone(), &body).await.with_context(|| format!("repairing {mirror}"))?;
         let mut out = Outcome::default();
-        account_for(&write, Some(found), None, "reconcile: drift repaired from the owner", self.systems.echoes_come_back(write.record.system), &mut out);
+        account_for(
+            &write,
+            Some(found),
+            None,
+            "reconcile: drift repaired from the owner",
+            self.systems.echoes_come_back(write.record.system),
+            &mut out,
+        );
         let key = format!("reconcile:{}", chrono::Utc::now().timestamp_millis());
         self.journal.record_outcome(&self.tenant, &key, &pack.manifest.id(), out).await?;
         tracing::info!(tenant = %self.tenant, record = %mirror, fields = ?fields.iter().map(|f| &f.name).collect::<Vec<_>>(), "reconcile repaired drift");

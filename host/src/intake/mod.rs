@@ -18,9 +18,9 @@
 pub mod salesforce;
 pub mod servicenow;
 
+use crate::engine::processor::Counters;
 use crate::model::Change;
 use crate::secrets::{ExposeSecret, Secret, SecretString};
-use crate::engine::processor::Counters;
 use crate::store::{Journal, Recorded};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -106,7 +106,8 @@ pub const HEALTH: &str = r#"{"service":"seam intake","ok":true}"#;
 
 /// Intake's routes, and `GET /intake/healthz`.
 pub fn health_router() -> Router {
-    Router::new().route("/intake/healthz", axum::routing::get(|| async { ([("Content-Type", "application/json")], HEALTH) }))
+    Router::new()
+        .route("/intake/healthz", axum::routing::get(|| async { ([("Content-Type", "application/json")], HEALTH) }))
 }
 
 pub fn router(intake: Arc<Intake>, max_body: usize) -> Router {
@@ -123,14 +124,23 @@ pub fn router(intake: Arc<Intake>, max_body: usize) -> Router {
 
 /// 429 with `Retry-After` for a tenant past its rate. Unknown tenants share one budget, so
 /// inventing names does not buy more.
-async fn within_rate(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn within_rate(
+    State(intake): State<Arc<Intake>>,
+    Path(tenant): Path<String>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let key = if intake.tenants.contains_key(&tenant) { tenant.as_str() } else { "" };
     match intake.rate.take(key) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
             tracing::warn!(tenant = %tenant, "intake: over the tenant's rate; answered 429");
-            let mut response = reject(StatusCode::TOO_MANY_REQUESTS, format!("over this tenant's intake rate; send again in {seconds} s")).into_response();
+            let mut response = reject(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("over this tenant's intake rate; send again in {seconds} s"),
+            )
+            .into_response();
             response.headers_mut().insert("retry-after", seconds.into());
             response
         }
@@ -145,9 +155,20 @@ static DECOY: std::sync::LazyLock<IntakeKeys> = std::sync::LazyLock::new(|| {
 });
 
 impl Intake {
-    pub fn new(journal: Arc<Journal>, tenants: HashMap<String, IntakeKeys>, counters: HashMap<String, Counters>) -> Intake {
+    pub fn new(
+        journal: Arc<Journal>,
+        tenants: HashMap<String, IntakeKeys>,
+        counters: HashMap<String, Counters>,
+    ) -> Intake {
         let limits = crate::listener::Limits::default();
-        Intake { journal, tenants, counters, clock: system_clock, rate: crate::listener::RateLimiter::new(limits.intake_per_second, limits.intake_burst), body_timeout_seconds: limits.body_timeout_seconds }
+        Intake {
+            journal,
+            tenants,
+            counters,
+            clock: system_clock,
+            rate: crate::listener::RateLimiter::new(limits.intake_per_second, limits.intake_burst),
+            body_timeout_seconds: limits.body_timeout_seconds,
+        }
     }
 
     /// Apply the configuration's limits: the rate each tenant may send at, and the body deadline.
@@ -158,7 +179,10 @@ impl Intake {
 
     fn tenant(&self, name: &str) -> &IntakeKeys {
         self.tenants.get(name).unwrap_or_else(|| {
-            tracing::warn!(tenant = name, "intake: a notification for a tenant that is not configured (answered as a wrong key)");
+            tracing::warn!(
+                tenant = name,
+                "intake: a notification for a tenant that is not configured (answered as a wrong key)"
+            );
             &DECOY
         })
     }
@@ -167,11 +191,15 @@ impl Intake {
     /// Seam's own writes coming back are settled as echoes in the same write
     /// (most notifications in a busy sync are), so they never queue.
     async fn record(&self, tenant: &str, events: Vec<(String, Change)>) -> Result<(usize, usize), Rejection> {
-        let recorded = self
-            .journal
-            .record_settling_echoes(tenant, events, crate::engine::echoes::settled_echo)
-            .await
-            .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, format!("the journal could not store the notification, send it again: {e:#}")))?;
+        let recorded =
+            self.journal.record_settling_echoes(tenant, events, crate::engine::echoes::settled_echo).await.map_err(
+                |e| {
+                    reject(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("the journal could not store the notification, send it again: {e:#}"),
+                    )
+                },
+            )?;
         let echoes = recorded.iter().filter(|r| matches!(r, Recorded::Echo(_))).count() as u64;
         if let Some(c) = self.counters.get(tenant).filter(|_| echoes > 0) {
             c.processed.inc_by(echoes);
@@ -194,10 +222,17 @@ fn verify_signature(headers: &HeaderMap, secret: &str, body: &[u8], now: i64) ->
         reject(StatusCode::UNAUTHORIZED, "X-Seam-Timestamp (Unix seconds, signed with the body) is missing or not a number; the business rule predates it: generate and install the update set again (`seam servicenow update-set`)")
     })?;
     // 32 bytes: 64 hex digits, or 44 Base64 characters.
-    let signature = if encoded.len() == 64 { hex::decode(encoded).ok() } else { base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).ok() }
-        .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature is neither hex nor Base64"))?;
+    let signature = if encoded.len() == 64 {
+        hex::decode(encoded).ok()
+    } else {
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).ok()
+    }
+    .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature is neither hex nor Base64"))?;
     if !subtle_eq(&signature, &servicenow::mac(secret, timestamp, body)) {
-        return Err(reject(StatusCode::UNAUTHORIZED, "X-Seam-Signature does not match the timestamp and body; check the shared secret"));
+        return Err(reject(
+            StatusCode::UNAUTHORIZED,
+            "X-Seam-Signature does not match the timestamp and body; check the shared secret",
+        ));
     }
     let age = now - timestamp;
     if age.abs() > servicenow::MAX_AGE_SECONDS {
@@ -209,16 +244,28 @@ fn verify_signature(headers: &HeaderMap, secret: &str, body: &[u8], now: i64) ->
     Ok(())
 }
 
-async fn salesforce_outbound(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
+async fn salesforce_outbound(
+    State(intake): State<Arc<Intake>>,
+    Path(tenant): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
     let result = async {
         let config = intake.tenant(&tenant);
-        let token_ok = q.get("token").is_some_and(|t| subtle_eq(t.as_bytes(), config.salesforce_token.expose_secret().as_bytes()));
+        let token_ok =
+            q.get("token").is_some_and(|t| subtle_eq(t.as_bytes(), config.salesforce_token.expose_secret().as_bytes()));
         if !token_ok {
             return Err(reject(StatusCode::UNAUTHORIZED, "the Outbound Message URL must carry the tenant's ?token="));
         }
         let message = salesforce::parse_outbound(&body).map_err(|why| reject(StatusCode::BAD_REQUEST, why))?;
         if message.organization_id != config.salesforce_org_id {
-            return Err(reject(StatusCode::FORBIDDEN, format!("Outbound Message from org {}, but tenant {tenant} is org {}", message.organization_id, config.salesforce_org_id)));
+            return Err(reject(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Outbound Message from org {}, but tenant {tenant} is org {}",
+                    message.organization_id, config.salesforce_org_id
+                ),
+            ));
         }
         intake.record(&tenant, message.changes).await
     }
@@ -234,7 +281,12 @@ fn accepted((new, duplicates): (usize, usize)) -> Response {
     (StatusCode::ACCEPTED, Json(json!({ "accepted": new, "duplicates": duplicates }))).into_response()
 }
 
-async fn servicenow_notification(State(intake): State<Arc<Intake>>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn servicenow_notification(
+    State(intake): State<Arc<Intake>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let config = intake.tenant(&tenant);
         verify_signature(&headers, config.servicenow_secret.expose_secret(), &body, (intake.clock)())?;
@@ -261,14 +313,24 @@ mod tests {
             headers.insert("x-seam-signature", example.signature.parse().unwrap());
             headers.insert("x-seam-timestamp", example.sent_at.to_string().parse().unwrap());
             let now = example.sent_at + 2;
-            verify_signature(&headers, &example.secret, example.body.as_bytes(), now).unwrap_or_else(|r| panic!("{}: {}", example.name, r.1));
+            verify_signature(&headers, &example.secret, example.body.as_bytes(), now)
+                .unwrap_or_else(|r| panic!("{}: {}", example.name, r.1));
             let mut tampered = example.body.clone().into_bytes();
             tampered[10] ^= 1;
-            assert_eq!(verify_signature(&headers, &example.secret, &tampered, now).unwrap_err().0, StatusCode::UNAUTHORIZED);
-            assert_eq!(verify_signature(&headers, "another key", example.body.as_bytes(), now).unwrap_err().0, StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                verify_signature(&headers, &example.secret, &tampered, now).unwrap_err().0,
+                StatusCode::UNAUTHORIZED
+            );
+            assert_eq!(
+                verify_signature(&headers, "another key", example.body.as_bytes(), now).unwrap_err().0,
+                StatusCode::UNAUTHORIZED
+            );
             // The timestamp is under the MAC: moving it forward to pass the window breaks the signature.
             headers.insert("x-seam-timestamp", (example.sent_at + 1).to_string().parse().unwrap());
-            assert!(verify_signature(&headers, &example.secret, example.body.as_bytes(), now).unwrap_err().1.contains("does not match"));
+            assert!(verify_signature(&headers, &example.secret, example.body.as_bytes(), now)
+                .unwrap_err()
+                .1
+                .contains("does not match"));
         }
     }
 
@@ -294,7 +356,10 @@ mod tests {
     #[test]
     fn hex_signatures_still_verify() {
         let mut headers = HeaderMap::new();
-        headers.insert("x-seam-signature", format!("sha256={}", hex::encode(servicenow::mac("k", 7, b"body"))).parse().unwrap());
+        headers.insert(
+            "x-seam-signature",
+            format!("sha256={}", hex::encode(servicenow::mac("k", 7, b"body"))).parse().unwrap(),
+        );
         headers.insert("x-seam-timestamp", "7".parse().unwrap());
         verify_signature(&headers, "k", b"body", 7).unwrap();
     }

@@ -73,11 +73,13 @@ fn sections(bytes: &[u8]) -> Result<Vec<Section<'_>>> {
         let id = bytes[at];
         at += 1;
         let size = leb_u32(bytes, &mut at)? as usize;
-        let end = at.checked_add(size).filter(|e| *e <= bytes.len()).context("truncated: a section runs past the end")?;
+        let end =
+            at.checked_add(size).filter(|e| *e <= bytes.len()).context("truncated: a section runs past the end")?;
         let (name, payload) = if id == 0 {
             let mut p = at;
             let len = leb_u32(bytes, &mut p)? as usize;
-            let name_end = p.checked_add(len).filter(|e| *e <= end).context("a custom section's name runs past the section")?;
+            let name_end =
+                p.checked_add(len).filter(|e| *e <= end).context("a custom section's name runs past the section")?;
             let name = std::str::from_utf8(&bytes[p..name_end]).context("a custom section's name is not UTF-8")?;
             (Some(name), &bytes[name_end..end])
         } else {
@@ -140,11 +142,13 @@ impl Pack {
             [] => bail!("no manifest: this is a plain component, not a pack (make one with `seam pack build`)"),
             _ => bail!("more than one manifest section: the pack was built twice"),
         };
-        let signatures: Vec<(usize, &Section)> = sections.iter().enumerate().filter(|(_, s)| s.name == Some(SIGNATURE_SECTION)).collect();
+        let signatures: Vec<(usize, &Section)> =
+            sections.iter().enumerate().filter(|(_, s)| s.name == Some(SIGNATURE_SECTION)).collect();
         let (signed, signature) = match signatures.as_slice() {
             [] => (bytes.to_vec(), None),
             [(i, s)] if *i == sections.len() - 1 => {
-                let signature: Signature = serde_json::from_slice(s.payload).context("the signature section is unreadable")?;
+                let signature: Signature =
+                    serde_json::from_slice(s.payload).context("the signature section is unreadable")?;
                 (bytes[..s.start].to_vec(), Some(signature))
             }
             [_] => bail!("the signature is not the last section: something was appended after signing"),

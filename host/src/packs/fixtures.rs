@@ -56,7 +56,9 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, Fixture)>> {
         .into_iter()
         .map(|file| {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let fixture: Fixture = serde_json::from_str(&text).with_context(|| format!("{} is not a fixture (change, expect or expect_error, records)", file.display()))?;
+            let fixture: Fixture = serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a fixture (change, expect or expect_error, records)", file.display())
+            })?;
             if fixture.expect.is_some() == fixture.expect_error.is_some() {
                 bail!("{}: give exactly one of `expect` and `expect_error`", file.display());
             }
@@ -67,7 +69,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, Fixture)>> {
 
 /// Run one fixture against a loaded pack.
 pub async fn run(plugin: &Plugin, file: &Path, fixture: &Fixture) -> Outcome {
-    let name = fixture.name.clone().unwrap_or_else(|| file.file_stem().unwrap_or_default().to_string_lossy().into_owned());
+    let name =
+        fixture.name.clone().unwrap_or_else(|| file.file_stem().unwrap_or_default().to_string_lossy().into_owned());
     let records = Arc::new(StaticRecords { records: fixture.records.clone() });
     let got = plugin.run(&fixture.change, records).await;
     let json = |actions: &[Action]| serde_json::to_string_pretty(actions).unwrap_or_default();
@@ -77,7 +80,9 @@ pub async fn run(plugin: &Plugin, file: &Path, fixture: &Fixture) -> Outcome {
         (Some(_), _, Err(e)) => Some(format!("expected actions, but the pack failed: {e}")),
         (None, Some(want), Err(e)) if e.to_string().contains(want.as_str()) => None,
         (None, Some(want), Err(e)) => Some(format!("expected an error containing {want:?}, got: {e}")),
-        (None, Some(want), Ok(got)) => Some(format!("expected an error containing {want:?}, but the pack returned:\n{}", json(&got))),
+        (None, Some(want), Ok(got)) => {
+            Some(format!("expected an error containing {want:?}, but the pack returned:\n{}", json(&got)))
+        }
         (None, None, _) => Some("the fixture has neither `expect` nor `expect_error`".into()),
     };
     Outcome { file: file.to_path_buf(), name, failure }

@@ -35,10 +35,14 @@ pub async fn load(runtime: &Runtime, bytes: &[u8], fallback_name: &str, trusted:
         }
         Err(e) => return Err(e),
     };
-    let signer = trusted.check(&pack.signed, pack.signature.as_ref()).with_context(|| format!("pack {}", pack.manifest.id()))?;
+    let signer =
+        trusted.check(&pack.signed, pack.signature.as_ref()).with_context(|| format!("pack {}", pack.manifest.id()))?;
     let (world, declared) = pack.manifest.world_version()?;
     let m = &pack.manifest;
-    let plugin = runtime.load(&m.name, &m.version, &pack.component, m.lookups.clone()).await.with_context(|| format!("pack {}", m.id()))?;
+    let plugin = runtime
+        .load(&m.name, &m.version, &pack.component, m.lookups.clone())
+        .await
+        .with_context(|| format!("pack {}", m.id()))?;
     if plugin.api().as_str() != declared.to_string() || plugin.world() != world {
         bail!(
             "pack {}: the manifest says {}, but the component implements seam:sync/{}@{}",

@@ -82,16 +82,19 @@ impl DeletePolicy {
 
 impl Manifest {
     pub fn parse(json: &[u8]) -> Result<Manifest> {
-        let manifest: Manifest = serde_json::from_slice(json).context("the manifest is not valid JSON of the expected shape")?;
+        let manifest: Manifest =
+            serde_json::from_slice(json).context("the manifest is not valid JSON of the expected shape")?;
         manifest.validate()?;
         Ok(manifest)
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
             bail!("pack name {:?} must be lower-case letters, digits and dashes", self.name);
         }
-        semver::Version::parse(&self.version).with_context(|| format!("pack version {:?} is not a semantic version like 1.2.0", self.version))?;
+        semver::Version::parse(&self.version)
+            .with_context(|| format!("pack version {:?} is not a semantic version like 1.2.0", self.version))?;
         let (world, _) = self.world_version()?;
         if world == World::Workflow && self.ownership.is_some() {
             bail!("a workflow pack has no ownership map: the tenant's mapping pack (or its configuration) says which side owns each field; remove `ownership` from the manifest");
@@ -104,10 +107,17 @@ impl Manifest {
 
     /// `seam:sync/mapping@0.1.0` → (mapping, 0.1.0).
     pub fn world_version(&self) -> Result<(World, semver::Version)> {
-        let rest = self.world.strip_prefix("seam:sync/").with_context(|| format!("world {:?} must be `seam:sync/<world>@<version>`", self.world))?;
-        let (name, version) = rest.split_once('@').with_context(|| format!("world {:?} has no `@<version>`", self.world))?;
-        let world = World::parse(name).with_context(|| format!("world {:?}: seam:sync has the worlds mapping and workflow, not {name:?}", self.world))?;
-        let version = semver::Version::parse(version).with_context(|| format!("world {:?}: {version:?} is not a version", self.world))?;
+        let rest = self
+            .world
+            .strip_prefix("seam:sync/")
+            .with_context(|| format!("world {:?} must be `seam:sync/<world>@<version>`", self.world))?;
+        let (name, version) =
+            rest.split_once('@').with_context(|| format!("world {:?} has no `@<version>`", self.world))?;
+        let world = World::parse(name).with_context(|| {
+            format!("world {:?}: seam:sync has the worlds mapping and workflow, not {name:?}", self.world)
+        })?;
+        let version = semver::Version::parse(version)
+            .with_context(|| format!("world {:?}: {version:?} is not a version", self.world))?;
         Ok((world, version))
     }
 

@@ -37,7 +37,13 @@ impl ActivePack {
     /// `ownership`: the tenant configuration's map, which overrides the manifest's.
     pub fn new(loaded: LoadedPack, ownership: Option<&Ownership>) -> ActivePack {
         let ownership = ownership.cloned().or_else(|| loaded.manifest.ownership.clone()).unwrap_or_default();
-        ActivePack { manifest: loaded.manifest, plugin: Arc::new(loaded.plugin), ownership, hash: loaded.hash, signer: loaded.signer }
+        ActivePack {
+            manifest: loaded.manifest,
+            plugin: Arc::new(loaded.plugin),
+            ownership,
+            hash: loaded.hash,
+            signer: loaded.signer,
+        }
     }
 
     /// A pack for tests and tools: a loaded plugin with the default ownership.
@@ -115,7 +121,14 @@ impl Registry {
     /// workflow), the configured pack when it is new, else the one last active,
     /// which may have been hot-loaded or rolled back since. Workflows installed
     /// through the admin API or the plugins directory come back too.
-    pub async fn add_tenant(&mut self, tenant: &str, mapping: &[u8], workflows: &[Vec<u8>], fallback_name: &str, ownership: Option<Ownership>) -> Result<Started> {
+    pub async fn add_tenant(
+        &mut self,
+        tenant: &str,
+        mapping: &[u8],
+        workflows: &[Vec<u8>],
+        fallback_name: &str,
+        ownership: Option<Ownership>,
+    ) -> Result<Started> {
         let history = self.history(tenant).await?;
         let mut configured: Vec<(String, &[u8])> = vec![(MAPPING_SLOT.to_string(), mapping)];
         for (n, bytes) in workflows.iter().enumerate() {
@@ -148,12 +161,27 @@ impl Registry {
         }
         let mapping = Arc::new(ArcSwap::from_pointee(mapping_pack.context("a tenant needs a mapping pack")?));
         let workflows: Workflows = Arc::new(ArcSwap::from_pointee(workflow_packs));
-        self.tenants.insert(tenant.to_string(), Tenant { active: mapping.clone(), workflows: workflows.clone(), ownership, changing: tokio::sync::Mutex::new(()) });
+        self.tenants.insert(
+            tenant.to_string(),
+            Tenant {
+                active: mapping.clone(),
+                workflows: workflows.clone(),
+                ownership,
+                changing: tokio::sync::Mutex::new(()),
+            },
+        );
         Ok(Started { mapping, workflows })
     }
 
     /// Load what one slot runs at start-up; `None` for a workflow that was removed.
-    async fn resume_slot(&self, tenant: &str, slot: &str, configured: Option<&[u8]>, history: &[PackRecord], fallback_name: &str) -> Result<Option<LoadedPack>> {
+    async fn resume_slot(
+        &self,
+        tenant: &str,
+        slot: &str,
+        configured: Option<&[u8]>,
+        history: &[PackRecord],
+        fallback_name: &str,
+    ) -> Result<Option<LoadedPack>> {
         // Only the pack the slot will run is compiled: the configured one is known by its hash until then.
         let configured_hash = configured.map(super::artifact::content_hash);
         let known = configured_hash.as_ref().is_some_and(|h| history.iter().any(|r| r.slot == slot && &r.hash == h));
@@ -168,10 +196,15 @@ impl Registry {
         if let Some(last) = resume {
             match self.read_stored(&last.hash).await {
                 Ok(bytes) => {
-                    let loaded = super::load(&self.runtime, &bytes, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: reloading {}@{} ({})", last.name, last.version, last.hash))?;
+                    let loaded =
+                        super::load(&self.runtime, &bytes, fallback_name, &self.trusted).await.with_context(|| {
+                            format!("tenant {tenant}: reloading {}@{} ({})", last.name, last.version, last.hash)
+                        })?;
                     return Ok(Some(loaded));
                 }
-                Err(e) if configured.is_some() => tracing::warn!(tenant, slot, "the pack last active is gone ({e:#}); starting on the configured one"),
+                Err(e) if configured.is_some() => {
+                    tracing::warn!(tenant, slot, "the pack last active is gone ({e:#}); starting on the configured one")
+                }
                 Err(e) => return Err(e.context(format!("tenant {tenant}: the workflow {slot} it last ran"))),
             }
         }
@@ -181,7 +214,9 @@ impl Registry {
             tracing::info!(tenant, slot, "the configured workflow was removed with a rollback; not starting it");
             return Ok(None);
         }
-        let first = super::load(&self.runtime, bytes, fallback_name, &self.trusted).await.with_context(|| format!("tenant {tenant}: the configured pack for {slot}"))?;
+        let first = super::load(&self.runtime, bytes, fallback_name, &self.trusted)
+            .await
+            .with_context(|| format!("tenant {tenant}: the configured pack for {slot}"))?;
         if !known {
             self.keep(&first, bytes, tenant, "config").await?;
         }
@@ -189,7 +224,9 @@ impl Registry {
     }
 
     fn tenant(&self, tenant: &str) -> Result<&Tenant> {
-        self.tenants.get(tenant).with_context(|| format!("no tenant {tenant:?} (tenants: {})", self.tenants.keys().cloned().collect::<Vec<_>>().join(", ")))
+        self.tenants.get(tenant).with_context(|| {
+            format!("no tenant {tenant:?} (tenants: {})", self.tenants.keys().cloned().collect::<Vec<_>>().join(", "))
+        })
     }
 
     fn stored_path(&self, hash: &str) -> PathBuf {
@@ -213,7 +250,15 @@ impl Registry {
         let path = self.stored_path(&pack.hash);
         let m = &pack.manifest;
         let bytes = bytes.to_vec();
-        let (tenant, slot, name, version, hash, signer, source) = (tenant.to_string(), slot_of(m), m.name.clone(), m.version.clone(), pack.hash.clone(), pack.signer.clone(), source.to_string());
+        let (tenant, slot, name, version, hash, signer, source) = (
+            tenant.to_string(),
+            slot_of(m),
+            m.name.clone(),
+            m.version.clone(),
+            pack.hash.clone(),
+            pack.signer.clone(),
+            source.to_string(),
+        );
         self.journal
             .run(move |j| {
                 if !path.exists() {
@@ -232,7 +277,11 @@ impl Registry {
         let loaded = super::load(&self.runtime, bytes, "pack", &self.trusted).await?;
         let id = loaded.manifest.id();
         let slot = slot_of(&loaded.manifest);
-        let current = if slot == MAPPING_SLOT { Some(t.active.load_full()) } else { t.workflows.load().iter().find(|w| slot_of(&w.manifest) == slot).cloned() };
+        let current = if slot == MAPPING_SLOT {
+            Some(t.active.load_full())
+        } else {
+            t.workflows.load().iter().find(|w| slot_of(&w.manifest) == slot).cloned()
+        };
         if current.as_ref().is_some_and(|c| c.hash == loaded.hash) {
             return Ok(format!("{id} (already active)"));
         }
@@ -251,7 +300,8 @@ impl Registry {
             }
             return;
         }
-        let mut workflows: Vec<Arc<ActivePack>> = t.workflows.load().iter().filter(|w| slot_of(&w.manifest) != slot).cloned().collect();
+        let mut workflows: Vec<Arc<ActivePack>> =
+            t.workflows.load().iter().filter(|w| slot_of(&w.manifest) != slot).cloned().collect();
         let position = t.workflows.load().iter().position(|w| slot_of(&w.manifest) == slot).unwrap_or(workflows.len());
         if let Some(loaded) = loaded {
             workflows.insert(position.min(workflows.len()), Arc::new(ActivePack::new(loaded, None)));
@@ -267,21 +317,32 @@ impl Registry {
         let slot = slot.unwrap_or(MAPPING_SLOT);
         let _one_at_a_time = t.changing.lock().await;
         let history = self.history(tenant).await?;
-        let current = active_record(&history, slot).with_context(|| format!("tenant {tenant} runs no pack {slot:?} (see `seam plugin list`)"))?;
-        let previous = history.iter().rev().find(|r| r.slot == slot && !r.rolled_back && r.id < current.id && r.hash != current.hash);
+        let current = active_record(&history, slot)
+            .with_context(|| format!("tenant {tenant} runs no pack {slot:?} (see `seam plugin list`)"))?;
+        let previous = history
+            .iter()
+            .rev()
+            .find(|r| r.slot == slot && !r.rolled_back && r.id < current.id && r.hash != current.hash);
         let (loaded, id) = match previous {
             Some(previous) => {
                 let bytes = self.read_stored(&previous.hash).await?;
-                let loaded = super::load(&self.runtime, &bytes, "pack", &self.trusted).await.with_context(|| format!("reloading {}@{}", previous.name, previous.version))?;
+                let loaded = super::load(&self.runtime, &bytes, "pack", &self.trusted)
+                    .await
+                    .with_context(|| format!("reloading {}@{}", previous.name, previous.version))?;
                 let id = loaded.manifest.id();
                 (Some(loaded), id)
             }
             None if slot != MAPPING_SLOT => (None, format!("no {slot} (removed)")),
-            None => bail!("tenant {tenant} has no earlier pack to roll back to (active mapping: {}@{})", current.name, current.version),
+            None => bail!(
+                "tenant {tenant} has no earlier pack to roll back to (active mapping: {}@{})",
+                current.name,
+                current.version
+            ),
         };
         // Every row after the one returned to is undone, so a second rollback goes further back.
         let returned_to = previous.map_or(0, |p| p.id);
-        let undone: Vec<i64> = history.iter().filter(|r| r.slot == slot && r.id > returned_to && !r.rolled_back).map(|r| r.id).collect();
+        let undone: Vec<i64> =
+            history.iter().filter(|r| r.slot == slot && r.id > returned_to && !r.rolled_back).map(|r| r.id).collect();
         self.journal.run(move |j| undone.iter().try_for_each(|&id| j.mark_rolled_back(id))).await?;
         self.put(t, slot, loaded);
         tracing::info!(tenant, slot, to = %id, "pack rolled back");
@@ -295,8 +356,23 @@ impl Registry {
             .iter()
             .map(|(name, t)| {
                 let active = t.active.load();
-                let workflows = t.workflows.load().iter().map(|w| WorkflowSummary { name: w.manifest.name.clone(), id: w.manifest.id(), hash: w.hash.clone() }).collect();
-                Ok(TenantPacks { tenant: name.clone(), active: active.manifest.id(), hash: active.hash.clone(), workflows, history: self.journal.pack_history(name)? })
+                let workflows = t
+                    .workflows
+                    .load()
+                    .iter()
+                    .map(|w| WorkflowSummary {
+                        name: w.manifest.name.clone(),
+                        id: w.manifest.id(),
+                        hash: w.hash.clone(),
+                    })
+                    .collect();
+                Ok(TenantPacks {
+                    tenant: name.clone(),
+                    active: active.manifest.id(),
+                    hash: active.hash.clone(),
+                    workflows,
+                    history: self.journal.pack_history(name)?,
+                })
             })
             .collect::<Result<_>>()?;
         out.sort_by(|a, b| a.tenant.cmp(&b.tenant));

@@ -33,11 +33,11 @@ impl KeyPair {
     }
 
     pub fn read(path: &Path) -> Result<KeyPair> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the signing key {}", path.display()))?;
-        let seed: [u8; 32] = hex::decode(text.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .with_context(|| format!("{} is not a seam signing key (64 hex digits); make one with `seam pack keygen`", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading the signing key {}", path.display()))?;
+        let seed: [u8; 32] = hex::decode(text.trim()).ok().and_then(|b| b.try_into().ok()).with_context(|| {
+            format!("{} is not a seam signing key (64 hex digits); make one with `seam pack keygen`", path.display())
+        })?;
         Ok(KeyPair { key: SigningKey::from_bytes(&seed) })
     }
 
@@ -48,7 +48,8 @@ impl KeyPair {
         }
         crate::files::write_private(path, (hex::encode(self.key.to_bytes()) + "\n").as_bytes())?;
         let public = public_path(path);
-        std::fs::write(&public, hex::encode(self.key.verifying_key().as_bytes()) + "\n").with_context(|| format!("writing {}", public.display()))?;
+        std::fs::write(&public, hex::encode(self.key.verifying_key().as_bytes()) + "\n")
+            .with_context(|| format!("writing {}", public.display()))?;
         Ok(())
     }
 
@@ -57,7 +58,10 @@ impl KeyPair {
     }
 
     pub fn sign(&self, message: &[u8]) -> Signature {
-        Signature { key_id: key_id(&self.key.verifying_key()), signature: hex::encode(self.key.sign(message).to_bytes()) }
+        Signature {
+            key_id: key_id(&self.key.verifying_key()),
+            signature: hex::encode(self.key.sign(message).to_bytes()),
+        }
     }
 }
 
@@ -73,7 +77,10 @@ pub struct TrustedKeys(pub Vec<VerifyingKey>);
 
 impl TrustedKeys {
     pub fn parse_hex(hex_key: &str) -> Result<VerifyingKey> {
-        let bytes: [u8; 32] = hex::decode(hex_key.trim()).ok().and_then(|b| b.try_into().ok()).context("a public key is 64 hex digits")?;
+        let bytes: [u8; 32] = hex::decode(hex_key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("a public key is 64 hex digits")?;
         VerifyingKey::from_bytes(&bytes).context("not a valid ed25519 public key")
     }
 
@@ -83,7 +90,8 @@ impl TrustedKeys {
             .iter()
             .map(|p| {
                 let p = p.as_ref();
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading trusted key {}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("reading trusted key {}", p.display()))?;
                 Self::parse_hex(&text).with_context(|| format!("trusted key {}", p.display()))
             })
             .collect::<Result<_>>()
@@ -105,11 +113,21 @@ impl TrustedKeys {
         };
         let Some(key) = self.0.iter().find(|k| key_id(k) == signature.key_id) else {
             let trusted = self.0.iter().map(key_id).collect::<Vec<_>>().join(", ");
-            bail!("the pack is signed by key {}, which this host does not trust (trusted: {trusted})", signature.key_id);
+            bail!(
+                "the pack is signed by key {}, which this host does not trust (trusted: {trusted})",
+                signature.key_id
+            );
         };
-        let bytes: [u8; 64] = hex::decode(&signature.signature).ok().and_then(|b| b.try_into().ok()).context("the signature is not 64 bytes of hex")?;
-        key.verify(signed, &ed25519_dalek::Signature::from_bytes(&bytes))
-            .map_err(|_| anyhow::anyhow!("the signature does not match the pack: it was changed after signing by key {}", signature.key_id))?;
+        let bytes: [u8; 64] = hex::decode(&signature.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("the signature is not 64 bytes of hex")?;
+        key.verify(signed, &ed25519_dalek::Signature::from_bytes(&bytes)).map_err(|_| {
+            anyhow::anyhow!(
+                "the signature does not match the pack: it was changed after signing by key {}",
+                signature.key_id
+            )
+        })?;
         Ok(Some(signature.key_id.clone()))
     }
 }

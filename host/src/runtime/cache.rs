@@ -39,7 +39,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl ComponentCache {
     pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Result<Self> {
         if let Some(dir) = &dir {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating the compile cache directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the compile cache directory {}", dir.display()))?;
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -56,7 +57,12 @@ impl ComponentCache {
     }
 
     /// The compiled component for `wasm` (whose hash is `sha256`).
-    pub async fn get_or_compile(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> Result<(Component, CacheOutcome)> {
+    pub async fn get_or_compile(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> Result<(Component, CacheOutcome)> {
         if let Some(component) = self.memory.lock().unwrap().get(sha256) {
             return Ok((component.clone(), CacheOutcome::Memory));
         }
@@ -64,7 +70,8 @@ impl ComponentCache {
         // The disk and the compiler both block (reads, Cranelift, the cache file's sync): on
         // the blocking pool, never on a tokio worker.
         let (engine, bytes) = (engine.clone(), wasm.to_vec());
-        let (component, outcome) = crate::store::blocking::off_worker(move || load_or_compile(&engine, file, &bytes)).await?;
+        let (component, outcome) =
+            crate::store::blocking::off_worker(move || load_or_compile(&engine, file, &bytes)).await?;
         self.remember(sha256, &component);
         Ok((component, outcome))
     }
@@ -95,7 +102,11 @@ fn load_or_compile(engine: &Engine, file: Option<PathBuf>, wasm: &[u8]) -> Resul
     let component = Component::new(engine, wasm).map_err(anyhow::Error::from).context("compiling the component")?;
     let compiled = started.elapsed();
     if let Some(file) = file {
-        if let Err(e) = component.serialize().map_err(anyhow::Error::from).and_then(|bytes| crate::files::write_atomically(&file, &bytes)) {
+        if let Err(e) = component
+            .serialize()
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| crate::files::write_atomically(&file, &bytes))
+        {
             tracing::warn!("could not write compile cache entry {}: {e:#}", file.display());
         }
     }

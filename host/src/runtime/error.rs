@@ -11,7 +11,9 @@ pub enum PluginError {
     #[error("plugin {plugin} ran past its {budget:?} time budget and was stopped; fix the pack (an endless loop?) or raise the budget")]
     Timeout { plugin: String, budget: Duration },
 
-    #[error("plugin {plugin} tried to grow its memory to {wanted} bytes, past its {limit}-byte limit, and was stopped")]
+    #[error(
+        "plugin {plugin} tried to grow its memory to {wanted} bytes, past its {limit}-byte limit, and was stopped"
+    )]
     OutOfMemory { plugin: String, limit: usize, wanted: usize },
 
     #[error("plugin {plugin} trapped: {message}")]

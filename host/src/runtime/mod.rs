@@ -120,11 +120,15 @@ struct RuntimeInner {
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self> {
-        let engine = Engine::new(&engine_config(&config)).map_err(anyhow::Error::from).context("configuring the WebAssembly engine")?;
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(anyhow::Error::from)
+            .context("configuring the WebAssembly engine")?;
         spawn_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("adding WASI to the linker")?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("adding WASI to the linker")?;
         // Both worlds of a version import the same interfaces; the mapping world's adds them all.
         v0_1_0::Mapping::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
@@ -136,7 +140,8 @@ impl Runtime {
         let cache = ComponentCache::new(&engine, config.cache_dir.clone())?;
         let slots = Semaphore::new(config.concurrent_calls as usize);
         let warm = Arc::new(Semaphore::new(config.warm_instances as usize));
-        let inner = Arc::new(RuntimeInner { engine, linker, cache, config, slots, warm, warm_lists: Mutex::new(Vec::new()) });
+        let inner =
+            Arc::new(RuntimeInner { engine, linker, cache, config, slots, warm, warm_lists: Mutex::new(Vec::new()) });
         spawn_warm_sweeper(Arc::downgrade(&inner));
         Ok(Runtime { inner })
     }
@@ -148,13 +153,13 @@ impl Runtime {
     /// Compile (or fetch from the cache), check the API version and pre-link a pack.
     pub async fn load(&self, name: &str, version: &str, wasm: &[u8], grants: Grants) -> Result<Plugin> {
         let sha256 = cache::sha256_hex(wasm);
-        let meta = Arc::new(PluginMeta { name: name.to_string(), version: version.to_string(), sha256: sha256.clone() });
+        let meta =
+            Arc::new(PluginMeta { name: name.to_string(), version: version.to_string(), sha256: sha256.clone() });
         let inner = &self.inner;
-        let (component, outcome) = inner
-            .cache
-            .get_or_compile(&inner.engine, &sha256, wasm)
-            .await
-            .with_context(|| format!("loading pack {meta}: is it a WebAssembly component built for wasm32-wasip2?"))?;
+        let (component, outcome) =
+            inner.cache.get_or_compile(&inner.engine, &sha256, wasm).await.with_context(|| {
+                format!("loading pack {meta}: is it a WebAssembly component built for wasm32-wasip2?")
+            })?;
         let (world, api) = ApiVersion::of(&inner.engine, &component).with_context(|| format!("loading pack {meta}"))?;
         let pre = inner.linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
             format!(
@@ -164,15 +169,35 @@ impl Runtime {
         })?;
         let context = || format!("pack {meta}");
         let pre = match (world, api) {
-            (World::Mapping, ApiVersion::V0_1_0) => PluginPre::MappingV0_1_0(v0_1_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?),
-            (World::Workflow, ApiVersion::V0_1_0) => PluginPre::WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?),
-            (World::Mapping, ApiVersion::V0_2_0) => PluginPre::MappingV0_2_0(v0_2_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?),
-            (World::Workflow, ApiVersion::V0_2_0) => PluginPre::WorkflowV0_2_0(v0_2_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?),
+            (World::Mapping, ApiVersion::V0_1_0) => PluginPre::MappingV0_1_0(
+                v0_1_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
+            ),
+            (World::Workflow, ApiVersion::V0_1_0) => PluginPre::WorkflowV0_1_0(
+                v0_1_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
+            ),
+            (World::Mapping, ApiVersion::V0_2_0) => PluginPre::MappingV0_2_0(
+                v0_2_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
+            ),
+            (World::Workflow, ApiVersion::V0_2_0) => PluginPre::WorkflowV0_2_0(
+                v0_2_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
+            ),
         };
-        let own_slots = Arc::new(Semaphore::new(self.inner.config.calls_per_pack.clamp(1, self.inner.config.concurrent_calls.max(1)) as usize));
+        let own_slots = Arc::new(Semaphore::new(
+            self.inner.config.calls_per_pack.clamp(1, self.inner.config.concurrent_calls.max(1)) as usize,
+        ));
         let warm = Arc::new(WarmList::default());
         self.inner.warm_lists.lock().expect("warm list registry").push(Arc::downgrade(&warm));
-        Ok(Plugin { meta, world, api, pre, grants: Arc::new(grants), runtime: self.clone(), loaded: outcome, own_slots, warm })
+        Ok(Plugin {
+            meta,
+            world,
+            api,
+            pre,
+            grants: Arc::new(grants),
+            runtime: self.clone(),
+            loaded: outcome,
+            own_slots,
+            warm,
+        })
     }
 
     fn new_store(&self, state: PluginState) -> Store<PluginState> {
@@ -247,7 +272,8 @@ fn spawn_warm_sweeper(runtime: Weak<RuntimeInner>) {
             for list in lists {
                 let stale: Vec<Warm> = {
                     let mut idle = list.idle.lock().expect("warm instances");
-                    let (stale, fresh) = std::mem::take(&mut *idle).into_iter().partition(|w| w.last_used.elapsed() >= WARM_IDLE);
+                    let (stale, fresh) =
+                        std::mem::take(&mut *idle).into_iter().partition(|w| w.last_used.elapsed() >= WARM_IDLE);
                     *idle = fresh;
                     stale
                 };
@@ -312,12 +338,20 @@ impl Exports {
                 to_model(answers)
             }
             // 0.2.0 takes the whole batch, packed, in one call.
-            (Exports::MappingV0_2_0(i), Batch::V0_2_0(batch)) => to_model(i.seam_sync_mapper().call_map_changes(store, batch).await?),
-            (Exports::WorkflowV0_2_0(i), Batch::V0_2_0(batch)) => to_model(i.seam_sync_automation().call_on_changes(store, batch).await?),
+            (Exports::MappingV0_2_0(i), Batch::V0_2_0(batch)) => {
+                to_model(i.seam_sync_mapper().call_map_changes(store, batch).await?)
+            }
+            (Exports::WorkflowV0_2_0(i), Batch::V0_2_0(batch)) => {
+                to_model(i.seam_sync_automation().call_on_changes(store, batch).await?)
+            }
             _ => unreachable!("a pack's batches are built for its own API version"),
         };
         if answers.len() != batch.len() {
-            wasmtime::bail!("the pack answered {} changes of a batch of {}; a pack must answer every change once", answers.len(), batch.len());
+            wasmtime::bail!(
+                "the pack answered {} changes of a batch of {}; a pack must answer every change once",
+                answers.len(),
+                batch.len()
+            );
         }
         Ok(answers)
     }
@@ -384,16 +418,30 @@ impl Plugin {
     }
 
     /// [`Plugin::run`] with the pack's clocks at `at_ms` (Unix milliseconds).
-    pub async fn run_at(&self, change: &Change, at_ms: i64, records: Arc<dyn RecordSource>) -> Result<Vec<Action>, PluginError> {
+    pub async fn run_at(
+        &self,
+        change: &Change,
+        at_ms: i64,
+        records: Arc<dyn RecordSource>,
+    ) -> Result<Vec<Action>, PluginError> {
         self.run_timed_at(change, at_ms, records).await.0
     }
 
     /// [`Plugin::run`], also reporting where the time went.
-    pub async fn run_timed(&self, change: &Change, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
+    pub async fn run_timed(
+        &self,
+        change: &Change,
+        records: Arc<dyn RecordSource>,
+    ) -> (Result<Vec<Action>, PluginError>, CallTiming) {
         self.run_timed_at(change, change.committed_at_ms().unwrap_or(0), records).await
     }
 
-    async fn run_timed_at(&self, change: &Change, at_ms: i64, records: Arc<dyn RecordSource>) -> (Result<Vec<Action>, PluginError>, CallTiming) {
+    async fn run_timed_at(
+        &self,
+        change: &Change,
+        at_ms: i64,
+        records: Arc<dyn RecordSource>,
+    ) -> (Result<Vec<Action>, PluginError>, CallTiming) {
         let (outcome, timing) = self.call(&Batch::of(self.api, [change]), (at_ms, &change.event_id), records).await;
         (outcome.and_then(|mut answers| answers.pop().expect("one answer per change")), timing)
     }
@@ -406,14 +454,24 @@ impl Plugin {
     /// its own answer, in order. Lookups are the call's: when one could not
     /// reach its system, every refusal in the batch is made transient. The call's clocks and
     /// seed are the first change's.
-    pub async fn run_batch<'a>(&self, changes: impl IntoIterator<Item = &'a Change>, records: Arc<dyn RecordSource>) -> Result<Vec<Result<Vec<Action>, PluginError>>, PluginError> {
+    pub async fn run_batch<'a>(
+        &self,
+        changes: impl IntoIterator<Item = &'a Change>,
+        records: Arc<dyn RecordSource>,
+    ) -> Result<Vec<Result<Vec<Action>, PluginError>>, PluginError> {
         let changes: Vec<&Change> = changes.into_iter().collect();
-        let (at_ms, event_id) = changes.first().map(|c| (c.committed_at_ms().unwrap_or(0), c.event_id.clone())).unwrap_or_default();
+        let (at_ms, event_id) =
+            changes.first().map(|c| (c.committed_at_ms().unwrap_or(0), c.event_id.clone())).unwrap_or_default();
         self.call(&Batch::of(self.api, changes), (at_ms, &event_id), records).await.0
     }
 
     /// One call, on a warm instance when there is one, its clocks and seed at `(at_ms, event_id)`.
-    async fn call(&self, batch: &Batch, (at_ms, event_id): (i64, &str), records: Arc<dyn RecordSource>) -> (Result<Vec<Result<Vec<Action>, PluginError>>, PluginError>, CallTiming) {
+    async fn call(
+        &self,
+        batch: &Batch,
+        (at_ms, event_id): (i64, &str),
+        records: Arc<dyn RecordSource>,
+    ) -> (Result<Vec<Result<Vec<Action>, PluginError>>, PluginError>, CallTiming) {
         let runtime = &self.runtime.inner;
         let _share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
         let _slot = runtime.slots.acquire().await.expect("the slot semaphore is never closed");
@@ -445,7 +503,10 @@ impl Plugin {
         let failure = match outcome {
             // The guest returned (with actions or a refusal): its instance is sound and may serve again.
             Ok(Ok((exports, answers))) => {
-                let answers = answers.into_iter().map(|answer| answer.map_err(|message| self.refused(message, store.data()))).collect();
+                let answers = answers
+                    .into_iter()
+                    .map(|answer| answer.map_err(|message| self.refused(message, store.data())))
+                    .collect();
                 self.keep_warm(store, exports, calls + 1, permit);
                 return (Ok(answers), timing);
             }
@@ -457,13 +518,25 @@ impl Plugin {
 
     /// Park an instance for this pack's next call, unless it has served its
     /// share of calls or every warm slot is taken.
-    fn keep_warm(&self, mut store: Store<PluginState>, exports: Exports, calls: u32, permit: Option<OwnedSemaphorePermit>) {
+    fn keep_warm(
+        &self,
+        mut store: Store<PluginState>,
+        exports: Exports,
+        calls: u32,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         if calls >= self.runtime.inner.config.calls_per_instance {
             return;
         }
         let Some(permit) = permit.or_else(|| self.runtime.inner.warm.clone().try_acquire_owned().ok()) else { return };
         store.data_mut().end_call();
-        self.warm.idle.lock().expect("warm instances").push(Warm { store, exports, calls, last_used: Instant::now(), permit });
+        self.warm.idle.lock().expect("warm instances").push(Warm {
+            store,
+            exports,
+            calls,
+            last_used: Instant::now(),
+            permit,
+        });
     }
 
     /// The pack refused a change (`err`).
@@ -478,9 +551,11 @@ impl Plugin {
         let failure = match error {
             None => PluginError::Timeout { plugin, budget },
             Some(_) if state.timed_out => PluginError::Timeout { plugin, budget },
-            Some(_) if state.memory.refused.is_some() => {
-                PluginError::OutOfMemory { plugin, limit: state.memory.limit, wanted: state.memory.refused.unwrap_or_default() }
-            }
+            Some(_) if state.memory.refused.is_some() => PluginError::OutOfMemory {
+                plugin,
+                limit: state.memory.limit,
+                wanted: state.memory.refused.unwrap_or_default(),
+            },
             Some(e) => {
                 let trap = e.downcast_ref::<Trap>().map(|t| t.to_string()).unwrap_or_else(|| format!("{e:#}"));
                 let stderr = state.stderr_text();

@@ -65,7 +65,9 @@ pub fn tenant_secrets(name: &str, t: &TenantConfig) -> Vec<(String, Secret)> {
     let mut all = Vec::new();
     match &t.salesforce.auth {
         SfAuth::JwtBearer { private_key, .. } => all.push((at("salesforce.auth.private_key"), private_key.clone())),
-        SfAuth::ClientCredentials { client_secret, .. } => all.push((at("salesforce.auth.client_secret"), client_secret.clone())),
+        SfAuth::ClientCredentials { client_secret, .. } => {
+            all.push((at("salesforce.auth.client_secret"), client_secret.clone()))
+        }
         SfAuth::Password { client_secret, password, .. } => {
             all.push((at("salesforce.auth.client_secret"), client_secret.clone()));
             all.push((at("salesforce.auth.password"), password.clone()));
@@ -77,7 +79,9 @@ pub fn tenant_secrets(name: &str, t: &TenantConfig) -> Vec<(String, Secret)> {
             all.push((at("servicenow.auth.client_secret"), client_secret.clone()));
             all.push((at("servicenow.auth.password"), password.clone()));
         }
-        SnAuth::ClientCredentials { client_secret, .. } => all.push((at("servicenow.auth.client_secret"), client_secret.clone())),
+        SnAuth::ClientCredentials { client_secret, .. } => {
+            all.push((at("servicenow.auth.client_secret"), client_secret.clone()))
+        }
     }
     if let Some(slack) = &t.slack {
         all.push((at("slack.token"), slack.token.clone()));
@@ -93,7 +97,9 @@ fn host_port(url: &str) -> Option<(String, u16)> {
     let authority = rest.split(['/', '?', '#']).next()?;
     let default = if scheme == "https" { 443 } else { 80 };
     match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => Some((host.trim_matches(['[', ']']).to_string(), port.parse().ok()?)),
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            Some((host.trim_matches(['[', ']']).to_string(), port.parse().ok()?))
+        }
         _ => Some((authority.trim_matches(['[', ']']).to_string(), default)),
     }
 }
@@ -103,16 +109,24 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
     let mut checks = Vec::new();
 
     // Secrets.
-    let unreadable: Vec<String> = tenant_secrets(name, t).iter().filter_map(|(what, s)| s.resolve(what).err().map(|e| format!("{e:#}"))).collect();
+    let unreadable: Vec<String> = tenant_secrets(name, t)
+        .iter()
+        .filter_map(|(what, s)| s.resolve(what).err().map(|e| format!("{e:#}")))
+        .collect();
     let secrets_ok = unreadable.is_empty();
     checks.push(if secrets_ok {
         pass("secrets", "every secret of the tenant can be read")
     } else {
-        fail("secrets", unreadable.join("; "), "set the environment variables or write the files the configuration names")
+        fail(
+            "secrets",
+            unreadable.join("; "),
+            "set the environment variables or write the files the configuration names",
+        )
     });
 
     // DNS and TLS, for every host the tenant calls.
-    let mut urls = vec![("Salesforce login", t.salesforce.login_url.clone()), ("ServiceNow", t.servicenow.instance_url.clone())];
+    let mut urls =
+        vec![("Salesforce login", t.salesforce.login_url.clone()), ("ServiceNow", t.servicenow.instance_url.clone())];
     if let Some(slack) = &t.slack {
         urls.push(("Slack", slack.api_url.clone()));
     }
@@ -129,11 +143,19 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
     }
     let dns_ok = unresolved.is_empty();
     checks.push(if dns_ok {
-        pass("DNS", format!("{} resolve", urls.iter().filter_map(|(_, u)| host_port(u).map(|h| h.0)).collect::<Vec<_>>().join(", ")))
+        pass(
+            "DNS",
+            format!(
+                "{} resolve",
+                urls.iter().filter_map(|(_, u)| host_port(u).map(|h| h.0)).collect::<Vec<_>>().join(", ")
+            ),
+        )
     } else {
         fail("DNS", unresolved.join("; "), "check the URLs in the configuration, and this machine's DNS")
     });
-    let tls = match crate::connectors::tls::http_client(t.ca_pem.as_deref()).and_then(|b| Ok(b.timeout(Duration::from_secs(15)).build()?)) {
+    let tls = match crate::connectors::tls::http_client(t.ca_pem.as_deref())
+        .and_then(|b| Ok(b.timeout(Duration::from_secs(15)).build()?))
+    {
         Ok(client) => {
             let mut problems = Vec::new();
             for (label, url) in urls.iter().filter(|(_, u)| u.starts_with("https://")) {
@@ -154,14 +176,22 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
     let reachable = secrets_ok && dns_ok && tls_ok;
 
     // Salesforce.
-    let salesforce = if reachable { Some(Salesforce::connect(&t.salesforce, name, t.ca_pem.as_deref(), policy()).await) } else { None };
+    let salesforce = if reachable {
+        Some(Salesforce::connect(&t.salesforce, name, t.ca_pem.as_deref(), policy()).await)
+    } else {
+        None
+    };
     let sf = match salesforce {
         None => {
             checks.push(skip("Salesforce login", "needs the secrets, DNS and TLS"));
             None
         }
         Some(Err(e)) => {
-            checks.push(fail("Salesforce login", format!("{e:#}"), "see docs/real-orgs.md, step 2 (the app and its certificate or secret)"));
+            checks.push(fail(
+                "Salesforce login",
+                format!("{e:#}"),
+                "see docs/real-orgs.md, step 2 (the app and its certificate or secret)",
+            ));
             None
         }
         Some(Ok(sf)) => {
@@ -171,11 +201,17 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
             if !org.is_empty() && !org.eq_ignore_ascii_case(&t.intake.salesforce_org_id) {
                 checks.push(fail(
                     "Salesforce login",
-                    format!("logged in as {user}, to org {org}, but intake.salesforce_org_id is {}", t.intake.salesforce_org_id),
+                    format!(
+                        "logged in as {user}, to org {org}, but intake.salesforce_org_id is {}",
+                        t.intake.salesforce_org_id
+                    ),
                     format!("set tenants.{name}.intake.salesforce_org_id to {org}, or log in to the org you meant"),
                 ));
             } else {
-                checks.push(pass("Salesforce login", format!("{} as {user}, org {org}, API at {}", t.salesforce.auth.flow(), sf.instance_url())));
+                checks.push(pass(
+                    "Salesforce login",
+                    format!("{} as {user}, org {org}, API at {}", t.salesforce.auth.flow(), sf.instance_url()),
+                ));
             }
             Some(sf)
         }
@@ -188,13 +224,28 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
         Some(sf) => {
             let version = crate::connectors::salesforce::API_VERSION;
             checks.push(match sf.get_path("/services/data").await {
-                Ok(Value::Array(versions)) if versions.iter().any(|v| v["version"].as_str() == Some(version)) => pass("Salesforce API version", format!("v{version} is offered")),
+                Ok(Value::Array(versions)) if versions.iter().any(|v| v["version"].as_str() == Some(version)) => {
+                    pass("Salesforce API version", format!("v{version} is offered"))
+                }
                 Ok(other) => fail(
                     "Salesforce API version",
-                    format!("the org offers {}, not v{version}", other.as_array().into_iter().flatten().filter_map(|v| v["version"].as_str()).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "the org offers {}, not v{version}",
+                        other
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|v| v["version"].as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     "the org is older than seam's API version; upgrade it or ask for a seam built for it",
                 ),
-                Err(e) => fail("Salesforce API version", e.to_string(), "check the org's API access (API Enabled) for the integration user"),
+                Err(e) => fail(
+                    "Salesforce API version",
+                    e.to_string(),
+                    "check the org's API access (API Enabled) for the integration user",
+                ),
             });
             let wanted = match t.ownership() {
                 Ok(ownership) => Metadata::for_ownership(&ownership, None).fields,
@@ -211,8 +262,18 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
                 let described = if object == "Activity" { "Task" } else { object };
                 match sf.get_path(&format!("sobjects/{described}/describe")).await {
                     Ok(describe) => {
-                        let names: Vec<&str> = describe["fields"].as_array().into_iter().flatten().filter_map(|f| f["name"].as_str()).collect();
-                        missing.extend(wanted.iter().filter(|f| f.object == object && !names.contains(&f.name.as_str())).map(|f| format!("{}.{}", f.object, f.name)));
+                        let names: Vec<&str> = describe["fields"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|f| f["name"].as_str())
+                            .collect();
+                        missing.extend(
+                            wanted
+                                .iter()
+                                .filter(|f| f.object == object && !names.contains(&f.name.as_str()))
+                                .map(|f| format!("{}.{}", f.object, f.name)),
+                        );
                     }
                     Err(e) => failed = Some(format!("describing {object}: {e}")),
                 }
@@ -254,7 +315,9 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
             Ok(sn) => {
                 let user = t.servicenow.integration_user().unwrap_or_default().to_string();
                 let login = match sn.authenticate().await {
-                    Ok(()) => query(&sn, "sys_user", Query::new().eq("user_name", &user), 1).await.map(|rows| rows.len()),
+                    Ok(()) => {
+                        query(&sn, "sys_user", Query::new().eq("user_name", &user), 1).await.map(|rows| rows.len())
+                    }
                     Err(e) => Err(e),
                 };
                 match login {
@@ -263,11 +326,19 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
                         Some(sn)
                     }
                     Ok(_) => {
-                        checks.push(fail("ServiceNow login", format!("logged in, but there is no user {user}"), "set servicenow.integration_user to the user seam acts as"));
+                        checks.push(fail(
+                            "ServiceNow login",
+                            format!("logged in, but there is no user {user}"),
+                            "set servicenow.integration_user to the user seam acts as",
+                        ));
                         Some(sn)
                     }
                     Err(e) => {
-                        checks.push(fail("ServiceNow login", e.to_string(), "check the credentials, and that the user may use the REST API (docs/real-orgs.md, step 4)"));
+                        checks.push(fail(
+                            "ServiceNow login",
+                            e.to_string(),
+                            "check the credentials, and that the user may use the REST API (docs/real-orgs.md, step 4)",
+                        ));
                         None
                     }
                 }
@@ -281,11 +352,32 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
             checks.push(skip("ServiceNow deletes", "needs the ServiceNow login"));
         }
         Some(sn) => {
-            checks.push(match query(sn, "sys_dictionary", Query::new().eq("name", "core_company").and_then(|q| q.eq("element", COMPANY_KEY_FIELD)?.eq("active", "true")), 1).await {
-                Ok(rows) if !rows.is_empty() => pass("ServiceNow field", format!("core_company.{COMPANY_KEY_FIELD} exists")),
-                Ok(_) => fail("ServiceNow field", format!("core_company has no field {COMPANY_KEY_FIELD}"), "import and commit the update set of `seam servicenow update-set`"),
-                Err(e) => fail("ServiceNow field", format!("reading sys_dictionary: {e}"), "give the integration user read access to sys_dictionary, or check the field by hand"),
-            });
+            checks.push(
+                match query(
+                    sn,
+                    "sys_dictionary",
+                    Query::new()
+                        .eq("name", "core_company")
+                        .and_then(|q| q.eq("element", COMPANY_KEY_FIELD)?.eq("active", "true")),
+                    1,
+                )
+                .await
+                {
+                    Ok(rows) if !rows.is_empty() => {
+                        pass("ServiceNow field", format!("core_company.{COMPANY_KEY_FIELD} exists"))
+                    }
+                    Ok(_) => fail(
+                        "ServiceNow field",
+                        format!("core_company has no field {COMPANY_KEY_FIELD}"),
+                        "import and commit the update set of `seam servicenow update-set`",
+                    ),
+                    Err(e) => fail(
+                        "ServiceNow field",
+                        format!("reading sys_dictionary: {e}"),
+                        "give the integration user read access to sys_dictionary, or check the field by hand",
+                    ),
+                },
+            );
             checks.push(business_rule(config, name, t, sn).await);
             // Catch-up polling reads incident deletes from the platform's audit of deletes.
             checks.push(match query(sn, "sys_audit_delete", Query::new().eq("tablename", "incident"), 1).await {
@@ -306,8 +398,17 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
         } else {
             match Slack::new(credentials, name, t.ca_pem.as_deref(), policy()) {
                 Ok(slack) => match slack.auth_test().await {
-                    Ok(who) => pass("Slack", format!("the token is the bot {} of team {}", who["user"].as_str().unwrap_or("?"), who["team"].as_str().unwrap_or("?"))),
-                    Err(e) => fail("Slack", e.to_string(), "give a bot token (xoxb-…) of an app installed in the workspace"),
+                    Ok(who) => pass(
+                        "Slack",
+                        format!(
+                            "the token is the bot {} of team {}",
+                            who["user"].as_str().unwrap_or("?"),
+                            who["team"].as_str().unwrap_or("?")
+                        ),
+                    ),
+                    Err(e) => {
+                        fail("Slack", e.to_string(), "give a bot token (xoxb-…) of an app installed in the workspace")
+                    }
                 },
                 Err(e) => fail("Slack", format!("{e:#}"), "fix the tenant's slack section"),
             }
@@ -317,7 +418,12 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
 }
 
 /// A query the doctor builds from configuration, or the reason it cannot be sent.
-async fn query(sn: &ServiceNow, table: &str, query: Result<Query, QueryError>, limit: usize) -> crate::connectors::Result<Vec<serde_json::Map<String, Value>>> {
+async fn query(
+    sn: &ServiceNow,
+    table: &str,
+    query: Result<Query, QueryError>,
+    limit: usize,
+) -> crate::connectors::Result<Vec<serde_json::Map<String, Value>>> {
     sn.query(table, &query?, limit).await
 }
 
@@ -326,12 +432,25 @@ async fn business_rule(config: &Config, name: &str, t: &TenantConfig, sn: &Servi
     const CHECK: &str = "ServiceNow business rule";
     let again = "generate the update set again (`seam servicenow update-set`), import it and commit it";
     let rule = rule_name(name);
-    let rows = match query(sn, "sys_script", Query::new().eq("collection", PUSH_TABLE).and_then(|q| q.eq("name", &rule)), 5).await {
-        Ok(rows) => rows,
-        Err(e) => return fail(CHECK, format!("reading sys_script: {e}"), "give the integration user read access to sys_script, or check the rule by hand"),
-    };
+    let rows =
+        match query(sn, "sys_script", Query::new().eq("collection", PUSH_TABLE).and_then(|q| q.eq("name", &rule)), 5)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                return fail(
+                    CHECK,
+                    format!("reading sys_script: {e}"),
+                    "give the integration user read access to sys_script, or check the rule by hand",
+                )
+            }
+        };
     let Some(found) = rows.first() else {
-        return fail(CHECK, format!("no business rule \"{rule}\" on {PUSH_TABLE}"), format!("import and commit the update set of `seam servicenow update-set --tenant {name}`"));
+        return fail(
+            CHECK,
+            format!("no business rule \"{rule}\" on {PUSH_TABLE}"),
+            format!("import and commit the update set of `seam servicenow update-set --tenant {name}`"),
+        );
     };
     let text = |k: &str| found.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     if text("active") != "true" {
@@ -341,22 +460,44 @@ async fn business_rule(config: &Config, name: &str, t: &TenantConfig, sn: &Servi
         return fail(CHECK, format!("\"{rule}\" is not the rule this seam generates for {name} (an older one signs without the timestamp intake requires)"), again);
     }
     let prefix = property_prefix(name);
-    let property = |key: String| async move { query(sn, "sys_properties", Query::new().eq("name", &key), 1).await.map(|rows| rows.first().and_then(|r| r.get("value")).and_then(Value::as_str).map(str::to_string)) };
+    let property = |key: String| async move {
+        query(sn, "sys_properties", Query::new().eq("name", &key), 1)
+            .await
+            .map(|rows| rows.first().and_then(|r| r.get("value")).and_then(Value::as_str).map(str::to_string))
+    };
     let endpoint = format!("{}/intake/{name}/servicenow", config.public_base());
     match property(format!("{prefix}endpoint")).await {
         Ok(Some(at)) if at == endpoint => {}
         Ok(Some(at)) => return fail(CHECK, format!("the rule posts to {at}, but this intake takes {endpoint}"), again),
         Ok(None) => return fail(CHECK, format!("the property {prefix}endpoint is missing"), again),
-        Err(e) => return fail(CHECK, format!("reading sys_properties: {e}"), "give the integration user read access to sys_properties, or check the properties by hand"),
-    }
-    if let (Ok(Some(secret)), Ok(ours)) = (property(format!("{prefix}secret")).await, t.intake.servicenow_secret.resolve("secret")) {
-        if secret != ours.expose_secret() {
-            return fail(CHECK, format!("the rule signs with another secret than tenants.{name}.intake.servicenow_secret"), again);
+        Err(e) => {
+            return fail(
+                CHECK,
+                format!("reading sys_properties: {e}"),
+                "give the integration user read access to sys_properties, or check the properties by hand",
+            )
         }
     }
-    if let (Ok(Some(user)), Some(ours)) = (property(format!("{prefix}integration_user")).await, t.servicenow.integration_user()) {
+    if let (Ok(Some(secret)), Ok(ours)) =
+        (property(format!("{prefix}secret")).await, t.intake.servicenow_secret.resolve("secret"))
+    {
+        if secret != ours.expose_secret() {
+            return fail(
+                CHECK,
+                format!("the rule signs with another secret than tenants.{name}.intake.servicenow_secret"),
+                again,
+            );
+        }
+    }
+    if let (Ok(Some(user)), Some(ours)) =
+        (property(format!("{prefix}integration_user")).await, t.servicenow.integration_user())
+    {
         if user != ours {
-            return fail(CHECK, format!("the rule skips {user}'s changes, but seam writes as {ours}: its own writes would come back"), again);
+            return fail(
+                CHECK,
+                format!("the rule skips {user}'s changes, but seam writes as {ours}: its own writes would come back"),
+                again,
+            );
         }
     }
     pass(CHECK, format!("\"{rule}\" is active on {PUSH_TABLE} and posts to {endpoint}"))
@@ -378,7 +519,11 @@ async fn change_events(t: &TenantConfig, sf: &Salesforce) -> Check {
         Ok(s) => s,
         Err(e) => return fail(NAME, e.to_string(), "see the Salesforce login check"),
     };
-    let metadata = pubsub::CallMetadata { access_token: session.access.clone(), instance_url: session.instance_url.clone().unwrap_or_default(), tenant_id: t.intake.salesforce_org_id.clone() };
+    let metadata = pubsub::CallMetadata {
+        access_token: session.access.clone(),
+        instance_url: session.instance_url.clone().unwrap_or_default(),
+        tenant_id: t.intake.salesforce_org_id.clone(),
+    };
     let topic = pubsub::change_event_topic("Case");
     let request = match metadata.request(proto::TopicRequest { topic_name: topic.clone() }) {
         Ok(r) => r,
@@ -404,10 +549,11 @@ async fn change_events(t: &TenantConfig, sf: &Salesforce) -> Check {
 async fn intake_reachable(config: &Config) -> Check {
     const CHECK: &str = "intake reachable";
     let url = format!("{}/intake/healthz", config.public_base());
-    let client = match crate::connectors::tls::http_client(None).and_then(|b| Ok(b.timeout(Duration::from_secs(10)).build()?)) {
-        Ok(c) => c,
-        Err(e) => return fail(CHECK, format!("{e:#}"), "install the system's CA certificates"),
-    };
+    let client =
+        match crate::connectors::tls::http_client(None).and_then(|b| Ok(b.timeout(Duration::from_secs(10)).build()?)) {
+            Ok(c) => c,
+            Err(e) => return fail(CHECK, format!("{e:#}"), "install the system's CA certificates"),
+        };
     let probe = |client: reqwest::Client| {
         let url = url.clone();
         async move {
@@ -429,14 +575,21 @@ async fn intake_reachable(config: &Config) -> Check {
             // Nothing listens: stand in for seam serve on its address and ask again.
             let listener = match tokio::net::TcpListener::bind(&config.listen).await {
                 Ok(l) => l,
-                Err(e) => return fail(CHECK, format!("{why}; and {} cannot be listened on: {e}", config.listen), "start seam serve, or free the listen address"),
+                Err(e) => {
+                    return fail(
+                        CHECK,
+                        format!("{why}; and {} cannot be listened on: {e}", config.listen),
+                        "start seam serve, or free the listen address",
+                    )
+                }
             };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let server = tokio::spawn(async move {
-                let _ = axum::serve(listener, crate::intake::health_router()).with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
+                let _ = axum::serve(listener, crate::intake::health_router())
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
             });
             let again = probe(client).await;
             let _ = stop.send(());
@@ -446,7 +599,9 @@ async fn intake_reachable(config: &Config) -> Check {
                 Err((_, why)) => fail(CHECK, why, "route public_url to this machine's listen address (a reverse proxy terminating HTTPS, or a port forward)"),
             }
         }
-        Err((false, why)) => fail(CHECK, why, "public_url reaches something other than seam's intake: route it to seam's listen address"),
+        Err((false, why)) => {
+            fail(CHECK, why, "public_url reaches something other than seam's intake: route it to seam's listen address")
+        }
     }
 }
 

@@ -69,15 +69,38 @@ pub struct Metadata {
 
 /// Case fields an Outbound Message carries besides the custom ones: what the packs and the engine read.
 const CASE_FIELDS: &[&str] = &[
-    "Id", "CaseNumber", "Subject", "Description", "Priority", "Status", "Origin", "Type", "Reason", "AccountId", "ContactId", "OwnerId", "IsClosed", "CreatedDate", "CreatedById",
-    "LastModifiedDate", "LastModifiedById", "SystemModstamp",
+    "Id",
+    "CaseNumber",
+    "Subject",
+    "Description",
+    "Priority",
+    "Status",
+    "Origin",
+    "Type",
+    "Reason",
+    "AccountId",
+    "ContactId",
+    "OwnerId",
+    "IsClosed",
+    "CreatedDate",
+    "CreatedById",
+    "LastModifiedDate",
+    "LastModifiedById",
+    "SystemModstamp",
 ];
 
 impl Metadata {
     /// The fields seam needs given the tenant's ownership map: the link fields, the customer
     /// key, and each custom field the Salesforce side mirrors.
     pub fn for_ownership(ownership: &Ownership, outbound: Option<Outbound>) -> Metadata {
-        let field = |object: &str, name: &str, length: u32, key: bool, description: &str| CustomField { object: object.into(), name: name.into(), length, key, unique: key, description: description.into() };
+        let field = |object: &str, name: &str, length: u32, key: bool, description: &str| CustomField {
+            object: object.into(),
+            name: name.into(),
+            length,
+            key,
+            unique: key,
+            description: description.into(),
+        };
         let mut fields = vec![
             field("Case", CASE_INCIDENT_FIELD, 32, false, "The sys_id of the linked ServiceNow incident. seam writes it; do not edit."),
             field("Case", CASE_INCIDENT_NUMBER_FIELD, 40, false, "The number of the linked ServiceNow incident. seam writes it; do not edit."),
@@ -90,7 +113,13 @@ impl Metadata {
         for mirror in ownership.mirrors.iter().filter(|m| m.system == System::Salesforce) {
             for name in mirror.fields.iter().filter(|f| f.ends_with("__c")) {
                 if !fields.iter().any(|f| f.object == mirror.object && &f.name == name) {
-                    fields.push(field(&mirror.object, name, 255, false, "Mirrors the linked ServiceNow record; ServiceNow owns it and seam writes it."));
+                    fields.push(field(
+                        &mirror.object,
+                        name,
+                        255,
+                        false,
+                        "Mirrors the linked ServiceNow record; ServiceNow owns it and seam writes it.",
+                    ));
                 }
             }
         }
@@ -108,12 +137,26 @@ impl Metadata {
         }
         let base = dir.join(SOURCE_DIR);
         for f in &self.fields {
-            write(&base.join(format!("objects/{}/fields/{}.field-meta.xml", f.object, f.name)), &custom_field(f), &mut written)?;
+            write(
+                &base.join(format!("objects/{}/fields/{}.field-meta.xml", f.object, f.name)),
+                &custom_field(f),
+                &mut written,
+            )?;
         }
         for entity in ["Case", "Account"] {
-            write(&base.join(format!("platformEventChannelMembers/ChangeEvents_{entity}ChangeEvent.platformEventChannelMember-meta.xml")), &channel_member(entity), &mut written)?;
+            write(
+                &base.join(format!(
+                    "platformEventChannelMembers/ChangeEvents_{entity}ChangeEvent.platformEventChannelMember-meta.xml"
+                )),
+                &channel_member(entity),
+                &mut written,
+            )?;
         }
-        write(&base.join(format!("permissionsets/{PERMISSION_SET}.permissionset-meta.xml")), &permission_set(&self.fields), &mut written)?;
+        write(
+            &base.join(format!("permissionsets/{PERMISSION_SET}.permissionset-meta.xml")),
+            &permission_set(&self.fields),
+            &mut written,
+        )?;
         if let Some(outbound) = &self.outbound {
             let name = outbound_name(&outbound.tenant);
             // The endpoint holds the intake token: readable by its owner only.
@@ -149,7 +192,8 @@ fn restrict(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).with_context(|| format!("making {} private", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", path.display()))?;
     }
     Ok(())
 }
@@ -207,7 +251,10 @@ fn custom_field(f: &CustomField) -> String {
 }
 
 fn channel_member(entity: &str) -> String {
-    document("PlatformEventChannelMember", &[t("eventChannel", "ChangeEvents"), t("selectedEntity", format!("{entity}ChangeEvent"))])
+    document(
+        "PlatformEventChannelMember",
+        &[t("eventChannel", "ChangeEvents"), t("selectedEntity", format!("{entity}ChangeEvent"))],
+    )
 }
 
 /// PermissionSet, in the schema's order: description, fieldPermissions, hasActivationRequired,
@@ -222,7 +269,9 @@ fn permission_set(fields: &[CustomField]) -> String {
     nodes.push(t("hasActivationRequired", false));
     nodes.push(t("label", "Seam Integration"));
     // (object, create, edit, view all): seam reads Accounts, opens and edits Cases, workflows open Tasks.
-    for (object, create, edit, view_all) in [("Account", false, false, true), ("Case", true, true, true), ("Task", true, true, false)] {
+    for (object, create, edit, view_all) in
+        [("Account", false, false, true), ("Case", true, true, true), ("Task", true, true, false)]
+    {
         nodes.push(Node::Parent(
             "objectPermissions",
             vec![
@@ -253,7 +302,12 @@ fn outbound_message(o: &Outbound, fields: &[CustomField]) -> String {
     let mut case_fields: Vec<String> = CASE_FIELDS.iter().map(|s| s.to_string()).collect();
     case_fields.extend(fields.iter().filter(|f| f.object == "Case").map(|f| f.name.clone()));
     message.extend(case_fields.into_iter().map(|f| t("fields", f)));
-    message.extend([t("includeSessionId", false), t("integrationUser", &o.integration_user), t("name", format!("seam {}", o.tenant)), t("protected", false)]);
+    message.extend([
+        t("includeSessionId", false),
+        t("integrationUser", &o.integration_user),
+        t("name", format!("seam {}", o.tenant)),
+        t("protected", false),
+    ]);
     document("Workflow", &[Node::Parent("outboundMessages", message)])
 }
 
@@ -301,16 +355,60 @@ mod tests {
 
     /// The schema's order of each type's elements (WSDL `xsd:sequence`), for the elements written.
     const ORDER: &[(&str, &[&str])] = &[
-        ("CustomField", &["fullName", "caseSensitive", "description", "externalId", "inlineHelpText", "label", "length", "required", "trackHistory", "type", "unique"]),
+        (
+            "CustomField",
+            &[
+                "fullName",
+                "caseSensitive",
+                "description",
+                "externalId",
+                "inlineHelpText",
+                "label",
+                "length",
+                "required",
+                "trackHistory",
+                "type",
+                "unique",
+            ],
+        ),
         ("PlatformEventChannelMember", &["eventChannel", "selectedEntity"]),
-        ("PermissionSet", &["description", "fieldPermissions", "hasActivationRequired", "label", "objectPermissions", "userPermissions"]),
+        (
+            "PermissionSet",
+            &[
+                "description",
+                "fieldPermissions",
+                "hasActivationRequired",
+                "label",
+                "objectPermissions",
+                "userPermissions",
+            ],
+        ),
         ("fieldPermissions", &["editable", "field", "readable"]),
-        ("objectPermissions", &["allowCreate", "allowDelete", "allowEdit", "allowRead", "modifyAllRecords", "object", "viewAllRecords"]),
+        (
+            "objectPermissions",
+            &["allowCreate", "allowDelete", "allowEdit", "allowRead", "modifyAllRecords", "object", "viewAllRecords"],
+        ),
         ("userPermissions", &["enabled", "name"]),
         ("Workflow", &["outboundMessages"]),
-        ("outboundMessages", &["fullName", "apiVersion", "description", "endpointUrl", "fields", "includeSessionId", "integrationUser", "name", "protected"]),
+        (
+            "outboundMessages",
+            &[
+                "fullName",
+                "apiVersion",
+                "description",
+                "endpointUrl",
+                "fields",
+                "includeSessionId",
+                "integrationUser",
+                "name",
+                "protected",
+            ],
+        ),
         ("Flow", &["actionCalls", "apiVersion", "label", "processType", "start", "status"]),
-        ("actionCalls", &["name", "label", "locationX", "locationY", "actionName", "actionType", "flowTransactionModel"]),
+        (
+            "actionCalls",
+            &["name", "label", "locationX", "locationY", "actionName", "actionType", "flowTransactionModel"],
+        ),
         ("start", &["locationX", "locationY", "connector", "object", "recordTriggerType", "triggerType"]),
         ("connector", &["targetReference"]),
     ];
@@ -324,12 +422,19 @@ mod tests {
                 Event::Start(e) => {
                     let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
                     if stack.is_empty() {
-                        let ns = e.attributes().flatten().find(|a| a.key.as_ref() == b"xmlns").map(|a| String::from_utf8_lossy(&a.value).into_owned());
+                        let ns = e
+                            .attributes()
+                            .flatten()
+                            .find(|a| a.key.as_ref() == b"xmlns")
+                            .map(|a| String::from_utf8_lossy(&a.value).into_owned());
                         assert_eq!(ns.as_deref(), Some(NAMESPACE), "{name}");
                     }
                     if let Some((parent, last)) = stack.last_mut() {
                         if let Some((_, order)) = ORDER.iter().find(|(p, _)| p == parent) {
-                            let at = order.iter().position(|o| *o == name).unwrap_or_else(|| panic!("{parent} has no element {name} in the schema"));
+                            let at = order
+                                .iter()
+                                .position(|o| *o == name)
+                                .unwrap_or_else(|| panic!("{parent} has no element {name} in the schema"));
                             assert!(at >= *last, "{parent}: {name} comes before {}", order[*last]);
                             *last = at;
                         }
@@ -349,21 +454,47 @@ mod tests {
     fn every_file_is_well_formed_in_the_schemas_order() {
         let dir = std::env::temp_dir().join(format!("seam-sfdx-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let outbound = Outbound { endpoint: "https://seam.example.com/intake/acme-eu/salesforce/outbound?token=a&b".into(), integration_user: "seam@acme.example".into(), tenant: "acme-eu".into() };
+        let outbound = Outbound {
+            endpoint: "https://seam.example.com/intake/acme-eu/salesforce/outbound?token=a&b".into(),
+            integration_user: "seam@acme.example".into(),
+            tenant: "acme-eu".into(),
+        };
         let metadata = Metadata::for_ownership(&Ownership::default(), Some(outbound));
         let names: Vec<String> = metadata.fields.iter().map(|f| format!("{}.{}", f.object, f.name)).collect();
-        assert_eq!(names, ["Case.ServiceNow_Incident__c", "Case.ServiceNow_Number__c", "Account.External_Id__c", "Activity.Seam_Key__c", "Case.ServiceNow_Assignee__c"]);
+        assert_eq!(
+            names,
+            [
+                "Case.ServiceNow_Incident__c",
+                "Case.ServiceNow_Number__c",
+                "Account.External_Id__c",
+                "Activity.Seam_Key__c",
+                "Case.ServiceNow_Assignee__c"
+            ]
+        );
         let written = metadata.write(&dir).unwrap();
         assert_eq!(written.len(), 1 + 5 + 2 + 1 + 2);
         for path in written.iter().filter(|p| p.extension().is_some_and(|e| e == "xml")) {
             check_order(&std::fs::read_to_string(path).unwrap());
         }
-        let workflow = std::fs::read_to_string(dir.join("force-app/main/default/workflows/Case.workflow-meta.xml")).unwrap();
-        assert!(workflow.contains("<fullName>Seam_acme_eu</fullName>") && workflow.contains("?token=a&amp;b"), "{workflow}");
-        let key = std::fs::read_to_string(dir.join("force-app/main/default/objects/Account/fields/External_Id__c.field-meta.xml")).unwrap();
+        let workflow =
+            std::fs::read_to_string(dir.join("force-app/main/default/workflows/Case.workflow-meta.xml")).unwrap();
+        assert!(
+            workflow.contains("<fullName>Seam_acme_eu</fullName>") && workflow.contains("?token=a&amp;b"),
+            "{workflow}"
+        );
+        let key = std::fs::read_to_string(
+            dir.join("force-app/main/default/objects/Account/fields/External_Id__c.field-meta.xml"),
+        )
+        .unwrap();
         assert!(key.contains("<externalId>true</externalId>") && key.contains("<unique>true</unique>"));
-        let create_key = std::fs::read_to_string(dir.join("force-app/main/default/objects/Activity/fields/Seam_Key__c.field-meta.xml")).unwrap();
-        assert!(create_key.contains("<externalId>true</externalId>") && create_key.contains("<unique>false</unique>"), "{create_key}");
+        let create_key = std::fs::read_to_string(
+            dir.join("force-app/main/default/objects/Activity/fields/Seam_Key__c.field-meta.xml"),
+        )
+        .unwrap();
+        assert!(
+            create_key.contains("<externalId>true</externalId>") && create_key.contains("<unique>false</unique>"),
+            "{create_key}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -167,7 +167,9 @@ fn business_rule(setup: &PushSetup, at: &str) -> Update {
         f("template", ""),
         f("when", "async"),
     ]);
-    let mut payload = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><record_update sys_domain="global" table="sys_script"><sys_script action="INSERT_OR_UPDATE">"#);
+    let mut payload = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?><record_update sys_domain="global" table="sys_script"><sys_script action="INSERT_OR_UPDATE">"#,
+    );
     write_fields(&mut payload, fields);
     payload.push_str("</sys_script></record_update>");
     Update { name: format!("sys_script_{id}"), kind: "Business Rule", table: PUSH_TABLE.into(), target: name, payload }
@@ -189,10 +191,18 @@ fn property(tenant: &str, key: &str, value: &str, description: &str, at: &str) -
         f("value", value),
         f("write_roles", ""),
     ]);
-    let mut payload = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><record_update table="sys_properties"><sys_properties action="INSERT_OR_UPDATE">"#);
+    let mut payload = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?><record_update table="sys_properties"><sys_properties action="INSERT_OR_UPDATE">"#,
+    );
     write_fields(&mut payload, fields);
     payload.push_str("</sys_properties></record_update>");
-    Update { name: format!("sys_properties_{id}"), kind: "System Property", table: String::new(), target: name, payload }
+    Update {
+        name: format!("sys_properties_{id}"),
+        kind: "System Property",
+        table: String::new(),
+        target: name,
+        payload,
+    }
 }
 
 /// The customer key on core_company: the dictionary entry and its English label.
@@ -207,7 +217,10 @@ fn company_key(tenant: &str, at: &str) -> [Update; 2] {
         f("attributes", ""),
         f("audit", "false"),
         f("column_label", label),
-        f("comments", "The customer's key, the same as the Salesforce Account's External_Id__c; seam matches customers on it."),
+        f(
+            "comments",
+            "The customer's key, the same as the Salesforce Account's External_Id__c; seam matches customers on it.",
+        ),
         f("display", "false"),
         f("element", element),
         reference("internal_type", "string", "String"),
@@ -221,7 +234,9 @@ fn company_key(tenant: &str, at: &str) -> [Update; 2] {
         f("unique", "false"),
         f("virtual", "false"),
     ]);
-    let mut dictionary = format!(r#"<?xml version="1.0" encoding="UTF-8"?><record_update><sys_dictionary action="INSERT_OR_UPDATE" element="{element}" table="{table}">"#);
+    let mut dictionary = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><record_update><sys_dictionary action="INSERT_OR_UPDATE" element="{element}" table="{table}">"#
+    );
     write_fields(&mut dictionary, fields);
     dictionary.push_str("</sys_dictionary></record_update>");
 
@@ -247,8 +262,20 @@ fn company_key(tenant: &str, at: &str) -> [Update; 2] {
     documentation.push_str("</sys_documentation></sys_documentation></record_update>");
     let target = format!("Company.{label}");
     [
-        Update { name: format!("sys_dictionary_{table}_{element}"), kind: "Dictionary", table: table.into(), target: target.clone(), payload: dictionary },
-        Update { name: format!("sys_documentation_{table}_{element}_en"), kind: "Field Label", table: table.into(), target, payload: documentation },
+        Update {
+            name: format!("sys_dictionary_{table}_{element}"),
+            kind: "Dictionary",
+            table: table.into(),
+            target: target.clone(),
+            payload: dictionary,
+        },
+        Update {
+            name: format!("sys_documentation_{table}_{element}_en"),
+            kind: "Field Label",
+            table: table.into(),
+            target,
+            payload: documentation,
+        },
     ]
 }
 
@@ -260,9 +287,27 @@ pub fn update_set(setup: &PushSetup, at: chrono::DateTime<chrono::Utc>) -> Strin
     let tenant = setup.tenant.as_str();
     let mut updates = vec![
         business_rule(setup, &stamp),
-        property(tenant, "endpoint", &setup.endpoint, "seam: where the push rule sends changes (intake, over HTTPS).", &stamp),
-        property(tenant, "secret", setup.secret.expose_secret(), "seam: the key the push rule signs changes with (HMAC-SHA256). Keep it secret.", &stamp),
-        property(tenant, "integration_user", &setup.integration_user, "seam: the user seam writes as; the push rule skips its changes.", &stamp),
+        property(
+            tenant,
+            "endpoint",
+            &setup.endpoint,
+            "seam: where the push rule sends changes (intake, over HTTPS).",
+            &stamp,
+        ),
+        property(
+            tenant,
+            "secret",
+            setup.secret.expose_secret(),
+            "seam: the key the push rule signs changes with (HMAC-SHA256). Keep it secret.",
+            &stamp,
+        ),
+        property(
+            tenant,
+            "integration_user",
+            &setup.integration_user,
+            "seam: the user seam writes as; the push rule skips its changes.",
+            &stamp,
+        ),
     ];
     updates.extend(company_key(tenant, &stamp));
 
@@ -307,7 +352,11 @@ pub fn update_set(setup: &PushSetup, at: chrono::DateTime<chrono::Utc>) -> Strin
         let entry_id = stable_id(tenant, &format!("sys_update_xml/{}/{set_id}", update.name));
         out.push_str(r#"<sys_update_xml action="INSERT_OR_UPDATE">"#);
         // A payload holding a CDATA section (a script) is escaped as text; the others are CDATA, as exports have them.
-        let payload = if update.payload.contains("<![CDATA[") { Field { name: "payload", value: update.payload, attributes: vec![], cdata: false } } else { Field { name: "payload", value: update.payload, attributes: vec![], cdata: true } };
+        let payload = if update.payload.contains("<![CDATA[") {
+            Field { name: "payload", value: update.payload, attributes: vec![], cdata: false }
+        } else {
+            Field { name: "payload", value: update.payload, attributes: vec![], cdata: true }
+        };
         write_fields(
             &mut out,
             vec![
@@ -344,7 +393,12 @@ mod tests {
     use super::*;
 
     fn setup() -> PushSetup {
-        PushSetup { tenant: "acme".into(), endpoint: "https://seam.example.com/intake/acme/servicenow".into(), secret: SecretString::from("s3cret & <more>"), integration_user: "seam.integration".into() }
+        PushSetup {
+            tenant: "acme".into(),
+            endpoint: "https://seam.example.com/intake/acme/servicenow".into(),
+            secret: SecretString::from("s3cret & <more>"),
+            integration_user: "seam.integration".into(),
+        }
     }
 
     #[test]
@@ -371,7 +425,9 @@ mod tests {
                     text.clear();
                 }
                 quick_xml::events::Event::Text(t) if in_payload => text.push_str(&crate::xml::text(&t).unwrap()),
-                quick_xml::events::Event::GeneralRef(r) if in_payload => text.push_str(&crate::xml::reference(&r).unwrap()),
+                quick_xml::events::Event::GeneralRef(r) if in_payload => {
+                    text.push_str(&crate::xml::reference(&r).unwrap())
+                }
                 quick_xml::events::Event::CData(c) if in_payload => text.push_str(std::str::from_utf8(&c).unwrap()),
                 quick_xml::events::Event::End(e) if e.name().as_ref() == b"payload" => {
                     in_payload = false;
@@ -384,11 +440,16 @@ mod tests {
         assert_eq!(payloads.len(), 6);
         for payload in &payloads {
             let mut inner = quick_xml::Reader::from_str(payload);
-            while !matches!(inner.read_event().unwrap_or_else(|e| panic!("{e}: {payload}")), quick_xml::events::Event::Eof) {}
+            while !matches!(
+                inner.read_event().unwrap_or_else(|e| panic!("{e}: {payload}")),
+                quick_xml::events::Event::Eof
+            ) {}
         }
         assert!(payloads[0].contains("<when>async</when>") && payloads[0].contains(SCRIPT_MARKER));
         assert!(payloads.iter().any(|p| p.contains("<value>s3cret &amp; &lt;more&gt;</value>")));
-        assert!(payloads.iter().any(|p| p.contains(r#"<sys_dictionary action="INSERT_OR_UPDATE" element="u_sf_external_id" table="core_company">"#)));
+        assert!(payloads.iter().any(|p| p.contains(
+            r#"<sys_dictionary action="INSERT_OR_UPDATE" element="u_sf_external_id" table="core_company">"#
+        )));
         // The records keep their sys_ids; the update set is a new one.
         let again = update_set(&setup(), at);
         let ids = |x: &str| x.match_indices("<sys_id>").map(|(i, _)| x[i + 8..i + 40].to_string()).collect::<Vec<_>>();

@@ -118,7 +118,15 @@ pub struct SimConfig {
 
 impl SimConfig {
     pub fn new(state_dir: PathBuf) -> Self {
-        SimConfig { state_dir, salesforce_port: 0, servicenow_port: 0, slack_port: 0, pubsub_port: 0, faults: vec![], notify: vec![] }
+        SimConfig {
+            state_dir,
+            salesforce_port: 0,
+            servicenow_port: 0,
+            slack_port: 0,
+            pubsub_port: 0,
+            faults: vec![],
+            notify: vec![],
+        }
     }
 }
 
@@ -139,7 +147,8 @@ pub struct Sim {
 impl Sim {
     pub async fn start(config: SimConfig) -> Result<Sim> {
         let dir = &config.state_dir;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the simulator state directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the simulator state directory {}", dir.display()))?;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let tls_files = tls::ensure(dir).context("preparing the simulator's TLS certificate")?;
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls_files.cert_pem, &tls_files.key_pem)
@@ -149,7 +158,8 @@ impl Sim {
         let store = Arc::new(Store::open(&dir.join("sim.db"))?);
 
         let bind = |port: u16, name: &str| -> Result<(TcpListener, String)> {
-            let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding the {name} emulator to 127.0.0.1:{port}"))?;
+            let listener = TcpListener::bind(("127.0.0.1", port))
+                .with_context(|| format!("binding the {name} emulator to 127.0.0.1:{port}"))?;
             listener.set_nonblocking(true)?;
             let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
             Ok((listener, url))
@@ -180,7 +190,13 @@ impl Sim {
             &ca_pem,
         )?);
         // ServiceNow sends what its business rules send: nothing until seam's update set is committed.
-        let sn_notifier = Arc::new(Notifier::scripted(servicenow::EMULATOR, store.clone(), sn_faults.clone(), &ca_pem, servicenow::push::ATTEMPTS)?);
+        let sn_notifier = Arc::new(Notifier::scripted(
+            servicenow::EMULATOR,
+            store.clone(),
+            sn_faults.clone(),
+            &ca_pem,
+            servicenow::push::ATTEMPTS,
+        )?);
         for (name, target) in &config.notify {
             match name.as_str() {
                 salesforce::EMULATOR => sf_notifier.set_target(Some(target))?,
@@ -190,16 +206,51 @@ impl Sim {
         }
 
         let make = |name, base_url: &String, faults, notifier, change_events, fault_response| {
-            Arc::new(Emulator { name, store: store.clone(), faults, notifier, base_url: base_url.clone(), requests: AtomicU64::new(0), api_limit: AtomicU64::new(salesforce::DAILY_API_LIMIT), removed_fields: Default::default(), change_events, fault_response, writes: Default::default() })
+            Arc::new(Emulator {
+                name,
+                store: store.clone(),
+                faults,
+                notifier,
+                base_url: base_url.clone(),
+                requests: AtomicU64::new(0),
+                api_limit: AtomicU64::new(salesforce::DAILY_API_LIMIT),
+                removed_fields: Default::default(),
+                change_events,
+                fault_response,
+                writes: Default::default(),
+            })
         };
-        let sf = make(salesforce::EMULATOR, &sf_url, sf_faults, Some(sf_notifier.clone()), Some(bus.clone()), salesforce::fault_response as fn(Fault) -> Response);
-        let sn = make(servicenow::EMULATOR, &sn_url, sn_faults, Some(sn_notifier.clone()), None, servicenow::fault_response as fn(Fault) -> Response);
-        let sl = make(slack::EMULATOR, &slack_url, faults_for(slack::EMULATOR), None, None, slack::fault_response as fn(Fault) -> Response);
+        let sf = make(
+            salesforce::EMULATOR,
+            &sf_url,
+            sf_faults,
+            Some(sf_notifier.clone()),
+            Some(bus.clone()),
+            salesforce::fault_response as fn(Fault) -> Response,
+        );
+        let sn = make(
+            servicenow::EMULATOR,
+            &sn_url,
+            sn_faults,
+            Some(sn_notifier.clone()),
+            None,
+            servicenow::fault_response as fn(Fault) -> Response,
+        );
+        let sl = make(
+            slack::EMULATOR,
+            &slack_url,
+            faults_for(slack::EMULATOR),
+            None,
+            None,
+            slack::fault_response as fn(Fault) -> Response,
+        );
 
         // A rule's job reads the instance when it runs; the emulator outlives its notifier's jobs.
         let instance = Arc::downgrade(&sn);
         sn_notifier.set_runner(Box::new(move |job| match instance.upgrade() {
-            Some(e) => servicenow::push::run(&e, job).map(|r| notify::Request { url: r.url, body: r.body, headers: r.headers }),
+            Some(e) => {
+                servicenow::push::run(&e, job).map(|r| notify::Request { url: r.url, body: r.body, headers: r.headers })
+            }
             None => Err("the instance stopped".into()),
         }));
         salesforce::seed(&sf)?;
@@ -208,7 +259,8 @@ impl Sim {
         // The key pair an admin made for the connected app, and the certificate uploaded to it.
         let connected_app = salesforce::connected_app::ensure_key_pair(dir)?;
         if sf.store.setting(salesforce::oauth::CERTIFICATE_SETTING).is_none() {
-            let certificate = std::fs::read_to_string(&connected_app.certificate).with_context(|| format!("reading {}", connected_app.certificate.display()))?;
+            let certificate = std::fs::read_to_string(&connected_app.certificate)
+                .with_context(|| format!("reading {}", connected_app.certificate.display()))?;
             sf.store.set_setting(salesforce::oauth::CERTIFICATE_SETTING, &certificate)?;
         }
 
@@ -238,7 +290,10 @@ impl Sim {
         // The Pub/Sub API on its own port, as Salesforce serves it on its own host.
         {
             let service = salesforce::pubsub::Service { emulator: sf.clone(), bus };
-            let app = tonic::service::Routes::new(crate::connectors::salesforce::pubsub::proto::pub_sub_server::PubSubServer::new(service)).into_axum_router();
+            let app = tonic::service::Routes::new(
+                crate::connectors::salesforce::pubsub::proto::pub_sub_server::PubSubServer::new(service),
+            )
+            .into_axum_router();
             let handle = axum_server::Handle::new();
             let server = axum_server::from_tcp_rustls(pubsub_listener, tls.clone()).handle(handle.clone());
             tokio::spawn(async move {
@@ -250,7 +305,16 @@ impl Sim {
         }
 
         let info_file = dir.join("sim.json");
-        let sim = Sim { salesforce: sf, servicenow: sn, slack: sl, pubsub_url, ca_pem: tls_files.ca_pem, info_file, connected_app, handles };
+        let sim = Sim {
+            salesforce: sf,
+            servicenow: sn,
+            slack: sl,
+            pubsub_url,
+            ca_pem: tls_files.ca_pem,
+            info_file,
+            connected_app,
+            handles,
+        };
         let info = serde_json::to_string_pretty(&sim.info())?;
         // It holds the emulators' credentials.
         crate::files::write_private(&sim.info_file, info.as_bytes())?;
@@ -315,7 +379,10 @@ impl Sim {
     }
 
     pub fn slack_credentials(&self) -> crate::connectors::slack::Credentials {
-        crate::connectors::slack::Credentials { api_url: format!("{}/api/", self.slack.base_url), token: crate::secrets::Secret::value(credentials::SLACK_TOKEN) }
+        crate::connectors::slack::Credentials {
+            api_url: format!("{}/api/", self.slack.base_url),
+            token: crate::secrets::Secret::value(credentials::SLACK_TOKEN),
+        }
     }
 
     /// Connections as the people who work the records: Jane, an agent, in Salesforce (through
@@ -334,10 +401,22 @@ impl Sim {
         };
         let sn = servicenow::Credentials {
             instance_url: self.servicenow.base_url.clone(),
-            auth: servicenow::Auth::Basic { username: SN_PERSON_USERNAME.into(), password: Secret::value(SN_PERSON_PASSWORD) },
+            auth: servicenow::Auth::Basic {
+                username: SN_PERSON_USERNAME.into(),
+                password: Secret::value(SN_PERSON_PASSWORD),
+            },
             integration_user: None,
         };
-        crate::engine::apply::Systems::connect("people", &sf, &sn, Some(&self.slack_credentials()), Some(&self.ca_pem), policy).await.context("connecting to the emulators as their people")
+        crate::engine::apply::Systems::connect(
+            "people",
+            &sf,
+            &sn,
+            Some(&self.slack_credentials()),
+            Some(&self.ca_pem),
+            policy,
+        )
+        .await
+        .context("connecting to the emulators as their people")
     }
 
     /// Connections as seam's integration user, configured the way a tenant's are (tenant `sim`).
@@ -360,11 +439,14 @@ impl Sim {
     pub fn install_update_set(&self, xml: &str) -> Result<usize> {
         use servicenow::update_sets;
         let admin = credentials::SN_ADMIN_USERNAME;
-        let id = update_sets::load(&self.servicenow, xml, admin).map_err(|why| anyhow::anyhow!("importing the update set: {why}"))?;
-        let problems = update_sets::preview(&self.servicenow, &id).map_err(|why| anyhow::anyhow!("previewing the update set: {why}"))?;
+        let id = update_sets::load(&self.servicenow, xml, admin)
+            .map_err(|why| anyhow::anyhow!("importing the update set: {why}"))?;
+        let problems = update_sets::preview(&self.servicenow, &id)
+            .map_err(|why| anyhow::anyhow!("previewing the update set: {why}"))?;
         anyhow::ensure!(problems.is_empty(), "the update set's preview found problems: {}", problems.join("; "));
         let _write = self.servicenow.write_lock();
-        update_sets::commit(&self.servicenow, &id, admin).map_err(|why| anyhow::anyhow!("committing the update set: {why}"))
+        update_sets::commit(&self.servicenow, &id, admin)
+            .map_err(|why| anyhow::anyhow!("committing the update set: {why}"))
     }
 
     /// Install seam's update set for `tenant`, its push rule sending to `endpoint` signed with `secret`.
@@ -414,8 +496,14 @@ fn lost(response: Response) -> Response {
     impl http_body::Body for Cut {
         type Data = axum::body::Bytes;
         type Error = std::io::Error;
-        fn poll_frame(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-            std::task::Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault injection: response lost"))))
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            std::task::Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "fault injection: response lost",
+            ))))
         }
     }
     let (parts, _) = response.into_parts();
@@ -455,14 +543,20 @@ fn admin_router(emulator: Arc<Emulator>) -> Router {
             "/__admin/notify",
             get(|State(e): State<Arc<Emulator>>| async move { Json(e.notifier.as_ref().and_then(|n| n.target())) })
                 .put(|State(e): State<Arc<Emulator>>, body: axum::body::Bytes| async move {
-                    let Some(notifier) = &e.notifier else { return bad_request(format!("{} sends no notifications", e.name)) };
+                    let Some(notifier) = &e.notifier else {
+                        return bad_request(format!("{} sends no notifications", e.name));
+                    };
                     match serde_json::from_slice::<NotifyTarget>(&body) {
-                        Ok(t) if t.url.starts_with("http://") || t.url.starts_with("https://") => match notifier.set_target(Some(&t)) {
-                            Ok(()) => Json(t).into_response(),
-                            Err(err) => bad_request(err.to_string()),
-                        },
+                        Ok(t) if t.url.starts_with("http://") || t.url.starts_with("https://") => {
+                            match notifier.set_target(Some(&t)) {
+                                Ok(()) => Json(t).into_response(),
+                                Err(err) => bad_request(err.to_string()),
+                            }
+                        }
                         Ok(t) => bad_request(format!("notification url must be http(s)://, got {:?}", t.url)),
-                        Err(err) => bad_request(format!("expected {{\"url\": ..., \"secret\": ..., \"format\": \"soap\"|\"json\"}}: {err}")),
+                        Err(err) => bad_request(format!(
+                            "expected {{\"url\": ..., \"secret\": ..., \"format\": \"soap\"|\"json\"}}: {err}"
+                        )),
                     }
                 })
                 .delete(|State(e): State<Arc<Emulator>>| async move {

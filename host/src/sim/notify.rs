@@ -49,7 +49,11 @@ impl Format {
         }
     }
     fn parse(s: &str) -> Format {
-        if s == "soap" { Format::Soap } else { Format::Json }
+        if s == "soap" {
+            Format::Soap
+        } else {
+            Format::Json
+        }
     }
 }
 
@@ -116,23 +120,53 @@ fn backoff(attempts: u32, scripted: bool) -> Duration {
 
 impl Notifier {
     /// Notifications that are retried until acknowledged (Outbound Messages).
-    pub fn new(emulator: &'static str, store: Arc<Store>, faults: Arc<FaultSwitch>, soap: Option<SoapSender>, ca_pem: &[u8]) -> anyhow::Result<Self> {
+    pub fn new(
+        emulator: &'static str,
+        store: Arc<Store>,
+        faults: Arc<FaultSwitch>,
+        soap: Option<SoapSender>,
+        ca_pem: &[u8],
+    ) -> anyhow::Result<Self> {
         Self::with_attempts(emulator, store, faults, soap, ca_pem, None)
     }
 
     /// Jobs run by [`Notifier::set_runner`] when sent, given up after `attempts`.
-    pub fn scripted(emulator: &'static str, store: Arc<Store>, faults: Arc<FaultSwitch>, ca_pem: &[u8], attempts: u32) -> anyhow::Result<Self> {
+    pub fn scripted(
+        emulator: &'static str,
+        store: Arc<Store>,
+        faults: Arc<FaultSwitch>,
+        ca_pem: &[u8],
+        attempts: u32,
+    ) -> anyhow::Result<Self> {
         Self::with_attempts(emulator, store, faults, None, ca_pem, Some(attempts))
     }
 
-    fn with_attempts(emulator: &'static str, store: Arc<Store>, faults: Arc<FaultSwitch>, soap: Option<SoapSender>, ca_pem: &[u8], attempts: Option<u32>) -> anyhow::Result<Self> {
+    fn with_attempts(
+        emulator: &'static str,
+        store: Arc<Store>,
+        faults: Arc<FaultSwitch>,
+        soap: Option<SoapSender>,
+        ca_pem: &[u8],
+        attempts: Option<u32>,
+    ) -> anyhow::Result<Self> {
         let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
         // The engine's intake may itself sit behind this simulator's certificate.
         if let Ok(ca) = reqwest::Certificate::from_pem(ca_pem) {
             client = client.add_root_certificate(ca);
         }
         let default_format = if soap.is_some() { Format::Soap } else { Format::Json };
-        Ok(Notifier { emulator, store, faults, default_format, soap, client: client.build()?, wake: tokio::sync::Notify::new(), target: Default::default(), runner: Default::default(), attempts })
+        Ok(Notifier {
+            emulator,
+            store,
+            faults,
+            default_format,
+            soap,
+            client: client.build()?,
+            wake: tokio::sync::Notify::new(),
+            target: Default::default(),
+            runner: Default::default(),
+            attempts,
+        })
     }
 
     /// How a queued job becomes a request when it is sent.
@@ -146,7 +180,9 @@ impl Notifier {
 
     pub fn target(&self) -> Option<NotifyTarget> {
         let mut cached = self.target.lock().unwrap();
-        cached.get_or_insert_with(|| self.store.setting(&self.setting_key()).and_then(|s| serde_json::from_str(&s).ok())).clone()
+        cached
+            .get_or_insert_with(|| self.store.setting(&self.setting_key()).and_then(|s| serde_json::from_str(&s).ok()))
+            .clone()
     }
 
     /// The form notifications take now: the target's choice, else the emulator's default.
@@ -188,7 +224,13 @@ impl Notifier {
 
     /// A notification about `record` to `url` (a business rule's endpoint), whatever the target.
     pub fn outgoing_to(&self, record: &str, url: &str, format: Format) -> Outgoing<'_> {
-        Outgoing { notifier: self, url: url.to_string(), format, record: record.to_string(), dropped: self.faults.drop_notification() }
+        Outgoing {
+            notifier: self,
+            url: url.to_string(),
+            format,
+            record: record.to_string(),
+            dropped: self.faults.drop_notification(),
+        }
     }
 }
 
@@ -208,15 +250,21 @@ impl Outgoing<'_> {
     }
 
     /// Queue it inside the caller's transaction, `payload` built there in its form.
-    pub fn queue_in(self, db: &Connection, payload: impl FnOnce(Format) -> anyhow::Result<String>) -> anyhow::Result<()> {
+    pub fn queue_in(
+        self,
+        db: &Connection,
+        payload: impl FnOnce(Format) -> anyhow::Result<String>,
+    ) -> anyhow::Result<()> {
         let n = self.notifier;
         if self.dropped {
             super::store::next_in(db, &format!("notify.{}.dropped", n.emulator))?;
             tracing::info!(emulator = n.emulator, "fault injection: dropped a change notification");
             return Ok(());
         }
-        db.prepare_cached("INSERT INTO notifications (emulator, url, format, payload, record) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![n.emulator, self.url, self.format.as_str(), payload(self.format)?, self.record])?;
+        db.prepare_cached(
+            "INSERT INTO notifications (emulator, url, format, payload, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![n.emulator, self.url, self.format.as_str(), payload(self.format)?, self.record])?;
         // The delivery loop reads the queue under the store's lock, so it sees this row once the transaction commits.
         n.wake.notify_one();
         Ok(())
@@ -372,7 +420,13 @@ impl Notifier {
                  WHERE emulator = ?1 AND delivered_at_ms IS NULL AND format = 'json' ORDER BY id LIMIT 2000",
             )?;
             let rows = stmt.query_map(params![self.emulator], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?, r.get::<_, i64>(4)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
             })?;
             let mut seen = std::collections::HashSet::new();
             let mut chosen = Vec::new();
@@ -380,7 +434,11 @@ impl Notifier {
             for row in rows {
                 let (id, url, record, attempts, next_at) = row?;
                 // Only a record's oldest undelivered notification may go; later ones wait for it.
-                let first_of_record = if record.is_empty() { !busy.rows.contains(&id) } else { seen.insert(record.clone()) && !busy.records.contains(&record) };
+                let first_of_record = if record.is_empty() {
+                    !busy.rows.contains(&id)
+                } else {
+                    seen.insert(record.clone()) && !busy.records.contains(&record)
+                };
                 if !first_of_record {
                     continue;
                 }
@@ -444,7 +502,9 @@ impl Notifier {
         };
         let rows = self.store.with_db(|db| {
             let mut stmt = db.prepare_cached(sql)?;
-            let rows = stmt.query_map(params![self.emulator, url, format.as_str()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map(params![self.emulator, url, format.as_str()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         Ok(Some(Batch::Ready(Ready { url, format, attempts, record: String::new(), rows })))
@@ -458,9 +518,10 @@ impl Notifier {
         let secret = target.as_ref().filter(|t| t.url == batch.url).and_then(|t| t.secret.clone());
         let payloads: Vec<&str> = batch.rows.iter().map(|r| r.1.as_str()).collect();
         let (content_type, body) = match (batch.format, &self.soap) {
-            (Format::Soap, Some(sender)) => {
-                ("text/xml; charset=utf-8", super::salesforce::soap::outbound_message(&sender.organization_id, &sender.partner_url, &payloads))
-            }
+            (Format::Soap, Some(sender)) => (
+                "text/xml; charset=utf-8",
+                super::salesforce::soap::outbound_message(&sender.organization_id, &sender.partner_url, &payloads),
+            ),
             _ => ("application/json", payloads.join("")),
         };
         let mut request = self.client.post(&batch.url).header("Content-Type", content_type);
@@ -474,7 +535,8 @@ impl Notifier {
         }
         // The URL may carry the receiver's token (`?token=`): errors name the host and path only.
         let shown = redacted(&batch.url);
-        let response = request.body(body).send().await.map_err(|e| Failed::retry(format!("POST {shown}: {}", e.without_url())))?;
+        let response =
+            request.body(body).send().await.map_err(|e| Failed::retry(format!("POST {shown}: {}", e.without_url())))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let acked = match batch.format {
@@ -500,7 +562,11 @@ impl Notifier {
             post = post.header(name, value);
         }
         let shown = redacted(&request.url);
-        let response = post.body(request.body).send().await.map_err(|e| Failed::retry(format!("POST {shown}: {}", e.without_url())))?;
+        let response = post
+            .body(request.body)
+            .send()
+            .await
+            .map_err(|e| Failed::retry(format!("POST {shown}: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -508,7 +574,9 @@ impl Notifier {
         let text = response.text().await.unwrap_or_default();
         let message = format!("{shown} answered {status}: {}", text.chars().take(300).collect::<String>());
         // As the script does: a refusal other than 408 or 429 is not tried again.
-        let gave_up = status.is_client_error() && status != reqwest::StatusCode::REQUEST_TIMEOUT && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
+        let gave_up = status.is_client_error()
+            && status != reqwest::StatusCode::REQUEST_TIMEOUT
+            && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
         Err(Failed { message, gave_up })
     }
 }

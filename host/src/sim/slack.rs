@@ -27,11 +27,15 @@ type Ctx = State<Arc<Emulator>>;
 pub fn fault_response(fault: Fault) -> Response {
     match fault {
         Fault::RateLimited { retry_after } => {
-            let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "ok": false, "error": "ratelimited" }))).into_response();
+            let mut r =
+                (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "ok": false, "error": "ratelimited" }))).into_response();
             r.headers_mut().insert("Retry-After", HeaderValue::from(retry_after));
             r
         }
-        Fault::ServerError => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false, "error": "service_unavailable" }))).into_response(),
+        Fault::ServerError => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false, "error": "service_unavailable" })))
+                .into_response()
+        }
     }
 }
 
@@ -106,9 +110,9 @@ fn arg<'a>(args: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 
 fn find_channel(e: &Emulator, id_or_name: &str) -> Option<Record> {
     let name = id_or_name.trim_start_matches('#');
-    e.store
-        .get(EMULATOR, "channel", name)
-        .or_else(|| e.store.scan(EMULATOR, "channel", |c| c.get("name").and_then(Value::as_str) == Some(name)).into_iter().next())
+    e.store.get(EMULATOR, "channel", name).or_else(|| {
+        e.store.scan(EMULATOR, "channel", |c| c.get("name").and_then(Value::as_str) == Some(name)).into_iter().next()
+    })
 }
 
 fn next_ts(e: &Emulator) -> anyhow::Result<String> {
@@ -124,11 +128,22 @@ fn post_message(e: &Emulator, channel: &Record, text: &str, extra: &Map<String, 
             message[key] = v.clone();
         }
     }
-    e.store.put(EMULATOR, "message", &format!("{}:{ts}", channel["id"].as_str().unwrap_or_default()), message.as_object().unwrap().clone())?;
+    e.store.put(
+        EMULATOR,
+        "message",
+        &format!("{}:{ts}", channel["id"].as_str().unwrap_or_default()),
+        message.as_object().unwrap().clone(),
+    )?;
     Ok(message)
 }
 
-async fn web_api(State(e): Ctx, Path(method): Path<String>, headers: HeaderMap, uri: axum::http::Uri, body: Bytes) -> Response {
+async fn web_api(
+    State(e): Ctx,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
     let args = arguments(&headers, uri.query(), &body);
     let token = headers
         .get("authorization")
@@ -146,7 +161,9 @@ async fn web_api(State(e): Ctx, Path(method): Path<String>, headers: HeaderMap, 
         fail("internal_error")
     };
     match method.as_str() {
-        "auth.test" => ok(json!({ "url": format!("{}/", e.base_url), "team": "seam", "user": "seam-bot", "team_id": TEAM_ID, "user_id": BOT_USER, "bot_id": "BSEAMBOT01" })),
+        "auth.test" => ok(
+            json!({ "url": format!("{}/", e.base_url), "team": "seam", "user": "seam-bot", "team_id": TEAM_ID, "user_id": BOT_USER, "bot_id": "BSEAMBOT01" }),
+        ),
         "chat.postMessage" => {
             let Some(channel) = arg(&args, "channel") else { return fail("channel_not_found") };
             let Some(channel) = find_channel(&e, channel) else { return fail("channel_not_found") };
@@ -173,7 +190,8 @@ async fn web_api(State(e): Ctx, Path(method): Path<String>, headers: HeaderMap, 
             if find_channel(&e, name).is_some() {
                 return fail("name_taken");
             }
-            let private = matches!(args.get("is_private"), Some(Value::Bool(true))) || arg(&args, "is_private") == Some("true");
+            let private =
+                matches!(args.get("is_private"), Some(Value::Bool(true))) || arg(&args, "is_private") == Some("true");
             match new_channel(&e, name, private) {
                 Ok(channel) => ok(json!({ "channel": channel })),
                 Err(err) => internal(err),
@@ -188,9 +206,12 @@ async fn web_api(State(e): Ctx, Path(method): Path<String>, headers: HeaderMap, 
             ok(json!({ "channels": channels, "response_metadata": { "next_cursor": "" } }))
         }
         "conversations.history" => {
-            let Some(channel) = arg(&args, "channel").and_then(|c| find_channel(&e, c)) else { return fail("channel_not_found") };
+            let Some(channel) = arg(&args, "channel").and_then(|c| find_channel(&e, c)) else {
+                return fail("channel_not_found");
+            };
             let id = channel["id"].as_str().unwrap_or_default().to_string();
-            let mut messages = e.store.scan(EMULATOR, "message", |m| m.get("channel").and_then(Value::as_str) == Some(id.as_str()));
+            let mut messages =
+                e.store.scan(EMULATOR, "message", |m| m.get("channel").and_then(Value::as_str) == Some(id.as_str()));
             messages.sort_by(|a, b| b["ts"].as_str().cmp(&a["ts"].as_str()));
             ok(json!({ "messages": messages, "has_more": false }))
         }
@@ -199,8 +220,14 @@ async fn web_api(State(e): Ctx, Path(method): Path<String>, headers: HeaderMap, 
 }
 
 /// Incoming webhooks answer in plain text: `ok`, or an error word with a 4xx.
-async fn webhook(State(e): Ctx, Path((team, bot, secret)): Path<(String, String, String)>, headers: HeaderMap, body: Bytes) -> Response {
-    let plain = |status: StatusCode, text: &'static str| (status, [("Content-Type", "text/plain")], text).into_response();
+async fn webhook(
+    State(e): Ctx,
+    Path((team, bot, secret)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let plain =
+        |status: StatusCode, text: &'static str| (status, [("Content-Type", "text/plain")], text).into_response();
     let Some(channel_id) = e.store.setting(&format!("slack.webhook./services/{team}/{bot}/{secret}")) else {
         return plain(StatusCode::NOT_FOUND, "no_service");
     };
@@ -214,7 +241,9 @@ async fn webhook(State(e): Ctx, Path((team, bot, secret)): Path<(String, String,
     if text.is_empty() && !args.contains_key("blocks") {
         return plain(StatusCode::BAD_REQUEST, "no_text");
     }
-    let Some(channel) = e.store.get(EMULATOR, "channel", &channel_id) else { return plain(StatusCode::NOT_FOUND, "channel_not_found") };
+    let Some(channel) = e.store.get(EMULATOR, "channel", &channel_id) else {
+        return plain(StatusCode::NOT_FOUND, "channel_not_found");
+    };
     match post_message(&e, &channel, text, &args) {
         Ok(_) => plain(StatusCode::OK, "ok"),
         Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),

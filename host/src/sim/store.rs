@@ -24,7 +24,8 @@ struct Inner {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Connection::open(path).with_context(|| format!("opening the simulator database {}", path.display()))?;
+        let db =
+            Connection::open(path).with_context(|| format!("opening the simulator database {}", path.display()))?;
         db.set_prepared_statement_cache_capacity(64);
         db.execute_batch(
             "-- One connection, in this process, uses the file: without the shared-memory
@@ -56,7 +57,8 @@ impl Store {
         // Queues written before notifications named their record (for per-record order).
         let has_record = db.prepare("SELECT record FROM notifications LIMIT 0").is_ok();
         if !has_record {
-            db.execute_batch("ALTER TABLE notifications ADD COLUMN record TEXT NOT NULL DEFAULT ''").context("adding notifications.record")?;
+            db.execute_batch("ALTER TABLE notifications ADD COLUMN record TEXT NOT NULL DEFAULT ''")
+                .context("adding notifications.record")?;
         }
         // The notifier's scans of what waits read this index alone, never the rows
         // (each holds a whole payload); a delivered notification leaves it.
@@ -68,10 +70,18 @@ impl Store {
         let mut tables: HashMap<(String, String), BTreeMap<String, Record>> = HashMap::new();
         {
             let mut stmt = db.prepare("SELECT emulator, object, id, data FROM records")?;
-            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)))?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            })?;
             for row in rows {
                 let (emulator, object, id, data) = row?;
-                let record: Record = serde_json::from_str(&data).with_context(|| format!("corrupt record {emulator}/{object}/{id}"))?;
+                let record: Record =
+                    serde_json::from_str(&data).with_context(|| format!("corrupt record {emulator}/{object}/{id}"))?;
                 tables.entry((emulator, object)).or_default().insert(id, record);
             }
         }
@@ -90,7 +100,12 @@ impl Store {
 
     /// Several puts and what `also` writes (the notifications they cause) in one
     /// transaction: all land or none. `also` must not call back into the store.
-    pub fn put_all_with(&self, emulator: &str, records: Vec<(String, String, Record)>, also: impl FnOnce(&Connection) -> Result<()>) -> Result<()> {
+    pub fn put_all_with(
+        &self,
+        emulator: &str,
+        records: Vec<(String, String, Record)>,
+        also: impl FnOnce(&Connection) -> Result<()>,
+    ) -> Result<()> {
         let mut inner = self.inner.lock().unwrap();
         let tx = inner.db.transaction()?;
         for (object, id, record) in &records {
@@ -110,7 +125,10 @@ impl Store {
 
     pub fn delete(&self, emulator: &str, object: &str, id: &str) -> Result<Option<Record>> {
         let mut inner = self.inner.lock().unwrap();
-        inner.db.execute("DELETE FROM records WHERE emulator = ?1 AND object = ?2 AND id = ?3", params![emulator, object, id])?;
+        inner.db.execute(
+            "DELETE FROM records WHERE emulator = ?1 AND object = ?2 AND id = ?3",
+            params![emulator, object, id],
+        )?;
         Ok(inner.tables.get_mut(&(emulator.to_string(), object.to_string())).and_then(|t| t.remove(id)))
     }
 
@@ -146,7 +164,12 @@ impl Store {
 
     pub fn setting(&self, name: &str) -> Option<String> {
         let inner = self.inner.lock().unwrap();
-        inner.db.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |row| row.get(0)).optional().ok().flatten()
+        inner
+            .db
+            .query_row("SELECT value FROM settings WHERE name = ?1", params![name], |row| row.get(0))
+            .optional()
+            .ok()
+            .flatten()
     }
 
     pub fn set_setting(&self, name: &str, value: &str) -> Result<()> {

@@ -14,7 +14,8 @@ pub struct TlsFiles {
 }
 
 pub fn ensure(dir: &Path) -> Result<TlsFiles> {
-    let files = TlsFiles { ca_pem: dir.join("ca.pem"), cert_pem: dir.join("server.pem"), key_pem: dir.join("server.key") };
+    let files =
+        TlsFiles { ca_pem: dir.join("ca.pem"), cert_pem: dir.join("server.pem"), key_pem: dir.join("server.key") };
     if files.ca_pem.exists() && files.cert_pem.exists() && files.key_pem.exists() {
         return Ok(files);
     }

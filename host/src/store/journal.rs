@@ -127,7 +127,10 @@ fn run_group(db: &mut Connection, jobs: &mut [Job], savepoints: bool) -> Result<
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
         // A write that panics fails alone, like one that errs: the commit thread lives on.
-        let mut run = |db: &Connection| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(db))).unwrap_or_else(|_| Err(anyhow::anyhow!("the journal write panicked")));
+        let mut run = |db: &Connection| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(db)))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the journal write panicked")))
+        };
         if !savepoints {
             match run(&tx) {
                 Ok(v) => results.push(Ok(v)),
@@ -157,7 +160,8 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn start(path: &Path) -> Result<Self> {
-        let db = Connection::open(path).with_context(|| format!("opening the journal {} to checkpoint it", path.display()))?;
+        let db = Connection::open(path)
+            .with_context(|| format!("opening the journal {} to checkpoint it", path.display()))?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = stop.clone();
@@ -241,27 +245,56 @@ impl Journal {
     /// expected echoes consumed, stored as an echo) instead of queued. Only
     /// when no earlier event of its record is still waiting: the check then
     /// sees the record as the processor would, and per-record order holds.
-    pub async fn record_settling_echoes(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: EchoCheck) -> Result<Vec<Recorded>> {
+    pub async fn record_settling_echoes(
+        &self,
+        tenant: &str,
+        events: Vec<(String, Change)>,
+        is_echo: EchoCheck,
+    ) -> Result<Vec<Recorded>> {
         self.record(tenant, events, Some(is_echo)).await
     }
 
     /// As [`Journal::record_settling_echoes`], and a source's position (a stream's replay id) set
     /// in the same transaction: after a crash, the stream resumes exactly after what was stored.
-    pub async fn record_up_to(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: EchoCheck, source: &str, position: &str) -> Result<Vec<Recorded>> {
+    pub async fn record_up_to(
+        &self,
+        tenant: &str,
+        events: Vec<(String, Change)>,
+        is_echo: EchoCheck,
+        source: &str,
+        position: &str,
+    ) -> Result<Vec<Recorded>> {
         self.record_marking(tenant, events, Some(is_echo), Some((source.to_string(), position.to_string()))).await
     }
 
     /// As [`Journal::record_all`], and a source's position (a poll's watermark, a backfill's
     /// place) set in the same transaction, with the same disk sync.
-    pub async fn record_all_up_to(&self, tenant: &str, events: Vec<(String, Change)>, source: &str, position: &str) -> Result<Vec<Recorded>> {
+    pub async fn record_all_up_to(
+        &self,
+        tenant: &str,
+        events: Vec<(String, Change)>,
+        source: &str,
+        position: &str,
+    ) -> Result<Vec<Recorded>> {
         self.record_marking(tenant, events, None, Some((source.to_string(), position.to_string()))).await
     }
 
-    async fn record(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: Option<EchoCheck>) -> Result<Vec<Recorded>> {
+    async fn record(
+        &self,
+        tenant: &str,
+        events: Vec<(String, Change)>,
+        is_echo: Option<EchoCheck>,
+    ) -> Result<Vec<Recorded>> {
         self.record_marking(tenant, events, is_echo, None).await
     }
 
-    async fn record_marking(&self, tenant: &str, events: Vec<(String, Change)>, is_echo: Option<EchoCheck>, mark: Option<(String, String)>) -> Result<Vec<Recorded>> {
+    async fn record_marking(
+        &self,
+        tenant: &str,
+        events: Vec<(String, Change)>,
+        is_echo: Option<EchoCheck>,
+        mark: Option<(String, String)>,
+    ) -> Result<Vec<Recorded>> {
         let tenant = tenant.to_string();
         let out = self
             .write_grouped(move |db| {
@@ -283,11 +316,17 @@ impl Journal {
     /// one disk sync; one that fails is undone alone and the others still
     /// commit. `write` may run twice (once more when another write in its group
     /// fails), so it must only write to the database.
-    pub async fn write_grouped<T: Send + 'static>(&self, mut write: impl FnMut(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn write_grouped<T: Send + 'static>(
+        &self,
+        mut write: impl FnMut(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |db| write(db).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
         self.committer.push(job, reply);
-        let value = answer.await.map_err(|_| anyhow::anyhow!("the journal's group commit stopped"))?.map_err(anyhow::Error::msg)?;
+        let value = answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the journal's group commit stopped"))?
+            .map_err(anyhow::Error::msg)?;
         Ok(*value.downcast::<T>().expect("a group write answers with its own type"))
     }
 
@@ -406,7 +445,8 @@ impl Journal {
         )?;
         // Before workflow packs, every pack was the mapping.
         add_column(&db, "pack_history", "slot", "TEXT NOT NULL DEFAULT 'mapping'")?;
-        let reader = Connection::open(path).with_context(|| format!("opening the journal {} for reading", path.display()))?;
+        let reader =
+            Connection::open(path).with_context(|| format!("opening the journal {} for reading", path.display()))?;
         reader.busy_timeout(std::time::Duration::from_secs(10))?;
         reader.set_prepared_statement_cache_capacity(32);
         reader.execute_batch("PRAGMA cache_size = -16384; PRAGMA query_only = 1;")?;
@@ -429,7 +469,10 @@ impl Journal {
 
     /// Run `work` with the journal on the blocking pool: how serving code calls
     /// the journal's synchronous methods without holding up a tokio worker.
-    pub async fn run<T: Send + 'static>(self: &Arc<Self>, work: impl FnOnce(&Journal) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Journal) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let journal = self.clone();
         super::blocking::off_worker(move || work(&journal)).await
     }
@@ -475,15 +518,25 @@ impl Journal {
 
     pub fn count(&self, tenant: &str) -> Result<u64> {
         let db = self.writer();
-        Ok(db.query_row("SELECT COUNT(*) FROM events WHERE tenant = ?1", params![tenant], |r| r.get::<_, i64>(0))? as u64)
+        Ok(db.query_row("SELECT COUNT(*) FROM events WHERE tenant = ?1", params![tenant], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     /// Events in the order they were received.
     pub fn entries(&self, tenant: &str) -> Result<Vec<Entry>> {
         let db = self.writer();
-        let mut stmt = db.prepare_cached("SELECT id, tenant, event_key, change, status, received_at_ms FROM events WHERE tenant = ?1 ORDER BY id")?;
+        let mut stmt = db.prepare_cached(
+            "SELECT id, tenant, event_key, change, status, received_at_ms FROM events WHERE tenant = ?1 ORDER BY id",
+        )?;
         let rows = stmt.query_map(params![tenant], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
         })?;
         rows.map(|row| {
             let (id, tenant, event_key, change, status, received_at_ms) = row?;
@@ -527,9 +580,11 @@ pub struct Outcome {
 
 /// `ALTER TABLE table ADD COLUMN column decl`, unless the column is there already.
 fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
-    let present = db.prepare_cached(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
+    let present =
+        db.prepare_cached(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
     if !present {
-        db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")).with_context(|| format!("adding {table}.{column}"))?;
+        db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+            .with_context(|| format!("adding {table}.{column}"))?;
     }
     Ok(())
 }
@@ -543,9 +598,13 @@ const SHADOW_TABLE: &str = "(
 
 /// Create the shadow table; a journal from before it was WITHOUT ROWID has it copied over, in one transaction.
 fn keyed_shadow(db: &Connection) -> Result<()> {
-    let sql: Option<String> = db.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'shadow'", [], |r| r.get(0)).optional()?;
+    let sql: Option<String> = db
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'shadow'", [], |r| r.get(0))
+        .optional()?;
     match sql {
-        None => db.execute_batch(&format!("CREATE TABLE shadow {SHADOW_TABLE}")).context("creating the journal's shadow"),
+        None => {
+            db.execute_batch(&format!("CREATE TABLE shadow {SHADOW_TABLE}")).context("creating the journal's shadow")
+        }
         Some(sql) if sql.contains("WITHOUT ROWID") => Ok(()),
         Some(_) => db
             .execute_batch(&format!(
@@ -562,7 +621,12 @@ fn keyed_shadow(db: &Connection) -> Result<()> {
 
 /// Store `events` unless already stored (by event key), inside the caller's
 /// transaction; with `is_echo`, settle the ones that are seam's own echoes.
-fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)], is_echo: Option<EchoCheck>) -> Result<Vec<Recorded>> {
+fn insert_events(
+    tx: &Connection,
+    tenant: &str,
+    events: &[(String, Change)],
+    is_echo: Option<EchoCheck>,
+) -> Result<Vec<Recorded>> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut out = Vec::with_capacity(events.len());
     for (key, change) in events {
@@ -588,7 +652,9 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)], is_
             if settled.is_some() { "echo" } else { "pending" }
         ])?;
         if stored == 0 {
-            let id = tx.prepare_cached("SELECT id FROM events WHERE tenant = ?1 AND event_key = ?2")?.query_row(params![tenant, key], |r| r.get(0))?;
+            let id = tx
+                .prepare_cached("SELECT id FROM events WHERE tenant = ?1 AND event_key = ?2")?
+                .query_row(params![tenant, key], |r| r.get(0))?;
             out.push(Recorded::Duplicate(id));
             continue;
         }
@@ -606,30 +672,48 @@ fn insert_events(tx: &Connection, tenant: &str, events: &[(String, Change)], is_
 
 /// Whether an event of the record is waiting or in flight.
 fn waiting(db: &Connection, tenant: &str, record_id: &str) -> Result<bool> {
-    Ok(db.prepare_cached("SELECT 1 FROM events WHERE tenant = ?1 AND record_id = ?2 AND status = 'pending'")?.exists(params![tenant, record_id])?)
+    Ok(db
+        .prepare_cached("SELECT 1 FROM events WHERE tenant = ?1 AND record_id = ?2 AND status = 'pending'")?
+        .exists(params![tenant, record_id])?)
 }
 
 fn shadow_of(db: &Connection, tenant: &str, record: &RecordRef) -> Result<HashMap<String, Value>> {
-    let mut stmt = db.prepare_cached("SELECT field, value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4")?;
+    let mut stmt = db.prepare_cached(
+        "SELECT field, value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4",
+    )?;
     // Values are parsed where SQLite holds them, without a copy first (a record has 30-odd).
-    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get::<_, String>(0)?, decode(r.get_ref(1)?.as_str()?))))?;
+    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| {
+        Ok((r.get::<_, String>(0)?, decode(r.get_ref(1)?.as_str()?)))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Some fields' shadow: point reads for a few (a ServiceNow notification names
 /// one or two of a record's 30-odd), one read of the record's for many (an
 /// Outbound Message names every field that has a value).
-fn shadow_fields_of(db: &Connection, tenant: &str, record: &RecordRef, fields: &[&str]) -> Result<HashMap<String, Value>> {
+fn shadow_fields_of(
+    db: &Connection,
+    tenant: &str,
+    record: &RecordRef,
+    fields: &[&str],
+) -> Result<HashMap<String, Value>> {
     if fields.len() > 4 {
         let mut all = shadow_of(db, tenant, record)?;
         all.retain(|name, _| fields.contains(&name.as_str()));
         return Ok(all);
     }
-    let mut stmt = db.prepare_cached("SELECT value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5")?;
+    let mut stmt = db.prepare_cached(
+        "SELECT value FROM shadow WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5",
+    )?;
     let system = record.system.to_string();
     let mut out = HashMap::new();
     for field in fields {
-        if let Some(value) = stmt.query_row(params![tenant, system, record.object, record.id, field], |r| Ok(decode(r.get_ref(0)?.as_str()?))).optional()? {
+        if let Some(value) = stmt
+            .query_row(params![tenant, system, record.object, record.id, field], |r| {
+                Ok(decode(r.get_ref(0)?.as_str()?))
+            })
+            .optional()?
+        {
             out.insert(field.to_string(), value);
         }
     }
@@ -641,7 +725,9 @@ fn expected_echoes_of(db: &Connection, tenant: &str, record: &RecordRef) -> Resu
         "SELECT id, field, value FROM expected_echoes WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND at_ms >= ?5 ORDER BY id",
     )?;
     let since = chrono::Utc::now().timestamp_millis() - ECHO_WAIT_MS;
-    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, decode(r.get_ref(2)?.as_str()?))))?;
+    let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, since], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, decode(r.get_ref(2)?.as_str()?)))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -653,7 +739,14 @@ fn commit_outcome(tx: &Connection, tenant: &str, event_key: &str, plugin: &str, 
             "INSERT INTO shadow (tenant, system, object, record_id, field, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (tenant, system, object, record_id, field) DO UPDATE SET value = excluded.value",
         )?
-        .execute(params![tenant, record.system.to_string(), record.object, record.id, field, encode(value)])?;
+        .execute(params![
+            tenant,
+            record.system.to_string(),
+            record.object,
+            record.id,
+            field,
+            encode(value)
+        ])?;
     }
     for a in &outcome.audit {
         tx.prepare_cached("INSERT INTO audit (at_ms, tenant, event_key, plugin, system, object, record_id, field, old_value, new_value, reason)
@@ -663,7 +756,8 @@ fn commit_outcome(tx: &Connection, tenant: &str, event_key: &str, plugin: &str, 
         tx.prepare_cached("INSERT INTO links (tenant, case_id, incident_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?.execute(params![tenant, case_id, incident_id, now])?;
     }
     for (case_id, incident_id) in &outcome.unlinks {
-        tx.prepare_cached("DELETE FROM links WHERE tenant = ?1 AND case_id = ?2 AND incident_id = ?3")?.execute(params![tenant, case_id, incident_id])?;
+        tx.prepare_cached("DELETE FROM links WHERE tenant = ?1 AND case_id = ?2 AND incident_id = ?3")?
+            .execute(params![tenant, case_id, incident_id])?;
     }
     for (record, field, value) in &outcome.expect {
         tx.prepare_cached("INSERT INTO expected_echoes (tenant, system, object, record_id, field, value, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![tenant, record.system.to_string(), record.object, record.id, field, encode(value), now])?;
@@ -747,8 +841,18 @@ impl Journal {
     /// not of its own record. The group is recorded (`merged_into`) with the
     /// attempt, and a retry claims the same group again.
     /// Returns each event with the records it touches.
-    pub async fn claim(self: &Arc<Self>, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
-        Ok(self.claim_reading(tenant, busy, limit, |_, _| Ok(())).await?.into_iter().map(|(due, touches, ())| (due, touches)).collect())
+    pub async fn claim(
+        self: &Arc<Self>,
+        tenant: &str,
+        busy: &HashSet<String>,
+        limit: usize,
+    ) -> Result<Vec<(Due, Vec<String>)>> {
+        Ok(self
+            .claim_reading(tenant, busy, limit, |_, _| Ok(()))
+            .await?
+            .into_iter()
+            .map(|(due, touches, ())| (due, touches))
+            .collect())
     }
 
     /// [`Journal::claim`], and for each event claimed what `read` finds in the journal,
@@ -780,9 +884,11 @@ impl Journal {
             let ids: Vec<(i64, Vec<i64>)> = claimed.iter().map(|(due, ..)| (due.entry.id, due.merged_ids())).collect();
             self.write_grouped(move |db| {
                 for (id, merged) in &ids {
-                    db.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?.execute(params![id])?;
+                    db.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?
+                        .execute(params![id])?;
                     for m in merged {
-                        db.prepare_cached("UPDATE events SET attempts = attempts + 1, merged_into = ?2 WHERE id = ?1")?.execute(params![m, id])?;
+                        db.prepare_cached("UPDATE events SET attempts = attempts + 1, merged_into = ?2 WHERE id = ?1")?
+                            .execute(params![m, id])?;
                     }
                 }
                 Ok(())
@@ -827,15 +933,19 @@ impl Journal {
             if full && !open.contains_key(record) {
                 continue;
             }
-            let (id, next_at, attempts, merged_into) = (r.get::<_, i64>(0)?, r.get::<_, i64>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<i64>>(5)?);
-            let (record, linked, kind) = (record.to_string(), r.get_ref(2)?.as_str_or_null()?, r.get_ref(6)?.as_str_or_null()?);
+            let (id, next_at, attempts, merged_into) =
+                (r.get::<_, i64>(0)?, r.get::<_, i64>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<i64>>(5)?);
+            let (record, linked, kind) =
+                (record.to_string(), r.get_ref(2)?.as_str_or_null()?, r.get_ref(6)?.as_str_or_null()?);
             let mut touches = vec![record.clone()];
             match linked.filter(|l| !l.is_empty()) {
                 Some(l) => touches.push(l.to_string()),
                 // The change does not name its partner (a new Case, say): the link table may.
                 None => {
                     if !partners.contains_key(&record) {
-                        let found = partner.query_map(params![tenant, record], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+                        let found = partner
+                            .query_map(params![tenant, record], |r| r.get::<_, String>(0))?
+                            .collect::<rusqlite::Result<Vec<_>>>()?;
                         partners.insert(record.clone(), found);
                     }
                     touches.extend(partners[&record].iter().cloned());
@@ -853,7 +963,9 @@ impl Journal {
                 let joins = match merged_into {
                     // A retry folds in what its first attempt did, no more and no less.
                     Some(lead) => lead == into.id,
-                    None => into.takes_fresh && fresh_update && into.touches == touches && into.merged.len() < MAX_MERGED,
+                    None => {
+                        into.takes_fresh && fresh_update && into.touches == touches && into.merged.len() < MAX_MERGED
+                    }
                 };
                 if joins {
                     into.merged.push(id);
@@ -870,13 +982,30 @@ impl Journal {
         }
         let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress_linked, received_at_ms, failing_since_ms FROM events WHERE id = ?1")?;
         let mut load = |id: i64| -> Result<(Entry, u32, Carried, Option<i64>)> {
-            let (tenant, event_key, change, status, attempts, linked, received_at_ms, failing_since_ms) = load.query_row(params![id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, i64>(6)?, r.get::<_, Option<i64>>(7)?))
-            })?;
+            let (tenant, event_key, change, status, attempts, linked, received_at_ms, failing_since_ms) = load
+                .query_row(params![id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, u32>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
+                    ))
+                })?;
             let change = stored_change::decode(&change).with_context(|| format!("journal event {id} is unreadable"))?;
             // Journals from before `Carried` hold the partner alone.
             let carried = linked
-                .map(|l| serde_json::from_str::<Carried>(&l).or_else(|_| serde_json::from_str::<RecordRef>(&l).map(|r| Carried { linked: Some(r), ..Carried::default() })).unwrap_or_default())
+                .map(|l| {
+                    serde_json::from_str::<Carried>(&l)
+                        .or_else(|_| {
+                            serde_json::from_str::<RecordRef>(&l)
+                                .map(|r| Carried { linked: Some(r), ..Carried::default() })
+                        })
+                        .unwrap_or_default()
+                })
                 .unwrap_or_default();
             Ok((Entry { id, tenant, event_key, change, status, received_at_ms }, attempts, carried, failing_since_ms))
         };
@@ -892,8 +1021,17 @@ impl Journal {
 
     /// Record the actions carried out so far (`carried.done`, by key) and what they leave
     /// for the later ones, with what their writes leave, in one transaction.
-    pub async fn set_progress(&self, tenant: &str, id: i64, event_key: &str, plugin: &str, carried: &Carried, writes: Outcome) -> Result<()> {
-        let (tenant, event_key, plugin, carried) = (tenant.to_string(), event_key.to_string(), plugin.to_string(), serde_json::to_string(carried)?);
+    pub async fn set_progress(
+        &self,
+        tenant: &str,
+        id: i64,
+        event_key: &str,
+        plugin: &str,
+        carried: &Carried,
+        writes: Outcome,
+    ) -> Result<()> {
+        let (tenant, event_key, plugin, carried) =
+            (tenant.to_string(), event_key.to_string(), plugin.to_string(), serde_json::to_string(carried)?);
         self.write_grouped(move |db| {
             db.prepare_cached("UPDATE events SET progress_linked = ?2 WHERE id = ?1")?.execute(params![id, carried])?;
             commit_outcome(db, &tenant, &event_key, &plugin, &writes)
@@ -920,7 +1058,13 @@ impl Journal {
     }
 
     /// As [`Journal::dead_letter`], with audit rows `(tenant, event key, rows)` saying why, in the same transaction.
-    pub async fn dead_letter_audited(&self, id: i64, merged: &[i64], error: &str, audit: Option<(String, String, Vec<AuditRow>)>) -> Result<()> {
+    pub async fn dead_letter_audited(
+        &self,
+        id: i64,
+        merged: &[i64],
+        error: &str,
+        audit: Option<(String, String, Vec<AuditRow>)>,
+    ) -> Result<()> {
         let error = error.to_string();
         let ids: Vec<i64> = std::iter::once(id).chain(merged.iter().copied()).collect();
         self.write_grouped(move |db| {
@@ -928,9 +1072,12 @@ impl Journal {
                 commit_outcome(db, tenant, event_key, "seam", &Outcome { audit: rows.clone(), ..Outcome::default() })?;
             }
             for &id in &ids {
-                db.prepare_cached("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, error])?;
-                db.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)")?
-                    .execute(params![id, chrono::Utc::now().timestamp_millis(), error])?;
+                db.prepare_cached("UPDATE events SET status = 'dead', last_error = ?2 WHERE id = ?1")?
+                    .execute(params![id, error])?;
+                db.prepare_cached(
+                    "INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 'dead-lettered', ?3)",
+                )?
+                .execute(params![id, chrono::Utc::now().timestamp_millis(), error])?;
             }
             Ok(())
         })
@@ -941,15 +1088,27 @@ impl Journal {
     /// transaction, and its disk sync, with whatever else is being written).
     /// The events merged into it (`merged`) close with it; the outcome is recorded under its key.
     #[allow(clippy::too_many_arguments)]
-    pub async fn finish(&self, tenant: &str, id: i64, merged: &[i64], event_key: &str, plugin: &str, status: &str, outcome: Outcome) -> Result<()> {
-        let (tenant, event_key, plugin, status) = (tenant.to_string(), event_key.to_string(), plugin.to_string(), status.to_string());
+    pub async fn finish(
+        &self,
+        tenant: &str,
+        id: i64,
+        merged: &[i64],
+        event_key: &str,
+        plugin: &str,
+        status: &str,
+        outcome: Outcome,
+    ) -> Result<()> {
+        let (tenant, event_key, plugin, status) =
+            (tenant.to_string(), event_key.to_string(), plugin.to_string(), status.to_string());
         let merged = merged.to_vec();
         self.write_grouped(move |db| {
             commit_outcome(db, &tenant, &event_key, &plugin, &outcome)?;
             let news = (!outcome.news.is_empty()).then(|| serde_json::to_string(&outcome.news).unwrap_or_default());
-            db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1")?.execute(params![id, status, news])?;
+            db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1")?
+                .execute(params![id, status, news])?;
             for &m in &merged {
-                db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL WHERE id = ?1")?.execute(params![m, status])?;
+                db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL WHERE id = ?1")?
+                    .execute(params![m, status])?;
             }
             Ok(())
         })
@@ -989,12 +1148,25 @@ impl Journal {
             "SELECT event_key, plugin, old_value, new_value, reason FROM audit
              WHERE tenant = ?1 AND system = ?2 AND object = ?3 AND record_id = ?4 AND field = ?5 ORDER BY id",
         )?;
-        let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, field], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
-        })?;
+        let rows =
+            stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, field], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
         rows.map(|r| {
             let (event_key, plugin, old, new, reason) = r?;
-            Ok(AuditEntry { event_key, plugin, old: old.and_then(|o| serde_json::from_str(&o).ok()), new: decode(&new), reason })
+            Ok(AuditEntry {
+                event_key,
+                plugin,
+                old: old.and_then(|o| serde_json::from_str(&o).ok()),
+                new: decode(&new),
+                reason,
+            })
         })
         .collect()
     }
@@ -1035,11 +1207,29 @@ impl Journal {
              FROM events WHERE status = 'dead' AND (?1 IS NULL OR tenant = ?1) ORDER BY id",
         )?;
         let rows = stmt.query_map(params![tenant], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, u32>(6)?, r.get::<_, String>(7)?, r.get::<_, i64>(8)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, u32>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, i64>(8)?,
+            ))
         })?;
         rows.map(|r| {
             let (id, tenant, event_key, system, object, record_id, attempts, error, received_at_ms) = r?;
-            Ok(DeadLetter { id, tenant, event_key, record: RecordRef { system: system.parse()?, object, id: record_id }, attempts, error, received_at_ms })
+            Ok(DeadLetter {
+                id,
+                tenant,
+                event_key,
+                record: RecordRef { system: system.parse()?, object, id: record_id },
+                attempts,
+                error,
+                received_at_ms,
+            })
         })
         .collect()
     }
@@ -1057,7 +1247,10 @@ impl Journal {
         let mut db = self.writer();
         let tx = db.transaction()?;
         let ids: Vec<i64> = match ids {
-            None => tx.prepare("SELECT id FROM events WHERE status = 'dead' ORDER BY id")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?,
+            None => tx
+                .prepare("SELECT id FROM events WHERE status = 'dead' ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?,
             Some(ids) => ids.to_vec(),
         };
         let now = chrono::Utc::now().timestamp_millis();
@@ -1065,13 +1258,28 @@ impl Journal {
             // Attempts are kept: they tell the processor to resume (not repeat) what an earlier attempt did.
             // A re-driven event gets a whole retry window again.
             let updated = tx.prepare_cached("UPDATE events SET status = 'pending', next_at_ms = 0, failing_since_ms = NULL WHERE status = 'dead' AND id = ?1")?.execute(params![id])?;
-            anyhow::ensure!(updated == 1, "event {id} is not in the dead-letter queue (see `seam dlq list`); nothing was re-driven");
-            tx.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)")?.execute(params![id, now, format!("by {by}")])?;
+            anyhow::ensure!(
+                updated == 1,
+                "event {id} is not in the dead-letter queue (see `seam dlq list`); nothing was re-driven"
+            );
+            tx.prepare_cached(
+                "INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)",
+            )?
+            .execute(params![id, now, format!("by {by}")])?;
             // The events merged into it go with it: its progress counts their actions too.
-            let merged: Vec<i64> = tx.prepare_cached("SELECT id FROM events WHERE merged_into = ?1 AND status = 'dead'")?.query_map(params![id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            let merged: Vec<i64> = tx
+                .prepare_cached("SELECT id FROM events WHERE merged_into = ?1 AND status = 'dead'")?
+                .query_map(params![id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
             for m in merged.iter().filter(|m| !ids.contains(m)) {
-                tx.prepare_cached("UPDATE events SET status = 'pending', next_at_ms = 0, failing_since_ms = NULL WHERE id = ?1")?.execute(params![m])?;
-                tx.prepare_cached("INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)")?.execute(params![m, now, format!("by {by}, with event {id}")])?;
+                tx.prepare_cached(
+                    "UPDATE events SET status = 'pending', next_at_ms = 0, failing_since_ms = NULL WHERE id = ?1",
+                )?
+                .execute(params![m])?;
+                tx.prepare_cached(
+                    "INSERT INTO event_history (event_id, at_ms, what, detail) VALUES (?1, ?2, 're-driven', ?3)",
+                )?
+                .execute(params![m, now, format!("by {by}, with event {id}")])?;
             }
         }
         tx.commit()?;
@@ -1088,7 +1296,11 @@ impl Journal {
     /// How far catch-up polling has read a source (a timestamp in the source's own format).
     pub fn watermark(&self, tenant: &str, source: &str) -> Result<Option<String>> {
         let db = self.writer();
-        Ok(db.query_row("SELECT value FROM watermarks WHERE tenant = ?1 AND source = ?2", params![tenant, source], |r| r.get(0)).optional()?)
+        Ok(db
+            .query_row("SELECT value FROM watermarks WHERE tenant = ?1 AND source = ?2", params![tenant, source], |r| {
+                r.get(0)
+            })
+            .optional()?)
     }
 
     pub async fn set_watermark(&self, tenant: &str, source: &str, value: &str) -> Result<()> {
@@ -1109,7 +1321,8 @@ impl Journal {
                 put_watermark(db, &tenant, source, value)?;
             }
             for source in &clear {
-                db.prepare_cached("DELETE FROM watermarks WHERE tenant = ?1 AND source = ?2")?.execute(params![tenant, source])?;
+                db.prepare_cached("DELETE FROM watermarks WHERE tenant = ?1 AND source = ?2")?
+                    .execute(params![tenant, source])?;
             }
             Ok(())
         })
@@ -1134,13 +1347,25 @@ impl Journal {
                 r.get::<_, i64>(0)?,
                 (r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
                 r.get::<_, String>(4)?,
-                (r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, Option<String>>(7)?, r.get::<_, String>(8)?, r.get::<_, String>(9)?),
+                (
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, String>(9)?,
+                ),
             ))
         })?;
         rows.map(|row| {
             let (id, (system, object, record_id), field, (event_key, plugin, old, new, reason)) = row?;
             let record = RecordRef { system: system.parse()?, object, id: record_id };
-            let entry = AuditEntry { event_key, plugin, old: old.and_then(|o| serde_json::from_str(&o).ok()), new: decode(&new), reason };
+            let entry = AuditEntry {
+                event_key,
+                plugin,
+                old: old.and_then(|o| serde_json::from_str(&o).ok()),
+                new: decode(&new),
+                reason,
+            };
             Ok((id, record, field, entry))
         })
         .collect()
@@ -1166,7 +1391,16 @@ pub struct PackRecord {
 
 impl Journal {
     #[allow(clippy::too_many_arguments)]
-    pub fn record_pack(&self, tenant: &str, slot: &str, name: &str, version: &str, hash: &str, signer: Option<&str>, source: &str) -> Result<()> {
+    pub fn record_pack(
+        &self,
+        tenant: &str,
+        slot: &str,
+        name: &str,
+        version: &str,
+        hash: &str,
+        signer: Option<&str>,
+        source: &str,
+    ) -> Result<()> {
         let db = self.writer();
         db.prepare_cached("INSERT INTO pack_history (tenant, slot, name, version, hash, signer, source, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![tenant, slot, name, version, hash, signer, source, chrono::Utc::now().timestamp_millis()])?;
         Ok(())

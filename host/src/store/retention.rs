@@ -37,7 +37,11 @@ fn default_every() -> f64 {
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { settled_event_days: default_settled_days(), audit_days: default_audit_days(), every_minutes: default_every() }
+        Retention {
+            settled_event_days: default_settled_days(),
+            audit_days: default_audit_days(),
+            every_minutes: default_every(),
+        }
     }
 }
 
@@ -46,7 +50,10 @@ impl Retention {
         // Salesforce retries an Outbound Message for 24 hours and keeps change events for 72:
         // a redelivery of a pruned event would be stored as new.
         anyhow::ensure!(self.settled_event_days >= 3.0, "retention.settled_event_days must be at least 3: the systems redeliver for up to 72 hours, and a forgotten event would be taken again");
-        anyhow::ensure!(self.audit_days > 0.0 && self.every_minutes >= 0.0, "retention: audit_days must be above 0 and every_minutes 0 or more");
+        anyhow::ensure!(
+            self.audit_days > 0.0 && self.every_minutes >= 0.0,
+            "retention: audit_days must be above 0 and every_minutes 0 or more"
+        );
         Ok(())
     }
 
@@ -84,14 +91,22 @@ impl Journal {
                 .query_map(params![after, CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             let reached_end = rows.len() < CHUNK || rows.iter().any(|(_, _, at)| *at >= settled_before);
-            let old: Vec<i64> = rows.iter().take_while(|(_, _, at)| *at < settled_before).filter(|(_, status, _)| status == "done" || status == "echo").map(|(id, _, _)| *id).collect();
+            let old: Vec<i64> = rows
+                .iter()
+                .take_while(|(_, _, at)| *at < settled_before)
+                .filter(|(_, status, _)| status == "done" || status == "echo")
+                .map(|(id, _, _)| *id)
+                .collect();
             after = rows.last().map(|r| r.0).unwrap_or(after);
             let tx = db.transaction()?;
             for id in &old {
                 pruned.history_rows += if dry_run {
-                    tx.prepare_cached("SELECT COUNT(*) FROM event_history WHERE event_id = ?1")?.query_row(params![id], |r| r.get::<_, i64>(0))? as u64
+                    tx.prepare_cached("SELECT COUNT(*) FROM event_history WHERE event_id = ?1")?
+                        .query_row(params![id], |r| r.get::<_, i64>(0))? as u64
                 } else {
-                    let history = tx.prepare_cached("DELETE FROM event_history WHERE event_id = ?1")?.execute(params![id])? as u64;
+                    let history = tx
+                        .prepare_cached("DELETE FROM event_history WHERE event_id = ?1")?
+                        .execute(params![id])? as u64;
                     tx.prepare_cached("DELETE FROM events WHERE id = ?1")?.execute(params![id])?;
                     history
                 };
@@ -130,9 +145,16 @@ impl Journal {
         // (Rows of the settled events above are counted there already, in a dry run.)
         let kept = "SELECT id FROM events WHERE status IN ('pending', 'dead') OR (status IN ('done', 'echo') AND received_at_ms < ?2)";
         pruned.history_rows += if dry_run {
-            db.query_row(&format!("SELECT COUNT(*) FROM event_history WHERE at_ms < ?1 AND event_id NOT IN ({kept})"), params![audit_before, settled_before], |r| r.get::<_, i64>(0))? as u64
+            db.query_row(
+                &format!("SELECT COUNT(*) FROM event_history WHERE at_ms < ?1 AND event_id NOT IN ({kept})"),
+                params![audit_before, settled_before],
+                |r| r.get::<_, i64>(0),
+            )? as u64
         } else {
-            db.execute(&format!("DELETE FROM event_history WHERE at_ms < ?1 AND event_id NOT IN ({kept})"), params![audit_before, settled_before])? as u64
+            db.execute(
+                &format!("DELETE FROM event_history WHERE at_ms < ?1 AND event_id NOT IN ({kept})"),
+                params![audit_before, settled_before],
+            )? as u64
         };
         Ok(pruned)
     }

@@ -74,7 +74,13 @@ pub fn decode(text: &str) -> Result<Change> {
     let changed = s
         .changed
         .iter()
-        .map(|&i| s.snapshot.get(i).or_else(|| s.other.get(i.wrapping_sub(s.snapshot.len()))).map(field).with_context(|| format!("a stored change names field {i}, which it does not hold")))
+        .map(|&i| {
+            s.snapshot
+                .get(i)
+                .or_else(|| s.other.get(i.wrapping_sub(s.snapshot.len())))
+                .map(field)
+                .with_context(|| format!("a stored change names field {i}, which it does not hold"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let record = |(system, object, id): (System, String, String)| RecordRef { system, object, id };
     Ok(Change {
@@ -100,18 +106,37 @@ mod tests {
             changed,
             snapshot,
             origin_user: user.into(),
-            linked: linked.then(|| RecordRef { system: System::Servicenow, object: "incident".into(), id: "abc".into() }),
+            linked: linked.then(|| RecordRef {
+                system: System::Servicenow,
+                object: "incident".into(),
+                id: "abc".into(),
+            }),
         }
     }
 
     #[test]
     fn every_change_reads_back_as_it_was_written() {
-        let snapshot = vec![Field::new("Priority", "High"), Field { name: "Reason".into(), value: Value::Null }, Field { name: "IsClosed".into(), value: Value::Bool(false) }, Field { name: "Amount".into(), value: Value::Number(12.5) }];
+        let snapshot = vec![
+            Field::new("Priority", "High"),
+            Field { name: "Reason".into(), value: Value::Null },
+            Field { name: "IsClosed".into(), value: Value::Bool(false) },
+            Field { name: "Amount".into(), value: Value::Number(12.5) },
+        ];
         let cases = [
             // Changed fields that are in the snapshot, in another order than the snapshot's.
-            change(vec![Field { name: "IsClosed".into(), value: Value::Bool(false) }, Field::new("Priority", "High")], snapshot.clone(), "005", true),
+            change(
+                vec![Field { name: "IsClosed".into(), value: Value::Bool(false) }, Field::new("Priority", "High")],
+                snapshot.clone(),
+                "005",
+                true,
+            ),
             // A changed value the snapshot does not hold (or holds at another value), and one it lacks.
-            change(vec![Field::new("Priority", "Low"), Field::new("Subject", "new \"quoted\" ünïcode")], snapshot.clone(), "", false),
+            change(
+                vec![Field::new("Priority", "Low"), Field::new("Subject", "new \"quoted\" ünïcode")],
+                snapshot.clone(),
+                "",
+                false,
+            ),
             // No snapshot at all; nothing changed.
             change(vec![Field::new("Subject", "x")], vec![], "u", false),
             change(vec![], vec![], "", true),
@@ -125,7 +150,14 @@ mod tests {
 
     #[test]
     fn a_whole_record_event_is_stored_in_about_half_the_space() {
-        let snapshot: Vec<Field> = (0..26).map(|i| Field::new(format!("Field{i}__c"), if i % 3 == 0 { Value::Null } else { Value::Text(format!("value {i}")) })).collect();
+        let snapshot: Vec<Field> = (0..26)
+            .map(|i| {
+                Field::new(
+                    format!("Field{i}__c"),
+                    if i % 3 == 0 { Value::Null } else { Value::Text(format!("value {i}")) },
+                )
+            })
+            .collect();
         let c = change(snapshot[..15].to_vec(), snapshot, "0055g0000000001AAA", true);
         let (public, stored) = (serde_json::to_string(&c).unwrap(), encode(&c));
         assert!(stored.len() * 10 < public.len() * 6, "stored {} bytes, public {}", stored.len(), public.len());

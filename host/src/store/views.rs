@@ -85,7 +85,13 @@ impl Journal {
         self.changes(tenant, record, None, limit)
     }
 
-    fn changes(&self, tenant: Option<&str>, record: &RecordRef, field: Option<&str>, limit: usize) -> Result<Vec<FieldChange>> {
+    fn changes(
+        &self,
+        tenant: Option<&str>,
+        record: &RecordRef,
+        field: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FieldChange>> {
         let rows: Vec<AuditRead> = {
             let db = self.writer();
             let mut stmt = db.prepare(
@@ -93,15 +99,25 @@ impl Journal {
                  WHERE (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4 AND (?5 IS NULL OR field = ?5)
                  ORDER BY id DESC LIMIT ?6",
             )?;
-            let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id, field, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-            })?;
+            let rows = stmt.query_map(
+                params![tenant, record.system.to_string(), record.object, record.id, field, limit as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+            )?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         rows.into_iter()
             .map(|(at_ms, field, tenant, key, plugin, old, new, reason)| {
                 let event = self.event_story(&tenant, &key)?;
-                Ok(FieldChange { at_ms, field, old: old.as_deref().map(decode), new: decode(&new), reason, plugin, event, tenant })
+                Ok(FieldChange {
+                    at_ms,
+                    field,
+                    old: old.as_deref().map(decode),
+                    new: decode(&new),
+                    reason,
+                    plugin,
+                    event,
+                    tenant,
+                })
             })
             .collect()
     }
@@ -129,15 +145,23 @@ impl Journal {
                 },
             )
             .optional()?;
-        let Some((id, system, object, record_id, change, received_at_ms, status, attempts, last_error, news)) = row else { return Ok(None) };
+        let Some((id, system, object, record_id, change, received_at_ms, status, attempts, last_error, news)) = row
+        else {
+            return Ok(None);
+        };
         // A notification may carry the whole record; once processed, the journal knows which fields were news.
         let news: Option<Vec<String>> = news.and_then(|n| serde_json::from_str(&n).ok());
         let mut stmt = db.prepare("SELECT at_ms, what, detail FROM event_history WHERE event_id = ?1 ORDER BY id")?;
-        let history = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+        let history =
+            stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
         let mut stmt = db.prepare("SELECT event_key, change FROM events WHERE merged_into = ?1 ORDER BY id")?;
-        let merged: Vec<(String, String)> = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        let merged: Vec<(String, String)> =
+            stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         // Each field at its latest value across the event and those merged into it.
-        let changes: Vec<Change> = std::iter::once(&change).chain(merged.iter().map(|(_, c)| c)).filter_map(|c| super::stored_change::decode(c).ok()).collect();
+        let changes: Vec<Change> = std::iter::once(&change)
+            .chain(merged.iter().map(|(_, c)| c))
+            .filter_map(|c| super::stored_change::decode(c).ok())
+            .collect();
         let fields = latest_fields(changes.iter().map(|c| &c.changed));
         let first = changes.first();
         Ok(Some(EventStory {
@@ -145,7 +169,10 @@ impl Journal {
             key: key.to_string(),
             record: RecordRef { system: system.parse()?, object, id: record_id },
             origin_user: first.map(|c| c.origin_user.clone()).unwrap_or_default(),
-            kind: first.and_then(|c| serde_json::to_value(c.kind).ok()).and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default(),
+            kind: first
+                .and_then(|c| serde_json::to_value(c.kind).ok())
+                .and_then(|k| k.as_str().map(str::to_string))
+                .unwrap_or_default(),
             changed: fields
                 .iter()
                 .filter(|f| !f.name.ends_with(".display") && news.as_ref().is_none_or(|n| n.contains(&f.name)))
@@ -172,7 +199,9 @@ impl Journal {
                  SELECT id, tenant, event_key FROM events INDEXED BY events_dead WHERE status = 'dead' AND (?1 IS NULL OR tenant = ?1) AND system = ?2 AND object = ?3 AND record_id = ?4
                  ORDER BY id",
             )?;
-            let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| Ok((r.get(1)?, r.get(2)?)))?;
+            let rows = stmt.query_map(params![tenant, record.system.to_string(), record.object, record.id], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         keys.iter().filter_map(|(t, k)| self.event_story(t, k).transpose()).collect()
@@ -205,7 +234,10 @@ impl Journal {
         let tenant = tenant.to_string();
         self.write_grouped(move |db| {
             for (case_id, case_stamp, incident_stamp) in &pairs {
-                db.prepare_cached("UPDATE links SET case_stamp = ?3, incident_stamp = ?4 WHERE tenant = ?1 AND case_id = ?2")?.execute(params![tenant, case_id, case_stamp, incident_stamp])?;
+                db.prepare_cached(
+                    "UPDATE links SET case_stamp = ?3, incident_stamp = ?4 WHERE tenant = ?1 AND case_id = ?2",
+                )?
+                .execute(params![tenant, case_id, case_stamp, incident_stamp])?;
             }
             Ok(())
         })
@@ -265,7 +297,8 @@ impl Journal {
     /// Events received per source system, ever (the journal keeps them all).
     pub fn received_by_system(&self, tenant: &str) -> Result<Vec<(String, u64)>> {
         let db = self.writer();
-        let mut stmt = db.prepare("SELECT system, COUNT(*) FROM events WHERE tenant = ?1 GROUP BY system ORDER BY system")?;
+        let mut stmt =
+            db.prepare("SELECT system, COUNT(*) FROM events WHERE tenant = ?1 GROUP BY system ORDER BY system")?;
         let rows = stmt.query_map(params![tenant], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

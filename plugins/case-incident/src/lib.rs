@@ -51,8 +51,11 @@ fn case_to_incident(change: &Change) -> Result<Vec<Action>, String> {
     }
     if touched("Priority") {
         if let Some(priority) = change.text("Priority") {
-            let (impact, urgency) = impact_urgency(priority)
-                .ok_or_else(|| format!("Case Priority {priority:?} has no incident impact/urgency; expected Critical, High, Medium or Low"))?;
+            let (impact, urgency) = impact_urgency(priority).ok_or_else(|| {
+                format!(
+                    "Case Priority {priority:?} has no incident impact/urgency; expected Critical, High, Medium or Low"
+                )
+            })?;
             fields.push(field("impact", impact));
             fields.push(field("urgency", urgency));
         }
@@ -61,7 +64,9 @@ fn case_to_incident(change: &Change) -> Result<Vec<Action>, String> {
     Ok(match change.kind {
         // The manifest's delete policy for Salesforce is unlink: the incident stays, with a note.
         ChangeKind::Deleted if change.linked.is_some() => {
-            vec![Action::work_note_linked("The Salesforce Case linked to this incident was deleted; seam no longer syncs this incident.")]
+            vec![Action::work_note_linked(
+                "The Salesforce Case linked to this incident was deleted; seam no longer syncs this incident.",
+            )]
         }
         ChangeKind::Deleted => vec![],
         _ if creating => vec![Action::create_linked(System::Servicenow, "incident", fields)],
@@ -80,10 +85,15 @@ fn incident_to_case(change: &Change) -> Result<Vec<Action>, String> {
     // happened, so its Case closes (with a note for the agents, not the customer), and the
     // host unlinks it. A catch-up poll knows a deleted incident by its sys_id alone.
     if change.kind == ChangeKind::Deleted {
-        let what = change.text("number").map_or_else(|| "The ServiceNow incident linked to this Case".to_string(), |n| format!("{n}, linked to this Case,"));
+        let what = change.text("number").map_or_else(
+            || "The ServiceNow incident linked to this Case".to_string(),
+            |n| format!("{n}, linked to this Case,"),
+        );
         return Ok(vec![
             Action::update_linked([field("Status", "Closed")]),
-            Action::work_note_linked(format!("{what} was deleted in ServiceNow; the Case is closed and no longer synced.")),
+            Action::work_note_linked(format!(
+                "{what} was deleted in ServiceNow; the Case is closed and no longer synced."
+            )),
         ]);
     }
     let mut fields = Vec::new();

@@ -27,7 +27,8 @@ struct Account {
 
 impl Account {
     fn from_fields(id: String, fields: &[Field]) -> Account {
-        let text = |name: &str| value_of(fields, name).and_then(Value::as_text).filter(|s| !s.is_empty()).map(str::to_string);
+        let text =
+            |name: &str| value_of(fields, name).and_then(Value::as_text).filter(|s| !s.is_empty()).map(str::to_string);
         Account {
             name: text("Name").unwrap_or_else(|| id.clone()),
             owner: text("OwnerId"),
@@ -38,7 +39,8 @@ impl Account {
     }
 
     fn high_value(&self) -> bool {
-        self.revenue.is_some_and(|r| r >= MIN_ANNUAL_REVENUE) || self.tier.as_deref().is_some_and(|t| HIGH_VALUE_TIERS.contains(&t))
+        self.revenue.is_some_and(|r| r >= MIN_ANNUAL_REVENUE)
+            || self.tier.as_deref().is_some_and(|t| HIGH_VALUE_TIERS.contains(&t))
     }
 
     /// "Acme Corporation (Gold, revenue 50.0M)"
@@ -50,7 +52,11 @@ impl Account {
         if let Some(revenue) = self.revenue {
             why.push(format!("revenue {:.1}M", revenue / 1e6));
         }
-        if why.is_empty() { self.name.clone() } else { format!("{} ({})", self.name, why.join(", ")) }
+        if why.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{} ({})", self.name, why.join(", "))
+        }
     }
 }
 
@@ -75,7 +81,8 @@ fn lookup_failed(what: &str, e: LookupError) -> String {
 
 /// A Slack channel name: lower-case letters, digits and dashes, at most 80 characters.
 fn channel_name(raw: &str) -> String {
-    let name: String = raw.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let name: String =
+        raw.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     name.chars().take(80).collect()
 }
 
@@ -109,9 +116,14 @@ fn case_sev1(change: &Change) -> Result<Vec<Action>, String> {
             [field("short_description", subject), field("impact", "1"), field("urgency", "1")],
         ));
     }
-    actions.push(account_task(&account, &format!("Sev-1 on {}: {subject}", account.name), change.source.id.clone(), &format!(
+    actions.push(account_task(
+        &account,
+        &format!("Sev-1 on {}: {subject}", account.name),
+        change.source.id.clone(),
+        &format!(
         "Case {case_number} is Critical.\nCase: {{{{source.url}}}}\nIncident {{{{linked.number}}}}: {{{{linked.url}}}}"
-    )));
+    ),
+    ));
     actions.push(Action::slack(
         channel_name(&format!("sev1-case-{case_number}")),
         true,
@@ -133,7 +145,9 @@ fn incident_sev1(change: &Change) -> Result<Vec<Action>, String> {
     };
     let company_ref = RecordRef { system: System::Servicenow, object: "core_company".into(), id: company.to_string() };
     let key = match lookup(&company_ref, &["u_sf_external_id"]) {
-        Ok(fields) => value_of(&fields, "u_sf_external_id").and_then(Value::as_text).filter(|k| !k.is_empty()).map(str::to_string),
+        Ok(fields) => {
+            value_of(&fields, "u_sf_external_id").and_then(Value::as_text).filter(|k| !k.is_empty()).map(str::to_string)
+        }
         Err(LookupError::NotFound) => None,
         Err(e) => return Err(lookup_failed("reading the incident's company", e)),
     };

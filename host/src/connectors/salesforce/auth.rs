@@ -81,7 +81,11 @@ fn host(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let host = if authority.starts_with('[') { authority.split_inclusive(']').next().unwrap_or(authority) } else { authority.split(':').next().unwrap_or(authority) };
+    let host = if authority.starts_with('[') {
+        authority.split_inclusive(']').next().unwrap_or(authority)
+    } else {
+        authority.split(':').next().unwrap_or(authority)
+    };
     host.to_ascii_lowercase()
 }
 
@@ -90,7 +94,10 @@ impl Credentials {
     /// section in errors (`tenants.acme.salesforce`).
     pub fn check(&self, what: &str) -> anyhow::Result<()> {
         if !self.login_url.starts_with("https://") {
-            bail!("{what}.login_url must be an https:// URL (your My Domain, or {LOGIN_URL}); got {:?}", self.login_url);
+            bail!(
+                "{what}.login_url must be an https:// URL (your My Domain, or {LOGIN_URL}); got {:?}",
+                self.login_url
+            );
         }
         let host = host(&self.login_url);
         if let Auth::ClientCredentials { .. } = &self.auth {
@@ -150,11 +157,18 @@ impl OrgLogin {
                 let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes()).with_context(|| {
                     format!("{what}.auth.private_key ({}) is not an RSA private key in PEM form (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)", private_key.describe())
                 })?;
-                Grant::Jwt { consumer_key: consumer_key.clone(), username: username.clone(), audience: credentials.audience(), key, key_source: private_key.describe() }
+                Grant::Jwt {
+                    consumer_key: consumer_key.clone(),
+                    username: username.clone(),
+                    audience: credentials.audience(),
+                    key,
+                    key_source: private_key.describe(),
+                }
             }
-            Auth::ClientCredentials { client_id, client_secret } => {
-                Grant::ClientCredentials { client_id: client_id.clone(), secret: client_secret.resolve(&format!("{what}.auth.client_secret"))? }
-            }
+            Auth::ClientCredentials { client_id, client_secret } => Grant::ClientCredentials {
+                client_id: client_id.clone(),
+                secret: client_secret.resolve(&format!("{what}.auth.client_secret"))?,
+            },
             Auth::Password { client_id, client_secret, username, password } => {
                 tracing::warn!(
                     "{what}: the username-password flow is legacy: orgs created since Summer '23 block it by default, and Salesforce \
@@ -168,20 +182,37 @@ impl OrgLogin {
                 }
             }
         };
-        Ok(OrgLogin { http, token_url: credentials.token_url(), session: Duration::from_secs(credentials.session_minutes * 60), grant })
+        Ok(OrgLogin {
+            http,
+            token_url: credentials.token_url(),
+            session: Duration::from_secs(credentials.session_minutes * 60),
+            grant,
+        })
     }
 
     fn form(&self) -> Result<Vec<(&'static str, String)>> {
         Ok(match &self.grant {
             Grant::Jwt { consumer_key, username, audience, key, .. } => {
-                let exp = (std::time::SystemTime::now() + ASSERTION_LIFETIME).duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+                let exp = (std::time::SystemTime::now() + ASSERTION_LIFETIME)
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
                 let claims = serde_json::json!({ "iss": consumer_key, "sub": username, "aud": audience, "exp": exp });
-                let assertion = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, key)
-                    .map_err(|e| ConnectorError::Refused { system: "salesforce", status: 0, message: format!("signing the JWT assertion: {e}") })?;
+                let assertion =
+                    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, key)
+                        .map_err(|e| ConnectorError::Refused {
+                            system: "salesforce",
+                            status: 0,
+                            message: format!("signing the JWT assertion: {e}"),
+                        })?;
                 vec![("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".into()), ("assertion", assertion)]
             }
             Grant::ClientCredentials { client_id, secret } => {
-                vec![("grant_type", "client_credentials".into()), ("client_id", client_id.clone()), ("client_secret", secret.expose_secret().to_string())]
+                vec![
+                    ("grant_type", "client_credentials".into()),
+                    ("client_id", client_id.clone()),
+                    ("client_secret", secret.expose_secret().to_string()),
+                ]
             }
             Grant::Password { client_id, secret, username, password } => vec![
                 ("grant_type", "password".into()),
@@ -243,10 +274,18 @@ impl Login for OrgLogin {
         if !status.is_success() {
             let error = body["error"].as_str().unwrap_or("unknown_error");
             let description = body["error_description"].as_str().unwrap_or("no description");
-            return Err(ConnectorError::Refused { system: "salesforce", status: status.as_u16(), message: self.explain(error, description) });
+            return Err(ConnectorError::Refused {
+                system: "salesforce",
+                status: status.as_u16(),
+                message: self.explain(error, description),
+            });
         }
         let (Some(access), Some(instance)) = (body["access_token"].as_str(), body["instance_url"].as_str()) else {
-            return Err(ConnectorError::Refused { system: "salesforce", status: status.as_u16(), message: format!("{} answered without an access_token and instance_url", self.token_url) });
+            return Err(ConnectorError::Refused {
+                system: "salesforce",
+                status: status.as_u16(),
+                message: format!("{} answered without an access_token and instance_url", self.token_url),
+            });
         };
         Ok(Token {
             access: SecretString::from(access.to_string()),
@@ -277,11 +316,19 @@ mod tests {
 
     #[test]
     fn the_audience_follows_the_login_host_unless_given() {
-        let jwt = |audience: Option<&str>| Auth::JwtBearer { consumer_key: "k".into(), username: "u".into(), private_key: Secret::value("-"), audience: audience.map(str::to_string) };
+        let jwt = |audience: Option<&str>| Auth::JwtBearer {
+            consumer_key: "k".into(),
+            username: "u".into(),
+            private_key: Secret::value("-"),
+            audience: audience.map(str::to_string),
+        };
         assert_eq!(creds("https://acme.my.salesforce.com", jwt(None)).audience(), LOGIN_URL);
         assert_eq!(creds("https://test.salesforce.com", jwt(None)).audience(), TEST_URL);
         assert_eq!(creds("https://acme--dev.sandbox.my.salesforce.com", jwt(None)).audience(), TEST_URL);
-        assert_eq!(creds("https://login.salesforce.com", jwt(Some("https://acme.my.salesforce.com/"))).audience(), "https://acme.my.salesforce.com");
+        assert_eq!(
+            creds("https://login.salesforce.com", jwt(Some("https://acme.my.salesforce.com/"))).audience(),
+            "https://acme.my.salesforce.com"
+        );
     }
 
     #[test]
@@ -296,7 +343,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("username"), "{err}");
-        let err = serde_json::from_str::<Credentials>(r#"{"login_url": "https://x", "auth": {"flow": "saml", "client_id": "a"}}"#).unwrap_err().to_string();
+        let err = serde_json::from_str::<Credentials>(
+            r#"{"login_url": "https://x", "auth": {"flow": "saml", "client_id": "a"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("jwt_bearer") && err.contains("client_credentials"), "{err}");
     }
 

@@ -51,31 +51,55 @@ pub fn call_client(tenant: &str) -> String {
 
 impl Salesforce {
     /// Log in to the org (`tenant` names the tenant in errors and in `Sforce-Call-Options`).
-    pub async fn connect(credentials: &Credentials, tenant: &str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
+    pub async fn connect(
+        credentials: &Credentials,
+        tenant: &str,
+        ca_pem: Option<&Path>,
+        policy: RetryPolicy,
+    ) -> anyhow::Result<Self> {
         let http = Http::new("salesforce", ca_pem, policy)?;
         let login = auth::OrgLogin::new(credentials, http.clone(), &format!("tenants.{tenant}.salesforce"))?;
-        let api = Arc::new(Api { http, tokens: Tokens::new(login), call_options: format!("client={}", call_client(tenant)), usage: Default::default() });
+        let api = Arc::new(Api {
+            http,
+            tokens: Tokens::new(login),
+            call_options: format!("client={}", call_client(tenant)),
+            usage: Default::default(),
+        });
         api.tokens.get().await?;
         let creates = {
             let api = api.clone();
-            Batcher::new("salesforce", COLLECTION_LIMIT, PARALLEL_WRITES, move |batch: Vec<(String, Map<String, Value>)>| {
-                let api = api.clone();
-                async move {
-                    let records = batch.into_iter().map(|(object, fields)| record(&object, None, fields)).collect();
-                    let results = api.collection(reqwest::Method::POST, records).await;
-                    results.into_iter().map(|r| r.map(|ok| ok["id"].as_str().unwrap_or_default().to_string())).collect()
-                }
-            })
+            Batcher::new(
+                "salesforce",
+                COLLECTION_LIMIT,
+                PARALLEL_WRITES,
+                move |batch: Vec<(String, Map<String, Value>)>| {
+                    let api = api.clone();
+                    async move {
+                        let records = batch.into_iter().map(|(object, fields)| record(&object, None, fields)).collect();
+                        let results = api.collection(reqwest::Method::POST, records).await;
+                        results
+                            .into_iter()
+                            .map(|r| r.map(|ok| ok["id"].as_str().unwrap_or_default().to_string()))
+                            .collect()
+                    }
+                },
+            )
         };
         let updates = {
             let api = api.clone();
-            Batcher::new("salesforce", COLLECTION_LIMIT, PARALLEL_WRITES, move |batch: Vec<(String, String, Map<String, Value>)>| {
-                let api = api.clone();
-                async move {
-                    let records = batch.into_iter().map(|(object, id, fields)| record(&object, Some(id), fields)).collect();
-                    api.collection(reqwest::Method::PATCH, records).await.into_iter().map(|r| r.map(drop)).collect()
-                }
-            })
+            Batcher::new(
+                "salesforce",
+                COLLECTION_LIMIT,
+                PARALLEL_WRITES,
+                move |batch: Vec<(String, String, Map<String, Value>)>| {
+                    let api = api.clone();
+                    async move {
+                        let records =
+                            batch.into_iter().map(|(object, id, fields)| record(&object, Some(id), fields)).collect();
+                        api.collection(reqwest::Method::PATCH, records).await.into_iter().map(|r| r.map(drop)).collect()
+                    }
+                },
+            )
         };
         Ok(Salesforce { api, creates, updates })
     }
@@ -126,16 +150,31 @@ impl Salesforce {
     /// (`PATCH sobjects/{object}/{key_field}/{key}`); returns its id. Safe to repeat: a
     /// second call finds the record the first made. Several records with the key (the
     /// field is not unique) is an error, and nothing is written.
-    pub async fn upsert(&self, object: &str, key_field: &str, key: &str, fields: &Map<String, Value>) -> Result<String> {
+    pub async fn upsert(
+        &self,
+        object: &str,
+        key_field: &str,
+        key: &str,
+        fields: &Map<String, Value>,
+    ) -> Result<String> {
         checked(object, None)?;
         soql::name(key_field).map_err(|e| ConnectorError::Invalid { system: "salesforce", message: e.to_string() })?;
         let path = format!("sobjects/{object}/{key_field}/{}", super::path_segment(key));
-        let response = self.api.call(reqwest::Method::PATCH, &path, Some(&Value::Object(fields.clone())), Repeat::Safe).await?;
+        let response =
+            self.api.call(reqwest::Method::PATCH, &path, Some(&Value::Object(fields.clone())), Repeat::Safe).await?;
         if response.status() == reqwest::StatusCode::MULTIPLE_CHOICES {
-            return Err(ConnectorError::Refused { system: "salesforce", status: 300, message: format!("more than one {object} has {key_field} = {key}; remove the duplicates") });
+            return Err(ConnectorError::Refused {
+                system: "salesforce",
+                status: 300,
+                message: format!("more than one {object} has {key_field} = {key}; remove the duplicates"),
+            });
         }
         let body = self.api.http.json(response).await?;
-        body["id"].as_str().map(str::to_string).ok_or_else(|| ConnectorError::Refused { system: "salesforce", status: 200, message: format!("an upsert answered without an id: {}", super::truncate(&body.to_string())) })
+        body["id"].as_str().map(str::to_string).ok_or_else(|| ConnectorError::Refused {
+            system: "salesforce",
+            status: 200,
+            message: format!("an upsert answered without an id: {}", super::truncate(&body.to_string())),
+        })
     }
 
     pub async fn update(&self, object: &str, id: &str, fields: &Map<String, Value>) -> Result<()> {
@@ -147,7 +186,8 @@ impl Salesforce {
     /// repeated delete finds. Safe to repeat.
     pub async fn delete(&self, object: &str, id: &str) -> Result<bool> {
         checked(object, Some(id))?;
-        let response = self.api.call(reqwest::Method::DELETE, &format!("sobjects/{object}/{id}"), None, Repeat::Safe).await?;
+        let response =
+            self.api.call(reqwest::Method::DELETE, &format!("sobjects/{object}/{id}"), None, Repeat::Safe).await?;
         self.api.http.deleted(response).await
     }
 
@@ -160,7 +200,11 @@ impl Salesforce {
     /// A `SELECT COUNT() …` query's count.
     pub async fn count(&self, soql: &str) -> Result<u64> {
         let body = self.get_path(&query_path(soql)).await?;
-        body["totalSize"].as_u64().ok_or_else(|| ConnectorError::Refused { system: "salesforce", status: 200, message: format!("a COUNT() query answered without totalSize: {}", super::truncate(&body.to_string())) })
+        body["totalSize"].as_u64().ok_or_else(|| ConnectorError::Refused {
+            system: "salesforce",
+            status: 200,
+            message: format!("a COUNT() query answered without totalSize: {}", super::truncate(&body.to_string())),
+        })
     }
 
     /// Every row of a SOQL query, following `nextRecordsUrl`.
@@ -205,16 +249,29 @@ impl Api {
     /// Send a REST call under `/services/data/vXX.X/` (or a `/services/...` path as given),
     /// logging in again once if the org says the session is no longer valid.
     /// `repeat`: whether the request is safe to send twice (see [`Repeat::OnlyIfUnsent`]).
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>, repeat: Repeat) -> Result<reqwest::Response> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        repeat: Repeat,
+    ) -> Result<reqwest::Response> {
         for fresh_login in [false, true] {
             let token: Arc<Token> = self.tokens.get().await?;
             let instance = token.instance_url.as_deref().unwrap_or_default();
-            let url = if path.starts_with("/services/") { format!("{instance}{path}") } else { format!("{instance}/services/data/v{API_VERSION}/{path}") };
+            let url = if path.starts_with("/services/") {
+                format!("{instance}{path}")
+            } else {
+                format!("{instance}/services/data/v{API_VERSION}/{path}")
+            };
             let response = self
                 .http
                 .send_as(
                     |client| {
-                        let request = client.request(method.clone(), &url).bearer_auth(token.access.expose_secret()).header("Sforce-Call-Options", &self.call_options);
+                        let request = client
+                            .request(method.clone(), &url)
+                            .bearer_auth(token.access.expose_secret())
+                            .header("Sforce-Call-Options", &self.call_options);
                         match body {
                             Some(b) => request.json(b),
                             None => request,
@@ -223,7 +280,9 @@ impl Api {
                     repeat,
                 )
                 .await?;
-            if let Some(usage) = response.headers().get("sforce-limit-info").and_then(|v| v.to_str().ok()).and_then(parse_api_usage) {
+            if let Some(usage) =
+                response.headers().get("sforce-limit-info").and_then(|v| v.to_str().ok()).and_then(parse_api_usage)
+            {
                 *self.usage.lock().unwrap() = Some(usage);
             }
             // 401 INVALID_SESSION_ID: the session expired or was revoked; one new login, one retry.
@@ -251,7 +310,11 @@ impl Api {
         let results = match results {
             Ok(Value::Array(results)) if results.len() == n => results,
             Ok(other) => {
-                let e = ConnectorError::Unavailable { system: "salesforce", attempts: 1, message: format!("a collection of {n} answered with {}", super::truncate(&other.to_string())) };
+                let e = ConnectorError::Unavailable {
+                    system: "salesforce",
+                    attempts: 1,
+                    message: format!("a collection of {n} answered with {}", super::truncate(&other.to_string())),
+                };
                 return vec![Err(e); n];
             }
             Err(e) => return vec![Err(e); n],
@@ -263,7 +326,17 @@ impl Api {
                     return Ok(r);
                 }
                 let errors = r["errors"].as_array().cloned().unwrap_or_default();
-                let message = errors.iter().map(|e| format!("{}: {}", e["statusCode"].as_str().unwrap_or("UNKNOWN_ERROR"), e["message"].as_str().unwrap_or_default())).collect::<Vec<_>>().join("; ");
+                let message = errors
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            e["statusCode"].as_str().unwrap_or("UNKNOWN_ERROR"),
+                            e["message"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 Err(ConnectorError::Refused { system: "salesforce", status: 400, message })
             })
             .collect()
@@ -282,7 +355,10 @@ mod tests {
     #[test]
     fn api_usage_is_read_from_the_limit_header() {
         assert_eq!(super::parse_api_usage("api-usage=18/5000"), Some((18, 5000)));
-        assert_eq!(super::parse_api_usage("api-usage=25/5000; per-app-api-usage=17/250(appName=sample)"), Some((25, 5000)));
+        assert_eq!(
+            super::parse_api_usage("api-usage=25/5000; per-app-api-usage=17/250(appName=sample)"),
+            Some((25, 5000))
+        );
         assert_eq!(super::parse_api_usage("per-app-api-usage=17/250"), None);
     }
 }

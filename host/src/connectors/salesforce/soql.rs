@@ -53,7 +53,8 @@ fn quote(value: &str, like: bool) -> String {
 /// An object or field name, checked: `^[A-Za-z][A-Za-z0-9_]*$` (custom names end `__c`, relationships `__r`).
 pub fn name(name: &str) -> Result<&str, NameError> {
     let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ok =
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {
         Ok(name)
     } else {

@@ -56,7 +56,10 @@ impl Credentials {
     /// Mistakes the configuration shows without asking the instance.
     pub fn check(&self, what: &str) -> anyhow::Result<()> {
         if !self.instance_url.starts_with("https://") {
-            bail!("{what}.instance_url must be an https:// URL (https://<instance>.service-now.com); got {:?}", self.instance_url);
+            bail!(
+                "{what}.instance_url must be an https:// URL (https://<instance>.service-now.com); got {:?}",
+                self.instance_url
+            );
         }
         if self.integration_user().is_none() {
             bail!("{what}: with the client credentials flow, name the OAuth Application User as integration_user, so its changes are not sent back to seam");
@@ -88,14 +91,19 @@ impl Access {
         credentials.check(what)?;
         let token_url = format!("{}/oauth_token.do", credentials.base());
         Ok(match &credentials.auth {
-            Auth::Basic { username, password } => Access::Basic { username: username.clone(), password: password.resolve(&format!("{what}.auth.password"))? },
-            Auth::OauthPassword { client_id, client_secret, username, password } => Access::OAuth(Tokens::new(InstanceLogin {
-                http,
-                token_url,
-                client_id: client_id.clone(),
-                client_secret: client_secret.resolve(&format!("{what}.auth.client_secret"))?,
-                user: Some((username.clone(), password.resolve(&format!("{what}.auth.password"))?)),
-            })),
+            Auth::Basic { username, password } => Access::Basic {
+                username: username.clone(),
+                password: password.resolve(&format!("{what}.auth.password"))?,
+            },
+            Auth::OauthPassword { client_id, client_secret, username, password } => {
+                Access::OAuth(Tokens::new(InstanceLogin {
+                    http,
+                    token_url,
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.resolve(&format!("{what}.auth.client_secret"))?,
+                    user: Some((username.clone(), password.resolve(&format!("{what}.auth.password"))?)),
+                }))
+            }
             Auth::ClientCredentials { client_id, client_secret } => Access::OAuth(Tokens::new(InstanceLogin {
                 http,
                 token_url,
@@ -126,9 +134,16 @@ impl InstanceLogin {
         let Some(access) = access else {
             let error = body["error"].as_str().unwrap_or("unknown");
             let description = body["error_description"].as_str().unwrap_or("no description");
-            return Err(ConnectorError::Refused { system: "servicenow", status: status.as_u16(), message: self.explain(grant, status.as_u16(), error, description) });
+            return Err(ConnectorError::Refused {
+                system: "servicenow",
+                status: status.as_u16(),
+                message: self.explain(grant, status.as_u16(), error, description),
+            });
         };
-        let lifetime = body["expires_in"].as_u64().or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok())).unwrap_or(1800);
+        let lifetime = body["expires_in"]
+            .as_u64()
+            .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(1800);
         Ok(Token {
             access: SecretString::from(access.to_string()),
             expires_at: Some(Instant::now() + Duration::from_secs(lifetime)),
@@ -150,7 +165,10 @@ impl InstanceLogin {
                   that the system property glide.oauth.inbound.client.credential.grant_type.enabled is true"
                 .to_string(),
         };
-        format!("ServiceNow refused the OAuth {grant} grant at {} ({status} {error}: {description}): {fix}", self.token_url)
+        format!(
+            "ServiceNow refused the OAuth {grant} grant at {} ({status} {error}: {description}): {fix}",
+            self.token_url
+        )
     }
 }
 
@@ -158,7 +176,12 @@ impl Login for InstanceLogin {
     async fn login(&self, previous: Option<&Token>) -> Result<Token> {
         let secret = self.client_secret.expose_secret();
         if let Some(refresh) = previous.and_then(|p| p.refresh.as_ref()) {
-            let form = [("grant_type", "refresh_token"), ("client_id", self.client_id.as_str()), ("client_secret", secret), ("refresh_token", refresh.expose_secret())];
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", secret),
+                ("refresh_token", refresh.expose_secret()),
+            ];
             match self.request(&form, "refresh_token").await {
                 Ok(mut token) => {
                     // The instance may answer a refresh without repeating the refresh token.
@@ -171,11 +194,21 @@ impl Login for InstanceLogin {
         }
         match &self.user {
             Some((username, password)) => {
-                let form = [("grant_type", "password"), ("client_id", self.client_id.as_str()), ("client_secret", secret), ("username", username), ("password", password.expose_secret())];
+                let form = [
+                    ("grant_type", "password"),
+                    ("client_id", self.client_id.as_str()),
+                    ("client_secret", secret),
+                    ("username", username),
+                    ("password", password.expose_secret()),
+                ];
                 self.request(&form, "password").await
             }
             None => {
-                let form = [("grant_type", "client_credentials"), ("client_id", self.client_id.as_str()), ("client_secret", secret)];
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("client_id", self.client_id.as_str()),
+                    ("client_secret", secret),
+                ];
                 self.request(&form, "client_credentials").await
             }
         }

@@ -49,7 +49,12 @@ struct Write {
 
 impl ServiceNow {
     /// The instance's client; with OAuth, call [`ServiceNow::authenticate`] to log in before the first call.
-    pub fn new(credentials: &Credentials, tenant: &str, ca_pem: Option<&Path>, policy: RetryPolicy) -> anyhow::Result<Self> {
+    pub fn new(
+        credentials: &Credentials,
+        tenant: &str,
+        ca_pem: Option<&Path>,
+        policy: RetryPolicy,
+    ) -> anyhow::Result<Self> {
         let http = Http::new("servicenow", ca_pem, policy)?;
         let access = auth::Access::new(credentials, http.clone(), &format!("tenants.{tenant}.servicenow"))?;
         let api = Arc::new(Api { http, base: credentials.base().to_string(), access });
@@ -123,16 +128,32 @@ impl ServiceNow {
     }
 
     /// Records matching an encoded query, each field as `{"value", "display_value"}`.
-    pub async fn query_with_display(&self, table: &str, query: &Query, limit: usize) -> Result<Vec<Map<String, Value>>> {
+    pub async fn query_with_display(
+        &self,
+        table: &str,
+        query: &Query,
+        limit: usize,
+    ) -> Result<Vec<Map<String, Value>>> {
         self.query_as(table, query, limit, "all").await
     }
 
-    async fn query_as(&self, table: &str, query: &Query, limit: usize, display: &str) -> Result<Vec<Map<String, Value>>> {
+    async fn query_as(
+        &self,
+        table: &str,
+        query: &Query,
+        limit: usize,
+        display: &str,
+    ) -> Result<Vec<Map<String, Value>>> {
         checked(table, None)?;
         let api = &self.api;
         let url = api.url(table, None);
         let limit = limit.to_string();
-        let params = [("sysparm_query", query.as_str()), ("sysparm_limit", limit.as_str()), ("sysparm_exclude_reference_link", "true"), ("sysparm_display_value", display)];
+        let params = [
+            ("sysparm_query", query.as_str()),
+            ("sysparm_limit", limit.as_str()),
+            ("sysparm_exclude_reference_link", "true"),
+            ("sysparm_display_value", display),
+        ];
         let response = api.send(|client| client.get(&url).query(&params), Repeat::Safe).await?;
         let rows = api.result(response).await?;
         Ok(rows.as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect())
@@ -182,13 +203,24 @@ impl Api {
 
     /// Send with the instance's credentials, retrying what is transient; a 401 to an OAuth
     /// token gets one new token and one more try.
-    async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder, repeat: Repeat) -> Result<reqwest::Response> {
+    async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        repeat: Repeat,
+    ) -> Result<reqwest::Response> {
         match &self.access {
-            auth::Access::Basic { username, password } => self.http.send_as(|client| build(client).basic_auth(username, Some(password.expose_secret())), repeat).await,
+            auth::Access::Basic { username, password } => {
+                self.http
+                    .send_as(|client| build(client).basic_auth(username, Some(password.expose_secret())), repeat)
+                    .await
+            }
             auth::Access::OAuth(tokens) => {
                 for fresh in [false, true] {
                     let token = tokens.get().await?;
-                    let response = self.http.send_as(|client| build(client).bearer_auth(token.access.expose_secret()), repeat).await?;
+                    let response = self
+                        .http
+                        .send_as(|client| build(client).bearer_auth(token.access.expose_secret()), repeat)
+                        .await?;
                     if response.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh {
                         tracing::info!("ServiceNow refused the access token; getting a new one");
                         tokens.invalidate(&token);
@@ -243,17 +275,32 @@ impl Api {
             Ok(a) => a,
             Err(e) => return vec![Err(e); n],
         };
-        let mut results: Vec<Result<Map<String, Value>>> =
-            vec![Err(ConnectorError::Unavailable { system: "servicenow", attempts: 1, message: "the Batch API did not service this request".into() }); n];
+        let mut results: Vec<Result<Map<String, Value>>> = vec![
+            Err(ConnectorError::Unavailable {
+                system: "servicenow",
+                attempts: 1,
+                message: "the Batch API did not service this request".into()
+            });
+            n
+        ];
         for served in answer["serviced_requests"].as_array().into_iter().flatten() {
-            let Some(i) = served["id"].as_str().and_then(|i| i.parse::<usize>().ok()).filter(|i| *i < n) else { continue };
+            let Some(i) = served["id"].as_str().and_then(|i| i.parse::<usize>().ok()).filter(|i| *i < n) else {
+                continue;
+            };
             let status = served["status_code"].as_u64().unwrap_or(0) as u16;
             let bytes = served["body"].as_str().and_then(|b| b64.decode(b).ok()).unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes);
             results[i] = if (200..300).contains(&status) {
-                Ok(serde_json::from_slice::<Value>(&bytes).ok().and_then(|mut v| v["result"].take().as_object().cloned()).unwrap_or_default())
+                Ok(serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|mut v| v["result"].take().as_object().cloned())
+                    .unwrap_or_default())
             } else if status == 429 || status >= 500 {
-                Err(ConnectorError::Unavailable { system: "servicenow", attempts: 1, message: format!("{status}: {}", super::truncate(&text)) })
+                Err(ConnectorError::Unavailable {
+                    system: "servicenow",
+                    attempts: 1,
+                    message: format!("{status}: {}", super::truncate(&text)),
+                })
             } else {
                 Err(ConnectorError::Refused { system: "servicenow", status, message: super::truncate(&text) })
             };
@@ -270,7 +317,10 @@ mod tests {
     fn code_tags_in_journal_text_are_broken_and_the_rest_is_as_typed() {
         let attack = "see [code]<img src=x onerror=alert(1)>[/code] and [CODE]x[/Code]";
         let safe = journal_text(attack);
-        assert!(!safe.to_ascii_lowercase().contains("[code]") && !safe.to_ascii_lowercase().contains("[/code]"), "{safe}");
+        assert!(
+            !safe.to_ascii_lowercase().contains("[code]") && !safe.to_ascii_lowercase().contains("[/code]"),
+            "{safe}"
+        );
         assert_eq!(safe.replace('\u{2060}', ""), attack, "only the invisible joiner is added");
         for plain in ["", "[", "a [link] here", "[cod", "array[0] = 1", "ends with ["] {
             assert_eq!(journal_text(plain), plain);

@@ -165,7 +165,8 @@ pub fn checked_table(table: &str) -> Result<&str, QueryError> {
 
 fn is_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 #[cfg(test)]
@@ -196,7 +197,10 @@ mod tests {
         assert!(matches!(Query::new().eq("u_key=1^sys_id", "x"), Err(QueryError::Field(_))));
         assert!(matches!(Query::new().order_by("Number"), Err(QueryError::Field(_))));
         assert!(checked_table("../sys_user").is_err());
-        assert_eq!(Query::new().eq("company.u_sf_external_id", "A").unwrap().order_by("sys_updated_on").unwrap().as_str(), "company.u_sf_external_id=A^ORDERBYsys_updated_on");
+        assert_eq!(
+            Query::new().eq("company.u_sf_external_id", "A").unwrap().order_by("sys_updated_on").unwrap().as_str(),
+            "company.u_sf_external_id=A^ORDERBYsys_updated_on"
+        );
     }
 
     proptest! {

@@ -24,7 +24,11 @@ pub struct OutboundMessage {
 }
 
 fn attribute(e: &BytesStart, local: &str) -> Option<String> {
-    e.attributes().flatten().find(|a| a.key.local_name().as_ref() == local.as_bytes()).and_then(|a| a.unescape_value().ok()).map(|v| v.into_owned())
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref() == local.as_bytes())
+        .and_then(|a| a.unescape_value().ok())
+        .map(|v| v.into_owned())
 }
 
 /// An Outbound Message field value: SOAP carries text; booleans are the one type worth restoring.
@@ -51,12 +55,16 @@ pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
     let mut notifications: Vec<Notification> = Vec::new();
     let mut buffer = String::new();
     loop {
-        let event = reader.read_event().map_err(|e| format!("malformed Outbound Message at byte {}: {e}", reader.buffer_position()))?;
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("malformed Outbound Message at byte {}: {e}", reader.buffer_position()))?;
         match event {
             Event::Start(e) => {
                 let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
                 if path.len() >= MAX_DEPTH {
-                    return Err(format!("the Outbound Message nests deeper than {MAX_DEPTH} elements; Salesforce's nest about six"));
+                    return Err(format!(
+                        "the Outbound Message nests deeper than {MAX_DEPTH} elements; Salesforce's nest about six"
+                    ));
                 }
                 match name.as_str() {
                     "Notification" if notifications.len() == MAX_NOTIFICATIONS => {
@@ -101,9 +109,18 @@ pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
                 buffer.clear();
             }
             // Entity definitions are how XML bombs and external entities start; SOAP has none.
-            Event::DocType(_) => return Err("the Outbound Message has a DOCTYPE, which SOAP forbids (entity definitions are refused)".into()),
+            Event::DocType(_) => {
+                return Err(
+                    "the Outbound Message has a DOCTYPE, which SOAP forbids (entity definitions are refused)".into()
+                )
+            }
             // A message cut short would otherwise be read as the Notifications before the cut.
-            Event::Eof if !path.is_empty() => return Err(format!("the Outbound Message ends inside <{}>: it was cut short; nothing of it is stored", path.join("><"))),
+            Event::Eof if !path.is_empty() => {
+                return Err(format!(
+                    "the Outbound Message ends inside <{}>: it was cut short; nothing of it is stored",
+                    path.join("><")
+                ))
+            }
             Event::Eof => break,
             _ => {}
         }
@@ -118,12 +135,17 @@ pub fn parse_outbound(body: &[u8]) -> Result<OutboundMessage, String> {
             return Err("a Notification lacks its Id, its sObject type or the record Id".into());
         }
         // An Outbound Message carries the whole record, not what changed; the engine diffs it against the shadow.
-        let created = n.fields.get("CreatedDate").is_some() && n.fields.get("CreatedDate") == n.fields.get("LastModifiedDate");
+        let created =
+            n.fields.get("CreatedDate").is_some() && n.fields.get("CreatedDate") == n.fields.get("LastModifiedDate");
         let kind = if created { ChangeKind::Created } else { ChangeKind::Updated };
         // Keyed by record version, as the catch-up poller keys what it reads; a
         // message without SystemModstamp is keyed by its notification id.
         let id = n.fields.get("Id").and_then(Value::as_str).unwrap_or_default();
-        let version = n.fields.get("SystemModstamp").and_then(Value::as_str).and_then(|stamp| normalize::salesforce_version_key(id, stamp));
+        let version = n
+            .fields
+            .get("SystemModstamp")
+            .and_then(Value::as_str)
+            .and_then(|stamp| normalize::salesforce_version_key(id, stamp));
         let key = version.unwrap_or_else(|| format!("sf-om:{}", n.id));
         changes.push((key.clone(), normalize::salesforce(&key, kind, &n.object, &n.fields, None)));
     }
@@ -147,7 +169,11 @@ mod fuzz {
                 notification(&format!("04l{i:015}"), "Case", record.as_object().unwrap())
             })
             .collect();
-        outbound_message("00D000000000001AAA", "https://x.example", &notifications.iter().map(String::as_str).collect::<Vec<_>>())
+        outbound_message(
+            "00D000000000001AAA",
+            "https://x.example",
+            &notifications.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
     }
 
     proptest! {

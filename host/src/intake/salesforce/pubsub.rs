@@ -23,7 +23,9 @@
 //!   and one a crash interrupted is paid after the restart.
 //! - Connections that fail are retried with exponential backoff and jitter.
 
-use crate::connectors::salesforce::pubsub::proto::{pub_sub_client::PubSubClient, FetchRequest, FetchResponse, ReplayPreset, SchemaRequest};
+use crate::connectors::salesforce::pubsub::proto::{
+    pub_sub_client::PubSubClient, FetchRequest, FetchResponse, ReplayPreset, SchemaRequest,
+};
 use crate::connectors::salesforce::pubsub::{self, event, CallMetadata, MAX_REQUESTED};
 use crate::engine::apply::Systems;
 use crate::engine::normalize;
@@ -136,9 +138,28 @@ struct Batch {
 }
 
 impl Subscriber {
-    pub fn new(tenant: &str, journal: Arc<Journal>, systems: Arc<Systems>, poller: Arc<Poller>, counters: Counters, org_id: &str, settings: &PubSubSettings, ca_pem: Option<&std::path::Path>) -> Result<Subscriber> {
-        let channel = pubsub::channel(&settings.url, ca_pem).with_context(|| format!("tenant {tenant}: the Pub/Sub endpoint"))?;
-        Ok(Subscriber { tenant: tenant.into(), journal, systems, poller, counters, org_id: org_id.into(), channel, schemas: Default::default() })
+    pub fn new(
+        tenant: &str,
+        journal: Arc<Journal>,
+        systems: Arc<Systems>,
+        poller: Arc<Poller>,
+        counters: Counters,
+        org_id: &str,
+        settings: &PubSubSettings,
+        ca_pem: Option<&std::path::Path>,
+    ) -> Result<Subscriber> {
+        let channel =
+            pubsub::channel(&settings.url, ca_pem).with_context(|| format!("tenant {tenant}: the Pub/Sub endpoint"))?;
+        Ok(Subscriber {
+            tenant: tenant.into(),
+            journal,
+            systems,
+            poller,
+            counters,
+            org_id: org_id.into(),
+            channel,
+            schemas: Default::default(),
+        })
     }
 
     /// Follow every topic until the process ends (or the tasks are aborted).
@@ -172,7 +193,12 @@ impl Subscriber {
     async fn subscribe(&self, topic: &str) -> Result<(), Interrupted> {
         let source = position_source(topic);
         let (tenant, at) = (self.tenant.clone(), source.clone());
-        let stored = self.journal.run(move |j| j.watermark(&tenant, &at)).await.map_err(Interrupted::Failed)?.and_then(|p| Position::parse(&p));
+        let stored = self
+            .journal
+            .run(move |j| j.watermark(&tenant, &at))
+            .await
+            .map_err(Interrupted::Failed)?
+            .and_then(|p| Position::parse(&p));
         let mut position = stored.clone().unwrap_or(Position { replay_id: vec![], commit_ms: 0 });
         // Too old to resume: Salesforce no longer has what followed it.
         if let Some(p) = &stored {
@@ -182,7 +208,11 @@ impl Subscriber {
             }
         }
         let session = self.systems.salesforce.session().await.map_err(|e| Interrupted::Failed(e.into()))?;
-        let metadata = CallMetadata { access_token: session.access.clone(), instance_url: session.instance_url.clone().unwrap_or_default(), tenant_id: self.org_id.clone() };
+        let metadata = CallMetadata {
+            access_token: session.access.clone(),
+            instance_url: session.instance_url.clone().unwrap_or_default(),
+            tenant_id: self.org_id.clone(),
+        };
         // A first start of the Case topic: Cases changed from now on are news, and a poll
         // covers those changed before the subscription stands.
         if stored.is_none() && topic == pubsub::change_event_topic("Case") {
@@ -194,10 +224,17 @@ impl Subscriber {
             _ => (ReplayPreset::Latest, vec![]),
         };
         let (requests, outgoing) = tokio::sync::mpsc::channel(4);
-        let first = FetchRequest { topic_name: topic.to_string(), replay_preset: preset as i32, replay_id, num_requested: MAX_REQUESTED, auth_refresh: String::new() };
+        let first = FetchRequest {
+            topic_name: topic.to_string(),
+            replay_preset: preset as i32,
+            replay_id,
+            num_requested: MAX_REQUESTED,
+            auth_refresh: String::new(),
+        };
         requests.send(first).await.map_err(|_| Interrupted::Failed(anyhow!("the request stream closed")))?;
         let mut client = PubSubClient::new(self.channel.clone()).max_decoding_message_size(64 << 20);
-        let call = client.subscribe(metadata.request(ReceiverStream::new(outgoing)).map_err(Interrupted::Failed)?).await;
+        let call =
+            client.subscribe(metadata.request(ReceiverStream::new(outgoing)).map_err(Interrupted::Failed)?).await;
         let mut stream = match call {
             Ok(response) => response.into_inner(),
             Err(status) => return Err(self.refused(topic, status, stored.as_ref(), &session).await),
@@ -224,11 +261,22 @@ impl Subscriber {
             }
             let batch = self.read(topic, &response, &metadata).await.map_err(Interrupted::Failed)?;
             // The replay id reached: the last event's, or what a keepalive reports.
-            position.replay_id = response.events.last().map(|e| e.replay_id.clone()).filter(|r| !r.is_empty()).unwrap_or(response.latest_replay_id.clone());
+            position.replay_id = response
+                .events
+                .last()
+                .map(|e| e.replay_id.clone())
+                .filter(|r| !r.is_empty())
+                .unwrap_or(response.latest_replay_id.clone());
             position.commit_ms = position.commit_ms.max(batch.newest_commit);
             if !position.replay_id.is_empty() {
                 self.journal
-                    .record_up_to(&self.tenant, batch.changes, crate::engine::echoes::settled_echo, &source, &position.encode())
+                    .record_up_to(
+                        &self.tenant,
+                        batch.changes,
+                        crate::engine::echoes::settled_echo,
+                        &source,
+                        &position.encode(),
+                    )
                     .await
                     .map_err(Interrupted::Failed)?;
             }
@@ -246,7 +294,13 @@ impl Subscriber {
     }
 
     /// Why a call failed, and what to do: a gap to recover, or a reconnect.
-    async fn refused(&self, topic: &str, status: tonic::Status, stored: Option<&Position>, session: &Arc<crate::connectors::token::Token>) -> Interrupted {
+    async fn refused(
+        &self,
+        topic: &str,
+        status: tonic::Status,
+        stored: Option<&Position>,
+        session: &Arc<crate::connectors::token::Token>,
+    ) -> Interrupted {
         let code = pubsub::error_code(&status).unwrap_or_default().to_string();
         if code.contains("replayid.corrupted") || code.contains("replayid.validation.failed") {
             if let Some(p) = stored {
@@ -256,7 +310,12 @@ impl Subscriber {
         if status.code() == tonic::Code::Unauthenticated {
             self.systems.salesforce.session_refused(session);
         }
-        Interrupted::Failed(anyhow!("{} {}: {}", status.code(), if code.is_empty() { "" } else { &code }, status.message()))
+        Interrupted::Failed(anyhow!(
+            "{} {}: {}",
+            status.code(),
+            if code.is_empty() { "" } else { &code },
+            status.message()
+        ))
     }
 
     /// A stored position that cannot be resumed: owe a poll from its commit time, count the gap,
@@ -321,7 +380,9 @@ impl Subscriber {
                 let mut fields = decoded.fields.clone();
                 fields.insert("Id".into(), Value::String(e.id.clone()));
                 let key = format!("sf-pe:{replay}");
-                batch.changes.push((key.clone(), normalize::salesforce(&key, ChangeKind::Created, object, &fields, None)));
+                batch
+                    .changes
+                    .push((key.clone(), normalize::salesforce(&key, ChangeKind::Created, object, &fields, None)));
                 continue;
             };
             batch.newest_commit = batch.newest_commit.max(header.commit_timestamp);
@@ -331,17 +392,24 @@ impl Subscriber {
             }
             match header.change_type.as_str() {
                 "CREATE" | "UNDELETE" | "UPDATE" | "DELETE" => batch.changes.extend(changes(&decoded, header, &replay)),
-                "GAP_OVERFLOW" => batch.overflow_since = Some(batch.overflow_since.unwrap_or(i64::MAX).min(header.commit_timestamp.saturating_sub(1000))),
+                "GAP_OVERFLOW" => {
+                    batch.overflow_since =
+                        Some(batch.overflow_since.unwrap_or(i64::MAX).min(header.commit_timestamp.saturating_sub(1000)))
+                }
                 // A gap naming a key prefix (`500*`, every record of the object) is read as an overflow is.
                 gap if gap.starts_with("GAP_") && header.record_ids.iter().any(|id| id.contains('*')) => {
-                    batch.overflow_since = Some(batch.overflow_since.unwrap_or(i64::MAX).min(header.commit_timestamp.saturating_sub(1000)));
+                    batch.overflow_since = Some(
+                        batch.overflow_since.unwrap_or(i64::MAX).min(header.commit_timestamp.saturating_sub(1000)),
+                    );
                 }
                 gap if gap.starts_with("GAP_") => {
                     for id in &header.record_ids {
                         batch.changes.extend(self.read_back(topic, &header.entity_name, id, &replay).await?);
                     }
                 }
-                other => tracing::warn!(tenant = %self.tenant, topic, replay, "skipping a change event of unknown type {other}"),
+                other => {
+                    tracing::warn!(tenant = %self.tenant, topic, replay, "skipping a change event of unknown type {other}")
+                }
             }
         }
         Ok(batch)
@@ -361,7 +429,10 @@ impl Subscriber {
                 let fields = serde_json::Map::from_iter([("Id".to_string(), Value::String(id.into()))]);
                 Ok(Some((key.clone(), normalize::salesforce(&key, ChangeKind::Deleted, object, &fields, None))))
             }
-            Err(e @ (crate::connectors::ConnectorError::Refused { .. } | crate::connectors::ConnectorError::Invalid { .. })) => {
+            Err(
+                e @ (crate::connectors::ConnectorError::Refused { .. }
+                | crate::connectors::ConnectorError::Invalid { .. }),
+            ) => {
                 tracing::error!(tenant = %self.tenant, topic, replay, "skipping {object} {id}, which a gap event named: the org refused to read it back ({e}); check the integration user's access to {object}");
                 Ok(None)
             }
@@ -375,8 +446,15 @@ impl Subscriber {
             return Ok(s.clone());
         }
         let mut client = PubSubClient::new(self.channel.clone());
-        let info = client.get_schema(metadata.request(SchemaRequest { schema_id: id.to_string() })?).await.map_err(|s| anyhow!("GetSchema {id}: {} {}", s.code(), s.message()))?.into_inner();
-        let schema = Arc::new(apache_avro::Schema::parse_str(&info.schema_json).with_context(|| format!("the schema {id} is not an Avro schema"))?);
+        let info = client
+            .get_schema(metadata.request(SchemaRequest { schema_id: id.to_string() })?)
+            .await
+            .map_err(|s| anyhow!("GetSchema {id}: {} {}", s.code(), s.message()))?
+            .into_inner();
+        let schema = Arc::new(
+            apache_avro::Schema::parse_str(&info.schema_json)
+                .with_context(|| format!("the schema {id} is not an Avro schema"))?,
+        );
         self.schemas.lock().unwrap().insert(id.to_string(), schema.clone());
         Ok(schema)
     }
@@ -405,7 +483,8 @@ pub fn changes(decoded: &event::Event, header: &event::Header, replay: &str) -> 
         "DELETE" => ChangeKind::Deleted,
         _ => ChangeKind::Updated,
     };
-    let changed: Option<Vec<&str>> = (kind == ChangeKind::Updated).then(|| header.changed_fields.iter().map(String::as_str).collect());
+    let changed: Option<Vec<&str>> =
+        (kind == ChangeKind::Updated).then(|| header.changed_fields.iter().map(String::as_str).collect());
     header
         .record_ids
         .iter()
@@ -418,7 +497,11 @@ pub fn changes(decoded: &event::Event, header: &event::Header, replay: &str) -> 
             fields.insert("LastModifiedById".into(), Value::String(header.commit_user.clone()));
             // The record's version, which change events leave out: the echo filter knows an event
             // older than what a poll or a read-back already brought by it.
-            if let Some(stamp) = fields.get("LastModifiedDate").cloned().or_else(|| event::format_datetime(header.commit_timestamp).map(Value::String)) {
+            if let Some(stamp) = fields
+                .get("LastModifiedDate")
+                .cloned()
+                .or_else(|| event::format_datetime(header.commit_timestamp).map(Value::String))
+            {
                 fields.entry("SystemModstamp").or_insert(stamp);
             }
             // Keyed by the event: modification stamps count whole seconds on a real org, and two

@@ -41,13 +41,18 @@ pub fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
 
 /// The two headers a signed notification carries, signed at `timestamp`.
 pub fn signed_headers(secret: &str, timestamp: i64, body: &[u8]) -> [(String, String); 2] {
-    [(TIMESTAMP_HEADER.to_string(), timestamp.to_string()), (SIGNATURE_HEADER.to_string(), signature(secret, timestamp, body))]
+    [
+        (TIMESTAMP_HEADER.to_string(), timestamp.to_string()),
+        (SIGNATURE_HEADER.to_string(), signature(secret, timestamp, body)),
+    ]
 }
 
 /// `{"event_id", "table", "sys_id", "operation", "current", "display_values", "journal", …}` → (event key, change).
 pub fn parse(body: &[u8]) -> Result<(String, Change), String> {
     let n: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-    let text = |k: &str| n.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| format!("the notification has no {k}"));
+    let text = |k: &str| {
+        n.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| format!("the notification has no {k}"))
+    };
     let (event_id, table, sys_id) = (text("event_id")?, text("table")?, text("sys_id")?);
     let kind = match text("operation")? {
         "insert" => ChangeKind::Created,
@@ -161,32 +166,57 @@ mod tests {
         for example in &contract.examples {
             let (key, change) = parse(example.body.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", example.name));
             let sys_id = example.elements.iter().find(|e| e.name == "sys_id").and_then(|e| e.value.clone()).unwrap();
-            let count = example.elements.iter().find(|e| e.name == "sys_mod_count").and_then(|e| e.value.clone()).unwrap();
+            let count =
+                example.elements.iter().find(|e| e.name == "sys_mod_count").and_then(|e| e.value.clone()).unwrap();
             assert_eq!(key, format!("sn:{sys_id}:{count}:{}", example.operation), "{}", example.name);
-            assert_eq!((change.source.id.as_str(), change.source.object.as_str()), (sys_id.as_str(), example.table.as_str()));
+            assert_eq!(
+                (change.source.id.as_str(), change.source.object.as_str()),
+                (sys_id.as_str(), example.table.as_str())
+            );
             let get = |name: &str| change.snapshot.iter().find(|f| f.name == name).map(|f| f.value.clone());
             for element in &example.elements {
                 match element.kind.as_str() {
                     "journal_list" => assert_eq!(get(&element.name), None),
                     "journal" | "journal_input" => {
                         let entry = element.journal.clone().unwrap_or_default();
-                        let text = entry.split_once('\n').map(|(_, t)| t.trim_end_matches('\n').to_string()).unwrap_or_default();
-                        assert_eq!(get(&element.name), (!text.is_empty()).then(|| V::from(text.as_str())), "{}: {}", example.name, element.name);
+                        let text = entry
+                            .split_once('\n')
+                            .map(|(_, t)| t.trim_end_matches('\n').to_string())
+                            .unwrap_or_default();
+                        assert_eq!(
+                            get(&element.name),
+                            (!text.is_empty()).then(|| V::from(text.as_str())),
+                            "{}: {}",
+                            example.name,
+                            element.name
+                        );
                     }
                     _ => {
                         let value = element.value.clone().unwrap_or_default();
-                        assert_eq!(get(&element.name), Some(V::from(value.as_str())), "{}: {}", example.name, element.name);
+                        assert_eq!(
+                            get(&element.name),
+                            Some(V::from(value.as_str())),
+                            "{}: {}",
+                            example.name,
+                            element.name
+                        );
                         if let Some(shown) = element.display.as_ref().filter(|d| !d.is_empty() && **d != value) {
                             assert_eq!(get(&format!("{}.display", element.name)), Some(V::from(shown.as_str())));
                         }
                     }
                 }
             }
-            assert_eq!(change.origin_user, example.elements.iter().find(|e| e.name == "sys_updated_by").and_then(|e| e.value.clone()).unwrap());
+            assert_eq!(
+                change.origin_user,
+                example.elements.iter().find(|e| e.name == "sys_updated_by").and_then(|e| e.value.clone()).unwrap()
+            );
         }
         let update = parse(contract.examples[1].body.as_bytes()).unwrap().1;
         assert_eq!(update.linked.map(|l| l.id), Some("5005g00000ABCDeAAF".to_string()));
-        assert!(update.changed.iter().any(|f| f.name == "work_notes" && f.value == V::from("Gateway pool \\ restarted; watching.")));
+        assert!(update
+            .changed
+            .iter()
+            .any(|f| f.name == "work_notes" && f.value == V::from("Gateway pool \\ restarted; watching.")));
     }
 
     #[test]

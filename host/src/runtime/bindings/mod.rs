@@ -41,7 +41,9 @@ impl ApiVersion {
     pub fn of(engine: &Engine, component: &Component) -> Result<(World, Self)> {
         let ty = component.component_type();
         let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-        let found = exports.iter().find_map(|name| World::ALL.iter().find(|w| name.starts_with(w.export())).map(|w| (*w, *name)));
+        let found = exports
+            .iter()
+            .find_map(|name| World::ALL.iter().find(|w| name.starts_with(w.export())).map(|w| (*w, *name)));
         let Some((world, export)) = found else {
             bail!(
                 "the component exports neither seam:sync/mapper nor seam:sync/automation (it exports: {}); \
@@ -201,7 +203,9 @@ macro_rules! model_conversions {
         impl From<types::Action> for model::Action {
             fn from(a: types::Action) -> Self {
                 match a {
-                    types::Action::Update(u) => model::Action::Update { target: u.target.into(), fields: fields_out(u.fields) },
+                    types::Action::Update(u) => {
+                        model::Action::Update { target: u.target.into(), fields: fields_out(u.fields) }
+                    }
                     types::Action::AppendJournal(j) => model::Action::AppendJournal {
                         target: j.target.into(),
                         kind: match j.kind {

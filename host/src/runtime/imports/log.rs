@@ -41,7 +41,11 @@ pub(crate) fn emit(state: &mut PluginState, level: Level, message: &str) {
 macro_rules! log_host {
     ($version:ident) => {
         impl crate::runtime::bindings::$version::seam::sync::log::Host for PluginState {
-            async fn log(&mut self, level: crate::runtime::bindings::$version::seam::sync::log::Level, message: String) -> wasmtime::Result<()> {
+            async fn log(
+                &mut self,
+                level: crate::runtime::bindings::$version::seam::sync::log::Level,
+                message: String,
+            ) -> wasmtime::Result<()> {
                 use crate::runtime::bindings::$version::seam::sync::log::Level as Wit;
                 let level = match level {
                     Wit::Debug => Level::Debug,

@@ -27,9 +27,20 @@ pub type Found = Option<(RecordRef, Vec<Field>)>;
 
 /// Where lookups are answered from.
 pub trait RecordSource: Send + Sync {
-    fn get<'a>(&'a self, record: &'a RecordRef, fields: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>>;
+    fn get<'a>(
+        &'a self,
+        record: &'a RecordRef,
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>>;
     /// The first `object` record whose `key` field equals `value`.
-    fn find<'a>(&'a self, system: System, object: &'a str, key: &'a str, value: &'a str, fields: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>>;
+    fn find<'a>(
+        &'a self,
+        system: System,
+        object: &'a str,
+        key: &'a str,
+        value: &'a str,
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<Found, LookupFailure>>;
 }
 
 /// No records anywhere: every lookup is `unavailable`.
@@ -37,10 +48,21 @@ pub struct NoRecords;
 
 impl RecordSource for NoRecords {
     fn get<'a>(&'a self, record: &'a RecordRef, _: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>> {
-        Box::pin(async move { Err(LookupFailure::Unavailable(format!("no record source is configured to read {record}"))) })
+        Box::pin(
+            async move { Err(LookupFailure::Unavailable(format!("no record source is configured to read {record}"))) },
+        )
     }
-    fn find<'a>(&'a self, system: System, object: &'a str, _: &'a str, _: &'a str, _: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>> {
-        Box::pin(async move { Err(LookupFailure::Unavailable(format!("no record source is configured to search {system} {object}"))) })
+    fn find<'a>(
+        &'a self,
+        system: System,
+        object: &'a str,
+        _: &'a str,
+        _: &'a str,
+        _: &'a [String],
+    ) -> BoxFuture<'a, Result<Found, LookupFailure>> {
+        Box::pin(async move {
+            Err(LookupFailure::Unavailable(format!("no record source is configured to search {system} {object}")))
+        })
     }
 }
 
@@ -58,19 +80,34 @@ pub struct StaticRecord {
 }
 
 impl RecordSource for StaticRecords {
-    fn get<'a>(&'a self, record: &'a RecordRef, fields: &'a [String]) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>> {
+    fn get<'a>(
+        &'a self,
+        record: &'a RecordRef,
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Field>, LookupFailure>> {
         Box::pin(async move {
             let found = self.records.iter().find(|r| &r.record == record).ok_or(LookupFailure::NotFound)?;
             Ok(found.read(fields))
         })
     }
-    fn find<'a>(&'a self, system: System, object: &'a str, key: &'a str, value: &'a str, fields: &'a [String]) -> BoxFuture<'a, Result<Found, LookupFailure>> {
+    fn find<'a>(
+        &'a self,
+        system: System,
+        object: &'a str,
+        key: &'a str,
+        value: &'a str,
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<Found, LookupFailure>> {
         Box::pin(async move {
             let wanted = Value::Text(value.to_string());
             Ok(self
                 .records
                 .iter()
-                .find(|r| r.record.system == system && r.record.object.eq_ignore_ascii_case(object) && r.fields.get(key) == Some(&wanted))
+                .find(|r| {
+                    r.record.system == system
+                        && r.record.object.eq_ignore_ascii_case(object)
+                        && r.fields.get(key) == Some(&wanted)
+                })
                 .map(|r| (r.record.clone(), r.read(fields))))
         })
     }
@@ -79,7 +116,10 @@ impl RecordSource for StaticRecords {
 impl StaticRecord {
     /// The fields asked for; one the record does not have reads as null.
     fn read(&self, fields: &[String]) -> Vec<Field> {
-        fields.iter().map(|name| Field::new(name.clone(), self.fields.get(name).cloned().unwrap_or(Value::Null))).collect()
+        fields
+            .iter()
+            .map(|name| Field::new(name.clone(), self.fields.get(name).cloned().unwrap_or(Value::Null)))
+            .collect()
     }
 }
 
@@ -103,8 +143,13 @@ impl Grants {
 
     pub fn check_object(&self, system: System, object: &str, fields: &[String]) -> Result<(), LookupFailure> {
         let record = RecordRef { system, object: object.to_string(), id: String::new() };
-        let Some(grant) = self.0.iter().find(|g| g.system == record.system && g.object.eq_ignore_ascii_case(&record.object)) else {
-            return Err(LookupFailure::NotGranted(format!("the pack has no grant to read {} {}", record.system, record.object)));
+        let Some(grant) =
+            self.0.iter().find(|g| g.system == record.system && g.object.eq_ignore_ascii_case(&record.object))
+        else {
+            return Err(LookupFailure::NotGranted(format!(
+                "the pack has no grant to read {} {}",
+                record.system, record.object
+            )));
         };
         if grant.fields.iter().any(|f| f == "*") {
             return Ok(());
@@ -124,7 +169,11 @@ impl Grants {
 }
 
 /// Grant check, then the read; an unreachable system is remembered so the call counts as transient.
-pub(crate) async fn get(state: &mut PluginState, record: RecordRef, fields: Vec<String>) -> Result<Vec<Field>, LookupFailure> {
+pub(crate) async fn get(
+    state: &mut PluginState,
+    record: RecordRef,
+    fields: Vec<String>,
+) -> Result<Vec<Field>, LookupFailure> {
     state.grants.check(&record, &fields)?;
     let result = state.records.get(&record, &fields).await;
     if let Err(LookupFailure::Unavailable(why)) = &result {
@@ -134,7 +183,14 @@ pub(crate) async fn get(state: &mut PluginState, record: RecordRef, fields: Vec<
 }
 
 /// Grant check (the key field included), then the search.
-pub(crate) async fn find(state: &mut PluginState, system: System, object: String, key: String, value: String, fields: Vec<String>) -> Result<Found, LookupFailure> {
+pub(crate) async fn find(
+    state: &mut PluginState,
+    system: System,
+    object: String,
+    key: String,
+    value: String,
+    fields: Vec<String>,
+) -> Result<Found, LookupFailure> {
     let mut needed = fields.clone();
     needed.push(key.clone());
     state.grants.check_object(system, &object, &needed)?;
@@ -161,8 +217,15 @@ macro_rules! lookup_host {
             }
 
             impl wit::Host for PluginState {
-                async fn get(&mut self, record: wit::RecordRef, fields: Vec<String>) -> wasmtime::Result<Result<Vec<wit::Field>, wit::LookupError>> {
-                    Ok(get(self, record.into(), fields).await.map(|found| found.iter().map(Into::into).collect()).map_err(to_wit))
+                async fn get(
+                    &mut self,
+                    record: wit::RecordRef,
+                    fields: Vec<String>,
+                ) -> wasmtime::Result<Result<Vec<wit::Field>, wit::LookupError>> {
+                    Ok(get(self, record.into(), fields)
+                        .await
+                        .map(|found| found.iter().map(Into::into).collect())
+                        .map_err(to_wit))
                 }
 
                 async fn find(
@@ -174,7 +237,9 @@ macro_rules! lookup_host {
                     fields: Vec<String>,
                 ) -> wasmtime::Result<Result<Option<(wit::RecordRef, Vec<wit::Field>)>, wit::LookupError>> {
                     let found = find(self, system.into(), object, key, value, fields).await;
-                    Ok(found.map(|f| f.map(|(record, fields)| ((&record).into(), fields.iter().map(Into::into).collect()))).map_err(to_wit))
+                    Ok(found
+                        .map(|f| f.map(|(record, fields)| ((&record).into(), fields.iter().map(Into::into).collect())))
+                        .map_err(to_wit))
                 }
             }
         }

@@ -48,7 +48,18 @@ const HEADER_SCHEMA: &str = r#"{"type":"record","name":"ChangeEventHeader","fiel
 {"name":"diffFields","type":{"type":"array","items":"string"}},
 {"name":"changedFields","type":{"type":"array","items":"string"}}]}"#;
 
-const CHANGE_TYPES: [&str; 10] = ["CREATE", "UPDATE", "DELETE", "UNDELETE", "GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW", "SNAPSHOT"];
+const CHANGE_TYPES: [&str; 10] = [
+    "CREATE",
+    "UPDATE",
+    "DELETE",
+    "UNDELETE",
+    "GAP_CREATE",
+    "GAP_UPDATE",
+    "GAP_DELETE",
+    "GAP_UNDELETE",
+    "GAP_OVERFLOW",
+    "SNAPSHOT",
+];
 
 /// An object's change event schema as it stands (an admin may delete fields).
 pub struct EventSchema {
@@ -113,10 +124,17 @@ impl Bus {
                 )
             })
             .context("creating the change event bus")?;
-        let tip = store.with_db(|db| db.query_row("SELECT COALESCE(MAX(replay), 0) FROM change_events", [], |r| r.get::<_, i64>(0)))? as u64;
+        let tip = store.with_db(|db| {
+            db.query_row("SELECT COALESCE(MAX(replay), 0) FROM change_events", [], |r| r.get::<_, i64>(0))
+        })? as u64;
         let tip = tip.max(store.counter("sf.pubsub.replay"));
         let settings = store.setting(SETTINGS).and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
-        Ok(Bus { store, tip: tokio::sync::watch::channel(tip).0, schemas: Default::default(), settings: Mutex::new(settings) })
+        Ok(Bus {
+            store,
+            tip: tokio::sync::watch::channel(tip).0,
+            schemas: Default::default(),
+            settings: Mutex::new(settings),
+        })
     }
 
     pub fn settings(&self) -> BusSettings {
@@ -151,7 +169,8 @@ impl Bus {
 
     /// The change event schema of `obj` without the fields in `removed` (`Object.Field`).
     pub fn schema(&self, obj: &'static ObjectDef, removed: &[String]) -> Result<Arc<EventSchema>> {
-        let mine: Vec<String> = removed.iter().filter(|r| r.split_once('.').is_some_and(|(o, _)| o == obj.name)).cloned().collect();
+        let mine: Vec<String> =
+            removed.iter().filter(|r| r.split_once('.').is_some_and(|(o, _)| o == obj.name)).cloned().collect();
         let key = (obj.name.to_string(), mine);
         if let Some(s) = self.schemas.lock().unwrap().get(&key) {
             return Ok(s.clone());
@@ -160,11 +179,15 @@ impl Bus {
             .fields
             .iter()
             // No Id (the ids are in the header), and no fields change events leave out.
-            .filter(|f| !matches!(f.name, "Id" | "IsDeleted" | "SystemModstamp") && !key.1.contains(&format!("{}.{}", obj.name, f.name)))
+            .filter(|f| {
+                !matches!(f.name, "Id" | "IsDeleted" | "SystemModstamp")
+                    && !key.1.contains(&format!("{}.{}", obj.name, f.name))
+            })
             .map(|f| (f.name, f.ty.clone()))
             .collect();
         let header: Value = serde_json::from_str(HEADER_SCHEMA).expect("the header schema is JSON");
-        let mut avro_fields = vec![json!({ "name": "ChangeEventHeader", "type": header, "doc": "Data:ComplexValueType" })];
+        let mut avro_fields =
+            vec![json!({ "name": "ChangeEventHeader", "type": header, "doc": "Data:ComplexValueType" })];
         for (name, ty) in &fields {
             let (avro, doc) = avro_type(name, ty);
             avro_fields.push(json!({ "name": name, "type": ["null", avro], "doc": doc, "default": null }));
@@ -184,13 +207,27 @@ impl Bus {
         if let Some(current) = self.schemas.lock().unwrap().values().find(|s| s.id == id) {
             return Some(current.json.clone());
         }
-        self.store.with_db(|db| db.query_row("SELECT json FROM event_schemas WHERE schema_id = ?1", params![id], |r| r.get(0)).optional()).ok().flatten()
+        self.store
+            .with_db(|db| {
+                db.query_row("SELECT json FROM event_schemas WHERE schema_id = ?1", params![id], |r| r.get(0))
+                    .optional()
+            })
+            .ok()
+            .flatten()
     }
 
     /// Append the events of one transaction's writes (inside it: `db` is the write's transaction).
     /// Records of one object changed the same way share one event.
     /// With `gap`, the events are gap events: `GAP_<type>`, the header alone.
-    pub fn append_in(&self, db: &Connection, writes: &[Written], commit_user: &str, change_origin: &str, removed: &[String], gap: bool) -> Result<()> {
+    pub fn append_in(
+        &self,
+        db: &Connection,
+        writes: &[Written],
+        commit_user: &str,
+        change_origin: &str,
+        removed: &[String],
+        gap: bool,
+    ) -> Result<()> {
         if writes.is_empty() {
             return Ok(());
         }
@@ -203,7 +240,14 @@ impl Bus {
             let schema = self.schema(w.obj, removed)?;
             let (change, body) = match gap {
                 false => (w.change, body(&schema, w)),
-                true => (gap_type(w.change), Body { values: vec![Avro::Union(0, Box::new(Avro::Null)); schema.fields.len()], changed: vec![], nulled: vec![] }),
+                true => (
+                    gap_type(w.change),
+                    Body {
+                        values: vec![Avro::Union(0, Box::new(Avro::Null)); schema.fields.len()],
+                        changed: vec![],
+                        nulled: vec![],
+                    },
+                ),
             };
             match grouped.iter_mut().find(|(obj, c, _, b, _)| obj.name == w.obj.name && *c == change && *b == body) {
                 Some(group) => group.4.push(w.id),
@@ -214,7 +258,10 @@ impl Bus {
             let header = Avro::Record(vec![
                 ("entityName".into(), Avro::String(obj.name.into())),
                 ("recordIds".into(), Avro::Array(ids.iter().map(|id| Avro::String(id.to_string())).collect())),
-                ("changeType".into(), Avro::Enum(CHANGE_TYPES.iter().position(|c| *c == change).unwrap_or(0) as u32, change.into())),
+                (
+                    "changeType".into(),
+                    Avro::Enum(CHANGE_TYPES.iter().position(|c| *c == change).unwrap_or(0) as u32, change.into()),
+                ),
                 ("changeOrigin".into(), Avro::String(change_origin.into())),
                 ("transactionKey".into(), Avro::String(transaction_key.clone())),
                 ("sequenceNumber".into(), Avro::Int(sequence as i32 + 1)),
@@ -227,8 +274,10 @@ impl Bus {
             ]);
             let mut record = vec![("ChangeEventHeader".to_string(), header)];
             record.extend(schema.fields.iter().zip(body.values).map(|((name, _), v)| (name.to_string(), v)));
-            let payload = apache_avro::to_avro_datum(&schema.schema, Avro::Record(record)).with_context(|| format!("encoding a {} change event", obj.name))?;
-            db.prepare_cached("INSERT OR IGNORE INTO event_schemas (schema_id, json) VALUES (?1, ?2)")?.execute(params![schema.id, schema.json])?;
+            let payload = apache_avro::to_avro_datum(&schema.schema, Avro::Record(record))
+                .with_context(|| format!("encoding a {} change event", obj.name))?;
+            db.prepare_cached("INSERT OR IGNORE INTO event_schemas (schema_id, json) VALUES (?1, ?2)")?
+                .execute(params![schema.id, schema.json])?;
             let replay = crate::sim::store::next_in(db, "sf.pubsub.replay")?;
             db.prepare_cached("INSERT INTO change_events (replay, topic, event_id, schema_id, payload, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
                 .execute(params![replay as i64, change_event_topic(obj.name), uuid_like(), schema.id, payload, now])?;
@@ -255,7 +304,15 @@ impl Bus {
 
     /// The newest replay id of `topic` (0 if it has none).
     pub fn newest(&self, topic: &str) -> u64 {
-        self.store.with_db(|db| db.query_row("SELECT COALESCE(MAX(replay), 0) FROM change_events WHERE topic = ?1", params![topic], |r| r.get::<_, i64>(0))).unwrap_or(0) as u64
+        self.store
+            .with_db(|db| {
+                db.query_row(
+                    "SELECT COALESCE(MAX(replay), 0) FROM change_events WHERE topic = ?1",
+                    params![topic],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0) as u64
     }
 
     /// The replay id before the oldest event kept: a subscription may resume after it, not before.
@@ -280,7 +337,14 @@ impl Bus {
 
     /// Events kept, and the oldest and newest replay ids.
     pub fn stats(&self) -> Value {
-        let (count, oldest) = self.store.with_db(|db| db.query_row("SELECT COUNT(*), MIN(replay) FROM change_events", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))).unwrap_or((0, None));
+        let (count, oldest) = self
+            .store
+            .with_db(|db| {
+                db.query_row("SELECT COUNT(*), MIN(replay) FROM change_events", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
+            })
+            .unwrap_or((0, None));
         json!({ "events": count, "oldest_replay": oldest, "newest_replay": self.tip(), "settings": self.settings() })
     }
 }
@@ -372,7 +436,8 @@ fn bitmaps(positions: &[usize]) -> Avro {
     for &p in positions {
         nibbles[p / 4] |= 1 << (p % 4);
     }
-    let hex: String = nibbles.iter().rev().map(|n| char::from_digit(u32::from(*n), 16).unwrap().to_ascii_uppercase()).collect();
+    let hex: String =
+        nibbles.iter().rev().map(|n| char::from_digit(u32::from(*n), 16).unwrap().to_ascii_uppercase()).collect();
     Avro::Array(vec![Avro::String(format!("0x{hex}"))])
 }
 

@@ -62,7 +62,13 @@ impl Refusal {
 
 /// Check a JWT bearer assertion against the app's certificate. Returns the username it logs in.
 /// `consumer_key`: the app's; `audiences`: what this org accepts as `aud`.
-pub fn verify_assertion(assertion: &str, certificate_pem: &str, consumer_key: &str, audiences: &[String], now: i64) -> Result<String, Refusal> {
+pub fn verify_assertion(
+    assertion: &str,
+    certificate_pem: &str,
+    consumer_key: &str,
+    audiences: &[String],
+    now: i64,
+) -> Result<String, Refusal> {
     use jsonwebtoken::{Algorithm, Validation};
     let invalid = Refusal("invalid_grant", "invalid assertion");
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| Refusal("invalid_grant", "invalid assertion"))?;
@@ -71,7 +77,9 @@ pub fn verify_assertion(assertion: &str, certificate_pem: &str, consumer_key: &s
     }
     // The claims first, as Salesforce names the app before it checks the signature
     // against the app's certificate.
-    let claims: Value = jsonwebtoken::dangerous::insecure_decode::<Value>(assertion).map_err(|_| Refusal("invalid_grant", "invalid assertion"))?.claims;
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode::<Value>(assertion)
+        .map_err(|_| Refusal("invalid_grant", "invalid assertion"))?
+        .claims;
     if claims["iss"].as_str() != Some(consumer_key) {
         return Err(Refusal("invalid_client_id", "client identifier invalid"));
     }
@@ -81,10 +89,13 @@ pub fn verify_assertion(assertion: &str, certificate_pem: &str, consumer_key: &s
     validation.validate_exp = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|_| Refusal("invalid_grant", "invalid assertion"))?;
+    jsonwebtoken::decode::<Value>(assertion, &key, &validation)
+        .map_err(|_| Refusal("invalid_grant", "invalid assertion"))?;
     let aud_ok = match &claims["aud"] {
         Value::String(a) => audiences.iter().any(|ok| ok == a.trim_end_matches('/')),
-        Value::Array(all) => all.iter().filter_map(Value::as_str).any(|a| audiences.iter().any(|ok| ok == a.trim_end_matches('/'))),
+        Value::Array(all) => {
+            all.iter().filter_map(Value::as_str).any(|a| audiences.iter().any(|ok| ok == a.trim_end_matches('/')))
+        }
         _ => false,
     };
     if !aud_ok {
@@ -101,7 +112,11 @@ pub fn verify_assertion(assertion: &str, certificate_pem: &str, consumer_key: &s
         return Err(Refusal("invalid_grant", "expired authorization code"));
     }
     // `prn` is the older name of `sub`, and wins when both are given.
-    claims["prn"].as_str().or(claims["sub"].as_str()).map(str::to_string).ok_or(Refusal("invalid_grant", "invalid assertion"))
+    claims["prn"]
+        .as_str()
+        .or(claims["sub"].as_str())
+        .map(str::to_string)
+        .ok_or(Refusal("invalid_grant", "invalid assertion"))
 }
 
 /// The RSA public key of a certificate (PEM).
@@ -127,14 +142,30 @@ mod tests {
         let (other_key, _) = new_key_pair("other").unwrap();
         let now = 1_800_000_000;
         let auds = vec![LOGIN_AUDIENCE.to_string(), "https://127.0.0.1:1".to_string()];
-        let claims = |iss: &str, aud: &str, exp: Value| json!({ "iss": iss, "sub": "seam@acme", "aud": aud, "exp": exp });
+        let claims =
+            |iss: &str, aud: &str, exp: Value| json!({ "iss": iss, "sub": "seam@acme", "aud": aud, "exp": exp });
         let check = |token: &str| verify_assertion(token, &cert, "ck", &auds, now);
         assert_eq!(check(&sign(&key, claims("ck", LOGIN_AUDIENCE, json!(now + 120)))), Ok("seam@acme".to_string()));
-        assert_eq!(check(&sign(&key, claims("ck", "https://127.0.0.1:1/", json!((now + 120).to_string())))), Ok("seam@acme".to_string()));
-        assert_eq!(check(&sign(&other_key, claims("ck", LOGIN_AUDIENCE, json!(now + 120)))), Err(Refusal("invalid_grant", "invalid assertion")));
-        assert_eq!(check(&sign(&key, claims("nope", LOGIN_AUDIENCE, json!(now + 120)))), Err(Refusal("invalid_client_id", "client identifier invalid")));
-        assert_eq!(check(&sign(&key, claims("ck", "https://test.salesforce.com", json!(now + 120)))), Err(Refusal("invalid_grant", "audience is invalid")));
-        assert_eq!(check(&sign(&key, claims("ck", LOGIN_AUDIENCE, json!(now - 600)))), Err(Refusal("invalid_grant", "expired authorization code")));
+        assert_eq!(
+            check(&sign(&key, claims("ck", "https://127.0.0.1:1/", json!((now + 120).to_string())))),
+            Ok("seam@acme".to_string())
+        );
+        assert_eq!(
+            check(&sign(&other_key, claims("ck", LOGIN_AUDIENCE, json!(now + 120)))),
+            Err(Refusal("invalid_grant", "invalid assertion"))
+        );
+        assert_eq!(
+            check(&sign(&key, claims("nope", LOGIN_AUDIENCE, json!(now + 120)))),
+            Err(Refusal("invalid_client_id", "client identifier invalid"))
+        );
+        assert_eq!(
+            check(&sign(&key, claims("ck", "https://test.salesforce.com", json!(now + 120)))),
+            Err(Refusal("invalid_grant", "audience is invalid"))
+        );
+        assert_eq!(
+            check(&sign(&key, claims("ck", LOGIN_AUDIENCE, json!(now - 600)))),
+            Err(Refusal("invalid_grant", "expired authorization code"))
+        );
         assert_eq!(check("not-a-jwt"), Err(Refusal("invalid_grant", "invalid assertion")));
     }
 }

@@ -25,7 +25,8 @@ fn suffix(id15: &str) -> String {
     id15.as_bytes()
         .chunks(5)
         .map(|chunk| {
-            let bits = chunk.iter().enumerate().fold(0usize, |acc, (i, c)| acc | (usize::from(c.is_ascii_uppercase()) << i));
+            let bits =
+                chunk.iter().enumerate().fold(0usize, |acc, (i, c)| acc | (usize::from(c.is_ascii_uppercase()) << i));
             SUFFIX[bits] as char
         })
         .collect()

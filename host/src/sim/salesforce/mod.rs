@@ -39,7 +39,10 @@ pub fn fault_response(fault: Fault) -> Response {
     match fault {
         // Salesforce refuses over-limit requests with 403 REQUEST_LIMIT_EXCEEDED.
         Fault::RateLimited { retry_after } => {
-            let mut r = errors(StatusCode::FORBIDDEN, &[SfError::new("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]);
+            let mut r = errors(
+                StatusCode::FORBIDDEN,
+                &[SfError::new("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")],
+            );
             r.headers_mut().insert("Retry-After", HeaderValue::from(retry_after));
             r
         }
@@ -71,7 +74,11 @@ pub fn seed(emulator: &Emulator) -> anyhow::Result<()> {
     if store.get(EMULATOR, "User", &integration_user()).is_some() {
         return Ok(());
     }
-    for (n, username, name) in [(1, SF_USERNAME, "Seam Integration"), (2, SF_PERSON_USERNAME, "Jane Agent"), (3, "pat.partner@acme.example", "Pat Partner")] {
+    for (n, username, name) in [
+        (1, SF_USERNAME, "Seam Integration"),
+        (2, SF_PERSON_USERNAME, "Jane Agent"),
+        (3, "pat.partner@acme.example", "Pat Partner"),
+    ] {
         let id = ids::make("005", n);
         store.next("sf.id.005")?;
         let mut r = Map::new();
@@ -131,7 +138,12 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
 
 /// Every REST call needs a session from `/services/oauth2/token` or SOAP login,
 /// and answers with `Sforce-Limit-Info`.
-async fn authenticate(State(e): Ctx, Path(params): Path<HashMap<String, String>>, mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn authenticate(
+    State(e): Ctx,
+    Path(params): Path<HashMap<String, String>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let version = params.get("version").map(String::as_str).unwrap_or("");
     if !version.starts_with('v') || version[1..].parse::<f64>().is_err() {
         return error(StatusCode::NOT_FOUND, SfError::new("NOT_FOUND", "The requested resource does not exist"));
@@ -184,13 +196,23 @@ impl Caller {
 /// The `client` of a `Sforce-Call-Options` header (`client=seam-acme; defaultNamespace=x`; older docs separate with commas).
 fn call_client(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("sforce-call-options")?.to_str().ok()?;
-    value.split([';', ',']).map(str::trim).find_map(|part| part.strip_prefix("client=")).map(str::to_string).filter(|c| !c.is_empty())
+    value
+        .split([';', ','])
+        .map(str::trim)
+        .find_map(|part| part.strip_prefix("client="))
+        .map(str::to_string)
+        .filter(|c| !c.is_empty())
 }
 
 async fn soap_login(State(e): Ctx, Path(version): Path<String>, body: String) -> Response {
-    let xml = |status: StatusCode, body: String| (status, [("Content-Type", "text/xml; charset=utf-8")], body).into_response();
+    let xml = |status: StatusCode, body: String| {
+        (status, [("Content-Type", "text/xml; charset=utf-8")], body).into_response()
+    };
     match soap::parse_login(&body) {
-        Ok((username, password)) if username == SF_USERNAME && (password == format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}") || password == SF_PASSWORD) => {
+        Ok((username, password))
+            if username == SF_USERNAME
+                && (password == format!("{SF_PASSWORD}{SF_SECURITY_TOKEN}") || password == SF_PASSWORD) =>
+        {
             let session = oauth::new_session(&e, &integration_user());
             let server_url = format!("{}/services/Soap/u/{version}/{ORG_ID}", e.base_url);
             xml(StatusCode::OK, soap::login_response(&session, &server_url, &integration_user(), ORG_ID, &username))
@@ -289,7 +311,9 @@ fn removed(e: &Emulator, obj: &ObjectDef, field: &str) -> bool {
 /// Refuse a write or a query naming a deleted field, as Salesforce refuses an unknown one.
 fn refuse_removed<'a>(e: &Emulator, obj: &ObjectDef, mut fields: impl Iterator<Item = &'a str>) -> Result<(), SfError> {
     match fields.find(|f| removed(e, obj, f)) {
-        Some(f) => Err(SfError::on("INVALID_FIELD", format!("No such column '{f}' on sobject of type {}", obj.name), f)),
+        Some(f) => {
+            Err(SfError::on("INVALID_FIELD", format!("No such column '{f}' on sobject of type {}", obj.name), f))
+        }
         None => Ok(()),
     }
 }
@@ -297,7 +321,13 @@ fn refuse_removed<'a>(e: &Emulator, obj: &ObjectDef, mut fields: impl Iterator<I
 /// Validate and prepare a new record (not yet stored).
 /// `at`: the transaction's time, which every record of one request shares (a collection's
 /// records are changed alike, and one change event names them all).
-fn prepare_create(e: &Emulator, obj: &'static ObjectDef, input: &Map<String, Value>, user: &str, at: &str) -> Result<(String, Map<String, Value>), SfError> {
+fn prepare_create(
+    e: &Emulator,
+    obj: &'static ObjectDef,
+    input: &Map<String, Value>,
+    user: &str,
+    at: &str,
+) -> Result<(String, Map<String, Value>), SfError> {
     if obj.name == "User" {
         return Err(SfError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "Users are read-only in the emulator"));
     }
@@ -332,7 +362,14 @@ fn prepare_create(e: &Emulator, obj: &'static ObjectDef, input: &Map<String, Val
 
 /// Validate and prepare an update of `existing`.
 /// `at`: the transaction's time (see [`prepare_create`]).
-fn prepare_update(e: &Emulator, obj: &'static ObjectDef, existing: &Map<String, Value>, input: &Map<String, Value>, user: &str, at: &str) -> Result<Map<String, Value>, SfError> {
+fn prepare_update(
+    e: &Emulator,
+    obj: &'static ObjectDef,
+    existing: &Map<String, Value>,
+    input: &Map<String, Value>,
+    user: &str,
+    at: &str,
+) -> Result<Map<String, Value>, SfError> {
     if obj.name == "User" {
         return Err(SfError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "Users are read-only in the emulator"));
     }
@@ -368,11 +405,16 @@ fn check_unique(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>) -> R
     for def in obj.fields.iter().filter(|d| d.external_id) {
         let Some(value) = record.get(def.name).and_then(Value::as_str) else { continue };
         let clash = e.store.scan(EMULATOR, obj.name, |r| {
-            r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value)) && r.get("Id").and_then(Value::as_str) != Some(id)
+            r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value))
+                && r.get("Id").and_then(Value::as_str) != Some(id)
         });
         if let Some(other) = clash.first() {
             let other_id = other.get("Id").and_then(Value::as_str).unwrap_or_default();
-            return Err(SfError::on("DUPLICATE_VALUE", format!("duplicate value found: {} duplicates value on record with id: {other_id}", def.name), def.name));
+            return Err(SfError::on(
+                "DUPLICATE_VALUE",
+                format!("duplicate value found: {} duplicates value on record with id: {other_id}", def.name),
+                def.name,
+            ));
         }
     }
     Ok(())
@@ -401,10 +443,24 @@ impl ChangeType {
 }
 
 /// Append the change events of one transaction's writes, inside it (`db`).
-fn publish_in(e: &Emulator, db: &rusqlite::Connection, writes: &[(&'static ObjectDef, ChangeType, &str, &Map<String, Value>, Option<&Map<String, Value>>)], caller: &Caller) -> anyhow::Result<()> {
+fn publish_in(
+    e: &Emulator,
+    db: &rusqlite::Connection,
+    writes: &[(&'static ObjectDef, ChangeType, &str, &Map<String, Value>, Option<&Map<String, Value>>)],
+    caller: &Caller,
+) -> anyhow::Result<()> {
     let Some(bus) = &e.change_events else { return Ok(()) };
     let removed: Vec<String> = e.removed_fields.read().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
-    let written: Vec<_> = writes.iter().map(|(obj, change, id, record, before)| change_events::Written { obj, change: change.as_str(), id, record, before: *before }).collect();
+    let written: Vec<_> = writes
+        .iter()
+        .map(|(obj, change, id, record, before)| change_events::Written {
+            obj,
+            change: change.as_str(),
+            id,
+            record,
+            before: *before,
+        })
+        .collect();
     let gap = !written.is_empty() && e.faults.gap_event();
     bus.append_in(db, &written, &caller.user, &caller.change_origin(), &removed, gap)
 }
@@ -418,7 +474,12 @@ fn published(e: &Emulator) {
 
 /// The Outbound Message a change of `record` sends to the configured target, if any
 /// (creates and updates: Salesforce sends none for a delete).
-fn outgoing<'a>(e: &'a Emulator, obj: &ObjectDef, change: ChangeType, record: &Map<String, Value>) -> Option<super::notify::Outgoing<'a>> {
+fn outgoing<'a>(
+    e: &'a Emulator,
+    obj: &ObjectDef,
+    change: ChangeType,
+    record: &Map<String, Value>,
+) -> Option<super::notify::Outgoing<'a>> {
     let notifier = e.notifier.as_ref()?;
     if !obj.notifies || change == ChangeType::Delete {
         return None;
@@ -427,14 +488,27 @@ fn outgoing<'a>(e: &'a Emulator, obj: &ObjectDef, change: ChangeType, record: &M
 }
 
 /// Queue a change's notification inside the transaction `db` of the write that made it, numbered there.
-fn queue_in(db: &rusqlite::Connection, outgoing: super::notify::Outgoing, obj: &ObjectDef, record: &Map<String, Value>) -> anyhow::Result<()> {
+fn queue_in(
+    db: &rusqlite::Connection,
+    outgoing: super::notify::Outgoing,
+    obj: &ObjectDef,
+    record: &Map<String, Value>,
+) -> anyhow::Result<()> {
     let sequence = crate::sim::store::next_in(db, "sf.notification")?;
     outgoing.queue_in(db, |_| Ok(soap::notification(&ids::make("04l", sequence), obj.name, record)))
 }
 
 /// Store one written record and queue its notification in one transaction: as on
 /// the real platform, a write that lands never lacks its notification.
-fn store_notifying(e: &Emulator, obj: &'static ObjectDef, change: ChangeType, id: &str, record: &Map<String, Value>, before: Option<&Map<String, Value>>, caller: &Caller) -> anyhow::Result<()> {
+fn store_notifying(
+    e: &Emulator,
+    obj: &'static ObjectDef,
+    change: ChangeType,
+    id: &str,
+    record: &Map<String, Value>,
+    before: Option<&Map<String, Value>>,
+    caller: &Caller,
+) -> anyhow::Result<()> {
     let outgoing = outgoing(e, obj, change, record);
     e.store.put_all_with(EMULATOR, vec![(obj.name.to_string(), id.to_string(), record.clone())], |db| {
         if let Some(o) = outgoing {
@@ -449,7 +523,8 @@ fn store_notifying(e: &Emulator, obj: &'static ObjectDef, change: ChangeType, id
 /// Deletes' change events, after the deletes (their own transaction); Outbound Messages report no deletes.
 fn notify_deleted(e: &Emulator, deleted: &[(&'static ObjectDef, String, Map<String, Value>)], caller: &Caller) {
     let stored = e.store.put_all_with(EMULATOR, Vec::new(), |db| {
-        let writes: Vec<_> = deleted.iter().map(|(obj, id, record)| (*obj, ChangeType::Delete, id.as_str(), record, None)).collect();
+        let writes: Vec<_> =
+            deleted.iter().map(|(obj, id, record)| (*obj, ChangeType::Delete, id.as_str(), record, None)).collect();
         publish_in(e, db, &writes, caller)
     });
     match stored {
@@ -474,7 +549,12 @@ fn status_for(e: &SfError) -> StatusCode {
     }
 }
 
-async fn create(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
+async fn create(
+    State(e): Ctx,
+    Path(params): Path<HashMap<String, String>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
     let _write = e.write_lock();
     let at = now();
     let obj = or_respond!(object_or_404(&params["object"]));
@@ -496,24 +576,40 @@ fn not_found() -> Response {
 
 /// Resolve a 15/18-character id of this object to its stored record.
 fn find(e: &Emulator, obj: &ObjectDef, raw_id: &str) -> Result<(String, Map<String, Value>), Response> {
-    let id = ids::normalize(raw_id)
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, SfError::new("MALFORMED_ID", format!("{} ID: id value of incorrect type: {raw_id}", obj.name))))?;
+    let id = ids::normalize(raw_id).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            SfError::new("MALFORMED_ID", format!("{} ID: id value of incorrect type: {raw_id}", obj.name)),
+        )
+    })?;
     e.store.get(EMULATOR, obj.name, &id).map(|r| (id, r)).ok_or_else(not_found)
 }
 
-async fn read(State(e): Ctx, Path(params): Path<HashMap<String, String>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn read(
+    State(e): Ctx,
+    Path(params): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let obj = or_respond!(object_or_404(&params["object"]));
     let (_, record) = or_respond!(find(&e, obj, &params["id"]));
     let fields: Option<Vec<String>> = q.get("fields").map(|f| f.split(',').map(|s| s.trim().to_string()).collect());
     if let Some(list) = &fields {
         if let Some(bad) = list.iter().find(|f| obj.field(f).is_none()) {
-            return error(StatusCode::BAD_REQUEST, SfError::new("INVALID_FIELD", format!("No such column '{bad}' on sobject of type {}", obj.name)));
+            return error(
+                StatusCode::BAD_REQUEST,
+                SfError::new("INVALID_FIELD", format!("No such column '{bad}' on sobject of type {}", obj.name)),
+            );
         }
     }
     Json(render(&e, obj, &record, fields.as_deref())).into_response()
 }
 
-async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
+async fn update(
+    State(e): Ctx,
+    Path(params): Path<HashMap<String, String>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
     let _write = e.write_lock();
     let at = now();
     let obj = or_respond!(object_or_404(&params["object"]));
@@ -529,7 +625,11 @@ async fn update(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
     }
 }
 
-async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>) -> Response {
+async fn delete(
+    State(e): Ctx,
+    Path(params): Path<HashMap<String, String>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
     let _write = e.write_lock();
     let obj = or_respond!(object_or_404(&params["object"]));
     let (id, record) = or_respond!(find(&e, obj, &params["id"]));
@@ -543,24 +643,44 @@ async fn delete(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
 }
 
 fn external_id_field<'a>(obj: &'a ObjectDef, field: &str) -> Result<&'a schema::FieldDef, Response> {
-    obj.field(field)
-        .filter(|d| d.external_id || d.name == "Id")
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, SfError::new("NOT_FOUND", format!("Provided external ID field does not exist or is not accessible: {field}"))))
+    obj.field(field).filter(|d| d.external_id || d.name == "Id").ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            SfError::new(
+                "NOT_FOUND",
+                format!("Provided external ID field does not exist or is not accessible: {field}"),
+            ),
+        )
+    })
 }
 
 async fn read_by_external_id(State(e): Ctx, Path(params): Path<HashMap<String, String>>) -> Response {
     let obj = or_respond!(object_or_404(&params["object"]));
     let def = or_respond!(external_id_field(obj, &params["field"]));
     let value = &params["value"];
-    let found = e.store.scan(EMULATOR, obj.name, |r| r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value)));
+    let found = e.store.scan(EMULATOR, obj.name, |r| {
+        r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value))
+    });
     match found.as_slice() {
         [] => not_found(),
         [one] => Json(render(&e, obj, one, None)).into_response(),
-        many => (StatusCode::MULTIPLE_CHOICES, Json(json!(many.iter().map(|r| sobject_url(obj.name, r["Id"].as_str().unwrap_or_default())).collect::<Vec<_>>()))).into_response(),
+        many => (
+            StatusCode::MULTIPLE_CHOICES,
+            Json(json!(many
+                .iter()
+                .map(|r| sobject_url(obj.name, r["Id"].as_str().unwrap_or_default()))
+                .collect::<Vec<_>>())),
+        )
+            .into_response(),
     }
 }
 
-async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
+async fn upsert(
+    State(e): Ctx,
+    Path(params): Path<HashMap<String, String>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
     let _write = e.write_lock();
     let at = now();
     let obj = or_respond!(object_or_404(&params["object"]));
@@ -570,7 +690,9 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
         Ok(m) => m,
         Err(err) => return error(StatusCode::BAD_REQUEST, err),
     };
-    let found = e.store.scan(EMULATOR, obj.name, |r| r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(&value)));
+    let found = e.store.scan(EMULATOR, obj.name, |r| {
+        r.get(def.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(&value))
+    });
     match found.as_slice() {
         [] => {
             input.insert(def.name.to_string(), json!(value));
@@ -579,7 +701,8 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
                     if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &caller) {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
                     }
-                    (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [], "created": true }))).into_response()
+                    (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [], "created": true })))
+                        .into_response()
                 }
                 Err(err) => error(status_for(&err), err),
             }
@@ -588,15 +711,25 @@ async fn upsert(State(e): Ctx, Path(params): Path<HashMap<String, String>>, axum
             let id = existing["Id"].as_str().unwrap_or_default().to_string();
             match prepare_update(&e, obj, existing, &input, &caller.user, &at) {
                 Ok(record) => {
-                    if let Err(err) = store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(existing), &caller) {
+                    if let Err(err) =
+                        store_notifying(&e, obj, ChangeType::Update, &id, &record, Some(existing), &caller)
+                    {
                         return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
                     }
-                    (StatusCode::OK, Json(json!({ "id": id, "success": true, "errors": [], "created": false }))).into_response()
+                    (StatusCode::OK, Json(json!({ "id": id, "success": true, "errors": [], "created": false })))
+                        .into_response()
                 }
                 Err(err) => error(status_for(&err), err),
             }
         }
-        many => (StatusCode::MULTIPLE_CHOICES, Json(json!(many.iter().map(|r| sobject_url(obj.name, r["Id"].as_str().unwrap_or_default())).collect::<Vec<_>>()))).into_response(),
+        many => (
+            StatusCode::MULTIPLE_CHOICES,
+            Json(json!(many
+                .iter()
+                .map(|r| sobject_url(obj.name, r["Id"].as_str().unwrap_or_default()))
+                .collect::<Vec<_>>())),
+        )
+            .into_response(),
     }
 }
 
@@ -655,19 +788,25 @@ fn run_query(e: &Emulator, soql: &str) -> Result<(usize, Vec<Value>), SfError> {
     let obj = q.object;
     refuse_removed(e, obj, q.fields_read().into_iter())?;
     // Relationships the query walks (`Account.Name`): attach the parent records.
-    let mut rels: Vec<String> = q.fields_read().iter().filter_map(|f| f.split_once('.')).map(|(rel, _)| rel.to_string()).collect();
+    let mut rels: Vec<String> =
+        q.fields_read().iter().filter_map(|f| f.split_once('.')).map(|(rel, _)| rel.to_string()).collect();
     rels.sort();
     rels.dedup();
     let mut rows = e.store.scan(EMULATOR, obj.name, |_| true);
     for row in rows.iter_mut() {
         for rel in &rels {
-            let parent = obj.relationship(rel).and_then(|def| row.get(def.name).and_then(Value::as_str).map(str::to_string)).and_then(|pid| {
-                schema::object_by_prefix(&pid).and_then(|pobj| e.store.get(EMULATOR, pobj.name, &pid).map(|p| (pobj, p)))
-            });
+            let parent = obj
+                .relationship(rel)
+                .and_then(|def| row.get(def.name).and_then(Value::as_str).map(str::to_string))
+                .and_then(|pid| {
+                    schema::object_by_prefix(&pid)
+                        .and_then(|pobj| e.store.get(EMULATOR, pobj.name, &pid).map(|p| (pobj, p)))
+                });
             row.insert(rel.to_string(), parent.map(|(pobj, p)| render(e, pobj, &p, None)).unwrap_or(Value::Null));
         }
     }
-    let mut rows: Vec<Map<String, Value>> = rows.into_iter().filter(|r| q.filter.as_ref().is_none_or(|c| soql::matches(c, r))).collect();
+    let mut rows: Vec<Map<String, Value>> =
+        rows.into_iter().filter(|r| q.filter.as_ref().is_none_or(|c| soql::matches(c, r))).collect();
     if q.count {
         return Ok((rows.len(), vec![]));
     }
@@ -728,23 +867,36 @@ fn collection_result(id: Option<&str>, outcome: &Result<(), SfError>) -> Value {
 }
 
 fn rolled_back() -> SfError {
-    SfError::new("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were valid and the request was using AllOrNone header")
+    SfError::new(
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "Record rolled back because not all records were valid and the request was using AllOrNone header",
+    )
 }
 
 fn parse_collection(body: &[u8]) -> Result<CollectionBody, Response> {
-    let parsed: CollectionBody = serde_json::from_slice(body)
-        .map_err(|err| error(StatusCode::BAD_REQUEST, SfError::new("JSON_PARSER_ERROR", format!("expected {{\"allOrNone\": bool, \"records\": [...]}}: {err}"))))?;
+    let parsed: CollectionBody = serde_json::from_slice(body).map_err(|err| {
+        error(
+            StatusCode::BAD_REQUEST,
+            SfError::new("JSON_PARSER_ERROR", format!("expected {{\"allOrNone\": bool, \"records\": [...]}}: {err}")),
+        )
+    })?;
     if parsed.records.len() > COLLECTION_MAX {
         return Err(error(
             StatusCode::BAD_REQUEST,
-            SfError::new("EXCEEDED_ID_LIMIT", format!("record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")),
+            SfError::new(
+                "EXCEEDED_ID_LIMIT",
+                format!("record limit reached. cannot submit more than {COLLECTION_MAX} records into this call"),
+            ),
         ));
     }
     Ok(parsed)
 }
 
 fn record_type(record: &Value) -> Result<&'static ObjectDef, SfError> {
-    let name = record.pointer("/attributes/type").and_then(Value::as_str).ok_or_else(|| SfError::new("INVALID_TYPE", "Must specify a type in attributes"))?;
+    let name = record
+        .pointer("/attributes/type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| SfError::new("INVALID_TYPE", "Must specify a type in attributes"))?;
     schema::object(name).ok_or_else(|| SfError::new("INVALID_TYPE", format!("sObject type '{name}' is not supported.")))
 }
 
@@ -786,7 +938,8 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, c
                 queue_in(db, o, w.obj, &w.record)?;
             }
         }
-        let events: Vec<_> = notifying.iter().map(|w| (w.obj, change(w), w.id.as_str(), &w.record, w.before.as_ref())).collect();
+        let events: Vec<_> =
+            notifying.iter().map(|w| (w.obj, change(w), w.id.as_str(), &w.record, w.before.as_ref())).collect();
         publish_in(e, db, &events, caller)
     });
     if let Err(err) = stored {
@@ -796,7 +949,11 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, c
     Json(Value::Array(results)).into_response()
 }
 
-async fn collection_create(State(e): Ctx, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
+async fn collection_create(
+    State(e): Ctx,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
     let _write = e.write_lock();
     let at = now();
     let parsed = or_respond!(parse_collection(&body));
@@ -816,7 +973,11 @@ async fn collection_create(State(e): Ctx, axum::Extension(caller): axum::Extensi
     finish_collection(&e, parsed.all_or_none, prepared, &caller)
 }
 
-async fn collection_update(State(e): Ctx, axum::Extension(caller): axum::Extension<Caller>, body: axum::body::Bytes) -> Response {
+async fn collection_update(
+    State(e): Ctx,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
     let _write = e.write_lock();
     let at = now();
     let parsed = or_respond!(parse_collection(&body));
@@ -826,17 +987,29 @@ async fn collection_update(State(e): Ctx, axum::Extension(caller): axum::Extensi
         .map(|record| {
             let obj = record_type(record).map_err(|err| (None, err))?;
             let mut input = record.as_object().cloned().unwrap_or_default();
-            let raw_id = input.remove("Id").and_then(|v| v.as_str().map(str::to_string)).ok_or_else(|| (None, SfError::new("MISSING_ARGUMENT", "Id not specified in an update call")))?;
-            let id = ids::normalize(&raw_id).ok_or_else(|| (Some(raw_id.clone()), SfError::new("MALFORMED_ID", format!("invalid id: {raw_id}"))))?;
-            let existing = e.store.get(EMULATOR, obj.name, &id).ok_or_else(|| (Some(id.clone()), SfError::new("ENTITY_IS_DELETED", "entity is deleted")))?;
-            let record = prepare_update(&e, obj, &existing, &input, &caller.user, &at).map_err(|err| (Some(id.clone()), err))?;
+            let raw_id = input
+                .remove("Id")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .ok_or_else(|| (None, SfError::new("MISSING_ARGUMENT", "Id not specified in an update call")))?;
+            let id = ids::normalize(&raw_id)
+                .ok_or_else(|| (Some(raw_id.clone()), SfError::new("MALFORMED_ID", format!("invalid id: {raw_id}"))))?;
+            let existing = e
+                .store
+                .get(EMULATOR, obj.name, &id)
+                .ok_or_else(|| (Some(id.clone()), SfError::new("ENTITY_IS_DELETED", "entity is deleted")))?;
+            let record =
+                prepare_update(&e, obj, &existing, &input, &caller.user, &at).map_err(|err| (Some(id.clone()), err))?;
             Ok(PreparedWrite { obj, id, record, before: Some(existing) })
         })
         .collect();
     finish_collection(&e, parsed.all_or_none, prepared, &caller)
 }
 
-async fn collection_delete(State(e): Ctx, axum::Extension(caller): axum::Extension<Caller>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn collection_delete(
+    State(e): Ctx,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let _write = e.write_lock();
     let Some(list) = q.get("ids") else {
         return error(StatusCode::BAD_REQUEST, SfError::new("MISSING_ARGUMENT", "ids parameter required"));
@@ -845,12 +1018,20 @@ async fn collection_delete(State(e): Ctx, axum::Extension(caller): axum::Extensi
     let targets: Vec<(String, Option<(&'static ObjectDef, String)>)> = list
         .split(',')
         .map(|raw| {
-            let found = ids::normalize(raw.trim()).and_then(|id| schema::object_by_prefix(&id).filter(|o| e.store.get(EMULATOR, o.name, &id).is_some()).map(|o| (o, id)));
+            let found = ids::normalize(raw.trim()).and_then(|id| {
+                schema::object_by_prefix(&id).filter(|o| e.store.get(EMULATOR, o.name, &id).is_some()).map(|o| (o, id))
+            });
             (raw.trim().to_string(), found)
         })
         .collect();
     if targets.len() > COLLECTION_MAX {
-        return error(StatusCode::BAD_REQUEST, SfError::new("EXCEEDED_ID_LIMIT", format!("record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")));
+        return error(
+            StatusCode::BAD_REQUEST,
+            SfError::new(
+                "EXCEEDED_ID_LIMIT",
+                format!("record limit reached. cannot submit more than {COLLECTION_MAX} records into this call"),
+            ),
+        );
     }
     let any_missing = targets.iter().any(|(_, t)| t.is_none());
     let mut results = Vec::new();
@@ -887,10 +1068,18 @@ async fn put_pubsub(State(e): Ctx, body: axum::body::Bytes) -> Response {
     let Some(bus) = &e.change_events else { return StatusCode::NOT_FOUND.into_response() };
     let settings: change_events::BusSettings = match serde_json::from_slice(&body) {
         Ok(s) => s,
-        Err(err) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("expected {{\"retention_seconds\": n, \"keepalive_seconds\": n}}: {err}") }))).into_response(),
+        Err(err) => return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": format!("expected {{\"retention_seconds\": n, \"keepalive_seconds\": n}}: {err}") })),
+        )
+            .into_response(),
     };
     if !(settings.retention_seconds > 0.0 && settings.keepalive_seconds > 0.0) {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "retention_seconds and keepalive_seconds must be positive" }))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "retention_seconds and keepalive_seconds must be positive" })),
+        )
+            .into_response();
     }
     match bus.set_settings(settings) {
         Ok(()) => Json(bus.stats()).into_response(),
@@ -909,14 +1098,19 @@ async fn get_schema(State(e): Ctx) -> Json<Value> {
 /// schema (an empty list puts them all back), as an admin deletes a custom field.
 async fn put_schema(State(e): Ctx, body: axum::body::Bytes) -> Response {
     let Some(list) = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["removed"].as_array().cloned()) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "expected {\"removed\": [\"Object.Field\", ...]}" }))).into_response();
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "expected {\"removed\": [\"Object.Field\", ...]}" })))
+            .into_response();
     };
     let mut fields = std::collections::HashSet::new();
     for item in list {
         let name = item.as_str().unwrap_or_default();
         let known = name.split_once('.').and_then(|(o, f)| schema::object(o).and_then(|obj| obj.field(f)));
         if known.is_none() {
-            return (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("{name:?} is no field of the emulated org (Object.Field)") }))).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": format!("{name:?} is no field of the emulated org (Object.Field)") })),
+            )
+                .into_response();
         }
         fields.insert(name.to_string());
     }

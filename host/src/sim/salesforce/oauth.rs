@@ -65,15 +65,28 @@ pub fn new_session(e: &Emulator, user_id: &str) -> String {
 }
 
 fn refuse(refusal: Refusal) -> Response {
-    (StatusCode::BAD_REQUEST, [("Cache-Control", "no-cache,must-revalidate,max-age=0,no-store,private")], Json(refusal.body())).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        [("Cache-Control", "no-cache,must-revalidate,max-age=0,no-store,private")],
+        Json(refusal.body()),
+    )
+        .into_response()
 }
 
 /// The host name a request was sent to, without its port: HTTP/2's `:authority`
 /// (in the URI), else HTTP/1.1's `Host` header.
 fn requested_host(uri: &axum::http::Uri, headers: &HeaderMap) -> String {
-    let host = uri.host().map(str::to_string).or_else(|| headers.get("host").and_then(|v| v.to_str().ok()).map(str::to_string)).unwrap_or_default();
+    let host = uri
+        .host()
+        .map(str::to_string)
+        .or_else(|| headers.get("host").and_then(|v| v.to_str().ok()).map(str::to_string))
+        .unwrap_or_default();
     let host = host.as_str();
-    let host = if host.starts_with('[') { host.split_inclusive(']').next().unwrap_or(host) } else { host.split(':').next().unwrap_or(host) };
+    let host = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
     host.to_ascii_lowercase()
 }
 
@@ -88,13 +101,18 @@ fn client_of(form: &HashMap<String, String>, headers: &HeaderMap) -> (Option<Str
 /// The user record with this username, if active.
 fn user_by_name(e: &Emulator, username: &str) -> Option<serde_json::Map<String, Value>> {
     e.store
-        .scan(super::EMULATOR, "User", |u| u.get("Username").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(username)))
+        .scan(super::EMULATOR, "User", |u| {
+            u.get("Username").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(username))
+        })
         .into_iter()
         .find(|u| u.get("IsActive") == Some(&Value::Bool(true)))
 }
 
 async fn token(State(e): Ctx, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let form_encoded = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let form_encoded = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form_encoded {
         return refuse(Refusal("unsupported_grant_type", "grant type not supported"));
     }
@@ -108,13 +126,21 @@ async fn token(State(e): Ctx, uri: axum::http::Uri, headers: HeaderMap, body: By
             let certificate = e.store.setting(CERTIFICATE_SETTING).unwrap_or_default();
             // A production org: login.salesforce.com, or the org's own My Domain.
             let audiences = [connected_app::LOGIN_AUDIENCE.to_string(), e.base_url.clone()];
-            let username = match connected_app::verify_assertion(assertion, &certificate, SF_CLIENT_ID, &audiences, chrono::Utc::now().timestamp()) {
+            let username = match connected_app::verify_assertion(
+                assertion,
+                &certificate,
+                SF_CLIENT_ID,
+                &audiences,
+                chrono::Utc::now().timestamp(),
+            ) {
                 Ok(u) => u,
                 Err(refusal) => return refuse(refusal),
             };
             // The app is for admin-approved users: the integration user, and Jane's profile.
             match user_by_name(&e, &username) {
-                Some(user) if PRE_AUTHORIZED.iter().any(|u| username.eq_ignore_ascii_case(u)) => (user["Id"].as_str().unwrap_or_default().to_string(), "jwt"),
+                Some(user) if PRE_AUTHORIZED.iter().any(|u| username.eq_ignore_ascii_case(u)) => {
+                    (user["Id"].as_str().unwrap_or_default().to_string(), "jwt")
+                }
                 _ => return refuse(Refusal("invalid_grant", "user hasn't approved this consumer")),
             }
         }
@@ -160,7 +186,8 @@ async fn token(State(e): Ctx, uri: axum::http::Uri, headers: HeaderMap, body: By
     // HMAC-SHA256 of id + issued_at with the client secret, as Salesforce signs its answers.
     let signature = {
         use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SF_CLIENT_SECRET.as_bytes()).expect("HMAC takes any key length");
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(SF_CLIENT_SECRET.as_bytes()).expect("HMAC takes any key length");
         mac.update(format!("{id}{issued_at}").as_bytes());
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     };
@@ -203,7 +230,11 @@ async fn userinfo(State(e): Ctx, headers: HeaderMap) -> Response {
 }
 
 /// The identity URL of a token response (`id`).
-async fn identity(State(e): Ctx, axum::extract::Path((org, user_id)): axum::extract::Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn identity(
+    State(e): Ctx,
+    axum::extract::Path((org, user_id)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     if super::session_user(&e, &headers).is_none() {
         return super::invalid_session();
     }
@@ -227,12 +258,14 @@ async fn identity(State(e): Ctx, axum::extract::Path((org, user_id)): axum::extr
 const FLOWS: [&str; 3] = ["jwt", "client_credentials", "password"];
 
 async fn get_app(State(e): Ctx) -> Json<Value> {
-    let logins: serde_json::Map<String, Value> = FLOWS.iter().map(|f| (f.to_string(), json!(e.store.counter(&format!("sf.oauth.{f}"))))).collect();
+    let logins: serde_json::Map<String, Value> =
+        FLOWS.iter().map(|f| (f.to_string(), json!(e.store.counter(&format!("sf.oauth.{f}"))))).collect();
     Json(json!({ "consumer_key": SF_CLIENT_ID, "certificate": e.store.setting(CERTIFICATE_SETTING), "logins": logins }))
 }
 
 async fn put_app(State(e): Ctx, body: Bytes) -> Response {
-    let certificate = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["certificate"].as_str().map(str::to_string));
+    let certificate =
+        serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["certificate"].as_str().map(str::to_string));
     match certificate {
         Some(pem) if x509_parser::pem::parse_x509_pem(pem.as_bytes()).is_ok_and(|(_, p)| p.parse_x509().is_ok()) => match e.store.set_setting(CERTIFICATE_SETTING, &pem) {
             Ok(()) => get_app(State(e)).await.into_response(),
@@ -253,7 +286,10 @@ async fn get_org(State(e): Ctx) -> Json<Value> {
 
 async fn put_org(State(e): Ctx, body: Bytes) -> Response {
     let settings = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-    let (block, limit) = (settings.get("block_username_password").map(Value::as_bool), settings.get("daily_api_requests").map(Value::as_u64));
+    let (block, limit) = (
+        settings.get("block_username_password").map(Value::as_bool),
+        settings.get("daily_api_requests").map(Value::as_u64),
+    );
     if settings.as_object().is_none_or(|o| o.is_empty()) || matches!(block, Some(None)) || matches!(limit, Some(None)) {
         return (StatusCode::BAD_REQUEST, Json(json!({ "error": "expected {\"block_username_password\": true|false, \"daily_api_requests\": n}, either or both" }))).into_response();
     }

@@ -60,9 +60,20 @@ fn replay_of(bytes: &[u8]) -> Option<u64> {
 impl Service {
     /// The user whose session the call carries, once the org and its URL match.
     fn authenticate(&self, metadata: &MetadataMap) -> Result<String, Status> {
-        let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-        let refused = || failure(Code::Unauthenticated, AUTH_ERROR, "An authentication exception occurred. Provide valid authentication via metadata headers.");
-        let (Some(token), Some(instance), Some(tenant)) = (header("accesstoken"), header("instanceurl"), header("tenantid")) else { return Err(refused()) };
+        let header =
+            |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+        let refused = || {
+            failure(
+                Code::Unauthenticated,
+                AUTH_ERROR,
+                "An authentication exception occurred. Provide valid authentication via metadata headers.",
+            )
+        };
+        let (Some(token), Some(instance), Some(tenant)) =
+            (header("accesstoken"), header("instanceurl"), header("tenantid"))
+        else {
+            return Err(refused());
+        };
         if tenant != super::ORG_ID || instance.trim_end_matches('/') != self.emulator.base_url {
             return Err(refused());
         }
@@ -72,12 +83,18 @@ impl Service {
     /// The topic's object, if it is a change event channel of an object with change events on.
     fn topic_exists(&self, topic: &str) -> Result<Option<&'static super::schema::ObjectDef>, Status> {
         if topic.is_empty() {
-            return Err(failure(Code::InvalidArgument, "sfdc.platform.eventbus.grpc.topic.validation.empty", "The topic name can't be blank."));
+            return Err(failure(
+                Code::InvalidArgument,
+                "sfdc.platform.eventbus.grpc.topic.validation.empty",
+                "The topic name can't be blank.",
+            ));
         }
         if topic == ALL_CHANGE_EVENTS {
             return Ok(None);
         }
-        let object = super::schema::all().iter().find(|o| o.notifies && crate::connectors::salesforce::pubsub::change_event_topic(o.name) == topic);
+        let object = super::schema::all()
+            .iter()
+            .find(|o| o.notifies && crate::connectors::salesforce::pubsub::change_event_topic(o.name) == topic);
         match object {
             Some(o) => Ok(Some(o)),
             None => Err(failure(
@@ -103,28 +120,51 @@ impl PubSub for Service {
         self.authenticate(request.metadata())?;
         let topic = request.into_inner().topic_name;
         let schema_id = match self.topic_exists(&topic)? {
-            Some(object) => self.bus.schema(object, &self.removed()).map_err(|e| Status::internal(format!("{e:#}")))?.id.clone(),
+            Some(object) => {
+                self.bus.schema(object, &self.removed()).map_err(|e| Status::internal(format!("{e:#}")))?.id.clone()
+            }
             None => String::new(),
         };
-        Ok(Response::new(proto::TopicInfo { topic_name: topic, tenant_guid: super::ORG_ID.into(), can_publish: false, can_subscribe: true, schema_id, rpc_id: rpc_id() }))
+        Ok(Response::new(proto::TopicInfo {
+            topic_name: topic,
+            tenant_guid: super::ORG_ID.into(),
+            can_publish: false,
+            can_subscribe: true,
+            schema_id,
+            rpc_id: rpc_id(),
+        }))
     }
 
     async fn get_schema(&self, request: Request<proto::SchemaRequest>) -> Result<Response<proto::SchemaInfo>, Status> {
         self.authenticate(request.metadata())?;
         let id = request.into_inner().schema_id;
         if id.trim().is_empty() {
-            return Err(failure(Code::InvalidArgument, SCHEMA_VALIDATION, "Schema validation failed. The schema ID can't be blank."));
+            return Err(failure(
+                Code::InvalidArgument,
+                SCHEMA_VALIDATION,
+                "Schema validation failed. The schema ID can't be blank.",
+            ));
         }
         match self.bus.schema_json(&id) {
             Some(schema_json) => Ok(Response::new(proto::SchemaInfo { schema_json, schema_id: id, rpc_id: rpc_id() })),
-            None => Err(failure(Code::NotFound, "sfdc.platform.eventbus.grpc.schema.not.found", &format!("The schema {id} was not found."))),
+            None => Err(failure(
+                Code::NotFound,
+                "sfdc.platform.eventbus.grpc.schema.not.found",
+                &format!("The schema {id} was not found."),
+            )),
         }
     }
 
-    async fn subscribe(&self, request: Request<Streaming<proto::FetchRequest>>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<Streaming<proto::FetchRequest>>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         self.authenticate(request.metadata())?;
         let mut inbound = request.into_inner();
-        let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("the stream ended before its first FetchRequest"))?;
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream ended before its first FetchRequest"))?;
         let topic = first.topic_name.clone();
         self.topic_exists(&topic)?;
         if let Err(e) = self.bus.purge() {
@@ -150,7 +190,8 @@ impl PubSub for Service {
             },
         };
         let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let subscription = Subscription { bus: self.bus.clone(), emulator: self.emulator.clone(), topic, position, owed: 0, tx };
+        let subscription =
+            Subscription { bus: self.bus.clone(), emulator: self.emulator.clone(), topic, position, owed: 0, tx };
         tokio::spawn(subscription.run(first.num_requested, inbound));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -159,11 +200,17 @@ impl PubSub for Service {
         Err(Status::unimplemented("the emulated org publishes change events only; Publish is not emulated"))
     }
 
-    async fn publish_stream(&self, _: Request<Streaming<proto::PublishRequest>>) -> Result<Response<Self::PublishStreamStream>, Status> {
+    async fn publish_stream(
+        &self,
+        _: Request<Streaming<proto::PublishRequest>>,
+    ) -> Result<Response<Self::PublishStreamStream>, Status> {
         Err(Status::unimplemented("the emulated org publishes change events only; PublishStream is not emulated"))
     }
 
-    async fn managed_subscribe(&self, _: Request<Streaming<proto::ManagedFetchRequest>>) -> Result<Response<Self::ManagedSubscribeStream>, Status> {
+    async fn managed_subscribe(
+        &self,
+        _: Request<Streaming<proto::ManagedFetchRequest>>,
+    ) -> Result<Response<Self::ManagedSubscribeStream>, Status> {
         Err(Status::unimplemented("ManagedSubscribe (beta) is not emulated; use Subscribe"))
     }
 }
@@ -228,7 +275,10 @@ impl Subscription {
         let mut sent = false;
         while self.owed > 0 {
             let through = self.bus.tip();
-            let events = self.bus.read(&self.topic, self.position, through, self.owed as usize).map_err(|e| Status::internal(format!("{e:#}")))?;
+            let events = self
+                .bus
+                .read(&self.topic, self.position, through, self.owed as usize)
+                .map_err(|e| Status::internal(format!("{e:#}")))?;
             if events.is_empty() {
                 self.position = self.position.max(through);
                 break;
@@ -241,11 +291,21 @@ impl Subscription {
             let events = events
                 .into_iter()
                 .map(|e| proto::ConsumerEvent {
-                    event: Some(proto::ProducerEvent { id: e.id, schema_id: e.schema_id, payload: e.payload, headers: vec![] }),
+                    event: Some(proto::ProducerEvent {
+                        id: e.id,
+                        schema_id: e.schema_id,
+                        payload: e.payload,
+                        headers: vec![],
+                    }),
                     replay_id: replay_bytes(e.replay),
                 })
                 .collect();
-            let response = proto::FetchResponse { events, latest_replay_id: replay_bytes(self.position), rpc_id: rpc_id(), pending_num_requested: self.owed };
+            let response = proto::FetchResponse {
+                events,
+                latest_replay_id: replay_bytes(self.position),
+                rpc_id: rpc_id(),
+                pending_num_requested: self.owed,
+            };
             if self.tx.send(Ok(response)).await.is_err() {
                 return Ok(sent);
             }

@@ -111,93 +111,127 @@ fn objects() -> &'static [ObjectDef] {
                 name: "Account",
                 prefix: "001",
                 notifies: true,
-                fields: with(true, vec![
-                    req("Name", FieldType::Text(255)),
-                    f("AccountNumber", FieldType::Text(40)),
-                    f("Type", FieldType::Picklist { values: &["Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"], restricted: false }),
-                    f("Industry", FieldType::Picklist { values: &[], restricted: false }),
-                    f("AnnualRevenue", FieldType::Number),
-                    f("Phone", FieldType::Text(40)),
-                    f("Website", FieldType::Text(255)),
-                    pick("Tier__c", &["Platinum", "Gold", "Silver", "Bronze"], None),
-                    FieldDef { external_id: true, ..f("External_Id__c", FieldType::Text(64)) },
-                ]),
+                fields: with(
+                    true,
+                    vec![
+                        req("Name", FieldType::Text(255)),
+                        f("AccountNumber", FieldType::Text(40)),
+                        f(
+                            "Type",
+                            FieldType::Picklist {
+                                values: &["Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"],
+                                restricted: false,
+                            },
+                        ),
+                        f("Industry", FieldType::Picklist { values: &[], restricted: false }),
+                        f("AnnualRevenue", FieldType::Number),
+                        f("Phone", FieldType::Text(40)),
+                        f("Website", FieldType::Text(255)),
+                        pick("Tier__c", &["Platinum", "Gold", "Silver", "Bronze"], None),
+                        FieldDef { external_id: true, ..f("External_Id__c", FieldType::Text(64)) },
+                    ],
+                ),
             },
             ObjectDef {
                 name: "Contact",
                 prefix: "003",
                 notifies: false,
-                fields: with(true, vec![
-                    f("FirstName", FieldType::Text(40)),
-                    req("LastName", FieldType::Text(80)),
-                    f("Email", FieldType::Email),
-                    f("Phone", FieldType::Text(40)),
-                    f("Title", FieldType::Text(128)),
-                    f("AccountId", FieldType::Reference(&["Account"])),
-                ]),
+                fields: with(
+                    true,
+                    vec![
+                        f("FirstName", FieldType::Text(40)),
+                        req("LastName", FieldType::Text(80)),
+                        f("Email", FieldType::Email),
+                        f("Phone", FieldType::Text(40)),
+                        f("Title", FieldType::Text(128)),
+                        f("AccountId", FieldType::Reference(&["Account"])),
+                    ],
+                ),
             },
             ObjectDef {
                 name: "Case",
                 prefix: "500",
                 notifies: true,
-                fields: with(true, vec![
-                    ro("CaseNumber", FieldType::AutoNumber),
-                    f("Subject", FieldType::Text(255)),
-                    f("Description", FieldType::TextArea(32000)),
-                    pick("Status", &["New", "Working", "Escalated", "On Hold", "Closed"], Some("New")),
-                    pick("Priority", &["Critical", "High", "Medium", "Low"], Some("Medium")),
-                    pick("Origin", &["Phone", "Email", "Web"], None),
-                    f("Type", FieldType::Picklist { values: &["Problem", "Question", "Feature Request"], restricted: false }),
-                    f("Reason", FieldType::Picklist { values: &[], restricted: false }),
-                    f("AccountId", FieldType::Reference(&["Account"])),
-                    f("ContactId", FieldType::Reference(&["Contact"])),
-                    f("SuppliedName", FieldType::Text(80)),
-                    f("SuppliedEmail", FieldType::Email),
-                    f("IsEscalated", FieldType::Boolean),
-                    ro("IsClosed", FieldType::Boolean),
-                    ro("ClosedDate", FieldType::DateTime),
-                    // Mirrors of the linked incident, owned by ServiceNow.
-                    f("ServiceNow_Incident__c", FieldType::Text(32)),
-                    f("ServiceNow_Number__c", FieldType::Text(40)),
-                    f("ServiceNow_Assignee__c", FieldType::Text(255)),
-                ]),
+                fields: with(
+                    true,
+                    vec![
+                        ro("CaseNumber", FieldType::AutoNumber),
+                        f("Subject", FieldType::Text(255)),
+                        f("Description", FieldType::TextArea(32000)),
+                        pick("Status", &["New", "Working", "Escalated", "On Hold", "Closed"], Some("New")),
+                        pick("Priority", &["Critical", "High", "Medium", "Low"], Some("Medium")),
+                        pick("Origin", &["Phone", "Email", "Web"], None),
+                        f(
+                            "Type",
+                            FieldType::Picklist {
+                                values: &["Problem", "Question", "Feature Request"],
+                                restricted: false,
+                            },
+                        ),
+                        f("Reason", FieldType::Picklist { values: &[], restricted: false }),
+                        f("AccountId", FieldType::Reference(&["Account"])),
+                        f("ContactId", FieldType::Reference(&["Contact"])),
+                        f("SuppliedName", FieldType::Text(80)),
+                        f("SuppliedEmail", FieldType::Email),
+                        f("IsEscalated", FieldType::Boolean),
+                        ro("IsClosed", FieldType::Boolean),
+                        ro("ClosedDate", FieldType::DateTime),
+                        // Mirrors of the linked incident, owned by ServiceNow.
+                        f("ServiceNow_Incident__c", FieldType::Text(32)),
+                        f("ServiceNow_Number__c", FieldType::Text(40)),
+                        f("ServiceNow_Assignee__c", FieldType::Text(255)),
+                    ],
+                ),
             },
             ObjectDef {
                 name: "CaseComment",
                 prefix: "00a",
                 notifies: false,
-                fields: with(false, vec![
-                    req("ParentId", FieldType::Reference(&["Case"])),
-                    req("CommentBody", FieldType::TextArea(4000)),
-                    f("IsPublished", FieldType::Boolean),
-                ]),
+                fields: with(
+                    false,
+                    vec![
+                        req("ParentId", FieldType::Reference(&["Case"])),
+                        req("CommentBody", FieldType::TextArea(4000)),
+                        f("IsPublished", FieldType::Boolean),
+                    ],
+                ),
             },
             ObjectDef {
                 name: "Task",
                 prefix: "00T",
                 notifies: false,
-                fields: with(true, vec![
-                    f("Subject", FieldType::Text(255)),
-                    f("Description", FieldType::TextArea(32000)),
-                    pick("Status", &["Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"], Some("Not Started")),
-                    pick("Priority", &["High", "Normal", "Low"], Some("Normal")),
-                    f("ActivityDate", FieldType::Date),
-                    f("WhatId", FieldType::Reference(&["Account", "Case"])),
-                    f("WhoId", FieldType::Reference(&["Contact"])),
-                    // A custom Activity field, as `seam salesforce metadata` defines it: External ID, not unique.
-                    FieldDef { external_id: true, ..f("Seam_Key__c", FieldType::Text(32)) },
-                ]),
+                fields: with(
+                    true,
+                    vec![
+                        f("Subject", FieldType::Text(255)),
+                        f("Description", FieldType::TextArea(32000)),
+                        pick(
+                            "Status",
+                            &["Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"],
+                            Some("Not Started"),
+                        ),
+                        pick("Priority", &["High", "Normal", "Low"], Some("Normal")),
+                        f("ActivityDate", FieldType::Date),
+                        f("WhatId", FieldType::Reference(&["Account", "Case"])),
+                        f("WhoId", FieldType::Reference(&["Contact"])),
+                        // A custom Activity field, as `seam salesforce metadata` defines it: External ID, not unique.
+                        FieldDef { external_id: true, ..f("Seam_Key__c", FieldType::Text(32)) },
+                    ],
+                ),
             },
             ObjectDef {
                 name: "User",
                 prefix: "005",
                 notifies: false,
-                fields: with(false, vec![
-                    req("Username", FieldType::Text(80)),
-                    f("Name", FieldType::Text(121)),
-                    f("Email", FieldType::Email),
-                    f("IsActive", FieldType::Boolean),
-                ]),
+                fields: with(
+                    false,
+                    vec![
+                        req("Username", FieldType::Text(80)),
+                        f("Name", FieldType::Text(121)),
+                        f("Email", FieldType::Email),
+                        f("IsActive", FieldType::Boolean),
+                    ],
+                ),
             },
         ]
     })
@@ -244,14 +278,23 @@ pub fn unknown_object(name: &str) -> SfError {
 
 /// Check and normalize the fields of a create (`existing` = None) or an
 /// update. Returns the values to store, with canonical field names.
-pub fn validate(obj: &ObjectDef, input: &serde_json::Map<String, Value>, existing: Option<&Record>, store: &Store) -> Result<Record, SfError> {
+pub fn validate(
+    obj: &ObjectDef,
+    input: &serde_json::Map<String, Value>,
+    existing: Option<&Record>,
+    store: &Store,
+) -> Result<Record, SfError> {
     let mut out = Record::new();
     for (name, value) in input {
         if name == "attributes" {
             continue;
         }
         let Some(def) = obj.field(name) else {
-            return Err(SfError::on("INVALID_FIELD", format!("No such column '{name}' on sobject of type {}", obj.name), name));
+            return Err(SfError::on(
+                "INVALID_FIELD",
+                format!("No such column '{name}' on sobject of type {}", obj.name),
+                name,
+            ));
         };
         if !def.writable {
             return Err(SfError::on(
@@ -298,22 +341,39 @@ fn check_value(def: &FieldDef, value: &Value, store: &Store) -> Result<Value, Sf
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(n.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
-            _ => Err(SfError::on("JSON_PARSER_ERROR", format!("Cannot deserialize instance of string from {} value for field {}", kind(value), def.name), def.name)),
+            _ => Err(SfError::on(
+                "JSON_PARSER_ERROR",
+                format!("Cannot deserialize instance of string from {} value for field {}", kind(value), def.name),
+                def.name,
+            )),
         }
     };
     Ok(match &def.ty {
         FieldType::Text(max) | FieldType::TextArea(max) => {
             let s = text()?;
             if s.chars().count() > *max {
-                return Err(SfError::on("STRING_TOO_LONG", format!("{}: data value too large: {} (max length={max})", def.name, s.chars().take(40).collect::<String>()), def.name));
+                return Err(SfError::on(
+                    "STRING_TOO_LONG",
+                    format!(
+                        "{}: data value too large: {} (max length={max})",
+                        def.name,
+                        s.chars().take(40).collect::<String>()
+                    ),
+                    def.name,
+                ));
             }
             Value::String(s)
         }
         FieldType::Email => {
             let s = text()?;
-            let looks_like_email = s.split_once('@').is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+            let looks_like_email =
+                s.split_once('@').is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
             if !s.is_empty() && !looks_like_email {
-                return Err(SfError::on("INVALID_EMAIL_ADDRESS", format!("{}: invalid email address: {s}", def.name), def.name));
+                return Err(SfError::on(
+                    "INVALID_EMAIL_ADDRESS",
+                    format!("{}: invalid email address: {s}", def.name),
+                    def.name,
+                ));
             }
             Value::String(s)
         }
@@ -323,7 +383,11 @@ fn check_value(def: &FieldDef, value: &Value, store: &Store) -> Result<Value, Sf
                 match values.iter().find(|v| v.eq_ignore_ascii_case(&s)) {
                     Some(v) => return Ok(Value::String(v.to_string())),
                     None => {
-                        return Err(SfError::on("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", format!("{}: bad value for restricted picklist field: {s}", def.name), def.name));
+                        return Err(SfError::on(
+                            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                            format!("{}: bad value for restricted picklist field: {s}", def.name),
+                            def.name,
+                        ));
                     }
                 }
             }
@@ -334,25 +398,54 @@ fn check_value(def: &FieldDef, value: &Value, store: &Store) -> Result<Value, Sf
             if s.is_empty() {
                 return Ok(Value::Null);
             }
-            let id = ids::normalize(&s)
-                .ok_or_else(|| SfError::on("MALFORMED_ID", format!("{}: id value of incorrect type: {s}", def.name), def.name))?;
-            let target = object_by_prefix(&id)
-                .filter(|o| targets.contains(&o.name))
-                .ok_or_else(|| SfError::on("FIELD_INTEGRITY_EXCEPTION", format!("{}: id value of incorrect type: {s}", def.name), def.name))?;
+            let id = ids::normalize(&s).ok_or_else(|| {
+                SfError::on("MALFORMED_ID", format!("{}: id value of incorrect type: {s}", def.name), def.name)
+            })?;
+            let target = object_by_prefix(&id).filter(|o| targets.contains(&o.name)).ok_or_else(|| {
+                SfError::on(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    format!("{}: id value of incorrect type: {s}", def.name),
+                    def.name,
+                )
+            })?;
             if store.get(super::EMULATOR, target.name, &id).is_none() {
-                return Err(SfError::on("INVALID_CROSS_REFERENCE_KEY", format!("invalid cross reference id: {s}"), def.name));
+                return Err(SfError::on(
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    format!("invalid cross reference id: {s}"),
+                    def.name,
+                ));
             }
             Value::String(id)
         }
         FieldType::Number => match value {
             Value::Number(n) => Value::Number(n.clone()),
             Value::String(s) if s.trim().parse::<f64>().is_ok() => json!(s.trim().parse::<f64>().unwrap()),
-            _ => return Err(SfError::on("JSON_PARSER_ERROR", format!("Cannot deserialize instance of double from {} value {value} for field {}", kind(value), def.name), def.name)),
+            _ => {
+                return Err(SfError::on(
+                    "JSON_PARSER_ERROR",
+                    format!(
+                        "Cannot deserialize instance of double from {} value {value} for field {}",
+                        kind(value),
+                        def.name
+                    ),
+                    def.name,
+                ))
+            }
         },
         FieldType::Boolean => match value {
             Value::Bool(b) => Value::Bool(*b),
             Value::String(s) if s == "true" || s == "false" => Value::Bool(s == "true"),
-            _ => return Err(SfError::on("JSON_PARSER_ERROR", format!("Cannot deserialize instance of boolean from {} value {value} for field {}", kind(value), def.name), def.name)),
+            _ => {
+                return Err(SfError::on(
+                    "JSON_PARSER_ERROR",
+                    format!(
+                        "Cannot deserialize instance of boolean from {} value {value} for field {}",
+                        kind(value),
+                        def.name
+                    ),
+                    def.name,
+                ))
+            }
         },
         FieldType::DateTime | FieldType::Date => {
             let s = text()?;
@@ -362,11 +455,17 @@ fn check_value(def: &FieldDef, value: &Value, store: &Store) -> Result<Value, Sf
                 parse_datetime(&s).is_some()
             };
             if !ok {
-                return Err(SfError::on("JSON_PARSER_ERROR", format!("Cannot deserialize instance of date from VALUE_STRING value {s} for field {}", def.name), def.name));
+                return Err(SfError::on(
+                    "JSON_PARSER_ERROR",
+                    format!("Cannot deserialize instance of date from VALUE_STRING value {s} for field {}", def.name),
+                    def.name,
+                ));
             }
             Value::String(s)
         }
-        FieldType::Id | FieldType::AutoNumber => unreachable!("read-only fields are rejected before their values are checked"),
+        FieldType::Id | FieldType::AutoNumber => {
+            unreachable!("read-only fields are rejected before their values are checked")
+        }
     })
 }
 

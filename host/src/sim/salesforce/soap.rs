@@ -13,7 +13,9 @@ pub fn parse_login(body: &str) -> Result<(String, String), String> {
     let mut current: Option<(String, String)> = None;
     loop {
         match reader.read_event() {
-            Ok(Event::Start(e)) => current = Some((String::from_utf8_lossy(e.local_name().as_ref()).to_string(), String::new())),
+            Ok(Event::Start(e)) => {
+                current = Some((String::from_utf8_lossy(e.local_name().as_ref()).to_string(), String::new()))
+            }
             Ok(Event::Text(t)) => {
                 if let Some((_, text)) = current.as_mut() {
                     text.push_str(&crate::xml::text(&t)?);

@@ -177,12 +177,14 @@ impl Parser {
         }
     }
     fn sym(&mut self, s: &str) -> bool {
-        if self.peek() == Some(&Tok::Sym(match s {
-            "(" => "(",
-            ")" => ")",
-            "," => ",",
-            _ => return false,
-        })) {
+        if self.peek()
+            == Some(&Tok::Sym(match s {
+                "(" => "(",
+                ")" => ")",
+                "," => ",",
+                _ => return false,
+            }))
+        {
             self.pos += 1;
             true
         } else {
@@ -294,7 +296,9 @@ impl Parser {
 
 /// Check that `path` (`Subject` or `Account.Name`) exists on `obj`; return it in canonical case.
 pub fn resolve_field(obj: &ObjectDef, path: &str) -> Result<String, SfError> {
-    let no_column = || SfError::new("INVALID_FIELD", format!("No such column '{path}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name.", obj.name));
+    let no_column = || {
+        SfError::new("INVALID_FIELD", format!("No such column '{path}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name.", obj.name))
+    };
     match path.split_once('.') {
         None => obj.field(path).map(|f| f.name.to_string()).ok_or_else(no_column),
         Some((rel, rest)) => {
@@ -302,7 +306,11 @@ pub fn resolve_field(obj: &ObjectDef, path: &str) -> Result<String, SfError> {
             let schema::FieldType::Reference(targets) = &reference.ty else { return Err(no_column()) };
             let parent = schema::object(targets[0]).ok_or_else(no_column)?;
             let inner = parent.field(rest).ok_or_else(no_column)?;
-            let rel_name = reference.name.strip_suffix("Id").map(str::to_string).unwrap_or_else(|| reference.name.replace("__c", "__r"));
+            let rel_name = reference
+                .name
+                .strip_suffix("Id")
+                .map(str::to_string)
+                .unwrap_or_else(|| reference.name.replace("__c", "__r"));
             Ok(format!("{rel_name}.{}", inner.name))
         }
     }
@@ -418,7 +426,8 @@ impl Query {
                 Cond::Not(c) => walk(c, out),
             }
         }
-        let mut out: Vec<&str> = self.fields.iter().chain(self.order.iter().map(|o| &o.field)).map(String::as_str).collect();
+        let mut out: Vec<&str> =
+            self.fields.iter().chain(self.order.iter().map(|o| &o.field)).map(String::as_str).collect();
         if let Some(cond) = &self.filter {
             walk(cond, &mut out);
         }
@@ -509,16 +518,34 @@ pub fn order(order: &[Order], a: &serde_json::Map<String, Value>, b: &serde_json
         let (x, y) = (value_of(a, &o.field).filter(|v| !v.is_null()), value_of(b, &o.field).filter(|v| !v.is_null()));
         let ord = match (x, y) {
             (None, None) => Ordering::Equal,
-            (None, Some(_)) => if o.nulls_last { Ordering::Greater } else { Ordering::Less },
-            (Some(_), None) => if o.nulls_last { Ordering::Less } else { Ordering::Greater },
+            (None, Some(_)) => {
+                if o.nulls_last {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (Some(_), None) => {
+                if o.nulls_last {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
             (Some(x), Some(y)) => {
                 let base = match (x, y) {
-                    (Value::Number(m), Value::Number(n)) => m.as_f64().partial_cmp(&n.as_f64()).unwrap_or(Ordering::Equal),
+                    (Value::Number(m), Value::Number(n)) => {
+                        m.as_f64().partial_cmp(&n.as_f64()).unwrap_or(Ordering::Equal)
+                    }
                     (Value::String(s), Value::String(t)) => s.to_lowercase().cmp(&t.to_lowercase()),
                     (Value::Bool(s), Value::Bool(t)) => s.cmp(t),
                     _ => Ordering::Equal,
                 };
-                if o.descending { base.reverse() } else { base }
+                if o.descending {
+                    base.reverse()
+                } else {
+                    base
+                }
             }
         };
         if ord != Ordering::Equal {
@@ -561,7 +588,9 @@ mod tests {
 
     #[test]
     fn evaluates_case_insensitively_with_like_in_and_dates() {
-        let r = rec(json!({"Subject": "Checkout FAILS", "Priority": "High", "AnnualRevenue": 5.0e7, "SystemModstamp": "2024-05-01T10:00:00.000+0000", "Account": {"Name": "Acme"}}));
+        let r = rec(
+            json!({"Subject": "Checkout FAILS", "Priority": "High", "AnnualRevenue": 5.0e7, "SystemModstamp": "2024-05-01T10:00:00.000+0000", "Account": {"Name": "Acme"}}),
+        );
         let m = |w: &str| matches(&parse(&format!("SELECT Id FROM Case WHERE {w}")).unwrap().filter.unwrap(), &r);
         assert!(m("Subject = 'checkout fails'"));
         assert!(m("Subject LIKE '%fail%'"));

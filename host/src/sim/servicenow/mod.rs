@@ -38,11 +38,19 @@ fn failure(status: StatusCode, message: &str, detail: Option<&str>) -> Response 
 pub fn fault_response(fault: Fault) -> Response {
     match fault {
         Fault::RateLimited { retry_after } => {
-            let mut r = failure(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded", Some("The rate limit for this user has been exceeded. Try again later."));
+            let mut r = failure(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit exceeded",
+                Some("The rate limit for this user has been exceeded. Try again later."),
+            );
             r.headers_mut().insert("Retry-After", HeaderValue::from(retry_after));
             r
         }
-        Fault::ServerError => failure(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", Some("The instance is temporarily unavailable")),
+        Fault::ServerError => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            Some("The instance is temporarily unavailable"),
+        ),
     }
 }
 
@@ -66,19 +74,74 @@ pub fn seed(e: &Emulator) -> anyhow::Result<()> {
         for (k, v) in fields {
             r.insert(k.to_string(), text(v));
         }
-        for (k, v) in [("sys_created_on", t.as_str()), ("sys_updated_on", &t), ("sys_created_by", "system"), ("sys_updated_by", "system"), ("sys_mod_count", "0"), ("sys_class_name", table)] {
+        for (k, v) in [
+            ("sys_created_on", t.as_str()),
+            ("sys_updated_on", &t),
+            ("sys_created_by", "system"),
+            ("sys_updated_by", "system"),
+            ("sys_mod_count", "0"),
+            ("sys_class_name", table),
+        ] {
             r.insert(k.into(), text(v));
         }
         e.store.put(EMULATOR, table, &id, r)?;
         Ok(id)
     };
-    put("sys_user", &[("user_name", SN_USERNAME), ("name", "Seam Integration"), ("first_name", "Seam"), ("last_name", "Integration"), ("email", "seam@servicenow.example"), ("active", "true")])?;
-    put("sys_user", &[("user_name", "beth.anglin"), ("name", "Beth Anglin"), ("first_name", "Beth"), ("last_name", "Anglin"), ("email", "beth.anglin@example.com"), ("active", "true")])?;
-    put("sys_user", &[("user_name", "david.loo"), ("name", "David Loo"), ("first_name", "David"), ("last_name", "Loo"), ("email", "david.loo@example.com"), ("active", "true")])?;
-    put("sys_user", &[("user_name", SN_ADMIN_USERNAME), ("name", "System Administrator"), ("first_name", "System"), ("last_name", "Administrator"), ("email", "admin@servicenow.example"), ("active", "true")])?;
+    put(
+        "sys_user",
+        &[
+            ("user_name", SN_USERNAME),
+            ("name", "Seam Integration"),
+            ("first_name", "Seam"),
+            ("last_name", "Integration"),
+            ("email", "seam@servicenow.example"),
+            ("active", "true"),
+        ],
+    )?;
+    put(
+        "sys_user",
+        &[
+            ("user_name", "beth.anglin"),
+            ("name", "Beth Anglin"),
+            ("first_name", "Beth"),
+            ("last_name", "Anglin"),
+            ("email", "beth.anglin@example.com"),
+            ("active", "true"),
+        ],
+    )?;
+    put(
+        "sys_user",
+        &[
+            ("user_name", "david.loo"),
+            ("name", "David Loo"),
+            ("first_name", "David"),
+            ("last_name", "Loo"),
+            ("email", "david.loo@example.com"),
+            ("active", "true"),
+        ],
+    )?;
+    put(
+        "sys_user",
+        &[
+            ("user_name", SN_ADMIN_USERNAME),
+            ("name", "System Administrator"),
+            ("first_name", "System"),
+            ("last_name", "Administrator"),
+            ("email", "admin@servicenow.example"),
+            ("active", "true"),
+        ],
+    )?;
     put("sys_user_group", &[("name", "Service Desk"), ("description", "First line")])?;
     // Set up as the docs ask for the client credentials grant (Washington DC and later).
-    put("sys_properties", &[("name", oauth::CLIENT_CREDENTIALS_PROPERTY), ("value", "true"), ("type", "true|false"), ("description", "Allow the OAuth client credentials grant")])?;
+    put(
+        "sys_properties",
+        &[
+            ("name", oauth::CLIENT_CREDENTIALS_PROPERTY),
+            ("value", "true"),
+            ("type", "true|false"),
+            ("description", "Allow the OAuth client credentials grant"),
+        ],
+    )?;
     put("sys_user_group", &[("name", "Network"), ("description", "Network operations")])?;
     Ok(())
 }
@@ -113,7 +176,8 @@ struct User(String);
 
 async fn authenticate(State(e): Ctx, mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let Some(user) = oauth::user_of(&e, request.headers()) else {
-        let mut r = failure(StatusCode::UNAUTHORIZED, "User Not Authenticated", Some("Required to provide Auth information"));
+        let mut r =
+            failure(StatusCode::UNAUTHORIZED, "User Not Authenticated", Some("Required to provide Auth information"));
         r.headers_mut().insert("WWW-Authenticate", HeaderValue::from_static("BASIC realm=\"Service-now\""));
         return r;
     };
@@ -126,7 +190,11 @@ fn table_or_400(name: &str) -> Result<&'static Table, Response> {
 }
 
 fn no_record() -> Response {
-    failure(StatusCode::NOT_FOUND, "No Record found", Some("Record doesn't exist or ACL restricts the record retrieval"))
+    failure(
+        StatusCode::NOT_FOUND,
+        "No Record found",
+        Some("Record doesn't exist or ACL restricts the record retrieval"),
+    )
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -151,7 +219,10 @@ impl Params {
                 _ => Display::Value,
             },
             exclude_link: q.get("sysparm_exclude_reference_link").is_some_and(|v| v == "true"),
-            fields: q.get("sysparm_fields").filter(|f| !f.is_empty()).map(|f| f.split(',').map(|s| s.trim().to_string()).collect()),
+            fields: q
+                .get("sysparm_fields")
+                .filter(|f| !f.is_empty())
+                .map(|f| f.split(',').map(|s| s.trim().to_string()).collect()),
         }
     }
 }
@@ -193,7 +264,9 @@ fn columns<'t>(e: &Emulator, table: &'t Table) -> Vec<(String, &'t Kind)> {
 fn custom_columns(e: &Emulator, table: &str) -> Vec<String> {
     let mut names: Vec<String> = e
         .store
-        .scan(EMULATOR, "sys_dictionary", |d| raw(d, "name") == table && raw(d, "active") != "false" && !raw(d, "element").is_empty())
+        .scan(EMULATOR, "sys_dictionary", |d| {
+            raw(d, "name") == table && raw(d, "active") != "false" && !raw(d, "element").is_empty()
+        })
         .iter()
         .map(|d| raw(d, "element").to_string())
         .collect();
@@ -214,11 +287,15 @@ fn column_kind<'t>(e: &Emulator, table: &'t Table, name: &str) -> Option<&'t Kin
 fn display_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> String {
     let value = raw(record, field);
     match table.column(field).map(|c| &c.kind) {
-        Some(Kind::Choice(choices)) => choices.iter().find(|(v, _)| *v == value).map(|(_, l)| l.to_string()).unwrap_or_else(|| value.to_string()),
-        Some(Kind::Reference(target)) if !value.is_empty() => match (tables::find(target), e.store.get(EMULATOR, target, value)) {
-            (Some(t), Some(r)) => raw(&r, t.display).to_string(),
-            _ => String::new(),
-        },
+        Some(Kind::Choice(choices)) => {
+            choices.iter().find(|(v, _)| *v == value).map(|(_, l)| l.to_string()).unwrap_or_else(|| value.to_string())
+        }
+        Some(Kind::Reference(target)) if !value.is_empty() => {
+            match (tables::find(target), e.store.get(EMULATOR, target, value)) {
+                (Some(t), Some(r)) => raw(&r, t.display).to_string(),
+                _ => String::new(),
+            }
+        }
         Some(Kind::Journal) => journal_text(e, table.name, raw(record, "sys_id"), field),
         _ => value.to_string(),
     }
@@ -226,8 +303,12 @@ fn display_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> Stri
 
 /// A journal field's entries, newest first.
 fn journal_rows(e: &Emulator, table: &str, id: &str, element: &str) -> Vec<Record> {
-    let mut entries = e.store.scan(EMULATOR, "sys_journal_field", |j| raw(j, "element_id") == id && raw(j, "name") == table && raw(j, "element") == element);
-    entries.sort_by(|a, b| raw(b, "sys_created_on").cmp(raw(a, "sys_created_on")).then(raw(b, "sys_mod_seq").cmp(raw(a, "sys_mod_seq"))));
+    let mut entries = e.store.scan(EMULATOR, "sys_journal_field", |j| {
+        raw(j, "element_id") == id && raw(j, "name") == table && raw(j, "element") == element
+    });
+    entries.sort_by(|a, b| {
+        raw(b, "sys_created_on").cmp(raw(a, "sys_created_on")).then(raw(b, "sys_mod_seq").cmp(raw(a, "sys_mod_seq")))
+    });
     entries
 }
 
@@ -241,7 +322,9 @@ fn journal_text(e: &Emulator, table: &str, id: &str, element: &str) -> String {
     let label = if element == "work_notes" { "Work notes" } else { "Additional comments" };
     journal_rows(e, table, id, element)
         .iter()
-        .map(|j| format!("{} - {} ({label})\n{}\n\n", raw(j, "sys_created_on"), raw(j, "sys_created_by"), raw(j, "value")))
+        .map(|j| {
+            format!("{} - {} ({label})\n{}\n\n", raw(j, "sys_created_on"), raw(j, "sys_created_by"), raw(j, "value"))
+        })
         .collect()
 }
 
@@ -255,7 +338,9 @@ fn render(e: &Emulator, table: &Table, record: &Record, p: &Params) -> Value {
         let value = if name.contains('.') { value_of(e, table, record, &name) } else { raw(record, &name).to_string() };
         let kind = table.column(&name).map(|c| &c.kind);
         let link = match kind {
-            Some(Kind::Reference(target)) if !value.is_empty() && !p.exclude_link => Some(format!("{}/api/now/table/{target}/{value}", e.base_url)),
+            Some(Kind::Reference(target)) if !value.is_empty() && !p.exclude_link => {
+                Some(format!("{}/api/now/table/{target}/{value}", e.base_url))
+            }
             _ => None,
         };
         let shown = if name.contains('.') { value.clone() } else { display_of(e, table, record, &name) };
@@ -272,7 +357,12 @@ fn render(e: &Emulator, table: &Table, record: &Record, p: &Params) -> Value {
     Value::Object(out)
 }
 
-async fn list(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<String, String>>, uri: axum::http::Uri) -> Response {
+async fn list(
+    State(e): Ctx,
+    Path(table): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    uri: axum::http::Uri,
+) -> Response {
     let table = or_respond!(table_or_400(&table));
     let encoded = match query::parse(q.get("sysparm_query").map(String::as_str).unwrap_or("")) {
         Ok(eq) => eq,
@@ -281,8 +371,11 @@ async fn list(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<
     let limit = q.get("sysparm_limit").and_then(|v| v.parse::<usize>().ok()).unwrap_or(DEFAULT_LIMIT);
     let offset = q.get("sysparm_offset").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
     let params = Params::from(&q);
-    let mut rows = e.store.scan(EMULATOR, table.name, |r| encoded.matches(|f| value_of(&e, table, r, f), |f| table.numeric(f)));
-    rows.sort_by(|a, b| encoded.compare(|f| value_of(&e, table, a, f), |f| value_of(&e, table, b, f), |f| table.numeric(f)));
+    let mut rows =
+        e.store.scan(EMULATOR, table.name, |r| encoded.matches(|f| value_of(&e, table, r, f), |f| table.numeric(f)));
+    rows.sort_by(|a, b| {
+        encoded.compare(|f| value_of(&e, table, a, f), |f| value_of(&e, table, b, f), |f| table.numeric(f))
+    });
     let total = rows.len();
     let result: Vec<Value> = rows.iter().skip(offset).take(limit).map(|r| render(&e, table, r, &params)).collect();
     let mut response = Json(json!({ "result": result })).into_response();
@@ -293,7 +386,12 @@ async fn list(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<
             let mut qq = q.clone();
             qq.insert("sysparm_offset".into(), off.to_string());
             qq.insert("sysparm_limit".into(), limit.to_string());
-            format!("<{}{}?{}>;rel=\"{rel}\"", e.base_url, uri.path(), serde_urlencoded::to_string(&qq).unwrap_or_default())
+            format!(
+                "<{}{}?{}>;rel=\"{rel}\"",
+                e.base_url,
+                uri.path(),
+                serde_urlencoded::to_string(&qq).unwrap_or_default()
+            )
         };
         let mut links = vec![link(0, "first")];
         if offset > 0 {
@@ -310,7 +408,11 @@ async fn list(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<
     response
 }
 
-async fn read(State(e): Ctx, Path((table, id)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn read(
+    State(e): Ctx,
+    Path((table, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let table = or_respond!(table_or_400(&table));
     match e.store.get(EMULATOR, table.name, &id) {
         Some(record) => Json(json!({ "result": render(&e, table, &record, &Params::from(&q)) })).into_response(),
@@ -321,7 +423,11 @@ async fn read(State(e): Ctx, Path((table, id)): Path<(String, String)>, Query(q)
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(failure(StatusCode::BAD_REQUEST, "Exception while reading request", Some("The payload is not valid JSON."))),
+        _ => Err(failure(
+            StatusCode::BAD_REQUEST,
+            "Exception while reading request",
+            Some("The payload is not valid JSON."),
+        )),
     }
 }
 
@@ -342,7 +448,13 @@ struct Written {
 }
 
 /// Apply a write to a record, with the business rules the platform runs.
-fn apply(e: &Emulator, table: &Table, existing: Option<&Record>, body: &Map<String, Value>, user: &str) -> Result<Written, Response> {
+fn apply(
+    e: &Emulator,
+    table: &Table,
+    existing: Option<&Record>,
+    body: &Map<String, Value>,
+    user: &str,
+) -> Result<Written, Response> {
     let mut record = existing.cloned().unwrap_or_default();
     let mut journal = Vec::new();
     for (name, value) in body {
@@ -361,13 +473,17 @@ fn apply(e: &Emulator, table: &Table, existing: Option<&Record>, body: &Map<Stri
             Kind::Reference(target) if !v.is_empty() && e.store.get(EMULATOR, target, &v).is_none() => {
                 // Display values are accepted for references: "Beth Anglin" → her sys_id.
                 if let Some(t) = tables::find(target) {
-                    if let Some(found) = e.store.scan(EMULATOR, target, |r| raw(r, t.display).eq_ignore_ascii_case(&v)).first() {
+                    if let Some(found) =
+                        e.store.scan(EMULATOR, target, |r| raw(r, t.display).eq_ignore_ascii_case(&v)).first()
+                    {
                         v = raw(found, "sys_id").to_string();
                     }
                 }
             }
             Kind::Choice(choices) => {
-                if let Some((value, _)) = choices.iter().find(|(val, label)| *val != v && label.eq_ignore_ascii_case(&v)) {
+                if let Some((value, _)) =
+                    choices.iter().find(|(val, label)| *val != v && label.eq_ignore_ascii_case(&v))
+                {
                     v = value.to_string();
                 }
             }
@@ -379,14 +495,21 @@ fn apply(e: &Emulator, table: &Table, existing: Option<&Record>, body: &Map<Stri
 
     let t = tables::now();
     if existing.is_none() {
-        let id = body.get("sys_id").map(as_text).filter(|s| s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit())).unwrap_or_else(sys_id);
+        let id = body
+            .get("sys_id")
+            .map(as_text)
+            .filter(|s| s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()))
+            .unwrap_or_else(sys_id);
         record.insert("sys_id".into(), text(&id));
         record.insert("sys_created_on".into(), text(&t));
         record.insert("sys_created_by".into(), text(user));
         record.insert("sys_mod_count".into(), text("0"));
         record.insert("sys_class_name".into(), text(table.name));
         if let Some(prefix) = table.number_prefix {
-            let n = e.store.next(&format!("sn.number.{}", table.name)).map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))?;
+            let n = e
+                .store
+                .next(&format!("sn.number.{}", table.name))
+                .map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))?;
             record.insert("number".into(), text(&format!("{prefix}{:07}", 10_000 + n)));
         }
         if table.name == "incident" {
@@ -424,11 +547,21 @@ fn apply(e: &Emulator, table: &Table, existing: Option<&Record>, body: &Map<Stri
 }
 
 fn user_sys_id(e: &Emulator, user_name: &str) -> String {
-    e.store.scan(EMULATOR, "sys_user", |r| raw(r, "user_name") == user_name).first().map(|r| raw(r, "sys_id").to_string()).unwrap_or_default()
+    e.store
+        .scan(EMULATOR, "sys_user", |r| raw(r, "user_name") == user_name)
+        .first()
+        .map(|r| raw(r, "sys_id").to_string())
+        .unwrap_or_default()
 }
 
 /// Priority from the matrix; resolution needs a code and notes (the data policy); timestamps on state changes.
-fn incident_rules(e: &Emulator, record: &mut Record, existing: Option<&Record>, user: &str, t: &str) -> Result<(), Response> {
+fn incident_rules(
+    e: &Emulator,
+    record: &mut Record,
+    existing: Option<&Record>,
+    user: &str,
+    t: &str,
+) -> Result<(), Response> {
     let p = tables::priority(raw(record, "impact"), raw(record, "urgency"));
     record.insert("priority".into(), text(p));
     let state = raw(record, "state").to_string();
@@ -442,7 +575,10 @@ fn incident_rules(e: &Emulator, record: &mut Record, existing: Option<&Record>, 
             missing.push("Resolution notes");
         }
         if !missing.is_empty() {
-            let detail = format!("Data Policy Exception: \n{}", missing.iter().map(|m| format!(" {m} is mandatory\n")).collect::<String>());
+            let detail = format!(
+                "Data Policy Exception: \n{}",
+                missing.iter().map(|m| format!(" {m} is mandatory\n")).collect::<String>()
+            );
             return Err(failure(StatusCode::FORBIDDEN, "Operation Failed", Some(&detail)));
         }
     }
@@ -480,8 +616,14 @@ fn commit(e: &Emulator, table: &Table, operation: &str, w: &Written) -> Result<(
         writes.push(("sys_journal_field".into(), jid, j));
     }
     // The record, its journal entries and the push rules' jobs in one transaction.
-    let jobs = if w.changed.is_empty() && operation == "update" { Vec::new() } else { push_jobs(e, table, operation, raw(&w.record, "sys_updated_by"), &w.record, None) };
-    e.store.put_all_with(EMULATOR, writes, |db| queue_jobs(db, jobs)).map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))
+    let jobs = if w.changed.is_empty() && operation == "update" {
+        Vec::new()
+    } else {
+        push_jobs(e, table, operation, raw(&w.record, "sys_updated_by"), &w.record, None)
+    };
+    e.store
+        .put_all_with(EMULATOR, writes, |db| queue_jobs(db, jobs))
+        .map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))
 }
 
 /// Queue push jobs inside the transaction `db` of the write that sets them off.
@@ -494,15 +636,27 @@ fn queue_jobs(db: &rusqlite::Connection, jobs: Vec<(crate::sim::notify::Outgoing
 
 /// The jobs of the installed push rules a change of `record` by `user` sets off (the rules
 /// whose condition holds), each ready to queue in the write's transaction.
-fn push_jobs<'a>(e: &'a Emulator, table: &Table, operation: &str, user: &str, record: &Record, deleted: Option<&Record>) -> Vec<(crate::sim::notify::Outgoing<'a>, String)> {
+fn push_jobs<'a>(
+    e: &'a Emulator,
+    table: &Table,
+    operation: &str,
+    user: &str,
+    record: &Record,
+    deleted: Option<&Record>,
+) -> Vec<(crate::sim::notify::Outgoing<'a>, String)> {
     let Some(notifier) = &e.notifier else { return Vec::new() };
     let id = raw(record, "sys_id");
     push::rules(e, table.name, operation)
         .into_iter()
         .filter(|rule| push::condition_holds(e, rule, user))
         .map(|rule| {
-            let url = oauth::property(e, &format!("{}endpoint", crate::setup::servicenow::property_prefix(&rule.tenant))).unwrap_or_default();
-            (notifier.outgoing_to(id, &url, crate::sim::notify::Format::Json), push::job(&rule, table.name, id, operation, deleted))
+            let url =
+                oauth::property(e, &format!("{}endpoint", crate::setup::servicenow::property_prefix(&rule.tenant)))
+                    .unwrap_or_default();
+            (
+                notifier.outgoing_to(id, &url, crate::sim::notify::Format::Json),
+                push::job(&rule, table.name, id, operation, deleted),
+            )
         })
         .collect()
 }
@@ -552,22 +706,38 @@ fn deleted_payload(table: &Table, record: &Record) -> String {
     xml
 }
 
-async fn insert(State(e): Ctx, Path(table): Path<String>, Query(q): Query<HashMap<String, String>>, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
+async fn insert(
+    State(e): Ctx,
+    Path(table): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    axum::Extension(User(user)): axum::Extension<User>,
+    body: Bytes,
+) -> Response {
     let _write = e.write_lock();
     let table = or_respond!(table_or_400(&table));
     let body = or_respond!(parse_body(&body));
-    let written = or_respond!(apply(&e, table, None, &body, &user).and_then(|w| commit(&e, table, "insert", &w).map(|()| w)));
-    (StatusCode::CREATED, Json(json!({ "result": render(&e, table, &written.record, &Params::from(&q)) }))).into_response()
+    let written =
+        or_respond!(apply(&e, table, None, &body, &user).and_then(|w| commit(&e, table, "insert", &w).map(|()| w)));
+    (StatusCode::CREATED, Json(json!({ "result": render(&e, table, &written.record, &Params::from(&q)) })))
+        .into_response()
 }
 
-async fn update(State(e): Ctx, Path((table, id)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
+async fn update(
+    State(e): Ctx,
+    Path((table, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    axum::Extension(User(user)): axum::Extension<User>,
+    body: Bytes,
+) -> Response {
     let _write = e.write_lock();
     let table = or_respond!(table_or_400(&table));
     let Some(existing) = e.store.get(EMULATOR, table.name, &id) else { return no_record() };
     let body = or_respond!(parse_body(&body));
     let written = or_respond!(apply(&e, table, Some(&existing), &body, &user));
     // A write that changes nothing is not an update: no mod count, no notification.
-    let result = if written.changed.is_empty() { existing } else {
+    let result = if written.changed.is_empty() {
+        existing
+    } else {
         if let Err(r) = commit(&e, table, "update", &written) {
             return r;
         }
@@ -576,7 +746,11 @@ async fn update(State(e): Ctx, Path((table, id)): Path<(String, String)>, Query(
     Json(json!({ "result": render(&e, table, &result, &Params::from(&q)) })).into_response()
 }
 
-async fn delete(State(e): Ctx, Path((table, id)): Path<(String, String)>, axum::Extension(User(user)): axum::Extension<User>) -> Response {
+async fn delete(
+    State(e): Ctx,
+    Path((table, id)): Path<(String, String)>,
+    axum::Extension(User(user)): axum::Extension<User>,
+) -> Response {
     let _write = e.write_lock();
     let table = or_respond!(table_or_400(&table));
     match e.store.delete(EMULATOR, table.name, &id) {
@@ -590,17 +764,34 @@ async fn delete(State(e): Ctx, Path((table, id)): Path<(String, String)>, axum::
 }
 
 fn attachment_json(e: &Emulator, r: &Record) -> Value {
-    let mut out: Map<String, Value> = r.iter().filter(|(k, _)| k.as_str() != "_data").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut out: Map<String, Value> =
+        r.iter().filter(|(k, _)| k.as_str() != "_data").map(|(k, v)| (k.clone(), v.clone())).collect();
     out.insert("download_link".into(), json!(format!("{}/api/now/attachment/{}/file", e.base_url, raw(r, "sys_id"))));
     Value::Object(out)
 }
 
-async fn attachment_upload(State(e): Ctx, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, axum::Extension(User(user)): axum::Extension<User>, body: Bytes) -> Response {
-    let (Some(file_name), Some(table_name), Some(table_sys_id)) = (q.get("file_name"), q.get("table_name"), q.get("table_sys_id")) else {
-        return failure(StatusCode::BAD_REQUEST, "Missing required parameter", Some("file_name, table_name and table_sys_id are required"));
+async fn attachment_upload(
+    State(e): Ctx,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    axum::Extension(User(user)): axum::Extension<User>,
+    body: Bytes,
+) -> Response {
+    let (Some(file_name), Some(table_name), Some(table_sys_id)) =
+        (q.get("file_name"), q.get("table_name"), q.get("table_sys_id"))
+    else {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "Missing required parameter",
+            Some("file_name, table_name and table_sys_id are required"),
+        );
     };
     if e.store.get(EMULATOR, table_name, table_sys_id).is_none() {
-        return failure(StatusCode::BAD_REQUEST, "Invalid table or record", Some(&format!("{table_name} {table_sys_id} does not exist")));
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "Invalid table or record",
+            Some(&format!("{table_name} {table_sys_id} does not exist")),
+        );
     }
     let id = sys_id();
     let t = tables::now();
@@ -635,8 +826,11 @@ async fn attachment_list(State(e): Ctx, Query(q): Query<HashMap<String, String>>
         Ok(eq) => eq,
         Err(why) => return failure(StatusCode::BAD_REQUEST, "Invalid query", Some(&why)),
     };
-    let rows = e.store.scan(EMULATOR, "sys_attachment", |r| encoded.matches(|f| value_of(&e, table, r, f), |f| table.numeric(f)));
-    let mut response = Json(json!({ "result": rows.iter().map(|r| attachment_json(&e, r)).collect::<Vec<_>>() })).into_response();
+    let rows = e
+        .store
+        .scan(EMULATOR, "sys_attachment", |r| encoded.matches(|f| value_of(&e, table, r, f), |f| table.numeric(f)));
+    let mut response =
+        Json(json!({ "result": rows.iter().map(|r| attachment_json(&e, r)).collect::<Vec<_>>() })).into_response();
     response.headers_mut().insert("X-Total-Count", HeaderValue::from(rows.len()));
     response
 }
@@ -689,7 +883,13 @@ struct NameValue {
 async fn batch(inner: Router, headers: HeaderMap, body: Bytes) -> Response {
     let request: BatchRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(err) => return failure(StatusCode::BAD_REQUEST, "Exception while reading request", Some(&format!("not a batch request: {err}"))),
+        Err(err) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "Exception while reading request",
+                Some(&format!("not a batch request: {err}")),
+            )
+        }
     };
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut serviced = Vec::new();

@@ -41,11 +41,13 @@ pub fn router() -> Router<Arc<Emulator>> {
 }
 
 fn denied() -> Response {
-    (StatusCode::UNAUTHORIZED, Json(json!({ "error_description": "access_denied", "error": "server_error" }))).into_response()
+    (StatusCode::UNAUTHORIZED, Json(json!({ "error_description": "access_denied", "error": "server_error" })))
+        .into_response()
 }
 
 /// The users who log in with a password, and theirs.
-const PASSWORDS: [(&str, &str); 3] = [(SN_USERNAME, SN_PASSWORD), (SN_ADMIN_USERNAME, SN_ADMIN_PASSWORD), (SN_PERSON_USERNAME, SN_PERSON_PASSWORD)];
+const PASSWORDS: [(&str, &str); 3] =
+    [(SN_USERNAME, SN_PASSWORD), (SN_ADMIN_USERNAME, SN_ADMIN_PASSWORD), (SN_PERSON_USERNAME, SN_PERSON_PASSWORD)];
 
 /// The user a request authenticates as: Basic with a known user's password, or a live Bearer token.
 pub fn user_of(e: &Emulator, headers: &HeaderMap) -> Option<String> {
@@ -70,20 +72,26 @@ pub fn property(e: &Emulator, name: &str) -> Option<String> {
 }
 
 async fn token(State(e): Ctx, headers: HeaderMap, body: Bytes) -> Response {
-    let form_encoded = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let form_encoded = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     // The instance reads only form bodies; JSON fails without saying why.
     if !form_encoded {
         return denied();
     }
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let (client_id, client_secret) = crate::sim::basic_credentials(&headers).unwrap_or_else(|| (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default()));
+    let (client_id, client_secret) = crate::sim::basic_credentials(&headers).unwrap_or_else(|| {
+        (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default())
+    });
     if client_id != SN_CLIENT_ID || client_secret != SN_CLIENT_SECRET {
         return denied();
     }
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
     let (user, refresh) = match grant {
         "password" => {
-            let (username, password) = (form.get("username").cloned().unwrap_or_default(), form.get("password").cloned().unwrap_or_default());
+            let (username, password) =
+                (form.get("username").cloned().unwrap_or_default(), form.get("password").cloned().unwrap_or_default());
             if !PASSWORDS.iter().any(|(u, p)| *u == username && *p == password) {
                 return denied();
             }
@@ -120,13 +128,19 @@ async fn token(State(e): Ctx, headers: HeaderMap, body: Bytes) -> Response {
 }
 
 async fn get_oauth(State(e): Ctx) -> Json<Value> {
-    let grants: serde_json::Map<String, Value> = GRANTS.iter().map(|g| (g.to_string(), json!(e.store.counter(&format!("sn.oauth.{g}"))))).collect();
+    let grants: serde_json::Map<String, Value> =
+        GRANTS.iter().map(|g| (g.to_string(), json!(e.store.counter(&format!("sn.oauth.{g}"))))).collect();
     Json(json!({ "access_token_lifespan": lifespan(&e), "grants": grants }))
 }
 
 async fn put_oauth(State(e): Ctx, body: Bytes) -> Response {
-    let Some(seconds) = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["access_token_lifespan"].as_u64()).filter(|s| *s > 0) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "expected {\"access_token_lifespan\": seconds}" }))).into_response();
+    let Some(seconds) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["access_token_lifespan"].as_u64())
+        .filter(|s| *s > 0)
+    else {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "expected {\"access_token_lifespan\": seconds}" })))
+            .into_response();
     };
     match e.store.set_setting(LIFESPAN_SETTING, &seconds.to_string()) {
         Ok(()) => get_oauth(State(e)).await.into_response(),

@@ -15,8 +15,8 @@
 //!   engine's catch-up poll brings what is lost.
 
 use super::{display_of, journal_entries, raw, tables, Emulator, EMULATOR};
-use crate::setup::servicenow::{property_prefix, SCRIPT_MARKER};
 use crate::intake::servicenow::signed_headers;
+use crate::setup::servicenow::{property_prefix, SCRIPT_MARKER};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -33,7 +33,12 @@ pub struct PushRule {
 pub fn rules(e: &Emulator, table: &str, operation: &str) -> Vec<PushRule> {
     let action = format!("action_{operation}");
     e.store
-        .scan(EMULATOR, "sys_script", |r| raw(r, "collection") == table && raw(r, "active") == "true" && raw(r, "when") == "async" && raw(r, &action) == "true")
+        .scan(EMULATOR, "sys_script", |r| {
+            raw(r, "collection") == table
+                && raw(r, "active") == "true"
+                && raw(r, "when") == "async"
+                && raw(r, &action) == "true"
+        })
         .into_iter()
         .filter_map(|r| {
             let tenant = raw(&r, "script").lines().next()?.strip_prefix(SCRIPT_MARKER)?.trim().to_string();
@@ -44,12 +49,20 @@ pub fn rules(e: &Emulator, table: &str, operation: &str) -> Vec<PushRule> {
 
 /// The rule's condition, for a change made by `user`: not the integration user's own.
 pub fn condition_holds(e: &Emulator, rule: &PushRule, user: &str) -> bool {
-    super::oauth::property(e, &format!("{}integration_user", property_prefix(&rule.tenant))).is_none_or(|integration| integration != user)
+    super::oauth::property(e, &format!("{}integration_user", property_prefix(&rule.tenant)))
+        .is_none_or(|integration| integration != user)
 }
 
 /// What a queued run of the rule names: the rule, the record, and (for a delete) the record as it was.
-pub fn job(rule: &PushRule, table: &str, sys_id: &str, operation: &str, deleted: Option<&Map<String, Value>>) -> String {
-    json!({ "rule": rule.sys_id, "table": table, "sys_id": sys_id, "operation": operation, "deleted": deleted }).to_string()
+pub fn job(
+    rule: &PushRule,
+    table: &str,
+    sys_id: &str,
+    operation: &str,
+    deleted: Option<&Map<String, Value>>,
+) -> String {
+    json!({ "rule": rule.sys_id, "table": table, "sys_id": sys_id, "operation": operation, "deleted": deleted })
+        .to_string()
 }
 
 /// A request ready to send.
@@ -65,8 +78,18 @@ pub fn run(e: &Emulator, job: &str) -> Result<Request, String> {
     let job: Value = serde_json::from_str(job).map_err(|err| format!("unreadable job: {err}"))?;
     let text = |k: &str| job[k].as_str().unwrap_or_default().to_string();
     let (rule_id, table_name, sys_id, operation) = (text("rule"), text("table"), text("sys_id"), text("operation"));
-    let rule = e.store.get(EMULATOR, "sys_script", &rule_id).filter(|r| raw(r, "active") == "true").ok_or("the push rule is gone or inactive")?;
-    let tenant = raw(&rule, "script").lines().next().and_then(|l| l.strip_prefix(SCRIPT_MARKER)).map(str::trim).unwrap_or_default().to_string();
+    let rule = e
+        .store
+        .get(EMULATOR, "sys_script", &rule_id)
+        .filter(|r| raw(r, "active") == "true")
+        .ok_or("the push rule is gone or inactive")?;
+    let tenant = raw(&rule, "script")
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix(SCRIPT_MARKER))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
     let prefix = property_prefix(&tenant);
     let property = |key: &str| super::oauth::property(e, &format!("{prefix}{key}")).filter(|v| !v.is_empty());
     let (Some(url), Some(secret)) = (property("endpoint"), property("secret")) else {
@@ -83,7 +106,9 @@ pub fn run(e: &Emulator, job: &str) -> Result<Request, String> {
     let mut journal = BTreeMap::new();
     for (name, kind) in super::columns(e, table) {
         if matches!(kind, tables::Kind::Journal) {
-            if let Some(text) = journal_entries(e, table.name, &sys_id, &name).into_iter().next().filter(|t| !t.is_empty()) {
+            if let Some(text) =
+                journal_entries(e, table.name, &sys_id, &name).into_iter().next().filter(|t| !t.is_empty())
+            {
                 journal.insert(name, text);
             }
             continue;
@@ -103,7 +128,13 @@ pub fn run(e: &Emulator, job: &str) -> Result<Request, String> {
 }
 
 /// The body the rule sends (see the contract): keys sorted, values as text.
-pub fn body(table: &str, operation: &str, fields: &BTreeMap<String, String>, displays: &BTreeMap<String, String>, journal: &BTreeMap<String, String>) -> String {
+pub fn body(
+    table: &str,
+    operation: &str,
+    fields: &BTreeMap<String, String>,
+    displays: &BTreeMap<String, String>,
+    journal: &BTreeMap<String, String>,
+) -> String {
     let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
     // serde_json's map keeps its keys sorted, as the rule writes them.
     json!({
@@ -155,7 +186,12 @@ mod tests {
             }
             let sent = body(&example.table, &example.operation, &fields, &displays, &journal);
             assert_eq!(sent, example.body, "{}", example.name);
-            assert_eq!(signature(&example.secret, example.sent_at, sent.as_bytes()), example.signature, "{}", example.name);
+            assert_eq!(
+                signature(&example.secret, example.sent_at, sent.as_bytes()),
+                example.signature,
+                "{}",
+                example.name
+            );
         }
     }
 }

@@ -62,12 +62,17 @@ const OPS: &[(&str, Op)] = &[
 
 fn condition(text: &str) -> Result<Condition, String> {
     // The field name is lower-case letters, digits, `_` and `.`; the operator starts right after it.
-    let end = text.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')).unwrap_or(text.len());
+    let end = text
+        .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'))
+        .unwrap_or(text.len());
     let (field, rest) = text.split_at(end);
     if field.is_empty() {
         return Err(format!("no field name in condition {text:?}"));
     }
-    let (op_text, op) = OPS.iter().find(|(t, _)| rest.starts_with(t)).ok_or_else(|| format!("unknown operator in condition {text:?}"))?;
+    let (op_text, op) = OPS
+        .iter()
+        .find(|(t, _)| rest.starts_with(t))
+        .ok_or_else(|| format!("unknown operator in condition {text:?}"))?;
     Ok(Condition { field: field.to_string(), op: *op, value: rest[op_text.len()..].to_string() })
 }
 
@@ -154,10 +159,17 @@ impl EncodedQuery {
     /// `numeric`: whether a field's column holds numbers.
     pub fn matches(&self, value_of: impl Fn(&str) -> String, numeric: impl Fn(&str) -> bool) -> bool {
         self.groups.is_empty()
-            || self.groups.iter().any(|group| group.iter().all(|clause| clause.iter().any(|c| c.holds(&value_of(&c.field), numeric(&c.field)))))
+            || self.groups.iter().any(|group| {
+                group.iter().all(|clause| clause.iter().any(|c| c.holds(&value_of(&c.field), numeric(&c.field))))
+            })
     }
 
-    pub fn compare(&self, a: impl Fn(&str) -> String, b: impl Fn(&str) -> String, numeric: impl Fn(&str) -> bool) -> Ordering {
+    pub fn compare(
+        &self,
+        a: impl Fn(&str) -> String,
+        b: impl Fn(&str) -> String,
+        numeric: impl Fn(&str) -> bool,
+    ) -> Ordering {
         for (field, desc) in &self.order {
             let o = cmp(&a(field), &b(field), numeric(field));
             let o = if *desc { o.reverse() } else { o };
@@ -203,7 +215,10 @@ mod tests {
     fn a_doubled_caret_is_a_caret_in_the_value() {
         let r = rec(&[("u_key", "X^NQsys_idISNOTEMPTY"), ("sys_id", "1")]);
         assert!(holds("u_key=X^^NQsys_idISNOTEMPTY", &r));
-        assert!(!holds("u_key=X^^NQsys_idISNOTEMPTY", &rec(&[("u_key", "Y"), ("sys_id", "1")])), "no second query group");
+        assert!(
+            !holds("u_key=X^^NQsys_idISNOTEMPTY", &rec(&[("u_key", "Y"), ("sys_id", "1")])),
+            "no second query group"
+        );
         assert!(holds("u_key=a^^^sys_id=1", &rec(&[("u_key", "a^"), ("sys_id", "1")])), "`^^` then a separator");
     }
 

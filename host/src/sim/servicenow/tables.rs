@@ -26,9 +26,11 @@ pub struct Table {
     pub number_prefix: Option<&'static str>,
 }
 
-pub const STATES: &[(&str, &str)] = &[("1", "New"), ("2", "In Progress"), ("3", "On Hold"), ("6", "Resolved"), ("7", "Closed"), ("8", "Canceled")];
+pub const STATES: &[(&str, &str)] =
+    &[("1", "New"), ("2", "In Progress"), ("3", "On Hold"), ("6", "Resolved"), ("7", "Closed"), ("8", "Canceled")];
 pub const IMPACT: &[(&str, &str)] = &[("1", "1 - High"), ("2", "2 - Medium"), ("3", "3 - Low")];
-pub const PRIORITY: &[(&str, &str)] = &[("1", "1 - Critical"), ("2", "2 - High"), ("3", "3 - Moderate"), ("4", "4 - Low"), ("5", "5 - Planning")];
+pub const PRIORITY: &[(&str, &str)] =
+    &[("1", "1 - Critical"), ("2", "2 - High"), ("3", "3 - Moderate"), ("4", "4 - Low"), ("5", "5 - Planning")];
 pub const CLOSE_CODES: &[(&str, &str)] = &[
     ("Solved (Work Around)", "Solved (Work Around)"),
     ("Solved (Permanently)", "Solved (Permanently)"),
@@ -66,7 +68,12 @@ fn system_columns() -> Vec<Column> {
     ]
 }
 
-fn table(name: &'static str, display: &'static str, number_prefix: Option<&'static str>, columns: Vec<Column>) -> Table {
+fn table(
+    name: &'static str,
+    display: &'static str,
+    number_prefix: Option<&'static str>,
+    columns: Vec<Column>,
+) -> Table {
     let mut all = system_columns();
     all.extend(columns);
     Table { name, columns: all, display, number_prefix }
@@ -80,87 +87,160 @@ pub fn tables() -> &'static [Table] {
     static TABLES: std::sync::OnceLock<Vec<Table>> = std::sync::OnceLock::new();
     TABLES.get_or_init(|| {
         vec![
-            table("incident", "number", Some("INC"), vec![
-                col("number", Kind::Text),
-                col("short_description", Kind::Text),
-                col("description", Kind::Text),
-                col("state", Kind::Choice(STATES)),
-                col("impact", Kind::Choice(IMPACT)),
-                col("urgency", Kind::Choice(IMPACT)),
-                col("priority", Kind::Choice(PRIORITY)),
-                col("category", Kind::Text),
-                col("subcategory", Kind::Text),
-                col("caller_id", Kind::Reference("sys_user")),
-                col("assigned_to", Kind::Reference("sys_user")),
-                col("assignment_group", Kind::Reference("sys_user_group")),
-                col("company", Kind::Reference("core_company")),
-                col("cmdb_ci", Kind::Reference("cmdb_ci")),
-                col("correlation_id", Kind::Text),
-                col("correlation_display", Kind::Text),
-                col("close_code", Kind::Choice(CLOSE_CODES)),
-                col("close_notes", Kind::Text),
-                col("work_notes", Kind::Journal),
-                col("comments", Kind::Journal),
-                col("active", Kind::Bool),
-                col("opened_at", Kind::DateTime),
-                col("opened_by", Kind::Reference("sys_user")),
-                col("resolved_at", Kind::DateTime),
-                col("resolved_by", Kind::Reference("sys_user")),
-                col("closed_at", Kind::DateTime),
-            ]),
-            table("sys_user", "name", None, vec![
-                col("user_name", Kind::Text),
-                col("name", Kind::Text),
-                col("first_name", Kind::Text),
-                col("last_name", Kind::Text),
-                col("email", Kind::Text),
-                col("active", Kind::Bool),
-            ]),
+            table(
+                "incident",
+                "number",
+                Some("INC"),
+                vec![
+                    col("number", Kind::Text),
+                    col("short_description", Kind::Text),
+                    col("description", Kind::Text),
+                    col("state", Kind::Choice(STATES)),
+                    col("impact", Kind::Choice(IMPACT)),
+                    col("urgency", Kind::Choice(IMPACT)),
+                    col("priority", Kind::Choice(PRIORITY)),
+                    col("category", Kind::Text),
+                    col("subcategory", Kind::Text),
+                    col("caller_id", Kind::Reference("sys_user")),
+                    col("assigned_to", Kind::Reference("sys_user")),
+                    col("assignment_group", Kind::Reference("sys_user_group")),
+                    col("company", Kind::Reference("core_company")),
+                    col("cmdb_ci", Kind::Reference("cmdb_ci")),
+                    col("correlation_id", Kind::Text),
+                    col("correlation_display", Kind::Text),
+                    col("close_code", Kind::Choice(CLOSE_CODES)),
+                    col("close_notes", Kind::Text),
+                    col("work_notes", Kind::Journal),
+                    col("comments", Kind::Journal),
+                    col("active", Kind::Bool),
+                    col("opened_at", Kind::DateTime),
+                    col("opened_by", Kind::Reference("sys_user")),
+                    col("resolved_at", Kind::DateTime),
+                    col("resolved_by", Kind::Reference("sys_user")),
+                    col("closed_at", Kind::DateTime),
+                ],
+            ),
+            table(
+                "sys_user",
+                "name",
+                None,
+                vec![
+                    col("user_name", Kind::Text),
+                    col("name", Kind::Text),
+                    col("first_name", Kind::Text),
+                    col("last_name", Kind::Text),
+                    col("email", Kind::Text),
+                    col("active", Kind::Bool),
+                ],
+            ),
             table("sys_user_group", "name", None, vec![col("name", Kind::Text), col("description", Kind::Text)]),
             // The customer key shared with Salesforce (u_sf_external_id) is not a column of the
             // platform's: seam's update set adds it to the dictionary.
             table("core_company", "name", None, vec![col("name", Kind::Text), col("customer", Kind::Bool)]),
-            table("cmdb_ci", "name", None, vec![col("name", Kind::Text), col("company", Kind::Reference("core_company"))]),
-            table("sys_journal_field", "value", None, vec![
-                col("element_id", Kind::Text),
-                col("name", Kind::Text),
-                col("element", Kind::Text),
-                col("value", Kind::Text),
-            ]),
+            table(
+                "cmdb_ci",
+                "name",
+                None,
+                vec![col("name", Kind::Text), col("company", Kind::Reference("core_company"))],
+            ),
+            table(
+                "sys_journal_field",
+                "value",
+                None,
+                vec![
+                    col("element_id", Kind::Text),
+                    col("name", Kind::Text),
+                    col("element", Kind::Text),
+                    col("value", Kind::Text),
+                ],
+            ),
             // Deleted records, as the platform audits a delete: the table, the record's sys_id
             // (documentkey) and the record as XML (payload), stamped with when it went.
-            table("sys_audit_delete", "display_value", None, texts(&["tablename", "documentkey", "display_value", "payload"])),
-            table("sys_properties", "name", None, vec![
-                col("name", Kind::Text),
-                col("value", Kind::Text),
-                col("type", Kind::Text),
-                col("description", Kind::Text),
-                col("is_private", Kind::Bool),
-                col("ignore_cache", Kind::Bool),
-            ]),
+            table(
+                "sys_audit_delete",
+                "display_value",
+                None,
+                texts(&["tablename", "documentkey", "display_value", "payload"]),
+            ),
+            table(
+                "sys_properties",
+                "name",
+                None,
+                vec![
+                    col("name", Kind::Text),
+                    col("value", Kind::Text),
+                    col("type", Kind::Text),
+                    col("description", Kind::Text),
+                    col("is_private", Kind::Bool),
+                    col("ignore_cache", Kind::Bool),
+                ],
+            ),
             // Business rules (what the push rule of an update set lands in).
             table("sys_script", "name", None, {
-                let mut c = texts(&["name", "collection", "when", "order", "priority", "condition", "filter_condition", "script", "description", "access"]);
-                c.extend(["action_insert", "action_update", "action_delete", "action_query", "active", "advanced", "abort_action"].map(|n| col(n, Kind::Bool)));
+                let mut c = texts(&[
+                    "name",
+                    "collection",
+                    "when",
+                    "order",
+                    "priority",
+                    "condition",
+                    "filter_condition",
+                    "script",
+                    "description",
+                    "access",
+                ]);
+                c.extend(
+                    [
+                        "action_insert",
+                        "action_update",
+                        "action_delete",
+                        "action_query",
+                        "active",
+                        "advanced",
+                        "abort_action",
+                    ]
+                    .map(|n| col(n, Kind::Bool)),
+                );
                 c
             }),
             // Fields added to tables: a row with `name` (the table) and `element` (the column).
             table("sys_dictionary", "column_label", None, {
-                let mut c = texts(&["name", "element", "column_label", "internal_type", "max_length", "comments", "reference"]);
+                let mut c =
+                    texts(&["name", "element", "column_label", "internal_type", "max_length", "comments", "reference"]);
                 c.extend(["active", "mandatory", "read_only", "unique"].map(|n| col(n, Kind::Bool)));
                 c
             }),
-            table("sys_documentation", "label", None, texts(&["name", "element", "label", "plural", "language", "help", "hint"])),
+            table(
+                "sys_documentation",
+                "label",
+                None,
+                texts(&["name", "element", "label", "plural", "language", "help", "hint"]),
+            ),
             // Update sets retrieved or imported from XML, and their records.
-            table("sys_remote_update_set", "name", None, texts(&["name", "state", "description", "remote_sys_id", "application", "commit_date"])),
-            table("sys_update_xml", "name", None, texts(&["name", "action", "type", "target_name", "table", "category", "payload", "remote_update_set"])),
-            table("sys_attachment", "file_name", None, vec![
-                col("file_name", Kind::Text),
-                col("table_name", Kind::Text),
-                col("table_sys_id", Kind::Text),
-                col("content_type", Kind::Text),
-                col("size_bytes", Kind::Integer),
-            ]),
+            table(
+                "sys_remote_update_set",
+                "name",
+                None,
+                texts(&["name", "state", "description", "remote_sys_id", "application", "commit_date"]),
+            ),
+            table(
+                "sys_update_xml",
+                "name",
+                None,
+                texts(&["name", "action", "type", "target_name", "table", "category", "payload", "remote_update_set"]),
+            ),
+            table(
+                "sys_attachment",
+                "file_name",
+                None,
+                vec![
+                    col("file_name", Kind::Text),
+                    col("table_name", Kind::Text),
+                    col("table_sys_id", Kind::Text),
+                    col("content_type", Kind::Text),
+                    col("size_bytes", Kind::Integer),
+                ],
+            ),
         ]
     })
 }

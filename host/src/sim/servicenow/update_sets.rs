@@ -40,7 +40,11 @@ fn failure(status: StatusCode, message: &str, detail: &str) -> Response {
 }
 
 fn forbidden() -> Response {
-    failure(StatusCode::FORBIDDEN, "User Not Authorized", "The user isn't an admin or doesn't have the sn_cicd.sys_ci_automation role")
+    failure(
+        StatusCode::FORBIDDEN,
+        "User Not Authorized",
+        "The user isn't an admin or doesn't have the sn_cicd.sys_ci_automation role",
+    )
 }
 
 /// One element of the file: its fields as text (a reference's value, not its display value).
@@ -78,8 +82,12 @@ pub fn parse(xml: &str) -> Result<(Record, Vec<Record>), String> {
     loop {
         match reader.read_event().map_err(|e| format!("malformed XML at byte {}: {e}", reader.buffer_position()))? {
             Event::Start(e) if e.name().as_ref() == b"unload" => saw_unload = true,
-            Event::Start(e) if e.name().as_ref() == b"sys_remote_update_set" => set = Some(read_fields(&mut reader, b"sys_remote_update_set")?),
-            Event::Start(e) if e.name().as_ref() == b"sys_update_xml" => updates.push(read_fields(&mut reader, b"sys_update_xml")?),
+            Event::Start(e) if e.name().as_ref() == b"sys_remote_update_set" => {
+                set = Some(read_fields(&mut reader, b"sys_remote_update_set")?)
+            }
+            Event::Start(e) if e.name().as_ref() == b"sys_update_xml" => {
+                updates.push(read_fields(&mut reader, b"sys_update_xml")?)
+            }
             Event::Eof => break,
             _ => {}
         }
@@ -103,7 +111,11 @@ pub fn records(xml: &str) -> Result<Vec<(String, Record)>, String> {
     let (_, updates) = parse(xml)?;
     updates
         .iter()
-        .map(|u| install_of(raw(u, "payload")).map(|i| (i.table, i.fields)).map_err(|why| format!("{}: {why}", raw(u, "name"))))
+        .map(|u| {
+            install_of(raw(u, "payload"))
+                .map(|i| (i.table, i.fields))
+                .map_err(|why| format!("{}: {why}", raw(u, "name")))
+        })
         .collect()
 }
 
@@ -113,7 +125,9 @@ pub fn load(e: &Emulator, xml: &str, user: &str) -> Result<String, String> {
     let id = raw(&set, "sys_id").to_string();
     let now = tables::now();
     set.insert("state".into(), text("loaded"));
-    for (k, v) in [("sys_updated_on", now.as_str()), ("sys_updated_by", user), ("sys_class_name", "sys_remote_update_set")] {
+    for (k, v) in
+        [("sys_updated_on", now.as_str()), ("sys_updated_by", user), ("sys_class_name", "sys_remote_update_set")]
+    {
         set.insert(k.into(), text(v));
     }
     let mut writes = vec![("sys_remote_update_set".to_string(), id.clone(), set)];
@@ -139,7 +153,13 @@ struct Install {
 /// label nests its record once more, `<sys_documentation …><sys_documentation action=…>`).
 fn install_of(payload: &str) -> Result<Install, String> {
     let mut reader = Reader::from_str(payload);
-    let action_of = |e: &BytesStart| e.attributes().flatten().find(|a| a.key.as_ref() == b"action").and_then(|a| a.unescape_value().ok()).map(|v| v.into_owned());
+    let action_of = |e: &BytesStart| {
+        e.attributes()
+            .flatten()
+            .find(|a| a.key.as_ref() == b"action")
+            .and_then(|a| a.unescape_value().ok())
+            .map(|v| v.into_owned())
+    };
     loop {
         match reader.read_event().map_err(|e| format!("malformed payload: {e}"))? {
             Event::Start(e) if e.name().as_ref() != b"record_update" => {
@@ -152,7 +172,11 @@ fn install_of(payload: &str) -> Result<Install, String> {
             }
             Event::Empty(e) => {
                 if let Some(action) = action_of(&e) {
-                    return Ok(Install { table: String::from_utf8_lossy(e.name().as_ref()).into_owned(), action, fields: Record::new() });
+                    return Ok(Install {
+                        table: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
+                        action,
+                        fields: Record::new(),
+                    });
                 }
             }
             Event::Eof => return Err("the payload holds no record".into()),
@@ -178,12 +202,17 @@ fn progress(e: &Emulator, id: &str, status: &str, label: &str, message: &str, de
 
 /// Preview: every payload must name a table the instance has.
 pub fn preview(e: &Emulator, set_id: &str) -> Result<Vec<String>, String> {
-    let mut set = e.store.get(EMULATOR, "sys_remote_update_set", set_id).ok_or_else(|| format!("no retrieved update set {set_id}"))?;
+    let mut set = e
+        .store
+        .get(EMULATOR, "sys_remote_update_set", set_id)
+        .ok_or_else(|| format!("no retrieved update set {set_id}"))?;
     let mut problems = Vec::new();
     for update in e.store.scan(EMULATOR, "sys_update_xml", |u| raw(u, "remote_update_set") == set_id) {
         match install_of(raw(&update, "payload")) {
             Ok(install) if tables::find(&install.table).is_some() => {}
-            Ok(install) => problems.push(format!("{}: the instance has no table {}", raw(&update, "name"), install.table)),
+            Ok(install) => {
+                problems.push(format!("{}: the instance has no table {}", raw(&update, "name"), install.table))
+            }
             Err(why) => problems.push(format!("{}: {why}", raw(&update, "name"))),
         }
     }
@@ -194,7 +223,10 @@ pub fn preview(e: &Emulator, set_id: &str) -> Result<Vec<String>, String> {
 
 /// Commit: write each payload's record into its table, in one transaction. Returns how many.
 pub fn commit(e: &Emulator, set_id: &str, user: &str) -> Result<usize, String> {
-    let mut set = e.store.get(EMULATOR, "sys_remote_update_set", set_id).ok_or_else(|| format!("no retrieved update set {set_id}"))?;
+    let mut set = e
+        .store
+        .get(EMULATOR, "sys_remote_update_set", set_id)
+        .ok_or_else(|| format!("no retrieved update set {set_id}"))?;
     if raw(&set, "state") == "committed" {
         return Err("the update set is committed already".into());
     }
@@ -202,9 +234,14 @@ pub fn commit(e: &Emulator, set_id: &str, user: &str) -> Result<usize, String> {
     let mut writes = Vec::new();
     for update in e.store.scan(EMULATOR, "sys_update_xml", |u| raw(u, "remote_update_set") == set_id) {
         let install = install_of(raw(&update, "payload")).map_err(|why| format!("{}: {why}", raw(&update, "name")))?;
-        let table = tables::find(&install.table).ok_or_else(|| format!("{}: the instance has no table {}", raw(&update, "name"), install.table))?;
+        let table = tables::find(&install.table)
+            .ok_or_else(|| format!("{}: the instance has no table {}", raw(&update, "name"), install.table))?;
         if install.action != "INSERT_OR_UPDATE" {
-            return Err(format!("{}: the emulator commits INSERT_OR_UPDATE only, not {}", raw(&update, "name"), install.action));
+            return Err(format!(
+                "{}: the emulator commits INSERT_OR_UPDATE only, not {}",
+                raw(&update, "name"),
+                install.action
+            ));
         }
         let id = raw(&install.fields, "sys_id").to_string();
         let id = if id.len() == 32 { id } else { sys_id() };
@@ -214,7 +251,13 @@ pub fn commit(e: &Emulator, set_id: &str, user: &str) -> Result<usize, String> {
             record.insert(k, v);
         }
         let count = existing.map(|r| raw(&r, "sys_mod_count").parse::<u64>().unwrap_or(0) + 1).unwrap_or(0);
-        for (k, v) in [("sys_id", id.as_str()), ("sys_updated_on", &now), ("sys_updated_by", user), ("sys_mod_count", &count.to_string()), ("sys_class_name", table.name)] {
+        for (k, v) in [
+            ("sys_id", id.as_str()),
+            ("sys_updated_on", &now),
+            ("sys_updated_by", user),
+            ("sys_mod_count", &count.to_string()),
+            ("sys_class_name", table.name),
+        ] {
             record.insert(k.into(), text(v));
         }
         writes.push((table.name.to_string(), id, record));
@@ -234,7 +277,9 @@ async fn upload(State(e): Ctx, axum::Extension(User(user)): axum::Extension<User
         match form.next_field().await {
             Ok(Some(field)) => {
                 let name = field.name().unwrap_or_default().to_string();
-                let Ok(bytes) = field.bytes().await else { return failure(StatusCode::BAD_REQUEST, "Invalid upload", "the multipart body could not be read") };
+                let Ok(bytes) = field.bytes().await else {
+                    return failure(StatusCode::BAD_REQUEST, "Invalid upload", "the multipart body could not be read");
+                };
                 match name.as_str() {
                     "sysparm_target" => target = Some(String::from_utf8_lossy(&bytes).into_owned()),
                     "attachFile" => file = Some(bytes),
@@ -251,8 +296,12 @@ async fn upload(State(e): Ctx, axum::Extension(User(user)): axum::Extension<User
     if target.as_deref() != Some("sys_remote_update_set") {
         return failure(StatusCode::BAD_REQUEST, "Invalid upload", "sysparm_target must be sys_remote_update_set");
     }
-    let Some(file) = file else { return failure(StatusCode::BAD_REQUEST, "Invalid upload", "the file goes in the attachFile field") };
-    let Ok(xml) = std::str::from_utf8(&file) else { return failure(StatusCode::BAD_REQUEST, "Invalid upload", "the file is not UTF-8 XML") };
+    let Some(file) = file else {
+        return failure(StatusCode::BAD_REQUEST, "Invalid upload", "the file goes in the attachFile field");
+    };
+    let Ok(xml) = std::str::from_utf8(&file) else {
+        return failure(StatusCode::BAD_REQUEST, "Invalid upload", "the file is not UTF-8 XML");
+    };
     match load(&e, xml, &user) {
         // The page goes back to the set it made.
         Ok(id) => (StatusCode::FOUND, [("Location", format!("/sys_remote_update_set.do?sys_id={id}"))]).into_response(),
@@ -260,7 +309,11 @@ async fn upload(State(e): Ctx, axum::Extension(User(user)): axum::Extension<User
     }
 }
 
-async fn preview_call(State(e): Ctx, axum::Extension(User(user)): axum::Extension<User>, Path(id): Path<String>) -> Response {
+async fn preview_call(
+    State(e): Ctx,
+    axum::Extension(User(user)): axum::Extension<User>,
+    Path(id): Path<String>,
+) -> Response {
     if !ADMIN_ROLE_HOLDERS.contains(&user.as_str()) {
         return forbidden();
     }
@@ -272,7 +325,11 @@ async fn preview_call(State(e): Ctx, axum::Extension(User(user)): axum::Extensio
     }
 }
 
-async fn commit_call(State(e): Ctx, axum::Extension(User(user)): axum::Extension<User>, Path(id): Path<String>) -> Response {
+async fn commit_call(
+    State(e): Ctx,
+    axum::Extension(User(user)): axum::Extension<User>,
+    Path(id): Path<String>,
+) -> Response {
     if !ADMIN_ROLE_HOLDERS.contains(&user.as_str()) {
         return forbidden();
     }

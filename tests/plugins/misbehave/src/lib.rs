@@ -43,10 +43,16 @@ impl Mapper for Misbehave {
             }
             // What the pack sees of the time and of chance: WASI's wall clock, and 16 bytes of `wasi:random`.
             "time-and-chance" => {
-                let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+                let since_epoch = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or_default();
                 let mut bytes = [0u8; 16];
                 getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
-                Ok(note(format!("now {since_epoch} random {}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())))
+                Ok(note(format!(
+                    "now {since_epoch} random {}",
+                    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                )))
             }
             "read-file" => Ok(note(match std::fs::read_to_string("/etc/hostname") {
                 Ok(text) => format!("read a host file: {text}"),

@@ -20,12 +20,22 @@ pub fn field_names(schema: &Schema, bitmaps: &[String]) -> Result<Vec<String>, S
     let mut names = Vec::new();
     for (i, bitmap) in bitmaps.iter().enumerate() {
         match bitmap.split_once('-') {
-            None if i == 0 => names.extend(set_bits(bitmap)?.into_iter().map(|bit| field_at(record, bit, bitmap)).collect::<Result<Vec<_>, _>>()?),
+            None if i == 0 => names.extend(
+                set_bits(bitmap)?
+                    .into_iter()
+                    .map(|bit| field_at(record, bit, bitmap))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
             None => return Err(format!("bitmap {bitmap:?}: only the first element may cover the top-level fields")),
             Some((position, nested)) => {
-                let position: usize = position.parse().map_err(|_| format!("bitmap {bitmap:?}: {position:?} is not a field position"))?;
-                let parent = record.fields.get(position).ok_or_else(|| format!("bitmap {bitmap:?}: the schema has no field {position}"))?;
-                let compound = record_of(&parent.schema, &named).ok_or_else(|| format!("bitmap {bitmap:?}: field {} is not a compound field", parent.name))?;
+                let position: usize =
+                    position.parse().map_err(|_| format!("bitmap {bitmap:?}: {position:?} is not a field position"))?;
+                let parent = record
+                    .fields
+                    .get(position)
+                    .ok_or_else(|| format!("bitmap {bitmap:?}: the schema has no field {position}"))?;
+                let compound = record_of(&parent.schema, &named)
+                    .ok_or_else(|| format!("bitmap {bitmap:?}: field {} is not a compound field", parent.name))?;
                 for bit in set_bits(nested)? {
                     names.push(format!("{}.{}", parent.name, field_at(compound, bit, bitmap)?));
                 }
@@ -36,7 +46,11 @@ pub fn field_names(schema: &Schema, bitmaps: &[String]) -> Result<Vec<String>, S
 }
 
 fn field_at(record: &RecordSchema, bit: usize, bitmap: &str) -> Result<String, String> {
-    record.fields.get(bit).map(|f| f.name.clone()).ok_or_else(|| format!("bitmap {bitmap:?} sets bit {bit}, but the schema has {} fields", record.fields.len()))
+    record
+        .fields
+        .get(bit)
+        .map(|f| f.name.clone())
+        .ok_or_else(|| format!("bitmap {bitmap:?} sets bit {bit}, but the schema has {} fields", record.fields.len()))
 }
 
 /// The record a field's schema is, through a union with null (or with string, as
@@ -63,7 +77,10 @@ fn collect_records<'a>(schema: &'a Schema, named: &mut HashMap<String, &'a Recor
 
 /// The positions of the set bits of `0x…`, least significant first.
 fn set_bits(hex: &str) -> Result<Vec<usize>, String> {
-    let digits = hex.strip_prefix("0x").or_else(|| hex.strip_prefix("0X")).ok_or_else(|| format!("bitmap {hex:?} does not start with 0x"))?;
+    let digits = hex
+        .strip_prefix("0x")
+        .or_else(|| hex.strip_prefix("0X"))
+        .ok_or_else(|| format!("bitmap {hex:?} does not start with 0x"))?;
     let mut bits = Vec::new();
     // The last digit holds bits 0-3, the one before it 4-7, and so on.
     for (place, digit) in digits.chars().rev().enumerate() {

@@ -44,13 +44,16 @@ pub struct Event {
 impl Event {
     /// Whether the change was made by the API client `client` (the `client=` of its `Sforce-Call-Options`).
     pub fn made_by_client(&self, client: &str) -> bool {
-        self.header.as_ref().is_some_and(|h| h.change_origin.split([';', ',']).map(str::trim).any(|part| part.strip_prefix("client=") == Some(client)))
+        self.header.as_ref().is_some_and(|h| {
+            h.change_origin.split([';', ',']).map(str::trim).any(|part| part.strip_prefix("client=") == Some(client))
+        })
     }
 }
 
 /// Decode `payload`, one Avro datum written in `schema`.
 pub fn decode(schema: &Schema, payload: &[u8]) -> Result<Event, String> {
-    let datum = apache_avro::from_avro_datum(schema, &mut &payload[..], None).map_err(|e| format!("the payload is not a datum of its schema: {e}"))?;
+    let datum = apache_avro::from_avro_datum(schema, &mut &payload[..], None)
+        .map_err(|e| format!("the payload is not a datum of its schema: {e}"))?;
     let Avro::Record(values) = datum else { return Err("the payload is not a record".into()) };
     let Schema::Record(record) = schema else { return Err("the event schema is not a record".into()) };
     let mut event = Event::default();
@@ -85,10 +88,13 @@ fn header(schema: &Schema, value: &Avro) -> Result<Header, String> {
     let names = |v: &Avro| -> Result<Vec<String>, String> {
         let list: Vec<String> = strings(v);
         let expanded = bitmap::field_names(schema, &list)?;
-        Ok(expanded.into_iter().map(|n| match n.split_once('.') {
-            Some((parent, part)) => rest_name(parent, part),
-            None => n,
-        }).collect())
+        Ok(expanded
+            .into_iter()
+            .map(|n| match n.split_once('.') {
+                Some((parent, part)) => rest_name(parent, part),
+                None => n,
+            })
+            .collect())
     };
     for (name, v) in parts {
         match (name.as_str(), v) {
@@ -115,10 +121,13 @@ fn header(schema: &Schema, value: &Avro) -> Result<Header, String> {
 
 fn strings(v: &Avro) -> Vec<String> {
     match unwrap_union(v) {
-        Avro::Array(items) => items.iter().filter_map(|i| match unwrap_union(i) {
-            Avro::String(s) => Some(s.clone()),
-            _ => None,
-        }).collect(),
+        Avro::Array(items) => items
+            .iter()
+            .filter_map(|i| match unwrap_union(i) {
+                Avro::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -149,7 +158,9 @@ fn json(v: &Avro, doc: &str) -> Option<Value> {
         Avro::Boolean(b) => Value::Bool(*b),
         Avro::Int(n) => Value::from(*n),
         Avro::Long(ms) if doc.ends_with("DateTime") => Value::String(format_datetime(*ms)?),
-        Avro::Long(ms) if doc.contains("DateOnly") || doc.contains("Birthday") => Value::String(chrono::DateTime::from_timestamp_millis(*ms)?.format("%Y-%m-%d").to_string()),
+        Avro::Long(ms) if doc.contains("DateOnly") || doc.contains("Birthday") => {
+            Value::String(chrono::DateTime::from_timestamp_millis(*ms)?.format("%Y-%m-%d").to_string())
+        }
         Avro::Long(n) => Value::from(*n),
         Avro::Float(x) => Value::from(*x as f64),
         Avro::Double(x) => Value::from(*x),

@@ -54,8 +54,12 @@ impl CallMetadata {
         use crate::secrets::ExposeSecret;
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
-        metadata.insert("accesstoken", self.access_token.expose_secret().parse().context("the access token is not a valid header value")?);
-        metadata.insert("instanceurl", self.instance_url.parse().context("the instance URL is not a valid header value")?);
+        metadata.insert(
+            "accesstoken",
+            self.access_token.expose_secret().parse().context("the access token is not a valid header value")?,
+        );
+        metadata
+            .insert("instanceurl", self.instance_url.parse().context("the instance URL is not a valid header value")?);
         metadata.insert("tenantid", self.tenant_id.parse().context("the org id is not a valid header value")?);
         Ok(request)
     }
