@@ -483,7 +483,7 @@ mod tests {
             values.into_iter().enumerate().map(|(i, v)| field(format!("Field{i}_{n}"), v)).collect();
         Change {
             event_id: format!("event-{n}"),
-            kind: if n % 2 == 0 { ChangeKind::Updated } else { ChangeKind::Created },
+            kind: if n.is_multiple_of(2) { ChangeKind::Updated } else { ChangeKind::Created },
             source: RecordRef { system: System::Salesforce, object: "Case".into(), id: format!("500{n:015}") },
             changed: fields.iter().take(1).cloned().collect(),
             snapshot: fields,

@@ -9,6 +9,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per run; boxing would only move the bytes")]
 enum Command {
     /// Run the Case ⇄ Incident story end to end, no credentials needed.
     Demo(cli::demo::DemoArgs),

@@ -420,7 +420,7 @@ fn print_cpu(run: &Run, changes: usize) {
 /// Change number `n`: even ones edit a Case's Subject, odd ones move an incident's state.
 async fn change(people: &Systems, cases: &[String], incidents: &[String], n: usize, tag: usize) {
     let pair = (n / 2) % cases.len();
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         people
             .salesforce
             .update("Case", &cases[pair], &obj(json!({ "Subject": format!("edit {tag}") })))

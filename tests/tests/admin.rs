@@ -223,13 +223,10 @@ async fn both_listeners_serve_tls_with_the_configured_certificate() {
     assert_eq!(r.status(), 200);
     assert_eq!(https.get(format!("{}/dashboard", engine.admin_url)).send().await.unwrap().status(), 200);
     // Plain HTTP to a TLS listener gets no answer a client would take.
-    assert!(
-        reqwest::get(format!("http://{}/intake/healthz", config.listen))
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-            == false
-    );
+    assert!(!reqwest::get(format!("http://{}/intake/healthz", config.listen))
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false));
     // Half a pair is refused, naming both settings.
     config.admin.tls_key = None;
     let refused = config.check().unwrap_err();

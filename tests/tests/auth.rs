@@ -236,7 +236,7 @@ async fn servicenow_tokens_are_renewed_before_they_expire_and_replaced_when_revo
     sn.query("sys_user", &seam::connectors::servicenow::Query::literal("active=true"), 10).await.unwrap();
     admin(&sim, reqwest::Method::DELETE, format!("{}/__admin/sessions", sim.servicenow.base_url), None).await;
     assert_eq!(
-        sn.query("sys_user", &seam::connectors::servicenow::Query::new().eq("user_name", &SN_USERNAME).unwrap(), 10)
+        sn.query("sys_user", &seam::connectors::servicenow::Query::new().eq("user_name", SN_USERNAME).unwrap(), 10)
             .await
             .unwrap()
             .len(),
@@ -330,7 +330,7 @@ async fn secrets_come_from_the_environment_and_a_missing_one_is_named() {
         servicenow::Auth::Basic { username: SN_USERNAME.into(), password: Secret::env("SEAM_AUTH_TEST_SN_PASSWORD") };
     let sn = ServiceNow::new(&c, "acme", Some(&sim.ca_pem), quick()).unwrap();
     assert_eq!(
-        sn.query("sys_user", &seam::connectors::servicenow::Query::new().eq("user_name", &SN_USERNAME).unwrap(), 1)
+        sn.query("sys_user", &seam::connectors::servicenow::Query::new().eq("user_name", SN_USERNAME).unwrap(), 1)
             .await
             .unwrap()
             .len(),

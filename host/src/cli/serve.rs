@@ -486,7 +486,7 @@ pub async fn start_engine(
             };
             tokio::spawn(reconcile_every(reconciler, Duration::from_secs(config.reconcile_minutes * 60)));
         }
-        let poller = Arc::new(Poller::new(&name, journal.clone(), systems.clone(), !pubsub));
+        let poller = Arc::new(Poller::new(name, journal.clone(), systems.clone(), !pubsub));
         // A first start's watermarks before seam says it is ready: a Case made after that is
         // caught up even if seam stops before its first poll or subscription.
         if let Err(e) = poller.begin().await {

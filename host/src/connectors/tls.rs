@@ -76,6 +76,7 @@ pub fn roots(extra_ca: Option<&Path>) -> Result<RootCertStore> {
 }
 
 /// An HTTP client builder that trusts what [`client_config`] trusts.
+#[allow(clippy::disallowed_methods, reason = "the one place clients are built")]
 pub fn http_client(extra_ca: Option<&Path>) -> Result<reqwest::ClientBuilder> {
     let mut tls = client_config(extra_ca)?;
     // reqwest negotiates HTTP/2 when the server offers it, as it would with its own TLS setup.

@@ -247,6 +247,7 @@ fn spawn_epoch_ticker(engine: &Engine) {
     std::thread::Builder::new()
         .name("seam-epoch".into())
         .spawn(move || loop {
+            #[allow(clippy::disallowed_methods, reason = "the epoch thread is its own")]
             std::thread::sleep(EPOCH_TICK);
             match weak.upgrade() {
                 Some(engine) => engine.increment_epoch(),
@@ -262,6 +263,7 @@ fn spawn_warm_sweeper(runtime: Weak<RuntimeInner>) {
     std::thread::Builder::new()
         .name("seam-warm-sweeper".into())
         .spawn(move || loop {
+            #[allow(clippy::disallowed_methods, reason = "the sweeper thread is its own")]
             std::thread::sleep(WARM_IDLE / 5);
             let Some(runtime) = runtime.upgrade() else { break };
             let lists: Vec<Arc<WarmList>> = {

@@ -149,6 +149,8 @@ impl Notifier {
         ca_pem: &[u8],
         attempts: Option<u32>,
     ) -> anyhow::Result<Self> {
+        // The emulators play Salesforce and ServiceNow calling out: they are not seam's connectors.
+        #[allow(clippy::disallowed_methods, reason = "an emulator's own outbound client")]
         let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
         // The engine's intake may itself sit behind this simulator's certificate.
         if let Ok(ca) = reqwest::Certificate::from_pem(ca_pem) {

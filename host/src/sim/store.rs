@@ -23,6 +23,7 @@ struct Inner {
 }
 
 impl Store {
+    #[allow(clippy::disallowed_methods, reason = "the emulators keep their own records, apart from seam's journal")]
     pub fn open(path: &Path) -> Result<Self> {
         let db =
             Connection::open(path).with_context(|| format!("opening the simulator database {}", path.display()))?;

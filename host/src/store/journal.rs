@@ -153,6 +153,12 @@ fn run_group(db: &mut Connection, jobs: &mut [Job], savepoints: bool) -> Result<
     Ok(Some(results))
 }
 
+/// A connection to the journal's file; `purpose` completes the error ("opening the journal x.db{purpose}").
+#[allow(clippy::disallowed_methods, reason = "the journal is where seam's SQLite connections are made")]
+fn connect(path: &Path, purpose: &str) -> Result<Connection> {
+    Connection::open(path).with_context(|| format!("opening the journal {}{purpose}", path.display()))
+}
+
 /// Checkpoints the WAL every half second from its own connection; stops when dropped.
 struct Checkpointer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -160,8 +166,7 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn start(path: &Path) -> Result<Self> {
-        let db = Connection::open(path)
-            .with_context(|| format!("opening the journal {} to checkpoint it", path.display()))?;
+        let db = connect(path, " to checkpoint it")?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = stop.clone();
@@ -169,6 +174,10 @@ impl Checkpointer {
             .name("seam-checkpoint".into())
             .spawn(move || {
                 while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    #[allow(
+                        clippy::disallowed_methods,
+                        reason = "the checkpoint thread is its own, not a tokio worker"
+                    )]
                     std::thread::sleep(std::time::Duration::from_millis(500));
                     // PASSIVE: copies what no reader still needs, never blocks a writer.
                     if let Err(e) = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
@@ -334,7 +343,7 @@ impl Journal {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let db = Connection::open(path).with_context(|| format!("opening the journal {}", path.display()))?;
+        let db = connect(path, "")?;
         // `seam dlq`, `seam reconcile` and `seam serve` may share the file: wait out each other's writes.
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         // More statements than rusqlite's default 16 are in steady use; a miss re-parses the SQL.
@@ -445,8 +454,7 @@ impl Journal {
         )?;
         // Before workflow packs, every pack was the mapping.
         add_column(&db, "pack_history", "slot", "TEXT NOT NULL DEFAULT 'mapping'")?;
-        let reader =
-            Connection::open(path).with_context(|| format!("opening the journal {} for reading", path.display()))?;
+        let reader = connect(path, " for reading")?;
         reader.busy_timeout(std::time::Duration::from_secs(10))?;
         reader.set_prepared_statement_cache_capacity(32);
         reader.execute_batch("PRAGMA cache_size = -16384; PRAGMA query_only = 1;")?;

@@ -83,7 +83,8 @@ impl Credentials {
 /// How each call proves who it is: a Basic header, or a token from [`InstanceLogin`].
 pub enum Access {
     Basic { username: String, password: SecretString },
-    OAuth(Tokens<InstanceLogin>),
+    // Boxed: a token cache is six times the size of a Basic login.
+    OAuth(Box<Tokens<InstanceLogin>>),
 }
 
 impl Access {
@@ -96,21 +97,23 @@ impl Access {
                 password: password.resolve(&format!("{what}.auth.password"))?,
             },
             Auth::OauthPassword { client_id, client_secret, username, password } => {
-                Access::OAuth(Tokens::new(InstanceLogin {
+                Access::OAuth(Box::new(Tokens::new(InstanceLogin {
                     http,
                     token_url,
                     client_id: client_id.clone(),
                     client_secret: client_secret.resolve(&format!("{what}.auth.client_secret"))?,
                     user: Some((username.clone(), password.resolve(&format!("{what}.auth.password"))?)),
-                }))
+                })))
             }
-            Auth::ClientCredentials { client_id, client_secret } => Access::OAuth(Tokens::new(InstanceLogin {
-                http,
-                token_url,
-                client_id: client_id.clone(),
-                client_secret: client_secret.resolve(&format!("{what}.auth.client_secret"))?,
-                user: None,
-            })),
+            Auth::ClientCredentials { client_id, client_secret } => {
+                Access::OAuth(Box::new(Tokens::new(InstanceLogin {
+                    http,
+                    token_url,
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.resolve(&format!("{what}.auth.client_secret"))?,
+                    user: None,
+                })))
+            }
         })
     }
 }

@@ -138,6 +138,7 @@ struct Batch {
 }
 
 impl Subscriber {
+    #[allow(clippy::too_many_arguments, reason = "one stream's dependencies, each named at the one call")]
     pub fn new(
         tenant: &str,
         journal: Arc<Journal>,

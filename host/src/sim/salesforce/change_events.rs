@@ -101,11 +101,16 @@ pub struct Written<'a> {
     pub before: Option<&'a Map<String, Value>>,
 }
 
+type SchemaKey = (String, Vec<String>);
+/// One change event: its object, change type, schema and body, and the records it covers.
+type EventGroup<'w> = (&'static ObjectDef, &'static str, Arc<EventSchema>, Body, Vec<&'w str>);
+
 pub struct Bus {
     store: Arc<Store>,
     /// The newest replay id; subscriptions wait on it.
     tip: tokio::sync::watch::Sender<u64>,
-    schemas: Mutex<HashMap<(String, Vec<String>), Arc<EventSchema>>>,
+    /// By object and the fields removed from it.
+    schemas: Mutex<HashMap<SchemaKey, Arc<EventSchema>>>,
     settings: Mutex<BusSettings>,
 }
 
@@ -234,8 +239,8 @@ impl Bus {
         let commit_number = crate::sim::store::next_in(db, "sf.pubsub.commit")?;
         let transaction_key = uuid_like();
         let now = chrono::Utc::now().timestamp_millis();
-        // (object, change type, body) → the records it covers, in write order.
-        let mut grouped: Vec<(&'static ObjectDef, &'static str, Arc<EventSchema>, Body, Vec<&str>)> = Vec::new();
+        // (object, change type, schema, body) → the records it covers, in write order.
+        let mut grouped: Vec<EventGroup> = Vec::new();
         for w in writes.iter().filter(|w| w.obj.notifies) {
             let schema = self.schema(w.obj, removed)?;
             let (change, body) = match gap {

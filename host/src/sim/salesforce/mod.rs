@@ -446,23 +446,23 @@ impl ChangeType {
 fn publish_in(
     e: &Emulator,
     db: &rusqlite::Connection,
-    writes: &[(&'static ObjectDef, ChangeType, &str, &Map<String, Value>, Option<&Map<String, Value>>)],
+    written: &[change_events::Written],
     caller: &Caller,
 ) -> anyhow::Result<()> {
     let Some(bus) = &e.change_events else { return Ok(()) };
     let removed: Vec<String> = e.removed_fields.read().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
-    let written: Vec<_> = writes
-        .iter()
-        .map(|(obj, change, id, record, before)| change_events::Written {
-            obj,
-            change: change.as_str(),
-            id,
-            record,
-            before: *before,
-        })
-        .collect();
     let gap = !written.is_empty() && e.faults.gap_event();
-    bus.append_in(db, &written, &caller.user, &caller.change_origin(), &removed, gap)
+    bus.append_in(db, written, &caller.user, &caller.change_origin(), &removed, gap)
+}
+
+fn written<'a>(
+    obj: &'static ObjectDef,
+    change: ChangeType,
+    id: &'a str,
+    record: &'a Map<String, Value>,
+    before: Option<&'a Map<String, Value>>,
+) -> change_events::Written<'a> {
+    change_events::Written { obj, change: change.as_str(), id, record, before }
 }
 
 /// After the transaction that appended change events committed: wake the subscriptions.
@@ -514,7 +514,7 @@ fn store_notifying(
         if let Some(o) = outgoing {
             queue_in(db, o, obj, record)?;
         }
-        publish_in(e, db, &[(obj, change, id, record, before)], caller)
+        publish_in(e, db, &[written(obj, change, id, record, before)], caller)
     })?;
     published(e);
     Ok(())
@@ -524,7 +524,7 @@ fn store_notifying(
 fn notify_deleted(e: &Emulator, deleted: &[(&'static ObjectDef, String, Map<String, Value>)], caller: &Caller) {
     let stored = e.store.put_all_with(EMULATOR, Vec::new(), |db| {
         let writes: Vec<_> =
-            deleted.iter().map(|(obj, id, record)| (*obj, ChangeType::Delete, id.as_str(), record, None)).collect();
+            deleted.iter().map(|(obj, id, record)| written(obj, ChangeType::Delete, id, record, None)).collect();
         publish_in(e, db, &writes, caller)
     });
     match stored {
@@ -939,7 +939,7 @@ fn finish_collection(e: &Emulator, all_or_none: bool, prepared: Vec<Prepared>, c
             }
         }
         let events: Vec<_> =
-            notifying.iter().map(|w| (w.obj, change(w), w.id.as_str(), &w.record, w.before.as_ref())).collect();
+            notifying.iter().map(|w| written(w.obj, change(w), &w.id, &w.record, w.before.as_ref())).collect();
         publish_in(e, db, &events, caller)
     });
     if let Err(err) = stored {
