@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod config;
 pub mod connectors;
 pub mod engine;
 pub mod files;
@@ -13,8 +14,8 @@ pub mod model;
 pub mod packs;
 pub mod runtime;
 pub mod secrets;
+pub mod service;
 pub mod setup;
-pub mod sim;
 pub mod store;
 pub mod xml;
 

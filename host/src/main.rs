@@ -12,8 +12,10 @@ struct Cli {
 #[allow(clippy::large_enum_variant, reason = "parsed once per run; boxing would only move the bytes")]
 enum Command {
     /// Run the Case ⇄ Incident story end to end, no credentials needed.
+    #[cfg(feature = "sim")]
     Demo(cli::demo::DemoArgs),
     /// Run the Salesforce, ServiceNow and Slack emulators on loopback until stopped.
+    #[cfg(feature = "sim")]
     Sim(cli::sim::SimArgs),
     /// Run the sync engine: intake, processor and catch-up poller (with --sim, on the emulators).
     Serve(cli::serve::ServeArgs),
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The demo narrates from the audit trail; the engine's own log would drown it.
     let default_filter = match cli.command {
+        #[cfg(feature = "sim")]
         Command::Demo(_) => "warn",
         _ => "info,cranelift=warn,wasmtime=warn",
     };
@@ -63,9 +66,11 @@ fn main() -> std::process::ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("starting the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
+            #[cfg(feature = "sim")]
             Command::Demo(args) => cli::demo::run(args).await,
             Command::Plugin(cmd) => cli::plugin::run(cmd).await,
             Command::Pack(cmd) => cli::pack::run(cmd).await,
+            #[cfg(feature = "sim")]
             Command::Sim(args) => cli::sim::run(args).await,
             Command::Dlq(args) => cli::dlq::run(args),
             Command::Journal(args) => cli::journal::run(args),

@@ -30,6 +30,7 @@
 //! `cargo bench -p seam-tests --bench sync [-- --pairs N --burst N --steady-seconds N --retention-minutes MINUTES --retention-rate RATE]`
 //! (`--retention-minutes 0` leaves out the retention run)
 
+use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
 use seam::intake::salesforce::pubsub::Source;
@@ -102,8 +103,8 @@ async fn all<F: Future<Output = ()>>(futures: impl IntoIterator<Item = F>, width
 }
 
 struct Bench {
-    sim: seam::sim::Sim,
-    engine: seam::cli::serve::Engine,
+    sim: seam_sim::Sim,
+    engine: seam::service::Engine,
     db: rusqlite::Connection,
     path: std::path::PathBuf,
 }
@@ -154,7 +155,7 @@ async fn start(
     name: &str,
     source: Source,
     pairs: usize,
-    tweak: impl FnOnce(&mut seam::cli::serve::Config),
+    tweak: impl FnOnce(&mut seam::config::Config),
 ) -> (Bench, Systems, Vec<String>, Vec<String>) {
     // Catch-up polling is for lost notifications; once a minute, as a production
     // configuration would have it (the demo polls every 5 s). Its cost is printed apart.

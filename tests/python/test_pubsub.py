@@ -20,7 +20,7 @@ import requests
 
 from conftest import ROOT, admin
 
-PROTO = ROOT / "host" / "proto"
+PROTO = ROOT / "proto"
 
 
 @pytest.fixture(scope="module")

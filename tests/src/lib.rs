@@ -7,10 +7,11 @@ pub fn pack_bytes(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("reading {path} (built by tests/build.rs): {e}"))
 }
 
+use seam::cli::simulated::Simulated;
 use seam::intake::{self, Intake, TenantIntake};
-use seam::sim::notify::NotifyTarget;
-use seam::sim::{salesforce::ORG_ID, Sim, SimConfig};
 use seam::store::Journal;
+use seam_sim::notify::NotifyTarget;
+use seam_sim::{salesforce::ORG_ID, Sim, SimConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -117,7 +118,7 @@ pub async fn engine_on_sim(
     name: &str,
     mapping: Vec<u8>,
     workflows: &[Vec<u8>],
-) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
+) -> (Sim, seam::service::Engine, seam::config::Config) {
     engine_on_sim_with(name, mapping, workflows, |_| {}).await
 }
 
@@ -126,8 +127,8 @@ pub async fn engine_on_sim_with(
     name: &str,
     mapping: Vec<u8>,
     workflows: &[Vec<u8>],
-    tweak: impl FnOnce(&mut seam::cli::serve::Config),
-) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
+    tweak: impl FnOnce(&mut seam::config::Config),
+) -> (Sim, seam::service::Engine, seam::config::Config) {
     engine_on_sim_events(name, mapping, workflows, seam::intake::salesforce::pubsub::Source::OutboundMessages, tweak)
         .await
 }
@@ -138,8 +139,8 @@ pub async fn engine_on_sim_events(
     mapping: Vec<u8>,
     workflows: &[Vec<u8>],
     events: seam::intake::salesforce::pubsub::Source,
-    tweak: impl FnOnce(&mut seam::cli::serve::Config),
-) -> (Sim, seam::cli::serve::Engine, seam::cli::serve::Config) {
+    tweak: impl FnOnce(&mut seam::config::Config),
+) -> (Sim, seam::service::Engine, seam::config::Config) {
     let state = scratch_dir(name);
     let mapping_path = state.join("mapping.seampack");
     std::fs::write(&mapping_path, mapping).unwrap();
@@ -153,16 +154,16 @@ pub async fn engine_on_sim_events(
         })
         .collect();
     let (sim, mut config) =
-        seam::cli::serve::sim_config(&state, &mapping_path, &workflow_paths, None, events).await.unwrap();
+        seam::cli::simulated::sim_config(&state, &mapping_path, &workflow_paths, None, events).await.unwrap();
     // Tests reconcile when they mean to, not on a timer.
     config.reconcile_minutes = 0;
     tweak(&mut config);
-    let engine = seam::cli::serve::start_engine(&config, std::future::pending()).await.unwrap();
+    let engine = seam::service::start_engine(&config, std::future::pending()).await.unwrap();
     (sim, engine, config)
 }
 
 /// Wait until the emulators have nothing left to send and `demo`'s journal nothing left to do.
-pub async fn settle(sim: &Sim, engine: &seam::cli::serve::Engine) {
+pub async fn settle(sim: &Sim, engine: &seam::service::Engine) {
     settle_within(sim, engine, std::time::Duration::from_secs(30)).await;
 }
 
@@ -182,7 +183,7 @@ fn unread_case_events(sim: &Sim, stored: Option<u64>) -> u64 {
 /// [`settle`] with a time bound; returns when the quiet began (five empty looks, 50 ms apart).
 pub async fn settle_within(
     sim: &Sim,
-    engine: &seam::cli::serve::Engine,
+    engine: &seam::service::Engine,
     limit: std::time::Duration,
 ) -> std::time::Instant {
     let started = std::time::Instant::now();

@@ -3,14 +3,16 @@
 //! never getting to send (or make seam read) a body, and slow, greedy or
 //! flooding clients on intake.
 
-use seam::cli::serve::{sim_config, start_engine, Config};
+use seam::cli::simulated::sim_config;
+use seam::config::Config;
 use seam::secrets::Secret;
+use seam::service::start_engine;
 use seam_tests::{seampack, CASE_INCIDENT};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The emulators and a configuration for them, with the case-incident pack.
-async fn on_sim(name: &str) -> (seam::sim::Sim, Config, std::path::PathBuf) {
+async fn on_sim(name: &str) -> (seam_sim::Sim, Config, std::path::PathBuf) {
     let state = seam_tests::scratch_dir(name);
     let pack = state.join("case-incident.seampack");
     std::fs::write(&pack, seampack(CASE_INCIDENT, "case-incident", None)).unwrap();
@@ -78,11 +80,7 @@ async fn the_admin_api_has_its_own_loopback_listener_and_each_token_its_tenant_a
         seam::secrets::ExposeSecret::expose_secret(&config.admin.operator_token().unwrap().unwrap()).to_string();
     let engine = start_engine(&config, std::future::pending()).await.unwrap();
     assert!(engine.admin_url.starts_with("http://127.0.0.1:"), "loopback: {}", engine.admin_url);
-    assert_eq!(
-        seam::cli::serve::AdminSettings::default().listen,
-        "127.0.0.1:8788",
-        "loopback unless configured otherwise"
-    );
+    assert_eq!(seam::config::AdminSettings::default().listen, "127.0.0.1:8788", "loopback unless configured otherwise");
 
     // Intake, which faces the internet, serves none of it.
     let http = reqwest::Client::new();

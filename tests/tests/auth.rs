@@ -4,12 +4,13 @@
 //! My Domain, form-encoded token calls, refresh before expiry, one new login
 //! when a session is revoked. Each refusal reaches the operator with the fix.
 
+use seam::cli::simulated::Simulated;
 use seam::connectors::salesforce::{self, Salesforce};
 use seam::connectors::servicenow::{self, ServiceNow};
 use seam::connectors::RetryPolicy;
 use seam::secrets::Secret;
-use seam::sim::credentials::*;
-use seam::sim::{Sim, SimConfig};
+use seam_sim::credentials::*;
+use seam_sim::{Sim, SimConfig};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -63,12 +64,12 @@ async fn the_jwt_bearer_flow_logs_in_with_the_apps_key_and_each_flaw_is_named_wi
     let who = sf.get_path("/services/oauth2/userinfo").await.unwrap();
     assert_eq!(
         (who["organization_id"].as_str(), who["preferred_username"].as_str()),
-        (Some(seam::sim::salesforce::ORG_ID), Some(SF_USERNAME))
+        (Some(seam_sim::salesforce::ORG_ID), Some(SF_USERNAME))
     );
 
     // A key whose certificate is not the app's.
     let dir = seam_tests::scratch_dir("auth-jwt-other-key");
-    let (other_key, _) = seam::sim::salesforce::connected_app::new_key_pair("someone else").unwrap();
+    let (other_key, _) = seam_sim::salesforce::connected_app::new_key_pair("someone else").unwrap();
     let other = dir.join("other.key");
     seam::secrets::write_secret_file(&other, &other_key).unwrap();
     let err = sf_error(&jwt(&sim, Secret::file(&other), SF_USERNAME, None), &sim).await;
@@ -110,7 +111,7 @@ async fn an_expired_assertion_is_refused_as_salesforce_refuses_it() {
     let assertion =
         jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).unwrap();
     let client = seam::connectors::tls::http_client(Some(&sim.ca_pem)).unwrap().build().unwrap();
-    let login = seam::sim::salesforce::oauth::login_url(&sim.salesforce.base_url);
+    let login = seam_sim::salesforce::oauth::login_url(&sim.salesforce.base_url);
     let response = client
         .post(format!("{login}/services/oauth2/token"))
         .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])
@@ -146,7 +147,7 @@ async fn client_credentials_work_on_the_my_domain_and_are_refused_on_the_login_h
     };
     let sf = Salesforce::connect(&cc(&sim.salesforce.base_url), "acme", Some(&sim.ca_pem), quick()).await.unwrap();
     assert!(sf.query("SELECT Id FROM User").await.unwrap().len() >= 2);
-    let err = sf_error(&cc(&seam::sim::salesforce::oauth::login_url(&sim.salesforce.base_url)), &sim).await;
+    let err = sf_error(&cc(&seam_sim::salesforce::oauth::login_url(&sim.salesforce.base_url)), &sim).await;
     assert!(err.contains("request not supported on this domain") && err.contains("my.salesforce.com"), "{err}");
     // login.salesforce.com itself is refused before any call.
     let err = sf_error(&cc("https://login.salesforce.com"), &sim).await;
@@ -165,7 +166,7 @@ async fn client_credentials_work_on_the_my_domain_and_are_refused_on_the_login_h
 async fn the_username_password_flow_still_works_where_the_org_allows_it_and_says_why_not_where_it_does_not() {
     let sim = start("password").await;
     let password = salesforce::Credentials {
-        login_url: seam::sim::salesforce::oauth::login_url(&sim.salesforce.base_url),
+        login_url: seam_sim::salesforce::oauth::login_url(&sim.salesforce.base_url),
         auth: salesforce::Auth::Password {
             client_id: SF_CLIENT_ID.into(),
             client_secret: Secret::value(SF_CLIENT_SECRET),
@@ -280,7 +281,7 @@ async fn servicenow_client_credentials_need_the_property_and_basic_still_works()
         .query(
             "sys_properties",
             &seam::connectors::servicenow::Query::new()
-                .eq("name", seam::sim::servicenow::oauth::CLIENT_CREDENTIALS_PROPERTY)
+                .eq("name", seam_sim::servicenow::oauth::CLIENT_CREDENTIALS_PROPERTY)
                 .unwrap(),
             1,
         )

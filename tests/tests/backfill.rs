@@ -2,6 +2,7 @@
 //! Cases changed since a date, page by page, resumes where it stopped, and
 //! stops while the org's daily API allowance still has the reserve left.
 
+use seam::cli::simulated::Simulated;
 use seam::engine::backfill::{parse_since, Backfill, Pause};
 use seam::engine::poller::SALESFORCE_CASES;
 use seam_tests::{seampack, settle, CASE_INCIDENT};
@@ -19,7 +20,7 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
     let state = seam_tests::scratch_dir("backfill");
     let pack = state.join("mapping.seampack");
     std::fs::write(&pack, seampack(CASE_INCIDENT, "case-incident", None)).unwrap();
-    let (sim, mut config) = seam::cli::serve::sim_config(
+    let (sim, mut config) = seam::cli::simulated::sim_config(
         &state,
         &pack,
         &[],
@@ -31,7 +32,7 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
     config.reconcile_minutes = 0;
     let people = sim.systems(seam::connectors::RetryPolicy::default()).await.unwrap();
     let since = chrono::Utc::now() - chrono::Duration::minutes(1);
-    sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
+    sim.salesforce.faults.set(seam_sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
     for n in 0..450 {
         let priority = if n % 3 == 0 { "High" } else { "Low" };
         people
@@ -43,7 +44,7 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
     sim.salesforce.faults.set(Default::default());
 
     // seam's first start: its catch-up poll begins after the history, and syncs none of it.
-    let engine = seam::cli::serve::start_engine(&config, std::future::pending()).await.unwrap();
+    let engine = seam::service::start_engine(&config, std::future::pending()).await.unwrap();
     let seam_systems = Arc::new(sim.seam_systems(seam::connectors::RetryPolicy::default()).await.unwrap());
     let started = std::time::Instant::now();
     while engine.journal.watermark("demo", SALESFORCE_CASES).unwrap().is_none() {
@@ -82,7 +83,7 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
     job.plan().await.unwrap(); // an answer that reports the usage
     assert!(matches!(job.next_page(0.1).await.unwrap(), Err(Pause::Budget(_, _))), "stopped at the reserve");
     assert_eq!(job.plan().await.unwrap().done, 400, "nothing journaled past the stop");
-    sim.salesforce.api_limit.store(seam::sim::salesforce::DAILY_API_LIMIT, std::sync::atomic::Ordering::Relaxed);
+    sim.salesforce.api_limit.store(seam_sim::salesforce::DAILY_API_LIMIT, std::sync::atomic::Ordering::Relaxed);
     job.plan().await.unwrap();
     assert_eq!(job.next_page(0.1).await.unwrap().map(|(read, _)| read), Ok(50));
     assert_eq!(job.next_page(0.1).await.unwrap(), Err(Pause::Finished));

@@ -5,6 +5,7 @@
 //! metrics, a reconciliation pass, the background prune) leaves the journal's
 //! count of connections handed out on a worker at zero, and `/metrics` says so.
 
+use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::engine::reconcile::Reconciler;
 use seam::intake::salesforce::pubsub::Source;

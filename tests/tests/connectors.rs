@@ -1,12 +1,13 @@
 //! The connectors and the action applier against the emulators, in process:
 //! retries that converge, refusals that do not retry, links and identity.
 
+use seam::cli::simulated::Simulated;
 use seam::connectors::{ConnectorError, RetryPolicy};
 use seam::engine::apply::{no_progress, ApplyError, Resume, Systems};
 use seam::engine::normalize;
 use seam::model::{Action, ChangeKind, Field, JournalKind, RecordRef, System, Target};
-use seam::sim::faults::Faults;
-use seam::sim::{Sim, SimConfig};
+use seam_sim::faults::Faults;
+use seam_sim::{Sim, SimConfig};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -320,7 +321,7 @@ async fn a_write_whose_response_is_lost_is_found_by_the_retry_not_made_again() {
     let post =
         Action::PostSlack { channel: "lost-responses".into(), create_channel: false, text: "Bridge open".into() };
     let lose_next_write =
-        |system: &seam::sim::Emulator| system.faults.set(Faults { drop_responses_next: 1, ..Faults::default() });
+        |system: &seam_sim::Emulator| system.faults.set(Faults { drop_responses_next: 1, ..Faults::default() });
     for (action, system) in
         [(&task, &sim.salesforce), (&comment, &sim.salesforce), (&note, &sim.servicenow), (&post, &sim.slack)]
     {

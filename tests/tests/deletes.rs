@@ -4,6 +4,7 @@
 //! partner goes too (`delete`); the link ends either way. A delete notification that
 //! never arrived is caught up from ServiceNow's `sys_audit_delete`.
 
+use seam::cli::simulated::Simulated;
 use seam::connectors::servicenow::Query;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
@@ -11,7 +12,7 @@ use seam::engine::normalize::{CASE_INCIDENT_FIELD, INCIDENT_CASE_FIELD};
 use seam::intake::salesforce::pubsub::Source;
 use seam::model::{RecordRef, System};
 use seam::packs::manifest::{DeletePolicy, Deletes};
-use seam::sim::Sim;
+use seam_sim::Sim;
 use seam_tests::{engine_on_sim_events, seampack_with, settle, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
 
@@ -21,7 +22,7 @@ fn obj(v: Value) -> Map<String, Value> {
 
 /// The engine on the emulators, Salesforce's changes over Pub/Sub (Outbound Messages are
 /// not sent for deletes), with the case-incident mapping under `deletes` (its own when None).
-async fn start(name: &str, deletes: Option<Deletes>) -> (Sim, seam::cli::serve::Engine, Systems) {
+async fn start(name: &str, deletes: Option<Deletes>) -> (Sim, seam::service::Engine, Systems) {
     let mapping = seampack_with(CASE_INCIDENT, "case-incident", |m| {
         if deletes.is_some() {
             m.deletes = deletes;
@@ -34,12 +35,7 @@ async fn start(name: &str, deletes: Option<Deletes>) -> (Sim, seam::cli::serve::
 }
 
 /// A Case with its incident, settled: (Case id, incident sys_id).
-async fn linked_pair(
-    sim: &Sim,
-    engine: &seam::cli::serve::Engine,
-    people: &Systems,
-    subject: &str,
-) -> (String, String) {
+async fn linked_pair(sim: &Sim, engine: &seam::service::Engine, people: &Systems, subject: &str) -> (String, String) {
     let case = people.salesforce.create("Case", &obj(json!({ "Subject": subject, "Priority": "High" }))).await.unwrap();
     settle(sim, engine).await;
     let incident =
@@ -198,7 +194,7 @@ async fn a_lost_delete_notification_is_caught_up_from_the_audit_of_deletes() {
     poller.poll_once().await.unwrap();
     assert!(engine.journal.watermark("demo", seam::engine::poller::SERVICENOW_INCIDENT_DELETES).unwrap().is_some());
 
-    sim.servicenow.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    sim.servicenow.faults.set(seam_sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
     // The watermark counts whole seconds: the delete comes in a later one.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     people.servicenow.delete("incident", &incident).await.unwrap();

@@ -2,6 +2,7 @@
 //! journal → processor → writes, with echo suppression and ownership.
 
 use arc_swap::ArcSwap;
+use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
 use seam::engine::dispatcher::Dispatcher;
@@ -10,8 +11,8 @@ use seam::engine::processor::{Processor, Retrying};
 use seam::model::{RecordRef, System, Value};
 use seam::packs::ActivePack;
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
-use seam::sim::Sim;
 use seam::store::Journal;
+use seam_sim::Sim;
 use seam_tests::{pack_bytes, rig, Rig, CASE_INCIDENT, TENANT};
 use serde_json::{json, Map};
 use std::sync::Arc;
@@ -204,12 +205,12 @@ async fn a_system_that_fails_for_a_while_converges_through_retries() {
     let h = harness("flaky").await;
     let sf = &h.people.salesforce;
     // More failures than one call's retries can absorb: the event goes back to the journal and is retried later.
-    h.sim.servicenow.faults.set(seam::sim::faults::Faults {
+    h.sim.servicenow.faults.set(seam_sim::faults::Faults {
         server_error_next: 6,
         retry_after_secs: 0,
         ..Default::default()
     });
-    h.sim.salesforce.faults.set(seam::sim::faults::Faults {
+    h.sim.salesforce.faults.set(seam_sim::faults::Faults {
         rate_limit_next: 2,
         retry_after_secs: 0,
         ..Default::default()
@@ -274,7 +275,7 @@ async fn catch_up_polling_recovers_notifications_that_never_arrived() {
     assert_eq!(poller.poll_once().await.unwrap().read, 0, "a first start reads nothing: it sets the watermarks");
 
     // Salesforce never announces this Case.
-    h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    h.sim.salesforce.faults.set(seam_sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
     let case = sf.create("Case", &obj(json!({ "Subject": "lost notification", "Priority": "Medium" }))).await.unwrap();
     h.settle().await;
     assert_eq!(h.journal.count(TENANT).unwrap(), 0, "nothing arrived");
@@ -284,7 +285,7 @@ async fn catch_up_polling_recovers_notifications_that_never_arrived() {
         sf.get("Case", &case).await.unwrap()["ServiceNow_Incident__c"].as_str().expect("caught up").to_string();
 
     // ServiceNow never announces the resolution.
-    h.sim.servicenow.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    h.sim.servicenow.faults.set(seam_sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
     sn.update("incident", &incident, &obj(json!({ "state": "2" }))).await.unwrap();
     h.settle().await;
     assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "New", "not carried across yet");
@@ -308,8 +309,8 @@ async fn a_first_start_syncs_no_history_and_catches_up_from_then_on() {
     let h = harness("first-start").await;
     let (sf, sn) = (&h.people.salesforce, &h.people.servicenow);
     // Years of Cases and incidents, made before seam was there (nothing announced them).
-    h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
-    h.sim.servicenow.faults.set(seam::sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
+    h.sim.salesforce.faults.set(seam_sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
+    h.sim.servicenow.faults.set(seam_sim::faults::Faults { drop_notifications: 1.0, ..Default::default() });
     for n in 0..5 {
         sf.create("Case", &obj(json!({ "Subject": format!("old Case {n}"), "Priority": "Low" }))).await.unwrap();
         sn.insert("incident", &obj(json!({ "short_description": format!("old incident {n}") }))).await.unwrap();
@@ -332,7 +333,7 @@ async fn a_first_start_syncs_no_history_and_catches_up_from_then_on() {
 
     // From then on, a Case whose notification is lost is caught up.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    h.sim.salesforce.faults.set(seam_sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
     let case =
         sf.create("Case", &obj(json!({ "Subject": "new after the first start", "Priority": "High" }))).await.unwrap();
     h.settle().await;
@@ -463,7 +464,7 @@ async fn a_notification_older_than_seams_own_write_is_not_taken_for_a_persons_ed
     let incident = stale_record["ServiceNow_Incident__c"].as_str().unwrap().to_string();
 
     // seam writes Status=Working onto the Case; that write's own notification is still on its way (here: lost).
-    h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    h.sim.salesforce.faults.set(seam_sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
     sn.update("incident", &incident, &obj(json!({ "state": "2" }))).await.unwrap();
     h.settle().await;
     assert_eq!(sf.get("Case", &case).await.unwrap()["Status"], "Working");
@@ -641,7 +642,7 @@ async fn seams_own_write_coming_back_is_settled_at_intake_unless_an_earlier_even
     // A person moves the incident and seam writes the Case; that write's Outbound
     // Message (held back here until the write's outcome is in the journal, as it
     // mostly is in a busy sync) is settled as it is journaled: an echo, never claimed.
-    h.sim.salesforce.faults.set(seam::sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
+    h.sim.salesforce.faults.set(seam_sim::faults::Faults { drop_notifications_next: 1, ..Default::default() });
     sn.update("incident", &incident, &obj(json!({ "state": "2" }))).await.unwrap();
     h.settle().await;
     let expected = h.journal.expected_echoes(TENANT, &record).unwrap();
@@ -1046,7 +1047,7 @@ async fn an_outage_is_waited_out_for_the_retry_window_without_holding_up_other_r
 
     // An engineer picks incident A up just as the instance goes down.
     sn.update("incident", &incident_a, &obj(json!({ "state": "2" }))).await.unwrap();
-    h.sim.servicenow.faults.set(seam::sim::faults::Faults {
+    h.sim.servicenow.faults.set(seam_sim::faults::Faults {
         server_error: 1.0,
         retry_after_secs: 0,
         ..Default::default()
@@ -1078,7 +1079,7 @@ async fn an_outage_is_waited_out_for_the_retry_window_without_holding_up_other_r
     );
 
     // Down again, for longer than the window.
-    h.sim.servicenow.faults.set(seam::sim::faults::Faults {
+    h.sim.servicenow.faults.set(seam_sim::faults::Faults {
         server_error: 1.0,
         retry_after_secs: 0,
         ..Default::default()

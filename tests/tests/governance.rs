@@ -1,13 +1,14 @@
 //! Governance on the emulators: drift repaired by reconciliation (and
 //! audited), `/metrics`, and backlog alerts once per episode.
 
+use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::engine::alerts::{Alert, AlertConfig, Alerter};
 use seam::engine::reconcile::Reconciler;
 use seam::model::{Change, ChangeKind, RecordRef, System, Value};
-use seam::sim::faults::Faults;
-use seam::sim::Sim;
 use seam::store::Journal;
+use seam_sim::faults::Faults;
+use seam_sim::Sim;
 use seam_tests::{engine_on_sim, seampack, settle, CASE_INCIDENT};
 use serde_json::{json, Map};
 use std::sync::Arc;
@@ -144,7 +145,7 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
     let dir = state("alerts");
-    let sim = Sim::start(seam::sim::SimConfig::new(dir.join("sim"))).await.unwrap();
+    let sim = Sim::start(seam_sim::SimConfig::new(dir.join("sim"))).await.unwrap();
     let journal = Arc::new(Journal::open(&dir.join("journal.db")).unwrap());
     let systems = Arc::new(sim.seam_systems(RetryPolicy::default()).await.unwrap());
     let config = AlertConfig {

@@ -2,8 +2,10 @@
 //! plugins directory, with a rollback and a refused pack along the way.
 //! Nothing is lost, nothing is processed twice.
 
-use seam::cli::serve::{sim_config, start_engine};
+use seam::cli::simulated::sim_config;
+use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
+use seam::service::start_engine;
 use seam_tests::{seampack, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;

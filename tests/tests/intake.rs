@@ -1,6 +1,7 @@
 //! Intake: the emulators push notifications to seam's endpoints; each is
 //! authenticated, journaled once, and acknowledged only once stored.
 
+use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::model::{ChangeKind, Value};
 use seam::store::Journal;
@@ -31,7 +32,7 @@ async fn wait_for(journal: &Journal, n: u64) {
 
 /// The headers that sign a ServiceNow notification now, as the business rule does.
 fn sign(secret: &str, body: &[u8]) -> [(String, String); 2] {
-    seam::sim::notify::sign(secret, body)
+    seam_sim::notify::sign(secret, body)
 }
 
 /// The same, signed `seconds_ago` seconds ago.
@@ -154,7 +155,7 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
         };
         format!(
             r#"<?xml version="1.0" encoding="UTF-8"?>{prolog}<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>{}</OrganizationId>{}</notifications></soapenv:Body></soapenv:Envelope>"#,
-            seam::sim::salesforce::ORG_ID,
+            seam_sim::salesforce::ORG_ID,
             (0..n).map(notification).collect::<String>()
         )
     };
@@ -323,10 +324,10 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
         (
             "SOAP from another org",
             {
-                let b = seam::sim::salesforce::soap::outbound_message(
+                let b = seam_sim::salesforce::soap::outbound_message(
                     "00D000000000OTHER",
                     "https://x",
-                    &[&seam::sim::salesforce::soap::notification(
+                    &[&seam_sim::salesforce::soap::notification(
                         "04l1",
                         "Case",
                         &obj(json!({ "Id": "500000000000001AAA" })),

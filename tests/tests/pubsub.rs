@@ -3,6 +3,7 @@
 //! The org sends no Outbound Messages here; ServiceNow still pushes.
 
 use arc_swap::ArcSwap;
+use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
 use seam::engine::dispatcher::Dispatcher;
@@ -12,9 +13,9 @@ use seam::engine::processor::Processor;
 use seam::intake::salesforce::pubsub::{self as events, PubSubSettings, Subscriber};
 use seam::packs::ActivePack;
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
-use seam::sim::salesforce::change_events::BusSettings;
-use seam::sim::Sim;
 use seam::store::Journal;
+use seam_sim::salesforce::change_events::BusSettings;
+use seam_sim::Sim;
 use seam_tests::{pack_bytes, rig, Rig, CASE_INCIDENT, TENANT};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -69,7 +70,7 @@ async fn harness(name: &str) -> Harness {
 impl Harness {
     fn subscriber(&self) -> Arc<Subscriber> {
         let settings = PubSubSettings { url: self.sim.pubsub_url.clone(), platform_event: None };
-        let org = seam::sim::salesforce::ORG_ID;
+        let org = seam_sim::salesforce::ORG_ID;
         Arc::new(
             Subscriber::new(
                 TENANT,
@@ -322,7 +323,7 @@ async fn gap_events_are_read_back_through_rest() {
     h.settle().await;
     let incident = h.incident_of(&case).await.unwrap();
     // The platform cannot build the next event: it publishes GAP_UPDATE, the header alone.
-    h.sim.salesforce.faults.set(seam::sim::faults::Faults { gap_events_next: 1, ..Default::default() });
+    h.sim.salesforce.faults.set(seam_sim::faults::Faults { gap_events_next: 1, ..Default::default() });
     sf.update("Case", &case, &obj(json!({ "Priority": "Critical" }))).await.unwrap();
     h.settle().await;
     assert_eq!(
@@ -340,7 +341,7 @@ async fn a_gap_whose_catch_up_poll_fails_stays_owed_across_a_restart() {
     let missed = h.down_past_retention("its event expired, and the first poll failed").await;
     let bus = h.sim.salesforce.change_events.as_ref().unwrap();
     // When seam comes back, the org's REST API fails.
-    h.sim.salesforce.faults.set(seam::sim::faults::Faults { server_error: 1.0, ..Default::default() });
+    h.sim.salesforce.faults.set(seam_sim::faults::Faults { server_error: 1.0, ..Default::default() });
     let failing = h.subscribe();
     // The new subscription stands at the tip, and its keepalives store its position; the poll stays owed.
     let started = Instant::now();

@@ -3,13 +3,13 @@
 //! (`host/src/intake/servicenow/notification.json`) describes, skips the
 //! integration user's changes, and intake takes what it sends.
 
-use seam::intake::servicenow::Contract;
+use seam::intake::servicenow::{signature, Contract};
 use seam::intake::{self, Intake, TenantIntake};
 use seam::secrets::Secret;
 use seam::setup::servicenow::{property_prefix, update_set, PushSetup};
 use seam::store::Journal;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 #[tokio::test]
@@ -25,7 +25,7 @@ async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them()
     let xml = update_set(&setup, chrono::Utc::now());
 
     // The rule as the instance reads it from the file.
-    let records = seam::sim::servicenow::update_sets::records(&xml).unwrap();
+    let records = seam_sim::servicenow::update_sets::records(&xml).unwrap();
     let (_, rule) =
         records.iter().find(|(table, _)| table == "sys_script").expect("the update set holds a business rule");
     let field = |name: &str| rule[name].as_str().unwrap().to_string();
@@ -115,4 +115,49 @@ async fn the_generated_rule_sends_the_contracts_requests_and_intake_takes_them()
                 && entries[0].event_key.ends_with(&example.operation)
         );
     }
+}
+
+/// The ServiceNow emulator runs seam's rule as the script does (it has no JavaScript engine):
+/// for the contract's records it sends the contract's bytes, signed as the contract says.
+#[test]
+fn the_emulated_rule_sends_the_contracts_bytes_for_the_contracts_records() {
+    for example in Contract::load().examples {
+        let mut fields = BTreeMap::new();
+        let mut displays = BTreeMap::new();
+        let mut journal = BTreeMap::new();
+        for el in &example.elements {
+            match el.kind.as_str() {
+                "journal_list" => {}
+                "journal" | "journal_input" => {
+                    let entry = el.journal.clone().unwrap_or_default();
+                    if let Some((_, text)) = entry.split_once('\n') {
+                        let text = text.trim_end_matches('\n');
+                        if !text.is_empty() {
+                            journal.insert(el.name.clone(), text.to_string());
+                        }
+                    }
+                }
+                _ => {
+                    let value = el.value.clone().unwrap_or_default();
+                    if let Some(shown) = el.display.clone().filter(|d| !d.is_empty() && *d != value) {
+                        displays.insert(el.name.clone(), shown);
+                    }
+                    fields.insert(el.name.clone(), value);
+                }
+            }
+        }
+        let sent = seam_sim::servicenow::push::body(&example.table, &example.operation, &fields, &displays, &journal);
+        assert_eq!(sent, example.body, "{}", example.name);
+        assert_eq!(signature(&example.secret, example.sent_at, sent.as_bytes()), example.signature, "{}", example.name);
+    }
+}
+
+/// The emulator knows seam's rule by the first line of its script, and its properties by their prefix.
+#[test]
+fn the_emulator_recognises_the_rule_seam_ships() {
+    assert_eq!(seam_sim::servicenow::push::SCRIPT_MARKER, seam::setup::servicenow::SCRIPT_MARKER);
+    assert_eq!(seam_sim::servicenow::push::property_prefix("acme"), property_prefix("acme"));
+    let body = b"{\"table\":\"incident\"}";
+    let signed = seam_sim::servicenow::push::signed_headers("s3cret", 1_700_000_000, body);
+    assert_eq!(signed, seam::intake::servicenow::signed_headers("s3cret", 1_700_000_000, body));
 }

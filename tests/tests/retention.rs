@@ -2,6 +2,7 @@
 //! settled events after their days, audit rows after theirs, a dead letter
 //! never while it waits. `seam journal prune --dry-run` says what would go.
 
+use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::model::{RecordRef, System};
 use seam::store::retention::{Pruned, Retention};

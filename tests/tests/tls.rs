@@ -4,7 +4,7 @@
 //! child process of this test binary with the environment it needs.
 
 use seam::connectors::RetryPolicy;
-use seam::sim::{Sim, SimConfig};
+use seam_sim::{Sim, SimConfig};
 use std::process::Command;
 
 /// Set in the child: which case to run, and where the emulators are.
@@ -20,8 +20,8 @@ async fn child_connects_without_a_configured_ca() {
     let credentials = seam::connectors::salesforce::Credentials {
         login_url,
         auth: seam::connectors::salesforce::Auth::JwtBearer {
-            consumer_key: seam::sim::credentials::SF_CLIENT_ID.into(),
-            username: seam::sim::credentials::SF_USERNAME.into(),
+            consumer_key: seam_sim::credentials::SF_CLIENT_ID.into(),
+            username: seam_sim::credentials::SF_USERNAME.into(),
             private_key: seam::secrets::Secret::file(sim_state.join("connected-app.key")),
             audience: None,
         },
@@ -42,7 +42,7 @@ fn run_child(sim: &Sim, case: &str, cert_file: Option<&std::path::Path>) -> Stri
     command
         .args(["child_connects_without_a_configured_ca", "--exact", "--nocapture", "--test-threads=1"])
         .env(CASE, case)
-        .env(SIM_URL, seam::sim::salesforce::oauth::login_url(&sim.salesforce.base_url))
+        .env(SIM_URL, seam_sim::salesforce::oauth::login_url(&sim.salesforce.base_url))
         .env("SEAM_TLS_SIM_STATE", sim.ca_pem.parent().unwrap())
         .env_remove("SSL_CERT_DIR");
     match cert_file {
@@ -75,7 +75,7 @@ fn a_configured_ca_is_added_to_the_systems_roots_never_in_their_place() {
         return;
     }
     let dir = seam_tests::scratch_dir("tls-extra");
-    let ca = seam::sim::tls::ensure(&dir).unwrap().ca_pem;
+    let ca = seam_sim::tls::ensure(&dir).unwrap().ca_pem;
     let system = seam::connectors::tls::roots(None).unwrap().len();
     let with_extra = seam::connectors::tls::roots(Some(&ca)).unwrap().len();
     assert_eq!(with_extra, system + 1);

@@ -4,10 +4,11 @@
 //! incident does not fire it; an incident raised in ServiceNow finds its
 //! Account by the stable key; rolling the workflow back removes it.
 
-use seam::cli::serve::Engine;
+use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
-use seam::sim::Sim;
+use seam::service::Engine;
+use seam_sim::Sim;
 use seam_tests::{engine_on_sim, seampack, CASE_INCIDENT, SEV1_BRIDGE};
 use serde_json::{json, Map, Value};
 
@@ -16,7 +17,7 @@ fn pack(component: &str, plugin: &str) -> Vec<u8> {
 }
 
 /// The mapping and the sev1-bridge workflow, serving `demo` on the emulators.
-async fn start(name: &str) -> (Sim, Engine, seam::cli::serve::Config) {
+async fn start(name: &str) -> (Sim, Engine, seam::config::Config) {
     engine_on_sim(name, pack(CASE_INCIDENT, "case-incident"), &[pack(SEV1_BRIDGE, "sev1-bridge")]).await
 }
 
@@ -227,7 +228,7 @@ async fn a_workflow_resumed_after_a_failure_repeats_nothing_and_still_links_what
         .unwrap();
 
     // More failures than one attempt's retries (6): the first attempt gives up, a later one gets through.
-    sim.slack.faults.set(seam::sim::faults::Faults { server_error_next: 8, retry_after_secs: 0, ..Default::default() });
+    sim.slack.faults.set(seam_sim::faults::Faults { server_error_next: 8, retry_after_secs: 0, ..Default::default() });
     let case = sf
         .create("Case", &obj(json!({ "Subject": "Payments down", "Priority": "Critical", "AccountId": gold })))
         .await
@@ -274,7 +275,7 @@ async fn a_workflow_whose_responses_are_lost_after_each_write_makes_every_record
         .create("Account", &obj(json!({ "Name": "Acme Corporation", "AnnualRevenue": 5.0e7, "Tier__c": "Gold" })))
         .await
         .unwrap();
-    let lose = |n| seam::sim::faults::Faults { drop_responses_next: n, ..Default::default() };
+    let lose = |n| seam_sim::faults::Faults { drop_responses_next: n, ..Default::default() };
     // ServiceNow: the incident insert. Slack: the channel and the message.
     sim.servicenow.faults.set(lose(1));
     sim.slack.faults.set(lose(2));

@@ -3,7 +3,7 @@
 //! progress, stops cleanly on Ctrl-C or near the org's daily API limit, and
 //! resumes where it stopped when run again.
 
-use super::serve::Config;
+use crate::config::Config;
 use crate::engine::backfill::{self, Backfill, Pause};
 use crate::store::Journal;
 use anyhow::{bail, Context, Result};

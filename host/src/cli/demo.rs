@@ -4,13 +4,14 @@
 //! drops its own echoes, enforces ownership, runs the pack and writes across.
 //! Each step prints what seam wrote, from its audit trail.
 
-use super::serve::{self, Engine};
+use super::simulated::{sim_config, Simulated};
 use crate::connectors::salesforce::soql;
 use crate::connectors::RetryPolicy;
 use crate::engine::apply::Systems;
-use crate::sim::Sim;
+use crate::service::{start_engine, Engine};
 use anyhow::{Context, Result};
 use clap::Args;
+use seam_sim::Sim;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -95,15 +96,14 @@ fn short(id: &str) -> &str {
 pub async fn run(args: DemoArgs) -> Result<()> {
     let temporary = args.state.is_none();
     let state = args.state.unwrap_or_else(|| std::env::temp_dir().join(format!("seam-demo-{}", std::process::id())));
-    super::read_pack(&args.pack)?;
-    super::read_pack(&args.workflow)?;
+    crate::packs::read_pack(&args.pack)?;
+    crate::packs::read_pack(&args.workflow)?;
     let (sim, config) =
-        serve::sim_config(&state, &args.pack, std::slice::from_ref(&args.workflow), None, args.salesforce_events)
-            .await?;
+        sim_config(&state, &args.pack, std::slice::from_ref(&args.workflow), None, args.salesforce_events).await?;
     println!("Emulators (state in {}):", state.display());
     super::sim::print_banner(&sim);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine = serve::start_engine(&config, async move {
+    let engine = start_engine(&config, async move {
         let _ = stop_rx.await;
     })
     .await?;

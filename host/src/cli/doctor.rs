@@ -1,7 +1,7 @@
 //! `seam doctor`: check that each tenant can run against its real systems,
 //! and say what to do about what cannot (see `setup::doctor`).
 
-use super::serve::Config;
+use crate::config::Config;
 use crate::setup::doctor::{self, Outcome};
 use anyhow::{bail, Result};
 use clap::Args;

@@ -6,7 +6,7 @@
 //! makes itself (the intake's keys, the admin token) go to files readable by
 //! their owner only. The file is written whole, or not at all.
 
-use super::serve::{check_tenant_name, Config, TenantConfig};
+use crate::config::{check_tenant_name, Config, TenantConfig};
 use crate::connectors::{salesforce, servicenow, slack};
 use crate::intake::TenantIntake;
 use crate::secrets::{write_secret_file, Secret};
@@ -234,7 +234,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
     // A key that does not read, or a pack it did not sign, is found now rather than at `seam serve`.
     let trusted = crate::packs::TrustedKeys::read(&config.trusted_keys)?;
     for pack in std::iter::once(&args.pack).chain(&args.workflows).filter(|_| trusted.required()) {
-        let bytes = super::read_pack(pack)?;
+        let bytes = crate::packs::read_pack(pack)?;
         let opened = crate::packs::Pack::open(&bytes).with_context(|| {
             format!("{}: seam loads only signed packs here (`seam pack build`, then `seam pack sign`)", pack.display())
         })?;

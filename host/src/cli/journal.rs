@@ -1,7 +1,7 @@
 //! `seam journal prune`: forget settled events and old audit rows, as the
 //! configuration's `retention` says (`seam serve` does it in the background too).
 
-use super::serve::Config;
+use crate::config::Config;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;

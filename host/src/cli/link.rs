@@ -2,7 +2,7 @@
 //! makes links itself (its own creates); this is the one other way, for an
 //! identity conflict a person has looked into, or a pair made before seam.
 
-use super::serve::Config;
+use crate::config::Config;
 use crate::engine::identity;
 use crate::store::Journal;
 use anyhow::{bail, Context, Result};

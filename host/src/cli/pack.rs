@@ -63,8 +63,8 @@ pub async fn run(cmd: PackCommand) -> Result<()> {
             Ok(())
         }
         PackCommand::Build(args) => {
-            let component = super::read_pack(&args.component)?;
-            let manifest: Manifest = super::read_json(&args.manifest, "manifest")?;
+            let component = crate::packs::read_pack(&args.component)?;
+            let manifest: Manifest = crate::files::read_json(&args.manifest, "manifest")?;
             let bytes = artifact::build(&component, &manifest)
                 .with_context(|| format!("building a pack from {}", args.component.display()))?;
             check_world(&bytes).await?;

@@ -47,7 +47,7 @@ pub struct AdminArgs {
 
 impl AdminArgs {
     async fn call(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<serde_json::Value> {
-        let config: super::serve::Config = super::read_json(&self.config, "configuration")?;
+        let config: crate::config::Config = crate::files::read_json(&self.config, "configuration")?;
         let token = config.admin.operator_token()?.with_context(|| {
             format!("{} has no admin.operator_token for the command line to use", self.config.display())
         })?;
@@ -152,10 +152,10 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
 
 async fn test(args: TestArgs) -> Result<()> {
     use crate::packs::fixtures;
-    let wasm = super::read_pack(&args.pack)?;
+    let wasm = crate::packs::read_pack(&args.pack)?;
     let fixtures = fixtures::read_dir(&args.fixtures)?;
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    let pack = crate::packs::load(&runtime, &wasm, &super::pack_name(&args.pack), &Default::default()).await?;
+    let pack = crate::packs::load(&runtime, &wasm, &crate::packs::pack_name(&args.pack), &Default::default()).await?;
     println!("{}: {} fixture(s) from {}", pack.manifest.id(), fixtures.len(), args.fixtures.display());
     let mut failed = 0;
     for (file, fixture) in &fixtures {
@@ -181,18 +181,20 @@ async fn test(args: TestArgs) -> Result<()> {
 }
 
 async fn run_one(args: RunArgs) -> Result<()> {
-    let wasm = super::read_pack(&args.pack)?;
-    let change: Change = super::read_json(&args.change, "change")?;
-    let grants: Option<Grants> = args.grants.as_deref().map(|p| super::read_json(p, "grants")).transpose()?;
+    let wasm = crate::packs::read_pack(&args.pack)?;
+    let change: Change = crate::files::read_json(&args.change, "change")?;
+    let grants: Option<Grants> = args.grants.as_deref().map(|p| crate::files::read_json(p, "grants")).transpose()?;
     let records: Arc<dyn RecordSource> = match &args.records {
-        Some(p) => Arc::new(super::read_json::<StaticRecords>(p, "records")?),
+        Some(p) => Arc::new(crate::files::read_json::<StaticRecords>(p, "records")?),
         None => Arc::new(NoRecords),
     };
     let runtime = Runtime::new(RuntimeConfig::default())?;
     // A pack brings its own grants (its manifest's lookups); --grants replaces them.
     let plugin = match grants {
-        Some(grants) => runtime.load(&super::pack_name(&args.pack), "local", &wasm, grants).await?,
-        None => crate::packs::load(&runtime, &wasm, &super::pack_name(&args.pack), &Default::default()).await?.plugin,
+        Some(grants) => runtime.load(&crate::packs::pack_name(&args.pack), "local", &wasm, grants).await?,
+        None => {
+            crate::packs::load(&runtime, &wasm, &crate::packs::pack_name(&args.pack), &Default::default()).await?.plugin
+        }
     };
     let actions = plugin.run(&change, records).await?;
     println!("{}", serde_json::to_string_pretty(&actions)?);
@@ -241,8 +243,8 @@ fn us(d: Duration) -> String {
 }
 
 async fn bench(args: BenchArgs) -> Result<()> {
-    let wasm = super::read_pack(&args.pack)?;
-    let name = super::pack_name(&args.pack);
+    let wasm = crate::packs::read_pack(&args.pack)?;
+    let name = crate::packs::pack_name(&args.pack);
     let cache_dir = tempdir()?;
     println!("pack {} ({} bytes)", args.pack.display(), wasm.len());
 

@@ -2,7 +2,7 @@
 //! as the systems hold them now, repair drift from the owning side, and say
 //! what changed. `seam serve` runs the same pass on a schedule.
 
-use super::serve::Config;
+use crate::config::Config;
 use crate::engine::reconcile::{Reconciler, Report};
 use crate::packs::{Registry, TrustedKeys};
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -53,11 +53,11 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
     let mut failed = false;
     for name in tenants {
         let t = &config.tenants[&name];
-        let bytes = super::read_pack(&t.pack)?;
-        let workflows = t.workflows.iter().map(|w| super::read_pack(w)).collect::<Result<Vec<_>>>()?;
+        let bytes = crate::packs::read_pack(&t.pack)?;
+        let workflows = t.workflows.iter().map(|w| crate::packs::read_pack(w)).collect::<Result<Vec<_>>>()?;
         // The pack the tenant runs now (hot-loaded or rolled back since the configuration was written).
         let started = registry
-            .add_tenant(&name, &bytes, &workflows, &super::pack_name(&t.pack), t.ownership.clone())
+            .add_tenant(&name, &bytes, &workflows, &crate::packs::pack_name(&t.pack), t.ownership.clone())
             .await
             .with_context(|| format!("loading the packs of tenant {name}"))?;
         let systems = Arc::new(t.connect(&name).await.with_context(|| format!("tenant {name}"))?);

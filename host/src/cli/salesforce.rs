@@ -42,7 +42,7 @@ pub fn run(command: SalesforceCommand) -> Result<()> {
 fn metadata(args: MetadataArgs) -> Result<()> {
     let (ownership, outbound) = match (&args.config, &args.tenant) {
         (Some(path), Some(tenant)) => {
-            let config = super::serve::Config::load(path)?;
+            let config = crate::config::Config::load(path)?;
             let t =
                 config.tenants.get(tenant).with_context(|| format!("no tenant {tenant:?} in {}", path.display()))?;
             let outbound = if args.outbound_message {

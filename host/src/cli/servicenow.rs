@@ -45,7 +45,7 @@ pub fn run(command: ServiceNowCommand) -> Result<()> {
 }
 
 /// The push rule's setup for `tenant` as the configuration describes it.
-pub fn push_setup(config: &super::serve::Config, tenant: &str) -> Result<PushSetup> {
+pub fn push_setup(config: &crate::config::Config, tenant: &str) -> Result<PushSetup> {
     let t = config.tenants.get(tenant).with_context(|| {
         format!(
             "no tenant {tenant:?} in the configuration; it has {}",
@@ -66,10 +66,10 @@ pub fn push_setup(config: &super::serve::Config, tenant: &str) -> Result<PushSet
 }
 
 fn write_update_set(args: UpdateSetArgs) -> Result<()> {
-    super::serve::check_tenant_name(&args.tenant)?;
+    crate::config::check_tenant_name(&args.tenant)?;
     let setup = match &args.config {
         Some(path) => {
-            let config = super::serve::Config::load(path)?;
+            let config = crate::config::Config::load(path)?;
             if config.public_url.is_none() {
                 eprintln!(
                     "note: {} has no public_url; the rule will post to {}, which the instance must be able to reach",

@@ -1,10 +1,10 @@
 //! `seam sim`: run the Salesforce, ServiceNow and Slack emulators until stopped.
 
-use crate::sim::faults::{self, Faults};
-use crate::sim::notify::NotifyTarget;
-use crate::sim::{Sim, SimConfig};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use seam_sim::faults::{self, Faults};
+use seam_sim::notify::NotifyTarget;
+use seam_sim::{Sim, SimConfig};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -80,7 +80,7 @@ pub fn config(args: &SimArgs) -> Result<SimConfig> {
 pub async fn run(args: SimArgs) -> Result<()> {
     let sim = Sim::start(config(&args)?).await?;
     print_banner(&sim);
-    wait_for_stop().await;
+    crate::service::wait_for_stop().await;
     eprintln!("stopping the emulators");
     sim.shutdown();
     Ok(())
@@ -96,18 +96,4 @@ pub fn print_banner(sim: &Sim) {
     println!("slack       {}", text("slack", "url"));
     println!("CA certificate: {}   (export REQUESTS_CA_BUNDLE / SSL_CERT_FILE to trust it)", sim.ca_pem.display());
     println!("connection details, passwords and tokens: {}", sim.info_file.display());
-}
-
-pub async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

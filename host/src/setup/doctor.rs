@@ -10,7 +10,7 @@
 
 use super::salesforce::Metadata;
 use super::servicenow::{property_prefix, rule_name, PUSH_TABLE, SCRIPT_MARKER};
-use crate::cli::serve::{Config, TenantConfig};
+use crate::config::{Config, TenantConfig};
 use crate::connectors::salesforce::{Auth as SfAuth, Salesforce};
 use crate::connectors::servicenow::{Auth as SnAuth, Query, QueryError, ServiceNow};
 use crate::connectors::slack::Slack;

@@ -185,7 +185,7 @@ mod tests {
     fn a_caret_in_a_value_adds_no_term() {
         let q = Query::new().eq("u_sf_external_id", "X^NQsys_idISNOTEMPTY").unwrap();
         assert_eq!(q.as_str(), "u_sf_external_id=X^^NQsys_idISNOTEMPTY");
-        let parsed = crate::sim::servicenow::query::parse(q.as_str()).unwrap();
+        let parsed = seam_sim::servicenow::query::parse(q.as_str()).unwrap();
         assert_eq!(parsed.groups.len(), 1, "one query group, not two");
         assert_eq!(parsed.groups[0][0][0].value, "X^NQsys_idISNOTEMPTY");
     }
@@ -209,7 +209,7 @@ mod tests {
         #[test]
         fn any_value_round_trips_as_one_condition(value in "[^\\p{Cc}]{1,40}") {
             let q = Query::new().eq("u_key", &value).unwrap().not_empty("sys_id").unwrap();
-            let parsed = crate::sim::servicenow::query::parse(q.as_str()).unwrap();
+            let parsed = seam_sim::servicenow::query::parse(q.as_str()).unwrap();
             prop_assert_eq!(parsed.groups.len(), 1);
             prop_assert_eq!(parsed.groups[0].len(), 2);
             prop_assert_eq!(&parsed.groups[0][0][0].value, &value);

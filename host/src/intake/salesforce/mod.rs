@@ -157,8 +157,8 @@ mod fuzz {
     //! Property tests over the Outbound Message parser: it never panics, a message it
     //! accepts is read whole, and a cut-off one is refused (never stored in part).
     use super::*;
-    use crate::sim::salesforce::soap::{notification, outbound_message};
     use proptest::prelude::*;
+    use seam_sim::salesforce::soap::{notification, outbound_message};
 
     fn message(subjects: &[String]) -> String {
         let notifications: Vec<String> = subjects

@@ -1,14 +1,13 @@
-//! Salesforce's Pub/Sub API, as both sides of seam speak it: the wire contract
-//! (`eventbus.v1`, generated from `host/proto`), the connection with its call
-//! metadata, and the decoding of change events from their Avro datums.
-//!
-//! The engine's subscriber (`intake::salesforce::pubsub`) and the Salesforce
-//! emulator's server (`sim::salesforce::pubsub`) are built on this module.
+//! Salesforce's Pub/Sub API as seam's subscriber speaks it: the wire contract
+//! (`eventbus.v1`, the client generated from `proto/` at the workspace's top),
+//! the connection with its call metadata, and the decoding of change events
+//! from their Avro datums. The subscriber is `intake::salesforce::pubsub`; the
+//! emulator (`seam-sim`) builds its server from the same contract.
 
 pub mod bitmap;
 pub mod event;
 
-/// The generated messages, client and server of `eventbus.v1`.
+/// The generated messages and client of `eventbus.v1`.
 #[allow(clippy::all)]
 pub mod proto {
     tonic::include_proto!("eventbus.v1");

@@ -13,8 +13,8 @@
 //! 1,800 by default; GET also counts the grants served), `DELETE /__admin/sessions`.
 
 use super::{raw, EMULATOR};
-use crate::sim::credentials::*;
-use crate::sim::Emulator;
+use crate::credentials::*;
+use crate::Emulator;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -53,7 +53,7 @@ const PASSWORDS: [(&str, &str); 3] =
 pub fn user_of(e: &Emulator, headers: &HeaderMap) -> Option<String> {
     let header = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     if header.starts_with("Basic ") {
-        let (user, password) = crate::sim::basic_credentials(headers)?;
+        let (user, password) = crate::basic_credentials(headers)?;
         return PASSWORDS.iter().find(|(u, p)| *u == user && *p == password).map(|(u, _)| u.to_string());
     }
     let token = header.strip_prefix("Bearer ")?.trim();
@@ -81,7 +81,7 @@ async fn token(State(e): Ctx, headers: HeaderMap, body: Bytes) -> Response {
         return denied();
     }
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let (client_id, client_secret) = crate::sim::basic_credentials(&headers).unwrap_or_else(|| {
+    let (client_id, client_secret) = crate::basic_credentials(&headers).unwrap_or_else(|| {
         (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default())
     });
     if client_id != SN_CLIENT_ID || client_secret != SN_CLIENT_SECRET {

@@ -11,7 +11,7 @@
 //! needs the admin role.
 
 use super::{raw, sys_id, tables, text, Emulator, User, EMULATOR};
-use crate::sim::store::Record;
+use crate::store::Record;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,7 @@ use std::sync::Arc;
 type Ctx = State<Arc<Emulator>>;
 
 /// Who may import and commit update sets.
-const ADMIN_ROLE_HOLDERS: &[&str] = &[crate::sim::credentials::SN_ADMIN_USERNAME];
+const ADMIN_ROLE_HOLDERS: &[&str] = &[crate::credentials::SN_ADMIN_USERNAME];
 
 pub fn routes() -> Router<Arc<Emulator>> {
     Router::new()

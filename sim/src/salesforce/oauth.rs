@@ -18,8 +18,8 @@
 
 use super::connected_app::{self, Refusal};
 use super::{integration_user, ORG_ID};
-use crate::sim::credentials::*;
-use crate::sim::Emulator;
+use crate::credentials::*;
+use crate::Emulator;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -92,7 +92,7 @@ fn requested_host(uri: &axum::http::Uri, headers: &HeaderMap) -> String {
 
 /// `client_id` and `client_secret` from the form, or from `Authorization: Basic` (simple-salesforce's way).
 fn client_of(form: &HashMap<String, String>, headers: &HeaderMap) -> (Option<String>, Option<String>) {
-    if let Some((id, secret)) = crate::sim::basic_credentials(headers) {
+    if let Some((id, secret)) = crate::basic_credentials(headers) {
         return (Some(id), Some(secret));
     }
     (form.get("client_id").cloned(), form.get("client_secret").cloned())

@@ -4,7 +4,7 @@
 //! required fields.
 
 use super::ids;
-use crate::sim::store::{Record, Store};
+use crate::store::{Record, Store};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 

@@ -494,7 +494,7 @@ fn queue_in(
     obj: &ObjectDef,
     record: &Map<String, Value>,
 ) -> anyhow::Result<()> {
-    let sequence = crate::sim::store::next_in(db, "sf.notification")?;
+    let sequence = crate::store::next_in(db, "sf.notification")?;
     outgoing.queue_in(db, |_| Ok(soap::notification(&ids::make("04l", sequence), obj.name, record)))
 }
 

@@ -32,7 +32,7 @@ pub fn ensure_key_pair(dir: &Path) -> Result<KeyFiles> {
         return Ok(files);
     }
     let (key_pem, cert_pem) = new_key_pair("seam integration").context("making the connected app's key pair")?;
-    crate::secrets::write_secret_file(&files.private_key, &key_pem)?;
+    crate::files::write_private(&files.private_key, key_pem.as_bytes())?;
     std::fs::write(&files.certificate, cert_pem).with_context(|| format!("writing {}", files.certificate.display()))?;
     Ok(files)
 }

@@ -12,15 +12,23 @@
 //! keepalive carrying the newest replay id when it owes events and has had
 //! none to send for the keepalive period.
 
-use super::change_events::{Bus, ALL_CHANGE_EVENTS};
-use crate::connectors::salesforce::pubsub::proto::{self, pub_sub_server::PubSub};
-use crate::connectors::salesforce::pubsub::MAX_REQUESTED;
-use crate::sim::Emulator;
+use super::change_events::{change_event_topic, Bus, ALL_CHANGE_EVENTS};
+use crate::Emulator;
+use proto::pub_sub_server::PubSub;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
+
+/// The server side of `eventbus.v1`, generated from `proto/` at the workspace's top.
+#[allow(clippy::all)]
+pub mod proto {
+    tonic::include_proto!("eventbus.v1");
+}
+
+/// The most events a subscription may have requested and not yet received.
+const MAX_REQUESTED: i32 = 100;
 
 const AUTH_ERROR: &str = "sfdc.platform.eventbus.grpc.service.auth.error";
 const REPLAY_CORRUPTED: &str = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted";
@@ -92,9 +100,7 @@ impl Service {
         if topic == ALL_CHANGE_EVENTS {
             return Ok(None);
         }
-        let object = super::schema::all()
-            .iter()
-            .find(|o| o.notifies && crate::connectors::salesforce::pubsub::change_event_topic(o.name) == topic);
+        let object = super::schema::all().iter().find(|o| o.notifies && change_event_topic(o.name) == topic);
         match object {
             Some(o) => Ok(Some(o)),
             None => Err(failure(

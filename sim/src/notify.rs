@@ -603,9 +603,9 @@ fn redacted(url: &str) -> String {
     }
 }
 
-/// The headers that sign `body` now, as the engine's intake checks them (`X-Seam-Timestamp`, `X-Seam-Signature`).
+/// The headers that sign `body` now, as seam's push rule signs (`X-Seam-Timestamp`, `X-Seam-Signature`).
 pub fn sign(secret: &str, body: &[u8]) -> [(String, String); 2] {
-    crate::intake::servicenow::signed_headers(secret, chrono::Utc::now().timestamp(), body)
+    crate::servicenow::push::signed_headers(secret, chrono::Utc::now().timestamp(), body)
 }
 
 enum Batch {

@@ -627,7 +627,7 @@ fn commit(e: &Emulator, table: &Table, operation: &str, w: &Written) -> Result<(
 }
 
 /// Queue push jobs inside the transaction `db` of the write that sets them off.
-fn queue_jobs(db: &rusqlite::Connection, jobs: Vec<(crate::sim::notify::Outgoing, String)>) -> anyhow::Result<()> {
+fn queue_jobs(db: &rusqlite::Connection, jobs: Vec<(crate::notify::Outgoing, String)>) -> anyhow::Result<()> {
     for (outgoing, job) in jobs {
         outgoing.queue_in(db, |_| Ok(job))?;
     }
@@ -643,7 +643,7 @@ fn push_jobs<'a>(
     user: &str,
     record: &Record,
     deleted: Option<&Record>,
-) -> Vec<(crate::sim::notify::Outgoing<'a>, String)> {
+) -> Vec<(crate::notify::Outgoing<'a>, String)> {
     let Some(notifier) = &e.notifier else { return Vec::new() };
     let id = raw(record, "sys_id");
     push::rules(e, table.name, operation)
@@ -651,10 +651,9 @@ fn push_jobs<'a>(
         .filter(|rule| push::condition_holds(e, rule, user))
         .map(|rule| {
             let url =
-                oauth::property(e, &format!("{}endpoint", crate::setup::servicenow::property_prefix(&rule.tenant)))
-                    .unwrap_or_default();
+                oauth::property(e, &format!("{}endpoint", push::property_prefix(&rule.tenant))).unwrap_or_default();
             (
-                notifier.outgoing_to(id, &url, crate::sim::notify::Format::Json),
+                notifier.outgoing_to(id, &url, crate::notify::Format::Json),
                 push::job(&rule, table.name, id, operation, deleted),
             )
         })

@@ -14,8 +14,7 @@
 //! tests with `PUT /__admin/pubsub`); a replay id from before it is refused.
 
 use super::schema::{FieldType, ObjectDef};
-use crate::connectors::salesforce::pubsub::change_event_topic;
-use crate::sim::store::Store;
+use crate::store::Store;
 use anyhow::{Context, Result};
 use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
@@ -236,7 +235,7 @@ impl Bus {
         if writes.is_empty() {
             return Ok(());
         }
-        let commit_number = crate::sim::store::next_in(db, "sf.pubsub.commit")?;
+        let commit_number = crate::store::next_in(db, "sf.pubsub.commit")?;
         let transaction_key = uuid_like();
         let now = chrono::Utc::now().timestamp_millis();
         // (object, change type, schema, body) → the records it covers, in write order.
@@ -283,7 +282,7 @@ impl Bus {
                 .with_context(|| format!("encoding a {} change event", obj.name))?;
             db.prepare_cached("INSERT OR IGNORE INTO event_schemas (schema_id, json) VALUES (?1, ?2)")?
                 .execute(params![schema.id, schema.json])?;
-            let replay = crate::sim::store::next_in(db, "sf.pubsub.replay")?;
+            let replay = crate::store::next_in(db, "sf.pubsub.replay")?;
             db.prepare_cached("INSERT INTO change_events (replay, topic, event_id, schema_id, payload, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
                 .execute(params![replay as i64, change_event_topic(obj.name), uuid_like(), schema.id, payload, now])?;
         }
@@ -450,6 +449,15 @@ fn bitmaps(positions: &[usize]) -> Avro {
 pub(crate) fn uuid_like() -> String {
     let h = hex::encode(rand::random::<[u8; 16]>());
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// The channel of a standard or custom object's change events: `Case` → `/data/CaseChangeEvent`,
+/// `Ticket__c` → `/data/Ticket__ChangeEvent`.
+pub fn change_event_topic(object: &str) -> String {
+    match object.strip_suffix("__c") {
+        Some(custom) => format!("/data/{custom}__ChangeEvent"),
+        None => format!("/data/{object}ChangeEvent"),
+    }
 }
 
 #[cfg(test)]

@@ -22,12 +22,14 @@ macro_rules! or_respond {
 }
 
 pub mod faults;
+mod files;
 pub mod notify;
 pub mod salesforce;
 pub mod servicenow;
 pub mod slack;
 pub mod store;
 pub mod tls;
+mod xml;
 
 use anyhow::{Context, Result};
 use axum::extract::{Request, State};
@@ -290,10 +292,9 @@ impl Sim {
         // The Pub/Sub API on its own port, as Salesforce serves it on its own host.
         {
             let service = salesforce::pubsub::Service { emulator: sf.clone(), bus };
-            let app = tonic::service::Routes::new(
-                crate::connectors::salesforce::pubsub::proto::pub_sub_server::PubSubServer::new(service),
-            )
-            .into_axum_router();
+            let app =
+                tonic::service::Routes::new(salesforce::pubsub::proto::pub_sub_server::PubSubServer::new(service))
+                    .into_axum_router();
             let handle = axum_server::Handle::new();
             let server = axum_server::from_tcp_rustls(pubsub_listener, tls.clone()).handle(handle.clone());
             tokio::spawn(async move {
@@ -345,94 +346,6 @@ impl Sim {
         })
     }
 
-    /// How a tenant's connectors reach the Salesforce emulator: the JWT bearer flow with the
-    /// connected app's key, through the login host.
-    pub fn salesforce_credentials(&self) -> crate::connectors::salesforce::Credentials {
-        use crate::connectors::salesforce::{Auth, Credentials};
-        use credentials::*;
-        Credentials {
-            login_url: salesforce::oauth::login_url(&self.salesforce.base_url),
-            auth: Auth::JwtBearer {
-                consumer_key: SF_CLIENT_ID.into(),
-                username: SF_USERNAME.into(),
-                private_key: crate::secrets::Secret::file(&self.connected_app.private_key),
-                audience: None,
-            },
-            session_minutes: 120,
-        }
-    }
-
-    /// How a tenant's connectors reach the ServiceNow emulator: the OAuth password grant.
-    pub fn servicenow_credentials(&self) -> crate::connectors::servicenow::Credentials {
-        use crate::connectors::servicenow::{Auth, Credentials};
-        use credentials::*;
-        Credentials {
-            instance_url: self.servicenow.base_url.clone(),
-            auth: Auth::OauthPassword {
-                client_id: SN_CLIENT_ID.into(),
-                client_secret: crate::secrets::Secret::value(SN_CLIENT_SECRET),
-                username: SN_USERNAME.into(),
-                password: crate::secrets::Secret::value(SN_PASSWORD),
-            },
-            integration_user: None,
-        }
-    }
-
-    pub fn slack_credentials(&self) -> crate::connectors::slack::Credentials {
-        crate::connectors::slack::Credentials {
-            api_url: format!("{}/api/", self.slack.base_url),
-            token: crate::secrets::Secret::value(credentials::SLACK_TOKEN),
-        }
-    }
-
-    /// Connections as the people who work the records: Jane, an agent, in Salesforce (through
-    /// the connected app, which she is approved for) and Beth, an engineer, in ServiceNow
-    /// (Basic). Their changes are what the systems notify and seam syncs.
-    pub async fn systems(&self, policy: crate::connectors::RetryPolicy) -> Result<crate::engine::apply::Systems> {
-        use crate::connectors::{salesforce, servicenow};
-        use crate::secrets::Secret;
-        use credentials::*;
-        let mut sf = self.salesforce_credentials();
-        sf.auth = salesforce::Auth::JwtBearer {
-            consumer_key: SF_CLIENT_ID.into(),
-            username: SF_PERSON_USERNAME.into(),
-            private_key: Secret::file(&self.connected_app.private_key),
-            audience: None,
-        };
-        let sn = servicenow::Credentials {
-            instance_url: self.servicenow.base_url.clone(),
-            auth: servicenow::Auth::Basic {
-                username: SN_PERSON_USERNAME.into(),
-                password: Secret::value(SN_PERSON_PASSWORD),
-            },
-            integration_user: None,
-        };
-        crate::engine::apply::Systems::connect(
-            "people",
-            &sf,
-            &sn,
-            Some(&self.slack_credentials()),
-            Some(&self.ca_pem),
-            policy,
-        )
-        .await
-        .context("connecting to the emulators as their people")
-    }
-
-    /// Connections as seam's integration user, configured the way a tenant's are (tenant `sim`).
-    pub async fn seam_systems(&self, policy: crate::connectors::RetryPolicy) -> Result<crate::engine::apply::Systems> {
-        crate::engine::apply::Systems::connect(
-            "sim",
-            &self.salesforce_credentials(),
-            &self.servicenow_credentials(),
-            Some(&self.slack_credentials()),
-            Some(&self.ca_pem),
-            policy,
-        )
-        .await
-        .context("connecting to the emulators")
-    }
-
     /// Import an update set into the ServiceNow emulator, preview it and commit it, as the
     /// instance's admin does (the same steps `POST /sys_upload.do` and the CI/CD API take).
     /// Returns how many records it installed.
@@ -447,17 +360,6 @@ impl Sim {
         let _write = self.servicenow.write_lock();
         update_sets::commit(&self.servicenow, &id, admin)
             .map_err(|why| anyhow::anyhow!("committing the update set: {why}"))
-    }
-
-    /// Install seam's update set for `tenant`, its push rule sending to `endpoint` signed with `secret`.
-    pub fn install_push_rule(&self, tenant: &str, endpoint: &str, secret: &str) -> Result<usize> {
-        let setup = crate::setup::servicenow::PushSetup {
-            tenant: tenant.into(),
-            endpoint: endpoint.into(),
-            secret: crate::secrets::SecretString::from(secret.to_string()),
-            integration_user: credentials::SN_USERNAME.into(),
-        };
-        self.install_update_set(&crate::setup::servicenow::update_set(&setup, chrono::Utc::now()))
     }
 
     pub fn shutdown(&self) {

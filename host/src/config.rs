@@ -1,0 +1,266 @@
+//! The configuration file, `seam.json`: every key `seam serve` and the other
+//! commands read, with its default and its check. Unknown keys are refused, so a
+//! misspelt setting is an error that names it, not a default silently taken.
+
+use crate::connectors::{salesforce, servicenow, slack, RetryPolicy};
+use crate::engine::alerts::AlertConfig;
+use crate::engine::apply::Systems;
+use crate::engine::ownership::Ownership;
+use crate::intake::salesforce::pubsub as salesforce_events;
+use crate::intake::TenantIntake;
+use crate::secrets::Secret;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where intake listens, e.g. `0.0.0.0:8787`: the one listener that faces the systems.
+    pub listen: String,
+    /// Intake's TLS certificate chain (PEM), with `tls_key`; absent: plain HTTP, for TLS ended in front of seam.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// The admin listener: the API, the dashboard and `/metrics`.
+    #[serde(default)]
+    pub admin: AdminSettings,
+    /// Connection caps, read timeouts and intake rate limits.
+    #[serde(default)]
+    pub limits: crate::listener::Limits,
+    pub journal: PathBuf,
+    /// How long the journal keeps settled events and audit rows (`seam journal prune`).
+    #[serde(default)]
+    pub retention: crate::store::retention::Retention,
+    /// Seconds between catch-up polls.
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+    /// Hours an event is retried through an outage (5xx, 429, timeouts, refused
+    /// connections), from its first failure, before it goes to the dead-letter queue.
+    #[serde(default = "default_retry_hours")]
+    pub retry_hours: u64,
+    /// Events processed at once per tenant (each record's events stay in order).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    pub tenants: HashMap<String, TenantConfig>,
+    /// Public key files (`seam pack keygen`): only packs signed by one of them load.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// With no `trusted_keys`, load unsigned packs anyway (development: `seam serve --sim` and
+    /// the demo set it, and say so). Without it, seam refuses to start with no key to trust.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsigned: bool,
+    /// Where the systems reach intake from outside (`https://seam.example.com`): the URLs the
+    /// generated business rule and Outbound Message post to. Absent: `http(s)://{listen}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// A directory with one sub-directory per tenant; a `.seampack` written there is hot-loaded.
+    #[serde(default)]
+    pub plugins_dir: Option<PathBuf>,
+    /// When to tell a person about the backlog or dead letters (thresholds, Slack channel).
+    #[serde(default)]
+    pub alerts: AlertConfig,
+    /// Minutes between reconciliation passes over every linked pair (`seam reconcile`); 0: never.
+    #[serde(default = "default_reconcile")]
+    pub reconcile_minutes: u64,
+}
+
+pub fn default_retry_hours() -> u64 {
+    24
+}
+
+pub fn default_reconcile() -> u64 {
+    60
+}
+
+/// Where the admin API, the dashboard and `/metrics` listen, and who may call the API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Loopback by default: reach it from the host, or through a tunnel or proxy you control.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// The admin listener's TLS certificate chain (PEM), with `tls_key`; absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// A token that operates every tenant (a secret: a value, `{"env": …}` or `{"file": …}`).
+    /// Tenants' own tokens are `tenants.NAME.admin_tokens`. With none at all, the API is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_token: Option<Secret>,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:8788".into()
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings { listen: default_admin_listen(), tls_cert: None, tls_key: None, operator_token: None }
+    }
+}
+
+impl AdminSettings {
+    /// The operator token, read.
+    pub fn operator_token(&self) -> Result<Option<crate::secrets::SecretString>> {
+        self.operator_token.as_ref().map(|t| t.resolve("admin.operator_token")).transpose()
+    }
+
+    /// `https://` or `http://` and the admin listener's address.
+    pub fn url(&self) -> String {
+        crate::listener::url(self.tls_cert.is_some(), &self.listen)
+    }
+}
+
+fn default_poll() -> u64 {
+    30
+}
+
+/// Events wait mostly on the systems' answers, not on the CPU: in a burst,
+/// throughput is about the events in flight over one event's latency, and the
+/// more are in flight, the more writes share a collection call.
+pub fn default_concurrency() -> usize {
+    256
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The mapping pack (`.seampack`, from `seam pack build`) or, without trusted keys, a plain component.
+    pub pack: PathBuf,
+    /// Workflow packs, run after the mapping on every change, in this order.
+    #[serde(default)]
+    pub workflows: Vec<PathBuf>,
+    /// A CA certificate to trust besides the system's (the emulators' `ca.pem`).
+    #[serde(default)]
+    pub ca_pem: Option<PathBuf>,
+    pub salesforce: salesforce::Credentials,
+    pub servicenow: servicenow::Credentials,
+    #[serde(default)]
+    pub slack: Option<slack::Credentials>,
+    pub intake: TenantIntake,
+    /// Where Salesforce's changes come from: `pubsub` (Change Data Capture over the Pub/Sub API)
+    /// or `outbound_messages` (posted to intake).
+    #[serde(default)]
+    pub events: salesforce_events::Source,
+    /// The Pub/Sub endpoint and an optional platform event channel, for `"events": "pubsub"`.
+    #[serde(default)]
+    pub pubsub: salesforce_events::PubSubSettings,
+    /// Which fields each side mirrors (and so may not be edited there). Absent: the pack's manifest says, else the Case ⇄ Incident default.
+    #[serde(default)]
+    pub ownership: Option<Ownership>,
+    /// Admin API tokens for this tenant alone: `read`, and `operate` (install, roll back, re-drive).
+    #[serde(default)]
+    pub admin_tokens: crate::admin::access::TenantTokens,
+}
+
+impl TenantConfig {
+    /// Which fields each side mirrors: the configuration's map, else the mapping pack's, else the default.
+    pub fn ownership(&self) -> Result<Ownership> {
+        if let Some(o) = &self.ownership {
+            return Ok(o.clone());
+        }
+        let bytes = crate::packs::read_pack(&self.pack)?;
+        if crate::packs::artifact::is_plain_component(&bytes) {
+            return Ok(Ownership::default());
+        }
+        let pack = crate::packs::artifact::Pack::open(&bytes)
+            .with_context(|| format!("reading the pack {}", self.pack.display()))?;
+        Ok(pack.manifest.ownership.unwrap_or_default())
+    }
+
+    /// Log in to the tenant's systems.
+    pub async fn connect(&self, tenant: &str) -> Result<Systems> {
+        Systems::connect(
+            tenant,
+            &self.salesforce,
+            &self.servicenow,
+            self.slack.as_ref(),
+            self.ca_pem.as_deref(),
+            RetryPolicy::default(),
+        )
+        .await
+    }
+}
+
+impl Config {
+    /// Read and check a configuration file: every mistake that shows without calling
+    /// out is reported here, naming the setting, before anything starts.
+    pub fn load(path: &std::path::Path) -> Result<Config> {
+        let config: Config = crate::files::read_json(path, "configuration")?;
+        config.check().with_context(|| format!("checking the configuration {}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.tenants.is_empty() {
+            anyhow::bail!("no tenants are configured; `seam init` writes one");
+        }
+        for (name, t) in &self.tenants {
+            check_tenant_name(name)?;
+            t.salesforce.check(&format!("tenants.{name}.salesforce"))?;
+            t.servicenow.check(&format!("tenants.{name}.servicenow"))?;
+        }
+        self.check_trust()?;
+        crate::listener::tls_files(&self.tls_cert, &self.tls_key, "")?;
+        crate::listener::tls_files(&self.admin.tls_cert, &self.admin.tls_key, "admin.")?;
+        self.limits.check()?;
+        self.retention.check()?;
+        if self.listen == self.admin.listen {
+            anyhow::bail!("listen and admin.listen are both {}: intake and the admin API need their own listeners (the admin one on loopback, or behind a proxy you control)", self.listen);
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                anyhow::bail!("public_url must be an http(s):// URL where the systems reach intake; got {url:?}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Packs must be signed by a trusted key, unless the configuration says otherwise.
+    pub fn check_trust(&self) -> Result<()> {
+        if self.trusted_keys.is_empty() && !self.allow_unsigned {
+            anyhow::bail!(
+                "no trusted_keys: seam loads only packs signed by a key it trusts. List the signers' public keys in \
+                 trusted_keys (`seam pack keygen`, then `seam pack sign` each pack; `seam init --trusted-key`), or set \
+                 \"allow_unsigned\": true to run unsigned packs (development only)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The base URL the systems post notifications to.
+    pub fn public_base(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| self.intake_url()).trim_end_matches('/').to_string()
+    }
+
+    /// `https://` or `http://` and intake's listen address.
+    pub fn intake_url(&self) -> String {
+        crate::listener::url(self.tls_cert.is_some(), &self.listen)
+    }
+
+    /// Every admin token, read, with what each grants.
+    pub fn admin_tokens(&self) -> Result<crate::admin::access::Tokens> {
+        crate::admin::access::Tokens::read(
+            self.admin.operator_token.as_ref(),
+            self.tenants.iter().map(|(name, t)| (name, &t.admin_tokens)),
+        )
+    }
+}
+
+/// Tenant names go into URLs (`/intake/{tenant}/…`), ServiceNow property names and
+/// Salesforce's `Sforce-Call-Options` (`client=seam-{tenant}`): letters, digits, `-` and `_`.
+pub fn check_tenant_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        anyhow::bail!("tenant name {name:?}: use 1 to 40 letters, digits, '-' or '_', starting with a letter or digit");
+    }
+    Ok(())
+}
