@@ -26,7 +26,7 @@ fn main() {
 
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin"])
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "pack"])
         .arg("--target-dir")
         .arg(&target_dir)
         // The outer build's flags are for the host, not for wasm.
@@ -49,7 +49,7 @@ fn main() {
 
     let mut consts = String::new();
     for (package, name) in PACKS {
-        let wasm = target_dir.join("wasm32-wasip2/plugin").join(format!("{}.wasm", package.replace('-', "_")));
+        let wasm = target_dir.join("wasm32-wasip2/pack").join(format!("{}.wasm", package.replace('-', "_")));
         assert!(wasm.exists(), "cargo built {package} but {} is missing", wasm.display());
         consts.push_str(&format!("pub const {name}: &str = {:?};\n", wasm.display().to_string()));
     }

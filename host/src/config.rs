@@ -58,8 +58,9 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// A directory with one sub-directory per tenant; a `.seampack` written there is hot-loaded.
-    #[serde(default)]
-    pub plugins_dir: Option<PathBuf>,
+    /// (`plugins_dir`, its old name, is read too.)
+    #[serde(default, alias = "plugins_dir")]
+    pub packs_dir: Option<PathBuf>,
     /// When to tell a person about the backlog or dead letters (thresholds, Slack channel).
     #[serde(default)]
     pub alerts: AlertConfig,
@@ -263,4 +264,69 @@ pub fn check_tenant_name(name: &str) -> Result<()> {
         anyhow::bail!("tenant name {name:?}: use 1 to 40 letters, digits, '-' or '_', starting with a letter or digit");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+    use serde_json::{json, Value};
+
+    fn valid() -> Value {
+        json!({
+            "listen": "127.0.0.1:8787",
+            "journal": "journal.db",
+            "allow_unsigned": true,
+            "tenants": { "acme": {
+                "pack": "case-incident.seampack",
+                "salesforce": { "login_url": "https://acme.my.salesforce.com",
+                                "auth": { "flow": "client_credentials", "client_id": "id", "client_secret": { "env": "SF_SECRET" } } },
+                "servicenow": { "instance_url": "https://acme.service-now.com",
+                                "auth": { "flow": "basic", "username": "seam", "password": { "env": "SN_PASSWORD" } } },
+                "intake": { "salesforce_org_id": "00D000000000001AAA", "salesforce_token": { "env": "T" }, "servicenow_secret": { "env": "S" } },
+                "ownership": { "mirrors": [ { "system": "servicenow", "object": "incident", "fields": ["short_description"] } ] },
+                "pubsub": {}
+            } },
+            "admin": {}, "limits": {}, "retention": {}, "alerts": {}
+        })
+    }
+
+    /// A misspelt key anywhere in seam.json is refused by name, not taken as a default.
+    #[test]
+    fn an_unknown_key_is_refused_wherever_it_is() {
+        serde_json::from_value::<Config>(valid()).expect("the base configuration parses");
+        let places: &[&[&str]] = &[
+            &[],
+            &["admin"],
+            &["limits"],
+            &["retention"],
+            &["alerts"],
+            &["tenants", "acme"],
+            &["tenants", "acme", "salesforce"],
+            &["tenants", "acme", "salesforce", "auth"],
+            &["tenants", "acme", "servicenow"],
+            &["tenants", "acme", "servicenow", "auth"],
+            &["tenants", "acme", "intake"],
+            &["tenants", "acme", "pubsub"],
+            &["tenants", "acme", "ownership"],
+        ];
+        for path in places {
+            let mut config = valid();
+            let mut at = &mut config;
+            for key in *path {
+                at = &mut at[*key];
+            }
+            at["pool_size_typo"] = json!(1);
+            let error = serde_json::from_value::<Config>(config).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("unknown field `pool_size_typo`"), "at {path:?}: {error:?}");
+        }
+    }
+
+    /// The hot-load directory's old key still reads.
+    #[test]
+    fn plugins_dir_is_read_as_packs_dir() {
+        let mut config = valid();
+        config["plugins_dir"] = json!("drop");
+        let config = serde_json::from_value::<Config>(config).unwrap();
+        assert_eq!(config.packs_dir, Some("drop".into()));
+    }
 }

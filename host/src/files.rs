@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 /// Write to a temporary file beside `path` and rename it into place, so a crash
-/// never leaves half a file under the real name, and a reader (the plugins
+/// never leaves half a file under the real name, and a reader (the packs
 /// directory watcher, another process) never sees one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     write_with_mode(path, bytes, 0o644)

@@ -35,12 +35,13 @@ enum Command {
     Link(cli::link::LinkArgs),
     /// Bring in the Cases changed since a date (a first start syncs no history).
     Backfill(cli::backfill::BackfillArgs),
-    /// Work with rule packs (WebAssembly components).
-    #[command(subcommand)]
-    Plugin(cli::plugin::PluginCommand),
-    /// Make, sign and verify rule pack artifacts (component + manifest + signature).
+    /// Packs (WebAssembly components): make, sign and check them, run and test them, and
+    /// install or roll them back on a running seam.
     #[command(subcommand)]
     Pack(cli::pack::PackCommand),
+    /// The old name of `seam pack`'s run, bench, test, list, install and rollback.
+    #[command(subcommand, hide = true)]
+    Plugin(cli::pack::PackCommand),
     /// What a Salesforce admin deploys for seam (SFDX source).
     #[command(subcommand)]
     Salesforce(cli::salesforce::SalesforceCommand),
@@ -68,8 +69,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             #[cfg(feature = "sim")]
             Command::Demo(args) => cli::demo::run(args).await,
-            Command::Plugin(cmd) => cli::plugin::run(cmd).await,
-            Command::Pack(cmd) => cli::pack::run(cmd).await,
+            Command::Pack(cmd) | Command::Plugin(cmd) => cli::pack::run(cmd).await,
             #[cfg(feature = "sim")]
             Command::Sim(args) => cli::sim::run(args).await,
             Command::Dlq(args) => cli::dlq::run(args),

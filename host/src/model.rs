@@ -1,8 +1,8 @@
 //! The host's own vocabulary for changes and actions.
 //!
 //! Every `seam:sync` WIT version converts to and from these types, so the
-//! engine, journal and connectors never depend on one plugin API version.
-//! They are also the JSON form used by `seam plugin run` and test fixtures.
+//! engine, journal and connectors never depend on one `seam:sync` version.
+//! They are also the JSON form used by `seam pack run` and test fixtures.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

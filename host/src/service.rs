@@ -31,7 +31,7 @@ pub struct Engine {
     pub intake_url: String,
     pub admin_url: String,
     pub registry: Arc<Registry>,
-    /// Hot loading from `plugins_dir` lasts as long as this.
+    /// Hot loading from `packs_dir` lasts as long as this.
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -144,7 +144,7 @@ pub async fn start_engine(
         tokio::spawn(prune_every(journal.clone(), config.retention.clone()));
     }
     let registry = Arc::new(registry);
-    let watcher = match &config.plugins_dir {
+    let watcher = match &config.packs_dir {
         Some(dir) => Some(crate::admin::watch::start(dir, registry.clone(), config.tenants.keys().cloned().collect())?),
         None => None,
     };

@@ -37,8 +37,8 @@ fn mib(bytes: u64) -> String {
 }
 
 /// A pack of `component` under its own name.
-fn pack(component: &str, plugin: &str, name: String) -> Vec<u8> {
-    seampack_with(component, plugin, |manifest| manifest.name = name)
+fn pack(component: &str, linked: &str, name: String) -> Vec<u8> {
+    seampack_with(component, linked, |manifest| manifest.name = name)
 }
 
 async fn run(tenants: usize) {
@@ -61,7 +61,7 @@ async fn run(tenants: usize) {
         let workflows = if t % 4 == 0 { vec![pack(SEV1_BRIDGE, "sev1-bridge", "sev1-bridge".into())] } else { vec![] };
         packs_loaded += 1 + workflows.len();
         let started = registry.add_tenant(&tenant, &mapping, &workflows, "mapping", None).await.unwrap();
-        plugins.push(started.mapping.load_full().plugin.clone());
+        plugins.push(started.mapping.load_full().linked.clone());
         if t > 0 && t % 250 == 0 {
             println!("  {t} tenants loaded, {} resident", mib(rss_bytes()));
         }
@@ -70,16 +70,16 @@ async fn run(tenants: usize) {
     let after_load = rss_bytes();
 
     let records: Arc<dyn RecordSource> = Arc::new(NoRecords);
-    let change = seam::cli::plugin::ten_field_case_change(1);
+    let change = seam::cli::pack::run::ten_field_case_change(1);
     let (mut instantiate, mut first, mut second) =
         (Vec::with_capacity(tenants), Vec::with_capacity(tenants), Vec::with_capacity(tenants));
     let started = Instant::now();
-    for plugin in &plugins {
-        let (result, timing) = plugin.run_timed(&change, records.clone()).await;
+    for linked in &plugins {
+        let (result, timing) = linked.run_timed(&change, records.clone()).await;
         result.unwrap();
         instantiate.push(timing.instantiate);
         first.push(timing.instantiate + timing.call);
-        let (result, timing) = plugin.run_timed(&change, records.clone()).await;
+        let (result, timing) = linked.run_timed(&change, records.clone()).await;
         result.unwrap();
         second.push(timing.instantiate + timing.call);
     }

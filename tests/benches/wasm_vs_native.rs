@@ -10,7 +10,7 @@
 //!
 //! The WASM side runs three ways: one change per call on a warm instance (how
 //! the engine calls a pack today), batches of 32 changes per call
-//! (`Plugin::run_batch`; seam:sync@0.2.0 packs take a batch in one call), and
+//! (`LinkedPack::run_batch`; seam:sync@0.2.0 packs take a batch in one call), and
 //! a fresh instance per call.
 //!
 //! `cargo bench -p seam-tests --bench wasm_vs_native [-- EVENTS]`
@@ -22,7 +22,7 @@ use seam::model::{self, Change, ChangeKind, Field, RecordRef, System};
 #[path = "../../plugins/case-incident/src/lib.rs"]
 #[allow(dead_code)]
 mod case_incident;
-use seam::runtime::{NoRecords, Plugin, RecordSource, Runtime, RuntimeConfig};
+use seam::runtime::{LinkedPack, NoRecords, RecordSource, Runtime, RuntimeConfig};
 use seam_tests::{pack_bytes, CASE_INCIDENT};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,7 +106,7 @@ fn median(mut rates: Vec<f64>) -> f64 {
     rates[rates.len() / 2]
 }
 
-async fn load(runtime: &Runtime, wasm: &[u8]) -> Plugin {
+async fn load(runtime: &Runtime, wasm: &[u8]) -> LinkedPack {
     runtime.load("case-incident", "bench", wasm, Default::default()).await.expect("loading the case-incident pack")
 }
 
@@ -136,25 +136,30 @@ where
 }
 
 /// [`measure`] for batches: each change's time is its batch's time divided by the batch's size.
-async fn measure_batched(label: &str, changes: &[Change], plugin: &Plugin, records: Arc<dyn RecordSource>) -> Measured {
+async fn measure_batched(
+    label: &str,
+    changes: &[Change],
+    linked: &LinkedPack,
+    records: Arc<dyn RecordSource>,
+) -> Measured {
     async fn run(
-        plugin: &Plugin,
+        linked: &LinkedPack,
         chunk: &[Change],
         records: &Arc<dyn RecordSource>,
     ) -> Vec<Result<Vec<model::Action>, String>> {
         let answers =
-            plugin.run_batch(chunk, records.clone()).await.expect("a batch of well-formed changes must not trap");
+            linked.run_batch(chunk, records.clone()).await.expect("a batch of well-formed changes must not trap");
         answers.into_iter().map(|a| a.map_err(|e| e.to_string())).collect()
     }
     for chunk in changes[..200.min(changes.len())].chunks(BATCH) {
-        run(plugin, chunk, &records).await;
+        run(linked, chunk, &records).await;
     }
     let mut times = Vec::with_capacity(changes.len());
     let mut outputs = Vec::with_capacity(changes.len());
     let started = Instant::now();
     for chunk in changes.chunks(BATCH) {
         let t = Instant::now();
-        outputs.extend(run(plugin, chunk, &records).await);
+        outputs.extend(run(linked, chunk, &records).await);
         times.extend(std::iter::repeat_n(t.elapsed() / chunk.len() as u32, chunk.len()));
     }
     report(label, changes.len(), started.elapsed(), times, outputs)
@@ -184,7 +189,7 @@ fn sample_change(n: usize) -> Change {
     let case = RecordRef { system: System::Salesforce, object: "Case".into(), id: format!("500{n:015}") };
     let incident = RecordRef { system: System::Servicenow, object: "incident".into(), id: format!("{n:032x}") };
     let priority = ["Critical", "High", "Medium", "Low"][n % 4];
-    let case_fields = || seam::cli::plugin::ten_case_fields(n as u64, priority);
+    let case_fields = || seam::cli::pack::run::ten_case_fields(n as u64, priority);
     let incident_fields = |state: &str| {
         vec![
             Field::new("number", format!("INC{n:07}").as_str()),

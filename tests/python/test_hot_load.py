@@ -1,4 +1,4 @@
-"""An operator changes a running host's pack: `seam plugin install|list|rollback` against `seam serve --sim`."""
+"""An operator changes a running host's pack: `seam pack install|list|rollback` against `seam serve --sim`."""
 import json
 import os
 import subprocess
@@ -6,7 +6,7 @@ import subprocess
 from conftest import ROOT, SEAM
 from test_engine_restart import free_ports, serving
 
-COMPONENT = ROOT / "target" / "wasm32-wasip2" / "plugin" / "case_incident.wasm"
+COMPONENT = ROOT / "target" / "wasm32-wasip2" / "pack" / "case_incident.wasm"
 MANIFEST = ROOT / "plugins" / "case-incident" / "pack.json"
 
 
@@ -27,34 +27,34 @@ def test_install_list_rollback_and_restart(tmp_path):
     log = open(tmp_path / "serve.log", "ab")
     config = state / "seam.json"
     with serving(state, ports, log):
-        installed = seam("plugin", "install", "demo", newer, "--config", config)
+        installed = seam("pack", "install", "demo", newer, "--config", config)
         assert installed.returncode == 0, installed.stderr
         assert "demo now runs case-incident@1.2.0" in installed.stdout
 
         junk = tmp_path / "junk.seampack"
         junk.write_bytes(b"\0asm junk")
-        refused = seam("plugin", "install", "demo", junk, "--config", config)
+        refused = seam("pack", "install", "demo", junk, "--config", config)
         assert refused.returncode != 0 and "keeps its current pack" in refused.stderr
 
-        listed = seam("plugin", "list", "--config", config)
+        listed = seam("pack", "list", "--config", config)
         assert listed.returncode == 0, listed.stderr
         assert "demo: case-incident@1.2.0" in listed.stdout and "from admin" in listed.stdout
 
-        back = seam("plugin", "rollback", "demo", "--config", config)
+        back = seam("pack", "rollback", "demo", "--config", config)
         assert back.returncode == 0 and "case-incident@1.0.0" in back.stdout, back.stderr
-        again = seam("plugin", "rollback", "demo", "--config", config)
+        again = seam("pack", "rollback", "demo", "--config", config)
         assert again.returncode != 0 and "no earlier pack" in again.stderr
 
     # A restart comes back on the pack that was active, with its history.
     with serving(state, ports, log):
-        listed = seam("plugin", "list", "--config", config)
+        listed = seam("pack", "list", "--config", config)
         assert "demo: case-incident@1.0.0" in listed.stdout, listed.stdout
         assert "(rolled back)" in listed.stdout
-        assert seam("plugin", "install", "demo", newer, "--config", config).returncode == 0
+        assert seam("pack", "install", "demo", newer, "--config", config).returncode == 0
 
     # The configured pack is still 1.0.0, but 1.2.0 replaced it: the restart resumes on 1.2.0.
     with serving(state, ports, log):
-        listed = seam("plugin", "list", "--config", config)
+        listed = seam("pack", "list", "--config", config)
         assert "demo: case-incident@1.2.0" in listed.stdout, listed.stdout
 
 
@@ -69,23 +69,26 @@ def test_workflow_pack_hot_load_rollback_and_restart(tmp_path):
     log = open(tmp_path / "serve.log", "ab")
     config = state / "seam.json"
     with serving(state, ports, log):
-        installed = seam("plugin", "install", "demo", WORKFLOW, "--config", config)
+        installed = seam("pack", "install", "demo", WORKFLOW, "--config", config)
         assert installed.returncode == 0, installed.stderr
         assert "demo now runs sev1-bridge@1.0.0" in installed.stdout
-        listed = seam("plugin", "list", "--config", config)
+        listed = seam("pack", "list", "--config", config)
         assert "demo: case-incident@1.0.0" in listed.stdout, "the mapping pack stays"
         assert "workflow sev1-bridge@1.0.0" in listed.stdout, listed.stdout
 
     # Installed through the API, not configured: the restart brings it back all the same.
     with serving(state, ports, log):
-        listed = seam("plugin", "list", "--config", config)
+        listed = seam("pack", "list", "--config", config)
         assert "workflow sev1-bridge@1.0.0" in listed.stdout, listed.stdout
-        missing = seam("plugin", "rollback", "demo", "--pack", "no-such-flow", "--config", config)
+        missing = seam("pack", "rollback", "demo", "--pack", "no-such-flow", "--config", config)
         assert missing.returncode != 0 and "runs no pack" in missing.stderr, missing.stderr
-        removed = seam("plugin", "rollback", "demo", "--pack", "sev1-bridge", "--config", config)
+        removed = seam("pack", "rollback", "demo", "--pack", "sev1-bridge", "--config", config)
         assert removed.returncode == 0 and "no sev1-bridge (removed)" in removed.stdout, removed.stderr
-        assert "workflow " not in seam("plugin", "list", "--config", config).stdout
+        assert "workflow " not in seam("pack", "list", "--config", config).stdout
 
     with serving(state, ports, log):
-        listed = seam("plugin", "list", "--config", config)
+        listed = seam("pack", "list", "--config", config)
         assert "workflow " not in listed.stdout and "(rolled back)" in listed.stdout, listed.stdout
+        # The old noun still answers, hidden, for a release.
+        old_noun = seam("plugin", "list", "--config", config)
+        assert old_noun.returncode == 0 and "(rolled back)" in old_noun.stdout, old_noun.stderr

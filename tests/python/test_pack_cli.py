@@ -3,7 +3,7 @@ import subprocess
 
 from conftest import ROOT, SEAM
 
-COMPONENT = ROOT / "target" / "wasm32-wasip2" / "plugin" / "case_incident.wasm"
+COMPONENT = ROOT / "target" / "wasm32-wasip2" / "pack" / "case_incident.wasm"
 MANIFEST = ROOT / "plugins" / "case-incident" / "pack.json"
 
 

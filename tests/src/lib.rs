@@ -94,10 +94,10 @@ pub async fn rig(name: &str, max_body: usize) -> Rig {
     Rig { sim, journal, journal_path, base, counters }
 }
 
-/// `component` (a path from `build.rs`) as a pack, with `plugins/<plugin>/pack.json` as its
+/// `component` (a path from `build.rs`) as a pack, with `plugins/<pack>/pack.json` as its
 /// manifest, at `version` when given.
-pub fn seampack(component: &str, plugin: &str, version: Option<&str>) -> Vec<u8> {
-    seampack_with(component, plugin, |manifest| {
+pub fn seampack(component: &str, pack: &str, version: Option<&str>) -> Vec<u8> {
+    seampack_with(component, pack, |manifest| {
         if let Some(v) = version {
             manifest.version = v.into();
         }
@@ -105,8 +105,8 @@ pub fn seampack(component: &str, plugin: &str, version: Option<&str>) -> Vec<u8>
 }
 
 /// [`seampack`] with the manifest changed by `edit` first (another name, say).
-pub fn seampack_with(component: &str, plugin: &str, edit: impl FnOnce(&mut seam::packs::Manifest)) -> Vec<u8> {
-    let path = format!("{}/../plugins/{plugin}/pack.json", env!("CARGO_MANIFEST_DIR"));
+pub fn seampack_with(component: &str, pack: &str, edit: impl FnOnce(&mut seam::packs::Manifest)) -> Vec<u8> {
+    let path = format!("{}/../plugins/{pack}/pack.json", env!("CARGO_MANIFEST_DIR"));
     let mut manifest = seam::packs::Manifest::parse(&std::fs::read(path).unwrap()).unwrap();
     edit(&mut manifest);
     seam::packs::artifact::build(&pack_bytes(component), &manifest).unwrap()

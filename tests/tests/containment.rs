@@ -3,7 +3,7 @@
 
 use seam::model::{Action, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
 use seam::runtime::{
-    CacheOutcome, Grant, Grants, NoRecords, Plugin, PluginError, RecordSource, Runtime, RuntimeConfig, StaticRecord,
+    CacheOutcome, Grant, Grants, LinkedPack, NoRecords, PackError, RecordSource, Runtime, RuntimeConfig, StaticRecord,
     StaticRecords,
 };
 use seam_tests::{pack_bytes, CASE_INCIDENT, FUTURE_API, MISBEHAVE};
@@ -14,7 +14,7 @@ fn config() -> RuntimeConfig {
     RuntimeConfig { call_budget: Duration::from_millis(300), memory_limit: 16 << 20, ..RuntimeConfig::default() }
 }
 
-async fn misbehave(runtime: &Runtime, grants: Grants) -> Plugin {
+async fn misbehave(runtime: &Runtime, grants: Grants) -> LinkedPack {
     runtime.load("misbehave", "test", &pack_bytes(MISBEHAVE), grants).await.unwrap()
 }
 
@@ -36,10 +36,10 @@ fn none() -> Arc<dyn RecordSource> {
     Arc::new(NoRecords)
 }
 
-/// The plugin still answers a well-behaved call correctly.
-async fn still_serving(plugin: &Plugin) {
+/// The linked still answers a well-behaved call correctly.
+async fn still_serving(linked: &LinkedPack) {
     let actions =
-        plugin.run(&ask("echo", &[("Subject", "hello")]), none()).await.expect("a normal call after a failure");
+        linked.run(&ask("echo", &[("Subject", "hello")]), none()).await.expect("a normal call after a failure");
     assert_eq!(
         actions,
         vec![Action::Update {
@@ -57,8 +57,8 @@ fn only_note(actions: &[Action]) -> &str {
 }
 
 /// The note a `time-and-chance` call answers: what the pack read of its clock and randomness.
-async fn time_and_chance(plugin: &Plugin, change: &Change) -> String {
-    match plugin.run(change, none()).await.unwrap().as_slice() {
+async fn time_and_chance(linked: &LinkedPack, change: &Change) -> String {
+    match linked.run(change, none()).await.unwrap().as_slice() {
         [Action::AppendJournal { text, .. }] => text.clone(),
         other => panic!("{other:?}"),
     }
@@ -67,26 +67,26 @@ async fn time_and_chance(plugin: &Plugin, change: &Change) -> String {
 #[tokio::test]
 async fn a_replayed_event_sees_the_same_clock_and_randomness_and_another_event_its_own() {
     let runtime = Runtime::new(config()).unwrap();
-    let plugin = misbehave(&runtime, Grants::default()).await;
+    let linked = misbehave(&runtime, Grants::default()).await;
     // Committed at 2026-12-01T09:12:00Z, as Salesforce stamps it.
     let change = ask("time-and-chance", &[("SystemModstamp", "2026-12-01T09:12:00.000+0000")]);
-    let first = time_and_chance(&plugin, &change).await;
+    let first = time_and_chance(&linked, &change).await;
     assert!(first.starts_with("now 1796116320000 "), "the clock reads the commit time: {first}");
     // The same event again, later, on a warm instance and on a fresh one: the same answer.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(time_and_chance(&plugin, &change).await, first);
+    assert_eq!(time_and_chance(&linked, &change).await, first);
     let fresh = misbehave(&Runtime::new(config()).unwrap(), Grants::default()).await;
     assert_eq!(time_and_chance(&fresh, &change).await, first, "another instance, the same answer");
     // Another event: its own time (ServiceNow's stamp) and its own draws.
     let mut other = ask("time-and-chance", &[("sys_updated_on", "2026-12-01 09:13:00")]);
     other.source = RecordRef { system: System::Servicenow, object: "incident".into(), id: "a".repeat(32) };
     other.event_id = "another".into();
-    let second = time_and_chance(&plugin, &other).await;
+    let second = time_and_chance(&linked, &other).await;
     assert!(second.starts_with("now 1796116380000 "), "{second}");
     assert_ne!(second.rsplit(' ').next(), first.rsplit(' ').next(), "another event draws other bytes");
     // A replay under `run_at` (the processor's fallback, when the change names no time).
     let bare = ask("time-and-chance", &[]);
-    match plugin.run_at(&bare, 42_000, none()).await.unwrap().as_slice() {
+    match linked.run_at(&bare, 42_000, none()).await.unwrap().as_slice() {
         [Action::AppendJournal { text, .. }] => assert!(text.starts_with("now 42000 "), "{text}"),
         other => panic!("{other:?}"),
     }
@@ -95,26 +95,26 @@ async fn a_replayed_event_sees_the_same_clock_and_randomness_and_another_event_i
 #[tokio::test]
 async fn a_change_that_traps_fails_its_whole_batch_and_the_rest_answer_alone() {
     let runtime = Runtime::new(config()).unwrap();
-    let plugin = misbehave(&runtime, Grants::default()).await;
+    let linked = misbehave(&runtime, Grants::default()).await;
     let batch = [ask("echo", &[]), ask("panic", &[]), ask("reject", &[])];
-    match plugin.run_batch(&batch, none()).await {
-        Err(PluginError::Trap { message, .. }) => {
+    match linked.run_batch(&batch, none()).await {
+        Err(PackError::Trap { message, .. }) => {
             assert!(message.contains("misbehave was asked to panic"), "{message}")
         }
         other => panic!("a trap fails the whole call, got {other:?}"),
     }
     // Run alone, the others answer as they would have.
-    assert!(plugin.run(&batch[0], none()).await.is_ok());
-    assert!(matches!(plugin.run(&batch[2], none()).await, Err(PluginError::Rejected { .. })));
-    still_serving(&plugin).await;
+    assert!(linked.run(&batch[0], none()).await.is_ok());
+    assert!(matches!(linked.run(&batch[2], none()).await, Err(PackError::Rejected { .. })));
+    still_serving(&linked).await;
 }
 
 #[tokio::test]
 async fn a_panicking_pack_traps_with_its_panic_message() {
     let runtime = Runtime::new(config()).unwrap();
-    let plugin = misbehave(&runtime, Grants::default()).await;
-    match plugin.run(&ask("panic", &[]), none()).await {
-        Err(e @ PluginError::Trap { .. }) => {
+    let linked = misbehave(&runtime, Grants::default()).await;
+    match linked.run(&ask("panic", &[]), none()).await {
+        Err(e @ PackError::Trap { .. }) => {
             let text = e.to_string();
             assert!(text.contains("misbehave was asked to panic"), "{text}");
             assert!(text.contains("misbehave@test"), "{text}");
@@ -122,75 +122,75 @@ async fn a_panicking_pack_traps_with_its_panic_message() {
         }
         other => panic!("expected a trap, got {other:?}"),
     }
-    still_serving(&plugin).await;
+    still_serving(&linked).await;
 }
 
 #[tokio::test]
 async fn an_endless_loop_is_stopped_at_the_budget() {
     let runtime = Runtime::new(config()).unwrap();
-    let plugin = misbehave(&runtime, Grants::default()).await;
+    let linked = misbehave(&runtime, Grants::default()).await;
     let started = Instant::now();
-    let result = plugin.run(&ask("loop", &[]), none()).await;
+    let result = linked.run(&ask("loop", &[]), none()).await;
     let took = started.elapsed();
     assert!(
-        matches!(result, Err(PluginError::Timeout { budget, .. }) if budget == Duration::from_millis(300)),
+        matches!(result, Err(PackError::Timeout { budget, .. }) if budget == Duration::from_millis(300)),
         "{result:?}"
     );
     assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "stopped after {took:?}");
-    still_serving(&plugin).await;
+    still_serving(&linked).await;
 }
 
 /// One worker thread: if the looping guest held it, nothing else could run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_looping_pack_does_not_hold_the_executor() {
     let runtime = Runtime::new(RuntimeConfig { call_budget: Duration::from_secs(3), ..config() }).unwrap();
-    let plugin = Arc::new(misbehave(&runtime, Grants::default()).await);
+    let linked = Arc::new(misbehave(&runtime, Grants::default()).await);
     let looping = tokio::spawn({
-        let plugin = plugin.clone();
-        async move { plugin.run(&ask("loop", &[]), none()).await }
+        let linked = linked.clone();
+        async move { linked.run(&ask("loop", &[]), none()).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
     for _ in 0..20 {
-        still_serving(&plugin).await;
+        still_serving(&linked).await;
     }
     let took = started.elapsed();
     assert!(!looping.is_finished(), "the loop should still be running");
     assert!(took < Duration::from_secs(1), "20 calls beside a looping guest took {took:?}");
-    assert!(matches!(looping.await.unwrap(), Err(PluginError::Timeout { .. })));
+    assert!(matches!(looping.await.unwrap(), Err(PackError::Timeout { .. })));
 }
 
 #[tokio::test]
 async fn a_memory_hog_is_stopped_at_its_limit() {
     let runtime = Runtime::new(config()).unwrap();
-    let plugin = misbehave(&runtime, Grants::default()).await;
-    match plugin.run(&ask("oom", &[]), none()).await {
-        Err(e @ PluginError::OutOfMemory { limit, wanted, .. }) => {
+    let linked = misbehave(&runtime, Grants::default()).await;
+    match linked.run(&ask("oom", &[]), none()).await {
+        Err(e @ PackError::OutOfMemory { limit, wanted, .. }) => {
             assert_eq!(limit, 16 << 20);
             assert!(wanted > limit, "{e}");
         }
         other => panic!("expected out-of-memory, got {other:?}"),
     }
-    still_serving(&plugin).await;
+    still_serving(&linked).await;
 }
 
 #[tokio::test]
 async fn unbounded_recursion_traps_on_stack_overflow() {
     let runtime = Runtime::new(config()).unwrap();
-    let plugin = misbehave(&runtime, Grants::default()).await;
-    match plugin.run(&ask("recurse", &[]), none()).await {
-        Err(PluginError::Trap { message, .. }) => assert!(message.contains("stack"), "{message}"),
+    let linked = misbehave(&runtime, Grants::default()).await;
+    match linked.run(&ask("recurse", &[]), none()).await {
+        Err(PackError::Trap { message, .. }) => assert!(message.contains("stack"), "{message}"),
         other => panic!("expected a stack-overflow trap, got {other:?}"),
     }
-    still_serving(&plugin).await;
+    still_serving(&linked).await;
 }
 
 #[tokio::test]
 async fn a_rejection_is_permanent_and_carries_the_reason() {
     let runtime = Runtime::new(config()).unwrap();
-    let plugin = misbehave(&runtime, Grants::default()).await;
-    match plugin.run(&ask("reject", &[]), none()).await {
-        Err(e @ PluginError::Rejected { .. }) => {
+    let linked = misbehave(&runtime, Grants::default()).await;
+    match linked.run(&ask("reject", &[]), none()).await {
+        Err(e @ PackError::Rejected { .. }) => {
             assert!(e.to_string().contains("rejected on purpose"));
             assert!(!e.is_transient());
         }
@@ -201,22 +201,22 @@ async fn a_rejection_is_permanent_and_carries_the_reason() {
 #[tokio::test]
 async fn packs_have_no_filesystem_and_no_network() {
     let runtime = Runtime::new(config()).unwrap();
-    let plugin = misbehave(&runtime, Grants::default()).await;
-    let actions = plugin.run(&ask("read-file", &[]), none()).await.unwrap();
+    let linked = misbehave(&runtime, Grants::default()).await;
+    let actions = linked.run(&ask("read-file", &[]), none()).await.unwrap();
     assert!(only_note(&actions).starts_with("file error"), "{actions:?}");
 
     // A real listener on loopback that the guest must not reach.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let actions = plugin.run(&ask("connect", &[("port", &port)]), none()).await.unwrap();
+    let actions = linked.run(&ask("connect", &[("port", &port)]), none()).await.unwrap();
     assert!(only_note(&actions).starts_with("network error"), "{actions:?}");
 }
 
 #[tokio::test]
 async fn a_log_flood_is_cut_off_and_the_call_completes() {
     let runtime = Runtime::new(config()).unwrap();
-    let plugin = misbehave(&runtime, Grants::default()).await;
-    let actions = plugin.run(&ask("log-flood", &[]), none()).await.unwrap();
+    let linked = misbehave(&runtime, Grants::default()).await;
+    let actions = linked.run(&ask("log-flood", &[]), none()).await.unwrap();
     assert_eq!(only_note(&actions), "flooded");
 }
 
@@ -238,10 +238,10 @@ async fn lookups_read_only_what_the_pack_was_granted() {
         object: "Account".into(),
         fields: vec!["AnnualRevenue".into()],
     }]);
-    let plugin = misbehave(&runtime, grants).await;
+    let linked = misbehave(&runtime, grants).await;
     let id = ("id", "001000000000001AAA");
 
-    let actions = plugin.run(&ask("lookup", &[id, ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
+    let actions = linked.run(&ask("lookup", &[id, ("fields", "AnnualRevenue")]), account_records()).await.unwrap();
     assert_eq!(
         actions,
         vec![Action::Update {
@@ -250,13 +250,13 @@ async fn lookups_read_only_what_the_pack_was_granted() {
         }]
     );
 
-    let actions = plugin.run(&ask("lookup", &[id, ("fields", "AnnualRevenue,Name")]), account_records()).await.unwrap();
+    let actions = linked.run(&ask("lookup", &[id, ("fields", "AnnualRevenue,Name")]), account_records()).await.unwrap();
     assert_eq!(only_note(&actions), "not granted: the pack may not read Name of salesforce Account");
 
-    let actions = plugin.run(&ask("lookup", &[id, ("object", "Contact")]), account_records()).await.unwrap();
+    let actions = linked.run(&ask("lookup", &[id, ("object", "Contact")]), account_records()).await.unwrap();
     assert_eq!(only_note(&actions), "not granted: the pack has no grant to read salesforce Contact");
 
-    let actions = plugin
+    let actions = linked
         .run(&ask("lookup", &[("id", "001000000000002AAA"), ("fields", "AnnualRevenue")]), account_records())
         .await
         .unwrap();
@@ -267,15 +267,15 @@ async fn lookups_read_only_what_the_pack_was_granted() {
 async fn an_unreachable_lookup_makes_the_failure_transient() {
     let runtime = Runtime::new(config()).unwrap();
     let grants = Grants(vec![Grant { system: System::Salesforce, object: "Account".into(), fields: vec!["*".into()] }]);
-    let plugin = misbehave(&runtime, grants).await;
-    match plugin.run(&ask("lookup", &[("id", "001000000000001AAA")]), none()).await {
-        Err(e @ PluginError::LookupUnavailable { .. }) => assert!(e.is_transient(), "{e}"),
+    let linked = misbehave(&runtime, grants).await;
+    match linked.run(&ask("lookup", &[("id", "001000000000001AAA")]), none()).await {
+        Err(e @ PackError::LookupUnavailable { .. }) => assert!(e.is_transient(), "{e}"),
         other => panic!("expected a transient lookup failure, got {other:?}"),
     }
 }
 
-async fn count(plugin: &Plugin) -> String {
-    only_note(&plugin.run(&ask("count", &[]), none()).await.unwrap()).to_string()
+async fn count(linked: &LinkedPack) -> String {
+    only_note(&linked.run(&ask("count", &[]), none()).await.unwrap()).to_string()
 }
 
 #[tokio::test]
@@ -290,26 +290,26 @@ async fn a_warm_instance_serves_only_its_own_pack_and_never_after_a_failure() {
     assert_eq!(count(&tenant_a).await, "call 3");
     assert_eq!(count(&tenant_a).await, "call 1", "an instance is replaced after calls_per_instance calls");
     // A refusal is a normal return: the instance carries on.
-    assert!(matches!(tenant_a.run(&ask("reject", &[]), none()).await, Err(PluginError::Rejected { .. })));
+    assert!(matches!(tenant_a.run(&ask("reject", &[]), none()).await, Err(PackError::Rejected { .. })));
     assert_eq!(count(&tenant_a).await, "call 2");
     // A trap throws the instance away.
-    assert!(matches!(tenant_a.run(&ask("panic", &[]), none()).await, Err(PluginError::Trap { .. })));
+    assert!(matches!(tenant_a.run(&ask("panic", &[]), none()).await, Err(PackError::Trap { .. })));
     assert_eq!(count(&tenant_a).await, "call 1", "an instance that trapped must not serve again");
 
     let fresh = Runtime::new(RuntimeConfig { calls_per_instance: 1, ..config() }).unwrap();
-    let plugin = misbehave(&fresh, Grants::default()).await;
-    assert_eq!(count(&plugin).await, "call 1");
-    assert_eq!(count(&plugin).await, "call 1", "calls_per_instance 1 gives every call a fresh instance");
+    let linked = misbehave(&fresh, Grants::default()).await;
+    assert_eq!(count(&linked).await, "call 1");
+    assert_eq!(count(&linked).await, "call 1", "calls_per_instance 1 gives every call a fresh instance");
 }
 
 #[tokio::test]
 async fn more_calls_than_pool_slots_wait_instead_of_failing() {
     let runtime = Runtime::new(RuntimeConfig { concurrent_calls: 2, ..config() }).unwrap();
-    let plugin = Arc::new(misbehave(&runtime, Grants::default()).await);
+    let linked = Arc::new(misbehave(&runtime, Grants::default()).await);
     let calls: Vec<_> = (0..64)
         .map(|_| {
-            let plugin = plugin.clone();
-            tokio::spawn(async move { plugin.run(&ask("echo", &[("n", "1")]), none()).await })
+            let linked = linked.clone();
+            tokio::spawn(async move { linked.run(&ask("echo", &[("n", "1")]), none()).await })
         })
         .collect();
     for call in calls {

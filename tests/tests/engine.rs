@@ -47,8 +47,8 @@ async fn harness_retrying(name: &str, ownership: Ownership, retrying: Retrying) 
     let systems = Arc::new(sim.seam_systems(policy.clone()).await.unwrap());
     let people = Arc::new(sim.systems(policy).await.unwrap());
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
-    let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, ownership)));
+    let linked = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
+    let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(linked, ownership)));
     let processor = Arc::new(Processor {
         tenant: TENANT.into(),
         journal: journal.clone(),
@@ -178,7 +178,7 @@ async fn the_whole_story_with_echo_suppression_and_ownership() {
     let incident_ref = RecordRef { system: System::Servicenow, object: "incident".into(), id: incident.clone() };
     let audit = h.journal.audit_of(TENANT, &incident_ref, "urgency").unwrap();
     let values: Vec<(&str, Option<Value>, Value)> =
-        audit.iter().map(|a| (a.plugin.as_str(), a.old.clone(), a.new.clone())).collect();
+        audit.iter().map(|a| (a.pack.as_str(), a.old.clone(), a.new.clone())).collect();
     assert_eq!(
         values,
         vec![
@@ -252,7 +252,7 @@ async fn a_forbidden_write_is_dead_lettered_and_re_driven_once_fixed() {
     let current = h.processor.active.load_full();
     let fixed = ActivePack {
         manifest: current.manifest.clone(),
-        plugin: current.plugin.clone(),
+        linked: current.linked.clone(),
         ownership: Ownership::default(),
         hash: current.hash.clone(),
         signer: None,

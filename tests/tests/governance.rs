@@ -112,7 +112,7 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
         "seam_events_synced_total{tenant=\"demo\"}",
         "seam_echoes_suppressed_total{tenant=\"demo\"}",
         "seam_violations_reverted_total{tenant=\"demo\"} 0",
-        "seam_plugin_call_seconds_bucket{",
+        "seam_pack_call_seconds_bucket{",
         "pack=\"case-incident@1.0.0\"",
         "seam_backlog_events{tenant=\"demo\"} 0",
         "seam_backlog_age_seconds{tenant=\"demo\"} 0",

@@ -1,5 +1,5 @@
 //! Swapping a tenant's pack while events flow: through the admin API and the
-//! plugins directory, with a rollback and a refused pack along the way.
+//! packs directory (`packs_dir`), with a rollback and a refused pack along the way.
 //! Nothing is lost, nothing is processed twice.
 
 use seam::cli::simulated::sim_config;
@@ -58,8 +58,8 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
                 assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
             }
             1 => {
-                // A pack written into the plugins directory (atomically: temporary name, then rename).
-                let dir = config.plugins_dir.as_ref().unwrap().join("demo");
+                // A pack written into packs_dir (atomically: temporary name, then rename).
+                let dir = config.packs_dir.as_ref().unwrap().join("demo");
                 std::fs::write(dir.join("next.tmp"), pack("1.1.0")).unwrap();
                 std::fs::rename(dir.join("next.tmp"), dir.join("case-incident-1.1.0.seampack")).unwrap();
                 let waiting = Instant::now();
@@ -119,7 +119,7 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
 
     // The events were served by more than one version, and the history tells the story.
     let audit = engine.journal.audit_after("demo", 0).unwrap();
-    let versions: HashSet<&str> = audit.iter().map(|(_, _, _, a)| a.plugin.as_str()).collect();
+    let versions: HashSet<&str> = audit.iter().map(|(_, _, _, a)| a.pack.as_str()).collect();
     assert!(versions.len() >= 2, "{versions:?}");
     let list: Value =
         http.get(format!("{admin}/packs")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();

@@ -1,11 +1,11 @@
 //! The default Case ⇄ Incident pack, run through the host.
 
 use seam::model::{Action, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
-use seam::runtime::{ApiVersion, Grants, NoRecords, Plugin, PluginError, Runtime, RuntimeConfig};
+use seam::runtime::{ApiVersion, Grants, LinkedPack, NoRecords, PackError, Runtime, RuntimeConfig};
 use seam_tests::{pack_bytes, API_V0_1_0, CASE_INCIDENT};
 use std::sync::Arc;
 
-async fn pack() -> Plugin {
+async fn pack() -> LinkedPack {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     runtime.load("case-incident", "test", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap()
 }
@@ -30,7 +30,7 @@ fn change(
     Change { event_id: "e1".into(), kind, source, changed, snapshot, origin_user: "someone".into(), linked }
 }
 
-async fn map(change: &Change) -> Result<Vec<Action>, PluginError> {
+async fn map(change: &Change) -> Result<Vec<Action>, PackError> {
     pack().await.run(change, Arc::new(NoRecords)).await
 }
 
@@ -119,9 +119,9 @@ async fn priority_matrix_covers_every_customer_priority() {
 async fn unknown_priority_is_rejected_with_a_reason() {
     let c = change(ChangeKind::Updated, case(), Some(incident()), &[("Priority", "Urgent!!")], &[]);
     match map(&c).await {
-        Err(PluginError::Rejected { message, plugin }) => {
+        Err(PackError::Rejected { message, pack }) => {
             assert!(message.contains("Urgent!!") && message.contains("Critical, High, Medium or Low"), "{message}");
-            assert_eq!(plugin, "case-incident@test");
+            assert_eq!(pack, "case-incident@test");
         }
         other => panic!("expected a rejection, got {other:?}"),
     }
@@ -250,14 +250,14 @@ async fn a_batch_gets_one_answer_per_change_in_order_and_a_refusal_stays_with_it
         let alone = map(c).await;
         match (answer, &alone) {
             (Ok(a), Ok(b)) => assert_eq!(a, b),
-            (Err(PluginError::Rejected { message: a, .. }), Err(PluginError::Rejected { message: b, .. })) => {
+            (Err(PackError::Rejected { message: a, .. }), Err(PackError::Rejected { message: b, .. })) => {
                 assert_eq!(a, b)
             }
             other => panic!("batched and alone disagree: {other:?}"),
         }
     }
     assert!(
-        matches!(&answers[1], Err(PluginError::Rejected { message, .. }) if message.contains("Whenever")),
+        matches!(&answers[1], Err(PackError::Rejected { message, .. }) if message.contains("Whenever")),
         "{:?}",
         answers[1]
     );
@@ -284,7 +284,7 @@ async fn a_pack_built_for_seam_sync_0_1_0_still_runs_one_change_per_call() {
     let answers = legacy.run_batch([&subject, &nameless, &subject], Arc::new(NoRecords)).await.unwrap();
     assert_eq!(answers[0].as_ref().unwrap(), &expected);
     assert!(
-        matches!(&answers[1], Err(PluginError::Rejected { message, .. }) if message.contains("has no Subject")),
+        matches!(&answers[1], Err(PackError::Rejected { message, .. }) if message.contains("has no Subject")),
         "{:?}",
         answers[1]
     );

@@ -22,7 +22,7 @@ async fn a_signed_pack_loads_with_its_manifest_and_is_still_a_component() {
     let signed = artifact::sign(&artifact::build(&pack_bytes(CASE_INCIDENT), &manifest()).unwrap(), &isv).unwrap();
     let loaded = packs::load(&runtime, &signed, "ignored", &trust(&isv)).await.unwrap();
     assert_eq!(loaded.manifest.id(), "case-incident@1.0.0");
-    assert_eq!(loaded.plugin.meta().to_string(), "case-incident@1.0.0", "the audit names the manifest's version");
+    assert_eq!(loaded.linked.meta().to_string(), "case-incident@1.0.0", "the audit names the manifest's version");
     assert!(loaded.signer.is_some());
     assert!(loaded
         .manifest
@@ -142,12 +142,12 @@ async fn the_default_packs_fixtures_pass_and_a_wrong_expectation_fails_with_both
     let all = fixtures::read_dir(dir).unwrap();
     assert!(all.len() >= 5);
     for (file, fixture) in &all {
-        let outcome = fixtures::run(&pack.plugin, file, fixture).await;
+        let outcome = fixtures::run(&pack.linked, file, fixture).await;
         assert!(outcome.failure.is_none(), "{}: {:?}", outcome.name, outcome.failure);
     }
     // The same change with a wrong expectation fails and shows what came out.
     let (file, mut fixture) = all.into_iter().find(|(_, f)| f.expect.is_some()).unwrap();
     fixture.expect.as_mut().unwrap().clear();
-    let failure = fixtures::run(&pack.plugin, &file, &fixture).await.failure.expect("must fail");
+    let failure = fixtures::run(&pack.linked, &file, &fixture).await.failure.expect("must fail");
     assert!(failure.contains("expected actions:\n[]") && failure.contains("got:"), "{failure}");
 }

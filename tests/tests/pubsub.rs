@@ -52,8 +52,8 @@ async fn harness(name: &str) -> Harness {
     let systems = Arc::new(systems);
     let people = Arc::new(sim.systems(policy).await.unwrap());
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let plugin = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
-    let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(plugin, Ownership::default())));
+    let linked = runtime.load("case-incident", "1.0.0", &pack_bytes(CASE_INCIDENT), Grants::default()).await.unwrap();
+    let active = Arc::new(ArcSwap::from_pointee(ActivePack::of(linked, Ownership::default())));
     let processor = Arc::new(Processor {
         tenant: TENANT.into(),
         journal: journal.clone(),

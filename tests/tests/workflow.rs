@@ -12,8 +12,8 @@ use seam_sim::Sim;
 use seam_tests::{engine_on_sim, seampack, CASE_INCIDENT, SEV1_BRIDGE};
 use serde_json::{json, Map, Value};
 
-fn pack(component: &str, plugin: &str) -> Vec<u8> {
-    seampack(component, plugin, None)
+fn pack(component: &str, name: &str) -> Vec<u8> {
+    seampack(component, name, None)
 }
 
 /// The mapping and the sev1-bridge workflow, serving `demo` on the emulators.
@@ -107,12 +107,10 @@ async fn a_sev1_on_a_high_value_account_opens_the_incident_tasks_the_account_tea
     // The audit credits the workflow's writes to the workflow.
     let audit = engine.journal.audit_after("demo", 0).unwrap();
     assert!(
-        audit
-            .iter()
-            .any(|(_, r, _, a)| r.object == "Task" && a.plugin == "sev1-bridge@1.0.0" && a.reason == "workflow"),
+        audit.iter().any(|(_, r, _, a)| r.object == "Task" && a.pack == "sev1-bridge@1.0.0" && a.reason == "workflow"),
         "{audit:?}"
     );
-    assert!(audit.iter().any(|(_, r, _, a)| r.object == "incident" && a.plugin == "case-incident@1.0.0"));
+    assert!(audit.iter().any(|(_, r, _, a)| r.object == "incident" && a.pack == "case-incident@1.0.0"));
 
     // 2. Still Critical, edited again: the same episode, nothing new.
     sf.update("Case", &case, &obj(json!({ "Subject": "Checkout API returns 502 (EU only)" }))).await.unwrap();

@@ -3,7 +3,7 @@
 //! received, backlog and its age, dead letters waiting, packs loaded) is read
 //! at scrape time, so it is right after a restart too.
 
-use crate::engine::processor::{latency_histogram, Counters, PluginLatency};
+use crate::engine::processor::{latency_histogram, Counters, PackLatency};
 use crate::packs::Registry as Packs;
 use crate::store::Journal;
 use anyhow::Result;
@@ -46,7 +46,7 @@ pub struct Metrics {
     dead_lettered: Family<TenantLabel, Counter>,
     stream_gaps: Family<TenantLabel, Counter>,
     identity_conflicts: Family<TenantLabel, Counter>,
-    plugin_seconds: PluginLatency,
+    pack_seconds: PackLatency,
     /// Backlog alerts sent (see `engine::alerts`).
     pub alerts: Family<TenantLabel, Counter>,
     backlog: Family<TenantLabel, Gauge>,
@@ -77,7 +77,7 @@ impl Metrics {
             dead_lettered: Family::default(),
             stream_gaps: Family::default(),
             identity_conflicts: Family::default(),
-            plugin_seconds: Family::new_with_constructor(latency_histogram),
+            pack_seconds: Family::new_with_constructor(latency_histogram),
             alerts: Family::default(),
             backlog: Family::default(),
             backlog_age: Family::default(),
@@ -109,10 +109,10 @@ impl Metrics {
         registry.register("pubsub_gaps", "Pub/Sub subscriptions that could not resume where they stopped (replay id past retention): a catch-up poll covered the gap", m.stream_gaps.clone());
         registry.register("identity_conflicts", "Records that named a partner which did not name them back: dead-lettered with nothing written across (see `seam link`)", m.identity_conflicts.clone());
         registry.register_with_unit(
-            "plugin_call",
+            "pack_call",
             "Time of one pack call (instantiate + run), by pack",
             prometheus_client::registry::Unit::Seconds,
-            m.plugin_seconds.clone(),
+            m.pack_seconds.clone(),
         );
         registry.register("backlog_alerts", "Backlog or dead-letter alerts sent to people", m.alerts.clone());
         registry.register("backlog_events", "Events waiting to be processed", m.backlog.clone());
@@ -141,7 +141,7 @@ impl Metrics {
             dead_letters: self.dead_lettered.get_or_create_owned(&t),
             stream_gaps: self.stream_gaps.get_or_create_owned(&t),
             identity_conflicts: self.identity_conflicts.get_or_create_owned(&t),
-            plugin_seconds: self.plugin_seconds.clone(),
+            pack_seconds: self.pack_seconds.clone(),
         }
     }
 

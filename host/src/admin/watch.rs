@@ -1,4 +1,4 @@
-//! Hot load by file: a `.seampack` written into `PLUGINS/<tenant>/` is loaded
+//! Hot load by file: a `.seampack` written into `PACKS_DIR/<tenant>/` (`packs_dir`) is loaded
 //! for that tenant. Write packs atomically (to a temporary name, then rename)
 //! so the watcher never reads half a file; a file that does not open as a pack
 //! is reported and left alone.
@@ -26,7 +26,7 @@ pub fn start(dir: &Path, registry: Arc<Registry>, tenants: Vec<String>) -> Resul
             }
         }
     })
-    .context("starting the plugins directory watcher")?;
+    .context("starting the watcher of packs_dir")?;
     watcher.watch(dir, RecursiveMode::Recursive).with_context(|| format!("watching {}", dir.display()))?;
     let root = dir.to_path_buf();
     tokio::spawn(async move {
@@ -52,7 +52,7 @@ async fn load(registry: &Registry, root: &Path, path: &Path) {
         .and_then(|p| p.file_name())
         .map(|t| t.to_string_lossy().into_owned())
     else {
-        tracing::warn!(path = %path.display(), "a pack outside PLUGINS/<tenant>/ is ignored");
+        tracing::warn!(path = %path.display(), "a pack outside PACKS_DIR/<tenant>/ is ignored");
         return;
     };
     let bytes = match std::fs::read(path) {

@@ -110,7 +110,7 @@ fn print_why(record: &RecordRef, field: &str, changes: &[FieldChange], open: &[E
     }
     for c in changes {
         let old = c.old.as_ref().map(|o| o.to_string()).unwrap_or_else(|| "—".into());
-        println!("\n{}  {old} → {}  ({}, {}, tenant {})", when(c.at_ms), c.new, c.reason, c.plugin, c.tenant);
+        println!("\n{}  {old} → {}  ({}, {}, tenant {})", when(c.at_ms), c.new, c.reason, c.pack, c.tenant);
         match &c.event {
             Some(e) => {
                 for (n, line) in describe_event(e).into_iter().enumerate() {

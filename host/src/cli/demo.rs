@@ -79,7 +79,7 @@ impl Demo {
                 short(&record.id),
                 entry.new,
                 entry.reason,
-                entry.plugin
+                entry.pack
             );
             self.audited = id;
         }
@@ -220,7 +220,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     for change in &urgency {
         let old = change.old.as_ref().map(|o| o.to_string()).unwrap_or_else(|| "—".into());
-        println!("  {old} → {} by {}, because:", change.new, change.plugin);
+        println!("  {old} → {} by {}, because:", change.new, change.pack);
         for line in change.event.as_ref().map(super::audit::describe_event).unwrap_or_default() {
             println!("      {line}");
         }

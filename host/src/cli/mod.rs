@@ -10,7 +10,6 @@ pub mod init;
 pub mod journal;
 pub mod link;
 pub mod pack;
-pub mod plugin;
 pub mod reconcile;
 pub mod salesforce;
 pub mod serve;

@@ -80,13 +80,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
         None => "off: no admin token is configured".to_string(),
     };
-    println!("admin API on {}/admin ({token_at}; `seam plugin list|install|rollback`)", engine.admin_url);
+    println!("admin API on {}/admin ({token_at}; `seam pack list|install|rollback`)", engine.admin_url);
     println!("dashboard: {}/dashboard (it asks for the token)", engine.admin_url);
     println!("metrics: {}/metrics", engine.admin_url);
     if config.allow_unsigned && config.trusted_keys.is_empty() {
         println!("allow_unsigned: packs load without a signature check (set trusted_keys for real data)");
     }
-    if let Some(dir) = &config.plugins_dir {
+    if let Some(dir) = &config.packs_dir {
         println!("hot-loading packs written to {}/<tenant>/", dir.display());
     }
     if args.sim {

@@ -206,7 +206,7 @@ pub async fn sim_config(
         // The emulators run the packs this checkout builds, unsigned (the banner says so).
         allow_unsigned: true,
         public_url: None,
-        plugins_dir: Some(state.join("plugins")),
+        packs_dir: Some(state.join("hot-load")),
         alerts: AlertConfig::default(),
         reconcile_minutes: config::default_reconcile(),
     };

@@ -97,7 +97,7 @@ pub fn conflict_audit(source: &RecordRef, claimed: &RecordRef, why: &str) -> Aud
         old: None,
         new: Value::Text(claimed.id.clone()),
         reason: format!("identity conflict: {why}"),
-        plugin: None,
+        pack: None,
     }
 }
 

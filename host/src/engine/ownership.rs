@@ -10,6 +10,7 @@ use crate::model::System;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Mirror {
     /// The system holding the copy.
     pub system: System,
@@ -19,6 +20,7 @@ pub struct Mirror {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Ownership {
     pub mirrors: Vec<Mirror>,
 }

@@ -19,7 +19,7 @@ use crate::connectors::RetryPolicy;
 use crate::model::{latest_fields, Action, Carried, Change, ChangeKind, Field, RecordRef, System, Target, Value};
 use crate::packs::manifest::DeletePolicy;
 use crate::packs::ActivePack;
-use crate::runtime::{PluginError, RecordSource};
+use crate::runtime::{PackError, RecordSource};
 use crate::store::journal::{AuditRow, Due, Outcome};
 use crate::store::Journal;
 use anyhow::Result;
@@ -65,11 +65,11 @@ pub struct Counters {
     /// Records that named a partner which did not name them back (see `identity`).
     pub identity_conflicts: Counter,
     /// Seconds per pack call, by tenant and pack.
-    pub plugin_seconds: PluginLatency,
+    pub pack_seconds: PackLatency,
 }
 
 /// Pack call latency, labelled by tenant and `name@version`.
-pub type PluginLatency = Family<PackLabels, Histogram, fn() -> Histogram>;
+pub type PackLatency = Family<PackLabels, Histogram, fn() -> Histogram>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PackLabels {
@@ -94,7 +94,7 @@ impl Default for Counters {
             dead_letters: Counter::default(),
             stream_gaps: Counter::default(),
             identity_conflicts: Counter::default(),
-            plugin_seconds: Family::new_with_constructor(latency_histogram),
+            pack_seconds: Family::new_with_constructor(latency_histogram),
         }
     }
 }
@@ -179,11 +179,11 @@ impl Processor {
                 known,
             )
             .await;
-        let plugin = pack.plugin.meta().to_string();
+        let pack_id = pack.linked.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
                 let status = if processed == Processed::Echo { "echo" } else { "done" };
-                self.journal.finish(&self.tenant, entry.id, &merged, &entry.event_key, &plugin, status, out).await?;
+                self.journal.finish(&self.tenant, entry.id, &merged, &entry.event_key, &pack_id, status, out).await?;
                 processed
             }
             Err(Failure::Transient(why)) if self.failing_for(&due) < self.retrying.window => {
@@ -329,7 +329,7 @@ impl Processor {
                     old: Some(f.value.clone()),
                     new: shadow[&f.name].clone(),
                     reason: "revert: owned by the other system".into(),
-                    plugin: None,
+                    pack: None,
                 });
             }
         }
@@ -360,12 +360,12 @@ impl Processor {
         let mut by: Vec<Option<String>> = Vec::new();
         for (n, p) in std::iter::once(pack).chain(workflows.iter().map(|w| w.as_ref())).enumerate() {
             let started = std::time::Instant::now();
-            let ran = p.plugin.run_at(&change, at_ms, records.clone()).await;
+            let ran = p.linked.run_at(&change, at_ms, records.clone()).await;
             let labels = PackLabels { tenant: self.tenant.clone(), pack: p.manifest.id() };
-            self.counters.plugin_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            self.counters.pack_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
             let asked = match ran {
                 Ok(asked) => asked,
-                Err(e @ PluginError::LookupUnavailable { .. }) => return Err(Failure::Transient(e.to_string())),
+                Err(e @ PackError::LookupUnavailable { .. }) => return Err(Failure::Transient(e.to_string())),
                 Err(e) => return Err(Failure::Permanent(e.to_string())),
             };
             // The tenant's ownership map (the mapping's) binds every pack.
@@ -410,7 +410,7 @@ impl Processor {
         // The last action, when it is an update, is recorded with the event's
         // outcome instead: one transaction (and one disk sync) fewer, and after a
         // crash in between, an update is safe to repeat.
-        let plugin_id = pack.plugin.meta().to_string();
+        let pack_id = pack.linked.meta().to_string();
         let last_is_update = matches!(actions.last(), Some(Action::Update { .. }));
         let last_step = std::sync::Mutex::new(Outcome::default());
         // Each write's "before" comes from the shadows as committed: the source's and its
@@ -419,8 +419,8 @@ impl Processor {
         let committed: std::sync::Mutex<HashMap<RecordRef, HashMap<String, Value>>> = std::sync::Mutex::new(
             HashMap::from_iter([(source.clone(), shadow)].into_iter().chain(partner.zip(partner_shadow))),
         );
-        let (journal, tenant, systems, by, plugin_id, last_step_slot, committed, count) =
-            (&self.journal, &self.tenant, &self.systems, &by, &plugin_id, &last_step, &committed, actions.len());
+        let (journal, tenant, systems, by, pack_id, last_step_slot, committed, count) =
+            (&self.journal, &self.tenant, &self.systems, &by, &pack_id, &last_step, &committed, actions.len());
         let applied = self
             .systems
             .apply_resuming(key, &change, &actions, resume, carried, move |n, carried, writes| {
@@ -438,12 +438,12 @@ impl Processor {
                         known.extend(unread.into_iter().zip(read));
                         let mut step = Outcome::default();
                         for w in &writes {
-                            let plugin = by.get(w.action).cloned().flatten();
-                            let reason = if plugin.is_some() { "workflow" } else { "sync" };
+                            let pack = by.get(w.action).cloned().flatten();
+                            let reason = if pack.is_some() { "workflow" } else { "sync" };
                             account_for(
                                 w,
                                 known.get(&w.record),
-                                plugin,
+                                pack,
                                 reason,
                                 systems.echoes_come_back(w.record.system),
                                 &mut step,
@@ -458,7 +458,7 @@ impl Processor {
                         *last_step_slot.lock().unwrap() = step;
                         return Ok(());
                     }
-                    journal.set_progress(tenant, id, key, plugin_id, &carried, step).await
+                    journal.set_progress(tenant, id, key, pack_id, &carried, step).await
                 })
             })
             .await
@@ -477,7 +477,7 @@ impl Processor {
                     old: Some(Value::Text(source.id.clone())),
                     new: Value::Null,
                     reason: format!("{source} was deleted: its partner is {what} (deletes: {})", policy.name()),
-                    plugin: None,
+                    pack: None,
                 });
                 out.unlinks.push(case_and_incident(&source, &partner));
             }
@@ -565,7 +565,7 @@ pub(crate) async fn shadows_of(
 pub(crate) fn account_for(
     w: &Write,
     before: Option<&HashMap<String, Value>>,
-    plugin: Option<String>,
+    pack: Option<String>,
     reason: &str,
     echoes_come_back: bool,
     out: &mut Outcome,
@@ -582,7 +582,7 @@ pub(crate) fn account_for(
             old,
             new: f.value.clone(),
             reason: reason.into(),
-            plugin: plugin.clone(),
+            pack: pack.clone(),
         });
     }
     // What the record holds now; a value the shadow has already is not written again
@@ -612,12 +612,12 @@ fn check(
             _ => continue,
         };
         if let Some(f) = fields.iter().find(|f| identity::is_link_field(system, &f.name)) {
-            return Err(format!("plugin {} tried to write {system} {object}.{}, the link field; links are seam's alone (its linked creates, and `seam link`)", pack.plugin.meta(), f.name));
+            return Err(format!("pack {} tried to write {system} {object}.{}, the link field; links are seam's alone (its linked creates, and `seam link`)", pack.linked.meta(), f.name));
         }
         if let Some(f) = fields.iter().find(|f| ownership.owner(system, object, &f.name) == system) {
             return Err(format!(
-                "plugin {} tried to write {system} {object}.{}, which {system} owns; a pack may only write mirrored fields",
-                pack.plugin.meta(),
+                "pack {} tried to write {system} {object}.{}, which {system} owns; a pack may only write mirrored fields",
+                pack.linked.meta(),
                 f.name
             ));
         }

@@ -191,7 +191,7 @@ impl Reconciler {
         // Both sides in one call to the pack.
         let records: Arc<dyn RecordSource> = self.systems.clone();
         let answers = pack
-            .plugin
+            .linked
             .run_batch([&case_change, &incident_change], records)
             .await
             .with_context(|| format!("running {} on {case_ref} and {incident_ref}", pack.manifest.id()))?;

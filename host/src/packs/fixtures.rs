@@ -1,4 +1,4 @@
-//! Plugin tests without a running host: JSON fixtures, each a change in and
+//! LinkedPack tests without a running host: JSON fixtures, each a change in and
 //! the actions expected out (or the error expected).
 //!
 //! ```json
@@ -12,7 +12,7 @@
 //! within the grants of its manifest.
 
 use crate::model::{Action, Change};
-use crate::runtime::{Plugin, StaticRecord, StaticRecords};
+use crate::runtime::{LinkedPack, StaticRecord, StaticRecords};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -68,11 +68,11 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, Fixture)>> {
 }
 
 /// Run one fixture against a loaded pack.
-pub async fn run(plugin: &Plugin, file: &Path, fixture: &Fixture) -> Outcome {
+pub async fn run(linked: &LinkedPack, file: &Path, fixture: &Fixture) -> Outcome {
     let name =
         fixture.name.clone().unwrap_or_else(|| file.file_stem().unwrap_or_default().to_string_lossy().into_owned());
     let records = Arc::new(StaticRecords { records: fixture.records.clone() });
-    let got = plugin.run(&fixture.change, records).await;
+    let got = linked.run(&fixture.change, records).await;
     let json = |actions: &[Action]| serde_json::to_string_pretty(actions).unwrap_or_default();
     let failure = match (&fixture.expect, &fixture.expect_error, got) {
         (Some(want), _, Ok(got)) if *want == got => None,

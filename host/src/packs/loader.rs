@@ -6,13 +6,13 @@
 use super::artifact;
 use super::signing::TrustedKeys;
 use super::{Manifest, Pack};
-use crate::runtime::{Grants, Plugin, Runtime};
+use crate::runtime::{Grants, LinkedPack, Runtime};
 use anyhow::{bail, Context, Result};
 
 /// A pack ready to run.
 pub struct LoadedPack {
     pub manifest: Manifest,
-    pub plugin: Plugin,
+    pub linked: LinkedPack,
     /// SHA-256 of the signed content (component + manifest).
     pub hash: String,
     /// The trusted key that signed it, when keys are configured.
@@ -28,10 +28,10 @@ pub async fn load(runtime: &Runtime, bytes: &[u8], fallback_name: &str, trusted:
                 bail!("{fallback_name} is a plain component, not a signed pack, and this host only loads packs signed by a trusted key (`seam pack build`, then `seam pack sign`)");
             }
             tracing::debug!("{fallback_name}: loading a plain component ({e})");
-            let plugin = runtime.load(fallback_name, "0.0.0-dev", bytes, Grants::default()).await?;
-            let manifest = Manifest::describing(&plugin);
+            let linked = runtime.load(fallback_name, "0.0.0-dev", bytes, Grants::default()).await?;
+            let manifest = Manifest::describing(&linked);
             let hash = artifact::content_hash(bytes);
-            return Ok(LoadedPack { manifest, plugin, hash, signer: None });
+            return Ok(LoadedPack { manifest, linked, hash, signer: None });
         }
         Err(e) => return Err(e),
     };
@@ -39,18 +39,18 @@ pub async fn load(runtime: &Runtime, bytes: &[u8], fallback_name: &str, trusted:
         trusted.check(&pack.signed, pack.signature.as_ref()).with_context(|| format!("pack {}", pack.manifest.id()))?;
     let (world, declared) = pack.manifest.world_version()?;
     let m = &pack.manifest;
-    let plugin = runtime
+    let linked = runtime
         .load(&m.name, &m.version, &pack.component, m.lookups.clone())
         .await
         .with_context(|| format!("pack {}", m.id()))?;
-    if plugin.api().as_str() != declared.to_string() || plugin.world() != world {
+    if linked.api().as_str() != declared.to_string() || linked.world() != world {
         bail!(
             "pack {}: the manifest says {}, but the component implements seam:sync/{}@{}",
             m.id(),
             m.world,
-            plugin.world(),
-            plugin.api().as_str()
+            linked.world(),
+            linked.api().as_str()
         );
     }
-    Ok(LoadedPack { hash: pack.hash(), manifest: pack.manifest, plugin, signer })
+    Ok(LoadedPack { hash: pack.hash(), manifest: pack.manifest, linked, signer })
 }

@@ -128,16 +128,16 @@ impl Manifest {
 
     /// What a component loaded without a manifest is taken to be: its load name and
     /// version, the world version it exports, the grants it was loaded with.
-    pub fn describing(plugin: &crate::runtime::Plugin) -> Manifest {
-        let meta = plugin.meta();
+    pub fn describing(linked: &crate::runtime::LinkedPack) -> Manifest {
+        let meta = linked.meta();
         Manifest {
             name: meta.name.clone(),
             version: meta.version.clone(),
-            world: format!("seam:sync/{}@{}", plugin.world(), plugin.api().as_str()),
+            world: format!("seam:sync/{}@{}", linked.world(), linked.api().as_str()),
             description: String::new(),
             ownership: None,
             deletes: None,
-            lookups: plugin.grants().clone(),
+            lookups: linked.grants().clone(),
         }
     }
 

@@ -26,7 +26,7 @@ use std::path::Path;
 pub fn read_pack(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| {
         format!(
-            "reading pack {}: build the component with `cargo build --target wasm32-wasip2 --profile plugin -p <pack>` \
+            "reading pack {}: build the component with `cargo build --target wasm32-wasip2 --profile pack -p <pack>` \
              (after `rustup target add wasm32-wasip2`), then `seam pack build` it with its manifest (./scripts/demo does both)",
             path.display()
         )

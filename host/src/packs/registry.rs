@@ -13,7 +13,7 @@ use super::signing::TrustedKeys;
 use super::{LoadedPack, Manifest};
 use crate::engine::ownership::Ownership;
 use crate::engine::processor::Workflows;
-use crate::runtime::{Plugin, Runtime, World};
+use crate::runtime::{LinkedPack, Runtime, World};
 use crate::store::blocking::off_worker;
 use crate::store::journal::PackRecord;
 use crate::store::Journal;
@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// The pack a tenant's events run through.
 pub struct ActivePack {
     pub manifest: Manifest,
-    pub plugin: Arc<Plugin>,
+    pub linked: Arc<LinkedPack>,
     pub ownership: Ownership,
     pub hash: String,
     pub signer: Option<String>,
@@ -39,17 +39,17 @@ impl ActivePack {
         let ownership = ownership.cloned().or_else(|| loaded.manifest.ownership.clone()).unwrap_or_default();
         ActivePack {
             manifest: loaded.manifest,
-            plugin: Arc::new(loaded.plugin),
+            linked: Arc::new(loaded.linked),
             ownership,
             hash: loaded.hash,
             signer: loaded.signer,
         }
     }
 
-    /// A pack for tests and tools: a loaded plugin with the default ownership.
-    pub fn of(plugin: Plugin, ownership: Ownership) -> ActivePack {
-        let (manifest, hash) = (Manifest::describing(&plugin), plugin.meta().sha256.clone());
-        ActivePack { manifest, plugin: Arc::new(plugin), ownership, hash, signer: None }
+    /// A pack for tests and tools: a linked component with the default ownership.
+    pub fn of(linked: LinkedPack, ownership: Ownership) -> ActivePack {
+        let (manifest, hash) = (Manifest::describing(&linked), linked.meta().sha256.clone());
+        ActivePack { manifest, linked: Arc::new(linked), ownership, hash, signer: None }
     }
 }
 
@@ -79,7 +79,7 @@ pub struct Registry {
     tenants: HashMap<String, Tenant>,
 }
 
-/// What `seam plugin list` shows for a tenant.
+/// What `seam linked list` shows for a tenant.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct TenantPacks {
     pub tenant: String,
@@ -120,7 +120,7 @@ impl Registry {
     /// Start a tenant on the packs it last ran: for each slot (the mapping, each
     /// workflow), the configured pack when it is new, else the one last active,
     /// which may have been hot-loaded or rolled back since. Workflows installed
-    /// through the admin API or the plugins directory come back too.
+    /// through the admin API or `packs_dir` come back too.
     pub async fn add_tenant(
         &mut self,
         tenant: &str,
@@ -151,8 +151,8 @@ impl Registry {
             let bytes = configured.iter().find(|(s, _)| *s == slot).map(|(_, b)| *b);
             let Some(loaded) = self.resume_slot(tenant, &slot, bytes, &history, fallback_name).await? else { continue };
             if slot == MAPPING_SLOT {
-                if loaded.plugin.world() != World::Mapping {
-                    bail!("tenant {tenant}: {} is a {} pack, configured as the mapping (`pack`); list workflow packs under `workflows`", loaded.manifest.id(), loaded.plugin.world());
+                if loaded.linked.world() != World::Mapping {
+                    bail!("tenant {tenant}: {} is a {} pack, configured as the mapping (`pack`); list workflow packs under `workflows`", loaded.manifest.id(), loaded.linked.world());
                 }
                 mapping_pack = Some(ActivePack::new(loaded, ownership.as_ref()));
             } else {
@@ -318,7 +318,7 @@ impl Registry {
         let _one_at_a_time = t.changing.lock().await;
         let history = self.history(tenant).await?;
         let current = active_record(&history, slot)
-            .with_context(|| format!("tenant {tenant} runs no pack {slot:?} (see `seam plugin list`)"))?;
+            .with_context(|| format!("tenant {tenant} runs no pack {slot:?} (see `seam linked list`)"))?;
         let previous = history
             .iter()
             .rev()

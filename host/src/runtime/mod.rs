@@ -2,7 +2,7 @@
 //!
 //! One [`Runtime`] per process: a Wasmtime engine with the pooling allocator,
 //! epoch interruption, and one linker that serves every supported
-//! `seam:sync` version. A [`Plugin`] is a compiled pack, pre-linked
+//! `seam:sync` version. A [`LinkedPack`] is a compiled pack, pre-linked
 //! (`InstancePre`), ready to instantiate.
 //!
 //! Instances belong to one loaded pack (one tenant's), so no state can pass
@@ -25,7 +25,7 @@ pub mod state;
 
 pub use bindings::{ApiVersion, World};
 pub use cache::CacheOutcome;
-pub use error::PluginError;
+pub use error::PackError;
 pub use imports::lookup::{Grant, Grants, LookupFailure, NoRecords, RecordSource, StaticRecord, StaticRecords};
 
 use crate::model::{Action, Change};
@@ -33,7 +33,7 @@ use anyhow::{Context, Result};
 use batch::Batch;
 use bindings::{v0_1_0, v0_2_0};
 use cache::ComponentCache;
-use state::PluginState;
+use state::PackState;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
@@ -88,14 +88,14 @@ impl Default for RuntimeConfig {
 
 /// Identifies a pack in logs, errors and audit rows.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PluginMeta {
+pub struct PackMeta {
     pub name: String,
     pub version: String,
     /// SHA-256 of the component bytes.
     pub sha256: String,
 }
 
-impl fmt::Display for PluginMeta {
+impl fmt::Display for PackMeta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.name, self.version)
     }
@@ -108,7 +108,7 @@ pub struct Runtime {
 
 struct RuntimeInner {
     engine: Engine,
-    linker: Linker<PluginState>,
+    linker: Linker<PackState>,
     cache: ComponentCache,
     config: RuntimeConfig,
     slots: Semaphore,
@@ -151,10 +151,9 @@ impl Runtime {
     }
 
     /// Compile (or fetch from the cache), check the API version and pre-link a pack.
-    pub async fn load(&self, name: &str, version: &str, wasm: &[u8], grants: Grants) -> Result<Plugin> {
+    pub async fn load(&self, name: &str, version: &str, wasm: &[u8], grants: Grants) -> Result<LinkedPack> {
         let sha256 = cache::sha256_hex(wasm);
-        let meta =
-            Arc::new(PluginMeta { name: name.to_string(), version: version.to_string(), sha256: sha256.clone() });
+        let meta = Arc::new(PackMeta { name: name.to_string(), version: version.to_string(), sha256: sha256.clone() });
         let inner = &self.inner;
         let (component, outcome) =
             inner.cache.get_or_compile(&inner.engine, &sha256, wasm).await.with_context(|| {
@@ -169,16 +168,16 @@ impl Runtime {
         })?;
         let context = || format!("pack {meta}");
         let pre = match (world, api) {
-            (World::Mapping, ApiVersion::V0_1_0) => PluginPre::MappingV0_1_0(
+            (World::Mapping, ApiVersion::V0_1_0) => LinkedPre::MappingV0_1_0(
                 v0_1_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
             ),
-            (World::Workflow, ApiVersion::V0_1_0) => PluginPre::WorkflowV0_1_0(
+            (World::Workflow, ApiVersion::V0_1_0) => LinkedPre::WorkflowV0_1_0(
                 v0_1_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
             ),
-            (World::Mapping, ApiVersion::V0_2_0) => PluginPre::MappingV0_2_0(
+            (World::Mapping, ApiVersion::V0_2_0) => LinkedPre::MappingV0_2_0(
                 v0_2_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
             ),
-            (World::Workflow, ApiVersion::V0_2_0) => PluginPre::WorkflowV0_2_0(
+            (World::Workflow, ApiVersion::V0_2_0) => LinkedPre::WorkflowV0_2_0(
                 v0_2_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
             ),
         };
@@ -187,7 +186,7 @@ impl Runtime {
         ));
         let warm = Arc::new(WarmList::default());
         self.inner.warm_lists.lock().expect("warm list registry").push(Arc::downgrade(&warm));
-        Ok(Plugin {
+        Ok(LinkedPack {
             meta,
             world,
             api,
@@ -200,7 +199,7 @@ impl Runtime {
         })
     }
 
-    fn new_store(&self, state: PluginState) -> Store<PluginState> {
+    fn new_store(&self, state: PackState) -> Store<PackState> {
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_callback(move |mut ctx| {
@@ -293,7 +292,7 @@ struct WarmList {
 
 /// An instance that returned normally, with its store, kept for the next call.
 struct Warm {
-    store: Store<PluginState>,
+    store: Store<PackState>,
     exports: Exports,
     calls: u32,
     last_used: Instant,
@@ -312,17 +311,17 @@ enum Exports {
 type Answer = Result<Vec<Action>, String>;
 
 impl Exports {
-    async fn instantiate(pre: &PluginPre, store: &mut Store<PluginState>) -> wasmtime::Result<Exports> {
+    async fn instantiate(pre: &LinkedPre, store: &mut Store<PackState>) -> wasmtime::Result<Exports> {
         Ok(match pre {
-            PluginPre::MappingV0_1_0(pre) => Exports::MappingV0_1_0(pre.instantiate_async(store).await?),
-            PluginPre::WorkflowV0_1_0(pre) => Exports::WorkflowV0_1_0(pre.instantiate_async(store).await?),
-            PluginPre::MappingV0_2_0(pre) => Exports::MappingV0_2_0(pre.instantiate_async(store).await?),
-            PluginPre::WorkflowV0_2_0(pre) => Exports::WorkflowV0_2_0(pre.instantiate_async(store).await?),
+            LinkedPre::MappingV0_1_0(pre) => Exports::MappingV0_1_0(pre.instantiate_async(store).await?),
+            LinkedPre::WorkflowV0_1_0(pre) => Exports::WorkflowV0_1_0(pre.instantiate_async(store).await?),
+            LinkedPre::MappingV0_2_0(pre) => Exports::MappingV0_2_0(pre.instantiate_async(store).await?),
+            LinkedPre::WorkflowV0_2_0(pre) => Exports::WorkflowV0_2_0(pre.instantiate_async(store).await?),
         })
     }
 
     /// A mapping's `map-change(s)`, a workflow's `on-change(s)`: one answer per change, in order.
-    async fn run(&self, store: &mut Store<PluginState>, batch: &Batch) -> wasmtime::Result<Vec<Answer>> {
+    async fn run(&self, store: &mut Store<PackState>, batch: &Batch) -> wasmtime::Result<Vec<Answer>> {
         let answers = match (self, batch) {
             // 0.1.0 takes one change per call; the calls share this instance.
             (Exports::MappingV0_1_0(i), Batch::V0_1_0(changes)) => {
@@ -364,19 +363,19 @@ fn to_model<A: Into<Action>>(answers: Vec<Result<Vec<A>, String>>) -> Vec<Answer
     answers.into_iter().map(|answer| answer.map(|actions| actions.into_iter().map(Into::into).collect())).collect()
 }
 
-enum PluginPre {
-    MappingV0_1_0(v0_1_0::MappingPre<PluginState>),
-    WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre<PluginState>),
-    MappingV0_2_0(v0_2_0::MappingPre<PluginState>),
-    WorkflowV0_2_0(v0_2_0::workflow::WorkflowPre<PluginState>),
+enum LinkedPre {
+    MappingV0_1_0(v0_1_0::MappingPre<PackState>),
+    WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre<PackState>),
+    MappingV0_2_0(v0_2_0::MappingPre<PackState>),
+    WorkflowV0_2_0(v0_2_0::workflow::WorkflowPre<PackState>),
 }
 
 /// A loaded, pre-linked pack.
-pub struct Plugin {
-    meta: Arc<PluginMeta>,
+pub struct LinkedPack {
+    meta: Arc<PackMeta>,
     world: World,
     api: ApiVersion,
-    pre: PluginPre,
+    pre: LinkedPre,
     grants: Arc<Grants>,
     runtime: Runtime,
     loaded: CacheOutcome,
@@ -394,8 +393,8 @@ pub struct CallTiming {
     pub peak_memory: usize,
 }
 
-impl Plugin {
-    pub fn meta(&self) -> &PluginMeta {
+impl LinkedPack {
+    pub fn meta(&self) -> &PackMeta {
         &self.meta
     }
     pub fn api(&self) -> ApiVersion {
@@ -414,27 +413,27 @@ impl Plugin {
 
     /// Run the pack on one change: a mapping's `map-change`, a workflow's `on-change`. The
     /// pack's clocks read the change's commit time ([`Change::committed_at_ms`], else the
-    /// epoch); [`Plugin::run_at`] gives another.
-    pub async fn run(&self, change: &Change, records: Arc<dyn RecordSource>) -> Result<Vec<Action>, PluginError> {
+    /// epoch); [`LinkedPack::run_at`] gives another.
+    pub async fn run(&self, change: &Change, records: Arc<dyn RecordSource>) -> Result<Vec<Action>, PackError> {
         self.run_at(change, change.committed_at_ms().unwrap_or(0), records).await
     }
 
-    /// [`Plugin::run`] with the pack's clocks at `at_ms` (Unix milliseconds).
+    /// [`LinkedPack::run`] with the pack's clocks at `at_ms` (Unix milliseconds).
     pub async fn run_at(
         &self,
         change: &Change,
         at_ms: i64,
         records: Arc<dyn RecordSource>,
-    ) -> Result<Vec<Action>, PluginError> {
+    ) -> Result<Vec<Action>, PackError> {
         self.run_timed_at(change, at_ms, records).await.0
     }
 
-    /// [`Plugin::run`], also reporting where the time went.
+    /// [`LinkedPack::run`], also reporting where the time went.
     pub async fn run_timed(
         &self,
         change: &Change,
         records: Arc<dyn RecordSource>,
-    ) -> (Result<Vec<Action>, PluginError>, CallTiming) {
+    ) -> (Result<Vec<Action>, PackError>, CallTiming) {
         self.run_timed_at(change, change.committed_at_ms().unwrap_or(0), records).await
     }
 
@@ -443,7 +442,7 @@ impl Plugin {
         change: &Change,
         at_ms: i64,
         records: Arc<dyn RecordSource>,
-    ) -> (Result<Vec<Action>, PluginError>, CallTiming) {
+    ) -> (Result<Vec<Action>, PackError>, CallTiming) {
         let (outcome, timing) = self.call(&Batch::of(self.api, [change]), (at_ms, &change.event_id), records).await;
         (outcome.and_then(|mut answers| answers.pop().expect("one answer per change")), timing)
     }
@@ -460,7 +459,7 @@ impl Plugin {
         &self,
         changes: impl IntoIterator<Item = &'a Change>,
         records: Arc<dyn RecordSource>,
-    ) -> Result<Vec<Result<Vec<Action>, PluginError>>, PluginError> {
+    ) -> Result<Vec<Result<Vec<Action>, PackError>>, PackError> {
         let changes: Vec<&Change> = changes.into_iter().collect();
         let (at_ms, event_id) =
             changes.first().map(|c| (c.committed_at_ms().unwrap_or(0), c.event_id.clone())).unwrap_or_default();
@@ -473,7 +472,7 @@ impl Plugin {
         batch: &Batch,
         (at_ms, event_id): (i64, &str),
         records: Arc<dyn RecordSource>,
-    ) -> (Result<Vec<Result<Vec<Action>, PluginError>>, PluginError>, CallTiming) {
+    ) -> (Result<Vec<Result<Vec<Action>, PackError>>, PackError>, CallTiming) {
         let runtime = &self.runtime.inner;
         let _share = self.own_slots.acquire().await.expect("the pack's semaphore is never closed");
         let _slot = runtime.slots.acquire().await.expect("the slot semaphore is never closed");
@@ -481,7 +480,7 @@ impl Plugin {
         let (mut store, exports, calls, permit) = match warm {
             Some(w) => (w.store, Some(w.exports), w.calls, Some(w.permit)),
             None => {
-                let state = PluginState::new(self.meta.clone(), self.grants.clone(), runtime.config.memory_limit);
+                let state = PackState::new(self.meta.clone(), self.grants.clone(), runtime.config.memory_limit);
                 (self.runtime.new_store(state), None, 0, None)
             }
         };
@@ -522,7 +521,7 @@ impl Plugin {
     /// share of calls or every warm slot is taken.
     fn keep_warm(
         &self,
-        mut store: Store<PluginState>,
+        mut store: Store<PackState>,
         exports: Exports,
         calls: u32,
         permit: Option<OwnedSemaphorePermit>,
@@ -542,38 +541,38 @@ impl Plugin {
     }
 
     /// The pack refused a change (`err`).
-    fn refused(&self, message: String, state: &PluginState) -> PluginError {
-        self.blame_lookup(PluginError::Rejected { plugin: self.meta.to_string(), message }, state)
+    fn refused(&self, message: String, state: &PackState) -> PackError {
+        self.blame_lookup(PackError::Rejected { pack: self.meta.to_string(), message }, state)
     }
 
     /// The call failed: trapped (`Some`), or ran past its budget and grace (`None`).
-    fn failed(&self, error: Option<wasmtime::Error>, state: &PluginState) -> PluginError {
-        let plugin = self.meta.to_string();
+    fn failed(&self, error: Option<wasmtime::Error>, state: &PackState) -> PackError {
+        let pack = self.meta.to_string();
         let budget = self.runtime.inner.config.call_budget;
         let failure = match error {
-            None => PluginError::Timeout { plugin, budget },
-            Some(_) if state.timed_out => PluginError::Timeout { plugin, budget },
-            Some(_) if state.memory.refused.is_some() => PluginError::OutOfMemory {
-                plugin,
+            None => PackError::Timeout { pack, budget },
+            Some(_) if state.timed_out => PackError::Timeout { pack, budget },
+            Some(_) if state.memory.refused.is_some() => PackError::OutOfMemory {
+                pack,
                 limit: state.memory.limit,
                 wanted: state.memory.refused.unwrap_or_default(),
             },
             Some(e) => {
                 let trap = e.downcast_ref::<Trap>().map(|t| t.to_string()).unwrap_or_else(|| format!("{e:#}"));
                 let stderr = state.stderr_text();
-                tracing::debug!(plugin = %plugin, "trap detail: {e:?}");
+                tracing::debug!(pack = %pack, "trap detail: {e:?}");
                 let message = if stderr.is_empty() { trap } else { format!("{stderr} ({trap})") };
-                PluginError::Trap { plugin, message }
+                PackError::Trap { pack, message }
             }
         };
         self.blame_lookup(failure, state)
     }
 
     /// A pack that failed after a lookup could not reach its system gets another chance.
-    fn blame_lookup(&self, failure: PluginError, state: &PluginState) -> PluginError {
+    fn blame_lookup(&self, failure: PackError, state: &PackState) -> PackError {
         match (&failure, &state.lookup_unavailable) {
-            (PluginError::Rejected { .. } | PluginError::Trap { .. }, Some(why)) => {
-                PluginError::LookupUnavailable { plugin: self.meta.to_string(), message: why.clone() }
+            (PackError::Rejected { .. } | PackError::Trap { .. }, Some(why)) => {
+                PackError::LookupUnavailable { pack: self.meta.to_string(), message: why.clone() }
             }
             _ => failure,
         }

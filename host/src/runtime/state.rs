@@ -1,8 +1,8 @@
-//! What one plugin call's `Store` holds: a sandboxed WASI context, the
+//! What one pack call's `Store` holds: a sandboxed WASI context, the
 //! memory cap, the pack's grants, and the call's bookkeeping.
 
 use super::imports::lookup::{Grants, NoRecords, RecordSource};
-use super::PluginMeta;
+use super::PackMeta;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
@@ -12,8 +12,8 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 /// Keeps what a guest panics with, so a trap can say why.
 const STDERR_CAPTURE: usize = 16 * 1024;
 
-pub struct PluginState {
-    pub(crate) plugin: Arc<PluginMeta>,
+pub struct PackState {
+    pub(crate) pack: Arc<PackMeta>,
     pub(crate) grants: Arc<Grants>,
     pub(crate) records: Arc<dyn RecordSource>,
     pub(crate) memory: MemoryCap,
@@ -33,8 +33,8 @@ pub struct PluginState {
     table: ResourceTable,
 }
 
-impl PluginState {
-    pub(crate) fn new(plugin: Arc<PluginMeta>, grants: Arc<Grants>, memory_limit: usize) -> Self {
+impl PackState {
+    pub(crate) fn new(pack: Arc<PackMeta>, grants: Arc<Grants>, memory_limit: usize) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         // No preopened directories, no environment, no arguments; sockets stay at
         // their default (every address denied, TCP/UDP/name lookup off). The clocks read the
@@ -48,8 +48,8 @@ impl PluginState {
             .insecure_random(moment.random())
             .insecure_random_seed(0)
             .build();
-        PluginState {
-            plugin,
+        PackState {
+            pack,
             grants,
             records: Arc::new(NoRecords),
             memory: MemoryCap::new(memory_limit),
@@ -92,7 +92,7 @@ impl PluginState {
     }
 }
 
-impl WasiView for PluginState {
+impl WasiView for PackState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }

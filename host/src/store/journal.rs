@@ -406,7 +406,9 @@ impl Journal {
                  PRIMARY KEY (tenant, case_id), UNIQUE (tenant, incident_id));
              CREATE TABLE IF NOT EXISTS audit (
                  id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, tenant TEXT NOT NULL,
-                 event_key TEXT NOT NULL, plugin TEXT NOT NULL,
+                 event_key TEXT NOT NULL,
+                 -- The pack that wrote (name@version); the column keeps its first name.
+                 plugin TEXT NOT NULL,
                  system TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
                  field TEXT NOT NULL, old_value TEXT, new_value TEXT, reason TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS audit_by_record ON audit (tenant, system, object, record_id, field, id);
@@ -565,7 +567,7 @@ pub struct AuditRow {
     /// `sync`, `revert` (an ownership violation undone), `link`.
     pub reason: String,
     /// The pack whose action made the change, when not the event's mapping pack (a workflow's).
-    pub plugin: Option<String>,
+    pub pack: Option<String>,
 }
 
 /// What a processed event leaves behind, committed with its status in one transaction.
@@ -740,7 +742,7 @@ fn expected_echoes_of(db: &Connection, tenant: &str, record: &RecordRef) -> Resu
 }
 
 /// Shadow, audit, links and expected echoes of one outcome, inside the caller's transaction.
-fn commit_outcome(tx: &Connection, tenant: &str, event_key: &str, plugin: &str, outcome: &Outcome) -> Result<()> {
+fn commit_outcome(tx: &Connection, tenant: &str, event_key: &str, pack: &str, outcome: &Outcome) -> Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     for (record, field, value) in &outcome.shadow {
         tx.prepare_cached(
@@ -758,7 +760,7 @@ fn commit_outcome(tx: &Connection, tenant: &str, event_key: &str, plugin: &str, 
     }
     for a in &outcome.audit {
         tx.prepare_cached("INSERT INTO audit (at_ms, tenant, event_key, plugin, system, object, record_id, field, old_value, new_value, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![now, tenant, event_key, a.plugin.as_deref().unwrap_or(plugin), a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason])?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![now, tenant, event_key, a.pack.as_deref().unwrap_or(pack), a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason])?;
     }
     for (case_id, incident_id) in &outcome.links {
         tx.prepare_cached("INSERT INTO links (tenant, case_id, incident_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?.execute(params![tenant, case_id, incident_id, now])?;
@@ -828,7 +830,7 @@ struct Claimed {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditEntry {
     pub event_key: String,
-    pub plugin: String,
+    pub pack: String,
     pub old: Option<Value>,
     pub new: Value,
     pub reason: String,
@@ -1034,15 +1036,15 @@ impl Journal {
         tenant: &str,
         id: i64,
         event_key: &str,
-        plugin: &str,
+        pack: &str,
         carried: &Carried,
         writes: Outcome,
     ) -> Result<()> {
-        let (tenant, event_key, plugin, carried) =
-            (tenant.to_string(), event_key.to_string(), plugin.to_string(), serde_json::to_string(carried)?);
+        let (tenant, event_key, pack, carried) =
+            (tenant.to_string(), event_key.to_string(), pack.to_string(), serde_json::to_string(carried)?);
         self.write_grouped(move |db| {
             db.prepare_cached("UPDATE events SET progress_linked = ?2 WHERE id = ?1")?.execute(params![id, carried])?;
-            commit_outcome(db, &tenant, &event_key, &plugin, &writes)
+            commit_outcome(db, &tenant, &event_key, &pack, &writes)
         })
         .await
     }
@@ -1102,15 +1104,15 @@ impl Journal {
         id: i64,
         merged: &[i64],
         event_key: &str,
-        plugin: &str,
+        pack: &str,
         status: &str,
         outcome: Outcome,
     ) -> Result<()> {
-        let (tenant, event_key, plugin, status) =
-            (tenant.to_string(), event_key.to_string(), plugin.to_string(), status.to_string());
+        let (tenant, event_key, pack, status) =
+            (tenant.to_string(), event_key.to_string(), pack.to_string(), status.to_string());
         let merged = merged.to_vec();
         self.write_grouped(move |db| {
-            commit_outcome(db, &tenant, &event_key, &plugin, &outcome)?;
+            commit_outcome(db, &tenant, &event_key, &pack, &outcome)?;
             let news = (!outcome.news.is_empty()).then(|| serde_json::to_string(&outcome.news).unwrap_or_default());
             db.prepare_cached("UPDATE events SET status = ?2, last_error = NULL, news = ?3 WHERE id = ?1")?
                 .execute(params![id, status, news])?;
@@ -1124,9 +1126,9 @@ impl Journal {
     }
 
     /// Record writes made outside any event (reconciliation, `seam link`), atomically: shadow, audit, links, expected echoes.
-    pub async fn record_outcome(&self, tenant: &str, key: &str, plugin: &str, outcome: Outcome) -> Result<()> {
-        let (tenant, key, plugin) = (tenant.to_string(), key.to_string(), plugin.to_string());
-        self.write_grouped(move |db| commit_outcome(db, &tenant, &key, &plugin, &outcome)).await
+    pub async fn record_outcome(&self, tenant: &str, key: &str, pack: &str, outcome: Outcome) -> Result<()> {
+        let (tenant, key, pack) = (tenant.to_string(), key.to_string(), pack.to_string());
+        self.write_grouped(move |db| commit_outcome(db, &tenant, &key, &pack, &outcome)).await
     }
 
     /// The shadow of one record: field → last synced value.
@@ -1167,10 +1169,10 @@ impl Journal {
                 ))
             })?;
         rows.map(|r| {
-            let (event_key, plugin, old, new, reason) = r?;
+            let (event_key, pack, old, new, reason) = r?;
             Ok(AuditEntry {
                 event_key,
-                plugin,
+                pack,
                 old: old.and_then(|o| serde_json::from_str(&o).ok()),
                 new: decode(&new),
                 reason,
@@ -1365,11 +1367,11 @@ impl Journal {
             ))
         })?;
         rows.map(|row| {
-            let (id, (system, object, record_id), field, (event_key, plugin, old, new, reason)) = row?;
+            let (id, (system, object, record_id), field, (event_key, pack, old, new, reason)) = row?;
             let record = RecordRef { system: system.parse()?, object, id: record_id };
             let entry = AuditEntry {
                 event_key,
-                plugin,
+                pack,
                 old: old.and_then(|o| serde_json::from_str(&o).ok()),
                 new: decode(&new),
                 reason,

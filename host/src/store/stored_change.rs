@@ -1,5 +1,5 @@
 //! How the journal stores an event's change: compact JSON, not [`Change`]'s
-//! public form (which `seam plugin run` and the fixtures use, and which stays
+//! public form (which `seam pack run` and the fixtures use, and which stays
 //! as it is).
 //!
 //! A notification often carries the whole record, and its changed fields

@@ -19,7 +19,7 @@ pub struct FieldChange {
     /// `sync`, `workflow`, `revert: owned by the other system`, `reconcile: ...`.
     pub reason: String,
     /// The pack and version that made the write.
-    pub plugin: String,
+    pub pack: String,
     pub event: Option<EventStory>,
 }
 
@@ -106,7 +106,7 @@ impl Journal {
             rows.collect::<rusqlite::Result<_>>()?
         };
         rows.into_iter()
-            .map(|(at_ms, field, tenant, key, plugin, old, new, reason)| {
+            .map(|(at_ms, field, tenant, key, pack, old, new, reason)| {
                 let event = self.event_story(&tenant, &key)?;
                 Ok(FieldChange {
                     at_ms,
@@ -114,7 +114,7 @@ impl Journal {
                     old: old.as_deref().map(decode),
                     new: decode(&new),
                     reason,
-                    plugin,
+                    pack,
                     event,
                     tenant,
                 })

@@ -1,6 +1,6 @@
 //! `seam:sync/log`: guest log lines go to the host's tracing, tagged with the pack.
 
-use crate::runtime::state::PluginState;
+use crate::runtime::state::PackState;
 
 /// A pack that logs more than this in one call is cut off (the call goes on).
 pub const MAX_LINES_PER_CALL: u32 = 200;
@@ -15,11 +15,11 @@ pub enum Level {
     Error,
 }
 
-pub(crate) fn emit(state: &mut PluginState, level: Level, message: &str) {
+pub(crate) fn emit(state: &mut PackState, level: Level, message: &str) {
     state.log_lines += 1;
     if state.log_lines > MAX_LINES_PER_CALL {
         if state.log_lines == MAX_LINES_PER_CALL + 1 {
-            tracing::warn!(target: "seam::plugin", plugin = %state.plugin, "more than {MAX_LINES_PER_CALL} log lines in one call; dropping the rest");
+            tracing::warn!(target: "seam::pack", pack = %state.pack, "more than {MAX_LINES_PER_CALL} log lines in one call; dropping the rest");
         }
         return;
     }
@@ -28,19 +28,19 @@ pub(crate) fn emit(state: &mut PluginState, level: Level, message: &str) {
         end -= 1;
     }
     let message = &message[..end];
-    let plugin = &state.plugin;
+    let pack = &state.pack;
     match level {
-        Level::Debug => tracing::debug!(target: "seam::plugin", %plugin, "{message}"),
-        Level::Info => tracing::info!(target: "seam::plugin", %plugin, "{message}"),
-        Level::Warn => tracing::warn!(target: "seam::plugin", %plugin, "{message}"),
-        Level::Error => tracing::error!(target: "seam::plugin", %plugin, "{message}"),
+        Level::Debug => tracing::debug!(target: "seam::pack", %pack, "{message}"),
+        Level::Info => tracing::info!(target: "seam::pack", %pack, "{message}"),
+        Level::Warn => tracing::warn!(target: "seam::pack", %pack, "{message}"),
+        Level::Error => tracing::error!(target: "seam::pack", %pack, "{message}"),
     }
 }
 
 /// `log` has not changed since 0.1.0; each version's generated trait gets the same body.
 macro_rules! log_host {
     ($version:ident) => {
-        impl crate::runtime::bindings::$version::seam::sync::log::Host for PluginState {
+        impl crate::runtime::bindings::$version::seam::sync::log::Host for PackState {
             async fn log(
                 &mut self,
                 level: crate::runtime::bindings::$version::seam::sync::log::Level,

@@ -4,7 +4,7 @@
 //! I/O through a [`RecordSource`] (the tenant's connectors, or fixtures).
 
 use crate::model::{Field, RecordRef, System, Value};
-use crate::runtime::state::PluginState;
+use crate::runtime::state::PackState;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
@@ -66,7 +66,7 @@ impl RecordSource for NoRecords {
     }
 }
 
-/// Records held in memory: fixtures, the demo, `seam plugin run --records`.
+/// Records held in memory: fixtures, the demo, `seam pack run --records`.
 #[derive(Default, Clone, Debug, Serialize, Deserialize)]
 pub struct StaticRecords {
     pub records: Vec<StaticRecord>,
@@ -170,7 +170,7 @@ impl Grants {
 
 /// Grant check, then the read; an unreachable system is remembered so the call counts as transient.
 pub(crate) async fn get(
-    state: &mut PluginState,
+    state: &mut PackState,
     record: RecordRef,
     fields: Vec<String>,
 ) -> Result<Vec<Field>, LookupFailure> {
@@ -184,7 +184,7 @@ pub(crate) async fn get(
 
 /// Grant check (the key field included), then the search.
 pub(crate) async fn find(
-    state: &mut PluginState,
+    state: &mut PackState,
     system: System,
     object: String,
     key: String,
@@ -205,7 +205,7 @@ pub(crate) async fn find(
 macro_rules! lookup_host {
     ($version:ident) => {
         mod $version {
-            use super::{find, get, LookupFailure, PluginState};
+            use super::{find, get, LookupFailure, PackState};
             use crate::runtime::bindings::$version::seam::sync::lookup as wit;
 
             fn to_wit(failure: LookupFailure) -> wit::LookupError {
@@ -216,7 +216,7 @@ macro_rules! lookup_host {
                 }
             }
 
-            impl wit::Host for PluginState {
+            impl wit::Host for PackState {
                 async fn get(
                     &mut self,
                     record: wit::RecordRef,

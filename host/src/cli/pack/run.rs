@@ -1,4 +1,5 @@
-//! `seam plugin ...`: run and measure packs without a running host.
+//! `seam pack run|bench|test` run and measure packs without a running host;
+//! `seam pack list|install|rollback` manage the packs of a running one.
 
 use crate::model::{Change, ChangeKind, Field, RecordRef, System};
 use crate::runtime::{CacheOutcome, Grants, NoRecords, RecordSource, Runtime, RuntimeConfig, StaticRecords};
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
-pub enum PluginCommand {
+pub enum RunCommand {
     /// Map one change (JSON) with a pack and print the actions (JSON).
     Run(RunArgs),
     /// Measure a pack: compile, cached load, instantiate, and per-call time for a 10-field event.
@@ -103,12 +104,12 @@ pub struct BenchArgs {
     pub calls: u32,
 }
 
-pub async fn run(cmd: PluginCommand) -> Result<()> {
+pub async fn run(cmd: RunCommand) -> Result<()> {
     match cmd {
-        PluginCommand::Run(args) => run_one(args).await,
-        PluginCommand::Bench(args) => bench(args).await,
-        PluginCommand::Test(args) => test(args).await,
-        PluginCommand::List(admin) => {
+        RunCommand::Run(args) => run_one(args).await,
+        RunCommand::Bench(args) => bench(args).await,
+        RunCommand::Test(args) => test(args).await,
+        RunCommand::List(admin) => {
             let tenants: Vec<crate::packs::registry::TenantPacks> =
                 serde_json::from_value(admin.call(reqwest::Method::GET, "/packs", vec![]).await?)?;
             for t in tenants {
@@ -134,13 +135,13 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
             }
             Ok(())
         }
-        PluginCommand::Install { tenant, pack, admin } => {
+        RunCommand::Install { tenant, pack, admin } => {
             let bytes = std::fs::read(&pack).with_context(|| format!("reading {}", pack.display()))?;
             let answer = admin.call(reqwest::Method::POST, &format!("/tenants/{tenant}/packs"), bytes).await?;
             println!("{tenant} now runs {}", answer["active"].as_str().unwrap_or_default());
             Ok(())
         }
-        PluginCommand::Rollback { tenant, pack, admin } => {
+        RunCommand::Rollback { tenant, pack, admin } => {
             let query = pack.map(|p| format!("?pack={p}")).unwrap_or_default();
             let answer =
                 admin.call(reqwest::Method::POST, &format!("/tenants/{tenant}/packs/rollback{query}"), vec![]).await?;
@@ -159,7 +160,7 @@ async fn test(args: TestArgs) -> Result<()> {
     println!("{}: {} fixture(s) from {}", pack.manifest.id(), fixtures.len(), args.fixtures.display());
     let mut failed = 0;
     for (file, fixture) in &fixtures {
-        let outcome = fixtures::run(&pack.plugin, file, fixture).await;
+        let outcome = fixtures::run(&pack.linked, file, fixture).await;
         match &outcome.failure {
             None => println!("  ok    {}", outcome.name),
             Some(why) => {
@@ -190,13 +191,13 @@ async fn run_one(args: RunArgs) -> Result<()> {
     };
     let runtime = Runtime::new(RuntimeConfig::default())?;
     // A pack brings its own grants (its manifest's lookups); --grants replaces them.
-    let plugin = match grants {
+    let linked = match grants {
         Some(grants) => runtime.load(&crate::packs::pack_name(&args.pack), "local", &wasm, grants).await?,
         None => {
-            crate::packs::load(&runtime, &wasm, &crate::packs::pack_name(&args.pack), &Default::default()).await?.plugin
+            crate::packs::load(&runtime, &wasm, &crate::packs::pack_name(&args.pack), &Default::default()).await?.linked
         }
     };
-    let actions = plugin.run(&change, records).await?;
+    let actions = linked.run(&change, records).await?;
     println!("{}", serde_json::to_string_pretty(&actions)?);
     Ok(())
 }
@@ -252,16 +253,16 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let config = RuntimeConfig { cache_dir: Some(cache_dir.clone()), ..RuntimeConfig::default() };
     let cold = Runtime::new(config.clone())?;
     let started = Instant::now();
-    let plugin = cold.load(&name, "bench", &wasm, Grants::default()).await?;
-    let compile = match plugin.load_outcome() {
+    let linked = cold.load(&name, "bench", &wasm, Grants::default()).await?;
+    let compile = match linked.load_outcome() {
         CacheOutcome::Compiled(d) => d,
         other => anyhow::bail!("expected a cold compile, got {other:?}"),
     };
     println!("compile (Cranelift, cold)      {:>12}   load total {}", ms(compile), ms(started.elapsed()));
     let warm = Runtime::new(config.clone())?;
     let started = Instant::now();
-    let plugin = warm.load(&name, "bench", &wasm, Grants::default()).await?;
-    println!("load from disk cache           {:>12}   ({:?})", ms(started.elapsed()), plugin.load_outcome());
+    let linked = warm.load(&name, "bench", &wasm, Grants::default()).await?;
+    println!("load from disk cache           {:>12}   ({:?})", ms(started.elapsed()), linked.load_outcome());
     // A runtime that gives every call a fresh instance, to time instantiation.
     let fresh = Runtime::new(RuntimeConfig { calls_per_instance: 1, ..config })?;
     let fresh = fresh.load(&name, "bench", &wasm, Grants::default()).await?;
@@ -269,14 +270,14 @@ async fn bench(args: BenchArgs) -> Result<()> {
 
     // 0.2.0 packs export the batch form; the bench sends one change per call, as the engine does.
     use crate::runtime::{ApiVersion, World};
-    let export = match (plugin.world(), plugin.api()) {
+    let export = match (linked.world(), linked.api()) {
         (World::Mapping, ApiVersion::V0_1_0) => "map-change",
         (World::Mapping, ApiVersion::V0_2_0) => "map-changes",
         (World::Workflow, ApiVersion::V0_1_0) => "on-change",
         (World::Workflow, ApiVersion::V0_2_0) => "on-changes",
     };
     let (_, fresh_timings) = timed_calls(&fresh, args.calls.min(1000)).await?;
-    let (wall, warm_timings) = timed_calls(&plugin, args.calls).await?;
+    let (wall, warm_timings) = timed_calls(&linked, args.calls).await?;
     let mut instantiate: Vec<Duration> = fresh_timings.iter().map(|t| t.instantiate).collect();
     let mut fresh_total: Vec<Duration> = fresh_timings.iter().map(|t| t.instantiate + t.call).collect();
     let mut call: Vec<Duration> = warm_timings.iter().map(|t| t.call).collect();
@@ -301,23 +302,23 @@ async fn bench(args: BenchArgs) -> Result<()> {
 
 /// `calls` calls with a 10-field Case change each, after a warm-up; their timings and the wall time.
 async fn timed_calls(
-    plugin: &crate::runtime::Plugin,
+    linked: &crate::runtime::LinkedPack,
     calls: u32,
 ) -> Result<(Duration, Vec<crate::runtime::CallTiming>)> {
     let records: Arc<dyn RecordSource> = Arc::new(NoRecords);
     // Warm up: page in the pool slots and code.
     for n in 0..50 {
-        plugin.run(&ten_field_case_change(n), records.clone()).await?;
+        linked.run(&ten_field_case_change(n), records.clone()).await?;
     }
     let mut timings = Vec::with_capacity(calls as usize);
     let started = Instant::now();
     for n in 0..calls as u64 {
-        let (result, timing) = plugin.run_timed(&ten_field_case_change(n), records.clone()).await;
+        let (result, timing) = linked.run_timed(&ten_field_case_change(n), records.clone()).await;
         let actions = result.context("the bench call failed")?;
         // A mapping must carry the change across; for most workflows it is not a trigger, and
         // that no-op path is what they run on nearly every change.
         anyhow::ensure!(
-            !actions.is_empty() || plugin.world() == crate::runtime::World::Workflow,
+            !actions.is_empty() || linked.world() == crate::runtime::World::Workflow,
             "the mapping pack returned no actions for a 10-field Case change"
         );
         timings.push(timing);

@@ -1,4 +1,4 @@
-//! `seam pack ...`: make, sign and check rule pack artifacts.
+//! `seam pack keygen|build|sign|verify`: make, sign and check pack artifacts.
 
 use crate::packs::artifact;
 use crate::packs::signing::{public_path, KeyPair, TrustedKeys};
@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
-pub enum PackCommand {
+pub enum ArtifactCommand {
     /// Make an ed25519 key pair: KEY (secret, keep it safe) and KEY.pub (give it to hosts).
     Keygen { key: PathBuf },
     /// Put a component and its manifest together into one pack.
@@ -49,9 +49,9 @@ pub struct VerifyArgs {
     pub trust: Vec<PathBuf>,
 }
 
-pub async fn run(cmd: PackCommand) -> Result<()> {
+pub async fn run(cmd: ArtifactCommand) -> Result<()> {
     match cmd {
-        PackCommand::Keygen { key } => {
+        ArtifactCommand::Keygen { key } => {
             let pair = KeyPair::generate();
             pair.write(&key)?;
             println!("secret key: {} (keep it out of version control)", key.display());
@@ -62,7 +62,7 @@ pub async fn run(cmd: PackCommand) -> Result<()> {
             );
             Ok(())
         }
-        PackCommand::Build(args) => {
+        ArtifactCommand::Build(args) => {
             let component = crate::packs::read_pack(&args.component)?;
             let manifest: Manifest = crate::files::read_json(&args.manifest, "manifest")?;
             let bytes = artifact::build(&component, &manifest)
@@ -75,7 +75,7 @@ pub async fn run(cmd: PackCommand) -> Result<()> {
             println!("built {} ({}, {} bytes, unsigned)", out.display(), manifest.id(), bytes.len());
             Ok(())
         }
-        PackCommand::Sign(args) => {
+        ArtifactCommand::Sign(args) => {
             let key = KeyPair::read(&args.key)?;
             let bytes = std::fs::read(&args.pack).with_context(|| format!("reading {}", args.pack.display()))?;
             let signed = artifact::sign(&bytes, &key).with_context(|| format!("signing {}", args.pack.display()))?;
@@ -84,7 +84,7 @@ pub async fn run(cmd: PackCommand) -> Result<()> {
             println!("signed {} with key {}", out.display(), crate::packs::signing::key_id(&key.public()));
             Ok(())
         }
-        PackCommand::Verify(args) => {
+        ArtifactCommand::Verify(args) => {
             let bytes = std::fs::read(&args.pack).with_context(|| format!("reading {}", args.pack.display()))?;
             let pack = Pack::open(&bytes).with_context(|| format!("{} is not a usable pack", args.pack.display()))?;
             check_world(&bytes).await?;
