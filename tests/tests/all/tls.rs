@@ -38,9 +38,12 @@ async fn child_connects_without_a_configured_ca() {
 }
 
 fn run_child(sim: &Sim, case: &str, cert_file: Option<&std::path::Path>) -> String {
+    // The child test by its full name in this binary (`tls::child_…`: module_path! less the crate).
+    let child = concat!(module_path!(), "::child_connects_without_a_configured_ca");
+    let child = child.split_once("::").map_or(child, |(_crate, path)| path);
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["child_connects_without_a_configured_ca", "--exact", "--nocapture", "--test-threads=1"])
+        .args([child, "--exact", "--nocapture", "--test-threads=1"])
         .env(CASE, case)
         .env(SIM_URL, seam_sim::salesforce::oauth::login_url(&sim.salesforce.base_url))
         .env("SEAM_TLS_SIM_STATE", sim.ca_pem.parent().unwrap())
