@@ -157,6 +157,52 @@ pub struct TenantConfig {
     /// Admin API tokens for this tenant alone: `read`, and `operate` (install, roll back, re-drive).
     #[serde(default)]
     pub admin_tokens: crate::admin::access::TenantTokens,
+    /// What one call of this tenant's packs may use; absent: 2 s and 64 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_limits: Option<PackLimits>,
+}
+
+/// A tenant's own limits for its packs' calls. A pack past its time budget is stopped and
+/// its event retried; one past its memory is stopped the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackLimits {
+    /// Wall-clock milliseconds one call (instantiate and run) may take: 1 to 60,000. Default 2,000.
+    #[serde(default = "default_time_budget_ms")]
+    pub time_budget_ms: u64,
+    /// Linear memory one call may grow to, in MiB: 1 to 1,024. Default 64.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+}
+
+fn default_time_budget_ms() -> u64 {
+    2_000
+}
+
+fn default_memory_mib() -> u64 {
+    64
+}
+
+impl PackLimits {
+    fn check(&self, tenant: &str) -> Result<()> {
+        if !(1..=60_000).contains(&self.time_budget_ms) {
+            anyhow::bail!(
+                "tenants.{tenant}.pack_limits.time_budget_ms is {}: give 1 to 60000 (milliseconds)",
+                self.time_budget_ms
+            );
+        }
+        if !(1..=1024).contains(&self.memory_mib) {
+            anyhow::bail!("tenants.{tenant}.pack_limits.memory_mib is {}: give 1 to 1024 (MiB)", self.memory_mib);
+        }
+        Ok(())
+    }
+
+    pub fn runtime(&self) -> crate::runtime::PackLimits {
+        crate::runtime::PackLimits {
+            call_budget: std::time::Duration::from_millis(self.time_budget_ms),
+            memory_limit: (self.memory_mib as usize) << 20,
+        }
+    }
 }
 
 impl TenantConfig {
@@ -205,6 +251,9 @@ impl Config {
             check_tenant_name(name)?;
             t.salesforce.check(&format!("tenants.{name}.salesforce"))?;
             t.servicenow.check(&format!("tenants.{name}.servicenow"))?;
+            if let Some(limits) = &t.pack_limits {
+                limits.check(name)?;
+            }
         }
         self.check_trust()?;
         crate::listener::tls_files(&self.tls_cert, &self.tls_key, "")?;
@@ -242,6 +291,15 @@ impl Config {
     /// `https://` or `http://` and intake's listen address.
     pub fn intake_url(&self) -> String {
         crate::listener::url(self.tls_cert.is_some(), &self.listen)
+    }
+
+    /// The pack runtime for these tenants: its pool reserves for each instance the most memory
+    /// any tenant's packs may use.
+    pub fn runtime(&self) -> crate::runtime::RuntimeConfig {
+        let mut runtime = crate::runtime::RuntimeConfig::default();
+        let most = self.tenants.values().filter_map(|t| t.pack_limits).map(|l| l.runtime().memory_limit).max();
+        runtime.memory_limit = runtime.memory_limit.max(most.unwrap_or(0));
+        runtime
     }
 
     /// Every admin token, read, with what each grants.
@@ -328,5 +386,25 @@ mod tests {
         config["plugins_dir"] = json!("drop");
         let config = serde_json::from_value::<Config>(config).unwrap();
         assert_eq!(config.packs_dir, Some("drop".into()));
+    }
+
+    /// A tenant's pack limits are checked by name, and the runtime's pool grows to hold the largest.
+    #[test]
+    fn pack_limits_are_checked_and_size_the_pool() {
+        let with = |limits: Value| {
+            let mut config = valid();
+            config["tenants"]["acme"]["pack_limits"] = limits;
+            serde_json::from_value::<Config>(config).unwrap()
+        };
+        let config = with(json!({ "memory_mib": 200 }));
+        config.check().unwrap();
+        assert_eq!(config.runtime().memory_limit, 200 << 20);
+        assert_eq!(config.tenants["acme"].pack_limits.unwrap().time_budget_ms, 2_000);
+        // Less than the default never shrinks the pool under the other tenants.
+        assert_eq!(with(json!({ "memory_mib": 8 })).runtime().memory_limit, 64 << 20);
+        let refused = with(json!({ "time_budget_ms": 0 })).check().unwrap_err().to_string();
+        assert!(refused.contains("tenants.acme.pack_limits.time_budget_ms is 0"), "{refused}");
+        let refused = with(json!({ "memory_mib": 4096 })).check().unwrap_err().to_string();
+        assert!(refused.contains("tenants.acme.pack_limits.memory_mib is 4096"), "{refused}");
     }
 }

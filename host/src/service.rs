@@ -15,7 +15,7 @@ use crate::intake::salesforce::pubsub as salesforce_events;
 use crate::intake::{self, Intake};
 use crate::listener::Bound;
 use crate::packs::{Registry, TrustedKeys};
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::Runtime;
 use crate::store::Journal;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -43,7 +43,7 @@ pub async fn start_engine(
     config.check_trust()?;
     let path = config.journal.clone();
     let journal = Arc::new(crate::store::blocking::off_worker(move || Journal::open(&path)).await?);
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(config.runtime())?;
     let trusted = TrustedKeys::read(&config.trusted_keys)?;
     let store = config.journal.parent().map(|d| d.join("packs")).unwrap_or_else(|| PathBuf::from("packs"));
     let mut registry = Registry::new(runtime, trusted, store, journal.clone())?;
@@ -53,6 +53,9 @@ pub async fn start_engine(
     for (name, t) in &config.tenants {
         let bytes = crate::packs::read_pack(&t.pack)?;
         let workflows = t.workflows.iter().map(|w| crate::packs::read_pack(w)).collect::<Result<Vec<_>>>()?;
+        if let Some(limits) = &t.pack_limits {
+            registry.limit_tenant(name, limits.runtime());
+        }
         let started = registry
             .add_tenant(name, &bytes, &workflows, &crate::packs::pack_name(&t.pack), t.ownership.clone())
             .await

@@ -338,6 +338,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
         },
         ownership: None,
         admin_tokens: Default::default(),
+        pack_limits: None,
     };
     config.tenants.insert(tenant.clone(), tenant_config);
     config.check()?;

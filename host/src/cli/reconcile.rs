@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::engine::reconcile::{Reconciler, Report};
 use crate::packs::{Registry, TrustedKeys};
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::Runtime;
 use crate::store::Journal;
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
@@ -33,7 +33,7 @@ pub struct ReconcileArgs {
 pub async fn run(args: ReconcileArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
     let journal = Arc::new(Journal::open(&config.journal)?);
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(config.runtime())?;
     let store = config.journal.parent().map(|d| d.join("packs")).unwrap_or_else(|| PathBuf::from("packs"));
     let mut registry = Registry::new(runtime, TrustedKeys::read(&config.trusted_keys)?, store, journal.clone())?;
     let tenants: Vec<String> = match &args.tenant {
@@ -55,6 +55,9 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
         let t = &config.tenants[&name];
         let bytes = crate::packs::read_pack(&t.pack)?;
         let workflows = t.workflows.iter().map(|w| crate::packs::read_pack(w)).collect::<Result<Vec<_>>>()?;
+        if let Some(limits) = &t.pack_limits {
+            registry.limit_tenant(&name, limits.runtime());
+        }
         // The pack the tenant runs now (hot-loaded or rolled back since the configuration was written).
         let started = registry
             .add_tenant(&name, &bytes, &workflows, &crate::packs::pack_name(&t.pack), t.ownership.clone())

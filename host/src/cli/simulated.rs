@@ -184,6 +184,7 @@ pub async fn sim_config(
         pubsub: salesforce_events::PubSubSettings { url: sim.pubsub_url.clone(), platform_event: None },
         ownership: None,
         admin_tokens: Default::default(),
+        pack_limits: None,
     };
     let admin = AdminSettings {
         listen: format!("127.0.0.1:{}", port_or_free(ports[5])?),

@@ -13,7 +13,7 @@ use super::signing::TrustedKeys;
 use super::{LoadedPack, Manifest};
 use crate::engine::ownership::Ownership;
 use crate::engine::processor::Workflows;
-use crate::runtime::{LinkedPack, Runtime, World};
+use crate::runtime::{LinkedPack, PackLimits, Runtime, World};
 use crate::store::blocking::off_worker;
 use crate::store::journal::PackRecord;
 use crate::store::Journal;
@@ -77,9 +77,12 @@ pub struct Registry {
     store: PathBuf,
     journal: Arc<Journal>,
     tenants: HashMap<String, Tenant>,
+    /// Tenants' own limits for their packs' calls (`tenants.NAME.pack_limits`), kept
+    /// across hot-loads and rollbacks; others run with the runtime's.
+    limits: HashMap<String, PackLimits>,
 }
 
-/// What `seam linked list` shows for a tenant.
+/// What `seam pack list` shows for a tenant.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct TenantPacks {
     pub tenant: String,
@@ -110,11 +113,25 @@ pub struct Started {
 impl Registry {
     pub fn new(runtime: Runtime, trusted: TrustedKeys, store: PathBuf, journal: Arc<Journal>) -> Result<Registry> {
         std::fs::create_dir_all(&store).with_context(|| format!("creating the pack store {}", store.display()))?;
-        Ok(Registry { runtime, trusted, store, journal, tenants: HashMap::new() })
+        Ok(Registry { runtime, trusted, store, journal, tenants: HashMap::new(), limits: HashMap::new() })
     }
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// Give `tenant`'s packs their own limits, from its next load on (call before `add_tenant`).
+    pub fn limit_tenant(&mut self, tenant: &str, limits: PackLimits) {
+        self.limits.insert(tenant.to_string(), limits);
+    }
+
+    /// Verify, compile and link a pack for `tenant`, with the tenant's limits.
+    async fn load_for(&self, tenant: &str, bytes: &[u8], fallback_name: &str) -> Result<LoadedPack> {
+        let mut loaded = super::load(&self.runtime, bytes, fallback_name, &self.trusted).await?;
+        if let Some(limits) = self.limits.get(tenant) {
+            loaded.linked = loaded.linked.with_limits(*limits).with_context(|| format!("tenant {tenant}"))?;
+        }
+        Ok(loaded)
     }
 
     /// Start a tenant on the packs it last ran: for each slot (the mapping, each
@@ -196,10 +213,9 @@ impl Registry {
         if let Some(last) = resume {
             match self.read_stored(&last.hash).await {
                 Ok(bytes) => {
-                    let loaded =
-                        super::load(&self.runtime, &bytes, fallback_name, &self.trusted).await.with_context(|| {
-                            format!("tenant {tenant}: reloading {}@{} ({})", last.name, last.version, last.hash)
-                        })?;
+                    let loaded = self.load_for(tenant, &bytes, fallback_name).await.with_context(|| {
+                        format!("tenant {tenant}: reloading {}@{} ({})", last.name, last.version, last.hash)
+                    })?;
                     return Ok(Some(loaded));
                 }
                 Err(e) if configured.is_some() => {
@@ -214,7 +230,8 @@ impl Registry {
             tracing::info!(tenant, slot, "the configured workflow was removed with a rollback; not starting it");
             return Ok(None);
         }
-        let first = super::load(&self.runtime, bytes, fallback_name, &self.trusted)
+        let first = self
+            .load_for(tenant, bytes, fallback_name)
             .await
             .with_context(|| format!("tenant {tenant}: the configured pack for {slot}"))?;
         if !known {
@@ -274,7 +291,7 @@ impl Registry {
     pub async fn install(&self, tenant: &str, bytes: &[u8], source: &str) -> Result<String> {
         let t = self.tenant(tenant)?;
         let _one_at_a_time = t.changing.lock().await;
-        let loaded = super::load(&self.runtime, bytes, "pack", &self.trusted).await?;
+        let loaded = self.load_for(tenant, bytes, "pack").await?;
         let id = loaded.manifest.id();
         let slot = slot_of(&loaded.manifest);
         let current = if slot == MAPPING_SLOT {
@@ -318,7 +335,7 @@ impl Registry {
         let _one_at_a_time = t.changing.lock().await;
         let history = self.history(tenant).await?;
         let current = active_record(&history, slot)
-            .with_context(|| format!("tenant {tenant} runs no pack {slot:?} (see `seam linked list`)"))?;
+            .with_context(|| format!("tenant {tenant} runs no pack {slot:?} (see `seam pack list`)"))?;
         let previous = history
             .iter()
             .rev()
@@ -326,7 +343,8 @@ impl Registry {
         let (loaded, id) = match previous {
             Some(previous) => {
                 let bytes = self.read_stored(&previous.hash).await?;
-                let loaded = super::load(&self.runtime, &bytes, "pack", &self.trusted)
+                let loaded = self
+                    .load_for(tenant, &bytes, "pack")
                     .await
                     .with_context(|| format!("reloading {}@{}", previous.name, previous.version))?;
                 let id = loaded.manifest.id();

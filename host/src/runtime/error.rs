@@ -8,10 +8,10 @@ pub enum PackError {
     #[error("pack {pack} rejected the change: {message}")]
     Rejected { pack: String, message: String },
 
-    #[error("pack {pack} ran past its {budget:?} time budget and was stopped; fix the pack (an endless loop?) or raise the budget")]
+    #[error("pack {pack} ran past its {budget:?} time budget and was stopped; fix the pack (an endless loop?) or raise the tenant's pack_limits.time_budget_ms")]
     Timeout { pack: String, budget: Duration },
 
-    #[error("pack {pack} tried to grow its memory to {wanted} bytes, past its {limit}-byte limit, and was stopped")]
+    #[error("pack {pack} tried to grow its memory to {wanted} bytes, past its {limit}-byte limit, and was stopped; fix the pack or raise the tenant's pack_limits.memory_mib")]
     OutOfMemory { pack: String, limit: usize, wanted: usize },
 
     #[error("pack {pack} trapped: {message}")]

@@ -86,6 +86,16 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// What one pack's calls may use. The runtime's configuration gives the default; a
+/// tenant's configuration may set its own, within the runtime's pool (`memory_limit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackLimits {
+    /// Wall-clock time one call (instantiate + run) may take.
+    pub call_budget: Duration,
+    /// Linear memory one call may grow to.
+    pub memory_limit: usize,
+}
+
 /// Identifies a pack in logs, errors and audit rows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackMeta {
@@ -194,6 +204,10 @@ impl Runtime {
             grants: Arc::new(grants),
             runtime: self.clone(),
             loaded: outcome,
+            limits: PackLimits {
+                call_budget: self.inner.config.call_budget,
+                memory_limit: self.inner.config.memory_limit,
+            },
             own_slots,
             warm,
         })
@@ -379,6 +393,7 @@ pub struct LinkedPack {
     grants: Arc<Grants>,
     runtime: Runtime,
     loaded: CacheOutcome,
+    limits: PackLimits,
     /// This pack's share of the runtime's slots.
     own_slots: Arc<Semaphore>,
     warm: Arc<WarmList>,
@@ -409,6 +424,27 @@ impl LinkedPack {
     /// How this pack's compiled code was obtained.
     pub fn load_outcome(&self) -> CacheOutcome {
         self.loaded
+    }
+    pub fn limits(&self) -> PackLimits {
+        self.limits
+    }
+
+    /// The same pack with its own limits. Memory cannot exceed what the runtime's pool
+    /// reserves for each instance (`RuntimeConfig::memory_limit`).
+    pub fn with_limits(mut self, limits: PackLimits) -> Result<LinkedPack> {
+        let pool = self.runtime.inner.config.memory_limit;
+        anyhow::ensure!(
+            limits.memory_limit <= pool,
+            "pack {}: a memory limit of {} MiB is more than the {} MiB the runtime reserves for each pack instance",
+            self.meta,
+            limits.memory_limit >> 20,
+            pool >> 20
+        );
+        anyhow::ensure!(!limits.call_budget.is_zero(), "pack {}: a time budget of 0 lets no call run", self.meta);
+        // Warm instances were made under the old limits.
+        self.warm.idle.lock().expect("warm instances").clear();
+        self.limits = limits;
+        Ok(self)
     }
 
     /// Run the pack on one change: a mapping's `map-change`, a workflow's `on-change`. The
@@ -480,11 +516,11 @@ impl LinkedPack {
         let (mut store, exports, calls, permit) = match warm {
             Some(w) => (w.store, Some(w.exports), w.calls, Some(w.permit)),
             None => {
-                let state = PackState::new(self.meta.clone(), self.grants.clone(), runtime.config.memory_limit);
+                let state = PackState::new(self.meta.clone(), self.grants.clone(), self.limits.memory_limit);
                 (self.runtime.new_store(state), None, 0, None)
             }
         };
-        store.data_mut().begin_call(records, Instant::now() + runtime.config.call_budget, at_ms, event_id);
+        store.data_mut().begin_call(records, Instant::now() + self.limits.call_budget, at_ms, event_id);
         store.set_epoch_deadline(1);
         let mut timing = CallTiming::default();
 
@@ -498,7 +534,7 @@ impl LinkedPack {
             let answers = exports.run(&mut store, batch).await?;
             Ok::<_, wasmtime::Error>((exports, answers))
         };
-        let outcome = tokio::time::timeout(runtime.config.call_budget + HOST_GRACE, run).await;
+        let outcome = tokio::time::timeout(self.limits.call_budget + HOST_GRACE, run).await;
         timing.call = started.elapsed().saturating_sub(timing.instantiate);
         timing.peak_memory = store.data().memory.peak;
         let failure = match outcome {
@@ -548,7 +584,7 @@ impl LinkedPack {
     /// The call failed: trapped (`Some`), or ran past its budget and grace (`None`).
     fn failed(&self, error: Option<wasmtime::Error>, state: &PackState) -> PackError {
         let pack = self.meta.to_string();
-        let budget = self.runtime.inner.config.call_budget;
+        let budget = self.limits.call_budget;
         let failure = match error {
             None => PackError::Timeout { pack, budget },
             Some(_) if state.timed_out => PackError::Timeout { pack, budget },

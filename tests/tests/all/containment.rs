@@ -36,7 +36,7 @@ fn none() -> Arc<dyn RecordSource> {
     Arc::new(NoRecords)
 }
 
-/// The linked still answers a well-behaved call correctly.
+/// The pack still answers a well-behaved call correctly.
 async fn still_serving(linked: &LinkedPack) {
     let actions =
         linked.run(&ask("echo", &[("Subject", "hello")]), none()).await.expect("a normal call after a failure");
@@ -409,4 +409,30 @@ async fn a_tenants_runaway_pack_does_not_slow_another_tenant() {
     for l in looping {
         l.abort();
     }
+}
+
+/// A tenant's own limits (`pack_limits`) replace the runtime's, within what its pool reserves.
+#[tokio::test]
+async fn a_packs_own_limits_replace_the_runtimes_within_its_pool() {
+    use seam::runtime::PackLimits;
+    let runtime = Runtime::new(config()).unwrap();
+    let tighter = PackLimits { call_budget: Duration::from_millis(150), memory_limit: 8 << 20 };
+    let linked = misbehave(&runtime, Grants::default()).await.with_limits(tighter).unwrap();
+    assert_eq!(linked.limits(), tighter);
+    let started = Instant::now();
+    let result = linked.run(&ask("loop", &[]), none()).await;
+    assert!(
+        matches!(result, Err(PackError::Timeout { budget, .. }) if budget == Duration::from_millis(150)),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(300), "stopped after {:?}", started.elapsed());
+    match linked.run(&ask("oom", &[]), none()).await {
+        Err(PackError::OutOfMemory { limit, .. }) => assert_eq!(limit, 8 << 20),
+        other => panic!("expected out-of-memory at 8 MiB, got {other:?}"),
+    }
+    still_serving(&linked).await;
+    // More memory than each pool slot holds is refused when the limits are set, not at a call.
+    let wider = PackLimits { call_budget: Duration::from_secs(1), memory_limit: 32 << 20 };
+    let refused = misbehave(&runtime, Grants::default()).await.with_limits(wider).err().map(|e| e.to_string());
+    assert!(refused.as_deref().is_some_and(|e| e.contains("32 MiB") && e.contains("16 MiB")), "{refused:?}");
 }
