@@ -14,7 +14,7 @@ use crate::connectors::servicenow::{self, Query, ServiceNow};
 use crate::connectors::slack::{self, Slack};
 use crate::connectors::{ConnectorError, RetryPolicy};
 use crate::model::{Action, Carried, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
-use crate::runtime::imports::lookup::BoxFuture;
+use crate::runtime::records::BoxFuture;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

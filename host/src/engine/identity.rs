@@ -6,10 +6,10 @@
 //! nothing over. A claim that is not returned is an identity conflict; the
 //! event goes to the dead-letter queue with nothing written across.
 
+use super::accounting::{account_for, shadows_of};
 use super::apply::{Systems, Write};
 pub use super::normalize::INCIDENT_CASE_FIELD;
 use super::normalize::{CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD};
-use super::processor::{account_for, shadows_of};
 use crate::model::{RecordRef, System, Value};
 use crate::runtime::{LookupFailure, RecordSource};
 use crate::store::journal::{AuditRow, Outcome};

@@ -10,7 +10,7 @@ use crate::connectors::salesforce::soql;
 use crate::connectors::servicenow::{Query, QueryError};
 use crate::connectors::ConnectorError;
 use crate::model::{ChangeKind, Field, RecordRef, System, Value};
-use crate::runtime::imports::lookup::{BoxFuture, Found};
+use crate::runtime::records::{BoxFuture, Found};
 use crate::runtime::{LookupFailure, RecordSource};
 
 impl RecordSource for Systems {

@@ -12,6 +12,7 @@
 //! history in when asked (a first start syncs none); `identity` decides
 //! which records are partners (a record's link field is only a claim).
 
+mod accounting;
 pub mod alerts;
 pub mod apply;
 pub mod backfill;

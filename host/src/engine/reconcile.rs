@@ -6,9 +6,9 @@
 //! to the mirror and audited as `reconcile`. Pairs with events still
 //! waiting are skipped: their drift is being carried across as we speak.
 
+use super::accounting::account_for;
 use super::apply::Systems;
 use super::normalize;
-use super::processor::account_for;
 use crate::connectors::salesforce::soql;
 use crate::connectors::servicenow::Query;
 use crate::model::{Action, ChangeKind, Field, RecordRef, System, Target, Value};

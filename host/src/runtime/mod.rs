@@ -21,12 +21,13 @@ pub mod cache;
 mod determinism;
 pub mod error;
 pub mod imports;
+pub mod records;
 pub mod state;
 
 pub use bindings::{ApiVersion, World};
 pub use cache::CacheOutcome;
 pub use error::PackError;
-pub use imports::lookup::{Grant, Grants, LookupFailure, NoRecords, RecordSource, StaticRecord, StaticRecords};
+pub use records::{Grant, Grants, LookupFailure, NoRecords, RecordSource, StaticRecord, StaticRecords};
 
 use crate::model::{Action, Change};
 use anyhow::{Context, Result};

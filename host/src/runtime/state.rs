@@ -1,7 +1,7 @@
 //! What one pack call's `Store` holds: a sandboxed WASI context, the
 //! memory cap, the pack's grants, and the call's bookkeeping.
 
-use super::imports::lookup::{Grants, NoRecords, RecordSource};
+use super::records::{Grants, NoRecords, RecordSource};
 use super::PackMeta;
 use std::sync::Arc;
 use std::time::Instant;
