@@ -2,7 +2,12 @@ use clap::{Parser, Subcommand};
 use seam::cli;
 
 #[derive(Parser)]
-#[command(name = "seam", version, about = "Keeps Salesforce Cases and ServiceNow Incidents truthful in both systems")]
+#[command(
+    name = "seam",
+    version,
+    about = "Keeps Salesforce Cases and ServiceNow Incidents truthful in both systems",
+    after_help = "Start here:\n  ./scripts/demo                      # the whole story on the emulators\n  seam serve --sim                    # the emulators and the engine, with a dashboard\n  seam init --tenant acme ...         # a real org and instance (see docs/real-orgs.md)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,40 +18,66 @@ struct Cli {
 enum Command {
     /// Run the Case ⇄ Incident story end to end, no credentials needed.
     #[cfg(feature = "sim")]
+    #[command(
+        after_help = "Example:\n  seam demo --pack target/case-incident.seampack --workflow target/sev1-bridge.seampack"
+    )]
     Demo(cli::demo::DemoArgs),
     /// Run the Salesforce, ServiceNow and Slack emulators on loopback until stopped.
     #[cfg(feature = "sim")]
+    #[command(after_help = "Example:\n  seam sim --state .seam/sim --fault servicenow.rate_limit=0.2")]
     Sim(cli::sim::SimArgs),
     /// Run the sync engine: intake, processor and catch-up poller (with --sim, on the emulators).
+    #[command(
+        after_help = "Examples:\n  seam serve --config seam.json\n  seam serve --sim --state .seam      # the emulators too, one tenant `demo`"
+    )]
     Serve(cli::serve::ServeArgs),
     /// The dead-letter queue: events that failed for good.
+    #[command(after_help = "Examples:\n  seam dlq list --journal .seam/journal.db\n  seam dlq redrive 41 42")]
     Dlq(cli::dlq::DlqArgs),
     /// The audit trail: why a field changed, and what became of the event behind it.
+    #[command(after_help = "Example:\n  seam audit why servicenow incident 9d385017c611228701d22104cc95c371 urgency")]
     Audit(cli::audit::AuditArgs),
     /// Compare every linked pair and repair drift from the side that owns each field.
+    #[command(after_help = "Example:\n  seam reconcile --config seam.json --tenant acme --dry-run")]
     Reconcile(cli::reconcile::ReconcileArgs),
     /// Write a tenant's configuration for a real org and instance (secrets as references).
+    #[command(
+        after_help = "Example:\n  seam init --tenant acme --salesforce-login-url https://acme.my.salesforce.com \\\n    --salesforce-flow jwt-bearer --servicenow-url https://acme.service-now.com --pack case-incident.seampack"
+    )]
     Init(cli::init::InitArgs),
     /// Check each tenant against its systems, and say what to fix.
+    #[command(after_help = "Example:\n  seam doctor --config seam.json --tenant acme")]
     Doctor(cli::doctor::DoctorArgs),
     /// The journal's upkeep: prune what retention says is old.
+    #[command(after_help = "Example:\n  seam journal prune --config seam.json --dry-run")]
     Journal(cli::journal::JournalArgs),
     /// Link a Case and an incident as partners (seam's own creates link; this is the operator's way).
+    #[command(after_help = "Example:\n  seam link --tenant acme 5005g00000AbCdEAAZ 9d385017c611228701d22104cc95c371")]
     Link(cli::link::LinkArgs),
     /// Bring in the Cases changed since a date (a first start syncs no history).
+    #[command(
+        after_help = "Example:\n  seam backfill --tenant acme --since 2026-11-01 --where \"Status != 'Closed'\""
+    )]
     Backfill(cli::backfill::BackfillArgs),
     /// Packs (WebAssembly components): make, sign and check them, run and test them, and
     /// install or roll them back on a running seam.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  seam pack build target/wasm32-wasip2/pack/case_incident.wasm --manifest plugins/case-incident/pack.json\n  seam pack test case-incident-1.0.0.seampack --fixtures plugins/case-incident/fixtures\n  seam pack install acme case-incident-1.1.0.seampack --config seam.json"
+    )]
     Pack(cli::pack::PackCommand),
     /// The old name of `seam pack`'s run, bench, test, list, install and rollback.
     #[command(subcommand, hide = true)]
     Plugin(cli::pack::PackCommand),
     /// What a Salesforce admin deploys for seam (SFDX source).
     #[command(subcommand)]
+    #[command(after_help = "Example:\n  seam salesforce metadata --config seam.json --tenant acme --output sfdx/")]
     Salesforce(cli::salesforce::SalesforceCommand),
     /// What a ServiceNow admin installs for seam (the update set).
     #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  seam servicenow update-set --config seam.json --tenant acme --output seam-update-set.xml"
+    )]
     Servicenow(cli::servicenow::ServiceNowCommand),
 }
 

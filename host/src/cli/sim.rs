@@ -25,7 +25,8 @@ pub struct SimArgs {
     /// `slack.latency_ms=200`, `salesforce.drop_notifications=0.1` (repeatable).
     #[arg(long = "fault", value_name = "EMULATOR.KEY=VALUE")]
     pub faults: Vec<String>,
-    /// Where Salesforce sends its Outbound Messages: `salesforce=https://host/intake/salesforce`.
+    /// Where Salesforce sends its Outbound Messages:
+    /// `salesforce=https://HOST/intake/TENANT/salesforce/outbound?token=TOKEN`.
     /// (ServiceNow sends what its business rules send: import the update set of
     /// `seam servicenow update-set` into the emulator, as on a real instance.)
     #[arg(long = "notify", value_name = "EMULATOR=URL")]
