@@ -125,12 +125,7 @@ impl Http {
             let retry_after = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let retry_after = retry_after(response.headers());
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
                         last = format!("{status}: {}", truncate(&response.text().await.unwrap_or_default()));
                         // 429 and 503 turn a request away before it is handled; a 500, 502 or
@@ -212,6 +207,16 @@ impl Http {
     }
 }
 
+/// The wait a response asks for in its `Retry-After` header, in whole seconds. (The header's
+/// other form, an HTTP date, is not read: the backoff's own wait stands.)
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// Whether a request may be sent again after a failure that could have come after the system acted on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Repeat {
@@ -255,4 +260,311 @@ fn truncate(s: &str) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+
+    #[test]
+    fn the_default_policy_is_six_attempts_from_100ms_up_to_10s() {
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            (policy.attempts, policy.base, policy.max),
+            (6, Duration::from_millis(100), Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_under_a_ceiling_that_doubles_up_to_max() {
+        let policy = RetryPolicy::default();
+        let ceilings_ms = [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000];
+        for (attempt, &ceiling) in ceilings_ms.iter().enumerate() {
+            let ceiling = Duration::from_millis(ceiling);
+            let waits: Vec<Duration> = (0..500).map(|_| policy.delay(attempt as u32, None)).collect();
+            assert!(
+                waits.iter().all(|&w| w <= ceiling),
+                "attempt {attempt}: {:?} over {ceiling:?}",
+                waits.iter().max()
+            );
+            // Full jitter: spread over the whole range, not bunched near the ceiling (or at zero).
+            assert!(waits.iter().any(|&w| w < ceiling / 4), "attempt {attempt}: nothing low");
+            assert!(waits.iter().any(|&w| w > ceiling * 3 / 4), "attempt {attempt}: nothing high");
+        }
+    }
+
+    #[test]
+    fn the_doubling_stops_at_2_to_the_16_and_never_overflows() {
+        // A max too high to matter: the ceiling is base·2^min(attempt, 16).
+        let policy = RetryPolicy { attempts: 100, base: Duration::from_nanos(1), max: Duration::from_secs(3600) };
+        for attempt in [16, 17, 40, u32::MAX] {
+            let waits: Vec<Duration> = (0..500).map(|_| policy.delay(attempt, None)).collect();
+            assert!(
+                waits.iter().all(|&w| w <= Duration::from_nanos(65_536)),
+                "attempt {attempt}: {:?}",
+                waits.iter().max()
+            );
+            assert!(waits.iter().any(|&w| w > Duration::from_nanos(32_768)), "attempt {attempt}");
+        }
+        // A base so large that base·2^16 overflows saturates, and max still caps it.
+        let huge = RetryPolicy { attempts: 3, base: Duration::MAX / 2, max: Duration::from_millis(10) };
+        assert!(huge.delay(u32::MAX, None) <= Duration::from_millis(10));
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_under_the_backoff() {
+        let policy = RetryPolicy::default();
+        // Asked for more than the backoff would wait: exactly what was asked, even past max.
+        assert_eq!(policy.delay(0, Some(Duration::from_secs(5))), Duration::from_secs(5));
+        assert_eq!(policy.delay(9, Some(Duration::from_secs(60))), Duration::from_secs(60));
+        // Asked for less: at least that, and the jittered backoff when it is longer.
+        let waits: Vec<Duration> = (0..500).map(|_| policy.delay(3, Some(Duration::from_millis(50)))).collect();
+        assert!(waits.iter().all(|&w| (Duration::from_millis(50)..=Duration::from_millis(800)).contains(&w)));
+        assert!(waits.iter().any(|&w| w > Duration::from_millis(400)), "the backoff still applies above the floor");
+        assert!(waits.iter().any(|&w| w == Duration::from_millis(50)), "the floor applies when the jitter is below it");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_only() {
+        let header = |value: &str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("Retry-After", value.parse().unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(header("120"), Some(Duration::from_secs(120)));
+        assert_eq!(header(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(header("0"), Some(Duration::ZERO));
+        // Not understood, so not honoured: the backoff's wait stands.
+        assert_eq!(header("Wed, 21 Oct 2099 07:28:00 GMT"), None, "the HTTP-date form is not read");
+        assert_eq!(header("1.5"), None);
+        assert_eq!(header("-1"), None);
+        assert_eq!(header(""), None);
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
+    }
+
+    /// What the test server answers to its nth request (once the script runs out: 200 "ok").
+    #[derive(Clone)]
+    enum Reply {
+        Status(u16, &'static str),
+        /// A status with a `Retry-After` header.
+        After(u16, &'static str),
+        /// An answer too late for the client's timeout.
+        Stall,
+    }
+
+    /// A server on 127.0.0.1 answering each request with the next reply; its URL, and how
+    /// many requests it has had.
+    async fn serve(script: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (script, counter) = (Arc::new(script), hits.clone());
+        let app = axum::Router::new().fallback(move || {
+            let (script, counter) = (script.clone(), counter.clone());
+            async move {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let code = |c: u16| axum::http::StatusCode::from_u16(c).unwrap();
+                match script.get(n).cloned() {
+                    None => (code(200), "ok").into_response(),
+                    Some(Reply::Status(status, body)) => (code(status), body).into_response(),
+                    Some(Reply::After(status, after)) => {
+                        (code(status), [("retry-after", after)], "wait").into_response()
+                    }
+                    Some(Reply::Stall) => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        (code(200), "late").into_response()
+                    }
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, hits)
+    }
+
+    /// Three attempts, waits of a few milliseconds.
+    fn http() -> Http {
+        let policy = RetryPolicy { attempts: 3, base: Duration::from_millis(1), max: Duration::from_millis(5) };
+        Http::new("test", None, policy).unwrap()
+    }
+
+    async fn post(http: &Http, url: &str, repeat: Repeat) -> Result<Response> {
+        http.send_as(|c| c.post(url).timeout(Duration::from_millis(300)).body("{}"), repeat).await
+    }
+
+    const MAYBE_APPLIED: &str = " (the request may have been applied; it is not sent again blindly)";
+
+    #[tokio::test]
+    async fn a_503_with_retry_after_is_sent_again_after_the_wait_asked_for() {
+        let (url, hits) = serve(vec![Reply::After(503, "1")]).await;
+        let http = http();
+        let start = Instant::now();
+        let response = post(&http, &url, Repeat::Safe).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(start.elapsed() >= Duration::from_secs(1), "waited {:?}", start.elapsed());
+        assert_eq!((hits.load(Ordering::SeqCst), http.calls()), (2, 2));
+
+        // Without the header, the backoff alone (a few milliseconds here).
+        let (url, hits) = serve(vec![Reply::Status(503, "busy")]).await;
+        let start = Instant::now();
+        post(&http, &url, Repeat::Safe).await.unwrap();
+        assert!(start.elapsed() < Duration::from_secs(1), "waited {:?}", start.elapsed());
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_429_with_retry_after_is_sent_again_after_the_wait_even_when_not_safe_to_repeat() {
+        let (url, hits) = serve(vec![Reply::After(429, "1")]).await;
+        let start = Instant::now();
+        let response = post(&http(), &url, Repeat::OnlyIfUnsent).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(start.elapsed() >= Duration::from_secs(1), "waited {:?}", start.elapsed());
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_sent_again_until_the_attempts_run_out() {
+        for (status, text) in
+            [(500, "500 Internal Server Error"), (502, "502 Bad Gateway"), (429, "429 Too Many Requests")]
+        {
+            let (url, hits) = serve(vec![Reply::Status(status, "boom"); 5]).await;
+            let http = http();
+            let error = post(&http, &url, Repeat::Safe).await.unwrap_err();
+            assert!(error.is_transient());
+            match error {
+                ConnectorError::Unavailable { system, attempts, message } => {
+                    assert_eq!((system, attempts, message.as_str()), ("test", 3, format!("{text}: boom").as_str()));
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+            assert_eq!((hits.load(Ordering::SeqCst), http.calls()), (3, 3), "{status}: the attempt cap");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_error_then_a_success_is_the_success() {
+        for status in [500, 502, 503, 504] {
+            let (url, hits) = serve(vec![Reply::Status(status, "boom"), Reply::Status(status, "boom")]).await;
+            let response = post(&http(), &url, Repeat::Safe).await.unwrap();
+            assert_eq!((response.status().as_u16(), response.text().await.unwrap().as_str()), (200, "ok"));
+            assert_eq!(hits.load(Ordering::SeqCst), 3, "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn client_errors_other_than_429_are_answered_at_once_not_retried() {
+        for status in [400, 401, 404, 405, 409, 422] {
+            let (url, hits) = serve(vec![Reply::Status(status, "no")]).await;
+            let http = http();
+            let response = post(&http, &url, Repeat::Safe).await.unwrap();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!((hits.load(Ordering::SeqCst), http.calls()), (1, 1), "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_403_is_refused_unless_it_is_salesforces_request_limit() {
+        let (url, hits) = serve(vec![Reply::Status(403, "insufficient access")]).await;
+        match post(&http(), &url, Repeat::Safe).await.unwrap_err() {
+            ConnectorError::Refused { system, status, message } => {
+                assert_eq!((system, status, message.as_str()), ("test", 403, "insufficient access"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        let limit = r#"[{"errorCode":"REQUEST_LIMIT_EXCEEDED","message":"TotalRequests Limit exceeded."}]"#;
+        let (url, hits) = serve(vec![Reply::Status(403, limit)]).await;
+        assert_eq!(post(&http(), &url, Repeat::OnlyIfUnsent).await.unwrap().status(), 200);
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "turned away, so sent again even when not safe to repeat");
+
+        let (url, _) = serve(vec![Reply::Status(403, limit); 3]).await;
+        match post(&http(), &url, Repeat::Safe).await.unwrap_err() {
+            ConnectorError::Unavailable { attempts: 3, message, .. } => {
+                assert_eq!(message, format!("403 REQUEST_LIMIT_EXCEEDED: {limit}"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_not_safe_to_repeat_is_not_sent_again_after_a_failure_that_may_have_applied_it() {
+        for (status, text) in
+            [(500, "500 Internal Server Error"), (502, "502 Bad Gateway"), (504, "504 Gateway Timeout")]
+        {
+            let (url, hits) = serve(vec![Reply::Status(status, "boom")]).await;
+            match post(&http(), &url, Repeat::OnlyIfUnsent).await.unwrap_err() {
+                ConnectorError::Unavailable { system, attempts, message } => {
+                    assert_eq!((system, attempts), ("test", 1));
+                    assert_eq!(message, format!("{text}: boom{MAYBE_APPLIED}"));
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+            assert_eq!(hits.load(Ordering::SeqCst), 1, "{status}: sent once");
+        }
+        // Turned away first (sent again), then a failure that may have applied it: two attempts, no third.
+        let (url, hits) = serve(vec![Reply::Status(503, "busy"), Reply::Status(502, "boom")]).await;
+        match post(&http(), &url, Repeat::OnlyIfUnsent).await.unwrap_err() {
+            ConnectorError::Unavailable { attempts, message, .. } => {
+                assert_eq!((attempts, message), (2, format!("502 Bad Gateway: boom{MAYBE_APPLIED}")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_turned_away_request_is_sent_again_even_when_not_safe_to_repeat() {
+        for status in [429, 503] {
+            let (url, hits) = serve(vec![Reply::Status(status, "busy"), Reply::Status(status, "busy")]).await;
+            assert_eq!(post(&http(), &url, Repeat::OnlyIfUnsent).await.unwrap().status(), 200);
+            assert_eq!(hits.load(Ordering::SeqCst), 3, "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_is_retried_only_when_the_request_is_safe_to_repeat() {
+        let (url, hits) = serve(vec![Reply::Stall]).await;
+        let response = post(&http(), &url, Repeat::Safe).await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "ok");
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+        let (url, hits) = serve(vec![Reply::Stall]).await;
+        match post(&http(), &url, Repeat::OnlyIfUnsent).await.unwrap_err() {
+            ConnectorError::Unavailable { attempts, message, .. } => {
+                assert_eq!(attempts, 1);
+                assert!(message.ends_with(MAYBE_APPLIED), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "the server may have acted on it: not sent again");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_up_to_the_cap_even_when_not_safe_to_repeat() {
+        // A port with nothing listening on it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/");
+        let http = http();
+        match post(&http, &url, Repeat::OnlyIfUnsent).await.unwrap_err() {
+            ConnectorError::Unavailable { system, attempts, message } => {
+                assert_eq!((system, attempts), ("test", 3));
+                assert!(message.contains("Connection refused"), "{message}");
+                assert!(!message.contains("may have been applied"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((http.calls(), http.reads()), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn reads_are_counted_apart_from_the_calls() {
+        let (url, _) = serve(vec![Reply::Status(503, "busy")]).await;
+        let http = http();
+        http.send(|c| c.get(&url)).await.unwrap();
+        http.send(|c| c.delete(&url)).await.unwrap();
+        assert_eq!((http.calls(), http.reads()), (3, 2), "a GET retried once, then a DELETE");
+    }
 }

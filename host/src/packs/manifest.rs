@@ -167,3 +167,189 @@ mod fuzz {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{DeletePolicy, Deletes, Manifest};
+    use crate::engine::ownership::{Mirror, Ownership};
+    use crate::model::System;
+    use crate::runtime::{Grants, World};
+    use serde_json::json;
+
+    fn parse(manifest: serde_json::Value) -> anyhow::Result<Manifest> {
+        Manifest::parse(manifest.to_string().as_bytes())
+    }
+
+    /// The error's whole chain, as an operator reads it.
+    fn refusal(manifest: serde_json::Value) -> String {
+        format!("{:#}", parse(manifest).expect_err("the manifest is refused"))
+    }
+
+    fn minimal() -> serde_json::Value {
+        json!({ "name": "case-incident", "version": "1.2.0", "world": "seam:sync/mapping@0.1.0" })
+    }
+
+    fn with(key: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut manifest = minimal();
+        manifest[key] = value;
+        manifest
+    }
+
+    #[test]
+    fn a_manifest_with_every_field_parses_into_each() {
+        let manifest = parse(json!({
+            "name": "case-incident-2",
+            "version": "1.2.0-beta.1",
+            "world": "seam:sync/mapping@0.1.0",
+            "description": "Cases to incidents",
+            "ownership": { "mirrors": [{ "system": "servicenow", "object": "incident", "fields": ["short_description"] }] },
+            "deletes": { "salesforce": "close", "servicenow": "delete" },
+            "lookups": [{ "system": "salesforce", "object": "Account", "fields": ["Name", "Tier__c"] }],
+        }))
+        .unwrap();
+        assert_eq!(manifest.name, "case-incident-2");
+        assert_eq!(manifest.version, "1.2.0-beta.1");
+        assert_eq!(manifest.world, "seam:sync/mapping@0.1.0");
+        assert_eq!(manifest.description, "Cases to incidents");
+        assert_eq!(
+            manifest.ownership,
+            Some(Ownership {
+                mirrors: vec![Mirror {
+                    system: System::Servicenow,
+                    object: "incident".into(),
+                    fields: vec!["short_description".into()],
+                }]
+            })
+        );
+        let deletes = manifest.deletes.clone().expect("deletes");
+        assert_eq!(deletes, Deletes { salesforce: DeletePolicy::Close, servicenow: DeletePolicy::Delete });
+        assert_eq!(deletes.policy(System::Salesforce), DeletePolicy::Close);
+        assert_eq!(deletes.policy(System::Servicenow), DeletePolicy::Delete);
+        assert_eq!(manifest.lookups.0.len(), 1);
+        let grant = &manifest.lookups.0[0];
+        assert_eq!((grant.system, grant.object.as_str()), (System::Salesforce, "Account"));
+        assert_eq!(grant.fields, ["Name", "Tier__c"]);
+        let (world, version) = manifest.world_version().unwrap();
+        assert_eq!((world, version), (World::Mapping, semver::Version::new(0, 1, 0)));
+        assert_eq!(manifest.kind(), World::Mapping);
+        assert_eq!(manifest.id(), "case-incident-2@1.2.0-beta.1");
+        // And it writes out to a manifest that reads back the same.
+        assert_eq!(Manifest::parse(&serde_json::to_vec(&manifest).unwrap()).unwrap(), manifest);
+    }
+
+    #[test]
+    fn a_minimal_manifest_takes_the_defaults() {
+        let manifest = parse(minimal()).unwrap();
+        assert_eq!(manifest.description, "");
+        assert_eq!(manifest.ownership, None);
+        assert_eq!(manifest.deletes, None);
+        assert_eq!(manifest.lookups, Grants::default());
+        // Deletes named for one side only: the other unlinks.
+        let half = parse(with("deletes", json!({ "servicenow": "close" }))).unwrap().deletes.unwrap();
+        assert_eq!((half.salesforce, half.servicenow), (DeletePolicy::Unlink, DeletePolicy::Close));
+        let workflow = parse(with("world", json!("seam:sync/workflow@0.2.1"))).unwrap();
+        assert_eq!(workflow.kind(), World::Workflow);
+        assert_eq!(workflow.world_version().unwrap().1, semver::Version::new(0, 2, 1));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name_at_every_level() {
+        let top = refusal(with("colour", json!("blue")));
+        assert!(top.contains("the manifest is not valid JSON of the expected shape"), "{top}");
+        assert!(top.contains("unknown field `colour`"), "{top}");
+        let deletes = refusal(with("deletes", json!({ "slack": "unlink" })));
+        assert!(deletes.contains("unknown field `slack`"), "{deletes}");
+        let ownership = refusal(with("ownership", json!({ "mirrors": [], "owner": "salesforce" })));
+        assert!(ownership.contains("unknown field `owner`"), "{ownership}");
+        let mirror = refusal(with(
+            "ownership",
+            json!({ "mirrors": [{ "system": "servicenow", "object": "incident", "fields": [], "field": "x" }] }),
+        ));
+        assert!(mirror.contains("unknown field `field`"), "{mirror}");
+    }
+
+    #[test]
+    fn a_bad_world_is_refused_saying_what_is_wrong_with_it() {
+        let cases = [
+            ("sync/mapping@0.1.0", "world \"sync/mapping@0.1.0\" must be `seam:sync/<world>@<version>`"),
+            ("seam:sync/mapping", "world \"seam:sync/mapping\" has no `@<version>`"),
+            (
+                "seam:sync/mapper@0.1.0",
+                "world \"seam:sync/mapper@0.1.0\": seam:sync has the worlds mapping and workflow, not \"mapper\"",
+            ),
+            ("seam:sync/mapping@0.1", "world \"seam:sync/mapping@0.1\": \"0.1\" is not a version"),
+            ("", "world \"\" must be `seam:sync/<world>@<version>`"),
+        ];
+        for (world, expected) in cases {
+            let error = refusal(with("world", json!(world)));
+            assert!(error.starts_with(expected), "{world:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_bad_version_or_name_is_refused_by_name() {
+        for version in ["1.2", "v1.2.0", "", "1.2.0.0", "01.2.0"] {
+            let error = refusal(with("version", json!(version)));
+            assert!(
+                error.starts_with(&format!("pack version {version:?} is not a semantic version like 1.2.0")),
+                "{version:?}: {error}"
+            );
+        }
+        for name in ["", "Case-Incident", "case_incident", "case incident", "cäse"] {
+            let error = refusal(with("name", json!(name)));
+            assert_eq!(error, format!("pack name {name:?} must be lower-case letters, digits and dashes"));
+        }
+        let error = refusal(with("version", json!(1)));
+        assert!(error.contains("invalid type: integer `1`, expected a string"), "{error}");
+        let error = refusal(json!({ "name": "x", "world": "seam:sync/mapping@0.1.0" }));
+        assert!(error.contains("missing field `version`"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_system_name_is_refused_naming_the_systems_there_are() {
+        let expected = "unknown variant `jira`, expected one of `salesforce`, `servicenow`, `slack`";
+        let ownership = refusal(with(
+            "ownership",
+            json!({ "mirrors": [{ "system": "jira", "object": "issue", "fields": ["summary"] }] }),
+        ));
+        assert!(ownership.contains(expected), "{ownership}");
+        let lookups = refusal(with("lookups", json!([{ "system": "jira", "object": "issue", "fields": ["*"] }])));
+        assert!(lookups.contains(expected), "{lookups}");
+        // The manifest spells systems in lower case, as seam.json does.
+        let capital = refusal(with(
+            "ownership",
+            json!({ "mirrors": [{ "system": "Salesforce", "object": "Case", "fields": ["Status"] }] }),
+        ));
+        assert!(capital.contains("unknown variant `Salesforce`"), "{capital}");
+        let policy = refusal(with("deletes", json!({ "salesforce": "archive" })));
+        assert!(policy.contains("unknown variant `archive`, expected one of `unlink`, `close`, `delete`"), "{policy}");
+    }
+
+    #[test]
+    fn a_workflow_pack_may_not_say_who_owns_fields_or_what_deletes_do() {
+        let workflow = |key: &str, value: serde_json::Value| {
+            let mut manifest = with("world", json!("seam:sync/workflow@0.1.0"));
+            manifest[key] = value;
+            refusal(manifest)
+        };
+        let ownership = workflow("ownership", json!({ "mirrors": [] }));
+        assert!(ownership.starts_with("a workflow pack has no ownership map"), "{ownership}");
+        let deletes = workflow("deletes", json!({}));
+        assert!(deletes.starts_with("a workflow pack has no delete policy"), "{deletes}");
+        // A mapping pack may say both.
+        let mut mapping = with("ownership", json!({ "mirrors": [] }));
+        mapping["deletes"] = json!({});
+        assert!(parse(mapping).is_ok());
+    }
+
+    #[test]
+    fn delete_policies_are_named_as_the_manifest_spells_them() {
+        for policy in [DeletePolicy::Unlink, DeletePolicy::Close, DeletePolicy::Delete] {
+            assert_eq!(serde_json::to_value(policy).unwrap(), json!(policy.name()));
+        }
+        assert_eq!(
+            [DeletePolicy::Unlink, DeletePolicy::Close, DeletePolicy::Delete].map(DeletePolicy::name),
+            ["unlink", "close", "delete"]
+        );
+    }
+}
