@@ -46,7 +46,7 @@ pub fn tls_files(cert: &Option<PathBuf>, key: &Option<PathBuf>, setting: &str) -
 }
 
 /// What each listener allows a client.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Connections open at once, per listener; one more is closed as it arrives.

@@ -19,7 +19,7 @@ pub enum Scope {
 }
 
 /// A tenant's own admin tokens, as the configuration gives them (`tenants.NAME.admin_tokens`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantTokens {
     /// Reads this tenant's dashboard, packs and audit trails.

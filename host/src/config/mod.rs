@@ -9,12 +9,14 @@ use crate::engine::ownership::Ownership;
 use crate::intake::salesforce::pubsub as salesforce_events;
 use crate::intake::TenantIntake;
 use crate::secrets::Secret;
+pub mod reference;
+
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where intake listens, e.g. `0.0.0.0:8787`: the one listener that faces the systems.
@@ -31,6 +33,8 @@ pub struct Config {
     /// Connection caps, read timeouts and intake rate limits.
     #[serde(default)]
     pub limits: crate::listener::Limits,
+    /// The journal: a SQLite file, made on first start (its directory too). The pack store
+    /// (`packs/`) lives beside it.
     pub journal: PathBuf,
     /// How long the journal keeps settled events and audit rows (`seam journal prune`).
     #[serde(default)]
@@ -45,6 +49,8 @@ pub struct Config {
     /// Events processed at once per tenant (each record's events stay in order).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Each tenant by name (letters, digits, `-` and `_`): one Salesforce org and one
+    /// ServiceNow instance kept in step, with their own packs, secrets and tokens.
     pub tenants: HashMap<String, TenantConfig>,
     /// Public key files (`seam pack keygen`): only packs signed by one of them load.
     #[serde(default)]
@@ -78,7 +84,7 @@ pub fn default_reconcile() -> u64 {
 }
 
 /// Where the admin API, the dashboard and `/metrics` listen, and who may call the API.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
     /// Loopback by default: reach it from the host, or through a tunnel or proxy you control.
@@ -87,6 +93,7 @@ pub struct AdminSettings {
     /// The admin listener's TLS certificate chain (PEM), with `tls_key`; absent: plain HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     /// A token that operates every tenant (a secret: a value, `{"env": …}` or `{"file": …}`).
@@ -128,7 +135,7 @@ pub fn default_concurrency() -> usize {
     256
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// The mapping pack (`.seampack`, from `seam pack build`) or, without trusted keys, a plain component.
@@ -141,6 +148,7 @@ pub struct TenantConfig {
     pub ca_pem: Option<PathBuf>,
     pub salesforce: salesforce::Credentials,
     pub servicenow: servicenow::Credentials,
+    /// How workflow packs reach Slack (their Slack actions fail without it).
     #[serde(default)]
     pub slack: Option<slack::Credentials>,
     pub intake: TenantIntake,
@@ -164,7 +172,7 @@ pub struct TenantConfig {
 
 /// A tenant's own limits for its packs' calls. A pack past its time budget is stopped and
 /// its event retried; one past its memory is stopped the same way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackLimits {
     /// Wall-clock milliseconds one call (instantiate and run) may take: 1 to 60,000. Default 2,000.

@@ -5,7 +5,7 @@ use crate::secrets::{ExposeSecret, Secret, SecretString};
 use serde_json::{json, Value};
 use std::path::Path;
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Ends in `/api/`, as slack-sdk's `base_url` does: `https://slack.com/api/`.

@@ -9,19 +9,21 @@
 use crate::model::System;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mirror {
     /// The system holding the copy.
     pub system: System,
+    /// The object holding the copy (`incident`, `Case`).
     pub object: String,
     /// Fields of that object owned by the other system.
     pub fields: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ownership {
+    /// The copies: for each, the system and object holding it, and the fields the other system owns.
     pub mirrors: Vec<Mirror>,
 }
 

@@ -36,7 +36,7 @@ use std::sync::Arc;
 pub const DEFAULT_MAX_BODY: usize = 4 << 20;
 
 /// What one tenant's notifications must prove, as the configuration says.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantIntake {
     /// The Salesforce org (its 18-character id, `00D…`) whose Outbound Messages are accepted.

@@ -24,7 +24,7 @@ pub const TEST_URL: &str = "https://test.salesforce.com";
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(170);
 
 /// How seam reaches one Salesforce org.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Where seam asks for tokens: the org's My Domain (`https://acme.my.salesforce.com`),
@@ -43,7 +43,7 @@ fn default_session_minutes() -> u64 {
 }
 
 /// The OAuth flow seam logs in with, and what it needs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "flow", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     /// A connected app (or external client app) with a certificate: seam signs an

@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// How seam reaches one ServiceNow instance.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// `https://<instance>.service-now.com`
@@ -29,7 +29,8 @@ pub struct Credentials {
     pub integration_user: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// How seam logs in to the instance: `flow` names the way, and the rest what it needs.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "flow", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     /// HTTP Basic with the integration user's password (needs the `snc_basic_auth_api_access`

@@ -45,7 +45,7 @@ use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 pub const RETENTION: Duration = Duration::from_secs(72 * 3600);
 
 /// Where a tenant's Salesforce changes come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Outbound Messages posted to intake (`/intake/{tenant}/salesforce/outbound`).
@@ -56,7 +56,7 @@ pub enum Source {
 }
 
 /// The Pub/Sub connection of a tenant whose `events` are `pubsub`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PubSubSettings {
     /// The Pub/Sub API endpoint.
