@@ -12,11 +12,8 @@
 //! the reserve left (`Sforce-Limit-Info`).
 
 use super::apply::Systems;
-use super::normalize;
-use crate::model::ChangeKind;
 use crate::store::Journal;
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -172,27 +169,14 @@ impl Backfill {
             return Ok(Err(Pause::Finished));
         }
         let mut events = Vec::new();
-        for mut record in rows {
-            record.remove("attributes");
-            let (Some(id), Some(stamp)) = (
-                record.get("Id").and_then(Value::as_str).map(str::to_string),
-                record.get("SystemModstamp").and_then(Value::as_str).map(str::to_string),
-            ) else {
-                continue;
-            };
-            let key =
-                normalize::salesforce_version_key(&id, &stamp).unwrap_or_else(|| format!("sf-backfill:{id}:{stamp}"));
-            let kind = if record.get("CreatedDate") == record.get("LastModifiedDate") {
-                ChangeKind::Created
-            } else {
-                ChangeKind::Updated
-            };
-            events.push((key.clone(), normalize::salesforce(&key, kind, "Case", &record, None)));
+        for record in rows {
+            let Some(read) = super::poller::read_case(record, "sf-backfill") else { continue };
+            events.push((read.key, read.change));
             // SOQL compares datetimes written as …Z.
-            place.stamp = chrono::DateTime::parse_from_str(&stamp, "%Y-%m-%dT%H:%M:%S%.f%z")
+            place.stamp = chrono::DateTime::parse_from_str(&read.stamp, "%Y-%m-%dT%H:%M:%S%.f%z")
                 .map(|t| soql_time(&t.with_timezone(&chrono::Utc)))
-                .unwrap_or(stamp);
-            place.id = id;
+                .unwrap_or(read.stamp);
+            place.id = read.id;
         }
         let read = events.len();
         place.done += read as u64;

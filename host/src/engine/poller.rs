@@ -367,21 +367,33 @@ fn servicenow_query(base: Query, stamp: &str, since: &Mark) -> Result<Query> {
 fn case_changes(rows: Rows) -> Page {
     let mut events = Vec::new();
     let mut mark = None;
-    for mut record in rows {
-        record.remove("attributes");
-        let (Some(id), Some(stamp)) = (
-            record.get("Id").and_then(Value::as_str).map(str::to_string),
-            record.get("SystemModstamp").and_then(Value::as_str).map(str::to_string),
-        ) else {
-            continue;
-        };
-        let created = record.get("CreatedDate") == record.get("LastModifiedDate");
-        let key = normalize::salesforce_version_key(&id, &stamp).unwrap_or_else(|| format!("sf-poll:{id}:{stamp}"));
-        let kind = if created { ChangeKind::Created } else { ChangeKind::Updated };
-        events.push((key.clone(), normalize::salesforce(&key, kind, "Case", &record, None)));
-        mark = Some(Mark { stamp: &stamp, id: Some(&id) }.encode());
+    for record in rows {
+        let Some(read) = read_case(record, "sf-poll") else { continue };
+        mark = Some(Mark { stamp: &read.stamp, id: Some(&read.id) }.encode());
+        events.push((read.key, read.change));
     }
     (events, mark)
+}
+
+/// A Case read whole from a query, as the change it is.
+pub(super) struct CaseRead {
+    pub id: String,
+    pub stamp: String,
+    pub key: String,
+    pub change: Change,
+}
+
+/// A queried Case row as its change, keyed by its version (or `{fallback}:{id}:{stamp}` when
+/// the stamp is not a date); `None` for a row without an id or a stamp.
+pub(super) fn read_case(mut record: serde_json::Map<String, Value>, fallback: &str) -> Option<CaseRead> {
+    record.remove("attributes");
+    let id = record.get("Id").and_then(Value::as_str)?.to_string();
+    let stamp = record.get("SystemModstamp").and_then(Value::as_str)?.to_string();
+    let created = record.get("CreatedDate") == record.get("LastModifiedDate");
+    let key = normalize::salesforce_version_key(&id, &stamp).unwrap_or_else(|| format!("{fallback}:{id}:{stamp}"));
+    let kind = if created { ChangeKind::Created } else { ChangeKind::Updated };
+    let change = normalize::salesforce(&key, kind, "Case", &record, None);
+    Some(CaseRead { id, stamp, key, change })
 }
 
 /// A page of incidents as changes, and the watermark past the last of them.
