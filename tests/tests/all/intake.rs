@@ -319,7 +319,7 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
             "SOAP garbage",
             post(format!("{}/intake/{TENANT}/salesforce/outbound?token=om-token", s.base), "<x>".into(), None).await,
             400,
-            "",
+            "cut short",
         ),
         (
             "SOAP from another org",
@@ -344,5 +344,47 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
         assert!(body.contains(want_text), "{what}: {body}");
     }
     assert_eq!(s.journal.count(TENANT).unwrap(), accepted, "nothing more was stored");
+    s.sim.shutdown();
+}
+
+/// An Outbound Message as Salesforce sends one (pretty-printed, `sf:` prefixes, `xsi:nil`,
+/// two Notifications; `tests/fixtures/intake/`), not as seam's emulator builds it: both Cases
+/// are journaled whole and the message acknowledged.
+#[tokio::test]
+async fn an_outbound_message_shaped_as_salesforce_sends_it_is_journaled_whole() {
+    let s = setup("fixture").await;
+    let body = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/intake/outbound-two-cases.xml"))
+        .unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/intake/{TENANT}/salesforce/outbound?token={}", s.base, seam_tests::OM_TOKEN))
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "\"\"")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert!(answer.text().await.unwrap().contains("<Ack>true</Ack>"));
+    let entries = s.journal.entries(TENANT).unwrap();
+    assert_eq!(entries.len(), 2, "{:?}", entries.iter().map(|e| &e.event_key).collect::<Vec<_>>());
+    let field =
+        |n: usize, name: &str| entries[n].change.snapshot.iter().find(|f| f.name == name).map(|f| f.value.clone());
+    assert_eq!(entries[0].change.source.id, "5005g00000AbCdEAAZ");
+    assert_eq!(entries[0].change.kind, ChangeKind::Updated);
+    assert_eq!(field(0, "Subject"), Some(Value::from("Checkout API returns 502 & retries <fail>")));
+    assert_eq!(field(0, "Description"), Some(Value::Null));
+    assert_eq!(field(0, "IsEscalated"), Some(Value::Bool(false)));
+    assert_eq!(entries[1].change.source.id, "5005g00000AbCdFAAZ");
+    assert_eq!(entries[1].change.kind, ChangeKind::Created);
+    assert_eq!(field(1, "Priority"), Some(Value::from("Low")));
+    // Delivered again (Salesforce retries until it reads the Ack): nothing more is stored.
+    let again = reqwest::Client::new()
+        .post(format!("{}/intake/{TENANT}/salesforce/outbound?token={}", s.base, seam_tests::OM_TOKEN))
+        .body(std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/intake/outbound-two-cases.xml")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(s.journal.count(TENANT).unwrap(), 2);
     s.sim.shutdown();
 }
