@@ -17,6 +17,7 @@ pub struct DlqArgs {
 #[derive(Subcommand)]
 pub enum DlqCommand {
     /// List dead letters, oldest first.
+    #[command(after_help = "Example:\n  seam dlq list --journal .seam/journal.db --tenant acme")]
     List {
         #[arg(long)]
         tenant: Option<String>,
@@ -25,6 +26,7 @@ pub enum DlqCommand {
         json: bool,
     },
     /// Queue dead letters again: by id, or all of them.
+    #[command(after_help = "Examples:\n  seam dlq redrive 41 42\n  seam dlq redrive --all")]
     Redrive {
         ids: Vec<i64>,
         #[arg(long)]

@@ -16,6 +16,7 @@ pub struct JournalArgs {
 pub enum JournalCommand {
     /// Delete settled events older than retention.settled_event_days and audit rows older than
     /// retention.audit_days; pending events and dead letters stay.
+    #[command(after_help = "Example:\n  seam journal prune --config seam.json --dry-run")]
     Prune {
         /// The configuration: its journal and its retention.
         #[arg(long, default_value = ".seam/seam.json")]

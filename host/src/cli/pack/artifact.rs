@@ -11,12 +11,20 @@ use std::path::PathBuf;
 #[derive(Subcommand)]
 pub enum ArtifactCommand {
     /// Make an ed25519 key pair: KEY (secret, keep it safe) and KEY.pub (give it to hosts).
+    #[command(
+        after_help = "Example:\n  seam pack keygen keys/acme-signer     # writes keys/acme-signer and keys/acme-signer.pub"
+    )]
     Keygen { key: PathBuf },
     /// Put a component and its manifest together into one pack.
+    #[command(
+        after_help = "Example:\n  seam pack build target/wasm32-wasip2/pack/case_incident.wasm --manifest plugins/case-incident/pack.json"
+    )]
     Build(BuildArgs),
     /// Sign a pack with a secret key (in place unless -o is given).
+    #[command(after_help = "Example:\n  seam pack sign case-incident-1.0.0.seampack --key keys/acme-signer")]
     Sign(SignArgs),
     /// Check a pack: manifest, world version the host serves, and signature.
+    #[command(after_help = "Example:\n  seam pack verify case-incident-1.0.0.seampack --trust keys/acme-signer.pub")]
     Verify(VerifyArgs),
 }
 

@@ -12,14 +12,23 @@ use std::time::{Duration, Instant};
 #[derive(Subcommand)]
 pub enum RunCommand {
     /// Map one change (JSON) with a pack and print the actions (JSON).
+    #[command(
+        after_help = "Example:\n  jq .change plugins/case-incident/fixtures/01-new-case-opens-an-incident.json > change.json\n  seam pack run case-incident-1.0.0.seampack --change change.json"
+    )]
     Run(RunArgs),
     /// Measure a pack: compile, cached load, instantiate, and per-call time for a 10-field event.
+    #[command(after_help = "Example:\n  seam pack bench case-incident-1.0.0.seampack --calls 20000")]
     Bench(BenchArgs),
     /// Run a pack's JSON fixtures (change in → expected actions) without a running host.
+    #[command(
+        after_help = "Example:\n  seam pack test case-incident-1.0.0.seampack --fixtures plugins/case-incident/fixtures"
+    )]
     Test(TestArgs),
     /// The packs each tenant of a running `seam serve` runs, with their history.
+    #[command(after_help = "Example:\n  seam pack list --config .seam/seam.json")]
     List(AdminArgs),
     /// Hot-load a pack for a tenant of a running `seam serve`.
+    #[command(after_help = "Example:\n  seam pack install acme case-incident-1.1.0.seampack --config seam.json")]
     Install {
         tenant: String,
         pack: PathBuf,
@@ -28,6 +37,9 @@ pub enum RunCommand {
     },
     /// Go back to the version of a pack a tenant ran before the current one
     /// (the mapping pack, or with --pack a workflow; a workflow with no earlier version is removed).
+    #[command(
+        after_help = "Examples:\n  seam pack rollback acme --config seam.json                      # the mapping pack\n  seam pack rollback acme --pack sev1-bridge --config seam.json   # a workflow"
+    )]
     Rollback {
         tenant: String,
         /// The workflow to roll back, by name; default: the mapping pack.
@@ -85,13 +97,13 @@ pub struct TestArgs {
 pub struct RunArgs {
     /// The pack (.seampack) or a plain component (.wasm).
     pub pack: PathBuf,
-    /// The change to map, as JSON (see `seam::model::Change`).
+    /// A JSON file holding the change to map (a `seam::model::Change`, as a fixture's `change` is).
     #[arg(long)]
     pub change: PathBuf,
-    /// Records lookups may read, as JSON `{"records": [{"system", "object", "id", "fields": {...}}]}`.
+    /// A JSON file of the records lookups may read: `{"records": [{"system", "object", "id", "fields": {...}}]}`.
     #[arg(long)]
     pub records: Option<PathBuf>,
-    /// What the pack may look up, as JSON `[{"system", "object", "fields": [...]}]`; default: the manifest's lookups.
+    /// A JSON file of what the pack may look up: `[{"system", "object", "fields": [...]}]`; default: the manifest's lookups.
     #[arg(long)]
     pub grants: Option<PathBuf>,
 }
