@@ -156,7 +156,7 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
 #[tokio::test]
 async fn a_tenants_pack_limits_hold_across_a_hot_swap() {
     let limits = seam::config::PackLimits { time_budget_ms: 750, memory_mib: 96 };
-    let first = seam_tests::seampack(seam_tests::CASE_INCIDENT, "case-incident", Some("1.0.0"));
+    let first = pack("1.0.0");
     let (sim, engine, _) = seam_tests::engine_on_sim_with("pack-limits", first, &[], |config| {
         config.tenants.get_mut("demo").unwrap().pack_limits = Some(limits);
     })
@@ -164,7 +164,7 @@ async fn a_tenants_pack_limits_hold_across_a_hot_swap() {
     let active = || engine.processors["demo"].active.load_full();
     assert_eq!(active().linked.limits(), limits.runtime());
     assert_eq!(limits.runtime().memory_limit, 96 << 20);
-    let newer = seam_tests::seampack(seam_tests::CASE_INCIDENT, "case-incident", Some("1.1.0"));
+    let newer = pack("1.1.0");
     engine.registry.install("demo", &newer, "test").await.unwrap();
     assert_eq!(active().manifest.version, "1.1.0");
     assert_eq!(active().linked.limits(), limits.runtime());
