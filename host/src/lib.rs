@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod service;
 pub mod setup;
 pub mod store;
+pub mod transience;
 pub mod xml;
 
 // Many small short-lived allocations (JSON, records, rows) on a few threads:

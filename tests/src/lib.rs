@@ -9,7 +9,7 @@ pub fn pack_bytes(path: &str) -> Vec<u8> {
 
 use seam::cli::simulated::Simulated;
 use seam::intake::{self, Intake, TenantIntake};
-use seam::store::Journal;
+use seam::store::{EventStatus, Journal};
 use seam_sim::notify::NotifyTarget;
 use seam_sim::{salesforce::ORG_ID, Sim, SimConfig};
 use std::collections::HashMap;
@@ -192,7 +192,9 @@ pub async fn settle_within(
         // Read as serving code reads, off the tokio workers (see `blocking::serving_keeps_sqlite_off_the_tokio_workers`).
         let (waiting, stored) = engine
             .journal
-            .run(|j| Ok((j.status_count("demo", "pending")?, stored_replay(j, "demo", "/data/CaseChangeEvent"))))
+            .run(|j| {
+                Ok((j.status_count("demo", EventStatus::Pending)?, stored_replay(j, "demo", "/data/CaseChangeEvent")))
+            })
             .await
             .unwrap();
         let pending = waiting

@@ -4,7 +4,7 @@
 
 use crate::model::{RecordRef, System};
 use crate::store::views::{EventStory, FieldChange};
-use crate::store::Journal;
+use crate::store::{EventStatus, Journal};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -68,7 +68,7 @@ pub fn describe_event(e: &EventStory) -> Vec<String> {
     for (at, what, detail) in &e.history {
         lines.push(format!("{what} {}: {detail}", when(*at)));
     }
-    if e.status != "done" && e.status != "echo" {
+    if !e.status.is_settled() {
         if let Some(error) = &e.last_error {
             lines.push(format!("last error: {error}"));
         }
@@ -126,7 +126,7 @@ fn print_why(record: &RecordRef, field: &str, changes: &[FieldChange], open: &[E
             for (n, line) in describe_event(e).into_iter().enumerate() {
                 println!("    {}{line}", if n == 0 { "" } else { "    " });
             }
-            if e.status == "dead" {
+            if e.status == EventStatus::Dead {
                 println!("        re-drive it with `seam dlq redrive {}` once the cause is fixed", e.id);
             }
         }

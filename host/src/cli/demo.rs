@@ -9,6 +9,7 @@ use crate::connectors::salesforce::soql;
 use crate::connectors::RetryPolicy;
 use crate::engine::apply::Systems;
 use crate::service::{start_engine, Engine};
+use crate::store::EventStatus;
 use anyhow::{Context, Result};
 use clap::Args;
 use seam_sim::Sim;
@@ -53,7 +54,7 @@ impl Demo {
         while quiet < 5 {
             let pending = self.sim.salesforce.notifier.as_ref().map_or(0, |n| n.stats().pending)
                 + self.sim.servicenow.notifier.as_ref().map_or(0, |n| n.stats().pending)
-                + self.engine.journal.run(|j| j.status_count(TENANT, "pending")).await?;
+                + self.engine.journal.run(|j| j.status_count(TENANT, EventStatus::Pending)).await?;
             quiet = if pending == 0 { quiet + 1 } else { 0 };
             anyhow::ensure!(
                 started.elapsed() < Duration::from_secs(30),
@@ -65,7 +66,7 @@ impl Demo {
         let (rows, dead) = self
             .engine
             .journal
-            .run(move |j| Ok((j.audit_after(TENANT, after)?, j.status_count(TENANT, "dead")?)))
+            .run(move |j| Ok((j.audit_after(TENANT, after)?, j.status_count(TENANT, EventStatus::Dead)?)))
             .await?;
         if rows.is_empty() {
             println!("    seam wrote nothing");

@@ -19,6 +19,7 @@ pub mod slack;
 pub mod tls;
 pub mod token;
 
+use crate::transience::Transience;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,8 +40,9 @@ pub enum ConnectorError {
     Invalid { system: &'static str, message: String },
 }
 
-impl ConnectorError {
-    pub fn is_transient(&self) -> bool {
+impl Transience for ConnectorError {
+    /// Still unavailable after every retry; a refusal or an unsendable request is not.
+    fn is_transient(&self) -> bool {
         matches!(self, ConnectorError::Unavailable { .. })
     }
 }

@@ -5,7 +5,7 @@
 use super::apply::Write;
 use crate::model::{RecordRef, Value};
 use crate::store::journal::{AuditRow, Outcome};
-use crate::store::Journal;
+use crate::store::{AuditReason, Journal};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ pub(crate) fn account_for(
     w: &Write,
     before: Option<&HashMap<String, Value>>,
     pack: Option<String>,
-    reason: &str,
+    reason: AuditReason,
     echoes_come_back: bool,
     out: &mut Outcome,
 ) {
@@ -45,7 +45,7 @@ pub(crate) fn account_for(
             field: f.name.clone(),
             old,
             new: f.value.clone(),
-            reason: reason.into(),
+            reason: reason.clone(),
             pack: pack.clone(),
         });
     }

@@ -15,6 +15,7 @@ use crate::connectors::slack::{self, Slack};
 use crate::connectors::{ConnectorError, RetryPolicy};
 use crate::model::{Action, Carried, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
 use crate::runtime::records::BoxFuture;
+use crate::transience::Transience;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -87,8 +88,8 @@ impl From<crate::connectors::servicenow::QueryError> for ApplyError {
     }
 }
 
-impl ApplyError {
-    pub fn is_transient(&self) -> bool {
+impl Transience for ApplyError {
+    fn is_transient(&self) -> bool {
         match self {
             ApplyError::Connector(e) => e.is_transient(),
             ApplyError::Progress(_) => true,

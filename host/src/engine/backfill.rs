@@ -12,7 +12,7 @@
 //! the reserve left (`Sforce-Limit-Info`).
 
 use super::apply::Systems;
-use crate::store::Journal;
+use crate::store::{EventStatus, Journal};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -193,7 +193,7 @@ impl Backfill {
     /// Events of the tenant still waiting to be carried across (the running engine's backlog).
     pub async fn backlog(&self) -> Result<u64> {
         let tenant = self.tenant.clone();
-        self.journal.run(move |j| j.status_count(&tenant, "pending")).await
+        self.journal.run(move |j| j.status_count(&tenant, EventStatus::Pending)).await
     }
 }
 

@@ -13,7 +13,7 @@ use super::normalize::{CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD};
 use crate::model::{RecordRef, System, Value};
 use crate::runtime::{LookupFailure, RecordSource};
 use crate::store::journal::{AuditRow, Outcome};
-use crate::store::Journal;
+use crate::store::{AuditReason, Journal};
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
@@ -96,7 +96,7 @@ pub fn conflict_audit(source: &RecordRef, claimed: &RecordRef, why: &str) -> Aud
         field: link_field(source.system).to_string(),
         old: None,
         new: Value::Text(claimed.id.clone()),
-        reason: format!("identity conflict: {why}"),
+        reason: AuditReason::IdentityConflict { why: why.to_string() },
         pack: None,
     }
 }
@@ -161,7 +161,7 @@ pub async fn link_by_operator(
             w,
             Some(&before),
             None,
-            &format!("linked by {by}"),
+            AuditReason::Linked { by: by.to_string() },
             systems.echoes_come_back(w.record.system),
             &mut out,
         );

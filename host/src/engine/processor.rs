@@ -22,7 +22,8 @@ use crate::packs::manifest::DeletePolicy;
 use crate::packs::ActivePack;
 use crate::runtime::{PackError, RecordSource};
 use crate::store::journal::{AuditRow, Due, Outcome};
-use crate::store::Journal;
+use crate::store::{AuditReason, EventStatus, Journal};
+use crate::transience::Transience;
 use anyhow::Result;
 use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -183,28 +184,9 @@ impl Processor {
         let pack_id = pack.linked.meta().to_string();
         let result = match outcome {
             Ok((processed, out)) => {
-                let status = if processed == Processed::Echo { "echo" } else { "done" };
+                let status = if processed == Processed::Echo { EventStatus::Echo } else { EventStatus::Done };
                 self.journal.finish(&self.tenant, entry.id, &merged, &entry.event_key, &pack_id, status, out).await?;
                 processed
-            }
-            Err(Failure::Transient(why)) if self.failing_for(&due) < self.retrying.window => {
-                self.journal.retry_later(entry.id, &why, self.retrying.backoff.delay(attempts, None)).await?;
-                Processed::Retry(why)
-            }
-            Err(Failure::Transient(why)) => {
-                let why = format!(
-                    "gave up after {} of failures ({} attempts): {why}",
-                    hours_minutes(self.failing_for(&due)),
-                    attempts + 1
-                );
-                self.journal.dead_letter(entry.id, &merged, &why).await?;
-                tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
-                Processed::DeadLetter(why)
-            }
-            Err(Failure::Permanent(why)) => {
-                self.journal.dead_letter(entry.id, &merged, &why).await?;
-                tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
-                Processed::DeadLetter(why)
             }
             Err(Failure::Conflict { why, audit }) => {
                 let why = format!("identity conflict: {why}; nothing was written across. If the two records are partners, link them with `seam link`, then re-drive this event");
@@ -218,6 +200,25 @@ impl Processor {
                     .await?;
                 tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 self.counters.identity_conflicts.inc();
+                Processed::DeadLetter(why)
+            }
+            Err(failure) if failure.is_transient() && self.failing_for(&due) < self.retrying.window => {
+                let why = failure.to_string();
+                self.journal.retry_later(entry.id, &why, self.retrying.backoff.delay(attempts, None)).await?;
+                Processed::Retry(why)
+            }
+            Err(failure) => {
+                let why = if failure.is_transient() {
+                    format!(
+                        "gave up after {} of failures ({} attempts): {failure}",
+                        hours_minutes(self.failing_for(&due)),
+                        attempts + 1
+                    )
+                } else {
+                    failure.to_string()
+                };
+                self.journal.dead_letter(entry.id, &merged, &why).await?;
+                tracing::warn!(tenant = %self.tenant, event = %entry.event_key, "dead-lettered: {why}");
                 Processed::DeadLetter(why)
             }
         };
@@ -279,7 +280,7 @@ impl Processor {
                 Err(Refusal::Conflict(why)) => {
                     return Err(Failure::Conflict { audit: identity::conflict_audit(&source, &claimed, &why), why })
                 }
-                Err(Refusal::Unavailable(why)) => return Err(Failure::Transient(why)),
+                Err(Refusal::Unavailable(why)) => return Err(Failure::ClaimUnchecked(why)),
             }
         }
         // The packs see the change as the first attempt did, so they ask for the same
@@ -318,7 +319,7 @@ impl Processor {
             .filter_map(|f| shadow.get(&f.name).map(|v| (f.name.clone(), normalize::json(v))))
             .collect();
         if !restorable.is_empty() && progress == 0 {
-            let put_back = self.systems.update(source.clone(), &restorable).await.map_err(Failure::from_apply)?;
+            let put_back = self.systems.update(source.clone(), &restorable).await?;
             if self.systems.echoes_come_back(source.system) {
                 out.expect.extend(put_back.fields.into_iter().map(|f| (source.clone(), f.name, f.value)));
             }
@@ -329,7 +330,7 @@ impl Processor {
                     field: f.name.clone(),
                     old: Some(f.value.clone()),
                     new: shadow[&f.name].clone(),
-                    reason: "revert: owned by the other system".into(),
+                    reason: AuditReason::Revert,
                     pack: None,
                 });
             }
@@ -364,13 +365,9 @@ impl Processor {
             let ran = p.linked.run_at(&change, at_ms, records.clone()).await;
             let labels = PackLabels { tenant: self.tenant.clone(), pack: p.manifest.id() };
             self.counters.pack_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-            let asked = match ran {
-                Ok(asked) => asked,
-                Err(e @ PackError::LookupUnavailable { .. }) => return Err(Failure::Transient(e.to_string())),
-                Err(e) => return Err(Failure::Permanent(e.to_string())),
-            };
+            let asked = ran?;
             // The tenant's ownership map (the mapping's) binds every pack.
-            check(&pack.ownership, p, &change, &asked).map_err(Failure::Permanent)?;
+            check(&pack.ownership, p, &change, &asked).map_err(Failure::Forbidden)?;
             let label = (n > 0).then(|| p.manifest.id());
             by.extend(std::iter::repeat_n(label, asked.len()));
             actions.extend(asked);
@@ -386,7 +383,7 @@ impl Processor {
                 let updates_partner =
                     actions.iter().any(|a| matches!(a, Action::Update { target: Target::Linked, .. }));
                 if policy == DeletePolicy::Close && !updates_partner {
-                    return Err(Failure::Permanent(format!(
+                    return Err(Failure::Forbidden(format!(
                         "{source} was deleted and pack {}'s delete policy for {} is close, but the packs asked for no update of {partner}; \
                          map the delete to the update that closes it, or set \"deletes\" to unlink",
                         pack.manifest.id(),
@@ -440,7 +437,7 @@ impl Processor {
                         let mut step = Outcome::default();
                         for w in &writes {
                             let pack = by.get(w.action).cloned().flatten();
-                            let reason = if pack.is_some() { "workflow" } else { "sync" };
+                            let reason = if pack.is_some() { AuditReason::Workflow } else { AuditReason::Sync };
                             account_for(
                                 w,
                                 known.get(&w.record),
@@ -462,8 +459,7 @@ impl Processor {
                     journal.set_progress(tenant, id, key, pack_id, &carried, step).await
                 })
             })
-            .await
-            .map_err(Failure::from_apply)?;
+            .await?;
         let last_step = last_step.into_inner().unwrap();
         out.audit.extend(last_step.audit);
         out.shadow.extend(last_step.shadow);
@@ -471,13 +467,16 @@ impl Processor {
         let writes = applied.writes;
         match unlinked {
             Some((partner, policy)) => {
-                let what = if policy == DeletePolicy::Delete { "deleted with it" } else { "unlinked" };
                 out.audit.push(AuditRow {
                     record: partner.clone(),
                     field: identity::link_field(partner.system).to_string(),
                     old: Some(Value::Text(source.id.clone())),
                     new: Value::Null,
-                    reason: format!("{source} was deleted: its partner is {what} (deletes: {})", policy.name()),
+                    reason: AuditReason::PartnerOfDeleted {
+                        source: source.clone(),
+                        deleted_with_it: policy == DeletePolicy::Delete,
+                        policy: policy.name(),
+                    },
                     pack: None,
                 });
                 out.unlinks.push(case_and_incident(&source, &partner));
@@ -577,22 +576,34 @@ fn check(
     Ok(())
 }
 
+/// Why an event was not carried across, with the error kept whole: whether it is
+/// retried or dead-lettered is the error's own answer ([`Transience`]).
+#[derive(Debug, thiserror::Error)]
 enum Failure {
-    Transient(String),
-    Permanent(String),
+    /// A write, or putting a field back, failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// A pack trapped, refused, ran past its limits, or could not read a record.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// The packs asked for what the ownership map or the delete policy forbids.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The record names a partner that could not be read to check the claim.
+    #[error("{0}")]
+    ClaimUnchecked(String),
     /// The record names a partner that does not name it back: nothing is written, and the refusal is audited.
-    Conflict {
-        why: String,
-        audit: AuditRow,
-    },
+    #[error("{why}")]
+    Conflict { why: String, audit: AuditRow },
 }
 
-impl Failure {
-    fn from_apply(e: ApplyError) -> Self {
-        if e.is_transient() {
-            Failure::Transient(e.to_string())
-        } else {
-            Failure::Permanent(e.to_string())
+impl Transience for Failure {
+    fn is_transient(&self) -> bool {
+        match self {
+            Failure::Apply(e) => e.is_transient(),
+            Failure::Pack(e) => e.is_transient(),
+            Failure::ClaimUnchecked(_) => true,
+            Failure::Forbidden(_) | Failure::Conflict { .. } => false,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::packs::ActivePack;
 use crate::runtime::RecordSource;
 use crate::store::journal::Outcome;
 use crate::store::views::ReconcileTarget;
-use crate::store::Journal;
+use crate::store::{AuditReason, Journal};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -260,7 +260,7 @@ impl Reconciler {
             &write,
             Some(found),
             None,
-            "reconcile: drift repaired from the owner",
+            AuditReason::Reconcile,
             self.systems.echoes_come_back(write.record.system),
             &mut out,
         );

@@ -22,10 +22,10 @@ pub enum PackError {
     LookupUnavailable { pack: String, message: String },
 }
 
-impl PackError {
-    /// Worth retrying as is. Everything else is permanent: dead-letter it and
-    /// re-drive after the pack or the data is fixed.
-    pub fn is_transient(&self) -> bool {
+impl crate::transience::Transience for PackError {
+    /// Only a lookup that could not reach its system. Everything else is
+    /// permanent: dead-letter it and re-drive after the pack or the data is fixed.
+    fn is_transient(&self) -> bool {
         matches!(self, PackError::LookupUnavailable { .. })
     }
 }

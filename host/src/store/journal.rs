@@ -2,6 +2,7 @@
 //! acknowledged. The event key is unique, so a notification delivered twice
 //! is stored, and processed, once.
 
+use super::status::{AuditReason, EventStatus};
 use super::stored_change;
 use crate::model::{Carried, Change, RecordRef, Value};
 use anyhow::{Context, Result};
@@ -236,7 +237,7 @@ pub struct Entry {
     pub tenant: String,
     pub event_key: String,
     pub change: Change,
-    pub status: String,
+    pub status: EventStatus,
     /// When intake stored it (Unix milliseconds).
     pub received_at_ms: i64,
 }
@@ -544,7 +545,7 @@ impl Journal {
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
+                r.get::<_, EventStatus>(4)?,
                 r.get::<_, i64>(5)?,
             ))
         })?;
@@ -564,8 +565,7 @@ pub struct AuditRow {
     pub field: String,
     pub old: Option<Value>,
     pub new: Value,
-    /// `sync`, `revert` (an ownership violation undone), `link`.
-    pub reason: String,
+    pub reason: AuditReason,
     /// The pack whose action made the change, when not the event's mapping pack (a workflow's).
     pub pack: Option<String>,
 }
@@ -659,7 +659,7 @@ fn insert_events(
             now,
             change.linked.as_ref().map(|l| l.id.as_str()),
             serde_json::to_value(change.kind)?.as_str(),
-            if settled.is_some() { "echo" } else { "pending" }
+            if settled.is_some() { EventStatus::Echo } else { EventStatus::Pending }
         ])?;
         if stored == 0 {
             let id = tx
@@ -760,7 +760,7 @@ fn commit_outcome(tx: &Connection, tenant: &str, event_key: &str, pack: &str, ou
     }
     for a in &outcome.audit {
         tx.prepare_cached("INSERT INTO audit (at_ms, tenant, event_key, plugin, system, object, record_id, field, old_value, new_value, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![now, tenant, event_key, a.pack.as_deref().unwrap_or(pack), a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason])?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![now, tenant, event_key, a.pack.as_deref().unwrap_or(pack), a.record.system.to_string(), a.record.object, a.record.id, a.field, a.old.as_ref().map(encode), encode(&a.new), a.reason.to_string()])?;
     }
     for (case_id, incident_id) in &outcome.links {
         tx.prepare_cached("INSERT INTO links (tenant, case_id, incident_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?.execute(params![tenant, case_id, incident_id, now])?;
@@ -998,7 +998,7 @@ impl Journal {
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
+                        r.get::<_, EventStatus>(3)?,
                         r.get::<_, u32>(4)?,
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, i64>(6)?,
@@ -1105,11 +1105,10 @@ impl Journal {
         merged: &[i64],
         event_key: &str,
         pack: &str,
-        status: &str,
+        status: EventStatus,
         outcome: Outcome,
     ) -> Result<()> {
-        let (tenant, event_key, pack, status) =
-            (tenant.to_string(), event_key.to_string(), pack.to_string(), status.to_string());
+        let (tenant, event_key, pack) = (tenant.to_string(), event_key.to_string(), pack.to_string());
         let merged = merged.to_vec();
         self.write_grouped(move |db| {
             commit_outcome(db, &tenant, &event_key, &pack, &outcome)?;
@@ -1182,15 +1181,15 @@ impl Journal {
     }
 
     /// Count events by status (from the last commit).
-    pub fn status_count(&self, tenant: &str, status: &str) -> Result<u64> {
+    pub fn status_count(&self, tenant: &str, status: EventStatus) -> Result<u64> {
         let db = self.reader();
         let count = |r: &rusqlite::Row| r.get::<_, i64>(0);
         // Pending and dead counts read their partial indexes (named: without statistics the
         // planner would rather search the event-key index by tenant, every event of it).
         let n = match status {
-            "pending" => db.prepare_cached("SELECT COUNT(*) FROM events INDEXED BY events_waiting_by_record WHERE tenant = ?1 AND status = 'pending'")?.query_row(params![tenant], count)?,
-            "dead" => db.prepare_cached("SELECT COUNT(*) FROM events INDEXED BY events_dead WHERE tenant = ?1 AND status = 'dead'")?.query_row(params![tenant], count)?,
-            other => db.prepare_cached("SELECT COUNT(*) FROM events WHERE tenant = ?1 AND status = ?2")?.query_row(params![tenant, other], count)?,
+            EventStatus::Pending => db.prepare_cached("SELECT COUNT(*) FROM events INDEXED BY events_waiting_by_record WHERE tenant = ?1 AND status = 'pending'")?.query_row(params![tenant], count)?,
+            EventStatus::Dead => db.prepare_cached("SELECT COUNT(*) FROM events INDEXED BY events_dead WHERE tenant = ?1 AND status = 'dead'")?.query_row(params![tenant], count)?,
+            settled => db.prepare_cached("SELECT COUNT(*) FROM events WHERE tenant = ?1 AND status = ?2")?.query_row(params![tenant, settled], count)?,
         };
         Ok(n as u64)
     }

@@ -5,6 +5,7 @@
 //! they are settled, and so does their history. Links, the shadow of what was
 //! last synced and the watermarks are state, not history, and stay.
 
+use super::status::EventStatus;
 use super::Journal;
 use anyhow::Result;
 use rusqlite::params;
@@ -86,7 +87,7 @@ impl Journal {
         let mut after = 0i64;
         loop {
             let mut db = self.writer();
-            let rows: Vec<(i64, String, i64)> = db
+            let rows: Vec<(i64, EventStatus, i64)> = db
                 .prepare_cached("SELECT id, status, received_at_ms FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?
                 .query_map(params![after, CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -94,7 +95,7 @@ impl Journal {
             let old: Vec<i64> = rows
                 .iter()
                 .take_while(|(_, _, at)| *at < settled_before)
-                .filter(|(_, status, _)| status == "done" || status == "echo")
+                .filter(|(_, status, _)| status.is_settled())
                 .map(|(id, _, _)| *id)
                 .collect();
             after = rows.last().map(|r| r.0).unwrap_or(after);

@@ -3,6 +3,7 @@
 //! link's sync state, the backlog, and the counts `/metrics` reports.
 
 use super::journal::{decode, Journal};
+use super::status::EventStatus;
 use crate::model::{latest_fields, Change, RecordRef, Value};
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
@@ -36,7 +37,7 @@ pub struct EventStory {
     /// What the change set, `Priority = "Critical"`.
     pub changed: Vec<String>,
     pub received_at_ms: i64,
-    pub status: String,
+    pub status: EventStatus,
     pub attempts: u32,
     pub last_error: Option<String>,
     /// Dead-lettered, re-driven: (at_ms, what, detail), oldest first.
@@ -137,7 +138,7 @@ impl Journal {
                         r.get::<_, String>(3)?,
                         r.get::<_, String>(4)?,
                         r.get::<_, i64>(5)?,
-                        r.get::<_, String>(6)?,
+                        r.get::<_, EventStatus>(6)?,
                         r.get::<_, u32>(7)?,
                         r.get::<_, Option<String>>(8)?,
                         r.get::<_, Option<String>>(9)?,
@@ -289,7 +290,7 @@ impl Journal {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         drop(db);
-        let dead = self.status_count(tenant, "dead")?;
+        let dead = self.status_count(tenant, EventStatus::Dead)?;
         let now = chrono::Utc::now().timestamp_millis();
         Ok(Backlog { pending: pending as u64, dead, oldest_age_ms: oldest.map(|t| (now - t).max(0)) })
     }

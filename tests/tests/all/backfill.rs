@@ -5,6 +5,7 @@
 use seam::cli::simulated::Simulated;
 use seam::engine::backfill::{parse_since, Backfill, Pause};
 use seam::engine::poller::SALESFORCE_CASES;
+use seam::store::EventStatus;
 use seam_tests::{seampack, settle, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -110,7 +111,7 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
         resumed_total.left, 0,
         "the span ends where the first run began, and seam's writes to the Cases moved them past it: {resumed_total:?}"
     );
-    assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0);
+    assert_eq!(engine.journal.status_count("demo", EventStatus::Dead).unwrap(), 0);
 
     // A condition Salesforce refuses is named before anything starts.
     let bad = Backfill::new(

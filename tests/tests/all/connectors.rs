@@ -6,6 +6,7 @@ use seam::connectors::{ConnectorError, RetryPolicy};
 use seam::engine::apply::{no_progress, ApplyError, Resume, Systems};
 use seam::engine::normalize;
 use seam::model::{Action, ChangeKind, Field, JournalKind, RecordRef, System, Target};
+use seam::transience::Transience;
 use seam_sim::faults::Faults;
 use seam_sim::{Sim, SimConfig};
 use serde_json::{json, Map, Value};

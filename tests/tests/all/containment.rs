@@ -6,6 +6,7 @@ use seam::runtime::{
     CacheOutcome, Grant, Grants, LinkedPack, NoRecords, PackError, RecordSource, Runtime, RuntimeConfig, StaticRecord,
     StaticRecords,
 };
+use seam::transience::Transience;
 use seam_tests::{pack_bytes, CASE_INCIDENT, FUTURE_API, MISBEHAVE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -12,6 +12,7 @@ use seam::engine::normalize::{CASE_INCIDENT_FIELD, INCIDENT_CASE_FIELD};
 use seam::intake::salesforce::pubsub::Source;
 use seam::model::{RecordRef, System};
 use seam::packs::manifest::{DeletePolicy, Deletes};
+use seam::store::EventStatus;
 use seam_sim::Sim;
 use seam_tests::{engine_on_sim_events, seampack_with, settle, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
@@ -99,7 +100,7 @@ async fn a_deleted_incident_closes_its_case_which_then_opens_no_other() {
         people.servicenow.query("incident", &Query::new().eq(INCIDENT_CASE_FIELD, &case).unwrap(), 10).await.unwrap();
     assert!(incidents.is_empty(), "{incidents:?}");
     assert_eq!(
-        engine.journal.status_count("demo", "dead").unwrap(),
+        engine.journal.status_count("demo", EventStatus::Dead).unwrap(),
         0,
         "{:?}",
         engine.journal.dead_letters(Some("demo"))
@@ -125,7 +126,7 @@ async fn a_deleted_case_leaves_its_incident_unlinked_with_a_note() {
     people.servicenow.update("incident", &incident, &obj(json!({ "state": "2" }))).await.unwrap();
     settle(&sim, &engine).await;
     assert_eq!(
-        engine.journal.status_count("demo", "dead").unwrap(),
+        engine.journal.status_count("demo", EventStatus::Dead).unwrap(),
         0,
         "{:?}",
         engine.journal.dead_letters(Some("demo"))
@@ -148,7 +149,7 @@ async fn a_delete_policy_of_delete_takes_the_partner_too() {
     let audit = engine.journal.audit_of("demo", &incident_ref, INCIDENT_CASE_FIELD).unwrap();
     assert!(audit.iter().any(|a| a.reason.contains("its partner is deleted with it (deletes: delete)")), "{audit:?}");
     assert_eq!(
-        engine.journal.status_count("demo", "dead").unwrap(),
+        engine.journal.status_count("demo", EventStatus::Dead).unwrap(),
         0,
         "{:?}",
         engine.journal.dead_letters(Some("demo"))
@@ -210,7 +211,7 @@ async fn a_lost_delete_notification_is_caught_up_from_the_audit_of_deletes() {
     // Read again, it is the same event.
     assert_eq!(poller.poll_once().await.unwrap().new, 0);
     assert_eq!(
-        engine.journal.status_count("demo", "dead").unwrap(),
+        engine.journal.status_count("demo", EventStatus::Dead).unwrap(),
         0,
         "{:?}",
         engine.journal.dead_letters(Some("demo"))

@@ -11,7 +11,7 @@ use seam::engine::processor::{Processor, Retrying};
 use seam::model::{RecordRef, System, Value};
 use seam::packs::ActivePack;
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
-use seam::store::Journal;
+use seam::store::{EventStatus, Journal};
 use seam_sim::Sim;
 use seam_tests::{pack_bytes, rig, Rig, CASE_INCIDENT, TENANT};
 use serde_json::{json, Map};
@@ -73,7 +73,7 @@ impl Harness {
             // Undelivered notifications, and journal events waiting for a retry.
             let pending = self.sim.salesforce.notifier.as_ref().unwrap().stats().pending
                 + self.sim.servicenow.notifier.as_ref().unwrap().stats().pending
-                + self.journal.status_count(TENANT, "pending").unwrap();
+                + self.journal.status_count(TENANT, EventStatus::Pending).unwrap();
             let now = (self.journal.count(TENANT).unwrap(), pending);
             if now != last || pending > 0 {
                 last = now;
@@ -196,7 +196,7 @@ async fn the_whole_story_with_echo_suppression_and_ownership() {
         .audit_of(TENANT, &RecordRef { system: System::Salesforce, object: "Case".into(), id: case.clone() }, "Status")
         .unwrap();
     assert!(revert.last().unwrap().reason.starts_with("revert"), "{revert:?}");
-    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
+    assert_eq!(h.journal.status_count(TENANT, EventStatus::Dead).unwrap(), 0);
     h.sim.shutdown();
 }
 
@@ -229,7 +229,7 @@ async fn a_system_that_fails_for_a_while_converges_through_retries() {
         .unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["sys_id"], incident.as_str());
-    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
+    assert_eq!(h.journal.status_count(TENANT, EventStatus::Dead).unwrap(), 0);
     h.sim.shutdown();
 }
 
@@ -368,13 +368,13 @@ async fn a_change_that_failed_is_not_brought_back_by_the_catch_up_poll() {
     emulator.store.delete(emulator.name, "incident", &incident).unwrap().expect("the incident existed");
     sf.update("Case", &case, &obj(json!({ "Subject": "broken, edited" }))).await.unwrap();
     h.settle().await;
-    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 1);
+    assert_eq!(h.journal.status_count(TENANT, EventStatus::Dead).unwrap(), 1);
     // The poll reads the same version of the Case the notification brought: one event, one dead letter.
     let events = h.journal.count(TENANT).unwrap();
     poller.poll_once().await.unwrap();
     h.settle().await;
     assert_eq!(h.journal.count(TENANT).unwrap(), events, "the poll journaled a change the notification had brought");
-    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 1, "one failed change, one dead letter");
+    assert_eq!(h.journal.status_count(TENANT, EventStatus::Dead).unwrap(), 1, "one failed change, one dead letter");
     h.sim.shutdown();
 }
 
@@ -442,7 +442,7 @@ async fn a_burst_runs_in_parallel_keeps_each_records_order_and_shares_batched_wr
             "Case {case} ended out of order"
         );
     }
-    assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0);
+    assert_eq!(h.journal.status_count(TENANT, EventStatus::Dead).unwrap(), 0);
     assert_eq!(h.processor.counters.reverts.get(), 0, "no echo was mistaken for a person's edit");
     eprintln!(
         "{N} Cases: {} Salesforce and {} ServiceNow calls to open; {updates} incident updates in {sn_update_calls} ServiceNow calls",
@@ -554,7 +554,12 @@ async fn a_records_waiting_updates_are_carried_across_in_one_write() {
     );
     assert!(h.journal.audit_of(TENANT, &record, "urgency").unwrap().iter().all(|a| a.event_key != "wait-0"));
     assert!(
-        h.journal.entries(TENANT).unwrap().iter().filter(|e| ids.contains(&e.id)).all(|e| e.status == "done"),
+        h.journal
+            .entries(TENANT)
+            .unwrap()
+            .iter()
+            .filter(|e| ids.contains(&e.id))
+            .all(|e| e.status == EventStatus::Done),
         "all three closed together"
     );
     // `seam audit` tells what the write carried.
@@ -567,7 +572,7 @@ async fn a_records_waiting_updates_are_carried_across_in_one_write() {
     );
     assert_eq!(
         h.processor.counters.processed.get() as usize,
-        h.journal.entries(TENANT).unwrap().iter().filter(|e| e.status != "pending").count()
+        h.journal.entries(TENANT).unwrap().iter().filter(|e| e.status != EventStatus::Pending).count()
     );
 
     // The write's echo comes back and is recognised; nothing more is written.
@@ -661,7 +666,7 @@ async fn seams_own_write_coming_back_is_settled_at_intake_unless_an_earlier_even
         left.iter().all(|(_, field, _)| field != "Status"),
         "the expected echo is consumed: {expected:?} -> {left:?}"
     );
-    assert_eq!(h.journal.status_count(TENANT, "pending").unwrap(), 0, "nothing queued");
+    assert_eq!(h.journal.status_count(TENANT, EventStatus::Pending).unwrap(), 0, "nothing queued");
 
     // seam has written a Case Status whose echo is on its way, and a person's
     // Subject change to the same Case, sent before it, still waits. The echo is
@@ -1063,7 +1068,7 @@ async fn an_outage_is_waited_out_for_the_retry_window_without_holding_up_other_r
     for _ in 0..6 {
         clock.advance(Duration::from_secs(5 * 60));
         drain().await;
-        assert_eq!(h.journal.status_count(TENANT, "dead").unwrap(), 0, "30 minutes into a 1-hour window");
+        assert_eq!(h.journal.status_count(TENANT, EventStatus::Dead).unwrap(), 0, "30 minutes into a 1-hour window");
     }
     let retries = h.processor.counters.retries.get();
     assert!((3..=30).contains(&retries), "backoff spaces the retries: {retries} in 30 minutes");

@@ -6,7 +6,7 @@ use seam::connectors::RetryPolicy;
 use seam::engine::alerts::{Alert, AlertConfig, Alerter};
 use seam::engine::reconcile::Reconciler;
 use seam::model::{Change, ChangeKind, RecordRef, System, Value};
-use seam::store::Journal;
+use seam::store::{EventStatus, Journal};
 use seam_sim::faults::Faults;
 use seam_sim::Sim;
 use seam_tests::{engine_on_sim, seampack, settle, CASE_INCIDENT};
@@ -88,7 +88,7 @@ async fn reconciliation_repairs_drift_from_the_owner_audits_it_and_metrics_tell(
     assert_eq!((quiet.in_sync, quiet.unchanged), (3, 3), "nothing changed since: {quiet:?}");
     let p = &engine.processors["demo"].counters;
     assert_eq!(p.reverts.get(), 0, "the repairs' echoes were recognised, not reverted");
-    assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0);
+    assert_eq!(engine.journal.status_count("demo", EventStatus::Dead).unwrap(), 0);
 
     // The audit says why the summary changed back.
     let why = engine
@@ -196,10 +196,10 @@ async fn a_backlog_alert_goes_out_once_per_episode_and_the_recovery_is_said() {
     journal.redrive(Some(&[ids[0]]), "test").unwrap();
     assert_eq!(alerter.check().await.unwrap(), None, "3 waiting and 1 dead letter is above half of 3 and 2");
     for id in [ids[0], ids[2], ids[3]] {
-        journal.finish("acme", id, &[], "k", "p", "done", Default::default()).await.unwrap();
+        journal.finish("acme", id, &[], "k", "p", EventStatus::Done, Default::default()).await.unwrap();
     }
     journal.redrive(Some(&[ids[1]]), "test").unwrap();
-    journal.finish("acme", ids[1], &[], "k1", "p", "done", Default::default()).await.unwrap();
+    journal.finish("acme", ids[1], &[], "k1", "p", EventStatus::Done, Default::default()).await.unwrap();
     assert!(matches!(alerter.check().await.unwrap(), Some(Alert::Cleared(_))));
     assert_eq!(alerter.check().await.unwrap(), None);
     // A new episode alerts again.
@@ -345,7 +345,10 @@ async fn a_journal_from_before_keeps_its_shadow_and_open_events_under_the_new_la
     assert_eq!(shadow.len(), 2, "{shadow:?}");
     assert_eq!(shadow["Subject"], Value::Text("old".into()));
     assert_eq!(
-        (journal.status_count("acme", "pending").unwrap(), journal.status_count("acme", "dead").unwrap()),
+        (
+            journal.status_count("acme", EventStatus::Pending).unwrap(),
+            journal.status_count("acme", EventStatus::Dead).unwrap()
+        ),
         (1, 1)
     );
     assert_eq!(journal.dead_letters(Some("acme")).unwrap().len(), 1);

@@ -6,6 +6,7 @@ use seam::cli::simulated::sim_config;
 use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::service::start_engine;
+use seam::store::EventStatus;
 use seam_tests::{seampack, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -85,7 +86,7 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     // Wait for every Case to be linked and the journal to be empty.
     let started = Instant::now();
     loop {
-        let pending = engine.journal.status_count("demo", "pending").unwrap();
+        let pending = engine.journal.status_count("demo", EventStatus::Pending).unwrap();
         let undelivered = sim.salesforce.notifier.as_ref().unwrap().stats().pending
             + sim.servicenow.notifier.as_ref().unwrap().stats().pending;
         if pending == 0 && undelivered == 0 {
@@ -115,7 +116,7 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     assert_eq!(incidents.len(), cases.len());
     let correlated: HashSet<&str> = incidents.iter().filter_map(|i| i["correlation_id"].as_str()).collect();
     assert_eq!(correlated.len(), cases.len(), "one incident each, none doubled");
-    assert_eq!(engine.journal.status_count("demo", "dead").unwrap(), 0);
+    assert_eq!(engine.journal.status_count("demo", EventStatus::Dead).unwrap(), 0);
 
     // The events were served by more than one version, and the history tells the story.
     let audit = engine.journal.audit_after("demo", 0).unwrap();

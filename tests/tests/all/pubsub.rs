@@ -13,7 +13,7 @@ use seam::engine::processor::Processor;
 use seam::intake::salesforce::pubsub::{self as events, PubSubSettings, Subscriber};
 use seam::packs::ActivePack;
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
-use seam::store::Journal;
+use seam::store::{EventStatus, Journal};
 use seam_sim::salesforce::change_events::BusSettings;
 use seam_sim::Sim;
 use seam_tests::{pack_bytes, rig, Rig, CASE_INCIDENT, TENANT};
@@ -142,7 +142,7 @@ impl Harness {
             Dispatcher::new(self.processor.clone(), 16).drain().await.unwrap();
             let busy = self.stored() < bus.tip()
                 || self.sim.servicenow.notifier.as_ref().unwrap().stats().pending > 0
-                || self.journal.status_count(TENANT, "pending").unwrap() > 0;
+                || self.journal.status_count(TENANT, EventStatus::Pending).unwrap() > 0;
             if busy {
                 quiet_since = Instant::now();
             } else if quiet_since.elapsed() > Duration::from_millis(300) {

@@ -6,6 +6,7 @@ use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::model::{RecordRef, System};
 use seam::store::retention::{Pruned, Retention};
+use seam::store::EventStatus;
 use seam_tests::{engine_on_sim, seampack, settle, CASE_INCIDENT};
 use serde_json::json;
 
@@ -32,13 +33,14 @@ async fn settled_events_and_old_audit_rows_go_and_open_work_stays() {
     sf.update("Case", &cases[2], &obj(json!({ "Subject": "Retained 2, edited" }))).await.unwrap();
     let journal = engine.journal.clone();
     let started = std::time::Instant::now();
-    while journal.status_count("demo", "dead").unwrap() == 0 {
+    while journal.status_count("demo", EventStatus::Dead).unwrap() == 0 {
         assert!(started.elapsed() < std::time::Duration::from_secs(60), "the dead letter");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     settle(&sim, &engine).await;
     let total = journal.count("demo").unwrap();
-    let settled = journal.status_count("demo", "done").unwrap() + journal.status_count("demo", "echo").unwrap();
+    let settled = journal.status_count("demo", EventStatus::Done).unwrap()
+        + journal.status_count("demo", EventStatus::Echo).unwrap();
     assert!(settled > 0 && total > settled);
     let case0 = RecordRef { system: System::Salesforce, object: "Case".into(), id: cases[0].clone() };
     let incident0 = sf.get("Case", &cases[0]).await.unwrap()["ServiceNow_Incident__c"].as_str().unwrap().to_string();
@@ -67,7 +69,7 @@ async fn settled_events_and_old_audit_rows_go_and_open_work_stays() {
     let done = journal.prune(&retention, later, false).unwrap();
     assert_eq!(done, would, "the prune removes what the dry run said");
     assert_eq!(journal.count("demo").unwrap(), total - settled, "the settled events are gone");
-    assert_eq!(journal.status_count("demo", "dead").unwrap(), 1, "the dead letter stays while it waits");
+    assert_eq!(journal.status_count("demo", EventStatus::Dead).unwrap(), 1, "the dead letter stays while it waits");
     let dead = journal.dead_letters(Some("demo")).unwrap();
     assert!(journal.event_story("demo", &dead[0].event_key).unwrap().is_some(), "with its story");
     assert!(audit_of(&incident0) > 0, "audit rows are kept longer than events");
@@ -82,7 +84,7 @@ async fn settled_events_and_old_audit_rows_go_and_open_work_stays() {
     let aged = journal.prune(&retention, much_later, false).unwrap();
     assert!(aged.audit_rows > 0 && aged.events == 0, "{aged:?}");
     assert_eq!(audit_of(&incident0), 0);
-    assert_eq!(journal.status_count("demo", "dead").unwrap(), 1);
+    assert_eq!(journal.status_count("demo", EventStatus::Dead).unwrap(), 1);
 
     // The configuration's retention is checked with the rest of it.
     config.retention = Retention { settled_event_days: 3.0, ..Retention::default() };

@@ -8,6 +8,7 @@ use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
 use seam::service::Engine;
+use seam::store::EventStatus;
 use seam_sim::Sim;
 use seam_tests::{engine_on_sim, seampack, CASE_INCIDENT, SEV1_BRIDGE};
 use serde_json::{json, Map, Value};
@@ -29,7 +30,7 @@ fn obj(v: Value) -> Map<String, Value> {
 async fn settle(sim: &Sim, engine: &Engine) {
     seam_tests::settle(sim, engine).await;
     assert_eq!(
-        engine.journal.status_count("demo", "dead").unwrap(),
+        engine.journal.status_count("demo", EventStatus::Dead).unwrap(),
         0,
         "dead letters: {:?}",
         engine.journal.dead_letters(Some("demo"))

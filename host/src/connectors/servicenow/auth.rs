@@ -10,6 +10,7 @@
 use crate::connectors::token::{Login, Token, Tokens};
 use crate::connectors::{ConnectorError, Http, Result};
 use crate::secrets::{ExposeSecret, Secret, SecretString};
+use crate::transience::Transience;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
