@@ -45,6 +45,7 @@ pub struct Metrics {
     retries: Family<TenantLabel, Counter>,
     dead_lettered: Family<TenantLabel, Counter>,
     stream_gaps: Family<TenantLabel, Counter>,
+    catch_up_failures: Family<TenantLabel, Counter>,
     identity_conflicts: Family<TenantLabel, Counter>,
     pack_seconds: PackLatency,
     /// Backlog alerts sent (see `engine::alerts`).
@@ -76,6 +77,7 @@ impl Metrics {
             retries: Family::default(),
             dead_lettered: Family::default(),
             stream_gaps: Family::default(),
+            catch_up_failures: Family::default(),
             identity_conflicts: Family::default(),
             pack_seconds: Family::new_with_constructor(latency_histogram),
             alerts: Family::default(),
@@ -107,6 +109,11 @@ impl Metrics {
         registry.register("retries", "Transient failures scheduled for another attempt", m.retries.clone());
         registry.register("events_dead_lettered", "Events sent to the dead-letter queue", m.dead_lettered.clone());
         registry.register("pubsub_gaps", "Pub/Sub subscriptions that could not resume where they stopped (replay id past retention): a catch-up poll covered the gap", m.stream_gaps.clone());
+        registry.register(
+            "pubsub_catch_up_failures",
+            "Catch-up polls for a Pub/Sub gap that failed: each stays owed, and is tried again with backoff",
+            m.catch_up_failures.clone(),
+        );
         registry.register("identity_conflicts", "Records that named a partner which did not name them back: dead-lettered with nothing written across (see `seam link`)", m.identity_conflicts.clone());
         registry.register_with_unit(
             "pack_call",
@@ -140,6 +147,7 @@ impl Metrics {
             retries: self.retries.get_or_create_owned(&t),
             dead_letters: self.dead_lettered.get_or_create_owned(&t),
             stream_gaps: self.stream_gaps.get_or_create_owned(&t),
+            catch_up_failures: self.catch_up_failures.get_or_create_owned(&t),
             identity_conflicts: self.identity_conflicts.get_or_create_owned(&t),
             pack_seconds: self.pack_seconds.clone(),
         }

@@ -64,6 +64,8 @@ pub struct Counters {
     /// Times a Pub/Sub subscription could not resume where it stopped (its replay id was
     /// past the retention window) and a catch-up poll covered the gap.
     pub stream_gaps: Counter,
+    /// Catch-up polls for a gap that failed; the poll stays owed and is tried again.
+    pub catch_up_failures: Counter,
     /// Records that named a partner which did not name them back (see `identity`).
     pub identity_conflicts: Counter,
     /// Seconds per pack call, by tenant and pack.
@@ -95,6 +97,7 @@ impl Default for Counters {
             retries: Counter::default(),
             dead_letters: Counter::default(),
             stream_gaps: Counter::default(),
+            catch_up_failures: Counter::default(),
             identity_conflicts: Counter::default(),
             pack_seconds: Family::new_with_constructor(latency_histogram),
         }

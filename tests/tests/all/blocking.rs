@@ -98,7 +98,8 @@ async fn serve_a_workload(name: &str, events: Source) {
     };
     let report = reconciler.run(true, |_, _| {}).await.unwrap();
     assert!(report.pairs >= 10, "{report:?}");
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // The repairs' notifications come back, and are settled as echoes.
+    seam_tests::settle(&sim, &engine).await;
 
     let dead = engine.journal.run(|j| j.dead_letters(Some("demo"))).await.unwrap();
     assert!(dead.is_empty(), "dead letters: {dead:?}");

@@ -91,6 +91,14 @@ impl Harness {
         self.subscriber().start(events::topics([], None))
     }
 
+    /// seam stops: the subscription's tasks are cancelled, and gone when this returns.
+    async fn stop(subscription: Vec<tokio::task::JoinHandle<()>>) {
+        subscription.iter().for_each(|t| t.abort());
+        for task in subscription {
+            let _ = task.await;
+        }
+    }
+
     /// Until the first subscription stands: its catch-up poll of what came before is done, and
     /// its first keepalive stored a position. A Case made earlier would come by the poll too.
     async fn subscribed(&self) {
@@ -111,12 +119,16 @@ impl Harness {
         let sf = &self.people.salesforce;
         sf.create("Case", &obj(json!({ "Subject": "seen" }))).await.unwrap();
         self.settle().await;
-        subscription.iter().for_each(|t| t.abort());
+        Self::stop(subscription).await;
         let bus = self.sim.salesforce.change_events.as_ref().unwrap();
         let missed = sf.create("Case", &obj(json!({ "Subject": subject }))).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
         bus.set_settings(BusSettings { retention_seconds: 0.1, keepalive_seconds: 0.2 }).unwrap();
-        assert!(bus.horizon() >= bus.tip(), "the org no longer has the events");
+        // The org's retention job runs until the event is 0.1 s old, and gone.
+        let started = Instant::now();
+        while bus.purge().map(|_| bus.horizon()).unwrap() < bus.tip() {
+            assert!(started.elapsed() < Duration::from_secs(5), "the org kept its events past their retention");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         bus.set_settings(BusSettings { keepalive_seconds: 0.2, ..Default::default() }).unwrap();
         missed
     }
@@ -262,12 +274,11 @@ async fn a_restart_resumes_after_the_stored_replay_id_exactly_once() {
     let sf = &h.people.salesforce;
     let first = sf.create("Case", &obj(json!({ "Subject": "before the crash" }))).await.unwrap();
     h.settle().await;
-    subscription.iter().for_each(|t| t.abort());
+    Harness::stop(subscription).await;
 
     // While seam is down: a new Case, and a change to the first.
     let second = sf.create("Case", &obj(json!({ "Subject": "while seam was down" }))).await.unwrap();
     sf.update("Case", &first, &obj(json!({ "Subject": "edited while seam was down" }))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let _again = h.subscribe();
     h.settle().await;
     assert!(h.incident_of(&second).await.is_some(), "the Case made during the downtime was synced");
@@ -343,18 +354,21 @@ async fn a_gap_whose_catch_up_poll_fails_stays_owed_across_a_restart() {
     // When seam comes back, the org's REST API fails.
     h.sim.salesforce.faults.set(seam_sim::faults::Faults { server_error: 1.0, ..Default::default() });
     let failing = h.subscribe();
-    // The new subscription stands at the tip, and its keepalives store its position; the poll stays owed.
+    // The new subscription stands at the tip, and its keepalives store its position; the
+    // catch-up poll fails (after the connector's own retries), and stays owed.
     let started = Instant::now();
-    while h.processor.counters.stream_gaps.get() == 0 || h.stored() < bus.tip() {
-        assert!(started.elapsed() < Duration::from_secs(10), "the gap was not found");
+    while h.processor.counters.stream_gaps.get() == 0
+        || h.stored() < bus.tip()
+        || h.processor.counters.catch_up_failures.get() == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "the gap was not found, or its poll did not fail");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         h.journal.watermark(TENANT, SALESFORCE_CASES_OWED).unwrap().is_some(),
         "the failed catch-up poll is still owed"
     );
-    failing.iter().for_each(|t| t.abort());
+    Harness::stop(failing).await;
 
     // After a restart, with the org answering again, the debt is paid.
     h.sim.salesforce.faults.set(Default::default());

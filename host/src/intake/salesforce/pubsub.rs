@@ -350,6 +350,7 @@ impl Subscriber {
                 tracing::info!(tenant = %self.tenant, topic, "the catch-up poll journaled {n} change(s) the stream did not bring");
             }
             Err(e) => {
+                self.counters.catch_up_failures.inc();
                 debt.failures += 1;
                 let wait = backoff(debt.failures);
                 debt.retry_at = Some(tokio::time::Instant::now() + wait);
