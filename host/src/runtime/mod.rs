@@ -15,7 +15,6 @@
 //! runaway guest holds a Tokio worker for one tick at a time, never longer,
 //! and is stopped once its time budget is spent.
 
-pub mod batch;
 pub mod bindings;
 pub mod cache;
 mod determinism;
@@ -31,8 +30,7 @@ pub use records::{Grant, Grants, LookupFailure, NoRecords, RecordSource, StaticR
 
 use crate::model::{Action, Change};
 use anyhow::{Context, Result};
-use batch::Batch;
-use bindings::{v0_1_0, v0_2_0};
+use bindings::{PackInstance, PreparedPack, VERSIONS};
 use cache::ComponentCache;
 use state::PackState;
 use std::fmt;
@@ -40,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 /// How often the engine's epoch advances: the slice after which a running
@@ -140,13 +138,11 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("adding WASI to the linker")?;
-        // Both worlds of a version import the same interfaces; the mapping world's adds them all.
-        v0_1_0::Mapping::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)
-            .context("adding seam:sync@0.1.0 to the linker")?;
-        v0_2_0::Mapping::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)
-            .context("adding seam:sync@0.2.0 to the linker")?;
+        for api in VERSIONS {
+            api.add_to_linker(&mut linker)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("adding {} to the linker", api.version()))?;
+        }
 
         let cache = ComponentCache::new(&engine, config.cache_dir.clone())?;
         let slots = Semaphore::new(config.concurrent_calls as usize);
@@ -177,21 +173,7 @@ impl Runtime {
                  (packs may import seam:sync/log, seam:sync/lookup and WASI, with no files or network)"
             )
         })?;
-        let context = || format!("pack {meta}");
-        let pre = match (world, api) {
-            (World::Mapping, ApiVersion::V0_1_0) => LinkedPre::MappingV0_1_0(
-                v0_1_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
-            ),
-            (World::Workflow, ApiVersion::V0_1_0) => LinkedPre::WorkflowV0_1_0(
-                v0_1_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
-            ),
-            (World::Mapping, ApiVersion::V0_2_0) => LinkedPre::MappingV0_2_0(
-                v0_2_0::MappingPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
-            ),
-            (World::Workflow, ApiVersion::V0_2_0) => LinkedPre::WorkflowV0_2_0(
-                v0_2_0::workflow::WorkflowPre::new(pre).map_err(anyhow::Error::from).with_context(context)?,
-            ),
-        };
+        let pre = api.api().prepare(world, pre).map_err(anyhow::Error::from).with_context(|| format!("pack {meta}"))?;
         let own_slots = Arc::new(Semaphore::new(
             self.inner.config.calls_per_pack.clamp(1, self.inner.config.concurrent_calls.max(1)) as usize,
         ));
@@ -308,81 +290,10 @@ struct WarmList {
 /// An instance that returned normally, with its store, kept for the next call.
 struct Warm {
     store: Store<PackState>,
-    exports: Exports,
+    exports: Box<dyn PackInstance>,
     calls: u32,
     last_used: Instant,
     permit: OwnedSemaphorePermit,
-}
-
-/// An instantiated pack's exports, by world and version.
-enum Exports {
-    MappingV0_1_0(v0_1_0::Mapping),
-    WorkflowV0_1_0(v0_1_0::workflow::Workflow),
-    MappingV0_2_0(v0_2_0::Mapping),
-    WorkflowV0_2_0(v0_2_0::workflow::Workflow),
-}
-
-/// What a pack answered for one change: its actions, or its refusal.
-type Answer = Result<Vec<Action>, String>;
-
-impl Exports {
-    async fn instantiate(pre: &LinkedPre, store: &mut Store<PackState>) -> wasmtime::Result<Exports> {
-        Ok(match pre {
-            LinkedPre::MappingV0_1_0(pre) => Exports::MappingV0_1_0(pre.instantiate_async(store).await?),
-            LinkedPre::WorkflowV0_1_0(pre) => Exports::WorkflowV0_1_0(pre.instantiate_async(store).await?),
-            LinkedPre::MappingV0_2_0(pre) => Exports::MappingV0_2_0(pre.instantiate_async(store).await?),
-            LinkedPre::WorkflowV0_2_0(pre) => Exports::WorkflowV0_2_0(pre.instantiate_async(store).await?),
-        })
-    }
-
-    /// A mapping's `map-change(s)`, a workflow's `on-change(s)`: one answer per change, in order.
-    async fn run(&self, store: &mut Store<PackState>, batch: &Batch) -> wasmtime::Result<Vec<Answer>> {
-        let answers = match (self, batch) {
-            // 0.1.0 takes one change per call; the calls share this instance.
-            (Exports::MappingV0_1_0(i), Batch::V0_1_0(changes)) => {
-                let mut answers = Vec::with_capacity(changes.len());
-                for change in changes {
-                    answers.push(i.seam_sync_mapper().call_map_change(&mut *store, change).await?);
-                }
-                to_model(answers)
-            }
-            (Exports::WorkflowV0_1_0(i), Batch::V0_1_0(changes)) => {
-                let mut answers = Vec::with_capacity(changes.len());
-                for change in changes {
-                    answers.push(i.seam_sync_automation().call_on_change(&mut *store, change).await?);
-                }
-                to_model(answers)
-            }
-            // 0.2.0 takes the whole batch, packed, in one call.
-            (Exports::MappingV0_2_0(i), Batch::V0_2_0(batch)) => {
-                to_model(i.seam_sync_mapper().call_map_changes(store, batch).await?)
-            }
-            (Exports::WorkflowV0_2_0(i), Batch::V0_2_0(batch)) => {
-                to_model(i.seam_sync_automation().call_on_changes(store, batch).await?)
-            }
-            _ => unreachable!("a pack's batches are built for its own API version"),
-        };
-        if answers.len() != batch.len() {
-            wasmtime::bail!(
-                "the pack answered {} changes of a batch of {}; a pack must answer every change once",
-                answers.len(),
-                batch.len()
-            );
-        }
-        Ok(answers)
-    }
-}
-
-/// A version's answers as the host's model.
-fn to_model<A: Into<Action>>(answers: Vec<Result<Vec<A>, String>>) -> Vec<Answer> {
-    answers.into_iter().map(|answer| answer.map(|actions| actions.into_iter().map(Into::into).collect())).collect()
-}
-
-enum LinkedPre {
-    MappingV0_1_0(v0_1_0::MappingPre<PackState>),
-    WorkflowV0_1_0(v0_1_0::workflow::WorkflowPre<PackState>),
-    MappingV0_2_0(v0_2_0::MappingPre<PackState>),
-    WorkflowV0_2_0(v0_2_0::workflow::WorkflowPre<PackState>),
 }
 
 /// A loaded, pre-linked pack.
@@ -390,7 +301,7 @@ pub struct LinkedPack {
     meta: Arc<PackMeta>,
     world: World,
     api: ApiVersion,
-    pre: LinkedPre,
+    pre: Box<dyn PreparedPack>,
     grants: Arc<Grants>,
     runtime: Runtime,
     loaded: CacheOutcome,
@@ -480,7 +391,7 @@ impl LinkedPack {
         at_ms: i64,
         records: Arc<dyn RecordSource>,
     ) -> (Result<Vec<Action>, PackError>, CallTiming) {
-        let (outcome, timing) = self.call(&Batch::of(self.api, [change]), (at_ms, &change.event_id), records).await;
+        let (outcome, timing) = self.call(&[change], (at_ms, &change.event_id), records).await;
         (outcome.and_then(|mut answers| answers.pop().expect("one answer per change")), timing)
     }
 
@@ -500,13 +411,13 @@ impl LinkedPack {
         let changes: Vec<&Change> = changes.into_iter().collect();
         let (at_ms, event_id) =
             changes.first().map(|c| (c.committed_at_ms().unwrap_or(0), c.event_id.clone())).unwrap_or_default();
-        self.call(&Batch::of(self.api, changes), (at_ms, &event_id), records).await.0
+        self.call(&changes, (at_ms, &event_id), records).await.0
     }
 
     /// One call, on a warm instance when there is one, its clocks and seed at `(at_ms, event_id)`.
     async fn call(
         &self,
-        batch: &Batch,
+        changes: &[&Change],
         (at_ms, event_id): (i64, &str),
         records: Arc<dyn RecordSource>,
     ) -> (Result<Vec<Result<Vec<Action>, PackError>>, PackError>, CallTiming) {
@@ -529,10 +440,17 @@ impl LinkedPack {
         let run = async {
             let exports = match exports {
                 Some(exports) => exports,
-                None => Exports::instantiate(&self.pre, &mut store).await?,
+                None => self.pre.instantiate(&mut store).await?,
             };
             timing.instantiate = started.elapsed();
-            let answers = exports.run(&mut store, batch).await?;
+            let answers = exports.run(&mut store, changes).await?;
+            if answers.len() != changes.len() {
+                wasmtime::bail!(
+                    "the pack answered {} changes of a batch of {}; a pack must answer every change once",
+                    answers.len(),
+                    changes.len()
+                );
+            }
             Ok::<_, wasmtime::Error>((exports, answers))
         };
         let outcome = tokio::time::timeout(self.limits.call_budget + HOST_GRACE, run).await;
@@ -559,7 +477,7 @@ impl LinkedPack {
     fn keep_warm(
         &self,
         mut store: Store<PackState>,
-        exports: Exports,
+        exports: Box<dyn PackInstance>,
         calls: u32,
         permit: Option<OwnedSemaphorePermit>,
     ) {

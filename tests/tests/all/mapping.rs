@@ -237,7 +237,7 @@ async fn cleared_field_is_carried_as_null() {
 #[tokio::test]
 async fn a_batch_gets_one_answer_per_change_in_order_and_a_refusal_stays_with_its_change() {
     let pack = pack().await;
-    assert_eq!(pack.api(), ApiVersion::V0_2_0, "seam-guest builds seam:sync@0.2.0 packs");
+    assert_eq!(pack.api(), ApiVersion::LATEST, "seam-guest builds the newest seam:sync");
     let subject = |s: &str| change(ChangeKind::Updated, case(), Some(incident()), &[("Subject", s)], &[]);
     let unmappable = change(ChangeKind::Updated, case(), Some(incident()), &[("Priority", "Whenever")], &[]);
     let worked = change(ChangeKind::Updated, incident(), Some(case()), &[("state", "2")], &[("number", "INC0010001")]);
@@ -273,7 +273,7 @@ async fn a_batch_gets_one_answer_per_change_in_order_and_a_refusal_stays_with_it
 async fn a_pack_built_for_seam_sync_0_1_0_still_runs_one_change_per_call() {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let legacy = runtime.load("legacy", "0.1.0", &pack_bytes(API_V0_1_0), Grants::default()).await.unwrap();
-    assert_eq!(legacy.api(), ApiVersion::V0_1_0);
+    assert_eq!(legacy.api(), seam::runtime::bindings::v0_1_0::VERSION);
     let subject = change(ChangeKind::Updated, case(), Some(incident()), &[("Subject", "Router down")], &[]);
     let expected =
         vec![Action::Update { target: Target::Linked, fields: fields(&[("short_description", "Router down")]) }];

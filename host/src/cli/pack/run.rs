@@ -281,13 +281,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
     std::fs::remove_dir_all(&cache_dir).ok();
 
     // 0.2.0 packs export the batch form; the bench sends one change per call, as the engine does.
-    use crate::runtime::{ApiVersion, World};
-    let export = match (linked.world(), linked.api()) {
-        (World::Mapping, ApiVersion::V0_1_0) => "map-change",
-        (World::Mapping, ApiVersion::V0_2_0) => "map-changes",
-        (World::Workflow, ApiVersion::V0_1_0) => "on-change",
-        (World::Workflow, ApiVersion::V0_2_0) => "on-changes",
-    };
+    let export = linked.api().export(linked.world());
     let (_, fresh_timings) = timed_calls(&fresh, args.calls.min(1000)).await?;
     let (wall, warm_timings) = timed_calls(&linked, args.calls).await?;
     let mut instantiate: Vec<Duration> = fresh_timings.iter().map(|t| t.instantiate).collect();

@@ -1,39 +1,114 @@
 //! Bindings for each `seam:sync` version this host serves.
 //!
 //! Like Zed's extension host, the host reads which API version a component
-//! exports and picks the matching bindings; each version converts to the
-//! host's own [`crate::model`] types. A new WIT version gets a sibling module
-//! (built from that version's frozen WIT, `wit/since_vX.Y.Z/`) and a new
-//! [`ApiVersion`] arm.
+//! exports and picks the matching bindings. Everything that differs between
+//! versions lives in that version's module (`v0_x_0.rs`, built from its frozen
+//! WIT in `wit/since_vX.Y.Z/`): the generated bindings, the conversions to the
+//! host's [`crate::model`], how changes cross into a call, and the version's
+//! implementation of the imports. Each module answers for its version through
+//! [`SyncApi`]; the runtime knows only that trait. A new WIT version is a new
+//! module and one entry in [`VERSIONS`].
 
 pub mod v0_1_0;
 pub mod v0_2_0;
 
+/// The newest version: what seam-guest builds.
+pub use v0_2_0 as latest;
+
+use super::records::BoxFuture;
+use super::state::PackState;
+use crate::model::{Action, Change};
 use anyhow::{bail, Result};
 use std::fmt;
-use wasmtime::component::Component;
-use wasmtime::Engine;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store};
 
-/// The `seam:sync` API versions this host can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApiVersion {
-    V0_1_0,
-    /// Changes cross packed, in batches.
-    V0_2_0,
+/// Every version this host serves, oldest first.
+pub(crate) const VERSIONS: &[&dyn SyncApi] = &[&v0_1_0::Api, &v0_2_0::Api];
+
+/// One `seam:sync` version's host side.
+pub(crate) trait SyncApi: Sync {
+    fn version(&self) -> ApiVersion;
+    /// Serve this version's imports (`types`, `log`, `lookup`) to packs.
+    fn add_to_linker(&self, linker: &mut Linker<PackState>) -> wasmtime::Result<()>;
+    /// Pre-link a component of `world` that exports this version.
+    fn prepare(&self, world: World, pre: InstancePre<PackState>) -> wasmtime::Result<Box<dyn PreparedPack>>;
+    /// The export the engine calls on a pack of `world`.
+    fn export(&self, world: World) -> &'static str;
 }
 
+/// A pack pre-linked against one version and world, ready to instantiate.
+pub(crate) trait PreparedPack: Send + Sync {
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<PackState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Box<dyn PackInstance>>>;
+}
+
+/// An instantiated pack.
+pub(crate) trait PackInstance: Send + Sync {
+    /// A mapping's `map-change(s)`, a workflow's `on-change(s)`: one answer per change, in order.
+    fn run<'a>(
+        &'a self,
+        store: &'a mut Store<PackState>,
+        changes: &'a [&'a Change],
+    ) -> BoxFuture<'a, wasmtime::Result<Vec<Answer>>>;
+}
+
+/// What a pack answered for one change: its actions, or its refusal.
+pub(crate) type Answer = Result<Vec<Action>, String>;
+
+/// A version's answers as the host's model.
+fn to_model<A: Into<Action>>(answers: Vec<Result<Vec<A>, String>>) -> Vec<Answer> {
+    answers.into_iter().map(|answer| answer.map(|actions| actions.into_iter().map(Into::into).collect())).collect()
+}
+
+/// A generated `…Pre` type, whose `instantiate_async` gives its world's exports, as a [`PreparedPack`].
+macro_rules! prepared_pack {
+    ($pre:ty) => {
+        impl crate::runtime::bindings::PreparedPack for $pre {
+            fn instantiate<'a>(
+                &'a self,
+                store: &'a mut wasmtime::Store<crate::runtime::state::PackState>,
+            ) -> crate::runtime::records::BoxFuture<
+                'a,
+                wasmtime::Result<Box<dyn crate::runtime::bindings::PackInstance>>,
+            > {
+                Box::pin(async move {
+                    let instance = self.instantiate_async(store).await?;
+                    Ok(Box::new(instance) as Box<dyn crate::runtime::bindings::PackInstance>)
+                })
+            }
+        }
+    };
+}
+use prepared_pack;
+
+/// A `seam:sync` API version, as a component's export names it (`seam:sync/mapper@0.2.0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiVersion(&'static str);
+
 impl ApiVersion {
-    pub const SUPPORTED: &'static [ApiVersion] = &[ApiVersion::V0_1_0, ApiVersion::V0_2_0];
+    /// The newest version this host serves.
+    pub const LATEST: ApiVersion = latest::VERSION;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ApiVersion::V0_1_0 => "0.1.0",
-            ApiVersion::V0_2_0 => "0.2.0",
-        }
+        self.0
     }
 
-    fn parse(version: &str) -> Option<Self> {
-        Self::SUPPORTED.iter().copied().find(|v| v.as_str() == version)
+    /// Every version this host serves, oldest first.
+    pub fn supported() -> impl Iterator<Item = ApiVersion> {
+        VERSIONS.iter().map(|v| v.version())
+    }
+
+    /// This version's bindings.
+    pub(crate) fn api(self) -> &'static dyn SyncApi {
+        *VERSIONS.iter().find(|v| v.version() == self).expect("an ApiVersion is made only from VERSIONS")
+    }
+
+    /// The export the engine calls on a pack of `world`: `map-changes`, `on-change`…
+    pub fn export(self, world: World) -> &'static str {
+        self.api().export(world)
     }
 
     /// Which world and version `component` implements, read from its
@@ -52,12 +127,12 @@ impl ApiVersion {
             );
         };
         let version = export.split_once('@').map(|(_, v)| v).unwrap_or("unversioned");
-        match Self::parse(version) {
+        match Self::supported().find(|v| v.as_str() == version) {
             Some(v) => Ok((world, v)),
             None => bail!(
                 "the component targets seam:sync@{version}, but this host serves seam:sync@{}; \
                  rebuild the pack against a seam-guest for one of those versions",
-                Self::SUPPORTED.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+                Self::supported().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
             ),
         }
     }

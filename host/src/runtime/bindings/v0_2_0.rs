@@ -1,7 +1,15 @@
-//! `seam:sync@0.2.0`: generated bindings, conversions to the host model, and
-//! the packing of changes into a `change-batch`.
+//! `seam:sync@0.2.0`: generated bindings, conversions to the host model, the
+//! packing of changes into a `change-batch`, and the version's host side. A
+//! call takes the whole batch, packed.
 
+use super::{prepared_pack, to_model, Answer, ApiVersion, PackInstance, PreparedPack, SyncApi, World};
 use crate::model;
+use crate::runtime::records::BoxFuture;
+use crate::runtime::state::PackState;
+use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::Store;
+
+pub const VERSION: ApiVersion = ApiVersion("0.2.0");
 
 wasmtime::component::bindgen!({
     path: "../wit/since_v0.2.0",
@@ -32,12 +40,22 @@ pub mod workflow {
 
 super::model_conversions!();
 
-/// Pack a change onto a batch: its strings go onto the batch's one text and
-/// its fields onto its one word list, so lowering the batch into the guest
-/// takes three allocations there, however many changes and fields it carries.
-pub fn push(batch: &mut types::ChangeBatch, change: &model::Change) {
-    let packed = Packer(batch).change(change);
-    batch.changes.push(packed);
+/// Changes packed into one batch: their strings go onto the batch's one text
+/// and their fields onto its one word list, so lowering the batch into the
+/// guest takes three allocations there, however many changes and fields it carries.
+pub fn pack(changes: &[&model::Change]) -> types::ChangeBatch {
+    let n = changes.len().max(1);
+    // Sized for a change of a few dozen fields, so packing rarely grows them.
+    let mut batch = types::ChangeBatch {
+        text: String::with_capacity(n * 2048),
+        fields: Vec::with_capacity(n * 256),
+        changes: Vec::with_capacity(n),
+    };
+    for change in changes {
+        let packed = Packer(&mut batch).change(change);
+        batch.changes.push(packed);
+    }
+    batch
 }
 
 /// Words per field in `change-batch.fields`: name span, value tag, two value words.
@@ -88,3 +106,58 @@ impl Packer<'_> {
         types::FieldRange { start, len: fields.len() as u32 }
     }
 }
+
+pub(crate) struct Api;
+
+impl SyncApi for Api {
+    fn version(&self) -> ApiVersion {
+        VERSION
+    }
+
+    fn add_to_linker(&self, linker: &mut Linker<PackState>) -> wasmtime::Result<()> {
+        // Both worlds import the same interfaces; the mapping world's adds them all.
+        Mapping::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    }
+
+    fn prepare(&self, world: World, pre: InstancePre<PackState>) -> wasmtime::Result<Box<dyn PreparedPack>> {
+        Ok(match world {
+            World::Mapping => Box::new(MappingPre::new(pre)?),
+            World::Workflow => Box::new(workflow::WorkflowPre::new(pre)?),
+        })
+    }
+
+    fn export(&self, world: World) -> &'static str {
+        match world {
+            World::Mapping => "map-changes",
+            World::Workflow => "on-changes",
+        }
+    }
+}
+
+prepared_pack!(MappingPre<PackState>);
+prepared_pack!(workflow::WorkflowPre<PackState>);
+
+impl PackInstance for Mapping {
+    fn run<'a>(
+        &'a self,
+        store: &'a mut Store<PackState>,
+        changes: &'a [&'a model::Change],
+    ) -> BoxFuture<'a, wasmtime::Result<Vec<Answer>>> {
+        Box::pin(async move { Ok(to_model(self.seam_sync_mapper().call_map_changes(store, &pack(changes)).await?)) })
+    }
+}
+
+impl PackInstance for workflow::Workflow {
+    fn run<'a>(
+        &'a self,
+        store: &'a mut Store<PackState>,
+        changes: &'a [&'a model::Change],
+    ) -> BoxFuture<'a, wasmtime::Result<Vec<Answer>>> {
+        Box::pin(async move { Ok(to_model(self.seam_sync_automation().call_on_changes(store, &pack(changes)).await?)) })
+    }
+}
+
+// The imports: `types` declares types only; `log` and `lookup` as every version serves them.
+impl types::Host for PackState {}
+crate::runtime::imports::log::log_host!();
+crate::runtime::imports::lookup::lookup_host!();

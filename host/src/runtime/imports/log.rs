@@ -37,16 +37,14 @@ pub(crate) fn emit(state: &mut PackState, level: Level, message: &str) {
     }
 }
 
-/// `log` has not changed since 0.1.0; each version's generated trait gets the same body.
+/// `log` has not changed since 0.1.0: each version's module expands this to
+/// implement its generated trait with the same body.
 macro_rules! log_host {
-    ($version:ident) => {
-        impl crate::runtime::bindings::$version::seam::sync::log::Host for PackState {
-            async fn log(
-                &mut self,
-                level: crate::runtime::bindings::$version::seam::sync::log::Level,
-                message: String,
-            ) -> wasmtime::Result<()> {
-                use crate::runtime::bindings::$version::seam::sync::log::Level as Wit;
+    () => {
+        impl self::seam::sync::log::Host for crate::runtime::state::PackState {
+            async fn log(&mut self, level: self::seam::sync::log::Level, message: String) -> wasmtime::Result<()> {
+                use self::seam::sync::log::Level as Wit;
+                use crate::runtime::imports::log::{emit, Level};
                 let level = match level {
                     Wit::Debug => Level::Debug,
                     Wit::Info => Level::Info,
@@ -59,5 +57,4 @@ macro_rules! log_host {
         }
     };
 }
-log_host!(v0_1_0);
-log_host!(v0_2_0);
+pub(crate) use log_host;

@@ -40,12 +40,15 @@ pub(crate) async fn find(
     result
 }
 
-/// `lookup` has not changed since 0.1.0; each version's generated trait gets the same body.
+/// `lookup` has not changed since 0.1.0: each version's module expands this to
+/// implement its generated trait with the same body.
 macro_rules! lookup_host {
-    ($version:ident) => {
-        mod $version {
-            use super::{find, get, LookupFailure, PackState};
-            use crate::runtime::bindings::$version::seam::sync::lookup as wit;
+    () => {
+        mod lookup_host {
+            use super::seam::sync::lookup as wit;
+            use crate::runtime::imports::lookup::{find, get};
+            use crate::runtime::records::LookupFailure;
+            use crate::runtime::state::PackState;
 
             fn to_wit(failure: LookupFailure) -> wit::LookupError {
                 match failure {
@@ -84,5 +87,4 @@ macro_rules! lookup_host {
         }
     };
 }
-lookup_host!(v0_1_0);
-lookup_host!(v0_2_0);
+pub(crate) use lookup_host;

@@ -1,11 +1,7 @@
-//! Host side of the `seam:sync` imports: one file per WIT interface.
+//! Host side of the `seam:sync` imports: one file per WIT interface. The
+//! logic is version-neutral; each version's bindings module
+//! (`runtime/bindings/v0_x_0.rs`) expands the macros here to implement its
+//! generated traits. `types` only declares types: its trait is empty.
 
 pub mod log;
 pub mod lookup;
-
-use super::bindings::{v0_1_0, v0_2_0};
-use super::state::PackState;
-
-// `types` only declares types; the generated trait has nothing to implement.
-impl v0_1_0::seam::sync::types::Host for PackState {}
-impl v0_2_0::seam::sync::types::Host for PackState {}
