@@ -66,7 +66,7 @@ pub async fn start_engine(
             tracing::info!(tenant = %name, workflow = %w.manifest.id(), sha256 = %w.hash, signer = ?w.signer, "workflow loaded");
         }
         let mut systems = t.connect(name).await.with_context(|| format!("tenant {name}"))?;
-        let pubsub = t.events == salesforce_events::Source::Pubsub;
+        let pubsub = t.events == crate::config::intake::Source::Pubsub;
         systems.salesforce_echoes = !pubsub;
         let systems = Arc::new(systems);
         tenants.insert(name.clone(), t.intake.keys(name)?);
@@ -190,7 +190,7 @@ pub async fn start_engine(
 }
 
 /// Prune the journal on a schedule, on a blocking thread (it is SQLite work, in chunks).
-async fn prune_every(journal: Arc<Journal>, retention: crate::store::retention::Retention) {
+async fn prune_every(journal: Arc<Journal>, retention: crate::config::retention::Retention) {
     let every = Duration::from_secs_f64(retention.every_minutes * 60.0);
     loop {
         tokio::time::sleep(every).await;

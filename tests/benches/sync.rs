@@ -31,9 +31,9 @@
 //! (`--retention-minutes 0` leaves out the retention run)
 
 use seam::cli::simulated::Simulated;
+use seam::config::intake::Source;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
-use seam::intake::salesforce::pubsub::Source;
 use seam_tests::{engine_on_sim_events, seampack, settle_within, CASE_INCIDENT};
 use serde_json::{json, Map, Value};
 use std::future::Future;
@@ -349,7 +349,7 @@ async fn run(args: &Args, source: Source) -> Summary {
 
 /// 6. Retention: the journal's size under a steady load with the background prune (see the top).
 async fn retention(args: &Args) {
-    let shrunk = seam::store::retention::Retention {
+    let shrunk = seam::config::retention::Retention {
         settled_event_days: 2.0 / 1440.0,
         audit_days: 3.0 / 1440.0,
         every_minutes: 1.0,

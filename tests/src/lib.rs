@@ -8,7 +8,8 @@ pub fn pack_bytes(path: &str) -> Vec<u8> {
 }
 
 use seam::cli::simulated::Simulated;
-use seam::intake::{self, Intake, TenantIntake};
+use seam::config::intake::TenantIntake;
+use seam::intake::{self, Intake};
 use seam::store::{EventStatus, Journal};
 use seam_sim::notify::NotifyTarget;
 use seam_sim::{salesforce::ORG_ID, Sim, SimConfig};
@@ -129,8 +130,7 @@ pub async fn engine_on_sim_with(
     workflows: &[Vec<u8>],
     tweak: impl FnOnce(&mut seam::config::Config),
 ) -> (Sim, seam::service::Engine, seam::config::Config) {
-    engine_on_sim_events(name, mapping, workflows, seam::intake::salesforce::pubsub::Source::OutboundMessages, tweak)
-        .await
+    engine_on_sim_events(name, mapping, workflows, seam::config::intake::Source::OutboundMessages, tweak).await
 }
 
 /// [`engine_on_sim_with`], with the org's changes coming as `events` say.
@@ -138,7 +138,7 @@ pub async fn engine_on_sim_events(
     name: &str,
     mapping: Vec<u8>,
     workflows: &[Vec<u8>],
-    events: seam::intake::salesforce::pubsub::Source,
+    events: seam::config::intake::Source,
     tweak: impl FnOnce(&mut seam::config::Config),
 ) -> (Sim, seam::service::Engine, seam::config::Config) {
     let state = scratch_dir(name);

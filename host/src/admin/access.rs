@@ -5,6 +5,7 @@
 //! tenant. A presented token is compared with every configured one in
 //! constant time, and is never logged.
 
+use crate::config::admin::TenantTokens;
 use crate::secrets::{ExposeSecret, Secret, SecretString};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -16,18 +17,6 @@ use serde::{Deserialize, Serialize};
 pub enum Scope {
     Read,
     Operate,
-}
-
-/// A tenant's own admin tokens, as the configuration gives them (`tenants.NAME.admin_tokens`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TenantTokens {
-    /// Reads this tenant's dashboard, packs and audit trails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read: Option<Secret>,
-    /// Reads, and installs and rolls back this tenant's packs and re-drives its dead letters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operate: Option<Secret>,
 }
 
 /// What the caller presenting a token may do.

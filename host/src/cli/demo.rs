@@ -32,7 +32,7 @@ pub struct DemoArgs {
     pub state: Option<PathBuf>,
     /// How the emulated org's changes reach seam.
     #[arg(long, value_enum, default_value = "pubsub")]
-    pub salesforce_events: crate::intake::salesforce::pubsub::Source,
+    pub salesforce_events: crate::config::intake::Source,
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -109,11 +109,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     })
     .await?;
     match args.salesforce_events {
-        crate::intake::salesforce::pubsub::Source::Pubsub => println!(
+        crate::config::intake::Source::Pubsub => println!(
             "seam subscribes to the org's change events at {}; ServiceNow's push rule posts to seam's intake on {}\n",
             sim.pubsub_url, engine.intake_url
         ),
-        crate::intake::salesforce::pubsub::Source::OutboundMessages => {
+        crate::config::intake::Source::OutboundMessages => {
             println!("seam intake on {}; the emulators push their notifications there\n", engine.intake_url)
         }
     }

@@ -6,9 +6,9 @@
 //! makes itself (the intake's keys, the admin token) go to files readable by
 //! their owner only. The file is written whole, or not at all.
 
+use crate::config::intake::{PubSubSettings, TenantIntake};
 use crate::config::{check_tenant_name, Config, TenantConfig};
-use crate::connectors::{salesforce, servicenow, slack};
-use crate::intake::TenantIntake;
+use crate::config::{salesforce, servicenow, slack};
 use crate::secrets::{write_secret_file, Secret};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -63,7 +63,7 @@ pub struct InitArgs {
     pub salesforce_org_id: Option<String>,
     /// How Salesforce's changes reach seam: Change Data Capture over the Pub/Sub API, or Outbound Messages posted to intake.
     #[arg(long, value_enum, default_value = "pubsub")]
-    pub salesforce_events: crate::intake::salesforce::pubsub::Source,
+    pub salesforce_events: crate::config::intake::Source,
     /// The Pub/Sub API endpoint (Salesforce's, unless a proxy or the emulator stands in).
     #[arg(long, default_value = crate::connectors::salesforce::pubsub::DEFAULT_URL)]
     pub pubsub_url: String,
@@ -300,7 +300,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
     let org_id = match &args.salesforce_org_id {
         Some(id) => id.clone(),
         None => {
-            let sf = salesforce::Salesforce::connect(&salesforce, &tenant, args.ca_pem.as_deref(), crate::connectors::RetryPolicy { attempts: 2, ..Default::default() })
+            let sf = crate::connectors::salesforce::Salesforce::connect(&salesforce, &tenant, args.ca_pem.as_deref(), crate::connectors::RetryPolicy { attempts: 2, ..Default::default() })
                 .await
                 .context("reading the org's id needs a login: give --salesforce-org-id (Setup → Company Information), or fix the login")?;
             let who = sf
@@ -332,10 +332,7 @@ pub async fn run(args: InitArgs) -> Result<()> {
         }),
         intake,
         events: args.salesforce_events,
-        pubsub: crate::intake::salesforce::pubsub::PubSubSettings {
-            url: args.pubsub_url.clone(),
-            platform_event: None,
-        },
+        pubsub: PubSubSettings { url: args.pubsub_url.clone(), platform_event: None },
         ownership: None,
         admin_tokens: Default::default(),
         pack_limits: None,

@@ -51,10 +51,10 @@ fn metadata(args: MetadataArgs) -> Result<()> {
                     (Some(u), _) => u.clone(),
                     (
                         None,
-                        crate::connectors::salesforce::Auth::JwtBearer { username, .. }
-                        | crate::connectors::salesforce::Auth::Password { username, .. },
+                        crate::config::salesforce::Auth::JwtBearer { username, .. }
+                        | crate::config::salesforce::Auth::Password { username, .. },
                     ) => username.clone(),
-                    (None, crate::connectors::salesforce::Auth::ClientCredentials { .. }) => {
+                    (None, crate::config::salesforce::Auth::ClientCredentials { .. }) => {
                         bail!("with the client credentials flow, name the Outbound Message's user: --integration-user <the Run As user's username>")
                     }
                 };

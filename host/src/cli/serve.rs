@@ -4,8 +4,8 @@
 //! start in the same process and the configuration for one tenant, `demo`,
 //! is written for them (to `STATE/seam.json`, to read or copy).
 
+use crate::config::intake::Source;
 use crate::config::Config;
-use crate::intake::salesforce::pubsub as salesforce_events;
 use crate::secrets::Secret;
 use crate::service::start_engine;
 use anyhow::Result;
@@ -35,7 +35,7 @@ pub struct ServeArgs {
     pub ports: Option<Vec<u16>>,
     /// With --sim: how the emulated org's changes reach seam.
     #[arg(long, value_enum, default_value = "pubsub")]
-    pub salesforce_events: salesforce_events::Source,
+    pub salesforce_events: Source,
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {

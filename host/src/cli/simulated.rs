@@ -2,12 +2,12 @@
 //! connector credentials a tenant's configuration would hold. The demo, `serve --sim`
 //! and the tests reach the emulators through this trait; the library proper never does.
 
-use crate::config::{self, AdminSettings, Config, TenantConfig};
-use crate::connectors::{salesforce, servicenow, slack, RetryPolicy};
-use crate::engine::alerts::AlertConfig;
+use crate::config::admin::AdminSettings;
+use crate::config::alerts::AlertConfig;
+use crate::config::intake::{PubSubSettings, Source, TenantIntake};
+use crate::config::{self, salesforce, servicenow, slack, Config, TenantConfig};
+use crate::connectors::RetryPolicy;
 use crate::engine::apply::Systems;
-use crate::intake::salesforce::pubsub as salesforce_events;
-use crate::intake::TenantIntake;
 use crate::secrets::Secret;
 use anyhow::{Context, Result};
 use seam_sim::credentials::*;
@@ -139,7 +139,7 @@ pub async fn sim_config(
     pack: &std::path::Path,
     workflows: &[PathBuf],
     ports: Option<&[u16]>,
-    events: salesforce_events::Source,
+    events: Source,
 ) -> Result<(Sim, Config)> {
     let mut ports = ports.map(<[u16]>::to_vec).unwrap_or_default();
     ports.resize(6, 0);
@@ -159,7 +159,7 @@ pub async fn sim_config(
     let mut sim_config = SimConfig::new(state.join("sim"));
     (sim_config.salesforce_port, sim_config.servicenow_port, sim_config.slack_port, sim_config.pubsub_port) =
         (ports[1], ports[2], ports[3], ports[4]);
-    if events == salesforce_events::Source::OutboundMessages {
+    if events == Source::OutboundMessages {
         sim_config.notify = vec![(
             "salesforce".into(),
             NotifyTarget {
@@ -181,7 +181,7 @@ pub async fn sim_config(
         slack: Some(sim.slack_credentials()),
         intake: intake_cfg,
         events,
-        pubsub: salesforce_events::PubSubSettings { url: sim.pubsub_url.clone(), platform_event: None },
+        pubsub: PubSubSettings { url: sim.pubsub_url.clone(), platform_event: None },
         ownership: None,
         admin_tokens: Default::default(),
         pack_limits: None,

@@ -1,15 +1,24 @@
 //! The configuration file, `seam.json`: every key `seam serve` and the other
-//! commands read, with its default and its check. Unknown keys are refused, so a
-//! misspelt setting is an error that names it, not a default silently taken.
+//! commands read, with its default and its check, one file per section. Unknown
+//! keys are refused, so a misspelt setting is an error that names it, not a
+//! default silently taken. The modules that act on a section take its type from here.
 
-use crate::connectors::{salesforce, servicenow, slack, RetryPolicy};
-use crate::engine::alerts::AlertConfig;
+pub mod admin;
+pub mod alerts;
+pub mod intake;
+pub mod limits;
+pub mod reference;
+pub mod retention;
+pub mod salesforce;
+pub mod servicenow;
+pub mod slack;
+
+use crate::connectors::RetryPolicy;
 use crate::engine::apply::Systems;
 use crate::engine::ownership::Ownership;
-use crate::intake::salesforce::pubsub as salesforce_events;
-use crate::intake::TenantIntake;
-use crate::secrets::Secret;
-pub mod reference;
+use admin::{AdminSettings, TenantTokens};
+use alerts::AlertConfig;
+use intake::{PubSubSettings, Source, TenantIntake};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -32,13 +41,13 @@ pub struct Config {
     pub admin: AdminSettings,
     /// Connection caps, read timeouts and intake rate limits.
     #[serde(default)]
-    pub limits: crate::listener::Limits,
+    pub limits: limits::Limits,
     /// The journal: a SQLite file, made on first start (its directory too). The pack store
     /// (`packs/`) lives beside it.
     pub journal: PathBuf,
     /// How long the journal keeps settled events and audit rows (`seam journal prune`).
     #[serde(default)]
-    pub retention: crate::store::retention::Retention,
+    pub retention: retention::Retention,
     /// Seconds between catch-up polls.
     #[serde(default = "default_poll")]
     pub poll_seconds: u64,
@@ -83,47 +92,6 @@ pub fn default_reconcile() -> u64 {
     60
 }
 
-/// Where the admin API, the dashboard and `/metrics` listen, and who may call the API.
-#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdminSettings {
-    /// Loopback by default: reach it from the host, or through a tunnel or proxy you control.
-    #[serde(default = "default_admin_listen")]
-    pub listen: String,
-    /// The admin listener's TLS certificate chain (PEM), with `tls_key`; absent: plain HTTP.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key (PEM) of `tls_cert`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_key: Option<PathBuf>,
-    /// A token that operates every tenant (a secret: a value, `{"env": …}` or `{"file": …}`).
-    /// Tenants' own tokens are `tenants.NAME.admin_tokens`. With none at all, the API is off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator_token: Option<Secret>,
-}
-
-fn default_admin_listen() -> String {
-    "127.0.0.1:8788".into()
-}
-
-impl Default for AdminSettings {
-    fn default() -> Self {
-        AdminSettings { listen: default_admin_listen(), tls_cert: None, tls_key: None, operator_token: None }
-    }
-}
-
-impl AdminSettings {
-    /// The operator token, read.
-    pub fn operator_token(&self) -> Result<Option<crate::secrets::SecretString>> {
-        self.operator_token.as_ref().map(|t| t.resolve("admin.operator_token")).transpose()
-    }
-
-    /// `https://` or `http://` and the admin listener's address.
-    pub fn url(&self) -> String {
-        crate::listener::url(self.tls_cert.is_some(), &self.listen)
-    }
-}
-
 fn default_poll() -> u64 {
     30
 }
@@ -155,16 +123,16 @@ pub struct TenantConfig {
     /// Where Salesforce's changes come from: `pubsub` (Change Data Capture over the Pub/Sub API)
     /// or `outbound_messages` (posted to intake).
     #[serde(default)]
-    pub events: salesforce_events::Source,
+    pub events: Source,
     /// The Pub/Sub endpoint and an optional platform event channel, for `"events": "pubsub"`.
     #[serde(default)]
-    pub pubsub: salesforce_events::PubSubSettings,
+    pub pubsub: PubSubSettings,
     /// Which fields each side mirrors (and so may not be edited there). Absent: the pack's manifest says, else the Case ⇄ Incident default.
     #[serde(default)]
     pub ownership: Option<Ownership>,
     /// Admin API tokens for this tenant alone: `read`, and `operate` (install, roll back, re-drive).
     #[serde(default)]
-    pub admin_tokens: crate::admin::access::TenantTokens,
+    pub admin_tokens: TenantTokens,
     /// What one call of this tenant's packs may use; absent: 2 s and 64 MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pack_limits: Option<PackLimits>,

@@ -1,23 +1,10 @@
 //! Slack Web API client: create (or reuse) a channel, post to it.
 
 use super::{ConnectorError, Http, Repeat, Result, RetryPolicy};
-use crate::secrets::{ExposeSecret, Secret, SecretString};
+use crate::config::slack::Credentials;
+use crate::secrets::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use std::path::Path;
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Credentials {
-    /// Ends in `/api/`, as slack-sdk's `base_url` does: `https://slack.com/api/`.
-    #[serde(default = "default_api_url")]
-    pub api_url: String,
-    /// A bot token, `xoxb-…`.
-    pub token: Secret,
-}
-
-fn default_api_url() -> String {
-    "https://slack.com/api/".into()
-}
 
 /// Text as Slack's mrkdwn carries it literally: `&`, `<` and `>` are its control characters
 /// (`<!channel>`, `<@U123>`, `<url|label>`), written `&amp;`, `&lt;`, `&gt;`. Record text that

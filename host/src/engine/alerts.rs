@@ -6,40 +6,13 @@
 //! so a restart in the middle of one does not alert again.
 
 use super::apply::Systems;
+use crate::config::alerts::AlertConfig;
 use crate::store::views::Backlog;
 use crate::store::Journal;
 use anyhow::Result;
 use prometheus_client::metrics::counter::Counter;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertConfig {
-    /// Events waiting.
-    pub backlog_events: u64,
-    /// Seconds the oldest waiting event has waited.
-    pub backlog_age_seconds: u64,
-    /// Events in the dead-letter queue.
-    pub dead_letters: u64,
-    /// The Slack channel alerts go to (created if missing); the log gets them too.
-    pub slack_channel: String,
-    /// Seconds between checks.
-    pub check_seconds: u64,
-}
-
-impl Default for AlertConfig {
-    fn default() -> Self {
-        AlertConfig {
-            backlog_events: 1000,
-            backlog_age_seconds: 300,
-            dead_letters: 1,
-            slack_channel: "seam-alerts".into(),
-            check_seconds: 15,
-        }
-    }
-}
 
 /// What one check did.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,9 +9,10 @@ use super::normalize::{
     self, ACCOUNT_KEY_FIELD, CASE_INCIDENT_FIELD, CASE_INCIDENT_NUMBER_FIELD, COMPANY_KEY_FIELD, CREATE_KEY_FIELD,
     INCIDENT_CASE_FIELD,
 };
-use crate::connectors::salesforce::{self, soql, Salesforce};
-use crate::connectors::servicenow::{self, Query, ServiceNow};
-use crate::connectors::slack::{self, Slack};
+use crate::config::{salesforce, servicenow, slack};
+use crate::connectors::salesforce::{soql, Salesforce};
+use crate::connectors::servicenow::{Query, ServiceNow};
+use crate::connectors::slack::Slack;
 use crate::connectors::{ConnectorError, RetryPolicy};
 use crate::model::{Action, Carried, Change, ChangeKind, Field, JournalKind, RecordRef, System, Target, Value};
 use crate::runtime::records::BoxFuture;
@@ -322,7 +323,12 @@ impl Systems {
                         self.appended(&record, *kind, &journal_text(&record, self.expand(text, &ctx))).await?
                     }
                     Action::PostSlack { channel, create_channel, text } => {
-                        self.posted(channel, *create_channel, &slack::escape(&self.expand(text, &ctx))).await?
+                        self.posted(
+                            channel,
+                            *create_channel,
+                            &crate::connectors::slack::escape(&self.expand(text, &ctx)),
+                        )
+                        .await?
                     }
                     _ => false,
                 };
@@ -376,7 +382,7 @@ impl Systems {
                     })?;
                     let channel_id =
                         if *create_channel { slack.ensure_channel(channel).await? } else { channel.clone() };
-                    let text = slack::escape(&self.expand(text, &ctx));
+                    let text = crate::connectors::slack::escape(&self.expand(text, &ctx));
                     let ts = slack.post(&channel_id, &text).await?;
                     let record =
                         RecordRef { system: System::Slack, object: "message".into(), id: format!("{channel_id}/{ts}") };

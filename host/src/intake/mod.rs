@@ -18,9 +18,10 @@
 pub mod salesforce;
 pub mod servicenow;
 
+use crate::config::intake::TenantIntake;
 use crate::engine::processor::Counters;
 use crate::model::Change;
-use crate::secrets::{ExposeSecret, Secret, SecretString};
+use crate::secrets::{ExposeSecret, SecretString};
 use crate::store::{Journal, Recorded};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -34,18 +35,6 @@ use std::sync::Arc;
 
 /// Largest notification accepted. Salesforce sends at most 100 records per Outbound Message.
 pub const DEFAULT_MAX_BODY: usize = 4 << 20;
-
-/// What one tenant's notifications must prove, as the configuration says.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TenantIntake {
-    /// The Salesforce org (its 18-character id, `00D…`) whose Outbound Messages are accepted.
-    pub salesforce_org_id: String,
-    /// The `token` query parameter the Outbound Message endpoint URL carries.
-    pub salesforce_token: Secret,
-    /// HMAC key of the ServiceNow business rule's notifications.
-    pub servicenow_secret: Secret,
-}
 
 impl TenantIntake {
     /// Read the secrets (`tenant` names them in errors).
@@ -160,7 +149,7 @@ impl Intake {
         tenants: HashMap<String, IntakeKeys>,
         counters: HashMap<String, Counters>,
     ) -> Intake {
-        let limits = crate::listener::Limits::default();
+        let limits = crate::config::limits::Limits::default();
         Intake {
             journal,
             tenants,
@@ -172,7 +161,7 @@ impl Intake {
     }
 
     /// Apply the configuration's limits: the rate each tenant may send at, and the body deadline.
-    pub fn limit(&mut self, limits: &crate::listener::Limits) {
+    pub fn limit(&mut self, limits: &crate::config::limits::Limits) {
         self.rate = crate::listener::RateLimiter::new(limits.intake_per_second, limits.intake_burst);
         self.body_timeout_seconds = limits.body_timeout_seconds;
     }

@@ -10,9 +10,11 @@
 
 use super::salesforce::Metadata;
 use super::servicenow::{property_prefix, rule_name, PUSH_TABLE, SCRIPT_MARKER};
+use crate::config::salesforce::Auth as SfAuth;
+use crate::config::servicenow::Auth as SnAuth;
 use crate::config::{Config, TenantConfig};
-use crate::connectors::salesforce::{Auth as SfAuth, Salesforce};
-use crate::connectors::servicenow::{Auth as SnAuth, Query, QueryError, ServiceNow};
+use crate::connectors::salesforce::Salesforce;
+use crate::connectors::servicenow::{Query, QueryError, ServiceNow};
 use crate::connectors::slack::Slack;
 use crate::connectors::{error_chain, RetryPolicy};
 use crate::engine::normalize::COMPANY_KEY_FIELD;
@@ -292,7 +294,7 @@ pub async fn tenant(config: &Config, name: &str, t: &TenantConfig) -> Vec<Check>
         }
     }
 
-    if t.events == crate::intake::salesforce::pubsub::Source::Pubsub {
+    if t.events == crate::config::intake::Source::Pubsub {
         checks.push(match &sf {
             None => skip("Salesforce change events", "needs the Salesforce login"),
             Some(sf) => change_events(t, sf).await,

@@ -17,7 +17,7 @@ async fn on_sim(name: &str) -> (seam_sim::Sim, Config, std::path::PathBuf) {
     let pack = state.join("case-incident.seampack");
     std::fs::write(&pack, seampack(CASE_INCIDENT, "case-incident", None)).unwrap();
     let (sim, config) =
-        sim_config(&state, &pack, &[], None, seam::intake::salesforce::pubsub::Source::OutboundMessages).await.unwrap();
+        sim_config(&state, &pack, &[], None, seam::config::intake::Source::OutboundMessages).await.unwrap();
     (sim, config, state)
 }
 
@@ -80,7 +80,11 @@ async fn the_admin_api_has_its_own_loopback_listener_and_each_token_its_tenant_a
         seam::secrets::ExposeSecret::expose_secret(&config.admin.operator_token().unwrap().unwrap()).to_string();
     let engine = start_engine(&config, std::future::pending()).await.unwrap();
     assert!(engine.admin_url.starts_with("http://127.0.0.1:"), "loopback: {}", engine.admin_url);
-    assert_eq!(seam::config::AdminSettings::default().listen, "127.0.0.1:8788", "loopback unless configured otherwise");
+    assert_eq!(
+        seam::config::admin::AdminSettings::default().listen,
+        "127.0.0.1:8788",
+        "loopback unless configured otherwise"
+    );
 
     // Intake, which faces the internet, serves none of it.
     let http = reqwest::Client::new();
@@ -137,7 +141,7 @@ async fn the_admin_api_has_its_own_loopback_listener_and_each_token_its_tenant_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_greedy_and_flooding_clients_cannot_hold_intake() {
     let (sim, mut config, _) = on_sim("intake-limits").await;
-    config.limits = seam::listener::Limits {
+    config.limits = seam::config::limits::Limits {
         max_connections: 4,
         header_timeout_seconds: 1,
         body_timeout_seconds: 1,
@@ -243,7 +247,7 @@ async fn a_configuration_with_no_key_to_trust_is_refused_unless_it_allows_unsign
     let pack = state.join("case-incident.seampack");
     std::fs::write(&pack, seampack(CASE_INCIDENT, "case-incident", None)).unwrap();
     let (sim, mut config) =
-        sim_config(&state, &pack, &[], None, seam::intake::salesforce::pubsub::Source::OutboundMessages).await.unwrap();
+        sim_config(&state, &pack, &[], None, seam::config::intake::Source::OutboundMessages).await.unwrap();
     assert!(config.allow_unsigned, "the emulators' configuration allows the unsigned packs this checkout builds");
     config.check().unwrap();
     config.allow_unsigned = false;

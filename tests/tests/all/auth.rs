@@ -5,8 +5,9 @@
 //! when a session is revoked. Each refusal reaches the operator with the fix.
 
 use seam::cli::simulated::Simulated;
-use seam::connectors::salesforce::{self, Salesforce};
-use seam::connectors::servicenow::{self, ServiceNow};
+use seam::config::{salesforce, servicenow};
+use seam::connectors::salesforce::Salesforce;
+use seam::connectors::servicenow::ServiceNow;
 use seam::connectors::RetryPolicy;
 use seam::secrets::Secret;
 use seam_sim::credentials::*;

@@ -21,15 +21,10 @@ async fn a_backfill_brings_history_page_by_page_resumes_and_keeps_the_api_reserv
     let state = seam_tests::scratch_dir("backfill");
     let pack = state.join("mapping.seampack");
     std::fs::write(&pack, seampack(CASE_INCIDENT, "case-incident", None)).unwrap();
-    let (sim, mut config) = seam::cli::simulated::sim_config(
-        &state,
-        &pack,
-        &[],
-        None,
-        seam::intake::salesforce::pubsub::Source::OutboundMessages,
-    )
-    .await
-    .unwrap();
+    let (sim, mut config) =
+        seam::cli::simulated::sim_config(&state, &pack, &[], None, seam::config::intake::Source::OutboundMessages)
+            .await
+            .unwrap();
     config.reconcile_minutes = 0;
     let people = sim.systems(seam::connectors::RetryPolicy::default()).await.unwrap();
     let since = chrono::Utc::now() - chrono::Duration::minutes(1);

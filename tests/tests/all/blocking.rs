@@ -6,9 +6,9 @@
 //! count of connections handed out on a worker at zero, and `/metrics` says so.
 
 use seam::cli::simulated::Simulated;
+use seam::config::intake::Source;
 use seam::connectors::RetryPolicy;
 use seam::engine::reconcile::Reconciler;
-use seam::intake::salesforce::pubsub::Source;
 use seam_tests::{engine_on_sim_events, seampack, CASE_INCIDENT, SEV1_BRIDGE};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;

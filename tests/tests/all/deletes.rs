@@ -5,11 +5,11 @@
 //! never arrived is caught up from ServiceNow's `sys_audit_delete`.
 
 use seam::cli::simulated::Simulated;
+use seam::config::intake::Source;
 use seam::connectors::servicenow::Query;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
 use seam::engine::normalize::{CASE_INCIDENT_FIELD, INCIDENT_CASE_FIELD};
-use seam::intake::salesforce::pubsub::Source;
 use seam::model::{RecordRef, System};
 use seam::packs::manifest::{DeletePolicy, Deletes};
 use seam::store::EventStatus;

@@ -2,8 +2,9 @@
 //! audited), `/metrics`, and backlog alerts once per episode.
 
 use seam::cli::simulated::Simulated;
+use seam::config::alerts::AlertConfig;
 use seam::connectors::RetryPolicy;
-use seam::engine::alerts::{Alert, AlertConfig, Alerter};
+use seam::engine::alerts::{Alert, Alerter};
 use seam::engine::reconcile::Reconciler;
 use seam::model::{Change, ChangeKind, RecordRef, System, Value};
 use seam::store::{EventStatus, Journal};

@@ -26,9 +26,7 @@ async fn packs_swap_under_load_with_nothing_lost_or_doubled() {
     let first = state.join("case-incident-1.0.0.seampack");
     std::fs::write(&first, pack("1.0.0")).unwrap();
     let (sim, config) =
-        sim_config(&state, &first, &[], None, seam::intake::salesforce::pubsub::Source::OutboundMessages)
-            .await
-            .unwrap();
+        sim_config(&state, &first, &[], None, seam::config::intake::Source::OutboundMessages).await.unwrap();
     let engine = start_engine(&config, std::future::pending()).await.unwrap();
     let people = sim.systems(RetryPolicy::default()).await.unwrap();
     let admin = format!("{}/admin", engine.admin_url);

@@ -4,13 +4,14 @@
 
 use arc_swap::ArcSwap;
 use seam::cli::simulated::Simulated;
+use seam::config::intake::PubSubSettings;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
 use seam::engine::dispatcher::Dispatcher;
 use seam::engine::ownership::Ownership;
 use seam::engine::poller::Poller;
 use seam::engine::processor::Processor;
-use seam::intake::salesforce::pubsub::{self as events, PubSubSettings, Subscriber};
+use seam::intake::salesforce::pubsub::{self as events, Subscriber};
 use seam::packs::ActivePack;
 use seam::runtime::{Grants, Runtime, RuntimeConfig};
 use seam::store::{EventStatus, Journal};

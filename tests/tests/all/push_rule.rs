@@ -3,8 +3,9 @@
 //! (`host/src/intake/servicenow/notification.json`) describes, skips the
 //! integration user's changes, and intake takes what it sends.
 
+use seam::config::intake::TenantIntake;
 use seam::intake::servicenow::{signature, Contract};
-use seam::intake::{self, Intake, TenantIntake};
+use seam::intake::{self, Intake};
 use seam::secrets::Secret;
 use seam::setup::servicenow::{property_prefix, update_set, PushSetup};
 use seam::store::Journal;

@@ -3,9 +3,10 @@
 //! never while it waits. `seam journal prune --dry-run` says what would go.
 
 use seam::cli::simulated::Simulated;
+use seam::config::retention::Retention;
 use seam::connectors::RetryPolicy;
 use seam::model::{RecordRef, System};
-use seam::store::retention::{Pruned, Retention};
+use seam::store::retention::Pruned;
 use seam::store::EventStatus;
 use seam_tests::{engine_on_sim, seampack, settle, CASE_INCIDENT};
 use serde_json::json;

@@ -17,9 +17,9 @@ async fn child_connects_without_a_configured_ca() {
     let Ok(case) = std::env::var(CASE) else { return }; // run only as a child
     let login_url = std::env::var(SIM_URL).unwrap();
     let sim_state = std::path::PathBuf::from(std::env::var("SEAM_TLS_SIM_STATE").unwrap());
-    let credentials = seam::connectors::salesforce::Credentials {
+    let credentials = seam::config::salesforce::Credentials {
         login_url,
-        auth: seam::connectors::salesforce::Auth::JwtBearer {
+        auth: seam::config::salesforce::Auth::JwtBearer {
             consumer_key: seam_sim::credentials::SF_CLIENT_ID.into(),
             username: seam_sim::credentials::SF_USERNAME.into(),
             private_key: seam::secrets::Secret::file(sim_state.join("connected-app.key")),

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::sync::Arc;
 
-pub use auth::{Auth, Credentials};
+use crate::config::salesforce::Credentials;
 
 /// sObject Collections take at most 200 records per request.
 pub const COLLECTION_LIMIT: usize = 200;

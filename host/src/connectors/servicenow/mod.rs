@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::sync::Arc;
 
-pub use auth::{Auth, Credentials};
+use crate::config::servicenow::Credentials;
 pub use query::{Query, QueryError};
 
 /// Inner requests per Batch API call.

@@ -23,6 +23,7 @@
 //!   and one a crash interrupted is paid after the restart.
 //! - Connections that fail are retried with exponential backoff and jitter.
 
+use crate::config::intake::PubSubSettings;
 use crate::connectors::salesforce::pubsub::proto::{
     pub_sub_client::PubSubClient, FetchRequest, FetchResponse, ReplayPreset, SchemaRequest,
 };
@@ -34,7 +35,6 @@ use crate::engine::processor::Counters;
 use crate::model::{Change, ChangeKind};
 use crate::store::Journal;
 use anyhow::{anyhow, Context, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,39 +43,6 @@ use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
 /// How long Salesforce keeps events: a stored position older than this cannot be resumed.
 pub const RETENTION: Duration = Duration::from_secs(72 * 3600);
-
-/// Where a tenant's Salesforce changes come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// Outbound Messages posted to intake (`/intake/{tenant}/salesforce/outbound`).
-    #[default]
-    OutboundMessages,
-    /// Change Data Capture over the Pub/Sub API.
-    Pubsub,
-}
-
-/// The Pub/Sub connection of a tenant whose `events` are `pubsub`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PubSubSettings {
-    /// The Pub/Sub API endpoint.
-    #[serde(default = "default_url")]
-    pub url: String,
-    /// A platform event channel to follow as well (`/event/Sev1_Alert__e`): its events reach the packs as created records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform_event: Option<String>,
-}
-
-fn default_url() -> String {
-    pubsub::DEFAULT_URL.to_string()
-}
-
-impl Default for PubSubSettings {
-    fn default() -> Self {
-        PubSubSettings { url: default_url(), platform_event: None }
-    }
-}
 
 /// The topics a tenant follows: Case's change events, those of every other object its pack mirrors, and the platform event channel.
 pub fn topics(mirrored: impl IntoIterator<Item = String>, platform_event: Option<&str>) -> Vec<String> {
