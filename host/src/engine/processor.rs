@@ -31,7 +31,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use serde_json::{Map, Value as Json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,19 +149,13 @@ impl Retrying {
 pub type Workflows = Arc<ArcSwap<Vec<Arc<ActivePack>>>>;
 
 impl Processor {
-    /// Claim up to `limit` events none of whose records is in `busy` (see [`Journal::claim`]),
-    /// each with what the journal knows of its record, read in the same trip.
-    pub async fn claim(&self, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>, Known)>> {
-        self.journal.claim_reading(&self.tenant, busy, limit, Known::read).await
-    }
-
-    /// Process an event claimed with [`Journal::claim`] (what the journal knows of its record read now).
+    /// Process an event claimed with [`claim`](super::dispatcher::claim) (what the journal knows of its record read now).
     pub async fn process_due(&self, due: Due) -> Result<Processed> {
         let (known, due) = self.journal.run(move |j| Ok((Known::read(j, &due)?, due))).await?;
         self.process_claimed(due, known).await
     }
 
-    /// Process an event claimed with [`Processor::claim`] and record the outcome. An
+    /// Process an event claimed with [`claim_reading`](super::dispatcher::claim_reading) and record the outcome. An
     /// error means the outcome could not be recorded; the event is still pending.
     pub async fn process_claimed(&self, due: Due, known: Known) -> Result<Processed> {
         let (entry, attempts) = (&due.entry, due.attempts);
@@ -514,7 +508,7 @@ pub struct Known {
 }
 
 impl Known {
-    fn read(journal: &Journal, due: &Due) -> Result<Known> {
+    pub(crate) fn read(journal: &Journal, due: &Due) -> Result<Known> {
         let (tenant, record) = (&due.entry.tenant, &due.entry.change.source);
         let partner = journal.link_of(tenant, record)?.map(|id| partner_of(record, id));
         let partner_shadow = partner.as_ref().map(|p| journal.shadow(tenant, p)).transpose()?;

@@ -7,7 +7,7 @@ use super::stored_change;
 use crate::model::{Carried, Change, RecordRef, Value};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -814,16 +814,45 @@ impl Due {
     }
 }
 
-/// Most events one claim folds into one (a record's pending updates).
-const MAX_MERGED: usize = 63;
+/// One pending event as [`Journal::scan_pending`] passes it, read in place.
+pub struct Pending<'a> {
+    pub id: i64,
+    pub record: &'a str,
+    /// The partner the change names, when it names one.
+    pub linked: Option<&'a str>,
+    /// Not to run before then (a retry's backoff).
+    pub next_at_ms: i64,
+    pub attempts: u32,
+    /// The event an earlier attempt folded this one into.
+    pub merged_into: Option<i64>,
+    /// `created`, `updated` or `deleted`.
+    pub kind: Option<&'a str>,
+}
 
-/// One claimed event, and what it folds in, while the scan is building it.
-struct Claimed {
-    id: i64,
-    touches: Vec<String>,
-    /// Fresh updates may join (not when a retry resumes it: its group is fixed).
-    takes_fresh: bool,
-    merged: Vec<i64>,
+/// Whether [`Journal::scan_pending`] goes on.
+pub enum Scan {
+    Next,
+    Stop,
+}
+
+/// The link table as a scan asks it: the partners of a record, each record looked up once.
+pub struct Partners<'a> {
+    tenant: &'a str,
+    query: rusqlite::CachedStatement<'a>,
+    known: HashMap<String, Vec<String>>,
+}
+
+impl Partners<'_> {
+    pub fn of(&mut self, record: &str) -> Result<&[String]> {
+        if !self.known.contains_key(record) {
+            let found = self
+                .query
+                .query_map(params![self.tenant, record], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            self.known.insert(record.to_string(), found);
+        }
+        Ok(&self.known[record])
+    }
 }
 
 /// One row of the audit trail, as `audit_of` returns it.
@@ -837,159 +866,54 @@ pub struct AuditEntry {
 }
 
 impl Journal {
-    /// Claim up to `limit` events that may run now, oldest first.
-    ///
-    /// Per-record order: an event runs only when no earlier pending event and
-    /// nothing in `busy` (the records events in flight touch) shares a record
-    /// with it. An event touches its own record and its partner (named in the
-    /// change, or in the link table), so a Case's events and its incident's
-    /// events, seam's own echoes included, never overtake each other (but for
-    /// coalescing).
-    ///
-    /// Coalescing: the record's later pending updates fold into a claimed
-    /// update (`Due::merged`, at most 63), passing events of its partner but
-    /// not of its own record. The group is recorded (`merged_into`) with the
-    /// attempt, and a retry claims the same group again.
-    /// Returns each event with the records it touches.
-    pub async fn claim(
-        self: &Arc<Self>,
+    /// The pending events of `tenant` in the order they were received, up to 5,000 (how far
+    /// past held-back events a claim looks for runnable ones), each shown to `visit` until it
+    /// says [`Scan::Stop`]. It reads the last commit on the reading connection, so it does not
+    /// wait for, or hold up, writes. Which events run is the dispatcher's decision
+    /// (`engine::dispatcher::claim`); the journal only reads.
+    pub fn scan_pending(
+        &self,
         tenant: &str,
-        busy: &HashSet<String>,
-        limit: usize,
-    ) -> Result<Vec<(Due, Vec<String>)>> {
-        Ok(self
-            .claim_reading(tenant, busy, limit, |_, _| Ok(()))
-            .await?
-            .into_iter()
-            .map(|(due, touches, ())| (due, touches))
-            .collect())
-    }
-
-    /// [`Journal::claim`], and for each event claimed what `read` finds in the journal,
-    /// in the same trip off the tokio workers (the processor's view of the event's records:
-    /// they are the event's alone until it finishes, so it holds until then).
-    pub async fn claim_reading<K: Send + 'static>(
-        self: &Arc<Self>,
-        tenant: &str,
-        busy: &HashSet<String>,
-        limit: usize,
-        read: impl Fn(&Journal, &Due) -> Result<K> + Send + 'static,
-    ) -> Result<Vec<(Due, Vec<String>, K)>> {
-        let (tenant, busy) = (tenant.to_string(), busy.clone());
-        let claimed = self
-            .run(move |j| {
-                j.due(&tenant, &busy, limit)?
-                    .into_iter()
-                    .map(|(due, touches)| {
-                        let known = read(j, &due)?;
-                        Ok((due, touches, known))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .await?;
-        // Count the attempt before it starts: after a crash, `attempts > 0` tells
-        // the next attempt that an action not recorded as done may have half-happened,
-        // and `merged_into` that it folds in the same events as before.
-        if !claimed.is_empty() {
-            let ids: Vec<(i64, Vec<i64>)> = claimed.iter().map(|(due, ..)| (due.entry.id, due.merged_ids())).collect();
-            self.write_grouped(move |db| {
-                for (id, merged) in &ids {
-                    db.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?
-                        .execute(params![id])?;
-                    for m in merged {
-                        db.prepare_cached("UPDATE events SET attempts = attempts + 1, merged_into = ?2 WHERE id = ?1")?
-                            .execute(params![m, id])?;
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(claimed)
-    }
-
-    /// The scan behind [`Journal::claim`]. It reads the last commit (every finished
-    /// event's outcome is in it: an event leaves `busy` only once its outcome is
-    /// committed) on the reading connection, so it does not wait for, or hold up, writes.
-    fn due(&self, tenant: &str, busy: &HashSet<String>, limit: usize) -> Result<Vec<(Due, Vec<String>)>> {
+        mut visit: impl FnMut(&Pending<'_>, &mut Partners<'_>) -> Result<Scan>,
+    ) -> Result<()> {
         let db = self.reader();
-        let now = self.clock.now_ms();
-        // Up to 5,000 rows: how far past blocked events the scan looks for runnable
-        // ones. A literal, not a parameter: SQLite (3.48 on) re-prepares a statement
+        // A literal limit, not a parameter: SQLite (3.48 on) re-prepares a statement
         // whose LIMIT is a parameter each time it is bound.
         let mut pending = db.prepare_cached(
             "SELECT id, record_id, linked_id, next_at_ms, attempts, merged_into, kind FROM events INDEXED BY events_due
              WHERE tenant = ?1 AND status = 'pending' ORDER BY id LIMIT 5000",
         )?;
-        let mut partner = db.prepare_cached(
-            "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2 UNION ALL SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
-        )?;
-        // Records an earlier pending event of the scan touches: with `busy`, what holds an event back.
-        let mut blocked: HashSet<String> = HashSet::new();
-        let mut chosen: Vec<Claimed> = Vec::new();
-        // Record → the claimed event its next pending updates may still fold into.
-        let mut open: HashMap<String, usize> = HashMap::new();
-        let mut partners: HashMap<String, Vec<String>> = HashMap::new();
+        let mut partners = Partners {
+            tenant,
+            query: db.prepare_cached(
+                "SELECT incident_id FROM links WHERE tenant = ?1 AND case_id = ?2 UNION ALL SELECT case_id FROM links WHERE tenant = ?1 AND incident_id = ?2",
+            )?,
+            known: HashMap::new(),
+        };
         let mut rows = pending.query(params![tenant])?;
         // Most rows a busy scan passes are skipped: they are read in place, and
-        // only the ones it keeps are copied out.
+        // only the ones the visitor keeps are copied out.
         while let Some(r) = rows.next()? {
-            let record = r.get_ref(1)?.as_str()?;
-            let full = chosen.len() >= limit;
-            if full && open.is_empty() {
+            let row = Pending {
+                id: r.get(0)?,
+                record: r.get_ref(1)?.as_str()?,
+                linked: r.get_ref(2)?.as_str_or_null()?.filter(|l| !l.is_empty()),
+                next_at_ms: r.get(3)?,
+                attempts: r.get(4)?,
+                merged_into: r.get(5)?,
+                kind: r.get_ref(6)?.as_str_or_null()?,
+            };
+            if let Scan::Stop = visit(&row, &mut partners)? {
                 break;
             }
-            // Past the limit, the scan only looks for updates to fold in.
-            if full && !open.contains_key(record) {
-                continue;
-            }
-            let (id, next_at, attempts, merged_into) =
-                (r.get::<_, i64>(0)?, r.get::<_, i64>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<i64>>(5)?);
-            let (record, linked, kind) =
-                (record.to_string(), r.get_ref(2)?.as_str_or_null()?, r.get_ref(6)?.as_str_or_null()?);
-            let mut touches = vec![record.clone()];
-            match linked.filter(|l| !l.is_empty()) {
-                Some(l) => touches.push(l.to_string()),
-                // The change does not name its partner (a new Case, say): the link table may.
-                None => {
-                    if !partners.contains_key(&record) {
-                        let found = partner
-                            .query_map(params![tenant, record], |r| r.get::<_, String>(0))?
-                            .collect::<rusqlite::Result<Vec<_>>>()?;
-                        partners.insert(record.clone(), found);
-                    }
-                    touches.extend(partners[&record].iter().cloned());
-                }
-            }
-            touches.sort();
-            touches.dedup();
-            let fresh_update = attempts == 0 && merged_into.is_none() && kind == Some("updated");
-            // Coalescing: a pending update of a record an event claimed now
-            // already runs for folds into it. It may pass events of the partner
-            // record (they run after the whole group, and seam's writes for the
-            // group are expected as echoes before they run), never one of its own record.
-            if let Some(&at) = open.get(&record) {
-                let into = &mut chosen[at];
-                let joins = match merged_into {
-                    // A retry folds in what its first attempt did, no more and no less.
-                    Some(lead) => lead == into.id,
-                    None => {
-                        into.takes_fresh && fresh_update && into.touches == touches && into.merged.len() < MAX_MERGED
-                    }
-                };
-                if joins {
-                    into.merged.push(id);
-                    continue;
-                }
-                open.remove(&record);
-            }
-            let free = touches.iter().all(|t| !busy.contains(t) && !blocked.contains(t));
-            blocked.extend(touches.iter().cloned());
-            if free && next_at <= now && chosen.len() < limit {
-                open.insert(record, chosen.len());
-                chosen.push(Claimed { id, touches, takes_fresh: fresh_update, merged: Vec::new() });
-            }
         }
+        Ok(())
+    }
+
+    /// A claimed event as the processor takes it: its entry, what earlier attempts left, and
+    /// the events `merged` into it.
+    pub fn load_due(&self, id: i64, merged: &[i64]) -> Result<Due> {
+        let db = self.reader();
         let mut load = db.prepare_cached("SELECT tenant, event_key, change, status, attempts, progress_linked, received_at_ms, failing_since_ms FROM events WHERE id = ?1")?;
         let mut load = |id: i64| -> Result<(Entry, u32, Carried, Option<i64>)> {
             let (tenant, event_key, change, status, attempts, linked, received_at_ms, failing_since_ms) = load
@@ -1019,14 +943,29 @@ impl Journal {
                 .unwrap_or_default();
             Ok((Entry { id, tenant, event_key, change, status, received_at_ms }, attempts, carried, failing_since_ms))
         };
-        chosen
-            .into_iter()
-            .map(|c| {
-                let (entry, attempts, carried, failing_since_ms) = load(c.id)?;
-                let merged = c.merged.iter().map(|&m| load(m).map(|(e, ..)| e)).collect::<Result<_>>()?;
-                Ok((Due { entry, attempts, failing_since_ms, carried, merged }, c.touches))
-            })
-            .collect()
+        let (entry, attempts, carried, failing_since_ms) = load(id)?;
+        let merged = merged.iter().map(|&m| load(m).map(|(e, ..)| e)).collect::<Result<_>>()?;
+        Ok(Due { entry, attempts, failing_since_ms, carried, merged })
+    }
+
+    /// Count each claimed event's attempt before it starts, and record which events it folds
+    /// in: after a crash, `attempts > 0` tells the next attempt that an action not recorded
+    /// as done may have half-happened, and `merged_into` that it folds in the same events as before.
+    pub async fn count_attempts(&self, claimed: Vec<(i64, Vec<i64>)>) -> Result<()> {
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        self.write_grouped(move |db| {
+            for (id, merged) in &claimed {
+                db.prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE id = ?1")?.execute(params![id])?;
+                for m in merged {
+                    db.prepare_cached("UPDATE events SET attempts = attempts + 1, merged_into = ?2 WHERE id = ?1")?
+                        .execute(params![m, id])?;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Record the actions carried out so far (`carried.done`, by key) and what they leave

@@ -5,7 +5,7 @@ use arc_swap::ArcSwap;
 use seam::cli::simulated::Simulated;
 use seam::connectors::RetryPolicy;
 use seam::engine::apply::Systems;
-use seam::engine::dispatcher::Dispatcher;
+use seam::engine::dispatcher::{claim, Dispatcher};
 use seam::engine::ownership::Ownership;
 use seam::engine::processor::{Processor, Retrying};
 use seam::model::{RecordRef, System, Value};
@@ -531,7 +531,7 @@ async fn a_records_waiting_updates_are_carried_across_in_one_write() {
 
     // Three edits wait while the engine is busy: the Subject moves on twice, the Priority goes up and back.
     let ids = journal_case_updates(&h, &case, "wait", &[("second", "Low"), ("third", "High"), ("fourth", "Low")]).await;
-    let claimed = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    let claimed = claim(&h.journal, TENANT, &Default::default(), 16).await.unwrap();
     assert_eq!(claimed.len(), 1, "one record, one claim");
     assert_eq!((claimed[0].0.entry.id, claimed[0].0.merged_ids()), (ids[0], ids[1..].to_vec()));
     h.processor.process_due(claimed.into_iter().next().unwrap().0).await.unwrap();
@@ -587,13 +587,13 @@ async fn after_a_crash_a_coalesced_group_is_claimed_again_as_it_was() {
     let h = harness("coalesce-crash").await;
     let case = synced_case(&h).await;
     let ids = journal_case_updates(&h, &case, "cut", &[("a", "Low"), ("b", "Low")]).await;
-    let first = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    let first = claim(&h.journal, TENANT, &Default::default(), 16).await.unwrap();
     assert_eq!(first[0].0.merged_ids(), vec![ids[1]]);
 
     // The host dies mid-way; another edit arrives; the journal is opened again.
     let later = journal_case_updates(&h, &case, "after", &[("c", "Low")]).await;
     let journal = std::sync::Arc::new(Journal::open(&h.journal_path).unwrap());
-    let again = journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    let again = claim(&journal, TENANT, &Default::default(), 16).await.unwrap();
     assert_eq!(again.len(), 1, "the later edit waits behind the group it did not join");
     let (due, _) = &again[0];
     assert_eq!(
@@ -610,7 +610,7 @@ async fn a_coalesced_group_is_dead_lettered_and_re_driven_together() {
     let h = harness("coalesce-dlq").await;
     let case = synced_case(&h).await;
     let ids = journal_case_updates(&h, &case, "dlq", &[("a", "Low"), ("b", "Low"), ("c", "Low")]).await;
-    let claimed = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    let claimed = claim(&h.journal, TENANT, &Default::default(), 16).await.unwrap();
     let due = &claimed[0].0;
     h.journal.dead_letter(due.entry.id, &due.merged_ids(), "refused").await.unwrap();
     let dead: Vec<i64> = h.journal.dead_letters(Some(TENANT)).unwrap().iter().map(|d| d.id).collect();
@@ -619,7 +619,7 @@ async fn a_coalesced_group_is_dead_lettered_and_re_driven_together() {
     // Re-driving the first re-drives the ones merged into it, and they are claimed as the same group.
     assert_eq!(h.journal.redrive(Some(&[ids[0]]), "test").unwrap(), 1);
     assert!(h.journal.dead_letters(Some(TENANT)).unwrap().is_empty());
-    let again = h.journal.claim(TENANT, &Default::default(), 16).await.unwrap();
+    let again = claim(&h.journal, TENANT, &Default::default(), 16).await.unwrap();
     assert_eq!((again.len(), again[0].0.entry.id, again[0].0.merged_ids()), (1, ids[0], ids[1..].to_vec()));
     h.processor.process_due(again.into_iter().next().unwrap().0).await.unwrap();
     let inc = incident_of(&h, &case).await;

@@ -353,7 +353,7 @@ async fn a_journal_from_before_keeps_its_shadow_and_open_events_under_the_new_la
         (1, 1)
     );
     assert_eq!(journal.dead_letters(Some("acme")).unwrap().len(), 1);
-    let claimed = journal.claim("acme", &Default::default(), 10).await.unwrap();
+    let claimed = seam::engine::dispatcher::claim(&journal, "acme", &Default::default(), 10).await.unwrap();
     assert_eq!(claimed.iter().map(|(due, _)| due.entry.event_key.as_str()).collect::<Vec<_>>(), ["k-pending"]);
     let db = rusqlite::Connection::open(&path).unwrap();
     let shadow_sql: String =
