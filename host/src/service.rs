@@ -65,7 +65,8 @@ pub async fn start_engine(
         for w in started.workflows.load().iter() {
             tracing::info!(tenant = %name, workflow = %w.manifest.id(), sha256 = %w.hash, signer = ?w.signer, "workflow loaded");
         }
-        let mut systems = t.connect(name).await.with_context(|| format!("tenant {name}"))?;
+        let mut systems =
+            crate::engine::apply::Systems::for_tenant(name, t).await.with_context(|| format!("tenant {name}"))?;
         let pubsub = t.events == crate::config::intake::Source::Pubsub;
         systems.salesforce_echoes = !pubsub;
         let systems = Arc::new(systems);
@@ -155,7 +156,7 @@ pub async fn start_engine(
         registry: registry.clone(),
         journal: journal.clone(),
         metrics: metrics.clone(),
-        tokens: config.admin_tokens()?,
+        tokens: crate::admin::access::Tokens::of(config)?,
         body_timeout_seconds: config.limits.body_timeout_seconds,
     });
     let mut intake = Intake::new(

@@ -6,6 +6,7 @@
 //! constant time, and is never logged.
 
 use crate::config::admin::TenantTokens;
+use crate::config::Config;
 use crate::secrets::{ExposeSecret, Secret, SecretString};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -51,6 +52,14 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// Every admin token the configuration gives, read, with what each grants.
+    pub fn of(config: &Config) -> anyhow::Result<Tokens> {
+        Tokens::read(
+            config.admin.operator_token.as_ref(),
+            config.tenants.iter().map(|(name, t)| (name, &t.admin_tokens)),
+        )
+    }
+
     /// Read the operator token and each tenant's tokens. Two settings with the same value are
     /// refused: a token must say unambiguously what it grants.
     pub fn read<'a>(

@@ -56,7 +56,11 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
     let since = backfill::parse_since(&args.since)?;
     let reserve = backfill::parse_reserve(&args.reserve)?;
     let journal = Arc::new(Journal::open(&config.journal)?);
-    let systems = Arc::new(tenant.connect(&args.tenant).await.with_context(|| format!("tenant {}", args.tenant))?);
+    let systems = Arc::new(
+        crate::engine::apply::Systems::for_tenant(&args.tenant, tenant)
+            .await
+            .with_context(|| format!("tenant {}", args.tenant))?,
+    );
     let job = Backfill::new(&args.tenant, journal, systems, since, args.condition.clone());
 
     let plan = job.plan().await?;

@@ -34,7 +34,9 @@ pub async fn run(args: LinkArgs) -> Result<()> {
         );
     };
     let journal = std::sync::Arc::new(Journal::open(&config.journal)?);
-    let systems = tenant.connect(&args.tenant).await.with_context(|| format!("tenant {}", args.tenant))?;
+    let systems = crate::engine::apply::Systems::for_tenant(&args.tenant, tenant)
+        .await
+        .with_context(|| format!("tenant {}", args.tenant))?;
     let by = std::env::var("USER").map(|u| format!("operator {u}")).unwrap_or_else(|_| "an operator".into());
     identity::link_by_operator(&journal, &args.tenant, &systems, &args.case, &args.incident, &by).await?;
     println!("linked Case {} with incident {}; each record's link field now names the other", args.case, args.incident);

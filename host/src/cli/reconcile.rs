@@ -63,7 +63,9 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
             .add_tenant(&name, &bytes, &workflows, &crate::packs::pack_name(&t.pack), t.ownership.clone())
             .await
             .with_context(|| format!("loading the packs of tenant {name}"))?;
-        let systems = Arc::new(t.connect(&name).await.with_context(|| format!("tenant {name}"))?);
+        let systems = Arc::new(
+            crate::engine::apply::Systems::for_tenant(&name, t).await.with_context(|| format!("tenant {name}"))?,
+        );
         let reconciler = Reconciler {
             tenant: name.clone(),
             journal: journal.clone(),

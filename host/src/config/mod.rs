@@ -13,8 +13,6 @@ pub mod salesforce;
 pub mod servicenow;
 pub mod slack;
 
-use crate::connectors::RetryPolicy;
-use crate::engine::apply::Systems;
 use crate::engine::ownership::Ownership;
 use admin::{AdminSettings, TenantTokens};
 use alerts::AlertConfig;
@@ -195,19 +193,6 @@ impl TenantConfig {
             .with_context(|| format!("reading the pack {}", self.pack.display()))?;
         Ok(pack.manifest.ownership.unwrap_or_default())
     }
-
-    /// Log in to the tenant's systems.
-    pub async fn connect(&self, tenant: &str) -> Result<Systems> {
-        Systems::connect(
-            tenant,
-            &self.salesforce,
-            &self.servicenow,
-            self.slack.as_ref(),
-            self.ca_pem.as_deref(),
-            RetryPolicy::default(),
-        )
-        .await
-    }
 }
 
 impl Config {
@@ -276,14 +261,6 @@ impl Config {
         let most = self.tenants.values().filter_map(|t| t.pack_limits).map(|l| l.runtime().memory_limit).max();
         runtime.memory_limit = runtime.memory_limit.max(most.unwrap_or(0));
         runtime
-    }
-
-    /// Every admin token, read, with what each grants.
-    pub fn admin_tokens(&self) -> Result<crate::admin::access::Tokens> {
-        crate::admin::access::Tokens::read(
-            self.admin.operator_token.as_ref(),
-            self.tenants.iter().map(|(name, t)| (name, &t.admin_tokens)),
-        )
     }
 }
 

@@ -170,6 +170,20 @@ impl Context<'_> {
 
 impl Systems {
     /// Log in where needed and build the connections for one tenant.
+    /// Log in to a configured tenant's systems.
+    pub async fn for_tenant(tenant: &str, config: &crate::config::TenantConfig) -> anyhow::Result<Systems> {
+        let slack = config.slack.as_ref();
+        Systems::connect(
+            tenant,
+            &config.salesforce,
+            &config.servicenow,
+            slack,
+            config.ca_pem.as_deref(),
+            RetryPolicy::default(),
+        )
+        .await
+    }
+
     pub async fn connect(
         tenant: &str,
         salesforce: &salesforce::Credentials,

@@ -149,13 +149,13 @@ impl Retrying {
 pub type Workflows = Arc<ArcSwap<Vec<Arc<ActivePack>>>>;
 
 impl Processor {
-    /// Process an event claimed with [`claim`](super::dispatcher::claim) (what the journal knows of its record read now).
+    /// Process an event claimed with `engine::dispatcher::claim` (what the journal knows of its record read now).
     pub async fn process_due(&self, due: Due) -> Result<Processed> {
         let (known, due) = self.journal.run(move |j| Ok((Known::read(j, &due)?, due))).await?;
         self.process_claimed(due, known).await
     }
 
-    /// Process an event claimed with [`claim_reading`](super::dispatcher::claim_reading) and record the outcome. An
+    /// Process an event claimed with `engine::dispatcher::claim_reading` and record the outcome. An
     /// error means the outcome could not be recorded; the event is still pending.
     pub async fn process_claimed(&self, due: Due, known: Known) -> Result<Processed> {
         let (entry, attempts) = (&due.entry, due.attempts);
