@@ -63,6 +63,57 @@ fn to_model<A: Into<Action>>(answers: Vec<Result<Vec<A>, String>>) -> Vec<Answer
     answers.into_iter().map(|answer| answer.map(|actions| actions.into_iter().map(Into::into).collect())).collect()
 }
 
+/// What every version's module has in the same shape, expanded there: its [`SyncApi`]
+/// (`Api`), its generated `…Pre` types as [`PreparedPack`]s, and its imports (`types`
+/// declares types only; `log` and `lookup` have the same body in every version so far).
+/// A version gives the names of its two exports; how a change crosses (its
+/// [`PackInstance`]s) is its own.
+macro_rules! sync_api {
+    (mapping: $mapping_export:literal, workflow: $workflow_export:literal) => {
+        pub(crate) struct Api;
+
+        impl crate::runtime::bindings::SyncApi for Api {
+            fn version(&self) -> crate::runtime::bindings::ApiVersion {
+                VERSION
+            }
+
+            fn add_to_linker(
+                &self,
+                linker: &mut wasmtime::component::Linker<crate::runtime::state::PackState>,
+            ) -> wasmtime::Result<()> {
+                // Both worlds import the same interfaces; the mapping world's adds them all.
+                Mapping::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)
+            }
+
+            fn prepare(
+                &self,
+                world: crate::runtime::bindings::World,
+                pre: wasmtime::component::InstancePre<crate::runtime::state::PackState>,
+            ) -> wasmtime::Result<Box<dyn crate::runtime::bindings::PreparedPack>> {
+                Ok(match world {
+                    crate::runtime::bindings::World::Mapping => Box::new(MappingPre::new(pre)?),
+                    crate::runtime::bindings::World::Workflow => Box::new(workflow::WorkflowPre::new(pre)?),
+                })
+            }
+
+            fn export(&self, world: crate::runtime::bindings::World) -> &'static str {
+                match world {
+                    crate::runtime::bindings::World::Mapping => $mapping_export,
+                    crate::runtime::bindings::World::Workflow => $workflow_export,
+                }
+            }
+        }
+
+        crate::runtime::bindings::prepared_pack!(MappingPre<crate::runtime::state::PackState>);
+        crate::runtime::bindings::prepared_pack!(workflow::WorkflowPre<crate::runtime::state::PackState>);
+
+        impl types::Host for crate::runtime::state::PackState {}
+        crate::runtime::imports::log::log_host!();
+        crate::runtime::imports::lookup::lookup_host!();
+    };
+}
+use sync_api;
+
 /// A generated `…Pre` type, whose `instantiate_async` gives its world's exports, as a [`PreparedPack`].
 macro_rules! prepared_pack {
     ($pre:ty) => {

@@ -2,11 +2,10 @@
 //! the version's host side. A call takes one change; a batch is one call per
 //! change, on the same instance.
 
-use super::{prepared_pack, to_model, Answer, ApiVersion, PackInstance, PreparedPack, SyncApi, World};
+use super::{to_model, Answer, ApiVersion, PackInstance};
 use crate::model;
 use crate::runtime::records::BoxFuture;
 use crate::runtime::state::PackState;
-use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::Store;
 
 pub const VERSION: ApiVersion = ApiVersion("0.1.0");
@@ -58,69 +57,27 @@ impl From<&model::Change> for types::Change {
     }
 }
 
-pub(crate) struct Api;
+super::sync_api!(mapping: "map-change", workflow: "on-change");
 
-impl SyncApi for Api {
-    fn version(&self) -> ApiVersion {
-        VERSION
-    }
-
-    fn add_to_linker(&self, linker: &mut Linker<PackState>) -> wasmtime::Result<()> {
-        // Both worlds import the same interfaces; the mapping world's adds them all.
-        Mapping::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
-    }
-
-    fn prepare(&self, world: World, pre: InstancePre<PackState>) -> wasmtime::Result<Box<dyn PreparedPack>> {
-        Ok(match world {
-            World::Mapping => Box::new(MappingPre::new(pre)?),
-            World::Workflow => Box::new(workflow::WorkflowPre::new(pre)?),
-        })
-    }
-
-    fn export(&self, world: World) -> &'static str {
-        match world {
-            World::Mapping => "map-change",
-            World::Workflow => "on-change",
+/// One change per call: a batch is a loop of calls on the same instance.
+macro_rules! one_change_per_call {
+    ($instance:ty, $interface:ident, $call:ident) => {
+        impl PackInstance for $instance {
+            fn run<'a>(
+                &'a self,
+                store: &'a mut Store<PackState>,
+                changes: &'a [&'a model::Change],
+            ) -> BoxFuture<'a, wasmtime::Result<Vec<Answer>>> {
+                Box::pin(async move {
+                    let mut answers = Vec::with_capacity(changes.len());
+                    for &change in changes {
+                        answers.push(self.$interface().$call(&mut *store, &change.into()).await?);
+                    }
+                    Ok(to_model(answers))
+                })
+            }
         }
-    }
+    };
 }
-
-prepared_pack!(MappingPre<PackState>);
-prepared_pack!(workflow::WorkflowPre<PackState>);
-
-impl PackInstance for Mapping {
-    fn run<'a>(
-        &'a self,
-        store: &'a mut Store<PackState>,
-        changes: &'a [&'a model::Change],
-    ) -> BoxFuture<'a, wasmtime::Result<Vec<Answer>>> {
-        Box::pin(async move {
-            let mut answers = Vec::with_capacity(changes.len());
-            for &change in changes {
-                answers.push(self.seam_sync_mapper().call_map_change(&mut *store, &change.into()).await?);
-            }
-            Ok(to_model(answers))
-        })
-    }
-}
-
-impl PackInstance for workflow::Workflow {
-    fn run<'a>(
-        &'a self,
-        store: &'a mut Store<PackState>,
-        changes: &'a [&'a model::Change],
-    ) -> BoxFuture<'a, wasmtime::Result<Vec<Answer>>> {
-        Box::pin(async move {
-            let mut answers = Vec::with_capacity(changes.len());
-            for &change in changes {
-                answers.push(self.seam_sync_automation().call_on_change(&mut *store, &change.into()).await?);
-            }
-            Ok(to_model(answers))
-        })
-    }
-}
-
-// The imports: `types` declares types only; `log` and `lookup` as every version serves them.
-impl types::Host for PackState {}
-crate::runtime::imports::log::log_host!();
-crate::runtime::imports::lookup::lookup_host!();
+one_change_per_call!(Mapping, seam_sync_mapper, call_map_change);
+one_change_per_call!(workflow::Workflow, seam_sync_automation, call_on_change);
