@@ -232,3 +232,22 @@ def test_contact_and_task_and_case_comment(sf):
     assert comment["id"].startswith("00a")
     rows = sf.query(f"SELECT CommentBody FROM CaseComment WHERE ParentId = '{case}'")["records"]
     assert rows[0]["CommentBody"] == "Engineer on site"
+
+
+def test_entitlement_service_contract_and_asset_on_a_case(sf):
+    acct = sf.Account.create({"Name": "Massive Dynamic", "External_Id__c": "MASSIVE-1"})["id"]
+    contract = sf.ServiceContract.create({"Name": "Premier 2027", "AccountId": acct, "StartDate": "2027-01-01", "EndDate": "2027-12-31", "Term": 12})
+    assert contract["id"].startswith("810")
+    assert sf.ServiceContract.get(contract["id"])["ContractNumber"].isdigit(), "an auto-number"
+    asset = sf.Asset.create({"Name": "Checkout gateway", "SerialNumber": "GW-0042", "AccountId": acct, "External_Id__c": "cmdb-ci-0042"})["id"]
+    assert asset.startswith("02i")
+    entitlement = sf.Entitlement.create({"Name": "Premier support", "AccountId": acct, "ServiceContractId": contract["id"], "AssetId": asset, "Type": "Phone Support"})["id"]
+    assert entitlement.startswith("550")
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.Entitlement.create({"Name": "No account"})
+    assert err.value.content[0]["errorCode"] == "REQUIRED_FIELD_MISSING"
+
+    case = sf.Case.create({"Subject": "Gateway drops payments", "AccountId": acct, "EntitlementId": entitlement, "AssetId": asset})["id"]
+    row = sf.query(f"SELECT Entitlement.Name, Asset.External_Id__c FROM Case WHERE Id = '{case}'")["records"][0]
+    assert row["Entitlement"]["Name"] == "Premier support"
+    assert row["Asset"]["External_Id__c"] == "cmdb-ci-0042"

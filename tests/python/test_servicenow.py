@@ -207,3 +207,86 @@ def test_attachments(client):
     assert names == ["gateway.log"]
     for a in att:
         assert a.read() == b"502 at 09:12\n"
+
+
+def test_changes_incident_tasks_slas_and_approvals(client):
+    """The task tables past the incident, as an instance numbers, defaults and displays them."""
+    change = client.GlideRecord("change_request")
+    change.initialize()
+    change.short_description = "Roll back the gateway config"
+    change.start_date = "2026-12-04 22:00:00"
+    change.end_date = "2026-12-04 23:00:00"
+    change_id = str(change.insert())
+    number = change.get_value("number")
+    assert re.fullmatch(r"CHG\d{7}", number)
+    assert (change.get_value("state"), change.get_display_value("state")) == ("-5", "New")
+    assert (change.get_value("type"), change.get_display_value("type")) == ("normal", "Normal")
+
+    # A reference takes a display value: the change's number names it.
+    incident = client.GlideRecord("incident")
+    incident.initialize()
+    incident.short_description = "Checkout down after the config push"
+    incident.caused_by = number
+    incident_id = str(incident.insert())
+    assert incident.get_value("caused_by") == change_id
+    assert incident.get_display_value("caused_by") == number
+
+    task = client.GlideRecord("incident_task")
+    task.initialize()
+    task.incident = incident_id
+    task.short_description = "Verify the fix with the customer"
+    task_id = str(task.insert())
+    assert re.fullmatch(r"TASK\d{7}", task.get_value("number"))
+    assert (task.get_value("state"), task.get_display_value("state")) == ("1", "Open")
+    assert task.get_display_value("incident") == incident.get_value("number")
+
+    definition = client.GlideRecord("contract_sla")
+    definition.initialize()
+    definition.name = "P1 resolution"
+    definition.collection = "incident"
+    definition.target = "resolution"
+    sla_definition = str(definition.insert())
+
+    # task_sla.task references `task`: it finds the incident, which extends it.
+    sla = client.GlideRecord("task_sla")
+    sla.initialize()
+    sla.task = incident_id
+    sla.sla = sla_definition
+    sla.planned_end_time = "2026-12-04 12:00:00"
+    sla.insert()
+    assert (sla.get_value("stage"), sla.get_display_value("stage")) == ("in_progress", "In progress")
+    assert sla.get_value("has_breached") == "false"
+    assert sla.get_display_value("task") == incident.get_value("number")
+    assert sla.get_display_value("sla") == "P1 resolution"
+    sla.stage = "breached"
+    sla.has_breached = True
+    sla.business_percentage = "112.5"
+    sla.update()
+    breached = client.GlideRecord("task_sla")
+    breached.add_query("task", incident_id)
+    breached.add_query("has_breached", "true")
+    breached.query()
+    assert [(s.get_display_value("stage"), s.get_value("business_percentage")) for s in breached] == [("Breached", "112.5")]
+
+    approval = client.GlideRecord("sysapproval_approver")
+    approval.initialize()
+    approval.approver = "Beth Anglin"
+    approval.sysapproval = change_id
+    approval.source_table = "change_request"
+    approval.document_id = change_id
+    approval.insert()
+    assert (approval.get_value("state"), approval.get_display_value("state")) == ("requested", "Requested")
+    assert approval.get_display_value("sysapproval") == number
+    assert approval.get_display_value("approver") == "Beth Anglin"
+    approval.state = "approved"
+    approval.comments = "Fine by the account team"
+    approval.update()
+    assert approval.get_display_value("state") == "Approved"
+    assert "Fine by the account team" in approval.get_display_value("comments")
+
+    closing = client.GlideRecord("incident_task")
+    assert closing.get(task_id)
+    closing.state = 3
+    closing.close_notes = "The customer confirmed checkout works"
+    closing.update()
+    assert (closing.get_value("state"), closing.get_display_value("state")) == ("3", "Closed Complete")

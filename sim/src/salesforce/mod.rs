@@ -351,9 +351,10 @@ fn prepare_create(
     if obj.field("OwnerId").is_some() && record.get("OwnerId").is_none_or(Value::is_null) {
         record.insert("OwnerId".into(), json!(user));
     }
-    if obj.name == "Case" {
-        let number = e.store.next("sf.casenumber").map_err(internal)?;
-        record.insert("CaseNumber".into(), json!(format!("{:08}", 1000 + number)));
+    // Auto-numbers (CaseNumber, ContractNumber) count per field, shown as eight digits.
+    for def in obj.fields.iter().filter(|d| matches!(d.ty, schema::FieldType::AutoNumber)) {
+        let number = e.store.next(&format!("sf.{}", def.name.to_ascii_lowercase())).map_err(internal)?;
+        record.insert(def.name.into(), json!(format!("{:08}", 1000 + number)));
     }
     derive(obj, &mut record, None);
     check_unique(e, obj, &record)?;

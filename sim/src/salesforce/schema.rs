@@ -171,6 +171,8 @@ fn objects() -> &'static [ObjectDef] {
                         f("Reason", FieldType::Picklist { values: &[], restricted: false }),
                         f("AccountId", FieldType::Reference(&["Account"])),
                         f("ContactId", FieldType::Reference(&["Contact"])),
+                        f("AssetId", FieldType::Reference(&["Asset"])),
+                        f("EntitlementId", FieldType::Reference(&["Entitlement"])),
                         f("SuppliedName", FieldType::Text(80)),
                         f("SuppliedEmail", FieldType::Email),
                         f("IsEscalated", FieldType::Boolean),
@@ -180,6 +182,58 @@ fn objects() -> &'static [ObjectDef] {
                         f("ServiceNow_Incident__c", FieldType::Text(32)),
                         f("ServiceNow_Number__c", FieldType::Text(40)),
                         f("ServiceNow_Assignee__c", FieldType::Text(255)),
+                    ],
+                ),
+            },
+            // What a customer owns: a stable key on it (a custom External ID) matches a CMDB item.
+            ObjectDef {
+                name: "Asset",
+                prefix: "02i",
+                notifies: false,
+                fields: with(
+                    true,
+                    vec![
+                        req("Name", FieldType::Text(255)),
+                        f("SerialNumber", FieldType::Text(80)),
+                        f("AccountId", FieldType::Reference(&["Account"])),
+                        f("ContactId", FieldType::Reference(&["Contact"])),
+                        f("InstallDate", FieldType::Date),
+                        FieldDef { external_id: true, ..f("External_Id__c", FieldType::Text(64)) },
+                    ],
+                ),
+            },
+            // A service contract with a customer, and the support it entitles them to.
+            ObjectDef {
+                name: "ServiceContract",
+                prefix: "810",
+                notifies: false,
+                fields: with(
+                    true,
+                    vec![
+                        req("Name", FieldType::Text(80)),
+                        ro("ContractNumber", FieldType::AutoNumber),
+                        f("AccountId", FieldType::Reference(&["Account"])),
+                        f("StartDate", FieldType::Date),
+                        f("EndDate", FieldType::Date),
+                        // Months.
+                        f("Term", FieldType::Number),
+                    ],
+                ),
+            },
+            ObjectDef {
+                name: "Entitlement",
+                prefix: "550",
+                notifies: false,
+                fields: with(
+                    false,
+                    vec![
+                        req("Name", FieldType::Text(255)),
+                        req("AccountId", FieldType::Reference(&["Account"])),
+                        f("AssetId", FieldType::Reference(&["Asset"])),
+                        f("ServiceContractId", FieldType::Reference(&["ServiceContract"])),
+                        f("Type", FieldType::Picklist { values: &["Phone Support", "Web Support"], restricted: false }),
+                        f("StartDate", FieldType::Date),
+                        f("EndDate", FieldType::Date),
                     ],
                 ),
             },

@@ -231,6 +231,12 @@ fn raw<'a>(record: &'a Record, field: &str) -> &'a str {
     record.get(field).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The record a reference to `target` names, with its table: `target`'s own, or one that
+/// extends it (a `task` reference to an incident).
+fn referenced(e: &Emulator, target: &str, id: &str) -> Option<(&'static Table, Record)> {
+    tables::family(target).find_map(|t| e.store.get(EMULATOR, t.name, id).map(|r| (t, r)))
+}
+
 /// A field's value, following one reference for dotted names (`company.name`).
 fn value_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> String {
     match field.split_once('.') {
@@ -238,9 +244,9 @@ fn value_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> String
         Some((reference, rest)) => match table.column(reference).map(|c| &c.kind) {
             Some(Kind::Reference(target)) => {
                 let id = raw(record, reference);
-                match (tables::find(target), e.store.get(EMULATOR, target, id)) {
-                    (Some(t), Some(r)) => value_of(e, t, &r, rest),
-                    _ => String::new(),
+                match referenced(e, target, id) {
+                    Some((t, r)) => value_of(e, t, &r, rest),
+                    None => String::new(),
                 }
             }
             _ => String::new(),
@@ -291,10 +297,7 @@ fn display_of(e: &Emulator, table: &Table, record: &Record, field: &str) -> Stri
             choices.iter().find(|(v, _)| *v == value).map(|(_, l)| l.to_string()).unwrap_or_else(|| value.to_string())
         }
         Some(Kind::Reference(target)) if !value.is_empty() => {
-            match (tables::find(target), e.store.get(EMULATOR, target, value)) {
-                (Some(t), Some(r)) => raw(&r, t.display).to_string(),
-                _ => String::new(),
-            }
+            referenced(e, target, value).map(|(t, r)| raw(&r, t.display).to_string()).unwrap_or_default()
         }
         Some(Kind::Journal) => journal_text(e, table.name, raw(record, "sys_id"), field),
         _ => value.to_string(),
@@ -470,14 +473,13 @@ fn apply(
                 }
                 continue;
             }
-            Kind::Reference(target) if !v.is_empty() && e.store.get(EMULATOR, target, &v).is_none() => {
+            Kind::Reference(target) if !v.is_empty() && referenced(e, target, &v).is_none() => {
                 // Display values are accepted for references: "Beth Anglin" → her sys_id.
-                if let Some(t) = tables::find(target) {
-                    if let Some(found) =
-                        e.store.scan(EMULATOR, target, |r| raw(r, t.display).eq_ignore_ascii_case(&v)).first()
-                    {
-                        v = raw(found, "sys_id").to_string();
-                    }
+                let found = tables::family(target).find_map(|t| {
+                    e.store.scan(EMULATOR, t.name, |r| raw(r, t.display).eq_ignore_ascii_case(&v)).into_iter().next()
+                });
+                if let Some(found) = found {
+                    v = raw(&found, "sys_id").to_string();
                 }
             }
             Kind::Choice(choices) => {
@@ -512,12 +514,12 @@ fn apply(
                 .map_err(|err| failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), None))?;
             record.insert("number".into(), text(&format!("{prefix}{:07}", 10_000 + n)));
         }
-        if table.name == "incident" {
-            for (k, v) in [("state", "1"), ("impact", "3"), ("urgency", "3"), ("active", "true")] {
-                if raw(&record, k).is_empty() {
-                    record.insert(k.into(), text(v));
-                }
+        for (k, v) in table.defaults {
+            if raw(&record, k).is_empty() {
+                record.insert(k.to_string(), text(v));
             }
+        }
+        if table.name == "incident" {
             record.insert("opened_at".into(), text(&t));
             if raw(&record, "opened_by").is_empty() {
                 record.insert("opened_by".into(), text(&user_sys_id(e, user)));

@@ -24,6 +24,23 @@ pub struct Table {
     pub display: &'static str,
     /// `INC` for incidents: numbers INC0010001, INC0010002, ...
     pub number_prefix: Option<&'static str>,
+    /// The table it extends (`task` for incident, change_request, incident_task): a reference
+    /// to the parent table finds records of its children.
+    pub extends: Option<&'static str>,
+    /// Values a new record takes when the insert leaves them empty (the dictionary's defaults).
+    pub defaults: &'static [(&'static str, &'static str)],
+}
+
+impl Table {
+    fn extending(mut self, parent: &'static str) -> Table {
+        self.extends = Some(parent);
+        self
+    }
+
+    fn with_defaults(mut self, defaults: &'static [(&'static str, &'static str)]) -> Table {
+        self.defaults = defaults;
+        self
+    }
 }
 
 pub const STATES: &[(&str, &str)] =
@@ -39,6 +56,52 @@ pub const CLOSE_CODES: &[(&str, &str)] = &[
     ("Not Solved (Not Reproducible)", "Not Solved (Not Reproducible)"),
     ("Not Solved (Too Costly)", "Not Solved (Too Costly)"),
     ("Closed/Resolved by Caller", "Closed/Resolved by Caller"),
+];
+
+/// The default change model's states (ServiceNow docs: "State model and transitions").
+pub const CHANGE_STATES: &[(&str, &str)] = &[
+    ("-5", "New"),
+    ("-4", "Assess"),
+    ("-3", "Authorize"),
+    ("-2", "Scheduled"),
+    ("-1", "Implement"),
+    ("0", "Review"),
+    ("3", "Closed"),
+    ("4", "Canceled"),
+];
+pub const CHANGE_TYPES: &[(&str, &str)] = &[("normal", "Normal"), ("standard", "Standard"), ("emergency", "Emergency")];
+pub const CHANGE_CLOSE_CODES: &[(&str, &str)] =
+    &[("successful", "Successful"), ("successful_issues", "Successful with issues"), ("unsuccessful", "Unsuccessful")];
+/// The task table's states, which incident_task keeps.
+pub const TASK_STATES: &[(&str, &str)] = &[
+    ("-5", "Pending"),
+    ("1", "Open"),
+    ("2", "Work in Progress"),
+    ("3", "Closed Complete"),
+    ("4", "Closed Incomplete"),
+    ("7", "Closed Skipped"),
+];
+/// A task SLA's stage. With `com.snc.sla.compatibility.breach` (true by default) a breached
+/// SLA is `breached`, and one that finished in time `achieved`.
+pub const SLA_STAGES: &[(&str, &str)] = &[
+    ("in_progress", "In progress"),
+    ("paused", "Paused"),
+    ("cancelled", "Cancelled"),
+    ("completed", "Completed"),
+    ("breached", "Breached"),
+    ("achieved", "Achieved"),
+];
+pub const SLA_TYPES: &[(&str, &str)] =
+    &[("SLA", "SLA"), ("OLA", "OLA"), ("Underpinning contract", "Underpinning contract")];
+pub const SLA_TARGETS: &[(&str, &str)] = &[("response", "Response"), ("resolution", "Resolution")];
+pub const APPROVAL_STATES: &[(&str, &str)] = &[
+    ("not requested", "Not Yet Requested"),
+    ("requested", "Requested"),
+    ("approved", "Approved"),
+    ("rejected", "Rejected"),
+    ("cancelled", "Cancelled"),
+    ("not_required", "No Longer Required"),
+    ("skipped", "Skipped"),
 ];
 
 /// ServiceNow's default priority lookup: impact × urgency.
@@ -76,7 +139,7 @@ fn table(
 ) -> Table {
     let mut all = system_columns();
     all.extend(columns);
-    Table { name, columns: all, display, number_prefix }
+    Table { name, columns: all, display, number_prefix, extends: None, defaults: &[] }
 }
 
 fn texts(names: &[&'static str]) -> Vec<Column> {
@@ -106,6 +169,9 @@ pub fn tables() -> &'static [Table] {
                     col("assignment_group", Kind::Reference("sys_user_group")),
                     col("company", Kind::Reference("core_company")),
                     col("cmdb_ci", Kind::Reference("cmdb_ci")),
+                    // "Change Request" and "Caused by Change".
+                    col("rfc", Kind::Reference("change_request")),
+                    col("caused_by", Kind::Reference("change_request")),
                     col("correlation_id", Kind::Text),
                     col("correlation_display", Kind::Text),
                     col("close_code", Kind::Choice(CLOSE_CODES)),
@@ -119,7 +185,112 @@ pub fn tables() -> &'static [Table] {
                     col("resolved_by", Kind::Reference("sys_user")),
                     col("closed_at", Kind::DateTime),
                 ],
-            ),
+            )
+            .extending("task")
+            .with_defaults(&[("state", "1"), ("impact", "3"), ("urgency", "3"), ("active", "true")]),
+            table(
+                "change_request",
+                "number",
+                Some("CHG"),
+                vec![
+                    col("number", Kind::Text),
+                    col("short_description", Kind::Text),
+                    col("description", Kind::Text),
+                    col("type", Kind::Choice(CHANGE_TYPES)),
+                    col("state", Kind::Choice(CHANGE_STATES)),
+                    col("priority", Kind::Choice(PRIORITY)),
+                    // "Planned start date" and "Planned end date".
+                    col("start_date", Kind::DateTime),
+                    col("end_date", Kind::DateTime),
+                    col("assignment_group", Kind::Reference("sys_user_group")),
+                    col("assigned_to", Kind::Reference("sys_user")),
+                    col("cmdb_ci", Kind::Reference("cmdb_ci")),
+                    col("company", Kind::Reference("core_company")),
+                    col("close_code", Kind::Choice(CHANGE_CLOSE_CODES)),
+                    col("close_notes", Kind::Text),
+                    col("work_notes", Kind::Journal),
+                    col("comments", Kind::Journal),
+                    col("active", Kind::Bool),
+                ],
+            )
+            .extending("task")
+            .with_defaults(&[("state", "-5"), ("type", "normal"), ("priority", "4"), ("active", "true")]),
+            table(
+                "incident_task",
+                "number",
+                Some("TASK"),
+                vec![
+                    col("number", Kind::Text),
+                    col("incident", Kind::Reference("incident")),
+                    col("short_description", Kind::Text),
+                    col("description", Kind::Text),
+                    col("state", Kind::Choice(TASK_STATES)),
+                    col("priority", Kind::Choice(PRIORITY)),
+                    col("assignment_group", Kind::Reference("sys_user_group")),
+                    col("assigned_to", Kind::Reference("sys_user")),
+                    col("cmdb_ci", Kind::Reference("cmdb_ci")),
+                    col("close_notes", Kind::Text),
+                    col("work_notes", Kind::Journal),
+                    col("active", Kind::Bool),
+                ],
+            )
+            .extending("task")
+            .with_defaults(&[("state", "1"), ("priority", "4"), ("active", "true")]),
+            // SLA definitions, and the SLAs attached to tasks.
+            table(
+                "contract_sla",
+                "name",
+                None,
+                vec![
+                    col("name", Kind::Text),
+                    // The table the definition applies to.
+                    col("collection", Kind::Text),
+                    col("type", Kind::Choice(SLA_TYPES)),
+                    col("target", Kind::Choice(SLA_TARGETS)),
+                    col("duration", Kind::Text),
+                    col("active", Kind::Bool),
+                ],
+            )
+            .with_defaults(&[("type", "SLA"), ("active", "true")]),
+            table(
+                "task_sla",
+                "sla",
+                None,
+                vec![
+                    col("task", Kind::Reference("task")),
+                    col("sla", Kind::Reference("contract_sla")),
+                    col("stage", Kind::Choice(SLA_STAGES)),
+                    col("active", Kind::Bool),
+                    col("has_breached", Kind::Bool),
+                    col("start_time", Kind::DateTime),
+                    col("end_time", Kind::DateTime),
+                    // The breach time.
+                    col("planned_end_time", Kind::DateTime),
+                    col("original_breach_time", Kind::DateTime),
+                    col("percentage", Kind::Text),
+                    col("business_percentage", Kind::Text),
+                    col("time_left", Kind::Text),
+                    col("business_time_left", Kind::Text),
+                ],
+            )
+            .with_defaults(&[("stage", "in_progress"), ("active", "true"), ("has_breached", "false")]),
+            // Approvals: one row per approver of a task (a change, an incident task).
+            table(
+                "sysapproval_approver",
+                "approver",
+                None,
+                vec![
+                    col("approver", Kind::Reference("sys_user")),
+                    col("sysapproval", Kind::Reference("task")),
+                    // The record approved (any table) and its table.
+                    col("document_id", Kind::Text),
+                    col("source_table", Kind::Text),
+                    col("state", Kind::Choice(APPROVAL_STATES)),
+                    col("comments", Kind::Journal),
+                    col("due_date", Kind::DateTime),
+                ],
+            )
+            .with_defaults(&[("state", "requested")]),
             table(
                 "sys_user",
                 "name",
@@ -247,6 +418,12 @@ pub fn tables() -> &'static [Table] {
 
 pub fn find(name: &str) -> Option<&'static Table> {
     tables().iter().find(|t| t.name == name)
+}
+
+/// The tables whose records a reference to `name` may point at: `name` itself, and the
+/// tables that extend it (a reference to `task` finds an incident or a change).
+pub fn family(name: &str) -> impl Iterator<Item = &'static Table> + '_ {
+    tables().iter().filter(move |t| t.name == name || t.extends == Some(name))
 }
 
 impl Table {
