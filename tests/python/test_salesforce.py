@@ -1,4 +1,7 @@
 """simple-salesforce, unchanged, against the Salesforce emulator."""
+import base64
+import hashlib
+import json
 import re
 
 import pytest
@@ -251,3 +254,40 @@ def test_entitlement_service_contract_and_asset_on_a_case(sf):
     row = sf.query(f"SELECT Entitlement.Name, Asset.External_Id__c FROM Case WHERE Id = '{case}'")["records"][0]
     assert row["Entitlement"]["Name"] == "Premier support"
     assert row["Asset"]["External_Id__c"] == "cmdb-ci-0042"
+
+
+def test_files_shared_with_a_case_in_versions(sf):
+    case = sf.Case.create({"Subject": "Checkout fails; HAR attached"})["id"]
+    first = b"GET /checkout 502\n"
+    version = sf.ContentVersion.create({"PathOnClient": "checkout.har", "VersionData": base64.b64encode(first).decode(), "FirstPublishLocationId": case})["id"]
+    assert version.startswith("068")
+    row = sf.ContentVersion.get(version)
+    assert (row["Title"], row["FileExtension"], row["ContentSize"], row["IsLatest"], row["VersionNumber"]) == ("checkout", "har", len(first), True, "1")
+    assert row["Checksum"] == hashlib.md5(first).hexdigest()
+    assert row["VersionData"] == f"/services/data/v{sf.sf_version}/sobjects/ContentVersion/{version}/VersionData", "a path, not the content"
+    assert sf.ContentVersion.get_base64(version, base64_field="VersionData") == first
+
+    links = sf.query(f"SELECT ContentDocumentId, ShareType, Visibility FROM ContentDocumentLink WHERE LinkedEntityId = '{case}'")["records"]
+    assert [(l["ContentDocumentId"], l["ShareType"], l["Visibility"]) for l in links] == [(row["ContentDocumentId"], "V", "AllUsers")]
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT Id FROM ContentDocumentLink")
+    assert "requires a filter by a single Id on ContentDocumentId or LinkedEntityId" in err.value.content[0]["message"]
+
+    # A new version of the same document, sent as multipart/form-data (the REST API's way for large files).
+    second = b"GET /checkout 200\n"
+    fields = {"ContentDocumentId": row["ContentDocumentId"], "PathOnClient": "checkout.har", "ReasonForChange": "after the fix"}
+    r = requests.post(f"{sf.base_url}sobjects/ContentVersion/", headers={"Authorization": f"Bearer {sf.session_id}"}, files={
+        "entity_content": (None, json.dumps(fields), "application/json"),
+        "VersionData": ("checkout.har", second, "application/octet-stream"),
+    })
+    assert r.status_code == 201 and r.json()["success"] is True, r.text
+    newer = sf.ContentVersion.get(r.json()["id"])
+    assert (newer["VersionNumber"], newer["IsLatest"], newer["ContentSize"]) == ("2", True, len(second))
+    assert sf.ContentVersion.get(version)["IsLatest"] is False
+    document = sf.ContentDocument.get(row["ContentDocumentId"])
+    assert document["LatestPublishedVersionId"] == newer["Id"]
+    assert sf.ContentVersion.get_base64(newer["Id"], base64_field="VersionData") == second
+
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.ContentVersion.update(version, {"PathOnClient": "other.har"})
+    assert err.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"

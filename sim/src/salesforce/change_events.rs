@@ -406,6 +406,7 @@ fn avro_type(name: &str, ty: &FieldType) -> (&'static str, String) {
         FieldType::TextArea(_) => ("string", "Data:StringPlusClob"),
         FieldType::Email => ("string", "Data:Email"),
         FieldType::AutoNumber => ("string", "Data:AutoNumber"),
+        FieldType::Base64 => ("string", "Data:Base64"),
         FieldType::Text(_) => ("string", "Data:Text"),
     };
     (avro, tag.to_string())

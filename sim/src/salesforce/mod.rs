@@ -4,6 +4,7 @@
 
 pub mod change_events;
 pub mod connected_app;
+pub mod files;
 pub mod ids;
 pub mod oauth;
 pub mod pubsub;
@@ -268,9 +269,10 @@ async fn describe_object(State(e): Ctx, Path(params): Path<HashMap<String, Strin
                 schema::FieldType::Date => ("date", &[], &[]),
                 schema::FieldType::Email => ("email", &[], &[]),
                 schema::FieldType::AutoNumber => ("string", &[], &[]),
+                schema::FieldType::Base64 => ("base64", &[], &[]),
             };
             json!({
-                "name": f.name, "type": ty, "createable": f.writable, "updateable": f.writable,
+                "name": f.name, "type": ty, "createable": f.writable, "updateable": f.writable && !f.create_only,
                 "nillable": !f.required, "externalId": f.external_id,
                 "picklistValues": picklist.iter().map(|v| json!({"value": v, "label": v, "active": true})).collect::<Vec<_>>(),
                 "referenceTo": refs,
@@ -289,17 +291,22 @@ fn render(e: &Emulator, obj: &ObjectDef, record: &Map<String, Value>, fields: Op
         Some(list) => {
             for name in list {
                 if let Some(def) = obj.field(name) {
-                    out.insert(def.name.to_string(), record.get(def.name).cloned().unwrap_or(Value::Null));
+                    out.insert(def.name.to_string(), field_value(obj, def.name, record));
                 }
             }
         }
         None => {
             for def in obj.fields.iter().filter(|d| !removed(e, obj, d.name)) {
-                out.insert(def.name.to_string(), record.get(def.name).cloned().unwrap_or(Value::Null));
+                out.insert(def.name.to_string(), field_value(obj, def.name, record));
             }
         }
     }
     Value::Object(out)
+}
+
+/// A field as a read shows it: a binary field as the path of its content.
+fn field_value(obj: &ObjectDef, field: &str, record: &Map<String, Value>) -> Value {
+    files::shown(obj, field, record).unwrap_or_else(|| record.get(field).cloned().unwrap_or(Value::Null))
 }
 
 /// Whether an admin deleted this field (`PUT /__admin/schema`).
@@ -510,8 +517,25 @@ fn store_notifying(
     before: Option<&Map<String, Value>>,
     caller: &Caller,
 ) -> anyhow::Result<()> {
+    store_notifying_with(e, obj, change, id, record, before, caller, Vec::new())
+}
+
+/// [`store_notifying`], with the records the platform writes along with it (a new file's document).
+#[allow(clippy::too_many_arguments)]
+fn store_notifying_with(
+    e: &Emulator,
+    obj: &'static ObjectDef,
+    change: ChangeType,
+    id: &str,
+    record: &Map<String, Value>,
+    before: Option<&Map<String, Value>>,
+    caller: &Caller,
+    also: Vec<files::Also>,
+) -> anyhow::Result<()> {
     let outgoing = outgoing(e, obj, change, record);
-    e.store.put_all_with(EMULATOR, vec![(obj.name.to_string(), id.to_string(), record.clone())], |db| {
+    let mut records = vec![(obj.name.to_string(), id.to_string(), record.clone())];
+    records.extend(also);
+    e.store.put_all_with(EMULATOR, records, |db| {
         if let Some(o) = outgoing {
             queue_in(db, o, obj, record)?;
         }
@@ -554,21 +578,69 @@ async fn create(
     State(e): Ctx,
     Path(params): Path<HashMap<String, String>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    body: axum::body::Bytes,
+    request: axum::extract::Request,
 ) -> Response {
+    let obj = or_respond!(object_or_404(&params["object"]));
+    let input = read_input(obj, request).await;
     let _write = e.write_lock();
     let at = now();
-    let obj = or_respond!(object_or_404(&params["object"]));
-    let result = parse_body(&body).and_then(|input| prepare_create(&e, obj, &input, &caller.user, &at));
+    let result = input.and_then(|input| {
+        let (id, mut record) = prepare_create(&e, obj, &input, &caller.user, &at)?;
+        let also = if obj.name == "ContentVersion" {
+            files::on_insert(&e, &id, &mut record, &caller.user, &at)?
+        } else {
+            vec![]
+        };
+        Ok((id, record, also))
+    });
     match result {
-        Ok((id, record)) => {
-            if let Err(err) = store_notifying(&e, obj, ChangeType::Create, &id, &record, None, &caller) {
+        Ok((id, record, also)) => {
+            if let Err(err) = store_notifying_with(&e, obj, ChangeType::Create, &id, &record, None, &caller, also) {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, internal(err));
             }
             (StatusCode::CREATED, Json(json!({ "id": id, "success": true, "errors": [] }))).into_response()
         }
         Err(err) => error(status_for(&err), err),
     }
+}
+
+/// A create's fields: a JSON body, or `multipart/form-data` with the fields as a JSON part
+/// and a binary field (`VersionData`) as a part of that name with a filename.
+async fn read_input(obj: &ObjectDef, request: axum::extract::Request) -> Result<Map<String, Value>, SfError> {
+    use axum::extract::FromRequest;
+    let multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !multipart {
+        let body = axum::body::Bytes::from_request(request, &())
+            .await
+            .map_err(|err| SfError::new("JSON_PARSER_ERROR", err.to_string()))?;
+        return parse_body(&body);
+    }
+    let bad = |why: String| SfError::new("INVALID_MULTIPART_REQUEST", why);
+    let mut parts = axum::extract::Multipart::from_request(request, &()).await.map_err(|err| bad(err.to_string()))?;
+    let (mut input, mut binary) = (None, Vec::new());
+    while let Some(part) = parts.next_field().await.map_err(|err| bad(err.to_string()))? {
+        let name = part.name().unwrap_or_default().to_string();
+        let is_binary = obj.field(&name).is_some_and(|d| matches!(d.ty, schema::FieldType::Base64));
+        if is_binary && part.file_name().is_none() {
+            return Err(bad(format!("the {name} part needs a filename in its Content-Disposition")));
+        }
+        let bytes = part.bytes().await.map_err(|err| bad(err.to_string()))?;
+        if is_binary {
+            use base64::Engine as _;
+            binary.push((name, base64::engine::general_purpose::STANDARD.encode(&bytes)));
+        } else if input.is_none() {
+            input = Some(parse_body(&bytes)?);
+        }
+    }
+    let mut input = input.ok_or_else(|| bad("no JSON part with the record's fields".into()))?;
+    for (name, data) in binary {
+        input.insert(name, Value::String(data));
+    }
+    Ok(input)
 }
 
 fn not_found() -> Response {
@@ -657,6 +729,14 @@ fn external_id_field<'a>(obj: &'a ObjectDef, field: &str) -> Result<&'a schema::
 
 async fn read_by_external_id(State(e): Ctx, Path(params): Path<HashMap<String, String>>) -> Response {
     let obj = or_respond!(object_or_404(&params["object"]));
+    // `…/ContentVersion/{id}/VersionData`: a binary field's content.
+    if obj.field(&params["value"]).is_some_and(|d| matches!(d.ty, schema::FieldType::Base64)) {
+        let (_, record) = or_respond!(find(&e, obj, &params["field"]));
+        return match files::content(&record, &params["value"]) {
+            Some(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/octetstream")], bytes).into_response(),
+            None => not_found(),
+        };
+    }
     let def = or_respond!(external_id_field(obj, &params["field"]));
     let value = &params["value"];
     let found = e.store.scan(EMULATOR, obj.name, |r| {
@@ -788,6 +868,7 @@ fn run_query(e: &Emulator, soql: &str) -> Result<(usize, Vec<Value>), SfError> {
     let q = soql::parse(soql)?;
     let obj = q.object;
     refuse_removed(e, obj, q.fields_read().into_iter())?;
+    files::check_link_query(obj, q.filter.as_ref())?;
     // Relationships the query walks (`Account.Name`): attach the parent records.
     let mut rels: Vec<String> =
         q.fields_read().iter().filter_map(|f| f.split_once('.')).map(|(rel, _)| rel.to_string()).collect();
@@ -826,7 +907,7 @@ fn project(obj: &ObjectDef, record: &Map<String, Value>, fields: &[String]) -> V
     for field in fields {
         match field.split_once('.') {
             None => {
-                out.insert(field.clone(), record.get(field).cloned().unwrap_or(Value::Null));
+                out.insert(field.clone(), field_value(obj, field, record));
             }
             Some((rel, inner)) => {
                 let parent = record.get(rel).and_then(Value::as_object);
@@ -966,6 +1047,11 @@ async fn collection_create(
             let input = record.as_object().cloned().unwrap_or_default();
             if input.contains_key("Id") {
                 return Err((None, SfError::new("INVALID_FIELD", "cannot specify Id in an insert call")));
+            }
+            // The emulator makes a file's document and link on the single-record insert only.
+            if obj.name == "ContentVersion" {
+                let why = "the emulator inserts ContentVersion one at a time: POST /sobjects/ContentVersion";
+                return Err((None, SfError::new("INVALID_TYPE", why)));
             }
             let (id, record) = prepare_create(&e, obj, &input, &caller.user, &at).map_err(|err| (None, err))?;
             Ok(PreparedWrite { obj, id, record, before: None })

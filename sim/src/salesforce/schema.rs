@@ -13,7 +13,10 @@ pub enum FieldType {
     Id,
     Text(usize),
     TextArea(usize),
-    Picklist { values: &'static [&'static str], restricted: bool },
+    Picklist {
+        values: &'static [&'static str],
+        restricted: bool,
+    },
     Reference(&'static [&'static str]),
     Number,
     Boolean,
@@ -21,6 +24,9 @@ pub enum FieldType {
     Date,
     Email,
     AutoNumber,
+    /// Binary content, sent as Base64 (or as a multipart part) and read back from its own
+    /// resource (`…/sobjects/ContentVersion/{id}/VersionData`), never inline.
+    Base64,
 }
 
 #[derive(Clone, Debug)]
@@ -31,6 +37,8 @@ pub struct FieldDef {
     pub required: bool,
     pub external_id: bool,
     pub default: Option<&'static str>,
+    /// Set when the record is created, never changed after (`FirstPublishLocationId`).
+    pub create_only: bool,
 }
 
 #[derive(Debug)]
@@ -68,7 +76,10 @@ impl SfError {
 }
 
 fn f(name: &'static str, ty: FieldType) -> FieldDef {
-    FieldDef { name, ty, writable: true, required: false, external_id: false, default: None }
+    FieldDef { name, ty, writable: true, required: false, external_id: false, default: None, create_only: false }
+}
+fn create_only(def: FieldDef) -> FieldDef {
+    FieldDef { create_only: true, ..def }
 }
 fn ro(name: &'static str, ty: FieldType) -> FieldDef {
     FieldDef { writable: false, ..f(name, ty) }
@@ -237,6 +248,62 @@ fn objects() -> &'static [ObjectDef] {
                     ],
                 ),
             },
+            // Files: each version of a file is a ContentVersion, its document the ContentDocument,
+            // and each record it is shared with a ContentDocumentLink.
+            ObjectDef {
+                name: "ContentVersion",
+                prefix: "068",
+                notifies: false,
+                fields: with(
+                    true,
+                    vec![
+                        f("Title", FieldType::Text(255)),
+                        create_only(req("PathOnClient", FieldType::Text(500))),
+                        create_only(req("VersionData", FieldType::Base64)),
+                        f("Description", FieldType::TextArea(1000)),
+                        create_only(f("ReasonForChange", FieldType::Text(1000))),
+                        // The record the new file is shared with; only on a document's first version.
+                        create_only(f("FirstPublishLocationId", FieldType::Reference(&["Account", "Case", "User"]))),
+                        // Set: a new version of that document.
+                        create_only(f("ContentDocumentId", FieldType::Reference(&["ContentDocument"]))),
+                        ro("Checksum", FieldType::Text(50)),
+                        ro("ContentSize", FieldType::Number),
+                        ro("FileExtension", FieldType::Text(40)),
+                        ro("FileType", FieldType::Text(20)),
+                        ro("IsLatest", FieldType::Boolean),
+                        ro("VersionNumber", FieldType::Text(20)),
+                    ],
+                ),
+            },
+            ObjectDef {
+                name: "ContentDocument",
+                prefix: "069",
+                notifies: false,
+                fields: with(
+                    true,
+                    vec![
+                        ro("Title", FieldType::Text(255)),
+                        ro("LatestPublishedVersionId", FieldType::Reference(&["ContentVersion"])),
+                        ro("FileExtension", FieldType::Text(40)),
+                        ro("FileType", FieldType::Text(20)),
+                        ro("ContentSize", FieldType::Number),
+                    ],
+                ),
+            },
+            ObjectDef {
+                name: "ContentDocumentLink",
+                prefix: "06A",
+                notifies: false,
+                fields: vec![
+                    ro("Id", FieldType::Id),
+                    ro("IsDeleted", FieldType::Boolean),
+                    ro("SystemModstamp", FieldType::DateTime),
+                    create_only(req("ContentDocumentId", FieldType::Reference(&["ContentDocument"]))),
+                    create_only(req("LinkedEntityId", FieldType::Reference(&["Account", "Case", "User"]))),
+                    pick("ShareType", &["V", "C", "I"], Some("V")),
+                    pick("Visibility", &["AllUsers", "InternalUsers", "SharedUsers"], Some("AllUsers")),
+                ],
+            },
             ObjectDef {
                 name: "CaseComment",
                 prefix: "00a",
@@ -350,7 +417,7 @@ pub fn validate(
                 name,
             ));
         };
-        if !def.writable {
+        if !def.writable || (def.create_only && existing.is_some()) {
             return Err(SfError::on(
                 "INVALID_FIELD_FOR_INSERT_UPDATE",
                 format!("Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.", def.name),
@@ -516,6 +583,18 @@ fn check_value(def: &FieldDef, value: &Value, store: &Store) -> Result<Value, Sf
                 ));
             }
             Value::String(s)
+        }
+        FieldType::Base64 => {
+            use base64::Engine as _;
+            let s = text()?;
+            if base64::engine::general_purpose::STANDARD.decode(s.trim()).is_err() {
+                return Err(SfError::on(
+                    "JSON_PARSER_ERROR",
+                    format!("Cannot deserialize instance of base64 from VALUE_STRING value for field {}", def.name),
+                    def.name,
+                ));
+            }
+            Value::String(s.trim().to_string())
         }
         FieldType::Id | FieldType::AutoNumber => {
             unreachable!("read-only fields are rejected before their values are checked")
