@@ -126,9 +126,28 @@ fn secret_file(dir: &std::path::Path, name: &str) -> Result<(Secret, String)> {
     Ok((Secret::file(std::fs::canonicalize(&path).unwrap_or(path)), value))
 }
 
+/// The loopback ports seam picks for its own listeners: below the ephemeral range (Linux's starts
+/// at 32768, others' higher). A port is picked here and bound later, once the emulators know it;
+/// meanwhile the kernel hands out ephemeral ports (the emulators' `:0` listeners, outgoing
+/// connections, other processes' tests), and one of those could take a freed ephemeral port.
+const PICKED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 /// A free loopback port, or the one asked for.
 fn port_or_free(port: u16) -> Result<u16> {
-    Ok(if port == 0 { std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port() } else { port })
+    if port != 0 {
+        return Ok(port);
+    }
+    for _ in 0..100 {
+        let candidate = rand::random_range(PICKED_PORTS);
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!(
+        "found no free loopback port in {}..{} after 100 tries; name the ports with `seam serve --sim --ports`",
+        PICKED_PORTS.start,
+        PICKED_PORTS.end
+    )
 }
 
 /// Start the emulators and describe them as a one-tenant configuration, `demo`.
