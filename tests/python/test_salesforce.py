@@ -251,8 +251,15 @@ def test_entitlement_service_contract_and_asset_on_a_case(sf):
     assert err.value.content[0]["errorCode"] == "REQUIRED_FIELD_MISSING"
 
     case = sf.Case.create({"Subject": "Gateway drops payments", "AccountId": acct, "EntitlementId": entitlement, "AssetId": asset})["id"]
-    row = sf.query(f"SELECT Entitlement.Name, Asset.External_Id__c FROM Case WHERE Id = '{case}'")["records"][0]
+    row = sf.query(f"SELECT Entitlement.Name, Entitlement.ServiceContract.Name, Asset.External_Id__c FROM Case WHERE Id = '{case}'")["records"][0]
     assert row["Entitlement"]["Name"] == "Premier support"
+    assert row["Entitlement"]["ServiceContract"]["Name"] == "Premier 2027", "two relationships up"
+    assert row["Entitlement"]["ServiceContract"]["attributes"]["type"] == "ServiceContract"
+    by_contract = sf.query(f"SELECT Id FROM Case WHERE Entitlement.ServiceContract.Name = 'Premier 2027' AND Id = '{case}'")
+    assert by_contract["totalSize"] == 1
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT Entitlement.ServiceContract.Nope FROM Case")
+    assert err.value.content[0]["errorCode"] == "INVALID_FIELD"
     assert row["Asset"]["External_Id__c"] == "cmdb-ci-0042"
 
 

@@ -869,23 +869,12 @@ fn run_query(e: &Emulator, soql: &str) -> Result<(usize, Vec<Value>), SfError> {
     let obj = q.object;
     refuse_removed(e, obj, q.fields_read().into_iter())?;
     files::check_link_query(obj, q.filter.as_ref())?;
-    // Relationships the query walks (`Account.Name`): attach the parent records.
-    let mut rels: Vec<String> =
-        q.fields_read().iter().filter_map(|f| f.split_once('.')).map(|(rel, _)| rel.to_string()).collect();
-    rels.sort();
-    rels.dedup();
+    // Relationships the query walks (`Account.Name`, `Entitlement.ServiceContract.Name`):
+    // attach the parent records, and theirs.
+    let paths: Vec<&str> = q.fields_read().into_iter().filter(|f| f.contains('.')).collect();
     let mut rows = e.store.scan(EMULATOR, obj.name, |_| true);
     for row in rows.iter_mut() {
-        for rel in &rels {
-            let parent = obj
-                .relationship(rel)
-                .and_then(|def| row.get(def.name).and_then(Value::as_str).map(str::to_string))
-                .and_then(|pid| {
-                    schema::object_by_prefix(&pid)
-                        .and_then(|pobj| e.store.get(EMULATOR, pobj.name, &pid).map(|p| (pobj, p)))
-                });
-            row.insert(rel.to_string(), parent.map(|(pobj, p)| render(e, pobj, &p, None)).unwrap_or(Value::Null));
-        }
+        attach_parents(e, obj, row, &paths);
     }
     let mut rows: Vec<Map<String, Value>> =
         rows.into_iter().filter(|r| q.filter.as_ref().is_none_or(|c| soql::matches(c, r))).collect();
@@ -900,28 +889,72 @@ fn run_query(e: &Emulator, soql: &str) -> Result<(usize, Vec<Value>), SfError> {
     Ok((total, rendered))
 }
 
+/// Put each parent a path walks into `row` under its relationship name, rendered, with the
+/// parents its own paths walk (`Entitlement` → `ServiceContract`); a missing parent is null.
+fn attach_parents(e: &Emulator, obj: &ObjectDef, row: &mut Map<String, Value>, paths: &[&str]) {
+    let mut rels: Vec<&str> = paths.iter().filter_map(|p| p.split_once('.')).map(|(rel, _)| rel).collect();
+    rels.sort();
+    rels.dedup();
+    for rel in rels {
+        let parent = obj
+            .relationship(rel)
+            .and_then(|def| row.get(def.name).and_then(Value::as_str).map(str::to_string))
+            .and_then(|pid| {
+                schema::object_by_prefix(&pid)
+                    .and_then(|pobj| e.store.get(EMULATOR, pobj.name, &pid).map(|p| (pobj, p)))
+            });
+        let rendered = parent.map(|(pobj, p)| {
+            let mut shown = render(e, pobj, &p, None);
+            let deeper: Vec<&str> = paths
+                .iter()
+                .filter_map(|p| p.split_once('.'))
+                .filter(|(r, rest)| *r == rel && rest.contains('.'))
+                .map(|(_, rest)| rest)
+                .collect();
+            if let Value::Object(map) = &mut shown {
+                attach_parents(e, pobj, map, &deeper);
+            }
+            shown
+        });
+        row.insert(rel.to_string(), rendered.unwrap_or(Value::Null));
+    }
+}
+
 fn project(obj: &ObjectDef, record: &Map<String, Value>, fields: &[String]) -> Value {
     let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
     let mut out = Map::new();
     out.insert("attributes".into(), json!({ "type": obj.name, "url": sobject_url(obj.name, id) }));
     for field in fields {
-        match field.split_once('.') {
-            None => {
-                out.insert(field.clone(), field_value(obj, field, record));
-            }
-            Some((rel, inner)) => {
-                let parent = record.get(rel).and_then(Value::as_object);
-                let slot = out.entry(rel.to_string()).or_insert(Value::Null);
-                if let Some(parent) = parent {
-                    if slot.is_null() {
-                        *slot = json!({ "attributes": parent.get("attributes").cloned().unwrap_or(Value::Null) });
-                    }
-                    slot[inner] = parent.get(inner).cloned().unwrap_or(Value::Null);
+        project_path(obj, record, field, &mut out);
+    }
+    Value::Object(out)
+}
+
+/// One selected field into `out`: a parent's field (`Entitlement.ServiceContract.Name`) nests
+/// under each relationship, with that parent's `attributes`; a missing parent is null.
+fn project_path(obj: &ObjectDef, record: &Map<String, Value>, path: &str, out: &mut Map<String, Value>) {
+    match path.split_once('.') {
+        None => {
+            out.insert(path.to_string(), field_value(obj, path, record));
+        }
+        Some((rel, inner)) => {
+            let parent = record.get(rel).and_then(Value::as_object);
+            let parent_obj = parent
+                .and_then(|p| p.get("attributes"))
+                .and_then(|a| a.get("type"))
+                .and_then(Value::as_str)
+                .and_then(schema::object);
+            let slot = out.entry(rel.to_string()).or_insert(Value::Null);
+            if let (Some(parent), Some(parent_obj)) = (parent, parent_obj) {
+                if slot.is_null() {
+                    *slot = json!({ "attributes": parent.get("attributes").cloned().unwrap_or(Value::Null) });
+                }
+                if let Value::Object(nested) = slot {
+                    project_path(parent_obj, parent, inner, nested);
                 }
             }
         }
     }
-    Value::Object(out)
 }
 
 async fn limits(State(e): Ctx) -> Json<Value> {

@@ -294,24 +294,37 @@ impl Parser {
     }
 }
 
-/// Check that `path` (`Subject` or `Account.Name`) exists on `obj`; return it in canonical case.
+/// Child-to-parent relationships a field path may walk (`Entitlement.ServiceContract.Account.Name`),
+/// as Salesforce allows in SOQL.
+const MAX_RELATIONSHIP_DEPTH: usize = 5;
+
+/// Check that `path` (`Subject`, `Account.Name`, `Entitlement.ServiceContract.Name`) exists on
+/// `obj`; return it in canonical case.
 pub fn resolve_field(obj: &ObjectDef, path: &str) -> Result<String, SfError> {
-    let no_column = || {
+    if path.matches('.').count() > MAX_RELATIONSHIP_DEPTH {
+        return Err(SfError::new(
+            "MALFORMED_QUERY",
+            format!("{path}: SOQL statements cannot query more than {MAX_RELATIONSHIP_DEPTH} levels of relationships"),
+        ));
+    }
+    resolve_path(obj, path).ok_or_else(|| {
         SfError::new("INVALID_FIELD", format!("No such column '{path}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name.", obj.name))
-    };
+    })
+}
+
+fn resolve_path(obj: &ObjectDef, path: &str) -> Option<String> {
     match path.split_once('.') {
-        None => obj.field(path).map(|f| f.name.to_string()).ok_or_else(no_column),
+        None => obj.field(path).map(|f| f.name.to_string()),
         Some((rel, rest)) => {
-            let reference = obj.relationship(rel).ok_or_else(no_column)?;
-            let schema::FieldType::Reference(targets) = &reference.ty else { return Err(no_column()) };
-            let parent = schema::object(targets[0]).ok_or_else(no_column)?;
-            let inner = parent.field(rest).ok_or_else(no_column)?;
+            let reference = obj.relationship(rel)?;
+            let schema::FieldType::Reference(targets) = &reference.ty else { return None };
+            let inner = resolve_path(schema::object(targets[0])?, rest)?;
             let rel_name = reference
                 .name
                 .strip_suffix("Id")
                 .map(str::to_string)
                 .unwrap_or_else(|| reference.name.replace("__c", "__r"));
-            Ok(format!("{rel_name}.{}", inner.name))
+            Some(format!("{rel_name}.{inner}"))
         }
     }
 }
@@ -562,6 +575,20 @@ mod tests {
 
     fn rec(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn paths_walk_parents_up_to_five_relationships() {
+        let case = schema::object("Case").unwrap();
+        assert_eq!(
+            resolve_field(case, "entitlement.servicecontract.account.name").unwrap(),
+            "Entitlement.ServiceContract.Account.Name",
+            "canonical case at every level"
+        );
+        assert_eq!(resolve_field(case, "Entitlement.Nope").unwrap_err().code, "INVALID_FIELD");
+        assert_eq!(resolve_field(case, "Subject.Name").unwrap_err().code, "INVALID_FIELD", "not a reference");
+        let six = "Account.Owner.Owner.Owner.Owner.Owner.Name";
+        assert_eq!(resolve_field(case, six).unwrap_err().code, "MALFORMED_QUERY");
     }
 
     #[test]
