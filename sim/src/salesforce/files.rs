@@ -13,7 +13,7 @@
 //! never inline.
 
 use super::schema::{FieldType, ObjectDef, SfError};
-use super::{ids, internal, Emulator, EMULATOR};
+use super::{new_record, Emulator, EMULATOR};
 use base64::Engine as _;
 use md5::Digest as _;
 use serde_json::{json, Map, Value};
@@ -30,9 +30,8 @@ pub fn on_insert(
     at: &str,
 ) -> Result<Vec<Also>, SfError> {
     let text = |v: &Map<String, Value>, f: &str| v.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
-    let content = base64::engine::general_purpose::STANDARD
-        .decode(text(version, "VersionData"))
-        .map_err(|_| SfError::on("JSON_PARSER_ERROR", "VersionData is not Base64", "VersionData"))?;
+    let content = content(version, "VersionData")
+        .ok_or_else(|| SfError::on("JSON_PARSER_ERROR", "VersionData is not Base64", "VersionData"))?;
     let path = text(version, "PathOnClient");
     let extension = path.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).filter(|ext| !ext.is_empty());
     if text(version, "Title").is_empty() {
@@ -49,29 +48,18 @@ pub fn on_insert(
     let mut also = Vec::new();
     let document_id = text(version, "ContentDocumentId");
     let (document_id, mut document, number) = if document_id.is_empty() {
-        let n = e.store.next("sf.id.069").map_err(internal)?;
-        let document_id = ids::make("069", n);
-        let mut document = Map::new();
-        for (f, v) in [("Id", json!(document_id)), ("IsDeleted", json!(false)), ("OwnerId", json!(user))] {
-            document.insert(f.into(), v);
-        }
-        for f in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
-            document.insert(f.into(), json!(at));
-        }
-        for f in ["CreatedById", "LastModifiedById"] {
-            document.insert(f.into(), json!(user));
-        }
+        let (document_id, document) = new_record(e, object("ContentDocument")?, Map::new(), user, at)?;
         version.insert("ContentDocumentId".into(), json!(document_id));
         let shared_with = text(version, "FirstPublishLocationId");
         if !shared_with.is_empty() {
-            let n = e.store.next("sf.id.06A").map_err(internal)?;
-            let link_id = ids::make("06A", n);
-            let link = json!({
-                "Id": link_id, "IsDeleted": false, "SystemModstamp": at,
+            let fields = json!({
                 "ContentDocumentId": document_id, "LinkedEntityId": shared_with,
                 "ShareType": "V", "Visibility": "AllUsers",
             });
-            also.push(("ContentDocumentLink".to_string(), link_id, link.as_object().cloned().unwrap_or_default()));
+            let link_object = object("ContentDocumentLink")?;
+            let (link_id, link) =
+                new_record(e, link_object, fields.as_object().cloned().unwrap_or_default(), user, at)?;
+            also.push((link_object.name.to_string(), link_id, link));
         }
         (document_id, document, 1)
     } else {
@@ -103,6 +91,11 @@ pub fn on_insert(
     document.insert("SystemModstamp".into(), json!(at));
     also.push(("ContentDocument".to_string(), document_id, document));
     Ok(also)
+}
+
+/// The definition of an object the files code writes.
+fn object(name: &str) -> Result<&'static ObjectDef, SfError> {
+    super::schema::object(name).ok_or_else(|| SfError::new("UNKNOWN_EXCEPTION", format!("the emulator has no {name}")))
 }
 
 /// The platform's file type for an extension (`pdf` → `PDF`); `UNKNOWN` when it has none.

@@ -325,6 +325,35 @@ fn refuse_removed<'a>(e: &Emulator, obj: &ObjectDef, mut fields: impl Iterator<I
     }
 }
 
+/// A new record of `obj` with `values`: its id minted, its system fields stamped (`user`
+/// creates it at `at`, and owns it when the object has owners and `values` name none).
+fn new_record(
+    e: &Emulator,
+    obj: &ObjectDef,
+    values: Map<String, Value>,
+    user: &str,
+    at: &str,
+) -> Result<(String, Map<String, Value>), SfError> {
+    let n = e.store.next(&format!("sf.id.{}", obj.prefix)).map_err(internal)?;
+    let id = ids::make(obj.prefix, n);
+    let mut record = Map::new();
+    for def in &obj.fields {
+        record.insert(def.name.to_string(), Value::Null);
+    }
+    record.extend(values);
+    record.insert("Id".into(), json!(id));
+    record.insert("IsDeleted".into(), json!(false));
+    for f in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
+        record.insert(f.into(), json!(at));
+    }
+    record.insert("CreatedById".into(), json!(user));
+    record.insert("LastModifiedById".into(), json!(user));
+    if obj.field("OwnerId").is_some() && record.get("OwnerId").is_none_or(Value::is_null) {
+        record.insert("OwnerId".into(), json!(user));
+    }
+    Ok((id, record))
+}
+
 /// Validate and prepare a new record (not yet stored).
 /// `at`: the transaction's time, which every record of one request shares (a collection's
 /// records are changed alike, and one change event names them all).
@@ -340,24 +369,7 @@ fn prepare_create(
     }
     refuse_removed(e, obj, input.keys().map(String::as_str))?;
     let values = schema::validate(obj, input, None, &e.store)?;
-    let n = e.store.next(&format!("sf.id.{}", obj.prefix)).map_err(internal)?;
-    let id = ids::make(obj.prefix, n);
-    let mut record = Map::new();
-    for def in &obj.fields {
-        record.insert(def.name.to_string(), Value::Null);
-    }
-    record.extend(values);
-    let t = at;
-    record.insert("Id".into(), json!(id));
-    record.insert("IsDeleted".into(), json!(false));
-    for f in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
-        record.insert(f.into(), json!(t));
-    }
-    record.insert("CreatedById".into(), json!(user));
-    record.insert("LastModifiedById".into(), json!(user));
-    if obj.field("OwnerId").is_some() && record.get("OwnerId").is_none_or(Value::is_null) {
-        record.insert("OwnerId".into(), json!(user));
-    }
+    let (id, mut record) = new_record(e, obj, values, user, at)?;
     // Auto-numbers (CaseNumber, ContractNumber) count per field, shown as eight digits.
     for def in obj.fields.iter().filter(|d| matches!(d.ty, schema::FieldType::AutoNumber)) {
         let number = e.store.next(&format!("sf.{}", def.name.to_ascii_lowercase())).map_err(internal)?;
